@@ -1,0 +1,284 @@
+"""Versioned, frozen payload models for every message on the wire.
+
+Each payload carries ``schema`` (the payload version), a globally unique ``id``
+(ULID; the cloud dedupes on it) and ``ts`` (UTC). Gateway-originated items that go
+through the outbox (events, readings) also carry ``seq``, the gateway's monotonic
+sequence number that the cloud acknowledges in ranges on ``cmd/ack``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+from enum import IntEnum, StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from ulid import ULID
+
+from microbrain.protocol.topics import ID_PATTERN
+
+SCHEMA_VERSION = 1
+MAX_PAYLOAD_BYTES = 64 * 1024  # evidence images travel separately, over HTTP
+
+Id = Annotated[str, StringConstraints(pattern=rf"^{ID_PATTERN}$")]
+# ULID (26 Crockford base32) or a canonical UUID
+MessageId = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^([0-9A-HJKMNP-TV-Z]{26}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+    ),
+]
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+# free text shown to people: bounded, no control characters except newline/tab
+Text = Annotated[str, StringConstraints(max_length=500)]
+Scalar = float | int | bool | Annotated[str, StringConstraints(max_length=200)]
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def new_id() -> str:
+    """A new ULID: unique, and sortable by creation time."""
+    return str(ULID())
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Severity(IntEnum):
+    """Severity of an event or alert; higher is more urgent."""
+
+    INFO = 1
+    WARNING = 2
+    CRITICAL = 3
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        allow_inf_nan=False,
+        str_strip_whitespace=True,
+    )
+
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema")
+    id: MessageId = Field(default_factory=new_id)
+    ts: AwareDatetime = Field(default_factory=utc_now, description="when it happened, UTC")
+
+    @field_validator("ts")
+    @classmethod
+    def _to_utc(cls, v: datetime) -> datetime:
+        return v.astimezone(UTC)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_control_chars(cls, data: Any) -> Any:
+        # hostile strings (terminal escapes, NULs) never reach logs or the console
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if isinstance(value, str) and _CONTROL.search(value):
+                    raise ValueError(f"{key}: contains control characters")
+        return data
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+def _finite(values: dict[str, Any]) -> dict[str, Any]:
+    for key, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{key}: {value} is not a finite number")
+    return values
+
+
+class EvidenceKind(StrEnum):
+    SNAPSHOT = "snapshot"
+    CLIP = "clip"
+
+
+class EvidenceRef(BaseModel):
+    """A file the gateway keeps and uploads over HTTP; the cloud checks the hash."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: EvidenceKind
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,128}$")]
+    sha256: Sha256
+    bytes: int = Field(ge=0, le=512 * 1024 * 1024)
+    content_type: Literal["image/jpeg", "video/mp4", "video/x-msvideo"] = "image/jpeg"
+
+
+class ModelRef(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Annotated[str, StringConstraints(max_length=100)]
+    version: Annotated[str, StringConstraints(max_length=64)]
+
+
+class EventState(StrEnum):
+    RAISED = "raised"
+    CLEARED = "cleared"
+
+
+class Event(_Payload):
+    """Something a gateway saw or concluded (a violation, a fault, a device gone silent)."""
+
+    type: Literal["event"] = "event"
+    seq: int = Field(default=0, ge=0, description="gateway's monotonic sequence; the outbox stamps it")
+    kind: Id = Field(description="what happened, e.g. illegal_parking, elevator_fault")
+    state: EventState = EventState.RAISED
+    severity: Severity = Severity.WARNING
+    building: Id | None = None
+    source: Id = Field(description="camera or sensor id the event comes from")
+    zone: Id | None = None
+    track_id: int | None = Field(default=None, ge=0)
+    object_class: Annotated[str, StringConstraints(max_length=64)] | None = None
+    confidence: float | None = Field(default=None, ge=0.0, le=1.0)
+    dwell_s: float | None = Field(default=None, ge=0.0, le=30 * 86400)
+    frame_ts: AwareDatetime | None = Field(default=None, description="time of the evidence frame")
+    model: ModelRef | None = None
+    evidence: tuple[EvidenceRef, ...] = Field(default=(), max_length=8)
+    message: Text | None = None
+    detail: dict[Id, Scalar] = Field(default_factory=dict, max_length=32)
+
+    _check_detail = field_validator("detail")(classmethod(lambda cls, v: _finite(v)))
+
+
+class Reading(_Payload):
+    """One sensor sample, normalised from the vendor's payload by the gateway."""
+
+    type: Literal["reading"] = "reading"
+    seq: int = Field(default=0, ge=0, description="gateway's monotonic sequence; the outbox stamps it")
+    sensor: Id
+    kind: Id = Field(description="sensor kind, e.g. hydrant_pressure, elevator")
+    building: Id | None = None
+    values: dict[Id, float | int | bool] = Field(default_factory=dict, max_length=32)
+    units: dict[Id, Annotated[str, StringConstraints(max_length=16)]] = Field(
+        default_factory=dict, max_length=32
+    )
+    faults: tuple[Id, ...] = Field(default=(), max_length=16)
+    samples: int = Field(default=1, ge=1, description="readings aggregated into this one")
+
+    _check_values = field_validator("values")(classmethod(lambda cls, v: _finite(v)))
+
+
+class GatewayState(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class Health(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    cpu_percent: float = Field(ge=0, le=100 * 1024)
+    memory_mb: float = Field(ge=0)
+    disk_free_mb: float = Field(ge=0)
+    cameras: dict[Id, Literal["online", "offline"]] = Field(default_factory=dict)
+    sensors_silent: tuple[Id, ...] = ()
+    model: ModelRef | None = None
+    outbox_depth: int = Field(default=0, ge=0)
+    outbox_oldest_age_s: float = Field(default=0.0, ge=0)
+    outbox_evicted: int = Field(default=0, ge=0)
+    rejected: int = Field(default=0, ge=0, description="bad sensor payloads rejected")
+
+
+class Status(_Payload):
+    """Heartbeat (retained); also the retained last will with ``state=offline``."""
+
+    type: Literal["status"] = "status"
+    state: GatewayState
+    software: Annotated[str, StringConstraints(max_length=32)] | None = None
+    uptime_s: float | None = Field(default=None, ge=0)
+    health: Health | None = None
+
+
+class _CommandBase(_Payload):
+    type: Literal["command"] = "command"
+    expires: AwareDatetime | None = Field(default=None, description="do not run after this")
+
+
+class Announce(_CommandBase):
+    """Play a voice warning at a spot: a prepared clip or offline text-to-speech."""
+
+    name: Literal["announce"] = "announce"
+    speaker: Id | None = Field(default=None, description="audio output; default: the gateway's")
+    clip: Id | None = None
+    text: Text | None = None
+    repeat: int = Field(default=1, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _clip_or_text(self) -> Announce:
+        if (self.clip is None) == (self.text is None):
+            raise ValueError("announce needs exactly one of 'clip' or 'text'")
+        return self
+
+
+class Recheck(_CommandBase):
+    """Run a camera rule or read a sensor now, and reply with what is found."""
+
+    name: Literal["recheck"] = "recheck"
+    source: Id
+    zone: Id | None = None
+    alert: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class ConfigReload(_CommandBase):
+    name: Literal["config_reload"] = "config_reload"
+
+
+class ModelPush(_CommandBase):
+    """A new detector to download, verify against its signed manifest, and swap in."""
+
+    name: Literal["model_push"] = "model_push"
+    model: ModelRef
+    url: Annotated[str, StringConstraints(max_length=1000)]
+    sha256: Sha256
+    signature: Annotated[str, StringConstraints(max_length=1000)]
+
+
+SeqRange = tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]
+
+
+class Ack(_CommandBase):
+    """The cloud committed these sequence ranges (inclusive); the outbox may drop them."""
+
+    name: Literal["ack"] = "ack"
+    ranges: tuple[SeqRange, ...] = Field(min_length=1, max_length=10_000)
+
+    @field_validator("ranges")
+    @classmethod
+    def _ordered(cls, v: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+        for first, last in v:
+            if first > last:
+                raise ValueError(f"range ({first}, {last}) runs backwards")
+        return v
+
+
+Command = Annotated[
+    Announce | Recheck | ConfigReload | ModelPush | Ack, Field(discriminator="name")
+]
+COMMAND_NAMES = ("announce", "recheck", "config_reload", "model_push", "ack")
+
+
+class Reply(_Payload):
+    """The gateway's answer to a command (also to one it refused)."""
+
+    type: Literal["reply"] = "reply"
+    command_id: MessageId | None = None
+    name: Id
+    ok: bool
+    reason: Text | None = None
+    detail: dict[Id, Scalar] = Field(default_factory=dict, max_length=32)
+
+    _check_detail = field_validator("detail")(classmethod(lambda cls, v: _finite(v)))

@@ -1,0 +1,167 @@
+"""Cameras, their zones and lines, the rules watching them, and the detector.
+
+A camera file (``edge analyze --camera cam.yaml``) holds one :class:`Camera`; in a
+site file cameras sit under the gateway that reads them.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from microbrain.protocol.payloads import Severity
+from microbrain.site.classes import TWO_WHEELERS, VEHICLES
+from microbrain.site.common import Id, Name, Seconds, Strict
+
+Point = tuple[Annotated[float, Field(ge=0, le=10_000)], Annotated[float, Field(ge=0, le=10_000)]]
+ClassList = Annotated[tuple[str, ...], Field(min_length=1, max_length=20)]
+
+
+class _Rule(Strict):
+    severity: Severity = Field(default=Severity.WARNING, description="1 info, 2 warning, 3 critical")
+
+
+class IllegalParking(_Rule):
+    """违停: a vehicle stationary inside a no-parking polygon for longer than ``dwell_s``."""
+
+    type: Literal["illegal_parking"]
+    classes: ClassList = VEHICLES
+    dwell_s: Seconds(5, 86_400, "how long a vehicle may stand before it is a violation") = 180.0
+    max_drift: float = Field(
+        default=0.25, gt=0, le=2,
+        description="movement of the anchor, as a fraction of the box height, still 'stationary'",
+    )
+
+
+class NightSchedule(Strict):
+    """A stricter dwell at night, in the site's local time (Asia/Shanghai by default)."""
+
+    start: time = time(22, 0)
+    end: time = time(6, 0)
+    dwell_s: Seconds(1, 86_400, "dwell limit during the night window") = 20.0
+
+
+class EbikeCharging(_Rule):
+    """飞线充电: a two-wheeler inside a no-charging zone (corridor, stairwell, entrance …).
+
+    With the COCO model this sees bicycles and motorcycles standing in the zone; it
+    cannot see a cable. A retrained model's ``ebike`` and ``charging_cable`` classes
+    are used when present, and a cable touching the bike raises the severity.
+    """
+
+    type: Literal["ebike_charging"]
+    classes: ClassList = TWO_WHEELERS
+    dwell_s: Seconds(1, 86_400, "how long a two-wheeler may stand in the zone") = 60.0
+    night: NightSchedule | None = None
+    severity: Severity = Severity.CRITICAL
+
+
+class UnleashedDog(_Rule):
+    """不文明养犬: a dog with no person within ``k`` × its box height for ``dwell_s``."""
+
+    type: Literal["unleashed_dog"]
+    dwell_s: Seconds(1, 3_600, "how long a dog may be alone") = 10.0
+    person_distance_k: float = Field(
+        default=1.5, gt=0, le=20, description="owner distance limit in dog-box heights"
+    )
+
+
+class ObjectInZone(_Rule):
+    """Generic: any of ``classes`` inside the zone for ``dwell_s``; names its own event kind."""
+
+    type: Literal["object_in_zone"]
+    kind: Id = Field(description="event kind to raise, e.g. ebike_in_elevator")
+    classes: ClassList
+    dwell_s: Seconds(0, 86_400, "how long before it counts") = 0.0
+    min_count: int = Field(default=1, ge=1, le=100)
+
+
+ZoneRule = Annotated[
+    IllegalParking | EbikeCharging | UnleashedDog | ObjectInZone, Field(discriminator="type")
+]
+
+
+class Zone(Strict):
+    """A polygon in frame pixels with the rules that apply inside it."""
+
+    id: Id
+    name: Name | None = None
+    polygon: tuple[Point, ...] = Field(description="pixel coordinates [[x, y], …], ≥ 3 points")
+    anchor: Literal["bottom_center", "center"] = Field(
+        default="bottom_center", description="point of a box tested against the polygon"
+    )
+    inertia: int = Field(default=3, ge=1, le=100, description="frames to enter or leave")
+    rules: tuple[ZoneRule, ...] = Field(min_length=1)
+
+    @field_validator("polygon")
+    @classmethod
+    def _not_degenerate(cls, pts: tuple[Point, ...]) -> tuple[Point, ...]:
+        if len(pts) < 3:
+            raise ValueError("needs at least 3 points")
+        if len(set(pts)) < 3:
+            raise ValueError("needs at least 3 distinct points")
+        xy = np.asarray(pts, dtype=float)
+        area = 0.5 * abs(np.dot(xy[:, 0], np.roll(xy[:, 1], 1)) - np.dot(xy[:, 1], np.roll(xy[:, 0], 1)))
+        if area < 1.0:
+            raise ValueError("encloses no area (points are collinear)")
+        return pts
+
+
+class Line(Strict):
+    """A tripwire: ``classes`` crossing from one side to the other raise ``kind``."""
+
+    id: Id
+    kind: Id = Field(description="event kind, e.g. ebike_entering_building")
+    points: tuple[Point, Point]
+    direction: Literal["in", "out", "both"] = Field(
+        default="both", description="'in' = from the left of points[0]→points[1] to its right"
+    )
+    classes: ClassList
+    severity: Severity = Severity.WARNING
+
+    @field_validator("points")
+    @classmethod
+    def _has_length(cls, pts: tuple[Point, Point]) -> tuple[Point, Point]:
+        if pts[0] == pts[1]:
+            raise ValueError("the two points are the same")
+        return pts
+
+
+class Camera(Strict):
+    """One camera: where its video comes from and what to watch in it."""
+
+    id: Id
+    name: Name | None = None
+    building: Id | None = Field(default=None, description="building it watches, if any")
+    source: str = Field(
+        min_length=1, max_length=1000,
+        description="rtsp://…, http(s)://…, a file path, 'usb:N', or 'sample:NAME' (bundled media)",
+    )
+    fps: float = Field(default=5.0, gt=0, le=30, description="frames analysed per second")
+    frame_size: tuple[int, int] | None = Field(
+        default=None, description="expected (width, height); zones are checked to fit inside"
+    )
+    clip_seconds: float = Field(default=0, ge=0, le=30, description="evidence clip before/after")
+    zones: tuple[Zone, ...] = ()
+    lines: tuple[Line, ...] = ()
+
+
+class DetectorConfig(Strict):
+    """The gateway's one detector, shared by all its cameras."""
+
+    type: Literal["opencv_tf", "onnx_yolo"] = Field(
+        default="opencv_tf",
+        description="opencv_tf: TensorFlow frozen graph via OpenCV DNN (default COCO SSD); "
+        "onnx_yolo: an ultralytics YOLO export via onnxruntime",
+    )
+    model: str | None = Field(
+        default=None, description="model file; default: the bundled COCO SSD-MobileNetV2"
+    )
+    config: str | None = Field(default=None, description="opencv_tf: the .pbtxt graph config")
+    input_size: int = Field(default=300, ge=32, le=2048)
+    score_threshold: float = Field(default=0.4, gt=0, lt=1)
+    nms_iou: float = Field(default=0.45, gt=0, lt=1)
+    threads: int = Field(default=2, ge=1, le=64)

@@ -1,0 +1,49 @@
+"""Escalation deadlines: how long each level has to acknowledge, by severity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from microbrain.protocol.payloads import Severity
+from microbrain.site.common import Id, Seconds, Strict
+
+LEVELS = ("building", "compound", "community")
+
+
+class LevelDeadlines(Strict):
+    critical: Seconds(10, 7 * 86_400, "to acknowledge a critical alert") = 300.0
+    warning: Seconds(10, 7 * 86_400, "to acknowledge a warning") = 1800.0
+    info: Seconds(10, 7 * 86_400, "to acknowledge an info alert") = 4 * 3600.0
+
+    def for_severity(self, severity: Severity) -> float:
+        return {Severity.CRITICAL: self.critical, Severity.WARNING: self.warning,
+                Severity.INFO: self.info}[Severity(severity)]
+
+
+class EscalationPolicy(Strict):
+    """Building → compound → community, then 吹哨: a work order to a department."""
+
+    building: LevelDeadlines = LevelDeadlines()
+    compound: LevelDeadlines = LevelDeadlines(critical=600, warning=3600, info=8 * 3600)
+    community: LevelDeadlines = LevelDeadlines(critical=900, warning=7200, info=24 * 3600)
+    whistle: dict[Id, Id] = Field(
+        default_factory=dict, description="event kind → department that a work order goes to"
+    )
+
+    def deadline(self, level: str, severity: Severity) -> float:
+        return getattr(self, level).for_severity(severity)
+
+
+def merge_policy(base: EscalationPolicy, override: dict[str, Any] | None) -> EscalationPolicy:
+    """Inherit down the tree: the override's keys replace the base's, level by level."""
+    if not override:
+        return base
+    data = base.model_dump()
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return EscalationPolicy.model_validate(data)

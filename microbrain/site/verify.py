@@ -1,0 +1,175 @@
+"""Cross-object checks that one model alone cannot make: unique ids, references
+that resolve, classes a detector knows, zones that fit the frame, files that exist.
+
+Each ``verify_*`` takes the validated site and yields :class:`Problem`\\ s with the
+YAML path of the offending value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from microbrain.resources import SAMPLE_SCHEME, SAMPLES
+from microbrain.site.cameras import Camera
+from microbrain.site.classes import KNOWN_CLASSES
+from microbrain.site.escalation import merge_policy
+from microbrain.site.model import Site
+from microbrain.site.sensors import Threshold
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+def _duplicates(items: Iterable[tuple[str, str]], what: str) -> Iterator[Problem]:
+    """``items`` are (path, id); report every id after its first use."""
+    seen: dict[str, str] = {}
+    for path, ident in items:
+        if ident in seen:
+            yield Problem(f"{path}.id", f"duplicate {what} id {ident!r} (first at {seen[ident]})")
+        else:
+            seen[ident] = path
+
+
+def _walk(site: Site) -> Iterator[tuple[str, object, object, object]]:
+    """(path, community, compound, gateway) for every gateway."""
+    for i, community in enumerate(site.communities):
+        for j, compound in enumerate(community.compounds):
+            for k, gateway in enumerate(compound.gateways):
+                yield f"communities[{i}].compounds[{j}].gateways[{k}]", community, compound, gateway
+
+
+def verify_unique_ids(site: Site) -> Iterator[Problem]:
+    yield from _duplicates(
+        ((f"communities[{i}]", c.id) for i, c in enumerate(site.communities)), "community"
+    )
+    yield from _duplicates(
+        (
+            (f"communities[{i}].compounds[{j}]", k.id)
+            for i, c in enumerate(site.communities)
+            for j, k in enumerate(c.compounds)
+        ),
+        "compound",
+    )
+    for i, community in enumerate(site.communities):
+        for j, compound in enumerate(community.compounds):
+            yield from _duplicates(
+                ((f"communities[{i}].compounds[{j}].buildings[{b}]", x.id)
+                 for b, x in enumerate(compound.buildings)),
+                "building",
+            )
+    yield from _duplicates(((p, g.id) for p, _, _, g in _walk(site)), "gateway")
+    devices = []
+    for path, _, _, gateway in _walk(site):
+        devices += [(f"{path}.cameras[{n}]", c.id) for n, c in enumerate(gateway.cameras)]
+        devices += [(f"{path}.sensors[{n}]", s.id) for n, s in enumerate(gateway.sensors)]
+    yield from _duplicates(devices, "device (camera or sensor)")
+    yield from _duplicates(
+        ((f"departments[{n}]", d.id) for n, d in enumerate(site.departments)), "department"
+    )
+    yield from _duplicates(
+        ((f"sensor_profiles[{n}]", p.id) for n, p in enumerate(site.sensor_profiles)), "profile"
+    )
+
+
+def verify_camera(camera: Camera, path: str, base: Path | None) -> Iterator[Problem]:
+    """Checks for one camera; also used for a stand-alone camera file."""
+    yield from _duplicates(((f"{path}.zones[{n}]", z.id) for n, z in enumerate(camera.zones)), "zone")
+    yield from _duplicates(((f"{path}.lines[{n}]", x.id) for n, x in enumerate(camera.lines)), "line")
+    for n, zone in enumerate(camera.zones):
+        for r, rule in enumerate(zone.rules):
+            for cls in getattr(rule, "classes", ()):
+                if cls not in KNOWN_CLASSES:
+                    yield Problem(f"{path}.zones[{n}].rules[{r}].classes",
+                                  f"unknown class {cls!r}; a detector names COCO classes "
+                                  "(car, bicycle, dog, …) or ebike, charging_cable, leash")
+        if camera.frame_size:
+            width, height = camera.frame_size
+            for p, (x, y) in enumerate(zone.polygon):
+                if x > width or y > height:
+                    yield Problem(f"{path}.zones[{n}].polygon[{p}]",
+                                  f"point ({x:g}, {y:g}) lies outside the {width}×{height} frame")
+    for n, line in enumerate(camera.lines):
+        for cls in line.classes:
+            if cls not in KNOWN_CLASSES:
+                yield Problem(f"{path}.lines[{n}].classes", f"unknown class {cls!r}")
+    source = camera.source
+    if source.startswith(SAMPLE_SCHEME):
+        name = source[len(SAMPLE_SCHEME):]
+        if name not in SAMPLES:
+            yield Problem(f"{path}.source", f"unknown sample {name!r} (known: {', '.join(SAMPLES)})")
+    elif "://" not in source and not source.startswith("usb:"):
+        file = Path(source)
+        if not file.is_absolute() and base is not None:
+            file = base / file
+        if not file.exists():
+            yield Problem(f"{path}.source", f"video file {str(file)!r} does not exist")
+
+
+def verify_references(site: Site, base: Path | None = None) -> Iterator[Problem]:
+    profiles = {p.id: p for p in site.sensor_profiles}
+    departments = {d.id for d in site.departments}
+    for kind, dept in site.escalation.whistle.items():
+        if dept not in departments:
+            yield Problem(f"escalation.whistle.{kind}", f"unknown department {dept!r}")
+    for path, community, compound, gateway in _walk(site):
+        buildings = {b.id: b for b in compound.buildings}
+        known = ", ".join(buildings)
+        if gateway.building and gateway.building not in buildings:
+            yield Problem(f"{path}.building",
+                          f"unknown building {gateway.building!r} in compound {compound.id!r} (known: {known})")
+        for n, camera in enumerate(gateway.cameras):
+            cpath = f"{path}.cameras[{n}]"
+            if camera.building and camera.building not in buildings:
+                yield Problem(f"{cpath}.building", f"unknown building {camera.building!r} (known: {known})")
+            yield from verify_camera(camera, cpath, base)
+        for n, sensor in enumerate(gateway.sensors):
+            spath = f"{path}.sensors[{n}]"
+            if sensor.building not in buildings:
+                yield Problem(f"{spath}.building",
+                              f"unknown building {sensor.building!r} in compound {compound.id!r} (known: {known})")
+            profile = profiles.get(sensor.profile)
+            if profile is None:
+                yield Problem(f"{spath}.profile", f"unknown sensor profile {sensor.profile!r} "
+                              f"(known: {', '.join(profiles) or 'none'})")
+                continue
+            fields = {f.name for f in profile.fields}
+            rules = sensor.rules if sensor.rules is not None else profile.rules
+            where = f"{spath}.rules" if sensor.rules is not None else f"sensor_profiles[{site.sensor_profiles.index(profile)}].rules"
+            for r, rule in enumerate(rules):
+                field = getattr(rule, "field", None)
+                if field is not None and field not in fields:
+                    yield Problem(f"{where}[{r}].field",
+                                  f"profile {profile.id!r} has no field {field!r} (has: {', '.join(sorted(fields)) or 'none'})")
+                if isinstance(rule, Threshold) and rule.below == "gb50974" and profile.kind != "hydrant_pressure":
+                    yield Problem(f"{where}[{r}].below", "'gb50974' applies to hydrant_pressure sensors only")
+
+
+def verify_escalation(site: Site) -> Iterator[Problem]:
+    for i, community in enumerate(site.communities):
+        scopes = [(f"communities[{i}]", community.escalation)]
+        scopes += [(f"communities[{i}].compounds[{j}]", k.escalation) for j, k in enumerate(community.compounds)]
+        for path, override in scopes:
+            try:
+                merge_policy(site.escalation, override)
+            except ValidationError as err:
+                first = err.errors(include_url=False)[0]
+                loc = ".".join(str(p) for p in first["loc"])
+                yield Problem(f"{path}.escalation.{loc}", first["msg"])
+
+
+def verify_site(site: Site, base: Path | None = None) -> list[Problem]:
+    problems: list[Problem] = []
+    problems += verify_unique_ids(site)
+    problems += verify_references(site, base)
+    problems += verify_escalation(site)
+    return problems

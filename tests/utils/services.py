@@ -1,0 +1,137 @@
+"""Real services for tests: the machine's Mosquitto, private Mosquittos, PostgreSQL.
+
+No mocks: every fixture here talks to the real thing or fails with the command that
+starts it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BROKER_HOST = os.environ.get("MB_TEST_BROKER_HOST", "127.0.0.1")
+BROKER_PORT = int(os.environ.get("MB_TEST_BROKER_PORT", "1883"))
+PG_URL = os.environ.get("MB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(host, port, 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
+
+
+@dataclass
+class MosquittoProcess:
+    """A private ``mosquitto`` the test owns: it can be stopped, killed, restarted."""
+
+    config: Path
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> MosquittoProcess:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(exe).exists():
+            raise RuntimeError("mosquitto is not installed: apt-get install mosquitto")
+        self.proc = subprocess.Popen(
+            [exe, "-c", str(self.config)],
+            stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+        )
+        wait_port("127.0.0.1", self.port)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+
+def write_mosquitto_conf(directory: Path, port: int, extra: str = "") -> Path:
+    """A minimal private broker config; ``extra`` adds auth/ACL/persistence lines."""
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\n"
+        f"persistence true\npersistence_location {directory}/\n"
+        "autosave_interval 1\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n"
+        + ("allow_anonymous true\n" if "allow_anonymous" not in extra and "password_file" not in extra else "")
+        + extra
+    )
+    return conf
+
+
+@contextmanager
+def private_mosquitto(directory: Path, extra: str = "", conf: Path | None = None,
+                      port: int | None = None) -> Iterator[MosquittoProcess]:
+    port = port or free_port()
+    conf = conf or write_mosquitto_conf(directory, port, extra)
+    broker = MosquittoProcess(conf, port, directory / "mosquitto.log").start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh database on the machine's PostgreSQL, dropped afterwards; yields its URL."""
+    import psycopg  # the postgres extra
+
+    name = f"mb_test_{uuid.uuid4().hex[:12]}"
+    admin = PG_URL
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as err:
+        raise RuntimeError(
+            f"PostgreSQL is not reachable at {admin} ({err}); start it with: "
+            "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+        ) from err
+    base = admin.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
