@@ -1,0 +1,47 @@
+"""The ``microbrain`` command line: one entry point for the gateway, the cloud and tools.
+
+Command modules import ``edge`` and ``cloud`` lazily inside their functions, so a
+cloud-only or gateway-only install still starts the CLI.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from microbrain.cli import agent, analyze, broker, cloud, doctor, simulate, site
+
+app = typer.Typer(
+    name="microbrain",
+    help="社区微脑 microbrain: edge video/IoT gateways and the cloud that alerts, escalates "
+    "and dispatches.\n\nStart with:  microbrain site check configs/demo/site.yaml",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+site_app = typer.Typer(help="Validate and inspect site files (the district's YAML).", no_args_is_help=True)
+site_app.command("check")(site.check)
+
+edge_app = typer.Typer(help="The compound gateway: video analytics, sensors, uplink.", no_args_is_help=True)
+edge_app.command("analyze")(analyze.analyze)
+edge_app.command("run")(agent.run)
+
+cloud_app = typer.Typer(help="The central service: ingest, alerts, escalation, API.", no_args_is_help=True)
+cloud_app.command("serve")(cloud.serve)
+
+simulate_app = typer.Typer(help="Simulated devices for demos, load tests and drills.", no_args_is_help=True)
+simulate_app.command("sensors")(simulate.sensors)
+
+broker_app = typer.Typer(help="MQTT broker configuration.", no_args_is_help=True)
+broker_app.command("config")(broker.config)
+
+app.add_typer(site_app, name="site")
+app.add_typer(edge_app, name="edge")
+app.add_typer(cloud_app, name="cloud")
+app.add_typer(simulate_app, name="simulate")
+app.add_typer(broker_app, name="broker")
+app.command("doctor")(doctor.doctor)
+
+
+def main() -> None:
+    app()
