@@ -15,6 +15,7 @@ from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -39,11 +40,23 @@ MessageId = Annotated[
     ),
 ]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-# free text shown to people: bounded, no control characters except newline/tab
-Text = Annotated[str, StringConstraints(max_length=500)]
-Scalar = float | int | bool | Annotated[str, StringConstraints(max_length=200)]
-
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _no_control_chars(value: str) -> str:
+    # hostile strings (terminal escapes, NULs) never reach logs or the console
+    if _CONTROL.search(value):
+        raise ValueError("contains control characters")
+    return value
+
+
+def Bounded(max_length: int) -> Any:  # noqa: N802 - reads as a type
+    """Free text of at most ``max_length`` characters, without control characters."""
+    return Annotated[str, StringConstraints(max_length=max_length), AfterValidator(_no_control_chars)]
+
+
+Text = Bounded(500)  # shown to people
+Scalar = float | int | bool | Bounded(200)
 
 
 def new_id() -> str:
@@ -81,16 +94,6 @@ class _Payload(BaseModel):
     def _to_utc(cls, v: datetime) -> datetime:
         return v.astimezone(UTC)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _no_control_chars(cls, data: Any) -> Any:
-        # hostile strings (terminal escapes, NULs) never reach logs or the console
-        if isinstance(data, dict):
-            for key, value in data.items():
-                if isinstance(value, str) and _CONTROL.search(value):
-                    raise ValueError(f"{key}: contains control characters")
-        return data
-
     def to_json(self) -> bytes:
         return self.model_dump_json(by_alias=True, exclude_none=True).encode()
 
@@ -122,8 +125,8 @@ class EvidenceRef(BaseModel):
 class ModelRef(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: Annotated[str, StringConstraints(max_length=100)]
-    version: Annotated[str, StringConstraints(max_length=64)]
+    name: Bounded(100)
+    version: Bounded(64)
 
 
 class EventState(StrEnum):
@@ -143,7 +146,7 @@ class Event(_Payload):
     source: Id = Field(description="camera or sensor id the event comes from")
     zone: Id | None = None
     track_id: int | None = Field(default=None, ge=0)
-    object_class: Annotated[str, StringConstraints(max_length=64)] | None = None
+    object_class: Bounded(64) | None = None
     confidence: float | None = Field(default=None, ge=0.0, le=1.0)
     dwell_s: float | None = Field(default=None, ge=0.0, le=30 * 86400)
     frame_ts: AwareDatetime | None = Field(default=None, description="time of the evidence frame")
@@ -164,7 +167,7 @@ class Reading(_Payload):
     kind: Id = Field(description="sensor kind, e.g. hydrant_pressure, elevator")
     building: Id | None = None
     values: dict[Id, float | int | bool] = Field(default_factory=dict, max_length=32)
-    units: dict[Id, Annotated[str, StringConstraints(max_length=16)]] = Field(
+    units: dict[Id, Bounded(16)] = Field(
         default_factory=dict, max_length=32
     )
     faults: tuple[Id, ...] = Field(default=(), max_length=16)
@@ -198,7 +201,7 @@ class Status(_Payload):
 
     type: Literal["status"] = "status"
     state: GatewayState
-    software: Annotated[str, StringConstraints(max_length=32)] | None = None
+    software: Bounded(32) | None = None
     uptime_s: float | None = Field(default=None, ge=0)
     health: Health | None = None
 
@@ -230,7 +233,7 @@ class Recheck(_CommandBase):
     name: Literal["recheck"] = "recheck"
     source: Id
     zone: Id | None = None
-    alert: Annotated[str, StringConstraints(max_length=64)] | None = None
+    alert: Bounded(64) | None = None
 
 
 class ConfigReload(_CommandBase):
@@ -242,9 +245,9 @@ class ModelPush(_CommandBase):
 
     name: Literal["model_push"] = "model_push"
     model: ModelRef
-    url: Annotated[str, StringConstraints(max_length=1000)]
+    url: Bounded(1000)
     sha256: Sha256
-    signature: Annotated[str, StringConstraints(max_length=1000)]
+    signature: Bounded(1000)
 
 
 SeqRange = tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]

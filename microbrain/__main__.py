@@ -1,0 +1,3 @@
+from microbrain.cli import main
+
+main()

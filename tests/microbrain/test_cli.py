@@ -1,0 +1,59 @@
+"""The CLI as a user runs it: a real subprocess, real exit codes, stderr messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def microbrain(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "microbrain", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+
+
+def test_site_check_accepts_the_demo() -> None:
+    result = microbrain("site", "check", "configs/demo/site.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout and "12 sensors" in result.stdout
+
+
+def test_site_check_rejects_a_broken_copy_with_exit_2(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "configs/demo/site.yaml").read_text(encoding="utf-8"))
+    data["communities"][0]["compounds"][2 - 2]["gateways"][0]["cameras"][1]["zones"][0]["polygon"] = [[1, 1]]
+    bad = tmp_path / "site.yaml"
+    bad.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    result = microbrain("site", "check", str(bad))
+    assert result.returncode == 2
+    assert "communities[0].compounds[0].gateways[0].cameras[1].zones[0].polygon: needs at least 3 points" in result.stderr
+    assert result.stdout == ""
+
+
+def test_site_check_missing_file() -> None:
+    result = microbrain("site", "check", "nowhere.yaml")
+    assert result.returncode == 2
+    assert "no such file" in result.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["site", "check"], ["doctor"], ["edge", "analyze"], ["edge", "run"],
+                                     ["cloud", "serve"], ["simulate", "sensors"], ["broker", "config"]])
+def test_every_command_has_help(command: list[str]) -> None:
+    result = microbrain(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout
+    if command:
+        assert "Example" in result.stdout, f"{' '.join(command)} --help lacks an example"
+
+
+def test_doctor_reports_each_item_with_a_fix() -> None:
+    result = microbrain("doctor")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[ok] default model" in result.stdout
+    for line in result.stdout.splitlines():
+        if line.startswith("[missing") or line.startswith("[MISSING"):
+            assert "fix:" in result.stdout

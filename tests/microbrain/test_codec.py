@@ -1,0 +1,156 @@
+"""Every payload model round-trips; every hostile case is refused with a named field."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from microbrain.protocol import (
+    MAX_PAYLOAD_BYTES,
+    Ack,
+    Announce,
+    ConfigReload,
+    Event,
+    EventState,
+    EvidenceRef,
+    GatewayPath,
+    GatewayState,
+    Health,
+    ModelPush,
+    ModelRef,
+    ProtocolError,
+    Reading,
+    Recheck,
+    Reply,
+    Severity,
+    Status,
+    decode,
+    encode,
+    Message,
+    parse_topic,
+)
+
+GW = GatewayPath("xiyuan", "xiyuan-1", "gw-xiyuan-1")
+SHA = "a" * 64
+
+SAMPLES = [
+    ("event", None, Event(
+        seq=7, kind="illegal_parking", building="b1", source="cam-fire-lane", zone="fire-lane",
+        track_id=3, object_class="truck", confidence=0.51, dwell_s=21.5,
+        frame_ts=datetime(2026, 11, 27, 8, tzinfo=UTC), model=ModelRef(name="ssd", version="2018.03"),
+        evidence=(EvidenceRef(kind="snapshot", name="e1.jpg", sha256=SHA, bytes=1234),),
+        message="货车占用消防通道", detail={"zone_area": 0.2, "night": False},
+    )),
+    ("event", None, Event(seq=8, kind="illegal_parking", source="cam-1", state=EventState.CLEARED,
+                          severity=Severity.INFO)),
+    ("reading", None, Reading(seq=9, sensor="b1-hydrant-top", kind="hydrant_pressure",
+                              building="b1", values={"pressure_mpa": 0.31}, units={"pressure_mpa": "MPa"})),
+    ("reading", None, Reading(seq=10, sensor="b1-elevator-a", kind="elevator",
+                              values={"running": True, "floor": 12}, faults=("trapped_passenger",))),
+    ("status", None, Status(state=GatewayState.ONLINE, software="0.1.0", uptime_s=12.5,
+                            health=Health(cpu_percent=12, memory_mb=210, disk_free_mb=9000,
+                                          cameras={"cam-1": "online"}, outbox_depth=3))),
+    ("status", None, Status(state=GatewayState.OFFLINE)),
+    ("cmd", "ack", Ack(ranges=((1, 10), (12, 12)))),
+    ("cmd", "announce", Announce(text="请勿在楼道内停放电动车", repeat=2)),
+    ("cmd", "recheck", Recheck(source="cam-1", zone="fire-lane")),
+    ("cmd", "config_reload", ConfigReload()),
+    ("cmd", "model_push", ModelPush(model=ModelRef(name="mb-ebike", version="3"),
+                                    url="http://cloud/models/3.onnx", sha256=SHA, signature="sig")),
+    ("reply", "recheck", Reply(name="recheck", ok=False, reason="camera offline")),
+]
+
+
+@pytest.mark.parametrize(("channel", "name", "payload"), SAMPLES)
+def test_every_model_round_trips(channel: str, name: str | None, payload) -> None:  # type: ignore[no-untyped-def]
+    topic = GW.topic(channel, name)
+    message = decode(topic, payload.to_json())
+    assert message.payload == payload
+    assert encode(message) == (topic, payload.to_json())
+    assert json.loads(payload.to_json())["schema"] == 1
+
+
+def _reading(**override):  # type: ignore[no-untyped-def]
+    data = json.loads(Reading(seq=1, sensor="s1", kind="hydrant_pressure",
+                              values={"pressure_mpa": 0.3}).to_json())
+    data.update(override)
+    return json.dumps(data).encode()
+
+
+NOW = datetime.now(UTC)
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b"not json", "payload"),
+        (b"", "payload"),
+        (b"\xff\xfe", "payload"),
+        (b"[]", "payload"),
+        (b'{"schema": 1}', "sensor"),
+        (_reading(seq=-1), "seq"),
+        (_reading(seq="one"), "seq"),
+        (_reading(values={"p": "NaN"}), "values.p"),
+        (_reading().replace(b"0.3", b"NaN"), "values.pressure_mpa"),
+        (_reading().replace(b"0.3", b"Infinity"), "values.pressure_mpa"),
+        (_reading().replace(b"0.3", b"1e999"), "values.pressure_mpa"),
+        (_reading(schema=2), "schema"),
+        (_reading(id="not-an-id"), "id"),
+        (_reading(ts="2026-01-01T00:00:00"), "ts"),
+        (_reading(ts=(NOW + timedelta(hours=2)).isoformat()), "ts"),
+        (_reading(sensor="Bad Sensor"), "sensor"),
+        (_reading(unexpected=1), "unexpected"),
+        (_reading(sensor="s1\x1b[31m"), "sensor"),
+        (b"{" * 10_000 + b"}" * 10_000, "payload"),
+        (b'{"x": "' + b"a" * (MAX_PAYLOAD_BYTES + 1) + b'"}', "payload"),
+    ],
+)
+def test_hostile_payloads_are_refused_naming_the_field(raw: bytes, field: str) -> None:
+    with pytest.raises(ProtocolError) as err:
+        decode(GW.topic("reading"), raw, now=NOW)
+    assert err.value.field is not None
+    assert err.value.field.startswith(field.split(".")[0]), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_command_name_must_match_topic() -> None:
+    with pytest.raises(ProtocolError) as err:
+        decode(GW.topic("cmd", "announce"), Ack(ranges=((1, 2),)).to_json())
+    assert "does not match" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda: Ack(ranges=((5, 1),)),
+        lambda: Ack(ranges=()),
+        lambda: Announce(),
+        lambda: Announce(text="x", clip="c"),
+        lambda: Reading(seq=1, sensor="s", kind="k", values={"v": float("nan")}),
+        lambda: Event(kind="k", source="s", confidence=1.5),
+        lambda: Event(kind="k", source="s", ts=datetime(2026, 1, 1)),
+    ],
+)
+def test_models_refuse_invalid_construction(bad) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError):
+        bad()
+
+
+def test_timestamps_are_normalised_to_utc() -> None:
+    from zoneinfo import ZoneInfo
+
+    local = datetime(2026, 11, 27, 20, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    event = Event(kind="k", source="s", ts=local)
+    assert event.ts.tzinfo == UTC and event.ts.hour == 12
+
+
+def test_ids_are_unique_and_sortable() -> None:
+    ids = [Event(kind="k", source="s").id for _ in range(1000)]
+    assert len(set(ids)) == 1000
+
+
+def test_message_dataclass_keeps_topic() -> None:
+    message = Message(parse_topic(GW.topic("status")), Status(state="online"))
+    assert message.topic.gateway == GW
