@@ -5,7 +5,9 @@ from microbrain.site.cameras import (
     ObjectInZone, UnleashedDog, Zone, ZoneRule,
 )
 from microbrain.site.common import Contact, parse_duration
-from microbrain.site.escalation import LEVELS, EscalationPolicy, LevelDeadlines, merge_policy
+from microbrain.site.escalation import (
+    LEVELS, EscalationOverride, EscalationPolicy, LevelDeadlines, LevelOverride, merge_policy,
+)
 from microbrain.site.loader import SiteError, load_camera, load_site
 from microbrain.site.model import (
     Building, Community, Compound, Department, District, Gateway, GatewayPlace, Site,
@@ -17,8 +19,8 @@ from microbrain.site.verify import Problem, verify_camera, verify_site
 
 __all__ = [
     "LEVELS", "Building", "Camera", "Community", "Compound", "Contact", "Department",
-    "DetectorConfig", "District", "EbikeCharging", "EscalationPolicy", "Fault", "FaultMap",
-    "FieldMap", "Gateway", "GatewayPlace", "IllegalParking", "LevelDeadlines", "Line",
+    "DetectorConfig", "District", "EbikeCharging", "EscalationOverride", "EscalationPolicy", "Fault", "FaultMap",
+    "FieldMap", "Gateway", "GatewayPlace", "IllegalParking", "LevelDeadlines", "LevelOverride", "Line",
     "NightSchedule", "ObjectInZone", "Problem", "RateOfChange", "Sensor", "SensorProfile",
     "SensorRule", "Site", "SiteError", "Stuck", "Threshold", "UnleashedDog", "Zone",
     "ZoneRule", "load_camera", "load_site", "merge_policy", "parse_duration",

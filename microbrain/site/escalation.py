@@ -36,8 +36,29 @@ class EscalationPolicy(Strict):
         return getattr(self, level).for_severity(severity)
 
 
-def merge_policy(base: EscalationPolicy, override: dict[str, Any] | None) -> EscalationPolicy:
+class LevelOverride(Strict):
+    """Some of a level's deadlines; the rest are inherited from the level above."""
+
+    critical: Seconds(10, 7 * 86_400, "to acknowledge a critical alert") | None = None
+    warning: Seconds(10, 7 * 86_400, "to acknowledge a warning") | None = None
+    info: Seconds(10, 7 * 86_400, "to acknowledge an info alert") | None = None
+
+
+class EscalationOverride(Strict):
+    """A community's or compound's changes to the policy it inherits."""
+
+    building: LevelOverride | None = None
+    compound: LevelOverride | None = None
+    community: LevelOverride | None = None
+    whistle: dict[Id, Id] | None = Field(default=None, description="merged into the parent's")
+
+
+def merge_policy(
+    base: EscalationPolicy, override: EscalationOverride | dict[str, Any] | None
+) -> EscalationPolicy:
     """Inherit down the tree: the override's keys replace the base's, level by level."""
+    if isinstance(override, EscalationOverride):
+        override = override.model_dump(exclude_none=True)
     if not override:
         return base
     data = base.model_dump()

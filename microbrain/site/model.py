@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
@@ -13,7 +13,7 @@ from pydantic import Field, field_validator
 from microbrain.protocol.topics import GatewayPath
 from microbrain.site.cameras import Camera, DetectorConfig
 from microbrain.site.common import Contact, Id, Name, Seconds, Strict
-from microbrain.site.escalation import EscalationPolicy
+from microbrain.site.escalation import EscalationOverride, EscalationPolicy, merge_policy
 from microbrain.site.sensors import Sensor, SensorProfile
 from microbrain.site.standards import BuildingCategory
 
@@ -49,7 +49,7 @@ class Compound(Strict):
     id: Id
     name: Name
     contacts: tuple[Contact, ...] = Field(default=(), description="党支部, 物业 …")
-    escalation: dict[str, Any] | None = Field(default=None, description="override the parent's")
+    escalation: EscalationOverride | None = Field(default=None, description="override the parent's")
     buildings: tuple[Building, ...] = Field(min_length=1)
     gateways: tuple[Gateway, ...] = ()
 
@@ -60,7 +60,7 @@ class Community(Strict):
     id: Id
     name: Name
     contacts: tuple[Contact, ...] = Field(default=(), description="社区值班台 …")
-    escalation: dict[str, Any] | None = None
+    escalation: EscalationOverride | None = None
     compounds: tuple[Compound, ...] = Field(min_length=1)
 
 
@@ -122,6 +122,11 @@ class Site(Strict):
                 return place
         known = ", ".join(p.gateway.id for p in self.gateways()) or "none"
         raise KeyError(f"no gateway {gateway_id!r} in the site (known: {known})")
+
+    def escalation_for(self, community: Community, compound: Compound | None = None) -> EscalationPolicy:
+        """The policy in force at a community or compound, inherited down the tree."""
+        policy = merge_policy(self.escalation, community.escalation)
+        return merge_policy(policy, compound.escalation) if compound is not None else policy
 
     def profile(self, profile_id: str) -> SensorProfile:
         for profile in self.sensor_profiles:

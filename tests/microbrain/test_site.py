@@ -59,10 +59,11 @@ def test_demo_site_loads_with_expected_shape() -> None:
 def test_escalation_inherits_down_the_tree() -> None:
     site = load_site(DEMO)
     dongcheng = site.communities[1]
-    community = merge_policy(site.escalation, dongcheng.escalation)
+    community = site.escalation_for(dongcheng)
     assert community.deadline("building", Severity.CRITICAL) == 180
     assert community.deadline("building", Severity.WARNING) == 1800  # inherited
-    plaza = merge_policy(community, dongcheng.compounds[1].escalation)
+    plaza = site.escalation_for(dongcheng, dongcheng.compounds[1])
+    assert plaza == merge_policy(community, dongcheng.compounds[1].escalation)
     assert plaza.deadline("compound", Severity.CRITICAL) == 300
     assert plaza.deadline("building", Severity.CRITICAL) == 180
     assert plaza.whistle["elevator_fault"] == "elevator"
@@ -98,6 +99,10 @@ BROKEN = [
     ("whistle to unknown department", _set(("escalation", "whistle", "ebike_charging"), "army"), "escalation.whistle.ebike_charging", "unknown department"),
     ("bad escalation override", _set(("communities", 1, "escalation"), {"building": {"critical": -1}}),
      "communities[1].escalation.building.critical", "greater than or equal"),
+    ("escalation override typo", _set(("communities", 1, "escalation"), {"buildng": {"critical": 60}}),
+     "communities[1].escalation.buildng", "Extra inputs"),
+    ("override whistles to unknown department", _set(("communities", 1, "escalation"), {"whistle": {"x": "navy"}}),
+     "communities[1].escalation.whistle.x", "unknown department 'navy'"),
     ("rule field not in profile", _set(("sensor_profiles", 0, "rules", 0, "field"), "psi"), "sensor_profiles[0].rules[0].field", "no field 'psi'"),
     ("threshold both sides", _set(("sensor_profiles", 0, "rules", 0, "above"), 1.0), "sensor_profiles[0].rules[0]", "exactly one"),
     ("bad time zone", _set(("district", "timezone"), "Mars/Olympus"), "district.timezone", "unknown time zone"),
