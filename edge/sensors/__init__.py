@@ -1,0 +1,1 @@
+"""IoT sensors on the gateway: vendor payloads → Readings → rule events."""

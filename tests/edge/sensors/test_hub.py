@@ -1,0 +1,51 @@
+"""The hub routes by topic, coalesces chatty readings, counts what it rejects."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import REGISTRY
+
+from edge.sensors.hub import SensorHub
+from microbrain.protocol import Event, Reading
+from microbrain.site.model import Site
+
+T0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+
+
+def rejected(reason: str) -> float:
+    return REGISTRY.get_sample_value("microbrain_edge_sensor_rejected_total", {"reason": reason}) or 0.0
+
+
+def test_hub_routes_coalesces_and_counts(demo_site: Site) -> None:
+    sunk: list[Event | Reading] = []
+    hub = SensorHub(demo_site, demo_site.gateway("gw-xiyuan-1"), sunk.extend,
+                    reading_min_interval_s=10)
+    topic = "devices/hydrant/b1-top"
+    for n in range(5):  # 5 samples within 4 s → one reading forwarded now
+        hub.handle(topic, b'{"data": {"p_kpa": 300}}', T0 + timedelta(seconds=n))
+    hub.handle(topic, b'{"data": {"p_kpa": 300}}', T0 + timedelta(seconds=11))
+    readings = [r for r in sunk if isinstance(r, Reading)]
+    assert [r.samples for r in readings] == [1, 5]  # the second stands for 5 samples
+
+    before_json, before_topic = rejected("not_json"), rejected("unknown_topic")
+    assert hub.handle(topic, b"\x00garbage") == []
+    assert hub.handle("devices/nobody", b"{}") == []
+    assert rejected("not_json") == before_json + 1
+    assert rejected("unknown_topic") == before_topic + 1
+    assert hub.rejected == 2
+
+    # an event is never held back by coalescing
+    sunk.clear()
+    hub.handle("devices/elevator/b1-a", b'{"fault": {"code": "E01"}}', T0)
+    assert [type(x).__name__ for x in sunk] == ["Reading", "Event"]
+
+
+def test_silence_reports_offline_sensors(demo_site: Site) -> None:
+    sunk: list[Event | Reading] = []
+    hub = SensorHub(demo_site, demo_site.gateway("gw-xiyuan-2"), sunk.extend)
+    hub.check_silence(T0)
+    hub.handle("devices/water/b1", b'{"level": 0.3}', T0 + timedelta(seconds=600))
+    events = hub.check_silence(T0 + timedelta(seconds=900))  # fire door: 300 s × 3 = 900
+    assert [(e.source, e.kind) for e in events] == [("x2-b2-firedoor", "sensor_offline")]
+    assert hub.silent_sensors() == ("x2-b2-firedoor",)
