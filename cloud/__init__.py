@@ -1,0 +1,1 @@
+"""The central service: ingest, storage, alerts, escalation, work orders and the API."""

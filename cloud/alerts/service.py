@@ -1,0 +1,194 @@
+"""Alert services: plain functions over a Session; the API and the ingest are thin shells.
+
+Lifecycle::
+
+    open ─► acknowledged ─► dispatched ─► resolved ─► closed
+      └──────────┴──────────────┴──► resolved (also automatically when the edge
+                                     reports the condition ``cleared``)
+    resolved ─► open (a work order's verification found the condition still there)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from cloud import escalation
+from cloud.alerts.audit import record
+from cloud.db import models as m
+from cloud.errors import Conflict, NotFound
+from microbrain.protocol import Event, EventState
+
+
+class AlertStatus(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    DISPATCHED = "dispatched"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+
+
+ACTIVE = (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED, AlertStatus.DISPATCHED)
+MAX_NOTE = 2000
+
+
+def alert_key(kind: str, community: str, compound: str, building: str | None,
+              zone: str | None, source: str) -> str:
+    """The same thing at the same place is one alert: kind + place + zone (or device)."""
+    return f"{kind}|{community}/{compound}/{building or '-'}|{source}/{zone or '-'}"
+
+
+def get_alert(session: Session, alert_id: int, *, for_update: bool = False) -> m.Alert:
+    stmt = select(m.Alert).where(m.Alert.id == alert_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    alert = session.scalars(stmt).one_or_none()
+    if alert is None:
+        raise NotFound(f"alert {alert_id} does not exist")
+    return alert
+
+
+def _active_alert(session: Session, key: str) -> m.Alert | None:
+    return session.scalars(
+        select(m.Alert).where(m.Alert.key == key, m.Alert.active.is_(True))
+    ).one_or_none()
+
+
+def fold_event(session: Session, event: Event, gateway: m.Gateway, now: datetime,
+               cache: dict[str, m.Alert | None] | None = None) -> m.Alert | None:
+    """Fold one stored event into its alert; returns the alert it touched, if any.
+
+    A raised event opens an alert or counts a repeat; a cleared event resolves the live
+    alert with the same key (and touches nothing when there is none).
+    ``cache`` keeps alerts found earlier in the same batch.
+    """
+    key = alert_key(event.kind, gateway.community, gateway.compound, event.building,
+                    event.zone, event.source)
+    if cache is not None and key in cache:
+        alert = cache[key]
+    else:
+        alert = _active_alert(session, key)
+    if event.state == EventState.CLEARED:
+        if alert is None:
+            return None
+        alert.cleared = True
+        alert.updated_at = now
+        _transition(session, alert, AlertStatus.RESOLVED, "auto_resolved",
+                    actor=f"edge:{gateway.id}", now=now, note=event.message or "condition cleared")
+        if cache is not None:
+            cache[key] = None
+        return alert
+    if alert is None:
+        alert = m.Alert(
+            key=key, active=True, kind=event.kind, severity=int(event.severity),
+            status=AlertStatus.OPEN, level="building", community=gateway.community,
+            compound=gateway.compound, building=event.building, gateway=gateway.id,
+            source=event.source, zone=event.zone, count=1, message=event.message,
+            first_ts=event.ts, last_ts=event.ts, opened_at=now, updated_at=now, cleared=False,
+        )
+        session.add(alert)
+        session.flush()  # the id, and the unique index guards a racing worker now
+        record(session, alert, "opened", from_status=None, actor=f"edge:{gateway.id}", at=now,
+               note=event.message)
+        escalation.schedule(session, alert, now)
+    else:
+        alert.count += 1
+        alert.severity = max(alert.severity, int(event.severity))
+        alert.last_ts = max(alert.last_ts, event.ts)
+        alert.first_ts = min(alert.first_ts, event.ts)
+        alert.updated_at = now
+        if event.message:
+            alert.message = event.message
+    if cache is not None:
+        cache[key] = alert
+    return alert
+
+
+def _transition(session: Session, alert: m.Alert, to: AlertStatus, action: str, *,
+                actor: str, now: datetime, note: str | None) -> None:
+    before = alert.status
+    alert.status = to
+    alert.active = to in ACTIVE
+    alert.updated_at = now
+    if to != AlertStatus.OPEN:
+        # acting on an alert stops its escalation clock
+        session.execute(delete(m.EscalationDeadline).where(m.EscalationDeadline.alert_id == alert.id))
+    record(session, alert, action, from_status=before, actor=actor, at=now,
+           note=(note or None) and note[:MAX_NOTE])
+
+
+def _require(alert: m.Alert, action: str, allowed: tuple[AlertStatus, ...]) -> None:
+    if alert.status not in allowed:
+        names = " or ".join(s.value for s in allowed)
+        raise Conflict(
+            f"alert {alert.id} is {alert.status}; {action} needs it to be {names}"
+        )
+
+
+def acknowledge(session: Session, alert_id: int, *, actor: str, now: datetime,
+                note: str | None = None) -> m.Alert:
+    """open → acknowledged; stops escalation. Raises Conflict from any other state."""
+    alert = get_alert(session, alert_id, for_update=True)
+    _require(alert, "acknowledging", (AlertStatus.OPEN,))
+    _transition(session, alert, AlertStatus.ACKNOWLEDGED, "acknowledged", actor=actor, now=now, note=note)
+    return alert
+
+
+def dispatch(session: Session, alert_id: int, *, actor: str, now: datetime,
+             department: str | None = None, note: str | None = None) -> m.WorkOrder:
+    """open/acknowledged → dispatched, with a work order to ``department``
+    (default: the whistle department for the alert's kind)."""
+    from cloud import work_orders  # work orders refer back to alerts
+
+    alert = get_alert(session, alert_id, for_update=True)
+    _require(alert, "dispatching", (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED))
+    if department is None:
+        department = escalation.policy_for(session, alert.community, alert.compound).whistle.get(alert.kind)
+    elif session.get(m.Department, department) is None:
+        raise NotFound(f"department {department!r} does not exist")
+    _transition(session, alert, AlertStatus.DISPATCHED, "dispatched", actor=actor, now=now,
+                note=note or (f"to {department}" if department else None))
+    return work_orders.create(session, alert, department=department, reason="dispatch",
+                              actor=actor, now=now, note=note)
+
+
+def resolve(session: Session, alert_id: int, *, actor: str, now: datetime,
+            note: str | None = None) -> m.Alert:
+    alert = get_alert(session, alert_id, for_update=True)
+    _require(alert, "resolving", ACTIVE)
+    _transition(session, alert, AlertStatus.RESOLVED, "resolved", actor=actor, now=now, note=note)
+    return alert
+
+
+def close(session: Session, alert_id: int, *, actor: str, now: datetime,
+          note: str | None = None) -> m.Alert:
+    alert = get_alert(session, alert_id, for_update=True)
+    _require(alert, "closing", (AlertStatus.RESOLVED,))
+    _transition(session, alert, AlertStatus.CLOSED, "closed", actor=actor, now=now, note=note)
+    return alert
+
+
+def reopen(session: Session, alert_id: int, *, actor: str, now: datetime,
+           note: str | None = None) -> m.Alert:
+    """resolved → dispatched again (its work order is back in progress)."""
+    alert = get_alert(session, alert_id, for_update=True)
+    if alert.status in ACTIVE:
+        return alert
+    _require(alert, "reopening", (AlertStatus.RESOLVED,))
+    if _active_alert(session, alert.key) is not None:
+        raise Conflict(f"alert {alert.id} cannot reopen: a newer alert for the same place is live")
+    _transition(session, alert, AlertStatus.DISPATCHED, "reopened", actor=actor, now=now, note=note)
+    return alert
+
+
+def comment(session: Session, alert_id: int, *, actor: str, now: datetime, note: str) -> m.AlertTransition:
+    """A note on the alert's log; allowed in every state."""
+    if not note or not note.strip():
+        raise Conflict("a comment needs text")
+    alert = get_alert(session, alert_id)
+    alert.updated_at = now
+    return record(session, alert, "comment", from_status=alert.status, actor=actor, at=now,
+                  note=note[:MAX_NOTE])

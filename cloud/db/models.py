@@ -1,0 +1,349 @@
+"""Tables: the site tree, devices, ingest ledger, events, readings, alerts and their
+audit, escalation deadlines, work orders, users, gateway credentials, dead letters and
+the model registry.
+
+Every row that belongs to a place carries its full path (community, compound,
+building) so that scoping, routing and statistics use plain column filters.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from cloud.db.types import UTCDateTime
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets a bigint
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+ID = String(64)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+# --- the site tree -------------------------------------------------------------------
+
+
+class Community(Base):
+    __tablename__ = "communities"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    contacts: Mapped[list[Any]] = mapped_column(default=list)
+    escalation: Mapped[dict[str, Any] | None]
+
+
+class Compound(Base):
+    __tablename__ = "compounds"
+    __table_args__ = (UniqueConstraint("community", "id", name="uq_compound_path"),)
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    community: Mapped[str] = mapped_column(ID, ForeignKey("communities.id"))
+    id: Mapped[str] = mapped_column(ID)
+    name: Mapped[str] = mapped_column(String(100))
+    contacts: Mapped[list[Any]] = mapped_column(default=list)
+    escalation: Mapped[dict[str, Any] | None]
+
+
+class Building(Base):
+    __tablename__ = "buildings"
+    __table_args__ = (UniqueConstraint("community", "compound", "id", name="uq_building_path"),)
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    community: Mapped[str] = mapped_column(ID)
+    compound: Mapped[str] = mapped_column(ID)
+    id: Mapped[str] = mapped_column(ID)
+    name: Mapped[str] = mapped_column(String(100))
+    category: Mapped[str] = mapped_column(String(64))
+    leader: Mapped[dict[str, Any] | None]
+
+
+class Department(Base):
+    __tablename__ = "departments"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    contacts: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class SiteConfig(Base):
+    """The district-wide settings of the loaded site (one row)."""
+
+    __tablename__ = "site_config"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    district: Mapped[str] = mapped_column(ID)
+    name: Mapped[str] = mapped_column(String(100))
+    timezone: Mapped[str] = mapped_column(String(64))
+    escalation: Mapped[dict[str, Any]]
+    loaded_at: Mapped[datetime]
+
+
+# --- devices -------------------------------------------------------------------------
+
+
+class Gateway(Base):
+    __tablename__ = "gateways"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    community: Mapped[str] = mapped_column(ID)
+    compound: Mapped[str] = mapped_column(ID)
+    building: Mapped[str | None] = mapped_column(ID)
+    name: Mapped[str | None] = mapped_column(String(100))
+    heartbeat_s: Mapped[float] = mapped_column(default=30.0)
+    state: Mapped[str] = mapped_column(String(16), default="unknown")
+    last_seen: Mapped[datetime | None]
+    health: Mapped[dict[str, Any] | None]
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    seq_gaps: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class GatewayCredential(Base):
+    """A gateway's broker login; the hash only (exported for Mosquitto's password file)."""
+
+    __tablename__ = "gateway_credentials"
+    gateway: Mapped[str] = mapped_column(ID, ForeignKey("gateways.id"), primary_key=True)
+    username: Mapped[str] = mapped_column(String(128), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime]
+
+
+class Device(Base):
+    """A camera or sensor attached to a gateway."""
+
+    __tablename__ = "devices"
+    __table_args__ = (UniqueConstraint("gateway", "id", name="uq_device"),)
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    gateway: Mapped[str] = mapped_column(ID, ForeignKey("gateways.id"))
+    id: Mapped[str] = mapped_column(ID)
+    type: Mapped[str] = mapped_column(String(16))  # camera | sensor
+    kind: Mapped[str | None] = mapped_column(ID)
+    name: Mapped[str | None] = mapped_column(String(100))
+    building: Mapped[str | None] = mapped_column(ID)
+    last_seen: Mapped[datetime | None]
+
+
+# --- ingest --------------------------------------------------------------------------
+
+
+class Ledger(Base):
+    """One row per stored gateway message: the dedupe point, by id and by (gateway, seq)."""
+
+    __tablename__ = "ingest_ledger"
+    __table_args__ = (UniqueConstraint("gateway", "seq", name="uq_ledger_gateway_seq"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    gateway: Mapped[str] = mapped_column(ID)
+    seq: Mapped[int | None] = mapped_column(BigInteger)  # None when the gateway sent seq 0
+    channel: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime]
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_place_ts", "community", "compound", "ts"),
+        Index("ix_events_gateway_ts", "gateway", "ts"),
+    )
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    gateway: Mapped[str] = mapped_column(ID)
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    ts: Mapped[datetime]
+    received_at: Mapped[datetime]
+    community: Mapped[str] = mapped_column(ID)
+    compound: Mapped[str] = mapped_column(ID)
+    building: Mapped[str | None] = mapped_column(ID)
+    kind: Mapped[str] = mapped_column(ID)
+    state: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(ID)
+    zone: Mapped[str | None] = mapped_column(ID)
+    message: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]]
+    alert_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+
+
+class ReadingRow(Base):
+    """Sensor time series; indexed by device and time, pruned by retention."""
+
+    __tablename__ = "readings"
+    __table_args__ = (Index("ix_readings_device_ts", "gateway", "sensor", "ts"), Index("ix_readings_ts", "ts"))
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    gateway: Mapped[str] = mapped_column(ID)
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    ts: Mapped[datetime]
+    sensor: Mapped[str] = mapped_column(ID)
+    kind: Mapped[str] = mapped_column(ID)
+    community: Mapped[str] = mapped_column(ID)
+    compound: Mapped[str] = mapped_column(ID)
+    building: Mapped[str | None] = mapped_column(ID)
+    values: Mapped[dict[str, Any]]
+    units: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    faults: Mapped[list[Any]] = mapped_column(default=list)
+    samples: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class DeadLetter(Base):
+    """Every rejected message with its reason: never silently dropped."""
+
+    __tablename__ = "dead_letters"
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    topic: Mapped[str] = mapped_column(String(600))
+    gateway: Mapped[str | None] = mapped_column(ID)
+    reason: Mapped[str] = mapped_column(String(1000))
+    field: Mapped[str | None] = mapped_column(String(200))
+    payload: Mapped[bytes | None] = mapped_column()
+
+
+# --- alerts --------------------------------------------------------------------------
+
+
+class Alert(Base):
+    """What people act on: repeated events at one place fold into one alert with a count."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        # at most one live alert per key; two ingest workers racing to open it collide here
+        Index(
+            "uq_alerts_active_key", "key", unique=True,
+            sqlite_where=text("active"), postgresql_where=text("active"),
+        ),
+        Index("ix_alerts_place_status", "community", "compound", "building", "status"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(300))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    kind: Mapped[str] = mapped_column(ID)
+    severity: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    level: Mapped[str] = mapped_column(String(16), default="building")
+    community: Mapped[str] = mapped_column(ID)
+    compound: Mapped[str] = mapped_column(ID)
+    building: Mapped[str | None] = mapped_column(ID)
+    gateway: Mapped[str] = mapped_column(ID)
+    source: Mapped[str] = mapped_column(ID)
+    zone: Mapped[str | None] = mapped_column(ID)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    message: Mapped[str | None] = mapped_column(Text)
+    first_ts: Mapped[datetime]
+    last_ts: Mapped[datetime]
+    opened_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    cleared: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AlertTransition(Base):
+    """The audit log of an alert: each change of status, escalation and comment."""
+
+    __tablename__ = "alert_transitions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("alerts.id"), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime]
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class EscalationDeadline(Base):
+    """The pending escalation of an unacknowledged alert: a row, so restarts keep it."""
+
+    __tablename__ = "escalation_deadlines"
+    alert_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("alerts.id"), primary_key=True)
+    level: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class WorkOrder(Base):
+    """吹哨报到: a task for a functional department, verified before it closes."""
+
+    __tablename__ = "work_orders"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("alerts.id"), index=True)
+    department: Mapped[str | None] = mapped_column(ID)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    community: Mapped[str] = mapped_column(ID)
+    compound: Mapped[str] = mapped_column(ID)
+    building: Mapped[str | None] = mapped_column(ID)
+    reason: Mapped[str] = mapped_column(String(32))  # whistle | dispatch
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    recheck_id: Mapped[str | None] = mapped_column(String(36), unique=True)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class WorkOrderTransition(Base):
+    __tablename__ = "work_order_transitions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    work_order_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("work_orders.id"), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime]
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+# --- access --------------------------------------------------------------------------
+
+
+class User(Base):
+    """A person bound to one node of the tree; they see and act only below it."""
+
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    community: Mapped[str | None] = mapped_column(ID)  # None: the whole district
+    compound: Mapped[str | None] = mapped_column(ID)
+    building: Mapped[str | None] = mapped_column(ID)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"), index=True)
+    expires_at: Mapped[datetime]
+
+
+# --- model registry ------------------------------------------------------------------
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("name", "version", name="uq_model_version"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    version: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    card: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    signature: Mapped[str | None] = mapped_column(String(1000))
+    uploaded_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+
+
+class ModelRollout(Base):
+    __tablename__ = "model_rollouts"
+    __table_args__ = (UniqueConstraint("model_id", "gateway", name="uq_rollout"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    model_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("model_versions.id"))
+    gateway: Mapped[str] = mapped_column(ID, ForeignKey("gateways.id"))
+    state: Mapped[str] = mapped_column(String(16))  # pushed | installed | failed | rolled_back
+    detail: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]

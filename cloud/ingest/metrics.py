@@ -1,0 +1,14 @@
+"""Prometheus counters of the ingest; label values are a small fixed set (never
+anything a gateway chose, so a hostile payload cannot blow up cardinality)."""
+
+from prometheus_client import Counter, Histogram
+
+MESSAGES = Counter("mb_ingest_messages_total", "messages handled by the ingest",
+                   ["channel", "outcome"])  # outcome: stored | duplicate | rejected | applied | ignored
+REJECTED = Counter("mb_ingest_rejected_total", "messages dead-lettered, by reason", ["reason"])
+SEQ_GAPS = Counter("mb_ingest_seq_gaps_total", "gaps seen in gateways' sequence numbers")
+SEQ_MISSING = Counter("mb_ingest_seq_missing_total", "sequence numbers skipped over by gaps")
+ACKS = Counter("mb_ingest_acks_total", "cmd/ack messages published after commits")
+BATCH_SECONDS = Histogram("mb_ingest_batch_seconds", "time to store and commit one batch",
+                          buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+BATCH_RETRIES = Counter("mb_ingest_batch_retries_total", "batches retried after a database error")

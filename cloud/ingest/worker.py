@@ -1,0 +1,181 @@
+"""The ingest worker: an MQTT 5 client on the shared subscription feeding batches to
+:func:`store_batch`.
+
+paho's network thread only queues messages; a writer thread drains the queue in
+batches (by size and latency), commits, then (and only then) publishes ``cmd/ack`` to
+each gateway and PUBACKs the broker. A worker killed before its commit therefore
+leaves every message unacknowledged at both ends: the broker redelivers it to the
+persistent session and the gateway's outbox still holds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud.clock import Clock, system_clock
+from cloud.ingest import metrics
+from cloud.ingest.store import BatchResult, Incoming, store_batch
+from cloud.settings import Settings
+from microbrain.protocol import Ack, GatewayPath, cloud_subscription
+
+log = logging.getLogger(__name__)
+RECEIVE_MAXIMUM = 2000  # messages the broker may have in flight to us, unacknowledged
+STATUS_FILTER = "mb/v1/+/+/+/status"  # retained messages skip shared subscriptions
+
+
+class IngestWorker:
+    """One consumer of the shared subscription; run several, in one process or many."""
+
+    def __init__(self, settings: Settings, factory: sessionmaker[Session], *,
+                 clock: Clock = system_clock,
+                 on_commit: Callable[[BatchResult], None] | None = None) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.clock = clock
+        self.on_commit = on_commit
+        self.client_id = settings.ingest_client_id or f"mb-cloud-{uuid.uuid4().hex[:12]}"
+        self._queue: queue.Queue[tuple[Incoming, int, int]] = queue.Queue()
+        self._stop = threading.Event()
+        self._pending = 0  # received, not yet committed (or refused)
+        self._pending_lock = threading.Lock()
+        self._writer: threading.Thread | None = None
+        self.connected = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                  protocol=mqtt.MQTTv5, manual_ack=True)
+        user, password = settings.broker_credentials
+        if user:
+            self.client.username_pw_set(user, password)
+        self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(0)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(0.5, 10)
+
+    # --- MQTT side (paho's thread) ---------------------------------------------------
+    def _on_connect(self, client, _userdata, _flags, reason_code, _props=None):  # type: ignore[no-untyped-def]
+        if reason_code.is_failure:
+            log.error("broker refused the ingest connection: %s", reason_code)
+            return
+        client.subscribe([(cloud_subscription(self.settings.ingest_group), 1), (STATUS_FILTER, 1)])
+        self.connected.set()
+        log.info("ingest %s connected", self.client_id)
+
+    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props=None):  # type: ignore[no-untyped-def]
+        self.connected.clear()
+        if not self._stop.is_set():
+            log.warning("ingest %s lost the broker (%s); reconnecting", self.client_id, reason_code)
+
+    def _on_message(self, _client, _userdata, msg: mqtt.MQTTMessage) -> None:
+        with self._pending_lock:
+            self._pending += 1
+        self._queue.put((Incoming(msg.topic, msg.payload, self.clock()), msg.mid, msg.qos))
+
+    # --- writer side ----------------------------------------------------------------
+    def _next_batch(self) -> list[tuple[Incoming, int, int]]:
+        try:
+            first = self._queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.settings.ingest_batch_latency_s
+        while len(batch) < self.settings.ingest_batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                batch.append(self._queue.get(timeout=max(remaining, 0)) if remaining > 0
+                             else self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _commit(self, items: list[Incoming]) -> BatchResult:
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                with self.factory() as session, session.begin():
+                    result = store_batch(session, items, self.clock())
+                metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+                return result
+            except (IntegrityError, DBAPIError) as err:
+                # a racing worker opened the same alert, a deadlock, the database restarting:
+                # the whole batch is redone; the ledger makes that harmless
+                attempt += 1
+                metrics.BATCH_RETRIES.inc()
+                if self._stop.is_set() and attempt > 3:
+                    raise
+                log.warning("ingest batch failed (%s); retry %d", type(err).__name__, attempt)
+                time.sleep(min(0.05 * attempt, 2.0))
+
+    def _publish_acks(self, result: BatchResult) -> None:
+        for path, ranges in result.ack_ranges().items():
+            ack = Ack(ranges=ranges)
+            self.client.publish(path.topic("cmd", "ack"), ack.to_json(), qos=1)
+            metrics.ACKS.inc()
+
+    def _run_writer(self) -> None:
+        while not self._stop.is_set() or not self._queue.empty():
+            batch = self._next_batch()
+            if not batch:
+                continue
+            try:
+                result = self._commit([item for item, _, _ in batch])
+            except Exception:  # noqa: BLE001 - never let the writer die; the broker redelivers
+                log.exception("ingest batch of %d lost its commit; not acknowledged", len(batch))
+                continue
+            finally:
+                with self._pending_lock:
+                    self._pending -= len(batch)
+            self._publish_acks(result)
+            for _, mid, qos in batch:
+                if qos > 0:
+                    self.client.ack(mid, qos)
+            if self.on_commit is not None:
+                try:
+                    self.on_commit(result)
+                except Exception:  # noqa: BLE001
+                    log.exception("on_commit hook failed")
+
+    # --- lifecycle ------------------------------------------------------------------
+    def start(self, wait: float = 10.0) -> IngestWorker:
+        """Connect (persistent session), subscribe and start the writer thread."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.settings.session_expiry_s
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        self._writer = threading.Thread(target=self._run_writer, name=f"ingest-{self.client_id}",
+                                        daemon=True)
+        self._writer.start()
+        self.client.connect(self.settings.broker_host, self.settings.broker_port, keepalive=30,
+                            clean_start=False, properties=props)
+        self.client.loop_start()
+        if wait and not self.connected.wait(wait):
+            raise TimeoutError(f"ingest could not connect to {self.settings.broker_url}")
+        return self
+
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Wait until everything received has been committed (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._pending == 0:
+                return True
+            time.sleep(0.01)
+        return False
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._writer is not None:
+            self._writer.join(timeout=30)
+        self.client.disconnect()
+        self.client.loop_stop()

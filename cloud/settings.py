@@ -1,0 +1,73 @@
+"""Cloud settings from the environment (``MB_CLOUD_*``), validated once at start-up."""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "changethis"
+
+
+class Settings(BaseSettings):
+    """Everything the cloud needs to start; secrets come from the environment only."""
+
+    model_config = SettingsConfigDict(env_prefix="MB_CLOUD_", env_file=".env", extra="ignore")
+
+    environment: Literal["dev", "test", "production"] = "dev"
+    database_url: str = Field(
+        default="sqlite:///./microbrain.db",
+        description="SQLAlchemy URL; SQLite runs in WAL mode, PostgreSQL via psycopg",
+    )
+    broker_url: str = Field(default="mqtt://127.0.0.1:1883", description="mqtt://[user:pass@]host:port")
+    broker_username: str | None = None
+    broker_password: SecretStr | None = None
+    secret_key: SecretStr = SecretStr(DEV_SECRET)
+    admin_password: SecretStr = SecretStr(DEV_SECRET)
+    ingest_group: str = Field(default="cloud", pattern=r"^[a-z0-9_-]{1,32}$")
+    ingest_client_id: str | None = Field(
+        default=None, description="stable id so the broker keeps this worker's session across restarts"
+    )
+    ingest_batch_size: int = Field(default=500, ge=1, le=10_000)
+    ingest_batch_latency_s: float = Field(default=0.02, gt=0, le=5)
+    session_expiry_s: int = Field(default=3600, ge=0, le=7 * 86_400)
+    scheduler_interval_s: float = Field(default=1.0, gt=0, le=60)
+    reading_retention_days: int = Field(default=90, ge=1, le=3650)
+    token_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 86_400)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
+            raise ValueError(f"broker URL {value!r} must look like mqtt://host:1883")
+        return value
+
+    @model_validator(mode="after")
+    def _no_default_secrets(self) -> Settings:
+        # like the FastAPI template: a default secret is fine on a laptop, never in production
+        if self.environment == "production":
+            for name in ("secret_key", "admin_password"):
+                if getattr(self, name).get_secret_value() == DEV_SECRET:
+                    raise ValueError(
+                        f"MB_CLOUD_{name.upper()} is the default {DEV_SECRET!r}; "
+                        "set it in the environment before running in production"
+                    )
+        return self
+
+    @property
+    def broker_host(self) -> str:
+        return urlparse(self.broker_url).hostname or "127.0.0.1"
+
+    @property
+    def broker_port(self) -> int:
+        return urlparse(self.broker_url).port or 1883
+
+    @property
+    def broker_credentials(self) -> tuple[str | None, str | None]:
+        parsed = urlparse(self.broker_url)
+        user = self.broker_username or parsed.username
+        password = self.broker_password.get_secret_value() if self.broker_password else parsed.password
+        return user, password

@@ -1,0 +1,111 @@
+"""Load a :class:`microbrain.site.Site` into the tables (idempotent: run it on every start).
+
+Places removed from the YAML are kept in the database: alerts and events refer to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloud.clock import Clock, system_clock
+from cloud.db import models as m
+from microbrain.site import Site
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    communities: int
+    compounds: int
+    buildings: int
+    gateways: int
+    devices: int
+    departments: int
+
+
+def _contacts(contacts) -> list[dict]:  # type: ignore[no-untyped-def]
+    return [c.model_dump(exclude_none=True) for c in contacts]
+
+
+def _upsert(session: Session, model: type, keys: dict, values: dict):  # type: ignore[no-untyped-def]
+    row = session.scalars(select(model).filter_by(**keys)).one_or_none()
+    if row is None:
+        row = model(**keys, **values)
+        session.add(row)
+    else:
+        for name, value in values.items():
+            setattr(row, name, value)
+    return row
+
+
+def sync_site(session: Session, site: Site, *, clock: Clock = system_clock) -> SyncReport:
+    """Upsert the site tree, departments, gateways and their devices."""
+    now: datetime = clock()
+    _upsert(session, m.SiteConfig, {"id": 1}, {
+        "district": site.district.id, "name": site.district.name,
+        "timezone": site.district.timezone,
+        "escalation": site.escalation.model_dump(mode="json"), "loaded_at": now,
+    })
+    counts = dict(communities=0, compounds=0, buildings=0, gateways=0, devices=0, departments=0)
+    for dept in site.departments:
+        _upsert(session, m.Department, {"id": dept.id},
+                {"name": dept.name, "contacts": _contacts(dept.contacts)})
+        counts["departments"] += 1
+    for community in site.communities:
+        _upsert(session, m.Community, {"id": community.id}, {
+            "name": community.name, "contacts": _contacts(community.contacts),
+            "escalation": community.escalation,
+        })
+        counts["communities"] += 1
+        session.flush()  # compounds point at communities
+        for compound in community.compounds:
+            _upsert(session, m.Compound, {"community": community.id, "id": compound.id}, {
+                "name": compound.name, "contacts": _contacts(compound.contacts),
+                "escalation": compound.escalation,
+            })
+            counts["compounds"] += 1
+            for building in compound.buildings:
+                _upsert(session, m.Building,
+                        {"community": community.id, "compound": compound.id, "id": building.id},
+                        {"name": building.name, "category": building.category,
+                         "leader": building.leader.model_dump(exclude_none=True) if building.leader else None})
+                counts["buildings"] += 1
+            for gateway in compound.gateways:
+                _upsert(session, m.Gateway, {"id": gateway.id}, {
+                    "community": community.id, "compound": compound.id,
+                    "building": gateway.building, "name": gateway.name,
+                    "heartbeat_s": gateway.heartbeat_s,
+                })
+                counts["gateways"] += 1
+                session.flush()  # devices point at gateways
+                for camera in gateway.cameras:
+                    _upsert(session, m.Device, {"gateway": gateway.id, "id": camera.id},
+                            {"type": "camera", "kind": "camera", "name": camera.name,
+                             "building": camera.building})
+                    counts["devices"] += 1
+                for sensor in gateway.sensors:
+                    kind = site.profile(sensor.profile).kind
+                    _upsert(session, m.Device, {"gateway": gateway.id, "id": sensor.id},
+                            {"type": "sensor", "kind": kind, "name": sensor.name,
+                             "building": sensor.building})
+                    counts["devices"] += 1
+    session.flush()
+    return SyncReport(**counts)
+
+
+def register_gateway(session: Session, community: str, compound: str, gateway: str,
+                     building: str | None = None) -> m.Gateway:
+    """Register one gateway (and its compound, if new) outside a site file: tests, tools."""
+    _upsert(session, m.Community, {"id": community}, {"name": community})
+    session.flush()
+    _upsert(session, m.Compound, {"community": community, "id": compound}, {"name": compound})
+    if building:
+        _upsert(session, m.Building, {"community": community, "compound": compound, "id": building},
+                {"name": building, "category": "residential_highrise"})
+    row = _upsert(session, m.Gateway, {"id": gateway},
+                  {"community": community, "compound": compound, "building": building})
+    session.flush()
+    return row

@@ -1,0 +1,128 @@
+"""Work orders (吹哨报到): created → accepted → in progress → done → verified.
+
+Verification asks the gateway to look again (``cmd/recheck``); the order is verified
+and its alert closed only when the condition is gone, otherwise the order reopens.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cloud.alerts.audit import record
+from cloud.db import models as m
+from cloud.errors import Conflict, NotFound
+from microbrain.protocol import GatewayPath, Recheck, new_id
+
+
+class WorkOrderStatus(StrEnum):
+    CREATED = "created"
+    ACCEPTED = "accepted"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    VERIFYING = "verifying"
+    VERIFIED = "verified"
+    REOPENED = "reopened"
+
+
+S = WorkOrderStatus
+# action → (states it may start from, state it leads to)
+MOVES: dict[str, tuple[tuple[WorkOrderStatus, ...], WorkOrderStatus]] = {
+    "accept": ((S.CREATED, S.REOPENED), S.ACCEPTED),
+    "start": ((S.ACCEPTED,), S.IN_PROGRESS),
+    "done": ((S.IN_PROGRESS,), S.DONE),
+}
+
+
+def _log(session: Session, wo: m.WorkOrder, before: str | None, *, actor: str, now: datetime,
+         note: str | None) -> None:
+    session.add(m.WorkOrderTransition(work_order_id=wo.id, from_status=before, to_status=wo.status,
+                                      actor=actor, at=now, note=note))
+
+
+def create(session: Session, alert: m.Alert, *, department: str | None, reason: str, actor: str,
+           now: datetime, note: str | None) -> m.WorkOrder:
+    wo = m.WorkOrder(alert_id=alert.id, department=department, status=S.CREATED,
+                     community=alert.community, compound=alert.compound, building=alert.building,
+                     reason=reason, created_at=now, updated_at=now, note=note)
+    session.add(wo)
+    session.flush()
+    _log(session, wo, None, actor=actor, now=now, note=note)
+    return wo
+
+
+def get(session: Session, work_order_id: int) -> m.WorkOrder:
+    wo = session.scalars(
+        select(m.WorkOrder).where(m.WorkOrder.id == work_order_id).with_for_update()
+    ).one_or_none()
+    if wo is None:
+        raise NotFound(f"work order {work_order_id} does not exist")
+    return wo
+
+
+def move(session: Session, work_order_id: int, action: str, *, actor: str, now: datetime,
+         note: str | None = None) -> m.WorkOrder:
+    """Apply ``accept``, ``start`` or ``done``; Conflict if the order is elsewhere."""
+    if action not in MOVES:
+        raise Conflict(f"unknown work order action {action!r}")
+    allowed, target = MOVES[action]
+    wo = get(session, work_order_id)
+    if wo.status not in allowed:
+        names = " or ".join(s.value for s in allowed)
+        raise Conflict(f"work order {wo.id} is {wo.status}; {action} needs it to be {names}")
+    before, wo.status, wo.updated_at = wo.status, target, now
+    _log(session, wo, before, actor=actor, now=now, note=note)
+    return wo
+
+
+def request_verification(session: Session, work_order_id: int, *, actor: str,
+                         now: datetime) -> tuple[m.WorkOrder, GatewayPath, Recheck]:
+    """done → verifying; returns the recheck to publish AFTER the caller commits."""
+    wo = get(session, work_order_id)
+    if wo.status != S.DONE:
+        raise Conflict(f"work order {wo.id} is {wo.status}; verification needs it to be done")
+    alert = session.get(m.Alert, wo.alert_id)
+    gateway = session.get(m.Gateway, alert.gateway) if alert else None
+    if alert is None or gateway is None:
+        raise NotFound(f"work order {wo.id} has no alert or gateway to recheck")
+    command = Recheck(id=new_id(), source=alert.source, zone=alert.zone, alert=str(alert.id))
+    before, wo.status, wo.updated_at, wo.recheck_id = wo.status, S.VERIFYING, now, command.id
+    _log(session, wo, before, actor=actor, now=now, note=f"recheck {command.id} sent")
+    return wo, GatewayPath(gateway.community, gateway.compound, gateway.id), command
+
+
+def apply_recheck(session: Session, recheck_id: str, *, condition_present: bool | None,
+                  actor: str, now: datetime, reason: str | None = None) -> m.WorkOrder | None:
+    """The gateway answered a recheck: close the order and its alert if the condition is
+    gone; reopen both if it is still there or the gateway could not tell."""
+    from cloud import alerts
+
+    wo = session.scalars(
+        select(m.WorkOrder).where(m.WorkOrder.recheck_id == recheck_id).with_for_update()
+    ).one_or_none()
+    if wo is None or wo.status != S.VERIFYING:
+        return None  # unknown or already answered: a duplicate reply changes nothing
+    alert = session.get(m.Alert, wo.alert_id)
+    before = wo.status
+    if condition_present is False:
+        wo.status = S.VERIFIED
+        _log(session, wo, before, actor=actor, now=now, note="recheck: condition gone")
+        if alert is not None:
+            if alert.status in alerts.ACTIVE:
+                alerts.resolve(session, alert.id, actor=actor, now=now, note="verified by recheck")
+            if alert.status == alerts.AlertStatus.RESOLVED:
+                alerts.close(session, alert.id, actor=actor, now=now, note=f"work order {wo.id} verified")
+    else:
+        wo.status = S.REOPENED
+        why = "condition still present" if condition_present else f"recheck failed: {reason or 'no answer'}"
+        _log(session, wo, before, actor=actor, now=now, note=why)
+        if alert is not None and alert.status == alerts.AlertStatus.RESOLVED:
+            alerts.reopen(session, alert.id, actor=actor, now=now, note=why)
+        elif alert is not None:
+            record(session, alert, "verification_failed", from_status=alert.status, actor=actor,
+                   at=now, note=why)
+    wo.updated_at = now
+    return wo

@@ -1,0 +1,69 @@
+"""Small factories for the cloud tests: a real paho publisher, a waiting helper,
+a unique gateway, workers against the real broker."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from microbrain.protocol import Event, GatewayPath, Reading
+
+
+def unique_gateway(compound: str = "compound-1") -> GatewayPath:
+    tag = uuid.uuid4().hex[:8]
+    return GatewayPath(f"t-{tag}", compound, f"gw-{tag}")
+
+
+def wait_for(pred: Callable[[], Any], timeout: float = 10.0, every: float = 0.02) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(every)
+
+
+@contextmanager
+def mqtt_client(host: str, port: int, client_id: str | None = None) -> Iterator[mqtt.Client]:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"t-{uuid.uuid4().hex[:8]}",
+                         protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(1000)
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        yield client
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def publish_all(client: mqtt.Client, items: list[tuple[str, bytes]], qos: int = 1) -> None:
+    infos = [client.publish(topic, payload, qos=qos) for topic, payload in items]
+    for info in infos:
+        info.wait_for_publish(10)
+
+
+def event(seq: int, **kw: Any) -> Event:
+    base: dict[str, Any] = dict(seq=seq, kind="illegal_parking", source="cam-1", zone="fire-lane",
+                                building="b1")
+    base.update(kw)
+    return Event(**base)
+
+
+def reading(seq: int, **kw: Any) -> Reading:
+    base: dict[str, Any] = dict(seq=seq, sensor="h1", kind="hydrant_pressure", building="b1",
+                                values={"pressure_mpa": 0.3})
+    base.update(kw)
+    return Reading(**base)
+
+
+def topic(gw: GatewayPath, item: Event | Reading) -> tuple[str, bytes]:
+    return gw.topic(item.type), item.to_json()
