@@ -1,0 +1,162 @@
+"""Commands from the cloud on ``cmd/<name>``: decode, check, run, reply.
+
+Anything that does not decode (unknown name, malformed JSON, missing fields) or has
+expired gets a :class:`Reply` with ``ok=false`` and the reason, and is never executed.
+``ack`` is the cloud's receipt for stored sequence ranges: the outbox forgets them, and
+no reply is sent (acks are frequent and need none).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import Counter
+
+from edge.outbox import Outbox
+from microbrain.protocol import (
+    Ack,
+    Announce,
+    Channel,
+    ConfigReload,
+    GatewayPath,
+    ModelPush,
+    ProtocolError,
+    Recheck,
+    Reply,
+    decode,
+    is_valid_id,
+    utc_now,
+)
+from microbrain.protocol.topics import PREFIX
+
+log = logging.getLogger(__name__)
+
+COMMANDS = Counter("microbrain_edge_commands_total", "commands received", ["name", "outcome"])
+
+ReplySink = Callable[[Reply], None]
+
+
+class AnnounceError(RuntimeError):
+    """The announcement could not be played (no clip, no TTS, the player failed)."""
+
+
+@dataclass
+class Announcer:
+    """Plays a voice warning: a prepared clip or offline TTS (espeak-ng), into a WAV file
+    in ``out_dir`` and then through ``player`` (e.g. ``["aplay", "-q"]``) when set."""
+
+    out_dir: Path
+    clips_dir: Path | None = None
+    player: tuple[str, ...] = ()
+    voice: str = "cmn"
+    speakers: tuple[str, ...] = ()
+    _count: int = field(default=0, repr=False)
+
+    def announce(self, cmd: Announce) -> Path:
+        if cmd.speaker is not None and self.speakers and cmd.speaker not in self.speakers:
+            raise AnnounceError(f"no speaker {cmd.speaker!r} on this gateway (known: {', '.join(self.speakers)})")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self._count += 1
+        out = self.out_dir / f"announce-{cmd.id}.wav"
+        if cmd.clip is not None:
+            clip = (self.clips_dir / f"{cmd.clip}.wav") if self.clips_dir else None
+            if clip is None or not clip.is_file():
+                raise AnnounceError(f"no prepared clip {cmd.clip!r}")
+            shutil.copyfile(clip, out)
+        else:
+            tts = shutil.which("espeak-ng")
+            if tts is None:
+                raise AnnounceError("no text-to-speech on this gateway (install espeak-ng) and no clip given")
+            # argv, not a shell: the text is the cloud's, never interpreted
+            done = subprocess.run([tts, "-v", self.voice, "-w", str(out), "--", cmd.text or ""],
+                                  capture_output=True, timeout=30)
+            if done.returncode != 0 or not out.exists():
+                raise AnnounceError(f"espeak-ng failed: {done.stderr.decode(errors='replace')[:200]}")
+        for _ in range(cmd.repeat if self.player else 0):
+            played = subprocess.run([*self.player, str(out)], capture_output=True, timeout=120)
+            if played.returncode != 0:
+                raise AnnounceError(f"player {self.player[0]} failed: "
+                                    f"{played.stderr.decode(errors='replace')[:200]}")
+        return out
+
+
+class CommandHandler:
+    """Route one ``cmd/<name>`` message; give it to the uplink as its ``on_command``."""
+
+    def __init__(self, path: GatewayPath, outbox: Outbox, reply: ReplySink,
+                 announcer: Announcer | None = None,
+                 recheck_sensor: Callable[[str], dict | None] | None = None) -> None:
+        self.path = path
+        self.outbox = outbox
+        self.reply = reply
+        self.announcer = announcer
+        self.recheck_sensor = recheck_sensor or (lambda source: None)
+        self.acked = 0
+        # announcements take a moment; never on the MQTT thread, one at a time
+        self._announce_lock = threading.Lock()
+
+    def handle(self, topic: str, raw: bytes) -> None:
+        name = topic.rsplit("/", 1)[-1] if topic.startswith(f"{self.path.prefix}/cmd/") else None
+        try:
+            message = decode(topic, raw)
+            if message.topic.gateway != self.path or message.topic.channel != Channel.CMD:
+                raise ProtocolError(f"not a command for {self.path}", field="topic")
+        except ProtocolError as err:
+            self._refuse(name, None, str(err))
+            return
+        cmd = message.payload
+        if getattr(cmd, "expires", None) is not None and cmd.expires < utc_now():  # type: ignore[union-attr]
+            self._refuse(cmd.name, cmd.id, f"expired at {cmd.expires.isoformat()}")  # type: ignore[union-attr]
+            return
+        if isinstance(cmd, Ack):
+            self.acked += self.outbox.ack(cmd.ranges)
+            COMMANDS.labels(name="ack", outcome="ok").inc()
+        elif isinstance(cmd, Announce):
+            threading.Thread(target=self._announce, args=(cmd,), daemon=True).start()
+        elif isinstance(cmd, Recheck):
+            self._recheck(cmd)
+        elif isinstance(cmd, ConfigReload | ModelPush):
+            self._refuse(cmd.name, cmd.id, f"{cmd.name} is not supported yet by this gateway")
+
+    def _announce(self, cmd: Announce) -> None:
+        if self.announcer is None:
+            self._refuse(cmd.name, cmd.id, "this gateway has no audio output configured")
+            return
+        try:
+            with self._announce_lock:
+                out = self.announcer.announce(cmd)
+        except (AnnounceError, OSError, subprocess.SubprocessError) as err:
+            self._refuse(cmd.name, cmd.id, str(err))
+            return
+        self._ok(cmd.name, cmd.id, {"file": out.name, "repeat": cmd.repeat})
+
+    def _recheck(self, cmd: Recheck) -> None:
+        values = self.recheck_sensor(cmd.source)
+        if values is None:
+            self._refuse(cmd.name, cmd.id, f"recheck of {cmd.source!r} is not available: "
+                         "not a sensor of this gateway with a reading (camera recheck is not supported yet)")
+            return
+        self._ok(cmd.name, cmd.id, values)
+
+    def _ok(self, name: str, command_id: str, detail: dict) -> None:
+        COMMANDS.labels(name=name, outcome="ok").inc()
+        self.reply(Reply(command_id=command_id, name=name, ok=True, detail=detail))
+
+    def _refuse(self, name: str | None, command_id: str | None, reason: str) -> None:
+        name = name if name is not None and is_valid_id(name) else "unknown"
+        COMMANDS.labels(name=name if name in ("announce", "recheck", "config_reload",
+                                              "model_push", "ack") else "other",
+                        outcome="refused").inc()
+        reason = re.sub(r"[\x00-\x1f\x7f]", "?", reason)  # the reason may quote hostile input
+        log.warning("command %s refused: %s", name, reason)
+        self.reply(Reply(command_id=command_id, name=name, ok=False, reason=reason[:500]))
+
+
+__all__ = ["PREFIX", "AnnounceError", "Announcer", "CommandHandler"]

@@ -1,0 +1,298 @@
+"""The gateway's uplink to the cloud broker: replays the outbox over MQTT QoS 1 and
+keeps the gateway's retained status.
+
+* MQTT 5 with a persistent session (``clean_start=False`` and a long session expiry), so
+  commands and acks sent while the gateway is away wait for it at the broker.
+* Per-gateway username/password, TLS when configured.
+* A retained ``status`` ``online`` on connect, a retained last will ``offline``.
+* Publishes come from the :class:`~edge.outbox.Outbox` in ``seq`` order; an item stays
+  there until the cloud acknowledges it on ``cmd/ack`` (handled in ``edge/commands.py``).
+  After a reconnect, or when the oldest unacknowledged item was sent longer than
+  ``resend_after_s`` ago, the cursor goes back to the oldest unacknowledged item and
+  everything from there is sent again (the cloud dedupes on ``(gateway, seq)``).
+* Reconnects with exponential backoff and jitter, so a fleet does not reconnect in step.
+* It only ever publishes under its own prefix.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from prometheus_client import Counter, Gauge
+
+from edge.outbox import Outbox
+from microbrain.protocol import Channel, GatewayPath, GatewayState, Reply, Status
+
+log = logging.getLogger(__name__)
+
+PUBLISHED = Counter("microbrain_edge_uplink_published_total", "outbox items published")
+RESENT = Counter("microbrain_edge_uplink_rewinds_total", "times the uplink went back to resend")
+REFUSED = Counter("microbrain_edge_uplink_refused_total", "publishes the broker refused (PUBACK reason)")
+CONNECTED = Gauge("microbrain_edge_uplink_connected", "1 while connected to the cloud broker")
+
+SESSION_EXPIRY_S = 7 * 86_400
+
+CommandHandler = Callable[[str, bytes], None]
+
+
+@dataclass(frozen=True)
+class UplinkSettings:
+    """How to reach the cloud broker, and how hard to push."""
+
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    keepalive_s: int = 30
+    client_id: str | None = None
+    # paho's in-flight window (QoS 1 messages awaiting PUBACK on the wire)
+    max_inflight: int = 1000
+    # messages handed to paho but not yet PUBACKed; bounds paho's memory
+    max_pending: int = 5000
+    batch: int = 500
+    # items sent but not acknowledged by the cloud; beyond this the uplink waits
+    max_unacked: int = 100_000
+    resend_after_s: float = 30.0
+    backoff_min_s: float = 0.5
+    backoff_max_s: float = 60.0
+
+
+def backoff_delays(low: float, high: float, rng: random.Random | None = None):  # type: ignore[no-untyped-def]
+    """Exponential backoff with jitter: each delay drawn from [d/2, d], d doubling to ``high``."""
+    rng = rng or random.Random()
+    d = low
+    while True:
+        yield rng.uniform(d / 2, d)
+        d = min(high, d * 2)
+
+
+class Uplink:
+    """Connects, keeps connecting, and drains the outbox; see the module docstring."""
+
+    def __init__(self, path: GatewayPath, outbox: Outbox, settings: UplinkSettings,
+                 on_command: CommandHandler | None = None, software: str | None = None) -> None:
+        self.path = path
+        self.outbox = outbox
+        self.settings = settings
+        self.on_command = on_command or (lambda topic, raw: None)
+        self.software = software
+        self.connected = threading.Event()
+        self.refused_publishes = 0
+        self.connect_refusals: list[str] = []
+        self.rewinds = 0
+        self._stop = threading.Event()
+        self._rewind = threading.Event()
+        self._pending = 0
+        self._pending_cv = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._client = self._make_client()
+
+    # -- set-up --------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        s = self.settings
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=s.client_id or f"mb-{self.path.community}-{self.path.compound}-{self.path.gateway}",
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        if s.username:
+            client.username_pw_set(s.username, s.password)
+        if s.tls_ca or s.tls_cert:
+            client.tls_set(ca_certs=str(s.tls_ca) if s.tls_ca else None,
+                           certfile=str(s.tls_cert) if s.tls_cert else None,
+                           keyfile=str(s.tls_key) if s.tls_key else None,
+                           tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        client.max_inflight_messages_set(s.max_inflight)
+        client.max_queued_messages_set(0)
+        will = Status(state=GatewayState.OFFLINE, software=self.software)
+        client.will_set(self.path.topic(Channel.STATUS), will.to_json(), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        client.connect_async(s.host, s.port, s.keepalive_s, clean_start=False, properties=props)
+        return client
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> Uplink:
+        for target, name in ((self._network_loop, "uplink-net"), (self._pump, "uplink-pump")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Say ``offline`` (retained), disconnect cleanly, stop the threads."""
+        if self.connected.is_set():
+            info = self._publish(Channel.STATUS, None,
+                                 Status(state=GatewayState.OFFLINE, software=self.software).to_json(),
+                                 retain=True)
+            if info is not None:
+                try:
+                    info.wait_for_publish(timeout=min(timeout, 2.0))
+                except (RuntimeError, ValueError):
+                    pass
+        self._stop.set()
+        with self._pending_cv:
+            self._pending_cv.notify_all()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._client.disconnect()
+        self._threads.clear()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self.connected.wait(timeout)
+
+    # -- paho callbacks (network thread) ---------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+        if reason_code.is_failure:
+            self.connect_refusals.append(str(reason_code))
+            log.error("cloud broker %s:%s refused the connection: %s", self.settings.host,
+                      self.settings.port, reason_code)
+            return
+        log.info("connected to %s:%s as %s (session present: %s)", self.settings.host,
+                 self.settings.port, self.settings.username, flags.session_present)
+        client.subscribe(self.path.subscription(Channel.CMD), qos=1)
+        self._publish(Channel.STATUS, None,
+                      Status(state=GatewayState.ONLINE, software=self.software).to_json(), retain=True)
+        self._rewind.set()  # replay everything the cloud has not acknowledged
+        self.connected.set()
+        CONNECTED.set(1)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+        if self.connected.is_set():
+            log.warning("disconnected from the cloud broker: %s", reason_code)
+        self.connected.clear()
+        CONNECTED.set(0)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+        if reason_code.is_failure:
+            # MQTT 5 PUBACK with a reason: e.g. the broker's ACL said no
+            self.refused_publishes += 1
+            REFUSED.inc()
+            log.error("broker refused publish %s: %s", mid, reason_code)
+        with self._pending_cv:
+            self._pending = max(0, self._pending - 1)
+            self._pending_cv.notify_all()
+
+    def _on_message(self, client, userdata, message) -> None:  # type: ignore[no-untyped-def]
+        try:
+            self.on_command(message.topic, message.payload)
+        except Exception:  # a bug in a handler must not take the uplink down
+            log.exception("command handler failed on %s", message.topic)
+
+    # -- threads -------------------------------------------------------------------
+
+    def _network_loop(self) -> None:
+        delays = backoff_delays(self.settings.backoff_min_s, self.settings.backoff_max_s)
+        up = False
+        while not self._stop.is_set():
+            if not up:
+                try:
+                    up = self._client.reconnect() == MQTTErrorCode.MQTT_ERR_SUCCESS
+                except OSError as err:
+                    log.debug("cloud broker not reachable: %s", err)
+                    up = False
+                if not up:
+                    self._stop.wait(next(delays))
+                    continue
+            rc = self._client.loop(timeout=0.1)
+            if self.connected.is_set():
+                delays = backoff_delays(self.settings.backoff_min_s, self.settings.backoff_max_s)
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                up = False
+                self.connected.clear()
+                CONNECTED.set(0)
+                self._stop.wait(next(delays))
+
+    def _pump(self) -> None:
+        s = self.settings
+        cursor = 0
+        sent: deque[tuple[int, float]] = deque()  # (last seq of a batch, when it went)
+        while not self._stop.is_set():
+            if not self.connected.wait(0.2):
+                continue
+            if self._rewind.is_set():
+                self._rewind.clear()
+                cursor, _ = self._go_back(sent)
+            first = self.outbox.first_seq()
+            if first is not None and first <= cursor:
+                while sent and sent[0][0] < first:
+                    sent.popleft()
+                if sent and time.monotonic() - sent[0][1] > s.resend_after_s:
+                    cursor, first = self._go_back(sent)
+                    self.rewinds += 1
+                    RESENT.inc()
+                    log.warning("no ack for seq %s after %.0f s: resending from there",
+                                first, s.resend_after_s)
+                elif cursor - first + 1 >= s.max_unacked:
+                    self._stop.wait(0.05)  # the cloud is behind: wait for its acks
+                    continue
+            with self._pending_cv:
+                if not self._pending_cv.wait_for(
+                        lambda: self._pending < s.max_pending or self._stop.is_set(), 0.2):
+                    continue
+            items = self.outbox.after(cursor, limit=s.batch)
+            if not items:
+                self.outbox.wait_for_items_after(cursor, 0.2)
+                continue
+            for item in items:
+                topic_channel = item.channel
+                if self._publish(topic_channel, None, item.payload) is None:
+                    break  # connection gone; on reconnect we go back anyway
+                cursor = item.seq
+                PUBLISHED.inc()
+            sent.append((cursor, time.monotonic()))
+
+    def _go_back(self, sent: deque[tuple[int, float]]) -> tuple[int, int | None]:
+        sent.clear()
+        first = self.outbox.first_seq()
+        return (first - 1 if first is not None else self.outbox.last_seq), first
+
+    # -- publishing ----------------------------------------------------------------
+
+    def _publish(self, channel: Channel, name: str | None, payload: bytes,
+                 retain: bool = False) -> mqtt.MQTTMessageInfo | None:
+        topic = self.path.topic(channel, name)  # always under our own prefix
+        with self._pending_cv:
+            self._pending += 1
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            with self._pending_cv:
+                self._pending -= 1
+            return None
+        return info
+
+    def publish_status(self, status: Status) -> None:
+        """The retained heartbeat; dropped (not queued) while offline, the will covers it."""
+        if self.connected.is_set():
+            self._publish(Channel.STATUS, None, status.to_json(), retain=True)
+
+    def publish_reply(self, reply: Reply) -> None:
+        self._publish(Channel.REPLY, reply.name, reply.to_json())
+
+    def publish_raw(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
+        """Publish to any topic, for drills that check the broker's ACL refuses it."""
+        with self._pending_cv:
+            self._pending += 1
+        return self._client.publish(topic, payload, qos=1)
