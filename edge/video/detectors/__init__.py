@@ -1,0 +1,61 @@
+"""Detector backends behind one small interface, chosen by ``DetectorConfig.type``.
+
+One detector serves all cameras of a gateway; backends serialise their own inference.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from edge.video.detections import Detections
+from microbrain.site.cameras import DetectorConfig
+
+
+class DetectorError(RuntimeError):
+    """A model that cannot be used: not a model, unexpected outputs, missing file."""
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Finds objects in one BGR frame."""
+
+    name: str
+    version: str
+    class_names: tuple[str, ...]
+
+    def detect(self, image: np.ndarray) -> Detections: ...
+
+
+def load_detector(config: DetectorConfig | None = None, base: Path | None = None) -> Detector:
+    """Build the configured detector (default: the bundled COCO SSD-MobileNetV2) and
+    run it once on a blank frame, so a bad model fails here with its name, not later."""
+    config = config or DetectorConfig()
+    if config.type == "opencv_tf":
+        from edge.video.detectors.opencv_tf import OpenCVTensorFlowDetector
+
+        return OpenCVTensorFlowDetector.from_config(config, base)
+    from edge.video.detectors.onnx_yolo import OnnxYoloDetector
+
+    return OnnxYoloDetector.from_config(config, base)
+
+
+def resolve_model_path(path: str, base: Path | None) -> Path:
+    file = Path(path)
+    if not file.is_absolute() and base is not None:
+        file = base / file
+    if not file.is_file():
+        raise DetectorError(f"model {str(file)!r}: no such file")
+    return file
+
+
+def merge_relabelled(dets: Detections, iou: float = 0.9) -> Detections:
+    """Keep one row where the same box carries several labels (the SSD calls the van in
+    vtest.avi both 'truck' and 'car'), so one object is never tracked twice."""
+    if len(dets) < 2:
+        return dets
+    from edge.video.geometry import nms
+
+    return dets[np.sort(nms(dets.xyxy, dets.confidence, iou))]

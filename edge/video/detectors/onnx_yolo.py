@@ -1,0 +1,137 @@
+"""Ultralytics YOLO exports (v8/11/26) through onnxruntime.
+
+Two output layouts exist: ``[1, 4 + nc, N]`` (centre-x, centre-y, w, h, then one score
+per class; no NMS in the graph: we run it in numpy) and the end-to-end ``[1, N, 6]``
+(x1, y1, x2, y2, score, class; NMS-free heads and ``nms=True`` exports).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from edge.video.detections import Detections
+from edge.video.detectors import DetectorError, merge_relabelled, resolve_model_path
+from edge.video.geometry import nms
+from microbrain.site.cameras import DetectorConfig
+
+
+def _names_from_metadata(meta: dict[str, str], nc: int | None, where: str) -> tuple[str, ...]:
+    raw = meta.get("names")
+    if raw is None:
+        if nc is None:
+            raise DetectorError(f"model {where}: no 'names' in its metadata and no class count")
+        return tuple(f"class{i}" for i in range(nc))
+    try:
+        names = ast.literal_eval(raw)  # ultralytics writes a Python dict literal
+    except (ValueError, SyntaxError):
+        raise DetectorError(f"model {where}: metadata 'names' is not a dict literal") from None
+    if isinstance(names, dict):
+        return tuple(str(names[k]) for k in sorted(names))
+    if isinstance(names, list | tuple):
+        return tuple(str(n) for n in names)
+    raise DetectorError(f"model {where}: metadata 'names' is not a dict or list")
+
+
+def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Resize keeping the aspect ratio and pad with grey to ``size`` (h, w); returns the
+    padded image, the scale and the (x, y) padding, to map boxes back."""
+    h, w = image.shape[:2]
+    th, tw = size
+    scale = min(th / h, tw / w)
+    nh, nw = round(h * scale), round(w * scale)
+    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (h, w) else image
+    top, left = (th - nh) // 2, (tw - nw) // 2
+    out = cv2.copyMakeBorder(resized, top, th - nh - top, left, tw - nw - left,
+                             cv2.BORDER_CONSTANT, value=(114, 114, 114))
+    return out, scale, (float(left), float(top))
+
+
+class OnnxYoloDetector:
+    """A YOLO ONNX model; one session (with ``threads`` intra-op threads) for all cameras."""
+
+    def __init__(self, model: Path, input_size: int = 640, score_threshold: float = 0.4,
+                 nms_iou: float = 0.45, threads: int = 2) -> None:
+        self.model_path = model
+        where = repr(str(model))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own untyped errors for non-models
+            raise DetectorError(f"model {where}: not an ONNX model onnxruntime can load "
+                                f"({str(err).strip()[:200]})") from None
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise DetectorError(f"model {where}: expects one image input [1, 3, H, W], "
+                                f"has {[(i.name, i.shape) for i in inputs]}")
+        self._input = inputs[0].name
+        _, _, h, w = inputs[0].shape
+        self.input_hw = (h if isinstance(h, int) else input_size, w if isinstance(w, int) else input_size)
+        meta = self._session.get_modelmeta().custom_metadata_map
+        self.name = model.stem
+        self.version = meta.get("version", "") + "-" + hashlib.sha256(model.read_bytes()).hexdigest()[:12]
+        self.version = self.version.lstrip("-")[:64]
+        out_shape = self._session.get_outputs()[0].shape
+        end_to_end = len(out_shape) == 3 and out_shape[2] == 6 and out_shape[1] != 6
+        nc = None
+        if len(out_shape) == 3 and not end_to_end and isinstance(out_shape[1], int) and out_shape[1] > 4:
+            nc = out_shape[1] - 4
+        self.class_names = _names_from_metadata(meta, nc, where)
+        self.score_threshold = score_threshold
+        self.nms_iou = nms_iou
+        self._lock = threading.Lock()
+        self.detect(np.zeros((*self.input_hw, 3), np.uint8))  # validates the output layout
+
+    @classmethod
+    def from_config(cls, config: DetectorConfig, base: Path | None = None) -> OnnxYoloDetector:
+        if config.model is None:
+            raise DetectorError("detector type onnx_yolo needs 'model' (an ultralytics ONNX export)")
+        return cls(resolve_model_path(config.model, base), config.input_size,
+                   config.score_threshold, config.nms_iou, config.threads)
+
+    def forward(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[float, float]]:
+        """Raw first output for one frame, with the letterbox scale and padding."""
+        padded, scale, pad = letterbox(image, self.input_hw)
+        blob = cv2.dnn.blobFromImage(padded, 1 / 255.0, swapRB=True)
+        with self._lock:
+            out = self._session.run(None, {self._input: blob})[0]
+        return out, scale, pad
+
+    def detect(self, image: np.ndarray) -> Detections:
+        out, scale, (px, py) = self.forward(image)
+        nc = len(self.class_names)
+        where = repr(str(self.model_path))
+        if out.ndim == 3 and out.shape[0] == 1 and out.shape[2] == 6 and out.shape[1] != 4 + nc:
+            rows = out[0]
+            rows = rows[rows[:, 4] >= self.score_threshold]
+            xyxy, scores, cls = rows[:, :4], rows[:, 4], rows[:, 5].astype(np.int64)
+        elif out.ndim == 3 and out.shape[0] == 1 and out.shape[1] == 4 + nc:
+            pred = out[0].T  # (N, 4 + nc)
+            class_scores = pred[:, 4:]
+            cls = class_scores.argmax(axis=1)
+            scores = class_scores[np.arange(len(pred)), cls]
+            keep = scores >= self.score_threshold
+            pred, cls, scores = pred[keep], cls[keep], scores[keep]
+            cx, cy, bw, bh = pred[:, 0], pred[:, 1], pred[:, 2], pred[:, 3]
+            xyxy = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+            # per-class NMS in one call: shift each class's boxes far apart
+            offset = cls[:, None].astype(np.float32) * 8192.0
+            kept = nms(xyxy + offset, scores, self.nms_iou) if len(xyxy) else np.zeros(0, np.int64)
+            xyxy, scores, cls = xyxy[kept], scores[kept], cls[kept]
+        else:
+            raise DetectorError(f"model {where}: unexpected output shape {tuple(out.shape)}; "
+                                f"expected [1, 4+{nc}, N] or [1, N, 6]")
+        if len(cls) and (cls.min() < 0 or cls.max() >= nc):
+            raise DetectorError(f"model {where}: class id {int(cls.max())} outside its {nc} names")
+        h, w = image.shape[:2]
+        xyxy = (np.asarray(xyxy, np.float32).reshape(-1, 4) - np.array([px, py, px, py], np.float32)) / scale
+        xyxy = np.clip(xyxy, 0, [w, h, w, h])
+        return merge_relabelled(Detections(xyxy, scores, cls, self.class_names))

@@ -1,0 +1,108 @@
+"""Evidence files: a JPEG with the boxes, zone and labels drawn, and optionally a short
+clip from a ring buffer of analysed frames; each returned as an ``EvidenceRef``."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge.video.detections import Detections
+from microbrain.protocol.payloads import EvidenceKind, EvidenceRef
+
+_ZONE = (0, 200, 255)
+_OTHER = (200, 200, 200)
+_SUBJECT = (0, 0, 255)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def draw(image: np.ndarray, tracked: Detections, zone: np.ndarray | None, subject: np.ndarray | None,
+         caption: str) -> np.ndarray:
+    """A copy of ``image`` with the zone polygon, every tracked box (the subject in red)
+    and a caption line."""
+    out = image.copy()
+    if zone is not None:
+        pts = np.asarray(zone, np.int32).reshape(-1, 1, 2)
+        overlay = out.copy()
+        cv2.fillPoly(overlay, [pts], _ZONE)
+        out = cv2.addWeighted(overlay, 0.2, out, 0.8, 0)
+        cv2.polylines(out, [pts], True, _ZONE, 2)
+    for box, name, conf, tid in zip(tracked.xyxy, tracked.names, tracked.confidence, tracked.tracker_id):
+        x0, y0, x1, y1 = (int(v) for v in box)
+        cv2.rectangle(out, (x0, y0), (x1, y1), _OTHER, 1)
+        label = f"{name} {conf:.2f}" + (f" #{tid}" if tid >= 0 else "")
+        cv2.putText(out, label, (x0, max(10, y0 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, _OTHER, 1)
+    if subject is not None:
+        x0, y0, x1, y1 = (int(v) for v in subject)
+        cv2.rectangle(out, (x0, y0), (x1, y1), _SUBJECT, 2)
+    cv2.rectangle(out, (0, 0), (out.shape[1], 18), (0, 0, 0), -1)
+    cv2.putText(out, caption[:120], (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
+    return out
+
+
+class EvidenceStore:
+    """Writes evidence under ``directory``; file names are ``<event id>.<ext>``."""
+
+    def __init__(self, directory: Path | str, jpeg_quality: int = 85) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.jpeg_quality = jpeg_quality
+
+    def snapshot(self, name: str, picture: np.ndarray) -> EvidenceRef:
+        """Write one JPEG and return its reference (name, sha256, size)."""
+        ok, buf = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        if not ok:
+            raise OSError(f"could not encode evidence {name}")
+        path = self.directory / f"{name}.jpg"
+        path.write_bytes(buf.tobytes())
+        return EvidenceRef(kind=EvidenceKind.SNAPSHOT, name=path.name, sha256=_sha256(path),
+                           bytes=path.stat().st_size, content_type="image/jpeg")
+
+    def clip(self, name: str, frames: list[np.ndarray], fps: float) -> EvidenceRef | None:
+        """Write frames as a Motion-JPEG AVI (every OpenCV build can write it)."""
+        if not frames:
+            return None
+        h, w = frames[0].shape[:2]
+        path = self.directory / f"{name}.avi"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), max(1.0, fps), (w, h))
+        try:
+            for frame in frames:
+                if frame.shape[:2] == (h, w):
+                    writer.write(frame)
+        finally:
+            writer.release()
+        if not path.is_file() or path.stat().st_size == 0:
+            return None
+        return EvidenceRef(kind=EvidenceKind.CLIP, name=path.name, sha256=_sha256(path),
+                           bytes=path.stat().st_size, content_type="video/x-msvideo")
+
+
+class FrameRing:
+    """The last ``seconds`` of analysed frames, for the before-part of a clip."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._frames: deque[tuple[float, np.ndarray]] = deque()
+
+    def push(self, ts: float, frame: np.ndarray) -> None:
+        if self.seconds <= 0:
+            return
+        self._frames.append((ts, frame))
+        while self._frames and ts - self._frames[0][0] > self.seconds:
+            self._frames.popleft()
+
+    def frames(self) -> list[np.ndarray]:
+        return [f for _, f in self._frames]
+
+    def clear(self) -> None:
+        self._frames.clear()

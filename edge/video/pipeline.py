@@ -1,0 +1,247 @@
+"""CameraPipeline: one camera's frames → motion gate → detector → tracker → zones and
+rules → evidence-backed :class:`microbrain.protocol.Event` objects, handed to ``emit``.
+
+``emit`` is the seam to the gateway's outbox: the pipeline leaves ``seq`` at 0 and the
+outbox stamps it. Time is the frame's own (video time for files), never the wall clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from edge.video import metrics
+from edge.video.detections import Detections
+from edge.video.detectors import Detector
+from edge.video.evidence import EvidenceStore, FrameRing, draw
+from edge.video.motion import MotionGate
+from edge.video.rules import Context, Finding, crossing_findings, make_rule
+from edge.video.sources import Frame
+from edge.video.tracker import Tracker
+from edge.video.zones import LineZone, PolygonZone, ZoneOutsideFrame
+from microbrain.protocol.payloads import Event, EventState, ModelRef, Severity, new_id
+from microbrain.site.cameras import Camera
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[Event], None]
+CAMERA_OFFLINE = "camera_offline"
+
+
+class CameraError(RuntimeError):
+    """This camera cannot go on (zones that do not fit its frames, …); others can."""
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Knobs of the pipeline itself; zone and rule thresholds live in the camera config."""
+
+    motion_gate: bool = True
+    recheck_s: float = 2.0  # re-detect a still scene that has tracks this often
+    idle_recheck_s: float = 5.0  # … and one without tracks (what motion may have missed)
+    timezone: str = "Asia/Shanghai"
+    tracker_max_age_s: float = 5.0
+
+
+@dataclass
+class PipelineStats:
+    frames: int = 0
+    detector_calls: int = 0
+    scene_cuts: int = 0
+    size_changes: int = 0
+    events: int = 0
+
+
+@dataclass
+class _PendingClip:
+    event: Event
+    frames: list[np.ndarray]
+    until: float
+
+
+@dataclass
+class _Zone:
+    id: str
+    geometry: PolygonZone
+    rules: list = field(default_factory=list)
+
+
+class CameraPipeline:
+    """Feed frames with :meth:`process`; call :meth:`finish` at the end of a stream."""
+
+    def __init__(self, camera: Camera, detector: Detector, emit: Emit | None = None,
+                 evidence: EvidenceStore | None = None, options: PipelineOptions | None = None) -> None:
+        self.camera = camera
+        self.detector = detector
+        self.emit = emit or (lambda event: None)
+        self.evidence = evidence
+        self.options = options or PipelineOptions()
+        self.stats = PipelineStats()
+        self.model = ModelRef(name=detector.name[:100], version=detector.version[:64])
+        self._tz = ZoneInfo(self.options.timezone)
+        self._zones = [
+            _Zone(z.id, PolygonZone(z.polygon, z.anchor, z.inertia), [make_rule(z.id, r) for r in z.rules])
+            for z in camera.zones
+        ]
+        self._lines = [(line, LineZone(line.points[0], line.points[1])) for line in camera.lines]
+        roi = [z.geometry.polygon for z in self._zones] + [np.asarray(line.points) for line in camera.lines]
+        # the dog rule looks for people around the zone, so its zone widens the region more
+        self._gate = MotionGate(roi=roi or None)
+        self._tracker = Tracker(max_age_s=self.options.tracker_max_age_s)
+        self._tracked = Detections.empty(detector.class_names)
+        self._size: tuple[int, int] | None = None
+        self._last_detect: float | None = None
+        self._ring = FrameRing(camera.clip_seconds)
+        self._pending: list[_PendingClip] = []
+        self._last_frame: Frame | None = None
+
+    # -- frames ---------------------------------------------------------------------------
+
+    def _check_size(self, frame: Frame) -> list[Finding]:
+        h, w = frame.image.shape[:2]
+        if self._size == (w, h):
+            return []
+        findings: list[Finding] = []
+        if self._size is not None:
+            self.stats.size_changes += 1
+            metrics.FRAME_SIZE_CHANGES.labels(self.camera.id).inc()
+            log.warning("camera %s: frame size changed from %s to %s; tracks reset",
+                        self.camera.id, self._size, (w, h))
+            findings = self._reset(frame.ts)
+        self._size = (w, h)
+        for zone in self._zones:
+            try:
+                zone.geometry.check_fits(w, h, f"camera {self.camera.id}: zone {zone.id}")
+            except ZoneOutsideFrame as err:
+                metrics.PIPELINE_ERRORS.labels(self.camera.id, "zone_outside_frame").inc()
+                raise CameraError(str(err)) from None
+        for line, _ in self._lines:
+            if any(x > w or y > h for x, y in line.points):
+                metrics.PIPELINE_ERRORS.labels(self.camera.id, "zone_outside_frame").inc()
+                raise CameraError(f"camera {self.camera.id}: line {line.id} lies outside the {w}×{h} frame")
+        return findings
+
+    def _reset(self, ts: float) -> list[Finding]:
+        """Forget tracks and zone presence; violations in progress are cleared."""
+        findings = [f for zone in self._zones for rule in zone.rules for f in rule.flush(ts)]
+        self._tracker.reset()
+        self._tracked = Detections.empty(self.detector.class_names)
+        for zone in self._zones:
+            zone.geometry.reset()
+        for _, line in self._lines:
+            line.reset()
+        self._last_detect = None
+        return findings
+
+    def _should_detect(self, frame: Frame, moving: bool) -> bool:
+        if not self.options.motion_gate or self._last_detect is None or moving:
+            return True
+        if self._tracker.tentative:
+            return True  # a new object waits for its confirming second look
+        wait = self.options.recheck_s if self._tracker.active else self.options.idle_recheck_s
+        return frame.ts - self._last_detect >= wait
+
+    def process(self, frame: Frame) -> list[Event]:
+        """Analyse one frame; return (and emit) the events it completes."""
+        self.stats.frames += 1
+        metrics.FRAMES_ANALYSED.labels(self.camera.id).inc()
+        findings = self._check_size(frame)
+        moving = True
+        if self.options.motion_gate:
+            motion = self._gate.update(frame.image)
+            moving = motion.moving
+            if motion.scene_cut:
+                self.stats.scene_cuts += 1
+                metrics.SCENE_CUTS.labels(self.camera.id).inc()
+                findings += self._reset(frame.ts)
+        if self._should_detect(frame, moving):
+            detections = self.detector.detect(frame.image)
+            self.stats.detector_calls += 1
+            metrics.DETECTOR_CALLS.labels(self.camera.id).inc()
+            self._tracked = self._tracker.update(detections, frame.ts)
+            self._last_detect = frame.ts
+            for line, geometry in self._lines:
+                findings += crossing_findings(line, self._tracked, geometry.update(self._tracked))
+        # between detector runs nothing moved, so the last tracked boxes still hold
+        tracked = self._tracked
+        local = frame.time.astimezone(self._tz)
+        for zone in self._zones:
+            occupants, _ = zone.geometry.update(tracked, frame.ts)
+            context = Context(tracked, occupants, frame.ts, local)
+            for rule in zone.rules:
+                findings += rule.update(context)
+        self._ring.push(frame.ts, frame.image)
+        self._last_frame = frame
+        return self._publish(findings, frame, tracked)
+
+    def finish(self) -> list[Event]:
+        """End of stream: write pending clips. Violations still standing are not cleared:
+        the stream ended, the car did not leave."""
+        events = []
+        for pending in self._pending:
+            events.append(self._release(pending))
+        self._pending = []
+        return events
+
+    def camera_state(self, online: bool, reason: str, when: datetime) -> Event:
+        """The debounced camera online/offline change as an event (raised = offline)."""
+        event = Event(ts=when, kind=CAMERA_OFFLINE, state=EventState.CLEARED if online else EventState.RAISED,
+                      severity=Severity.INFO if online else Severity.WARNING, building=self.camera.building,
+                      source=self.camera.id, message=f"camera {self.camera.id} "
+                      f"{'back online' if online else 'offline'}: {reason}"[:500], frame_ts=when)
+        self._deliver(event)
+        return event
+
+    # -- events ---------------------------------------------------------------------------
+
+    def _deliver(self, event: Event) -> None:
+        self.stats.events += 1
+        metrics.EVENTS.labels(self.camera.id, event.kind, event.state.value).inc()
+        self.emit(event)
+
+    def _zone_polygon(self, zone_id: str | None) -> np.ndarray | None:
+        return next((z.geometry.polygon for z in self._zones if z.id == zone_id), None)
+
+    def _publish(self, findings: list[Finding], frame: Frame, tracked: Detections) -> list[Event]:
+        out: list[Event] = []
+        for pending in list(self._pending):
+            pending.frames.append(frame.image)
+            if frame.ts >= pending.until:
+                self._pending.remove(pending)
+                out.append(self._release(pending))
+        for f in findings:
+            event_id = new_id()
+            evidence = ()
+            if self.evidence is not None:
+                caption = f"{self.camera.id} {f.kind} {f.state.value} {frame.time:%Y-%m-%d %H:%M:%S}Z"
+                if f.dwell_s is not None:
+                    caption += f" dwell {f.dwell_s:.0f}s"
+                picture = draw(frame.image, tracked, self._zone_polygon(f.zone), f.box, caption)
+                evidence = (self.evidence.snapshot(f"{self.camera.id}-{event_id}", picture),)
+            event = Event(
+                id=event_id, ts=frame.time, kind=f.kind, state=f.state, severity=f.severity,
+                building=self.camera.building, source=self.camera.id, zone=f.zone, track_id=f.track_id,
+                object_class=f.object_class, confidence=None if f.confidence is None else min(1.0, f.confidence),
+                dwell_s=f.dwell_s, frame_ts=frame.time, model=self.model, evidence=evidence,
+                message=f.message[:500], detail={k: v for k, v in f.detail.items()},
+            )
+            if self.evidence is not None and self.camera.clip_seconds > 0 and f.state is EventState.RAISED:
+                self._pending.append(_PendingClip(event, self._ring.frames(), frame.ts + self.camera.clip_seconds))
+                continue
+            self._deliver(event)
+            out.append(event)
+        return out
+
+    def _release(self, pending: _PendingClip) -> Event:
+        event = pending.event
+        assert self.evidence is not None
+        clip = self.evidence.clip(f"{self.camera.id}-{event.id}", pending.frames, self.camera.fps)
+        if clip is not None:
+            event = event.model_copy(update={"evidence": (*event.evidence, clip)})
+        self._deliver(event)
+        return event

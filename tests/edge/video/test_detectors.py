@@ -1,0 +1,119 @@
+"""Detectors on real models: the default SSD through OpenCV, tiny YOLO-layout graphs
+through onnxruntime, and models that are not models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.video.detectors import DetectorError, load_detector
+from edge.video.detectors.onnx_yolo import OnnxYoloDetector
+from edge.video.detectors.opencv_tf import TF90_TO_COCO80
+from edge.video.geometry import iou_matrix
+from microbrain.site.cameras import DetectorConfig
+from microbrain.site.classes import COCO_CLASSES
+from tests.edge.video.onnx_models import build, end_to_end_layout, v8_layout
+
+NAMES = {0: "person", 1: "bicycle", 2: "dog"}
+
+
+@pytest.fixture(scope="module")
+def ssd():
+    return load_detector(DetectorConfig())
+
+
+def test_tf_label_map_covers_coco80_in_order():
+    assert len(TF90_TO_COCO80) == 80
+    assert COCO_CLASSES[TF90_TO_COCO80[1]] == "person"
+    assert COCO_CLASSES[TF90_TO_COCO80[18]] == "dog"
+    assert COCO_CLASSES[TF90_TO_COCO80[90]] == "toothbrush"
+    assert 12 not in TF90_TO_COCO80
+
+
+def test_default_ssd_sees_dog_and_bicycle_in_dog_jpg(ssd, sample_media):
+    dets = ssd.detect(cv2.imread(str(sample_media("dog.jpg"))))
+    by_name = {n: dets.xyxy[i] for i, n in enumerate(dets.names)}
+    assert {"dog", "bicycle"} <= set(by_name)
+    assert iou_matrix(by_name["dog"], [140, 208, 313, 535])[0, 0] > 0.8
+    assert iou_matrix(by_name["bicycle"], [76, 134, 548, 408])[0, 0] > 0.8
+    assert "person" not in by_name
+
+
+def test_ssd_reports_the_van_once_not_as_car_and_truck(ssd, sample_media):
+    cap = cv2.VideoCapture(str(sample_media("vtest.avi")))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 400)
+    ok, frame = cap.read()
+    assert ok
+    dets = ssd.detect(frame)
+    van = iou_matrix(dets.xyxy, [642, 41, 725, 100])[:, 0] > 0.7
+    assert van.sum() == 1
+    assert dets.names[int(np.argmax(van))] in ("car", "truck")
+
+
+@pytest.mark.parametrize("content", [b"", b"not a model at all\n" * 10, bytes(range(256)) * 40])
+def test_a_file_that_is_not_a_model_names_the_model(tmp_path, content):
+    bad = tmp_path / "broken.pb"
+    bad.write_bytes(content)
+    pbtxt = tmp_path / "broken.pbtxt"
+    pbtxt.write_text("garbage {")
+    with pytest.raises(DetectorError, match="broken.pb"):
+        load_detector(DetectorConfig(model=str(bad), config=str(pbtxt)))
+    onnx_file = tmp_path / "broken.onnx"
+    onnx_file.write_bytes(content)
+    with pytest.raises(DetectorError, match="broken.onnx"):
+        load_detector(DetectorConfig(type="onnx_yolo", model=str(onnx_file)))
+
+
+def test_missing_model_file_is_named(tmp_path):
+    with pytest.raises(DetectorError, match="nope.onnx.*no such file"):
+        load_detector(DetectorConfig(type="onnx_yolo", model=str(tmp_path / "nope.onnx")))
+
+
+def test_yolo_v8_layout_runs_nms_and_maps_boxes_back(tmp_path):
+    # two overlapping 'dog' boxes (NMS keeps the better) and one 'person', 320 input
+    pred = v8_layout([(100, 100, 40, 40), (102, 101, 40, 40), (250, 200, 60, 100)],
+                     [[0.0, 0.0, 0.9], [0.0, 0.0, 0.7], [0.8, 0.0, 0.0]])
+    det = OnnxYoloDetector(build(tmp_path / "v8.onnx", pred, NAMES), score_threshold=0.4)
+    assert det.class_names == ("person", "bicycle", "dog")
+    image = np.zeros((320, 640, 3), np.uint8)  # letterboxed: scale 0.5, 80 px top pad
+    dets = det.detect(image)
+    assert sorted(dets.names) == ["dog", "person"]
+    dog = dets.xyxy[dets.names.index("dog")]
+    # model space (80..120, 80..120) → image: minus the pad (0, 80), times 2
+    np.testing.assert_allclose(dog, [160, 0, 240, 80], atol=1e-3)
+    assert float(dets.confidence[dets.names.index("dog")]) == pytest.approx(0.9)
+
+
+def test_yolo_end_to_end_layout(tmp_path):
+    pred = end_to_end_layout([(10, 90, 110, 190, 0.95, 1), (0, 0, 5, 5, 0.1, 0)])
+    det = OnnxYoloDetector(build(tmp_path / "e2e.onnx", pred, NAMES), score_threshold=0.4)
+    dets = det.detect(np.zeros((320, 320, 3), np.uint8))
+    assert dets.names == ["bicycle"]
+    np.testing.assert_allclose(dets.xyxy[0], [10, 90, 110, 190], atol=1e-3)
+
+
+def test_yolo_without_metadata_names_classes_by_number(tmp_path):
+    pred = v8_layout([(50, 50, 20, 20)], [[0.0, 0.9]])
+    det = OnnxYoloDetector(build(tmp_path / "anon.onnx", pred, None))
+    assert det.class_names == ("class0", "class1")
+
+
+@pytest.mark.parametrize("shape", [(1, 5, 7, 3), (2, 6, 10), (1, 10, 5)])
+def test_unexpected_outputs_name_the_model(tmp_path, shape):
+    model = build(tmp_path / "odd.onnx", np.zeros(shape, np.float32), NAMES)
+    with pytest.raises(DetectorError, match=r"odd\.onnx.*(unexpected output|image input)"):
+        OnnxYoloDetector(model)
+
+
+def test_onnx_yolo_needs_a_model_path():
+    with pytest.raises(DetectorError, match="needs 'model'"):
+        load_detector(DetectorConfig(type="onnx_yolo"))
+
+
+def test_yolo_class_ids_beyond_names_are_refused(tmp_path):
+    pred = end_to_end_layout([(10, 10, 50, 50, 0.9, 7)])
+    with pytest.raises(DetectorError, match="class id 7"):
+        OnnxYoloDetector(build(tmp_path / "ids.onnx", pred, NAMES)).detect(np.zeros((320, 320, 3), np.uint8))

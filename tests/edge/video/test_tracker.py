@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import numpy as np
+
+from edge.video.tracker import Tracker
+from tests.edge.video.factories import dets
+
+
+def run(tracker, frames, dt=0.2):
+    return [tracker.update(d, i * dt) for i, d in enumerate(frames)]
+
+
+def test_empty_input_gives_empty_output():
+    t = Tracker()
+    for i in range(3):
+        out = t.update(dets(), i * 0.2)
+        assert len(out) == 0 and out.tracker_id.shape == (0,)
+    assert t.active == 0
+
+
+def test_a_track_is_confirmed_on_its_second_sighting_and_keeps_its_id():
+    t = Tracker(min_hits=2)
+    first = t.update(dets(("car", 10, 10, 60, 40)), 0.0)
+    assert len(first) == 0 and t.tentative == 1
+    outs = run(t, [dets(("car", 10 + 3 * i, 10, 60 + 3 * i, 40)) for i in range(5)])
+    assert t.tentative == 0
+    ids = {int(o.tracker_id[0]) for o in outs[1:]}
+    assert len(ids) == 1 and min(ids) >= 1
+
+
+def test_two_objects_get_two_ids_and_do_not_swap():
+    t = Tracker()
+    frames = [dets(("person", 10 + 5 * i, 10, 30 + 5 * i, 60), ("person", 200 - 5 * i, 10, 220 - 5 * i, 60))
+              for i in range(6)]
+    outs = run(t, frames)
+    first = {int(tid): float(x) for tid, x in zip(outs[1].tracker_id, outs[1].xyxy[:, 0])}
+    last = {int(tid): float(x) for tid, x in zip(outs[-1].tracker_id, outs[-1].xyxy[:, 0])}
+    assert set(first) == set(last) and len(first) == 2
+    left = min(first, key=first.get)
+    assert last[left] < 100  # the left walker is still the one on the left
+
+
+def test_class_is_a_running_vote_so_label_flicker_keeps_one_track():
+    t = Tracker()
+    labels = ["truck", "car", "truck", "truck", "car"]
+    outs = run(t, [dets((lab, 640, 40, 725, 100, 0.5)) for lab in labels])
+    assert len({int(o.tracker_id[0]) for o in outs[1:]}) == 1
+    assert outs[-1].names == ["truck"]
+
+
+def test_low_score_detection_keeps_a_track_alive_but_does_not_start_one():
+    t = Tracker(high_threshold=0.5, new_track_threshold=0.5)
+    outs = run(t, [dets(("car", 10, 10, 50, 50, 0.9)), dets(("car", 10, 10, 50, 50, 0.9)),
+                   dets(("car", 11, 10, 51, 50, 0.2), ("dog", 300, 300, 320, 320, 0.3))])
+    assert outs[2].names == ["car"] and outs[2].tracker_id[0] == outs[1].tracker_id[0]
+    assert t.active == 1  # the weak dog started nothing
+
+
+def test_tracks_expire_after_max_age_in_video_seconds():
+    t = Tracker(max_age_s=1.0)
+    t.update(dets(("car", 10, 10, 50, 50)), 0.0)
+    first = t.update(dets(("car", 10, 10, 50, 50)), 0.2)
+    t.update(dets(), 0.9)
+    kept = t.update(dets(("car", 10, 10, 50, 50)), 1.1)  # gap 0.9 s: same track
+    assert kept.tracker_id.tolist() == first.tracker_id.tolist()
+    t.update(dets(), 3.0)
+    gone = t.update(dets(("car", 10, 10, 50, 50)), 3.1)  # gap 2 s: a new, unconfirmed track
+    assert len(gone) == 0
+
+
+def test_reset_forgets_tracks_but_never_reuses_ids():
+    t = Tracker()
+    run(t, [dets(("car", 10, 10, 50, 50))] * 2)
+    t.reset()
+    assert t.active == 0
+    out = run(t, [dets(("car", 10, 10, 50, 50))] * 2)[-1]
+    assert int(out.tracker_id[0]) == 2
+
+
+def test_velocity_prediction_follows_a_fast_object():
+    t = Tracker()
+    # 40 px box at 15 px per update, then 25: without prediction IoU drops to 0.23
+    xs = [15 * i for i in range(6)] + [75 + 25 * i for i in range(1, 4)]
+    outs = run(t, [dets(("car", x, 0, x + 40, 40)) for x in xs])
+    ids = [int(o.tracker_id[0]) for o in outs[1:] if len(o)]
+    assert len(ids) == len(xs) - 1 and len(set(ids)) == 1
+    assert np.all(outs[-1].xyxy[0] == [150, 0, 190, 40])
+    no_motion_model = Tracker()
+    no_motion_model.update(dets(("car", 0, 0, 40, 40)), 0.0)
+    no_motion_model.update(dets(("car", 0, 0, 40, 40)), 0.2)
+    jumped = no_motion_model.update(dets(("car", 25, 0, 65, 40)), 0.4)
+    assert len(jumped) == 0  # a 25 px jump from standstill is a new object
