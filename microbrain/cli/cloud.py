@@ -1,10 +1,44 @@
-"""`microbrain cloud serve` (placeholder until issue 5 lands; its owner replaces this file)."""
+"""`microbrain cloud serve`: API + ingest + escalation scheduler in one process."""
 
 from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from microbrain.cli.errors import fail
 
 
-def serve() -> None:
-    """Not built yet (issue 5)."""
-    fail("'microbrain cloud serve' is not built yet (issue 5)", code=1)
+def serve(
+    db: Annotated[str | None, typer.Option(help="database URL (default: MB_CLOUD_DATABASE_URL or sqlite:///./microbrain.db)")] = None,
+    broker: Annotated[str | None, typer.Option(help="broker URL, e.g. mqtt://127.0.0.1:1883")] = None,
+    site: Annotated[Path | None, typer.Option(help="site YAML to load into the database on start")] = None,
+    host: Annotated[str, typer.Option(help="address the API listens on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="API port")] = 8000,
+    no_ingest: Annotated[bool, typer.Option("--no-ingest", help="serve the API only")] = False,
+) -> None:
+    """Run the cloud: REST API (/docs), MQTT ingest and the escalation scheduler.
+    Several processes may run side by side against one database and broker."""
+    import uvicorn
+    from pydantic import ValidationError
+
+    from cloud.app import CloudService
+    from cloud.settings import Settings
+    from microbrain.site import SiteError, load_site
+
+    overrides = {k: v for k, v in (("database_url", db), ("broker_url", broker)) if v}
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as err:
+        fail(f"bad cloud settings: {err.errors(include_url=False)[0]['msg']}")
+    loaded = None
+    if site is not None:
+        try:
+            loaded = load_site(site)
+        except SiteError as err:
+            fail(str(err))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    service = CloudService(settings, site=loaded, ingest=not no_ingest)
+    uvicorn.run(service.app, host=host, port=port, log_level="info")

@@ -67,3 +67,15 @@ def reading(seq: int, **kw: Any) -> Reading:
 
 def topic(gw: GatewayPath, item: Event | Reading) -> tuple[str, bytes]:
     return gw.topic(item.type), item.to_json()
+
+
+def ingest(factory, gw: GatewayPath, items, now=None):  # type: ignore[no-untyped-def]
+    """Store items through the real decode/store path in one transaction (no MQTT)."""
+    from datetime import UTC, datetime
+
+    from cloud.ingest.store import Incoming, store_batch
+
+    now = now or datetime.now(UTC)
+    msgs = [Incoming(*topic(gw, i), now) if not isinstance(i, Incoming) else i for i in items]
+    with factory() as session, session.begin():
+        return store_batch(session, msgs, now)

@@ -1,0 +1,74 @@
+"""What routes depend on: the app's state, a session, the current user."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud import auth
+from cloud.api.notify import ChangeNotifier
+from cloud.clock import Clock, system_clock
+from cloud.commands import CommandSender
+from cloud.db import models as m
+from cloud.settings import Settings
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    factory: sessionmaker[Session]
+    clock: Clock = system_clock
+    commands: CommandSender | None = None
+    notifier: ChangeNotifier = field(default_factory=ChangeNotifier)
+    stream_poll_s: float = 0.25
+
+
+def state(request: Request) -> ApiState:
+    return request.app.state.api
+
+
+def session(request: Request) -> Iterator[Session]:
+    """A session per request, committed when the route returns without error (routes
+    that publish or notify commit first themselves, so nothing announces uncommitted work)."""
+    factory = request.app.state.api.factory
+    with factory() as s:
+        try:
+            yield s
+        except BaseException:
+            s.rollback()
+            raise
+        s.commit()
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def user_from_request(request: Request, db: Session,
+                      creds: HTTPAuthorizationCredentials | None) -> m.User:
+    """The authenticated user, or 401."""
+    token = creds.credentials if creds else request.query_params.get("access_token")
+    # EventSource cannot set headers, so the stream may pass the token as a query parameter
+    if not token:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "not authenticated: send 'Authorization: Bearer <token>'",
+                            headers={"WWW-Authenticate": "Bearer"})
+    user = auth.user_for_token(db, token, now=request.app.state.api.clock())
+    if user is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "token unknown or expired; log in again",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return user
+
+
+def current_user(request: Request, db: Annotated[Session, Depends(session)],
+                 creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> m.User:
+    return user_from_request(request, db, creds)
+
+
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+DB = Annotated[Session, Depends(session)]
+CurrentUser = Annotated[m.User, Depends(current_user)]
+State = Annotated[ApiState, Depends(state)]

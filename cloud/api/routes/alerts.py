@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy import func, select
+
+from cloud import alerts, auth
+from cloud.api.deps import DB, CurrentUser, State
+from cloud.api.schemas import AlertDetail, AlertOut, CommentIn, DispatchIn, NoteIn, Page, TransitionOut, WorkOrderOut
+from cloud.db import models as m
+
+router = APIRouter(prefix="/api/alerts", tags=["alerts"])
+
+
+def _scoped(db: DB, user: m.User, alert_id: int) -> m.Alert:
+    alert = alerts.get_alert(db, alert_id)
+    auth.require_place(user, alert.community, alert.compound, alert.building, f"alert {alert_id}")
+    return alert
+
+
+@router.get("", response_model=Page[AlertOut])
+def list_alerts(
+    db: DB, user: CurrentUser,
+    status: Annotated[list[str] | None, Query()] = None,
+    kind: str | None = None, community: str | None = None, compound: str | None = None,
+    building: str | None = None, min_severity: Annotated[int, Query(ge=1, le=3)] = 1,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[AlertOut]:
+    """Alerts in your area, newest first; filter by status, kind, place, severity."""
+    where = [auth.scope_clause(user, m.Alert), m.Alert.severity >= min_severity]
+    if status:
+        where.append(m.Alert.status.in_(status))
+    for column, value in ((m.Alert.kind, kind), (m.Alert.community, community),
+                          (m.Alert.compound, compound), (m.Alert.building, building)):
+        if value is not None:
+            where.append(column == value)
+    total = db.scalar(select(func.count()).select_from(m.Alert).where(*where)) or 0
+    rows = db.scalars(select(m.Alert).where(*where).order_by(m.Alert.updated_at.desc(), m.Alert.id.desc())
+                      .limit(limit).offset(offset)).all()
+    return Page(total=total, limit=limit, offset=offset, items=[AlertOut.model_validate(r) for r in rows])
+
+
+@router.get("/{alert_id}", response_model=AlertDetail)
+def get_alert(alert_id: int, db: DB, user: CurrentUser) -> AlertDetail:
+    """One alert with its audit log."""
+    alert = _scoped(db, user, alert_id)
+    log = db.scalars(select(m.AlertTransition).where(m.AlertTransition.alert_id == alert_id)
+                     .order_by(m.AlertTransition.id)).all()
+    return AlertDetail(**AlertOut.model_validate(alert).model_dump(),
+                       transitions=[TransitionOut.model_validate(t) for t in log])
+
+
+def _act(db: DB, st: State, alert: m.Alert) -> AlertOut:
+    out = AlertOut.model_validate(alert)
+    db.commit()
+    st.notifier.notify()
+    return out
+
+
+@router.post("/{alert_id}/acknowledge", response_model=AlertOut)
+def acknowledge(alert_id: int, body: NoteIn, db: DB, user: CurrentUser, st: State) -> AlertOut:
+    """open → acknowledged (stops escalation); 409 from any other state."""
+    _scoped(db, user, alert_id)
+    auth.require_role(user, auth.ACTS_ON_ALERTS, "acknowledge alerts")
+    return _act(db, st, alerts.acknowledge(db, alert_id, actor=user.username, now=st.clock(), note=body.note))
+
+
+@router.post("/{alert_id}/dispatch", response_model=WorkOrderOut)
+def dispatch(alert_id: int, body: DispatchIn, db: DB, user: CurrentUser, st: State) -> WorkOrderOut:
+    """Send a work order to a department (default: the one for the alert's kind)."""
+    _scoped(db, user, alert_id)
+    auth.require_role(user, auth.ACTS_ON_ALERTS, "dispatch alerts")
+    wo = alerts.dispatch(db, alert_id, actor=user.username, now=st.clock(),
+                         department=body.department, note=body.note)
+    out = WorkOrderOut.model_validate(wo)
+    db.commit()
+    st.notifier.notify()
+    return out
+
+
+@router.post("/{alert_id}/resolve", response_model=AlertOut)
+def resolve(alert_id: int, body: NoteIn, db: DB, user: CurrentUser, st: State) -> AlertOut:
+    """Mark the condition handled."""
+    _scoped(db, user, alert_id)
+    auth.require_role(user, auth.ACTS_ON_ALERTS, "resolve alerts")
+    return _act(db, st, alerts.resolve(db, alert_id, actor=user.username, now=st.clock(), note=body.note))
+
+
+@router.post("/{alert_id}/close", response_model=AlertOut)
+def close(alert_id: int, body: NoteIn, db: DB, user: CurrentUser, st: State) -> AlertOut:
+    """resolved → closed (supervisors)."""
+    _scoped(db, user, alert_id)
+    auth.require_role(user, auth.CLOSES_ALERTS, "close alerts")
+    return _act(db, st, alerts.close(db, alert_id, actor=user.username, now=st.clock(), note=body.note))
+
+
+@router.post("/{alert_id}/comment", response_model=TransitionOut)
+def comment(alert_id: int, body: CommentIn, db: DB, user: CurrentUser, st: State) -> TransitionOut:
+    """Add a note to the alert's log."""
+    _scoped(db, user, alert_id)
+    row = alerts.comment(db, alert_id, actor=user.username, now=st.clock(), note=body.note)
+    db.flush()
+    out = TransitionOut.model_validate(row)
+    db.commit()
+    st.notifier.notify()
+    return out

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from cloud import auth
+from cloud.api.deps import DB, CurrentUser, State
+from cloud.api.schemas import DeviceOut, GatewayOut
+from cloud.db import models as m
+
+router = APIRouter(prefix="/api/devices", tags=["devices"])
+MISSED_HEARTBEATS = 3  # silent for this many heartbeat periods = not alive
+
+
+@router.get("/gateways", response_model=list[GatewayOut])
+def gateways(db: DB, user: CurrentUser, st: State) -> list[GatewayOut]:
+    """Gateways in your area with liveness: online and heard from within 3 heartbeats."""
+    now = st.clock()
+    rows = db.scalars(select(m.Gateway).where(auth.scope_clause(user, m.Gateway)).order_by(m.Gateway.id))
+    out = []
+    for g in rows:
+        alive = (g.state == "online" and g.last_seen is not None
+                 and now - g.last_seen <= timedelta(seconds=MISSED_HEARTBEATS * g.heartbeat_s))
+        out.append(GatewayOut.model_validate(g).model_copy(update={"alive": alive}))
+    return out
+
+
+@router.get("", response_model=list[DeviceOut])
+def devices(db: DB, user: CurrentUser, gateway: str | None = None) -> list[DeviceOut]:
+    """Cameras and sensors in your area, with when each was last heard of."""
+    stmt = select(m.Device, m.Gateway).join(m.Gateway, m.Gateway.id == m.Device.gateway)
+    if gateway:
+        stmt = stmt.where(m.Device.gateway == gateway)
+    out = []
+    for device, gw in db.execute(stmt.order_by(m.Device.gateway, m.Device.id)):
+        if auth.in_scope(user, gw.community, gw.compound, device.building if user.building else None):
+            out.append(DeviceOut.model_validate(device))
+    return out

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from cloud import auth
+from cloud.api.deps import DB, CurrentUser
+from cloud.api.schemas import EventOut, ReadingOut
+from cloud.db import models as m
+
+router = APIRouter(prefix="/api", tags=["events and readings"])
+Limit = Annotated[int, Query(ge=1, le=5000)]
+
+
+@router.get("/events", response_model=list[EventOut])
+def events(db: DB, user: CurrentUser, kind: str | None = None, alert_id: int | None = None,
+           since: datetime | None = None, until: datetime | None = None, limit: Limit = 100) -> list[EventOut]:
+    """Events in your area, newest first."""
+    stmt = select(m.EventRow).where(auth.scope_clause(user, m.EventRow))
+    if kind:
+        stmt = stmt.where(m.EventRow.kind == kind)
+    if alert_id is not None:
+        stmt = stmt.where(m.EventRow.alert_id == alert_id)
+    if since:
+        stmt = stmt.where(m.EventRow.ts >= since)
+    if until:
+        stmt = stmt.where(m.EventRow.ts < until)
+    return [EventOut.model_validate(r) for r in db.scalars(stmt.order_by(m.EventRow.ts.desc()).limit(limit))]
+
+
+@router.get("/readings", response_model=list[ReadingOut])
+def readings(db: DB, user: CurrentUser, gateway: str, sensor: str, since: datetime | None = None,
+             until: datetime | None = None, limit: Limit = 1000) -> list[ReadingOut]:
+    """One sensor's time series (uses the device+time index), newest first."""
+    stmt = select(m.ReadingRow).where(auth.scope_clause(user, m.ReadingRow),
+                                      m.ReadingRow.gateway == gateway, m.ReadingRow.sensor == sensor)
+    if since:
+        stmt = stmt.where(m.ReadingRow.ts >= since)
+    if until:
+        stmt = stmt.where(m.ReadingRow.ts < until)
+    return [ReadingOut.model_validate(r) for r in db.scalars(stmt.order_by(m.ReadingRow.ts.desc()).limit(limit))]

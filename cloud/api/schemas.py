@@ -1,0 +1,148 @@
+"""Response and request bodies of the API (the OpenAPI at /docs shows them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Page(BaseModel, Generic[T]):
+    total: int
+    limit: int
+    offset: int
+    items: list[T]
+
+
+class AlertOut(Out):
+    id: int
+    kind: str
+    severity: int
+    status: str
+    level: str
+    community: str
+    compound: str
+    building: str | None
+    gateway: str
+    source: str
+    zone: str | None
+    count: int
+    message: str | None
+    first_ts: datetime
+    last_ts: datetime
+    opened_at: datetime
+    updated_at: datetime
+    cleared: bool
+
+
+class TransitionOut(Out):
+    id: int
+    alert_id: int
+    action: str
+    from_status: str | None
+    to_status: str
+    actor: str
+    at: datetime
+    note: str | None
+
+
+class AlertDetail(AlertOut):
+    transitions: list[TransitionOut]
+
+
+class WorkOrderOut(Out):
+    id: int
+    alert_id: int
+    department: str | None
+    status: str
+    community: str
+    compound: str
+    building: str | None
+    reason: str
+    created_at: datetime
+    updated_at: datetime
+    note: str | None
+
+
+class NoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class CommentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field(min_length=1, max_length=2000)
+
+
+class DispatchIn(NoteIn):
+    department: str | None = Field(default=None, max_length=64, description="default: the whistle map's")
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+
+
+class LoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=256)
+
+
+class GatewayOut(Out):
+    id: str
+    community: str
+    compound: str
+    building: str | None
+    name: str | None
+    state: str
+    last_seen: datetime | None
+    alive: bool = False
+    last_seq: int
+    seq_gaps: int
+    health: dict[str, Any] | None
+
+
+class DeviceOut(Out):
+    gateway: str
+    id: str
+    type: str
+    kind: str | None
+    name: str | None
+    building: str | None
+    last_seen: datetime | None
+
+
+class EventOut(Out):
+    id: str
+    gateway: str
+    seq: int | None
+    ts: datetime
+    community: str
+    compound: str
+    building: str | None
+    kind: str
+    state: str
+    severity: int
+    source: str
+    zone: str | None
+    message: str | None
+    alert_id: int | None
+
+
+class ReadingOut(Out):
+    id: str
+    gateway: str
+    ts: datetime
+    sensor: str
+    kind: str
+    building: str | None
+    values: dict[str, Any]
+    faults: list[Any]

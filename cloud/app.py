@@ -1,0 +1,118 @@
+"""Wire the cloud together: migrations, site, API, ingest and the escalation scheduler.
+
+Several processes may run this side by side: the ingest is shared through the MQTT 5
+shared subscription, the scheduler's steps are guarded rows, and the API is stateless.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from cloud import auth, escalation, retention
+from cloud.api import create_api
+from cloud.api.deps import ApiState
+from cloud.clock import Clock, system_clock
+from cloud.commands import MqttCommandSender
+from cloud.db import make_engine, session_factory, transaction, upgrade
+from cloud.db import models as m
+from cloud.ingest import IngestWorker
+from cloud.settings import Settings
+from cloud.site_sync import sync_site
+from microbrain.site import Site
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    """Runs due escalations every few seconds, and the retention once an hour."""
+
+    def __init__(self, service: CloudService) -> None:
+        self.service = service
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+        self._last_prune = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        svc = self.service
+        while not self._stop.wait(svc.settings.scheduler_interval_s):
+            try:
+                now = svc.clock()
+                if escalation.run_due(svc.factory, now):
+                    svc.state.notifier.notify()
+                if self._last_prune is None or now - self._last_prune > timedelta(hours=1):
+                    with transaction(svc.factory) as s:
+                        retention.prune_readings(s, now=now, keep_days=svc.settings.reading_retention_days)
+                    self._last_prune = now
+            except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
+                log.exception("scheduler step failed; retrying")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+class CloudService:
+    """The whole cloud in one process; ``app`` is the ASGI app to serve."""
+
+    def __init__(self, settings: Settings, *, site: Site | None = None, clock: Clock = system_clock,
+                 ingest: bool = True, scheduler: bool = True) -> None:
+        self.settings = settings
+        self.site = site
+        self.clock = clock
+        self.engine = make_engine(settings.database_url)
+        self.factory = session_factory(self.engine)
+        self.state = ApiState(settings=settings, factory=self.factory, clock=clock)
+        self.worker: IngestWorker | None = None
+        self.scheduler: Scheduler | None = None
+        self._want_ingest, self._want_scheduler = ingest, scheduler
+        self.app = create_api(self.state)
+        self.app.router.lifespan_context = self._lifespan
+
+    @asynccontextmanager
+    async def _lifespan(self, _app: FastAPI):  # type: ignore[no-untyped-def]
+        self.start()
+        try:
+            yield
+        finally:
+            self.stop()
+
+    def prepare(self) -> None:
+        """Migrate, load the site, make the first admin (only while there are no users)."""
+        upgrade(self.settings.database_url)
+        with transaction(self.factory) as s:
+            if self.site is not None:
+                report = sync_site(s, self.site, clock=self.clock)
+                log.info("site loaded: %s", report)
+            if not s.scalar(select(func.count()).select_from(m.User)):
+                auth.create_user(s, "admin", self.settings.admin_password.get_secret_value(),
+                                 auth.Role.ADMIN, now=self.clock())
+                log.info("created user 'admin' (password from MB_CLOUD_ADMIN_PASSWORD)")
+
+    def start(self) -> None:
+        self.prepare()
+        self.state.commands = MqttCommandSender(self.settings)
+        if self._want_ingest:
+            self.worker = IngestWorker(self.settings, self.factory, clock=self.clock,
+                                       on_commit=lambda r: self.state.notifier.notify() if r.alerts else None)
+            self.worker.start(wait=0)
+        if self._want_scheduler:
+            self.scheduler = Scheduler(self)
+            self.scheduler.start()
+
+    def stop(self) -> None:
+        if self.scheduler:
+            self.scheduler.stop()
+        if self.worker:
+            self.worker.stop()
+        if self.state.commands is not None:
+            self.state.commands.close()  # type: ignore[attr-defined]
+        self.engine.dispose()

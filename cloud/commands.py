@@ -1,0 +1,47 @@
+"""Commands to gateways (``cmd/<name>``), published by the cloud after its commits."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from typing import Protocol
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from cloud.settings import Settings
+from microbrain.protocol import GatewayPath
+from microbrain.protocol.payloads import _CommandBase
+
+log = logging.getLogger(__name__)
+
+
+class CommandSender(Protocol):
+    def send(self, path: GatewayPath, command: _CommandBase) -> None: ...
+
+
+class MqttCommandSender:
+    """A small QoS 1 publisher of its own (the ingest's client is busy with its batches)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=f"mb-cloud-cmd-{uuid.uuid4().hex[:10]}",
+                                  protocol=mqtt.MQTTv5)
+        user, password = settings.broker_credentials
+        if user:
+            self.client.username_pw_set(user, password)
+        self._connected = threading.Event()
+        self.client.on_connect = lambda *a, **k: self._connected.set()
+        self.client.connect_async(settings.broker_host, settings.broker_port)
+        self.client.loop_start()
+
+    def send(self, path: GatewayPath, command: _CommandBase) -> None:
+        topic = path.topic("cmd", command.name)  # type: ignore[attr-defined]
+        self._connected.wait(5)
+        self.client.publish(topic, command.to_json(), qos=1)
+        log.info("sent %s to %s", command.name, path)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -1,0 +1,20 @@
+"""Retention of the time series: readings (and their dedupe ledger rows) age out."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from cloud.db import models as m
+
+
+def prune_readings(session: Session, *, now: datetime, keep_days: int) -> int:
+    """Delete readings older than ``keep_days``; returns how many went. Events and
+    alerts are records of what happened and are kept."""
+    cutoff = now - timedelta(days=keep_days)
+    gone = session.execute(delete(m.ReadingRow).where(m.ReadingRow.ts < cutoff)).rowcount
+    # a gateway never resends an item this old, so its dedupe entry can go too
+    session.execute(delete(m.Ledger).where(m.Ledger.channel == "reading", m.Ledger.received_at < cutoff))
+    return gone or 0

@@ -1,0 +1,112 @@
+"""The REST API over real databases: auth, scope, lifecycle, conflicts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cloud import auth
+from cloud.api import create_api
+from cloud.api.deps import ApiState
+from cloud.clock import ManualClock
+from cloud.db import transaction
+from cloud.settings import Settings
+from cloud.site_sync import register_gateway
+from microbrain.protocol import Severity
+from tests.cloud.helpers import event, ingest, unique_gateway
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(datetime.now(UTC))
+
+
+@pytest.fixture
+def client(factory, clock):  # type: ignore[no-untyped-def]
+    state = ApiState(settings=Settings(environment="test"), factory=factory, clock=clock)
+    with TestClient(create_api(state)) as c:
+        yield c
+
+
+def _user(factory, clock, role="duty", **scope) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    name = f"u-{uuid.uuid4().hex[:8]}"
+    with transaction(factory) as s:
+        auth.create_user(s, name, "correct horse", role, now=clock(), **scope)
+    return name, "correct horse"
+
+
+def _token(client, name, password) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    r = client.post("/api/auth/token", json={"username": name, "password": password})
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def _alert(factory, gw, clock) -> int:  # type: ignore[no-untyped-def]
+    result = ingest(factory, gw, [event(1, severity=Severity.CRITICAL)], now=clock())
+    (alert_id,) = result.alerts
+    return alert_id
+
+
+def test_unauthenticated_calls_get_401(client):  # type: ignore[no-untyped-def]
+    assert client.get("/api/alerts").status_code == 401
+    assert client.get("/api/alerts", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert client.post("/api/auth/token", json={"username": "admin", "password": "x" * 9}).status_code == 401
+    assert client.get("/healthz").json() == {"ok": True}
+
+
+def test_users_see_and_act_only_in_their_subtree(client, factory, clock, gw):  # type: ignore[no-untyped-def]
+    other = unique_gateway()
+    with transaction(factory) as s:
+        register_gateway(s, other.community, other.compound, other.gateway, building="b1")
+    mine, theirs = _alert(factory, gw, clock), _alert(factory, other, clock)
+    headers = _token(client, *_user(factory, clock, community=gw.community, compound=gw.compound))
+    listed = client.get("/api/alerts", headers=headers).json()
+    assert [a["id"] for a in listed["items"]] == [mine] and listed["total"] == 1
+    assert client.get(f"/api/alerts/{theirs}", headers=headers).status_code == 403
+    r = client.post(f"/api/alerts/{theirs}/acknowledge", headers=headers, json={})
+    assert r.status_code == 403 and "outside" in r.json()["detail"]
+    # a building-level user of another building sees nothing here either
+    b2 = _token(client, *_user(factory, clock, community=gw.community, compound=gw.compound, building="b2"))
+    assert client.get(f"/api/alerts/{mine}", headers=b2).status_code == 403
+    # an engineer reads but may not act
+    eng = _token(client, *_user(factory, clock, role="engineer"))
+    assert client.get(f"/api/alerts/{mine}", headers=eng).status_code == 200
+    assert client.post(f"/api/alerts/{mine}/acknowledge", headers=eng, json={}).status_code == 403
+
+
+def test_lifecycle_is_audited_and_acknowledging_a_resolved_alert_is_409(client, factory, clock, gw):  # type: ignore[no-untyped-def]
+    alert_id = _alert(factory, gw, clock)
+    duty = _token(client, *_user(factory, clock, community=gw.community))
+    sup = _token(client, *_user(factory, clock, role="supervisor"))
+    assert client.post(f"/api/alerts/{alert_id}/acknowledge", headers=duty, json={"note": "on it"}).json()["status"] == "acknowledged"
+    wo = client.post(f"/api/alerts/{alert_id}/dispatch", headers=duty, json={}).json()
+    assert wo["status"] == "created" and wo["alert_id"] == alert_id
+    assert client.post(f"/api/alerts/{alert_id}/comment", headers=duty, json={"note": "<script>alert(1)</script>'; DROP TABLE alerts;--"}).status_code == 200
+    assert client.post(f"/api/alerts/{alert_id}/resolve", headers=duty, json={}).json()["status"] == "resolved"
+    r = client.post(f"/api/alerts/{alert_id}/acknowledge", headers=duty, json={})
+    assert r.status_code == 409
+    assert r.json()["detail"] == f"alert {alert_id} is resolved; acknowledging needs it to be open"
+    assert client.post(f"/api/alerts/{alert_id}/close", headers=duty, json={}).status_code == 403
+    assert client.post(f"/api/alerts/{alert_id}/close", headers=sup, json={}).json()["status"] == "closed"
+    detail = client.get(f"/api/alerts/{alert_id}", headers=duty).json()
+    assert [t["action"] for t in detail["transitions"]] == [
+        "opened", "acknowledged", "dispatched", "comment", "resolved", "closed"]
+    assert detail["transitions"][3]["note"].startswith("<script>")  # stored verbatim, safely
+    assert all(t["at"] for t in detail["transitions"])
+    assert client.get("/api/alerts/999999999", headers=duty).status_code == 404
+
+
+def test_filters_pagination_and_queries(client, factory, clock, gw):  # type: ignore[no-untyped-def]
+    ingest(factory, gw, [event(i, zone=f"z{i}") for i in range(1, 8)], now=clock())
+    headers = _token(client, *_user(factory, clock, community=gw.community))
+    page = client.get("/api/alerts", headers=headers, params={"limit": 3, "offset": 3}).json()
+    assert page["total"] == 7 and len(page["items"]) == 3
+    assert client.get("/api/alerts", headers=headers, params={"status": "closed"}).json()["total"] == 0
+    assert len(client.get("/api/events", headers=headers).json()) == 7
+    assert client.get("/api/site", headers=headers).json()["communities"][0]["id"] == gw.community
+    gws = client.get("/api/devices/gateways", headers=headers).json()
+    assert [g["id"] for g in gws] == [gw.gateway]
+    assert "mb_ingest_messages_total" in client.get("/metrics").text
