@@ -14,6 +14,8 @@ def config(
     out: Path = typer.Option(..., "--out", help="directory for mosquitto.conf, passwd, acl"),
     port: int = typer.Option(1883, min=1, max=65535, help="listener port"),
     bind: str = typer.Option("0.0.0.0", help="listener address"),
+    user: str = typer.Option(None, "--user", help="the user mosquitto drops to when started "
+                             "as root (mosquitto's default: mosquitto)"),
     cloud_password_env: str = typer.Option(
         "MB_CLOUD_PASSWORD", help="environment variable with the cloud user's password"),
 ) -> None:
@@ -27,7 +29,7 @@ def config(
 
     try:
         files = write_broker_config(load_site(site), out, port=port, bind=bind,
-                                    cloud_password_env=cloud_password_env)
+                                    cloud_password_env=cloud_password_env, run_as=user)
     except (SiteError, BrokerConfigError) as err:
         fail(str(err))
     typer.echo(f"wrote {files.conf}, {files.passwd}, {files.acl}")

@@ -92,8 +92,11 @@ def write_mosquitto_conf(directory: Path, port: int, extra: str = "") -> Path:
     """A minimal private broker config; ``extra`` adds auth/ACL/persistence lines."""
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "mosquitto.conf"
+    # mosquitto started as root drops to the 'mosquitto' user, who cannot write into
+    # pytest's 0700 temp dirs: persistence would silently fail, so stay root in tests
+    run_as = "user root\n" if os.geteuid() == 0 and "\nuser " not in f"\n{extra}" else ""
     conf.write_text(
-        f"listener {port} 127.0.0.1\n"
+        run_as + f"listener {port} 127.0.0.1\n"
         f"persistence true\npersistence_location {directory}/\n"
         "autosave_interval 1\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n"
         + ("allow_anonymous true\n" if "allow_anonymous" not in extra and "password_file" not in extra else "")

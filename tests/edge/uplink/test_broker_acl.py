@@ -1,0 +1,160 @@
+"""`microbrain broker config` output, run by a real private Mosquitto: passwords and the
+ACL keep every gateway inside its own prefix."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from typer.testing import CliRunner
+
+from microbrain.broker.mosquitto_conf import BrokerConfigError, hash_password, write_broker_config
+from microbrain.cli import app
+from microbrain.protocol import GatewayPath
+from microbrain.site import load_site
+from tests.edge.uplink.conftest import CloudStore
+from tests.edge.uplink.gateway_rig import event, make_rig
+from tests.utils.services import MosquittoProcess, free_port, private_mosquitto
+
+PASSWORDS = {
+    "MB_GW_XIYUAN_1_PASSWORD": "pw-x1-secret", "MB_GW_XIYUAN_2_PASSWORD": "pw-x2-secret",
+    "MB_GW_DONGCHENG_GARDEN_PASSWORD": "pw-dg", "MB_GW_DONGCHENG_PLAZA_PASSWORD": "pw-dp",
+    "MB_CLOUD_PASSWORD": "pw-cloud",
+}
+X1 = GatewayPath("xiyuan", "xiyuan-1", "gw-xiyuan-1")
+X2 = GatewayPath("xiyuan", "xiyuan-2", "gw-xiyuan-2")
+
+
+@pytest.fixture
+def acl_broker(tmp_path: Path, demo_site_path: Path) -> Iterator[MosquittoProcess]:
+    files = write_broker_config(load_site(demo_site_path), tmp_path / "broker", env=PASSWORDS,
+                                port=free_port(), bind="127.0.0.1",
+                                run_as="root" if os.geteuid() == 0 else None)
+    with private_mosquitto(tmp_path / "broker", conf=files.conf, port=files.port) as proc:
+        yield proc
+
+
+def client(port: int, user: str | None, password: str | None) -> tuple[mqtt.Client, dict]:
+    seen: dict = {"connack": None, "suback": None, "messages": [], "pubacks": {}}
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+    if user:
+        c.username_pw_set(user, password)
+    c.on_connect = lambda cl, u, f, rc, p: seen.__setitem__("connack", rc)
+    c.on_subscribe = lambda cl, u, mid, rcs, p: seen.__setitem__("suback", rcs)
+    c.on_message = lambda cl, u, m: seen["messages"].append(m.topic)
+    c.on_publish = lambda cl, u, mid, rc, p: seen["pubacks"].__setitem__(mid, rc)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c, seen
+
+
+def wait(cond, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return bool(cond())
+
+
+def test_password_hash_format() -> None:
+    h = hash_password("x", salt=b"0" * 12)
+    assert h.startswith("$7$101$") and h.count("$") == 4
+
+
+def test_missing_password_env_is_a_clear_error(tmp_path: Path, demo_site_path: Path) -> None:
+    env = dict(PASSWORDS)
+    del env["MB_GW_XIYUAN_2_PASSWORD"]
+    with pytest.raises(BrokerConfigError, match="MB_GW_XIYUAN_2_PASSWORD"):
+        write_broker_config(load_site(demo_site_path), tmp_path, env=env)
+
+
+def test_cli_writes_the_three_files(tmp_path: Path, demo_site_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in PASSWORDS.items():
+        monkeypatch.setenv(k, v)
+    result = CliRunner().invoke(app, ["broker", "config", "--site", str(demo_site_path),
+                                      "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    conf = (tmp_path / "b" / "mosquitto.conf").read_text()
+    assert "autosave_interval 1" in conf and "allow_anonymous false" in conf
+    assert "pw-x1-secret" not in (tmp_path / "b" / "passwd").read_text()
+    monkeypatch.delenv("MB_CLOUD_PASSWORD")
+    bad = CliRunner().invoke(app, ["broker", "config", "--site", str(demo_site_path),
+                                   "--out", str(tmp_path / "c")])
+    assert bad.exit_code == 2 and "MB_CLOUD_PASSWORD" in bad.output
+
+
+@pytest.mark.parametrize("user, password", [
+    ("gw-xiyuan-1", "wrong"), ("gw-xiyuan-1", "pw-x2-secret"), ("nobody", "x"), (None, None),
+])
+def test_wrong_credentials_refused(acl_broker: MosquittoProcess, user: str | None,
+                                   password: str | None) -> None:
+    c, seen = client(acl_broker.port, user, password)
+    try:
+        assert wait(lambda: seen["connack"] is not None)
+        assert seen["connack"].is_failure
+    finally:
+        c.loop_stop()
+
+
+def test_uplink_with_wrong_password_never_connects(tmp_path: Path, acl_broker: MosquittoProcess) -> None:
+    rig = make_rig(X1, tmp_path / "o.db", acl_broker.port, username="gw-xiyuan-1", password="wrong")
+    rig.uplink.start()
+    rig.outbox.append(event(0))
+    assert wait(lambda: len(rig.uplink.connect_refusals) >= 2, 10)  # keeps retrying, with backoff
+    assert not rig.uplink.connected.is_set() and rig.outbox.depth == 1
+    rig.close()
+
+
+def test_gateway_confined_to_its_prefix(tmp_path: Path, acl_broker: MosquittoProcess) -> None:
+    cloud, cloud_seen = client(acl_broker.port, "cloud", "pw-cloud")
+    assert wait(lambda: cloud_seen["connack"] is not None) and not cloud_seen["connack"].is_failure
+    cloud.subscribe("mb/v1/#", qos=1)
+    assert wait(lambda: cloud_seen["suback"] is not None)
+
+    gw, seen = client(acl_broker.port, "gw-xiyuan-1", "pw-x1-secret")
+    assert wait(lambda: seen["connack"] is not None) and not seen["connack"].is_failure
+    own = gw.publish(X1.topic("event"), event(0).to_json(), qos=1)
+    other = gw.publish(X2.topic("event"), event(1).to_json(), qos=1)
+    own_cmd = gw.publish(X1.topic("cmd", "ack"), b"{}", qos=1)
+    outside = gw.publish("elsewhere/topic", b"{}", qos=1)
+    assert wait(lambda: len(seen["pubacks"]) == 4)
+    assert not seen["pubacks"][own.mid].is_failure
+    for refused in (other, own_cmd, outside):
+        assert seen["pubacks"][refused.mid].is_failure  # MQTT 5: Not authorized
+    assert wait(lambda: X1.topic("event") in cloud_seen["messages"])
+    time.sleep(0.3)
+    assert cloud_seen["messages"] == [X1.topic("event")]
+
+    # another gateway's commands never reach it (mosquitto grants the subscription and
+    # filters on delivery); its own do — the positive control
+    gw.subscribe([(X2.subscription("cmd"), 1), (X1.subscription("cmd"), 1)])
+    assert wait(lambda: seen["suback"] is not None)
+    cloud.publish(X2.topic("cmd", "ack"), b"{}", qos=1)
+    cloud.publish(X1.topic("cmd", "ack"), b"{}", qos=1)
+    assert wait(lambda: X1.topic("cmd", "ack") in seen["messages"])
+    time.sleep(0.3)
+    assert X2.topic("cmd", "ack") not in seen["messages"]
+    gw.loop_stop()
+    cloud.loop_stop()
+
+
+def test_authenticated_uplink_end_to_end(tmp_path: Path, acl_broker: MosquittoProcess,
+                                         cloud_store) -> None:  # type: ignore[no-untyped-def]
+    store: CloudStore = cloud_store(acl_broker.port, "cloud", "pw-cloud")
+    rig = make_rig(X1, tmp_path / "o.db", acl_broker.port, username="gw-xiyuan-1",
+                   password="pw-x1-secret")
+    rig.uplink.start()
+    ids = [rig.outbox.append(event(k)).id for k in range(200)]
+    rows = store.wait_for(str(X1), 200, 20)
+    assert [i for _, i in rows] == ids
+    assert wait(lambda: rig.outbox.depth == 0, 10)  # the cloud's acks passed the ACL too
+    assert rig.uplink.refused_publishes == 0
+    # the uplink's own attempt outside its prefix is refused by the broker
+    rig.uplink.publish_raw(X2.topic("event"), event(9).to_json())
+    assert wait(lambda: rig.uplink.refused_publishes == 1)
+    rig.close()
