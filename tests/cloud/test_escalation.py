@@ -1,0 +1,189 @@
+"""Escalation with an injected clock (no sleeping), restarts, and the ack/deadline race."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from cloud import alerts, escalation, work_orders
+from cloud.clock import ManualClock
+from cloud.db import make_engine, session_factory, transaction
+from cloud.db import models as m
+from cloud.errors import Conflict
+from cloud.site_sync import register_gateway
+from microbrain.protocol import EventState, Severity
+from tests.cloud.helpers import event, ingest, unique_gateway
+
+# compound-level override (merged over the district's): short, distinct deadlines
+POLICY = {"building": {"critical": 60}, "compound": {"critical": 120},
+          "community": {"critical": 180}, "whistle": {"illegal_parking": "urban"}}
+
+
+@pytest.fixture
+def place(factory):  # type: ignore[no-untyped-def]
+    gw = unique_gateway()
+    with transaction(factory) as s:
+        register_gateway(s, gw.community, gw.compound, gw.gateway, building="b1")
+        s.merge(m.Department(id="urban", name="城管中队", contacts=[]))
+        compound = s.scalars(select(m.Compound).where(m.Compound.community == gw.community)).one()
+        compound.escalation = POLICY
+    return gw
+
+
+def _open(factory, gw, clock) -> int:  # type: ignore[no-untyped-def]
+    (alert_id,) = ingest(factory, gw, [event(1, severity=Severity.CRITICAL)], now=clock()).alerts
+    return alert_id
+
+
+def _log(factory, alert_id) -> list[str]:  # type: ignore[no-untyped-def]
+    with factory() as s:
+        return list(s.scalars(select(m.AlertTransition.action).where(m.AlertTransition.alert_id == alert_id)
+                              .order_by(m.AlertTransition.id)))
+
+
+def _level(factory, alert_id) -> str:  # type: ignore[no-untyped-def]
+    with factory() as s:
+        return s.get(m.Alert, alert_id).level
+
+
+# on PostgreSQL the database is shared by the whole session, so run_due may also move
+# other tests' alerts: assertions look at this test's alert only
+def test_climbs_building_compound_community_then_whistles(factory, place):  # type: ignore[no-untyped-def]
+    clock = ManualClock(datetime.now(UTC))
+    t0 = clock()
+    alert_id = _open(factory, place, clock)
+    escalation.run_due(factory, clock.advance(seconds=59))
+    assert _level(factory, alert_id) == "building"
+    escalation.run_due(factory, clock.advance(seconds=1))
+    assert _level(factory, alert_id) == "compound"
+    with factory() as s:
+        assert s.get(m.EscalationDeadline, alert_id).due_at == t0 + timedelta(seconds=180)
+    escalation.run_due(factory, clock.advance(seconds=119))
+    assert _level(factory, alert_id) == "compound"
+    escalation.run_due(factory, clock.advance(seconds=1))
+    assert _level(factory, alert_id) == "community"
+    escalation.run_due(factory, clock.advance(seconds=180))
+    assert _level(factory, alert_id) == "whistle"
+    escalation.run_due(factory, clock.advance(days=1))  # nothing left to climb
+    assert _log(factory, alert_id) == ["opened", "escalated", "escalated", "whistled"]
+    with factory() as s:
+        alert = s.get(m.Alert, alert_id)
+        assert (alert.level, alert.status) == ("whistle", "dispatched")
+        (wo,) = s.scalars(select(m.WorkOrder).where(m.WorkOrder.alert_id == alert_id))
+        assert (wo.department, wo.status, wo.reason) == ("urban", "created", "whistle")
+
+
+def test_acknowledged_alerts_do_not_climb(factory, place):  # type: ignore[no-untyped-def]
+    clock = ManualClock(datetime.now(UTC))
+    alert_id = _open(factory, place, clock)
+    with transaction(factory) as s:
+        alerts.acknowledge(s, alert_id, actor="duty", now=clock.advance(seconds=30))
+    escalation.run_due(factory, clock.advance(days=2))
+    assert _log(factory, alert_id) == ["opened", "acknowledged"]
+
+
+def test_restart_mid_escalation_and_catch_up_after_downtime(cloud_url, place):  # type: ignore[no-untyped-def]
+    clock = ManualClock(datetime.now(UTC))
+    engine = make_engine(cloud_url)
+    factory = session_factory(engine)
+    alert_id = _open(factory, place, clock)
+    escalation.run_due(factory, clock.advance(seconds=60))
+    assert _level(factory, alert_id) == "compound"
+    engine.dispose()  # the service goes down: nothing lives in memory
+    # it comes back long after both remaining deadlines passed: it climbs each once
+    engine = make_engine(cloud_url)
+    factory = session_factory(engine)
+    escalation.run_due(factory, clock.advance(hours=3))
+    escalation.run_due(factory, clock.advance(hours=3))
+    assert _log(factory, alert_id) == ["opened", "escalated", "escalated", "whistled"]
+    engine.dispose()
+
+
+@pytest.mark.parametrize("attempt", range(4))
+def test_acknowledge_at_the_moment_the_deadline_fires(cloud_url, place, attempt):  # type: ignore[no-untyped-def]
+    clock = ManualClock(datetime.now(UTC))
+    engines = [make_engine(cloud_url) for _ in range(3)]
+    f_ack, f_a, f_b = (session_factory(e) for e in engines)
+    alert_id = _open(f_ack, place, clock)
+    due = clock.advance(seconds=60)
+    barrier = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def tick(f) -> None:  # type: ignore[no-untyped-def]
+        barrier.wait()
+        try:
+            escalation.run_due(f, due)
+        except BaseException as err:  # noqa: BLE001
+            errors.append(err)
+
+    def ack() -> None:
+        barrier.wait()
+        try:
+            with transaction(f_ack) as s:
+                alerts.acknowledge(s, alert_id, actor="duty", now=due)
+        except Conflict:
+            pass  # whistled already would be a bug; checked below
+        except BaseException as err:  # noqa: BLE001
+            errors.append(err)
+
+    threads = [threading.Thread(target=tick, args=(f_a,)), threading.Thread(target=tick, args=(f_b,)),
+               threading.Thread(target=ack)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    log = _log(f_ack, alert_id)
+    # two schedulers and an acknowledgement at once: exactly one escalation, or none
+    assert log.count("escalated") <= 1 and log.count("acknowledged") == 1
+    if "escalated" in log:  # never escalated after someone acknowledged it
+        assert log.index("escalated") < log.index("acknowledged")
+    escalation.run_due(f_a, clock.advance(days=3))
+    assert _log(f_ack, alert_id).count("escalated") == log.count("escalated")
+    for e in engines:
+        e.dispose()
+
+
+def test_edge_clear_resolves_and_repeats_count(factory, place):  # type: ignore[no-untyped-def]
+    clock = ManualClock(datetime.now(UTC))
+    r = ingest(factory, place, [event(1), event(2), event(3)], now=clock())
+    (alert_id,) = r.alerts
+    ingest(factory, place, [event(4, state=EventState.CLEARED)], now=clock())
+    with factory() as s:
+        a = s.get(m.Alert, alert_id)
+        assert (a.count, a.status, a.cleared, a.active) == (3, "resolved", True, False)
+        assert s.get(m.EscalationDeadline, alert_id) is None
+    # the same thing again later is a new alert
+    (again,) = ingest(factory, place, [event(5)], now=clock()).alerts
+    assert again != alert_id
+
+
+def test_work_order_verification_reopens_then_closes(factory, place):  # type: ignore[no-untyped-def]
+    clock = ManualClock(datetime.now(UTC))
+    alert_id = _open(factory, place, clock)
+    with transaction(factory) as s:
+        wo = alerts.dispatch(s, alert_id, actor="duty", now=clock())
+        assert wo.department == "urban"
+        for action in ("accept", "start", "done"):
+            work_orders.move(s, wo.id, action, actor="urban-1", now=clock())
+        with pytest.raises(Conflict, match="is done; accept needs it to be created or reopened"):
+            work_orders.move(s, wo.id, "accept", actor="urban-1", now=clock())
+        _, path, recheck = work_orders.request_verification(s, wo.id, actor="duty", now=clock())
+    assert (path.gateway, recheck.source, recheck.zone) == (place.gateway, "cam-1", "fire-lane")
+    with transaction(factory) as s:
+        still = work_orders.apply_recheck(s, recheck.id, condition_present=True, actor="edge", now=clock())
+        assert still.status == "reopened"
+    with transaction(factory) as s:
+        for action in ("accept", "start", "done"):
+            work_orders.move(s, wo.id, action, actor="urban-1", now=clock())
+        _, _, recheck2 = work_orders.request_verification(s, wo.id, actor="duty", now=clock())
+    with transaction(factory) as s:
+        gone = work_orders.apply_recheck(s, recheck2.id, condition_present=False, actor="edge", now=clock())
+        assert gone.status == "verified"
+        # a duplicate reply changes nothing
+        assert work_orders.apply_recheck(s, recheck2.id, condition_present=True, actor="edge", now=clock()) is None
+    with factory() as s:
+        assert s.get(m.Alert, alert_id).status == "closed"
