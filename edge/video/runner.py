@@ -34,7 +34,7 @@ class CameraWorker(threading.Thread):
         self.live_options = live_options
         self.error: str | None = None
         self.online: bool | None = None
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._source = None
 
     def _on_state(self, online: bool, reason: str, when: datetime) -> None:
@@ -45,7 +45,7 @@ class CameraWorker(threading.Thread):
         try:
             self._source = open_source(self.camera, self.base, on_state=self._on_state, **self.live_options)
             for frame in self._source.frames():
-                if self._stop.is_set():
+                if self._halt.is_set():
                     break
                 if self.online is None and not isinstance(self._source, LiveSource):
                     self.online = True
@@ -66,7 +66,7 @@ class CameraWorker(threading.Thread):
             self.pipeline.camera_state(False, message, datetime.now(UTC))
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         if isinstance(self._source, LiveSource):
             self._source.stop()
 

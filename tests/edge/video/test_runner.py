@@ -1,0 +1,53 @@
+"""Several cameras on one gateway: a broken one is marked offline, the rest run on."""
+
+from __future__ import annotations
+
+import threading
+
+from edge.video.detectors import load_detector
+from edge.video.pipeline import CAMERA_OFFLINE
+from edge.video.runner import VideoGateway
+from microbrain.protocol.payloads import Event, EventState
+from microbrain.site.cameras import Camera
+from tests.edge.video.servers import closed_port
+
+GARDEN = {"id": "garden", "polygon": [[0, 0], [768, 0], [768, 576], [0, 576]],
+          "rules": [{"type": "unleashed_dog", "dwell_s": 5}]}
+
+
+def test_a_broken_camera_goes_offline_and_the_others_keep_running():
+    good = Camera.model_validate({"id": "cam-good", "source": "sample:dog.jpg", "fps": 2, "zones": [GARDEN]})
+    refusing = Camera(id="cam-refusing", source=f"rtsp://127.0.0.1:{closed_port()}/live", fps=5)
+    too_small = Camera.model_validate({  # person.jpg is 640×424: the zone does not fit
+        "id": "cam-misdrawn", "source": "sample:person.jpg", "fps": 2, "zones": [GARDEN]})
+    events: list[Event] = []
+    lock = threading.Lock()
+
+    def emit(event: Event) -> None:
+        with lock:
+            events.append(event)
+
+    gateway = VideoGateway([good, refusing, too_small], load_detector(), emit,
+                           open_timeout_s=1.0, backoff_s=(0.1, 0.5), offline_after_s=1.0)
+    gateway.start()
+    gateway.workers[0].join(30)
+    gateway.workers[2].join(30)
+    deadline = threading.Event()
+    for _ in range(50):
+        if gateway.workers[1].online is False:
+            break
+        deadline.wait(0.1)
+    state = gateway.cameras_state()
+    gateway.stop()
+
+    by_camera = {}
+    for e in events:
+        by_camera.setdefault(e.source, []).append(e)
+    assert [e.kind for e in by_camera["cam-good"]] == ["unleashed_dog"]
+    offline = by_camera["cam-refusing"]
+    assert [(e.kind, e.state) for e in offline] == [(CAMERA_OFFLINE, EventState.RAISED)]
+    misdrawn = by_camera["cam-misdrawn"]
+    assert [(e.kind, e.state) for e in misdrawn] == [(CAMERA_OFFLINE, EventState.RAISED)]
+    assert "camera cam-misdrawn: zone garden" in misdrawn[0].message
+    assert state == {"cam-good": "online", "cam-refusing": "offline", "cam-misdrawn": "offline"}
+    assert gateway.workers[2].error and "640×424" in gateway.workers[2].error
