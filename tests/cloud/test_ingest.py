@@ -52,3 +52,46 @@ def test_events_and_readings_are_stored_once_and_acked_after_commit(broker, clou
             assert s.get(m.Gateway, gw.gateway).last_seq == 50
     finally:
         worker.stop()
+
+
+def test_two_workers_share_the_subscription_and_store_each_message_once(broker, cloud_url, factory, gw):
+    settings = _settings(broker, cloud_url, ingest_batch_size=200)
+    stored = {0: 0, 1: 0}
+
+    def counter(i):
+        def hook(result):
+            stored[i] += result.stored
+        return hook
+
+    workers = [IngestWorker(settings, factory, on_commit=counter(i)).start() for i in range(2)]
+    try:
+        with mqtt_client(*broker) as pub:
+            items = [topic(gw, reading(s)) for s in range(1, 2001)]
+            publish_all(pub, items + items[:300])  # and some redelivered
+            wait_for(lambda: _count(factory, m.Ledger, gateway=gw.gateway) == 2000, timeout=60)
+            for w in workers:
+                assert w.drain(10)
+        assert _count(factory, m.ReadingRow, gateway=gw.gateway) == 2000
+        assert sum(stored.values()) == 2000 and min(stored.values()) > 0  # both took a share
+    finally:
+        for w in workers:
+            w.stop()
+
+
+def test_bad_messages_through_the_broker_never_stop_the_worker(broker, cloud_url, factory, gw):
+    worker = IngestWorker(_settings(broker, cloud_url), factory).start()
+    try:
+        with mqtt_client(*broker) as pub:
+            stranger = gw.__class__(gw.community, gw.compound, "gw-stranger")
+            publish_all(pub, [(stranger.topic("event"), event(1).to_json()),
+                              (gw.topic("reading"), b"\x00not json"),
+                              (gw.topic("event"), b"{" * 70_000),
+                              topic(gw, reading(1))])
+            wait_for(lambda: _count(factory, m.ReadingRow, gateway=gw.gateway) == 1)
+            wait_for(lambda: _count(factory, m.DeadLetter, gateway=gw.gateway) == 2)
+            with factory() as s:
+                reasons = s.scalars(select(m.DeadLetter.reason).where(
+                    m.DeadLetter.topic == stranger.topic("event"))).all()
+            assert reasons and "not registered" in reasons[-1]
+    finally:
+        worker.stop()
