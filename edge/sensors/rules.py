@@ -9,6 +9,7 @@ plain functions of their input and are tested without sleeping.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -130,26 +131,36 @@ class ThresholdState:
         return []
 
 
+# rate is measured over at least this span: sample-to-sample rates amplify sensor noise
+RATE_WINDOW_S = 60.0
+
+
 @dataclass
 class RateOfChangeState:
-    """Raised when the value moves faster than ``max_per_min``; cleared when it calms."""
+    """Raised when the value moves faster than ``max_per_min`` over the last minute (or
+    more); cleared when it calms."""
 
     sensor: Sensor
     rule: RateOfChange
-    last: tuple[datetime, float] | None = None
+    history: deque[tuple[datetime, float]] = field(default_factory=deque)
     raised: bool = False
 
     def update(self, reading: Reading) -> list[Event]:
         value = _number(reading.values.get(self.rule.field))
         if value is None:
             return []
-        previous, self.last = self.last, (reading.ts, value)
-        if previous is None:
+        now = reading.ts
+        if self.history and now <= self.history[-1][0]:
+            return []  # out of order or repeated: no rate from it
+        self.history.append((now, value))
+        # keep one sample at least a window old as the reference, drop the older ones
+        while len(self.history) > 2 and (now - self.history[1][0]).total_seconds() >= RATE_WINDOW_S:
+            self.history.popleft()
+        ref_ts, ref_value = self.history[0]
+        dt = (now - ref_ts).total_seconds()
+        if dt < RATE_WINDOW_S:
             return []
-        dt = (reading.ts - previous[0]).total_seconds()
-        if dt <= 0:
-            return []
-        per_min = (value - previous[1]) / dt * 60.0
+        per_min = (value - ref_value) / dt * 60.0
         fast = abs(per_min) > self.rule.max_per_min
         if fast == self.raised:
             return []

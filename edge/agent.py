@@ -1,0 +1,170 @@
+"""The gateway agent: sensors + (cameras) + outbox + uplink + commands, in one process.
+
+Everything the gateway learns goes through :meth:`GatewayAgent.emit` (events) or the
+sensor hub's sink (readings and events) into the durable outbox; the uplink drains the
+outbox to the cloud and the cloud's acks empty it. SIGTERM/SIGINT stop it cleanly: the
+cameras and sensors stop first, a retained ``offline`` status goes out, then the uplink.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge.commands import Announcer, CommandHandler
+from edge.config import GatewayConfig, environment, password
+from edge.health import collect_health
+from edge.outbox import Outbox, OutboxLimits
+from edge.sensors.hub import SensorHub
+from edge.sensors.local_broker import LocalSensorClient
+from edge.uplink import Uplink, UplinkSettings
+from microbrain import __version__
+from microbrain.protocol import Event, GatewayState, Reading, Status
+from microbrain.site.model import Site
+
+log = logging.getLogger(__name__)
+
+SILENCE_CHECK_S = 5.0
+
+
+class GatewayAgent:
+    """Build with a validated config and its site; :meth:`run` until told to stop."""
+
+    def __init__(self, config: GatewayConfig, site: Site, site_dir: Path | None = None) -> None:
+        self.config = config
+        self.site = site
+        self.place = site.gateway(config.gateway)
+        self.path = self.place.path
+        self.site_dir = site_dir or config.site.parent
+        env = environment()
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox(config.data_dir / "outbox.db", OutboxLimits(
+            max_bytes=int(config.outbox.max_mb * 2**20), max_items=config.outbox.max_items))
+        cloud = config.cloud
+        tls = cloud.tls
+        self.uplink = Uplink(self.path, self.outbox, UplinkSettings(
+            host=cloud.host, port=cloud.port,
+            username=cloud.username or self.place.gateway.id,
+            password=password(cloud, env, self.place.gateway.password_env),
+            tls_ca=tls.ca_file if tls else None, tls_cert=tls.cert_file if tls else None,
+            tls_key=tls.key_file if tls else None, keepalive_s=cloud.keepalive_s,
+            resend_after_s=config.outbox.resend_after_s, max_unacked=config.outbox.max_unacked,
+        ), software=f"microbrain {__version__}")
+        self.hub = SensorHub(site, self.place, self._sink, config.reading_min_interval_s)
+        self.local: LocalSensorClient | None = None
+        if config.local_broker is not None and self.place.gateway.sensors:
+            lb = config.local_broker
+            self.local = LocalSensorClient(
+                self.hub, lb.host, lb.port, username=lb.username, password=password(lb, env),
+                client_id=f"mb-sensors-{self.place.gateway.id}", keepalive_s=lb.keepalive_s)
+        audio = config.audio
+        announcer = Announcer(audio.out_dir, audio.clips_dir, audio.player, audio.voice,
+                              audio.speakers) if audio else None
+        self.commands = CommandHandler(self.path, self.outbox, self.uplink.publish_reply,
+                                       announcer, self._recheck_sensor)
+        self.uplink.on_command = self.commands.handle
+        self.heartbeat_s = config.heartbeat_s or self.place.gateway.heartbeat_s
+        self.video = None
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+
+    # -- the seams ---------------------------------------------------------------------
+
+    def emit(self, event: Event) -> None:
+        """Hand an event to the cloud: durable in the outbox when this returns.
+
+        The video pipeline calls this (``CameraPipeline(..., emit=agent.emit)``).
+        """
+        self.outbox.append(event)
+
+    def _sink(self, items: Sequence[Event | Reading]) -> None:
+        self.outbox.append_many(list(items))
+
+    def _recheck_sensor(self, source: str) -> dict | None:
+        reading = self.hub.last_reading(source)
+        if reading is None:
+            return None
+        detail: dict = {f"value_{k}"[:63]: v for k, v in reading.values.items()}
+        detail["age_s"] = round(time.time() - reading.ts.timestamp(), 3)
+        if reading.faults:
+            detail["faults"] = ",".join(reading.faults)[:200]
+        return detail
+
+    # -- health ------------------------------------------------------------------------
+
+    def status(self) -> Status:
+        cameras = self.video.cameras_state() if self.video is not None else {}
+        model = None
+        if self.video is not None and self.video.workers:
+            model = self.video.workers[0].pipeline.model
+        return Status(state=GatewayState.ONLINE, software=f"microbrain {__version__}",
+                      uptime_s=time.monotonic() - self.started,
+                      health=collect_health(self.outbox, self.config.data_dir,
+                                            sensors_silent=self.hub.silent_sensors(),
+                                            cameras=cameras, model=model,
+                                            rejected=self.hub.rejected))
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def _start_video(self) -> None:
+        cameras = list(self.place.gateway.cameras)
+        if not self.config.video or not cameras:
+            return
+        try:
+            from edge.video.detectors import load_detector
+            from edge.video.evidence import EvidenceStore
+            from edge.video.runner import VideoGateway
+
+            detector = load_detector(self.place.gateway.detector, base=self.site_dir)
+            self.video = VideoGateway(cameras, detector, self.emit,
+                                      EvidenceStore(self.config.data_dir / "evidence"),
+                                      base=self.site_dir)
+            self.video.start()
+            log.info("video: %d camera(s) running", len(cameras))
+        except Exception:  # cameras failing must not take the sensors and uplink down
+            log.exception("video could not start; sensors and uplink keep running")
+            self.video = None
+
+    def start(self) -> None:
+        self.uplink.start()
+        if self.local is not None:
+            self.local.start()
+        self._start_video()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, *, install_signals: bool = True) -> None:
+        """Run until :meth:`stop` or SIGTERM/SIGINT."""
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self._stop.set())
+        self.start()
+        log.info("gateway %s running; outbox holds %d item(s)", self.path, self.outbox.depth)
+        next_beat = time.monotonic()
+        next_silence = time.monotonic() + SILENCE_CHECK_S
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now >= next_beat:
+                    self.uplink.publish_status(self.status())
+                    next_beat = now + self.heartbeat_s
+                if now >= next_silence:
+                    self.hub.check_silence()
+                    next_silence = now + SILENCE_CHECK_S
+                self._stop.wait(min(next_beat, next_silence) - time.monotonic())
+        finally:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        if self.video is not None:
+            self.video.stop()
+        if self.local is not None:
+            self.local.stop()
+        self.uplink.stop()
+        self.outbox.close()
+        log.info("gateway %s stopped", self.path)

@@ -1,0 +1,158 @@
+"""The gateway agent's own config (``microbrain edge run --config GATEWAY.yaml``).
+
+Strict: an unknown key or a bad value fails at start-up, naming it. Secrets are never in
+the file: passwords come from the environment variables it names.
+
+    site: ../demo/site.yaml          # relative to this file
+    gateway: gw-xiyuan-1
+    cloud: {url: mqtt://cloud.example:1883}
+    local_broker: {url: mqtt://127.0.0.1:1883}
+    data_dir: /var/lib/microbrain/gw-xiyuan-1
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+
+from microbrain.site.common import Id, Seconds
+
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+
+
+class GatewayConfigError(ValueError):
+    """The agent cannot start with this config; the message says what to fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Tls(_Strict):
+    ca_file: Path | None = Field(default=None, description="CA bundle to verify the broker")
+    cert_file: Path | None = Field(default=None, description="client certificate (mutual TLS)")
+    key_file: Path | None = None
+
+
+class BrokerLink(_Strict):
+    """How to reach an MQTT broker."""
+
+    url: str = Field(description="mqtt://host:port, or mqtts://host:port for TLS")
+    username: str | None = Field(default=None, max_length=128)
+    password_env: EnvName | None = Field(default=None, description="variable holding the password")
+    tls: Tls | None = None
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+
+    @field_validator("url")
+    @classmethod
+    def _mqtt_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an mqtt:// or mqtts:// URL with a host")
+        if parts.username or parts.password:
+            raise ValueError("put no credentials in the URL; use username and password_env")
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+        return value
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def uses_tls(self) -> bool:
+        return urlsplit(self.url).scheme == "mqtts" or self.tls is not None
+
+
+class OutboxConfig(_Strict):
+    max_mb: float = Field(default=256, gt=0, le=1_000_000, description="bytes of payload kept")
+    max_items: int = Field(default=2_000_000, ge=10)
+    resend_after_s: Seconds(1, 3600, "resend what the cloud has not acknowledged after this") = 30.0
+    max_unacked: int = Field(default=100_000, ge=10, description="sent, not yet acknowledged")
+
+
+class AudioConfig(_Strict):
+    """Where announcements go: a WAV per announcement in ``out_dir``, then ``player``."""
+
+    out_dir: Path = Path("announcements")
+    clips_dir: Path | None = Field(default=None, description="prepared clips: <clip id>.wav")
+    player: tuple[str, ...] = Field(default=(), description='e.g. ["aplay", "-q"]; empty: file only')
+    voice: str = Field(default="cmn", pattern=r"^[a-zA-Z0-9_+-]{1,32}$", description="espeak-ng voice")
+    speakers: tuple[Id, ...] = ()
+
+
+class GatewayConfig(_Strict):
+    site: Path
+    gateway: Id
+    cloud: BrokerLink
+    local_broker: BrokerLink | None = Field(default=None, description="where the sensors publish")
+    data_dir: Path
+    outbox: OutboxConfig = OutboxConfig()
+    heartbeat_s: Seconds(1, 3600, "override the site's heartbeat period") | None = None
+    reading_min_interval_s: Seconds(0, 86_400, "forward at most one reading per sensor per this") = 10.0
+    audio: AudioConfig | None = None
+    video: bool = Field(default=True, description="run the gateway's cameras")
+
+    def resolved(self, base: Path) -> GatewayConfig:
+        """Paths relative to the config file's folder, made absolute."""
+        def fix(p: Path | None) -> Path | None:
+            return None if p is None else (p if p.is_absolute() else (base / p).resolve())
+
+        update: dict = {"site": fix(self.site), "data_dir": fix(self.data_dir)}
+        if self.audio is not None:
+            update["audio"] = self.audio.model_copy(update={
+                "out_dir": fix(self.audio.out_dir) if self.audio.out_dir.is_absolute()
+                else (fix(self.data_dir) / self.audio.out_dir),  # type: ignore[operator]
+                "clips_dir": fix(self.audio.clips_dir)})
+        for name in ("cloud", "local_broker"):
+            link = getattr(self, name)
+            if link is not None and link.tls is not None:
+                tls = link.tls.model_copy(update={k: fix(getattr(link.tls, k))
+                                                  for k in ("ca_file", "cert_file", "key_file")})
+                update[name] = link.model_copy(update={"tls": tls})
+        return self.model_copy(update=update)
+
+
+def password(link: BrokerLink | None, env: Mapping[str, str], fallback_env: str | None = None) -> str | None:
+    """The password the link's ``password_env`` (or the site's) names; error if unset."""
+    var = (link.password_env if link else None) or fallback_env
+    if var is None:
+        return None
+    value = env.get(var)
+    if not value:
+        raise GatewayConfigError(f"environment variable {var} (broker password) is not set")
+    return value
+
+
+def load_gateway_config(path: str | Path) -> GatewayConfig:
+    """Read and validate a gateway config; raise :class:`GatewayConfigError` if unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise GatewayConfigError(f"{path}: no such file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise GatewayConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise GatewayConfigError(f"{path}: expected a mapping of keys to values")
+    try:
+        config = GatewayConfig.model_validate(raw)
+    except ValidationError as err:
+        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                 for e in err.errors(include_url=False)]
+        raise GatewayConfigError(f"{path}: {len(lines)} problem(s)\n" + "\n".join(lines)) from None
+    return config.resolved(path.resolve().parent)
+
+
+def environment() -> Mapping[str, str]:
+    return os.environ

@@ -1,0 +1,55 @@
+"""Subscribe to the devices' topics on the gateway's local broker and feed the hub.
+
+Messages are handled on paho's network thread one at a time, so a flooding device is
+slowed down by TCP and the broker's own per-client queue limit, never buffered here.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.sensors.hub import SensorHub
+
+log = logging.getLogger(__name__)
+
+
+class LocalSensorClient:
+    def __init__(self, hub: SensorHub, host: str, port: int, *, username: str | None = None,
+                 password: str | None = None, client_id: str = "", keepalive_s: int = 30) -> None:
+        self.hub = hub
+        self.host, self.port = host, port
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        if username:
+            self.client.username_pw_set(username, password)
+        self.client.reconnect_delay_set(0.5, 30)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.keepalive_s = keepalive_s
+        self.subscribed = False
+
+    def start(self) -> None:
+        self.client.connect_async(self.host, self.port, self.keepalive_s)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+        if reason_code.is_failure:
+            log.error("local sensor broker refused us: %s", reason_code)
+            return
+        topics = self.hub.topics
+        if topics:
+            client.subscribe([(t, 1) for t in topics])
+        self.subscribed = True
+        log.info("listening to %d sensor topic(s) on %s:%s", len(topics), self.host, self.port)
+
+    def _on_message(self, client, userdata, message) -> None:  # type: ignore[no-untyped-def]
+        try:
+            self.hub.handle(message.topic, message.payload)
+        except Exception:  # one bad message must never stop the sensors
+            log.exception("sensor message on %s could not be handled", message.topic[:128])

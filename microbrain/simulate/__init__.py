@@ -1,0 +1,1 @@
+"""Simulated devices for demos, load tests and drills."""
