@@ -17,7 +17,7 @@ def rejected(reason: str) -> float:
     return REGISTRY.get_sample_value("microbrain_edge_sensor_rejected_total", {"reason": reason}) or 0.0
 
 
-def test_hub_routes_coalesces_and_counts(demo_site: Site) -> None:
+def test_hub_routes_coalesces_and_counts(demo_site: Site, caplog) -> None:  # type: ignore[no-untyped-def]
     sunk: list[Event | Reading] = []
     hub = SensorHub(demo_site, demo_site.gateway("gw-xiyuan-1"), sunk.extend,
                     reading_min_interval_s=10)
@@ -34,6 +34,12 @@ def test_hub_routes_coalesces_and_counts(demo_site: Site) -> None:
     assert rejected("not_json") == before_json + 1
     assert rejected("unknown_topic") == before_topic + 1
     assert hub.rejected == 2
+    assert "b1-hydrant-top: rejected payload: not_json" in caplog.text
+    # a flood of the same fault logs one line, not thousands, and counts them all
+    caplog.clear()
+    for _ in range(1000):
+        hub.handle(topic, b"\x00garbage")
+    assert len(caplog.records) == 0 and hub.rejected == 1002
 
     # an event is never held back by coalescing
     sunk.clear()

@@ -1,0 +1,256 @@
+"""The whole gateway agent against real brokers: sensors in, store out, heartbeats,
+commands, garbage floods, a full outbox, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import psutil
+import pytest
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from edge.agent import GatewayAgent
+from edge.config import GatewayConfigError, load_gateway_config
+from microbrain.protocol import Announce, ConfigReload, GatewayPath, Recheck, Reply, Status
+from microbrain.site import load_site
+from tests.edge.uplink.conftest import ROOT, CloudStore
+from tests.utils.services import MosquittoProcess
+
+GW = GatewayPath("xiyuan", "xiyuan-1", "gw-xiyuan-1")
+HYDRANT = "devices/hydrant/b1-top"
+
+
+def write_config(tmp_path: Path, demo_site_path: Path, port: int, **over: object) -> Path:
+    cfg = {
+        "site": str(demo_site_path), "gateway": "gw-xiyuan-1",
+        "cloud": {"url": f"mqtt://127.0.0.1:{port}"},
+        "local_broker": {"url": f"mqtt://127.0.0.1:{port}"},
+        "data_dir": str(tmp_path / "data"), "heartbeat_s": 1, "reading_min_interval_s": 0,
+        "audio": {"out_dir": "announcements"}, "video": False,
+        "outbox": {"resend_after_s": 3},
+    }
+    cfg.update(over)
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def no_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the private test broker is anonymous; the site names a password variable
+    monkeypatch.setenv("MB_GW_XIYUAN_1_PASSWORD", "unused-here")
+
+
+class Observer:
+    """The cloud's side of the wire for tests: sees status and replies, sends commands."""
+
+    def __init__(self, port: int) -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload, m.retain))
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe([(GW.topic("status"), 1), (GW.subscription("reply"), 1)])
+        self.client.loop_start()
+
+    def statuses(self) -> list[Status]:
+        return [Status.model_validate_json(p) for t, p, _ in list(self.messages) if t.endswith("/status")]
+
+    def replies(self) -> list[Reply]:
+        return [Reply.model_validate_json(p) for t, p, _ in list(self.messages) if "/reply/" in t]
+
+    def send(self, name: str, payload: bytes) -> None:
+        self.client.publish(GW.topic("cmd", name), payload, qos=1)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def wait(cond: Callable[[], object], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return bool(cond())
+
+
+@pytest.fixture
+def running(tmp_path: Path, demo_site_path: Path, mosquitto: MosquittoProcess) -> Iterator[Callable[..., GatewayAgent]]:
+    agents: list[tuple[GatewayAgent, threading.Thread]] = []
+
+    def start(**over: object) -> GatewayAgent:
+        cfg = load_gateway_config(write_config(tmp_path, demo_site_path, mosquitto.port, **over))
+        agent = GatewayAgent(cfg, load_site(cfg.site))
+        thread = threading.Thread(target=agent.run, kwargs={"install_signals": False}, daemon=True)
+        thread.start()
+        agents.append((agent, thread))
+        assert agent.uplink.wait_connected(10)
+        assert wait(lambda: agent.local is not None and agent.local.subscribed)
+        return agent
+
+    yield start
+    for agent, thread in agents:
+        agent.stop()
+        thread.join(15)
+
+
+def sensor_client(port: int) -> mqtt.Client:
+    c = mqtt.Client(CallbackAPIVersion.VERSION2)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+
+
+def test_readings_and_events_reach_the_store_and_heartbeat_reports(
+        running, mosquitto: MosquittoProcess, cloud_store) -> None:  # type: ignore[no-untyped-def]
+    store: CloudStore = cloud_store(mosquitto.port)
+    observer = Observer(mosquitto.port)
+    agent = running()
+    dev = sensor_client(mosquitto.port)
+    dev.publish(HYDRANT, b'{"data": {"p_kpa": 320}}', qos=1)
+    dev.publish("devices/elevator/b1-a", b'{"status": {"running": true, "floor": 3}, "fault": {"code": "E01"}}', qos=1)
+    rows = store.wait_for(str(GW), 3, 10)
+    kinds = [json.loads(p)["type"] for p in _payloads(store)]
+    assert len(rows) == 3 and kinds.count("reading") == 2 and kinds.count("event") == 1
+    event = next(json.loads(p) for p in _payloads(store) if json.loads(p)["type"] == "event")
+    assert event["kind"] == "elevator_fault" and event["detail"]["fault"] == "trapped_passenger"
+    assert wait(lambda: agent.outbox.depth == 0)
+    assert wait(lambda: any(s.health for s in observer.statuses()))
+    status = [s for s in observer.statuses() if s.health][-1]
+    assert status.state == "online" and status.health.memory_mb > 0
+    dev.loop_stop()
+    observer.close()
+
+
+def _payloads(store: CloudStore) -> list[bytes]:
+    import sqlite3
+    with sqlite3.connect(store.db) as conn:
+        return [r[0] for r in conn.execute("SELECT payload FROM items ORDER BY seq")]
+
+
+def test_commands_announce_recheck_refusals(running, mosquitto: MosquittoProcess, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    observer = Observer(mosquitto.port)
+    agent = running()
+    dev = sensor_client(mosquitto.port)
+    dev.publish(HYDRANT, b'{"data": {"p_kpa": 300}}', qos=1)
+    assert wait(lambda: agent.hub.last_reading("b1-hydrant-top") is not None)
+
+    announce = Announce(text="请勿在消防通道停车", repeat=2)
+    observer.send("announce", announce.to_json())
+    recheck = Recheck(source="b1-hydrant-top")
+    observer.send("recheck", recheck.to_json())
+    observer.send("recheck", Recheck(source="cam-fire-lane").to_json())
+    observer.send("config_reload", ConfigReload().to_json())
+    observer.send("self_destruct", b'{"name": "self_destruct"}')
+    observer.send("announce", b'{"name": "announce", "text": "x", "clip": "y"}')
+    observer.send("announce", b"\x00not json")
+    assert wait(lambda: len(observer.replies()) == 7, 10)
+    replies = observer.replies()
+    by_id = {r.command_id: r for r in replies if r.command_id}
+    ok = by_id[announce.id]
+    assert ok.ok and ok.detail["repeat"] == 2
+    wav = tmp_path / "data" / "announcements" / str(ok.detail["file"])
+    assert wav.read_bytes()[:4] == b"RIFF" and wav.stat().st_size > 10_000
+    assert by_id[recheck.id].ok and by_id[recheck.id].detail["value_pressure_mpa"] == pytest.approx(0.3)
+    refused = [r for r in replies if not r.ok]
+    assert len(refused) == 5
+    reasons = " | ".join(r.reason or "" for r in refused)
+    assert "not supported yet" in reasons and "exactly one of 'clip' or 'text'" in reasons
+    assert "not valid JSON" in reasons
+    assert {r.name for r in refused} >= {"self_destruct", "config_reload", "recheck", "announce"}
+    # refused commands ran nothing: exactly one WAV was written
+    assert len(list((tmp_path / "data" / "announcements").iterdir())) == 1
+    observer.close()
+    dev.loop_stop()
+
+
+def test_garbage_flood_is_rejected_and_the_agent_keeps_going(
+        running, mosquitto: MosquittoProcess, cloud_store) -> None:  # type: ignore[no-untyped-def]
+    store: CloudStore = cloud_store(mosquitto.port)
+    agent = running()
+    rss_before = psutil.Process().memory_info().rss
+    garbage = [b"not json", b'{"data": {"p_kpa": NaN}}', b'{"data": {"p_kpa": 1e9}}',
+               b'{"data": {"p_kpa": "high"}}', b"\xff" * 100, b'{"data": {}}']
+    dev = sensor_client(mosquitto.port)
+    dev.publish(HYDRANT, b'{"data": {"p_kpa": "' + b"x" * 1_000_000 + b'"}}', qos=0)  # 1 MB
+    sent, start = 0, time.monotonic()
+    while time.monotonic() - start < 2.0:  # ~10k msg/s for 2 s, as fast as paho goes
+        for g in garbage:
+            dev.publish(HYDRANT, g, qos=0)
+            sent += 1
+        if sent % 600 == 0:
+            time.sleep(max(0.0, start + sent / 10_000 - time.monotonic()))
+    dev.publish(HYDRANT, b'{"data": {"p_kpa": 310}}', qos=1)  # a good one after the flood
+    assert wait(lambda: agent.hub.rejected > 1000, 30)
+    rows = store.wait_for(str(GW), 1, 30)
+    assert len(rows) == 1  # only the good reading went to the cloud
+    grown_mb = (psutil.Process().memory_info().rss - rss_before) / 2**20
+    assert grown_mb < 60, f"memory grew {grown_mb:.0f} MB under the flood"
+    assert agent.status().health.rejected == agent.hub.rejected
+    dev.loop_stop()
+
+
+def test_full_outbox_keeps_critical_and_reports_evictions(running, mosquitto: MosquittoProcess) -> None:  # type: ignore[no-untyped-def]
+    observer = Observer(mosquitto.port)  # no store: nothing is ever acknowledged
+    agent = running(outbox={"max_items": 20, "resend_after_s": 60})
+    dev = sensor_client(mosquitto.port)
+    dev.publish("devices/elevator/b1-a", b'{"fault": {"code": "E01"}}', qos=1)
+    assert wait(lambda: agent.outbox.depth == 2)  # the reading and the critical event
+    for n in range(40):
+        dev.publish(HYDRANT, json.dumps({"data": {"p_kpa": 300 + n}}).encode(), qos=1)
+    assert wait(lambda: agent.outbox.evicted >= 22, 10)
+    kept = [json.loads(i.payload) for i in agent.outbox.after(0)]
+    assert any(k["type"] == "event" and k["kind"] == "elevator_fault" for k in kept)
+    assert len(kept) == 20
+    assert wait(lambda: any(s.health and s.health.outbox_evicted >= 22 for s in observer.statuses()), 5)
+    beat = [s for s in observer.statuses() if s.health][-1].health
+    assert beat.outbox_depth == 20
+    dev.loop_stop()
+    observer.close()
+
+
+def test_config_errors_are_named(tmp_path: Path, demo_site_path: Path) -> None:
+    path = write_config(tmp_path, demo_site_path, 1883, cloud={"url": "http://x"}, typo=1)
+    with pytest.raises(GatewayConfigError) as err:
+        load_gateway_config(path)
+    assert "cloud.url" in str(err.value) and "typo" in str(err.value)
+
+
+def test_cli_runs_and_stops_cleanly_on_sigterm(tmp_path: Path, demo_site_path: Path,
+                                               mosquitto: MosquittoProcess) -> None:
+    config = write_config(tmp_path, demo_site_path, mosquitto.port)
+    observer = Observer(mosquitto.port)
+    env = {**os.environ, "MB_GW_XIYUAN_1_PASSWORD": "x"}
+    proc = subprocess.Popen([sys.executable, "-m", "microbrain.cli", "edge", "run", "--config", str(config)]
+                            if (ROOT / "microbrain" / "cli" / "__main__.py").exists() else
+                            [str(Path(sys.executable).parent / "microbrain"), "edge", "run", "--config", str(config)],
+                            cwd=ROOT, env=env, stderr=subprocess.PIPE)
+    try:
+        assert wait(lambda: any(s.state == "online" for s in observer.statuses()), 20)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        assert wait(lambda: observer.statuses()[-1].state == "offline", 5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        observer.close()
+
+
+def test_cli_refuses_a_missing_password(tmp_path: Path, demo_site_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from microbrain.cli import app
+
+    monkeypatch.delenv("MB_GW_XIYUAN_1_PASSWORD")
+    config = write_config(tmp_path, demo_site_path, 1)
+    result = CliRunner().invoke(app, ["edge", "run", "--config", str(config)])
+    assert result.exit_code == 2 and "MB_GW_XIYUAN_1_PASSWORD" in result.output
