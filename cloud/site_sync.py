@@ -30,6 +30,13 @@ def _contacts(contacts) -> list[dict]:  # type: ignore[no-untyped-def]
     return [c.model_dump(exclude_none=True) for c in contacts]
 
 
+def _override(value) -> dict | None:  # type: ignore[no-untyped-def]
+    # stored as plain JSON; escalation.policy_for merges it with merge_policy
+    if value is None:
+        return None
+    return value.model_dump(mode="json", exclude_none=True) if hasattr(value, "model_dump") else dict(value)
+
+
 def _upsert(session: Session, model: type, keys: dict, values: dict):  # type: ignore[no-untyped-def]
     row = session.scalars(select(model).filter_by(**keys)).one_or_none()
     if row is None:
@@ -57,14 +64,14 @@ def sync_site(session: Session, site: Site, *, clock: Clock = system_clock) -> S
     for community in site.communities:
         _upsert(session, m.Community, {"id": community.id}, {
             "name": community.name, "contacts": _contacts(community.contacts),
-            "escalation": community.escalation,
+            "escalation": _override(community.escalation),
         })
         counts["communities"] += 1
         session.flush()  # compounds point at communities
         for compound in community.compounds:
             _upsert(session, m.Compound, {"community": community.id, "id": compound.id}, {
                 "name": compound.name, "contacts": _contacts(compound.contacts),
-                "escalation": compound.escalation,
+                "escalation": _override(compound.escalation),
             })
             counts["compounds"] += 1
             for building in compound.buildings:

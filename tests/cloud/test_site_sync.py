@@ -1,0 +1,41 @@
+"""Loading the demo district into the database: idempotent, overrides merged down."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from cloud import auth, escalation
+from cloud.db import models as m
+from cloud.db import transaction
+from cloud.site_sync import sync_site
+from microbrain.protocol import Severity
+from microbrain.site import load_site
+
+
+def test_demo_site_loads_twice_without_duplicates(factory, demo_site_path):  # type: ignore[no-untyped-def]
+    site = load_site(demo_site_path)
+    with transaction(factory) as s:
+        first = sync_site(s, site)
+    with transaction(factory) as s:
+        again = sync_site(s, site)
+        assert first == again and first.gateways == len(list(site.gateways()))
+        assert s.scalar(select(func.count()).select_from(m.Compound).where(
+            m.Compound.community.in_(["xiyuan", "dongcheng"]))) == first.compounds
+        # dongcheng overrides the building level's critical deadline (3 minutes)
+        compound = next(c.id for c in site.communities if c.id == "dongcheng" for c in c.compounds)
+        policy = escalation.policy_for(s, "dongcheng", compound)
+        assert policy.deadline("building", Severity.CRITICAL) == 180
+        assert policy.deadline("compound", Severity.CRITICAL) == site.escalation.compound.critical
+        assert policy.whistle["elevator_fault"] == "elevator"
+
+
+def test_gateway_credentials_export_for_mosquitto(factory, gw):  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    with transaction(factory) as s:
+        auth.set_gateway_password(s, gw.gateway, "s3cret-pass", now=datetime.now(UTC))
+    with factory() as s:
+        passwd, acl = auth.broker_files(s)
+    line = next(l for l in passwd.splitlines() if l.startswith(f"{gw.gateway}:"))
+    assert "s3cret" not in passwd and auth.check_mosquitto_hash(line.split(":", 1)[1], "s3cret-pass")
+    assert f"topic write mb/v1/{gw.community}/{gw.compound}/{gw.gateway}/event" in acl
