@@ -95,6 +95,7 @@ class Uplink:
         self.refused_publishes = 0
         self.connect_refusals: list[str] = []
         self.rewinds = 0
+        self.published = 0  # outbox items handed to paho, resends included
         self._stop = threading.Event()
         self._rewind = threading.Event()
         self._pending = 0
@@ -152,12 +153,18 @@ class Uplink:
                 except (RuntimeError, ValueError):
                     pass
         self._stop.set()
+        self.connected.clear()  # a disconnect from here on is ours, not news
         with self._pending_cv:
             self._pending_cv.notify_all()
         for thread in self._threads:
             thread.join(timeout)
         self._client.disconnect()
         self._threads.clear()
+
+    @property
+    def pending(self) -> int:
+        """Messages handed to paho and not yet PUBACKed by the broker."""
+        return self._pending
 
     def wait_connected(self, timeout: float) -> bool:
         return self.connected.wait(timeout)
@@ -261,6 +268,7 @@ class Uplink:
                 if self._publish(topic_channel, None, item.payload) is None:
                     break  # connection gone; on reconnect we go back anyway
                 cursor = item.seq
+                self.published += 1
                 PUBLISHED.inc()
             sent.append((cursor, time.monotonic()))
 
