@@ -7,6 +7,8 @@ MESSAGES = Counter("mb_ingest_messages_total", "messages handled by the ingest",
                    ["channel", "outcome"])  # outcome: stored | duplicate | rejected | applied | ignored
 REJECTED = Counter("mb_ingest_rejected_total", "messages dead-lettered, by reason", ["reason"])
 SEQ_GAPS = Counter("mb_ingest_seq_gaps_total", "gaps seen in gateways' sequence numbers")
+SEQ_FILLED = Counter("mb_ingest_seq_filled_total",
+                     "sequence numbers stored below a gateway's highest (late, filling a gap)")
 SEQ_MISSING = Counter("mb_ingest_seq_missing_total", "sequence numbers skipped over by gaps")
 ACKS = Counter("mb_ingest_acks_total", "cmd/ack messages published after commits")
 BATCH_SECONDS = Histogram("mb_ingest_batch_seconds", "time to store and commit one batch",

@@ -39,3 +39,40 @@ def test_gateway_credentials_export_for_mosquitto(factory, gw):  # type: ignore[
     line = next(l for l in passwd.splitlines() if l.startswith(f"{gw.gateway}:"))
     assert "s3cret" not in passwd and auth.check_mosquitto_hash(line.split(":", 1)[1], "s3cret-pass")
     assert f"topic write mb/v1/{gw.community}/{gw.compound}/{gw.gateway}/event" in acl
+
+
+def test_exported_password_file_works_in_a_real_mosquitto(factory, gw, tmp_path):  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from tests.utils.services import private_mosquitto
+
+    with transaction(factory) as s:
+        auth.set_gateway_password(s, gw.gateway, "right-password", now=datetime.now(UTC))
+    with factory() as s:
+        passwd, _ = auth.broker_files(s)
+    pw_file = tmp_path / "passwd"
+    pw_file.write_text(passwd)
+    with private_mosquitto(tmp_path / "b", extra=f"allow_anonymous false\npassword_file {pw_file}\n") as broker:
+        def connect(password: str) -> int:
+            c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+            c.username_pw_set(gw.gateway, password)
+            try:
+                return int(c.connect("127.0.0.1", broker.port) == 0 and _wait_connack(c))
+            finally:
+                c.disconnect()
+        assert connect("right-password") == 1
+        assert connect("wrong-password") == 0
+
+
+def _wait_connack(c) -> bool:  # type: ignore[no-untyped-def]
+    import time
+
+    result: list[bool] = []
+    c.on_connect = lambda *a: result.append(not a[3].is_failure)
+    deadline = time.monotonic() + 5
+    while not result and time.monotonic() < deadline:
+        c.loop(0.1)
+    return bool(result and result[0])
