@@ -143,7 +143,10 @@ def mosquitto_hash(password: str, *, iterations: int = 101, salt: bytes | None =
 
 
 def check_mosquitto_hash(stored: str, password: str) -> bool:
-    _, seven, iterations, salt, digest = stored.split("$")
+    try:
+        _, seven, iterations, salt, digest = stored.split("$")
+    except ValueError:
+        return False
     again = hashlib.pbkdf2_hmac("sha512", password.encode(), base64.b64decode(salt), int(iterations))
     return seven == "7" and hmac.compare_digest(base64.b64encode(again).decode(), digest)
 
@@ -177,3 +180,11 @@ def broker_files(session: Session, cloud_user: str = "cloud") -> tuple[str, str]
                 f"topic write {prefix}/status", f"topic write {prefix}/reply/#",
                 f"topic read {prefix}/cmd/#", ""]
     return "\n".join(pw_lines) + "\n", "\n".join(acl)
+
+
+def authenticate_gateway(session: Session, username: str, password: str) -> m.Gateway | None:
+    """A gateway logging in with its broker credentials (evidence uploads)."""
+    cred = session.scalars(select(m.GatewayCredential).where(m.GatewayCredential.username == username)).first()
+    if cred is None or not check_mosquitto_hash(cred.password_hash, password):
+        return None
+    return session.get(m.Gateway, cred.gateway)

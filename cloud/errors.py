@@ -17,3 +17,7 @@ class Conflict(DomainError):
 
 class Forbidden(DomainError):
     """The user may not do this, or not here (the API answers 403)."""
+
+
+class Invalid(DomainError):
+    """The request's content is wrong (a hash that does not match; the API answers 422)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
@@ -35,6 +36,7 @@ class Settings(BaseSettings):
     session_expiry_s: int = Field(default=3600, ge=0, le=7 * 86_400)
     scheduler_interval_s: float = Field(default=1.0, gt=0, le=60)
     reading_retention_days: int = Field(default=90, ge=1, le=3650)
+    evidence_dir: Path = Field(default=Path("./evidence"), description="where uploaded snapshots/clips go")
     token_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 86_400)
 
     @field_validator("broker_url")

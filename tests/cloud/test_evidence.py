@@ -1,0 +1,61 @@
+"""Evidence uploads: gateway credentials, sha256 checked against the event, scoped reads."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cloud import auth
+from cloud.api import create_api
+from cloud.api.deps import ApiState
+from cloud.db import transaction
+from cloud.settings import Settings
+from cloud.site_sync import register_gateway
+from microbrain.protocol import EvidenceRef
+from tests.cloud.helpers import event, ingest, unique_gateway
+
+JPEG = b"\xff\xd8\xff\xe0" + b"snapshot with boxes" * 100 + b"\xff\xd9"
+
+
+@pytest.fixture
+def client(factory, tmp_path):  # type: ignore[no-untyped-def]
+    state = ApiState(settings=Settings(environment="test", evidence_dir=tmp_path / "evidence"), factory=factory)
+    with TestClient(create_api(state)) as c:
+        yield c
+
+
+def test_upload_checked_against_the_declared_hash(client, factory, gw):  # type: ignore[no-untyped-def]
+    other = unique_gateway()
+    with transaction(factory) as s:
+        register_gateway(s, other.community, other.compound, other.gateway, building="b1")
+        auth.set_gateway_password(s, gw.gateway, "gw-password", now=datetime.now(UTC))
+        auth.set_gateway_password(s, other.gateway, "other-password", now=datetime.now(UTC))
+        duty = auth.create_user(s, f"d-{uuid.uuid4().hex[:6]}", "duty-password", "duty",
+                                now=datetime.now(UTC), community=gw.community).username
+        outsider = auth.create_user(s, f"o-{uuid.uuid4().hex[:6]}", "duty-password", "duty",
+                                    now=datetime.now(UTC), community=other.community).username
+    ref = EvidenceRef(kind="snapshot", name="snap.jpg", sha256=hashlib.sha256(JPEG).hexdigest(), bytes=len(JPEG))
+    ev = event(1, evidence=(ref,))
+    ingest(factory, gw, [ev])
+    url = f"/api/evidence/{ev.id}/snap.jpg"
+    assert client.put(url, content=JPEG).status_code == 401
+    assert client.put(url, content=JPEG, auth=(gw.gateway, "wrong")).status_code == 401
+    assert client.put(url, content=JPEG, auth=(other.gateway, "other-password")).status_code == 403
+    bad = client.put(url, content=JPEG[:-1] + b"x", auth=(gw.gateway, "gw-password"))
+    assert bad.status_code == 422 and "does not match" in bad.json()["detail"]
+    assert client.put(url, content=JPEG + b"more", auth=(gw.gateway, "gw-password")).status_code == 422
+    assert client.put(f"/api/evidence/{ev.id}/other.jpg", content=JPEG, auth=(gw.gateway, "gw-password")).status_code == 404
+    assert client.put(url, content=JPEG, auth=(gw.gateway, "gw-password")).status_code == 201
+    assert client.put(url, content=JPEG, auth=(gw.gateway, "gw-password")).status_code == 201  # again: harmless
+    assert client.get(url).status_code == 401
+    tokens = {}
+    for name in (duty, outsider):
+        r = client.post("/api/auth/token", json={"username": name, "password": "duty-password"})
+        tokens[name] = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    got = client.get(url, headers=tokens[duty])
+    assert got.status_code == 200 and got.content == JPEG and got.headers["content-type"] == "image/jpeg"
+    assert client.get(url, headers=tokens[outsider]).status_code == 403
