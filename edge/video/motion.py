@@ -26,7 +26,7 @@ class MotionGate:
     """``update(frame) -> MotionResult``; call ``reset()`` when the frame size changes."""
 
     def __init__(self, width: int = 160, min_fraction: float = 0.002, cut_threshold: float = 40.0,
-                 roi: list[np.ndarray] | None = None, roi_margin: float = 0.1) -> None:
+                 roi: list[np.ndarray] | None = None, roi_margin: float = 0.03) -> None:
         self.width = width
         self.min_fraction = min_fraction
         self.cut_threshold = cut_threshold  # mean absolute grey difference (0..255)

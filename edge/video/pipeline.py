@@ -19,6 +19,7 @@ from edge.video import metrics
 from edge.video.detections import Detections
 from edge.video.detectors import Detector
 from edge.video.evidence import EvidenceStore, FrameRing, draw
+from edge.video.geometry import box_gap
 from edge.video.motion import MotionGate
 from edge.video.rules import Context, Finding, crossing_findings, make_rule
 from edge.video.sources import Frame
@@ -92,9 +93,12 @@ class CameraPipeline:
         roi = [z.geometry.polygon for z in self._zones] + [np.asarray(line.points) for line in camera.lines]
         # the dog rule looks for people around the zone, so its zone widens the region more
         self._gate = MotionGate(roi=roi or None)
+        self._roi = np.array([np.concatenate([np.min(r, axis=0), np.max(r, axis=0)]) for r in roi],
+                             np.float32).reshape(-1, 4)
         self._tracker = Tracker(max_age_s=self.options.tracker_max_age_s)
         self._tracked = Detections.empty(detector.class_names)
         self._size: tuple[int, int] | None = None
+        self._roi_pad = 0.0
         self._last_detect: float | None = None
         self._ring = FrameRing(camera.clip_seconds)
         self._pending: list[_PendingClip] = []
@@ -114,6 +118,7 @@ class CameraPipeline:
                         self.camera.id, self._size, (w, h))
             findings = self._reset(frame.ts)
         self._size = (w, h)
+        self._roi_pad = self._gate.roi_margin * max(w, h)
         for zone in self._zones:
             try:
                 zone.geometry.check_fits(w, h, f"camera {self.camera.id}: zone {zone.id}")
@@ -141,10 +146,16 @@ class CameraPipeline:
     def _should_detect(self, frame: Frame, moving: bool) -> bool:
         if not self.options.motion_gate or self._last_detect is None or moving:
             return True
-        if self._tracker.tentative:
-            return True  # a new object waits for its confirming second look
+        if self._tentative_in_roi():
+            return True  # a new object near a zone waits for its confirming second look
         wait = self.options.recheck_s if self._tracker.active else self.options.idle_recheck_s
         return frame.ts - self._last_detect >= wait
+
+    def _tentative_in_roi(self) -> bool:
+        boxes = self._tracker.tentative_boxes()
+        if not len(boxes) or not len(self._roi):
+            return bool(len(boxes))
+        return bool((box_gap(boxes, self._roi) <= self._roi_pad).any())
 
     def process(self, frame: Frame) -> list[Event]:
         """Analyse one frame; return (and emit) the events it completes."""

@@ -86,6 +86,10 @@ class Tracker:
         """Tracks seen but not yet confirmed: the pipeline runs the detector to confirm them."""
         return sum(1 for t in self._tracks if t.hits < self.min_hits)
 
+    def tentative_boxes(self) -> np.ndarray:
+        """(N, 4) last boxes of the unconfirmed tracks."""
+        return np.array([t.box for t in self._tracks if t.hits < self.min_hits], np.float32).reshape(-1, 4)
+
     @property
     def active(self) -> int:
         return len(self._tracks)
@@ -125,8 +129,13 @@ class Tracker:
             self._tracks.append(track)
             assigned[row] = len(self._tracks) - 1
 
+        # as in ByteTrack, an unconfirmed track that misses its second look was noise
+        matched = set(assigned.values())
+        born = {ti for r, ti in assigned.items() if self._tracks[ti].hits == 1}
+        keep = [i for i, t in enumerate(self._tracks) if t.hits >= self.min_hits or i in matched or i in born]
         rows = sorted(r for r, ti in assigned.items() if self._tracks[ti].hits >= self.min_hits)
         ids = np.array([self._tracks[assigned[r]].track_id for r in rows], np.int64)
         classes = np.array([self._tracks[assigned[r]].class_id for r in rows], np.int64)
         out = detections[np.array(rows, np.int64)]
+        self._tracks = [self._tracks[i] for i in keep]
         return Detections(out.xyxy, out.confidence, classes, detections.class_names, ids)

@@ -90,3 +90,15 @@ def test_velocity_prediction_follows_a_fast_object():
     no_motion_model.update(dets(("car", 0, 0, 40, 40)), 0.2)
     jumped = no_motion_model.update(dets(("car", 25, 0, 65, 40)), 0.4)
     assert len(jumped) == 0  # a 25 px jump from standstill is a new object
+
+
+def test_an_unconfirmed_track_that_misses_its_second_look_is_dropped():
+    t = Tracker()
+    t.update(dets(("dog", 10, 10, 50, 50)), 0.0)
+    assert t.tentative == 1 and len(t.tentative_boxes()) == 1
+    t.update(dets(), 0.2)
+    assert t.active == 0 and t.tentative_boxes().shape == (0, 4)
+    confirmed = Tracker()
+    run(confirmed, [dets(("dog", 10, 10, 50, 50))] * 2)
+    confirmed.update(dets(), 0.4)
+    assert confirmed.active == 1  # a confirmed track survives a miss
