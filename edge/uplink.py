@@ -236,6 +236,7 @@ class Uplink:
         s = self.settings
         cursor = 0
         sent: deque[tuple[int, float]] = deque()  # (last seq of a batch, when it went)
+        resend_after, last_rewind_at = s.resend_after_s, None
         while not self._stop.is_set():
             if not self.connected.wait(0.2):
                 continue
@@ -246,12 +247,17 @@ class Uplink:
             if first is not None and first <= cursor:
                 while sent and sent[0][0] < first:
                     sent.popleft()
-                if sent and time.monotonic() - sent[0][1] > s.resend_after_s:
+                if sent and time.monotonic() - sent[0][1] > resend_after:
+                    # the same item unacknowledged again: the cloud is stalled, not lossy;
+                    # back off so a long stall is not a resend storm
+                    resend_after = (min(resend_after * 2, s.resend_after_s * 8)
+                                    if first == last_rewind_at else s.resend_after_s)
+                    last_rewind_at = first
                     cursor, first = self._go_back(sent)
                     self.rewinds += 1
                     RESENT.inc()
-                    log.warning("no ack for seq %s after %.0f s: resending from there",
-                                first, s.resend_after_s)
+                    log.warning("no ack for seq %s: resending from there (next wait %.0f s)",
+                                first, resend_after)
                 elif cursor - first + 1 >= s.max_unacked:
                     self._stop.wait(0.05)  # the cloud is behind: wait for its acks
                     continue
