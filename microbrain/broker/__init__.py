@@ -1,0 +1,1 @@
+"""MQTT brokers microbrain can run itself: the embedded one and generated Mosquitto configs."""
