@@ -135,3 +135,23 @@ def test_clip_evidence_holds_seconds_before_and_after(detector, tmp_path):
     cap = cv2.VideoCapture(str(clip))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) >= 8  # 2 s before + 2 s after at 2 fps
     assert hashlib.sha256(clip.read_bytes()).hexdigest() == dog.evidence[1].sha256
+
+
+def test_motion_gating_skips_detector_runs_but_not_events(detector):
+    from edge.video.pipeline import PipelineOptions
+
+    camera = load_camera(CONFIGS / "vtest-fire-lane.yaml").model_copy(update={"fps": 2})
+    frames = []
+    for frame in open_source(camera).frames():
+        frames.append(frame)
+        if len(frames) == 50:  # 25 s: past the 20 s dwell
+            break
+    outcome = {}
+    for gated in (False, True):
+        events: list[Event] = []
+        pipeline = CameraPipeline(camera, detector, events.append, options=PipelineOptions(motion_gate=gated))
+        for frame in frames:
+            pipeline.process(frame)
+        outcome[gated] = ([(e.kind, e.zone, e.state) for e in events], pipeline.stats.detector_calls)
+    assert outcome[True][0] == outcome[False][0] == [("illegal_parking", "fire-lane", EventState.RAISED)]
+    assert outcome[False][1] == 50 and outcome[True][1] < 0.85 * 50
