@@ -52,7 +52,7 @@ class Scheduler:
                     with transaction(svc.factory) as s:
                         retention.prune_readings(s, now=now, keep_days=svc.settings.reading_retention_days)
                     self._last_prune = now
-            except Exception:  # noqa: BLE001 - the loop must survive a database hiccup
+            except Exception:
                 log.exception("scheduler step failed; retrying")
 
     def stop(self) -> None:

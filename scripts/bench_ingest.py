@@ -31,10 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import paho.mqtt.client as mqtt  # noqa: E402
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
-from microbrain.protocol import Event, GatewayPath, Reading, Severity  # noqa: E402
+from microbrain.protocol import Event, GatewayPath, Reading, Severity
 
 GW = GatewayPath("bench", "compound-1", "gw-bench")
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 def normalise_url(url: str) -> str:
     """``postgresql://`` means psycopg 3 here (the postgres extra installs it)."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
+    if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
 

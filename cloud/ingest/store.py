@@ -216,7 +216,7 @@ def _place_problem(item: Event | Reading, gw: m.Gateway, buildings: set[tuple[st
                 f"where gateway {gw.id!r} is")
     device = item.source if isinstance(item, Event) else item.sensor
     if device in owners and gw.id not in owners[device] and device != gw.id:
-        return f"device {device!r} belongs to gateway {sorted(owners[device])[0]!r}, not {gw.id!r}"
+        return f"device {device!r} belongs to gateway {min(owners[device])!r}, not {gw.id!r}"
     return None
 
 

@@ -28,7 +28,7 @@ from cloud.clock import Clock, system_clock
 from cloud.ingest import metrics
 from cloud.ingest.store import BatchResult, Incoming, store_batch
 from cloud.settings import Settings
-from microbrain.protocol import Ack, GatewayPath, cloud_subscription
+from microbrain.protocol import Ack, cloud_subscription
 
 log = logging.getLogger(__name__)
 RECEIVE_MAXIMUM = 2000  # messages the broker may have in flight to us, unacknowledged
@@ -132,7 +132,7 @@ class IngestWorker:
                 continue
             try:
                 result = self._commit([item for item, _, _ in batch])
-            except Exception:  # noqa: BLE001 - never let the writer die; the broker redelivers
+            except Exception:
                 log.exception("ingest batch of %d lost its commit; not acknowledged", len(batch))
                 continue
             finally:
@@ -145,7 +145,7 @@ class IngestWorker:
             if self.on_commit is not None:
                 try:
                     self.on_commit(result)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("on_commit hook failed")
 
     # --- lifecycle ------------------------------------------------------------------

@@ -56,7 +56,7 @@ def test_sigkill_around_commits_loses_and_duplicates_nothing(mosquitto, cloud_ur
             pub.subscribe(gw.topic("cmd", "ack"), qos=1)
             publish_all(pub, [topic(gw, reading(s)) for s in range(1, total + 1)])
             for kill_at in (total // 4, total // 2):  # twice, while batches are committing
-                wait_for(lambda: _stored(factory, gw.gateway)[0] >= kill_at, timeout=60, every=0.005)
+                wait_for(lambda k=kill_at: _stored(factory, gw.gateway)[0] >= k, timeout=60, every=0.005)
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
                 at_kill.append(_stored(factory, gw.gateway)[0])

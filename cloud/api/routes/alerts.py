@@ -7,7 +7,16 @@ from sqlalchemy import func, select
 
 from cloud import alerts, auth
 from cloud.api.deps import DB, CurrentUser, State
-from cloud.api.schemas import AlertDetail, AlertOut, CommentIn, DispatchIn, NoteIn, Page, TransitionOut, WorkOrderOut
+from cloud.api.schemas import (
+    AlertDetail,
+    AlertOut,
+    CommentIn,
+    DispatchIn,
+    NoteIn,
+    Page,
+    TransitionOut,
+    WorkOrderOut,
+)
 from cloud.db import models as m
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])

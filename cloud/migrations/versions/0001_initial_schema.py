@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-import cloud.db.types
 
+import cloud.db.types
 
 revision = '0001'
 down_revision = None
