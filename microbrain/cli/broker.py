@@ -16,6 +16,9 @@ def config(
     bind: str = typer.Option("0.0.0.0", help="listener address"),
     user: str = typer.Option(None, "--user", help="the user mosquitto drops to when started "
                              "as root (mosquitto's default: mosquitto)"),
+    tls_ca: Path = typer.Option(None, "--tls-ca", help="CA file; with --tls-cert/--tls-key the listener speaks TLS"),
+    tls_cert: Path = typer.Option(None, "--tls-cert", help="the broker's certificate"),
+    tls_key: Path = typer.Option(None, "--tls-key", help="the broker's private key"),
     cloud_password_env: str = typer.Option(
         "MB_CLOUD_PASSWORD", help="environment variable with the cloud user's password"),
 ) -> None:
@@ -27,9 +30,17 @@ def config(
     from microbrain.broker.mosquitto_conf import BrokerConfigError, write_broker_config
     from microbrain.site import SiteError, load_site
 
+    given = [p for p in (tls_ca, tls_cert, tls_key) if p is not None]
+    if given and len(given) != 3:
+        fail("TLS needs all three of --tls-ca, --tls-cert and --tls-key")
+    for p in given:
+        if not p.is_file():
+            fail(f"{p}: no such file")
+    tls = (tls_ca.resolve(), tls_cert.resolve(), tls_key.resolve()) if given else None
     try:
         files = write_broker_config(load_site(site), out, port=port, bind=bind,
-                                    cloud_password_env=cloud_password_env, run_as=user)
+                                    cloud_password_env=cloud_password_env, run_as=user,
+                                    tls=tls)
     except (SiteError, BrokerConfigError) as err:
         fail(str(err))
     typer.echo(f"wrote {files.conf}, {files.passwd}, {files.acl}")

@@ -57,3 +57,32 @@ def test_fault_run_raises_and_clears_events(demo_site: Site) -> None:
 def test_unknown_gateway(demo_site: Site) -> None:
     with pytest.raises(KeyError):
         SensorSimulator(demo_site, gateway="nope")
+
+
+def test_cli_publishes_vendor_payloads(mosquitto, demo_site_path) -> None:  # type: ignore[no-untyped-def]
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from typer.testing import CliRunner
+
+    from microbrain.cli import app
+
+    got: list[tuple[str, bytes]] = []
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2)
+    sub.on_message = lambda c, u, m: got.append((m.topic, m.payload))
+    sub.connect("127.0.0.1", mosquitto.port)
+    sub.subscribe("devices/#", qos=1)
+    sub.loop_start()
+    import time
+    time.sleep(0.3)
+    result = CliRunner().invoke(app, [
+        "simulate", "sensors", "--site", str(demo_site_path), "--rate", "100", "--faults",
+        "--gateway", "gw-dongcheng-garden", "--duration", "1",
+        "--broker", f"mqtt://127.0.0.1:{mosquitto.port}", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    time.sleep(0.3)
+    sub.loop_stop()
+    assert 60 <= len(got) <= 130
+    assert {t for t, _ in got} == {"devices/hydrant/t1", "devices/elevator/t1-a", "devices/elevator/t2-a"}
+    bad = CliRunner().invoke(app, ["simulate", "sensors", "--site", str(demo_site_path),
+                                   "--broker", "http://x"])
+    assert bad.exit_code == 2 and "mqtt://" in bad.output

@@ -158,3 +158,16 @@ def test_authenticated_uplink_end_to_end(tmp_path: Path, acl_broker: MosquittoPr
     rig.uplink.publish_raw(X2.topic("event"), event(9).to_json())
     assert wait(lambda: rig.uplink.refused_publishes == 1)
     rig.close()
+
+
+def test_cloud_reads_through_a_shared_subscription(acl_broker: MosquittoProcess) -> None:
+    cloud, cloud_seen = client(acl_broker.port, "cloud", "pw-cloud")
+    assert wait(lambda: cloud_seen["connack"] is not None)
+    cloud.subscribe("$share/cloud/mb/v1/+/+/+/#", qos=1)
+    assert wait(lambda: cloud_seen["suback"] is not None)
+    gw, seen = client(acl_broker.port, "gw-xiyuan-1", "pw-x1-secret")
+    assert wait(lambda: seen["connack"] is not None)
+    gw.publish(X1.topic("reading"), b"{}", qos=1)
+    assert wait(lambda: X1.topic("reading") in cloud_seen["messages"])
+    gw.loop_stop()
+    cloud.loop_stop()
