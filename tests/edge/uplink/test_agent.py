@@ -254,3 +254,30 @@ def test_cli_refuses_a_missing_password(tmp_path: Path, demo_site_path: Path, mo
     config = write_config(tmp_path, demo_site_path, 1)
     result = CliRunner().invoke(app, ["edge", "run", "--config", str(config)])
     assert result.exit_code == 2 and "MB_GW_XIYUAN_1_PASSWORD" in result.output
+
+
+def test_cameras_emit_through_the_outbox_to_the_store(
+        tmp_path: Path, demo_site_path: Path, mosquitto: MosquittoProcess, cloud_store,  # type: ignore[no-untyped-def]
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The video seam: gw-xiyuan-2's camera (dog.jpg, no person) raises unleashed_dog,
+    which goes through agent.emit → outbox → uplink → store, evidence attached."""
+    monkeypatch.setenv("MB_GW_XIYUAN_2_PASSWORD", "unused-here")
+    store: CloudStore = cloud_store(mosquitto.port)
+    path = write_config(tmp_path, demo_site_path, mosquitto.port, gateway="gw-xiyuan-2",
+                        video=True, local_broker=None)
+    cfg = load_gateway_config(path)
+    agent = GatewayAgent(cfg, load_site(cfg.site))
+    thread = threading.Thread(target=agent.run, kwargs={"install_signals": False}, daemon=True)
+    thread.start()
+    try:
+        rows = store.wait_for("xiyuan/xiyuan-2/gw-xiyuan-2", 1, 40)
+        assert rows and rows[0][0] == 1
+        event = json.loads(_payloads(store)[0])
+        assert event["kind"] == "unleashed_dog" and event["source"] == "cam-courtyard"
+        snapshot = event["evidence"][0]["name"]
+        assert (tmp_path / "data" / "evidence" / snapshot).is_file()
+        health = agent.status().health
+        assert health.cameras == {"cam-courtyard": "online"} and health.model is not None
+    finally:
+        agent.stop()
+        thread.join(20)
