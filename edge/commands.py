@@ -34,7 +34,6 @@ from microbrain.protocol import (
     is_valid_id,
     utc_now,
 )
-from microbrain.protocol.topics import PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +75,11 @@ class Announcer:
                 raise AnnounceError("no text-to-speech on this gateway (install espeak-ng) and no clip given")
             # argv, not a shell: the text is the cloud's, never interpreted
             done = subprocess.run([tts, "-v", self.voice, "-w", str(out), "--", cmd.text or ""],
-                                  capture_output=True, timeout=30)
+                                  capture_output=True, timeout=30, check=False)
             if done.returncode != 0 or not out.exists():
                 raise AnnounceError(f"espeak-ng failed: {done.stderr.decode(errors='replace')[:200]}")
         for _ in range(cmd.repeat if self.player else 0):
-            played = subprocess.run([*self.player, str(out)], capture_output=True, timeout=120)
+            played = subprocess.run([*self.player, str(out)], capture_output=True, timeout=120, check=False)
             if played.returncode != 0:
                 raise AnnounceError(f"player {self.player[0]} failed: "
                                     f"{played.stderr.decode(errors='replace')[:200]}")
@@ -158,5 +157,3 @@ class CommandHandler:
         log.warning("command %s refused: %s", name, reason)
         self.reply(Reply(command_id=command_id, name=name, ok=False, reason=reason[:500]))
 
-
-__all__ = ["PREFIX", "AnnounceError", "Announcer", "CommandHandler"]

@@ -84,10 +84,10 @@ class Outbox:
     1
     """
 
-    def __init__(self, path: str | Path, limits: OutboxLimits = OutboxLimits(),
+    def __init__(self, path: str | Path, limits: OutboxLimits | None = None,
                  *, durable: bool = True) -> None:
         self.path = str(path)
-        self.limits = limits
+        self.limits = limits or OutboxLimits()
         self._lock = threading.Lock()
         self._appended = threading.Condition(self._lock)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)

@@ -33,9 +33,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge.outbox import Outbox  # noqa: E402
-from edge.uplink import Uplink, UplinkSettings  # noqa: E402
-from microbrain.protocol import Event, GatewayPath, Severity  # noqa: E402
+from edge.outbox import Outbox
+from edge.uplink import Uplink, UplinkSettings
+from microbrain.protocol import Event, GatewayPath, Severity
 
 PROC = psutil.Process()
 

@@ -15,6 +15,7 @@ The last line printed is one JSON object with the results.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sqlite3
 import sys
@@ -26,10 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from microbrain.protocol import GatewayPath  # noqa: E402
-from tests.edge.uplink.conftest import CloudStore  # noqa: E402
-from tests.edge.uplink.gateway_rig import event, make_rig  # noqa: E402
-from tests.utils.services import private_mosquitto  # noqa: E402
+from microbrain.protocol import GatewayPath
+from tests.edge.uplink.conftest import CloudStore
+from tests.edge.uplink.gateway_rig import event, make_rig
+from tests.utils.services import private_mosquitto
 
 
 def check(store: CloudStore, path: GatewayPath, ids: list[str], timeout: float) -> dict:
@@ -40,7 +41,7 @@ def check(store: CloudStore, path: GatewayPath, ids: list[str], timeout: float) 
     return {
         "appended": len(ids), "stored": len(rows), "stored_rows_total": stored_total,
         "lost": len(set(ids) - {i for _, i in rows}),
-        "gaps": sum(1 for a, b in zip(seqs, seqs[1:], strict=False) if b != a + 1)
+        "gaps": sum(1 for a, b in itertools.pairwise(seqs) if b != a + 1)
         + (0 if not seqs or seqs[0] == 1 else 1),
         "order_kept": [i for _, i in rows] == ids,
     }

@@ -15,7 +15,15 @@ from datetime import datetime
 from typing import Protocol
 
 from microbrain.protocol import Event, EventState, Reading, Severity
-from microbrain.site.sensors import Fault, RateOfChange, Sensor, SensorProfile, SensorRule, Stuck, Threshold
+from microbrain.site.sensors import (
+    Fault,
+    RateOfChange,
+    Sensor,
+    SensorProfile,
+    SensorRule,
+    Stuck,
+    Threshold,
+)
 from microbrain.site.standards import (
     ELEVATOR_FAULTS,
     HYDRANT_MIN_STATIC_MPA,
@@ -28,12 +36,12 @@ OFFLINE_KIND = "sensor_offline"
 
 
 def _event(sensor: Sensor, kind: str, state: EventState, severity: Severity, ts: datetime,
-           message: str | None = None, **detail: float | int | bool | str) -> Event:
+           message: str | None = None, **detail: float | bool | str) -> Event:
     return Event(ts=ts, kind=kind, state=state, severity=severity, building=sensor.building,
                  source=sensor.id, message=message, detail=detail)
 
 
-def _number(value: float | int | bool | None) -> float | None:
+def _number(value: float | bool | None) -> float | None:
     return None if value is None else float(value)
 
 

@@ -25,9 +25,9 @@ class Rig:
 
 
 def make_rig(path: GatewayPath, db: Path, port: int, *, username: str | None = None,
-             password: str | None = None, limits: OutboxLimits = OutboxLimits(),
+             password: str | None = None, limits: OutboxLimits | None = None,
              resend_after_s: float = 3.0, **settings: object) -> Rig:
-    outbox = Outbox(db, limits)
+    outbox = Outbox(db, limits or OutboxLimits())
     replies: list[Reply] = []
     uplink = Uplink(path, outbox, UplinkSettings(
         host="127.0.0.1", port=port, username=username, password=password,

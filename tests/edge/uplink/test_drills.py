@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from microbrain.protocol import GatewayPath
 from tests.edge.uplink.conftest import ROOT, CloudStore
 from tests.edge.uplink.gateway_rig import event, make_rig
 from tests.utils.services import MosquittoProcess
-from microbrain.protocol import GatewayPath
 
 
 def assert_all_stored(store: CloudStore, path: GatewayPath, ids: list[str], timeout: float = 30) -> None:

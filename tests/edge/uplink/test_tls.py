@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from edge.outbox import Outbox
 from edge.uplink import Uplink, UplinkSettings
 from microbrain.cli import app
 from microbrain.protocol import GatewayPath
-from edge.outbox import Outbox
 from tests.edge.uplink.test_broker_acl import PASSWORDS, wait
 from tests.utils.services import free_port, private_mosquitto
 
@@ -20,7 +20,7 @@ from tests.utils.services import free_port, private_mosquitto
 def make_ca(d: Path) -> tuple[Path, Path, Path]:
     """A throwaway CA and a server certificate for 127.0.0.1, made by the real openssl."""
     d.mkdir(parents=True, exist_ok=True)
-    run = lambda *a: subprocess.run(["openssl", *a], cwd=d, check=True, capture_output=True)  # noqa: E731
+    run = lambda *a: subprocess.run(["openssl", *a], cwd=d, check=True, capture_output=True)
     run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
         "-days", "2", "-subj", "/CN=microbrain test CA")
     run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
