@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import JSON, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -124,6 +124,22 @@ class _Batch:
         if ack and ack[1]:
             self.result.acks[ack[0]].add(ack[1])
         log.warning("dead-lettered %s from %s: %s", msg.topic[:120], gateway or "?", reason[:200])
+
+
+def _insert_many(session: Session, model: type, rows: list[dict]) -> None:
+    """Insert plain rows: COPY on PostgreSQL (about 3x executemany), else executemany."""
+    table = model.__table__  # type: ignore[attr-defined]
+    conn = session.connection()
+    if conn.dialect.name != "postgresql" or len(rows) < 50:
+        session.execute(insert(table), rows)
+        return
+    columns = list(rows[0])
+    is_json = {c.name for c in table.columns if isinstance(c.type, JSON)}
+    cursor = conn.connection.driver_connection.cursor()
+    names = ", ".join(f'"{c}"' for c in columns)
+    with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+        for row in rows:
+            copy.write_row([json.dumps(row[c]) if c in is_json else row[c] for c in columns])
 
 
 def _dialect_insert(session: Session, model: type):  # type: ignore[no-untyped-def]
@@ -290,7 +306,7 @@ def _store_items(b: _Batch, items: list[tuple[Incoming, Topic, m.Gateway, Event 
                 faults=list(item.faults), samples=item.samples))
 
     if readings:
-        session.execute(insert(m.ReadingRow), readings)
+        _insert_many(session, m.ReadingRow, readings)
     if events:
         cache: dict[str, m.Alert | None] = {}
         rows = []
@@ -305,7 +321,7 @@ def _store_items(b: _Batch, items: list[tuple[Incoming, Topic, m.Gateway, Event 
                 kind=ev.kind, state=ev.state.value, severity=int(ev.severity), source=ev.source,
                 zone=ev.zone, message=ev.message, payload=ev.model_dump(mode="json", by_alias=True),
                 alert_id=alert.id if alert is not None else None))
-        session.execute(insert(m.EventRow), rows)
+        _insert_many(session, m.EventRow, rows)
 
     gw_by_id = {gw.id: gw for _, _, gw, _ in fresh.values()}
     for gid, names in seen_devices.items():
