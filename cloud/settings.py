@@ -29,7 +29,10 @@ class Settings(BaseSettings):
     admin_password: SecretStr = SecretStr(DEV_SECRET)
     ingest_group: str = Field(default="cloud", pattern=r"^[a-z0-9_-]{1,32}$")
     ingest_client_id: str | None = Field(
-        default=None, description="stable id so the broker keeps this worker's session across restarts"
+        default=None,
+        description="stable id (one per process) so the broker keeps this worker's session, and "
+        "redelivers what it had not acknowledged, across restarts; unset: a fresh session each "
+        "start, and the gateways' outboxes resend whatever was not acknowledged",
     )
     ingest_batch_size: int = Field(default=500, ge=1, le=10_000)
     ingest_batch_latency_s: float = Field(default=0.02, gt=0, le=5)

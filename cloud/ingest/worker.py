@@ -152,13 +152,16 @@ class IngestWorker:
     def start(self, wait: float = 10.0) -> IngestWorker:
         """Connect (persistent session), subscribe and start the writer thread."""
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.settings.session_expiry_s
+        # a persistent session only under a stable id: a random id's session would keep
+        # taking its share of the subscription after the process is gone, until it expired
+        persistent = self.settings.ingest_client_id is not None
+        props.SessionExpiryInterval = self.settings.session_expiry_s if persistent else 0
         props.ReceiveMaximum = RECEIVE_MAXIMUM
         self._writer = threading.Thread(target=self._run_writer, name=f"ingest-{self.client_id}",
                                         daemon=True)
         self._writer.start()
         self.client.connect(self.settings.broker_host, self.settings.broker_port, keepalive=30,
-                            clean_start=False, properties=props)
+                            clean_start=not persistent, properties=props)
         self.client.loop_start()
         if wait and not self.connected.wait(wait):
             raise TimeoutError(f"ingest could not connect to {self.settings.broker_url}")
