@@ -2,6 +2,10 @@
 
 Verification asks the gateway to look again (``cmd/recheck``); the order is verified
 and its alert closed only when the condition is gone, otherwise the order reopens.
+
+The gateway answers on ``reply/recheck`` with
+``Reply(name="recheck", command_id=<the Recheck's id>, ok=True, detail={"present": <bool>})``;
+``ok=False`` or no boolean ``present`` counts as "could not tell" and reopens the order.
 """
 
 from __future__ import annotations

@@ -110,3 +110,51 @@ def test_filters_pagination_and_queries(client, factory, clock, gw):  # type: ig
     gws = client.get("/api/devices/gateways", headers=headers).json()
     assert [g["id"] for g in gws] == [gw.gateway]
     assert "mb_ingest_messages_total" in client.get("/metrics").text
+
+
+def test_status_heartbeat_makes_the_gateway_alive(client, factory, clock, gw):  # type: ignore[no-untyped-def]
+    from cloud.ingest.store import Incoming
+    from microbrain.protocol import Health, Status
+
+    headers = _token(client, *_user(factory, clock, community=gw.community))
+    assert client.get("/api/devices/gateways", headers=headers).json()[0]["alive"] is False
+    status = Status(state="online", ts=clock(), health=Health(cpu_percent=12, memory_mb=300, disk_free_mb=9000,
+                                                                outbox_depth=4))
+    ingest(factory, gw, [Incoming(gw.topic("status"), status.to_json(), clock())], now=clock())
+    (row,) = client.get("/api/devices/gateways", headers=headers).json()
+    assert row["alive"] is True and row["health"]["outbox_depth"] == 4
+    clock.advance(seconds=3 * 30 + 1)  # three heartbeats missed
+    assert client.get("/api/devices/gateways", headers=headers).json()[0]["alive"] is False
+
+
+def test_verify_sends_recheck_on_the_broker_and_the_reply_closes_the_order(broker, factory, clock, gw):  # type: ignore[no-untyped-def]
+    import queue
+
+    from cloud.commands import MqttCommandSender
+    from cloud.ingest.store import Incoming
+    from microbrain.protocol import Reply, decode
+    from tests.cloud.helpers import mqtt_client
+
+    host, port = broker
+    settings = Settings(environment="test", broker_url=f"mqtt://{host}:{port}")
+    sender = MqttCommandSender(settings)
+    state = ApiState(settings=settings, factory=factory, clock=clock, commands=sender)
+    got: queue.Queue = queue.Queue()
+    try:
+        with TestClient(create_api(state)) as c, mqtt_client(host, port) as gateway:
+            gateway.on_message = lambda _c, _u, msg: got.put(decode(msg.topic, msg.payload).payload)
+            gateway.subscribe(gw.topic("cmd", "recheck"), qos=1)
+            alert_id = _alert(factory, gw, clock)
+            headers = _token(c, *_user(factory, clock, community=gw.community))
+            wo = c.post(f"/api/alerts/{alert_id}/dispatch", headers=headers, json={}).json()
+            for action in ("accept", "start", "done"):
+                assert c.post(f"/api/work-orders/{wo['id']}/{action}", headers=headers, json={}).status_code == 200
+            assert c.post(f"/api/work-orders/{wo['id']}/verify", headers=headers, json={}).json()["status"] == "verifying"
+            recheck = got.get(timeout=10)
+            assert (recheck.name, recheck.source, recheck.alert) == ("recheck", "cam-1", str(alert_id))
+            reply = Reply(name="recheck", command_id=recheck.id, ok=True, detail={"present": False}, ts=clock())
+            ingest(factory, gw, [Incoming(gw.topic("reply", "recheck"), reply.to_json(), clock())], now=clock())
+            assert c.get(f"/api/work-orders/{wo['id']}", headers=headers).json()["status"] == "verified"
+            assert c.get(f"/api/alerts/{alert_id}", headers=headers).json()["status"] == "closed"
+    finally:
+        sender.close()
