@@ -1,0 +1,28 @@
+"""The pipeline's ``emit`` plugs straight into the gateway's outbox, which stamps ``seq``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge.outbox import Outbox
+from edge.video.detectors import load_detector
+from edge.video.evidence import EvidenceStore
+from edge.video.pipeline import CameraPipeline
+from edge.video.sources import open_source
+from microbrain.protocol.payloads import Event
+from microbrain.site.loader import load_camera
+
+CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "cameras"
+
+
+def test_events_land_in_the_outbox_with_sequence_numbers(tmp_path):
+    camera = load_camera(CONFIGS / "dog-courtyard.yaml")
+    with Outbox(tmp_path / "outbox.db") as outbox:
+        pipeline = CameraPipeline(camera, load_detector(), outbox.append, EvidenceStore(tmp_path / "evidence"))
+        for frame in open_source(camera, still_duration_s=12).frames():
+            pipeline.process(frame)
+        items = outbox.after(0)
+    events = [Event.model_validate_json(item.payload) for item in items]
+    assert [e.seq for e in events] == [1, 2]
+    assert sorted(e.kind for e in events) == ["ebike_charging", "unleashed_dog"]
+    assert all((tmp_path / "evidence" / e.evidence[0].name).is_file() for e in events)
