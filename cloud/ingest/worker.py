@@ -91,13 +91,18 @@ class IngestWorker:
             return []
         batch = [first]
         deadline = time.monotonic() + self.settings.ingest_batch_latency_s
+        # an event is what people wait for: once one is in, take only what is already
+        # queued and commit, instead of waiting out the latency window for readings
+        urgent = first[0].topic.endswith("/event")
         while len(batch) < self.settings.ingest_batch_size:
             remaining = deadline - time.monotonic()
             try:
-                batch.append(self._queue.get(timeout=max(remaining, 0)) if remaining > 0
-                             else self._queue.get_nowait())
+                item = (self._queue.get(timeout=remaining) if remaining > 0 and not urgent
+                        else self._queue.get_nowait())
             except queue.Empty:
                 break
+            batch.append(item)
+            urgent = urgent or item[0].topic.endswith("/event")
         return batch
 
     def _commit(self, items: list[Incoming]) -> BatchResult:
