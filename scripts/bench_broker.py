@@ -9,11 +9,12 @@ the only version amqtt speaks) send 200-byte JSON messages over loopback through
 * iotcore (rumqttd compiled into a wheel), when it is installed.
 
 For each broker and QoS (0, 1) it reports msg/s = messages received / (last receipt -
-first publish), and how many were lost or duplicated. Runs alternate between brokers
+first publish), how many were lost or duplicated, and the broker's CPU seconds per
+1,000 messages (= cores it keeps busy per 1k msg/s). Runs alternate between brokers
 so that a noisy neighbour on the shared cores hurts all of them alike; the figure is
 the median of the repeats.
 
-    .venv/bin/python scripts/bench_broker.py --quick     # about a minute
+    .venv/bin/python scripts/bench_broker.py --quick     # about a minute: 8k messages
     .venv/bin/python scripts/bench_broker.py             # 50k messages, 3 repeats
 
 The last line is one JSON object of figures (compare with ../shared/REFERENCE.md:
@@ -35,6 +36,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import psutil
 from paho.mqtt.enums import CallbackAPIVersion
 
 from microbrain.broker.embedded import AmqttBroker, MosquittoBroker, mosquitto_executable
@@ -129,6 +131,19 @@ def run_once(port: int, qos: int, count: int) -> dict[str, float]:
             "duplicates": s["duplicates"]}
 
 
+def broker_cpu_s(children: list[psutil.Process]) -> float:
+    """CPU seconds of the broker: this process (amqtt's thread; the main thread only
+    waits) plus the broker child processes that existed before the clients started."""
+    total = time.process_time()
+    for child in children:
+        try:
+            t = child.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 BrokerFactory = Callable[[int, Path], AbstractContextManager[object]]
 
 
@@ -159,12 +174,13 @@ def free_port() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="about a minute: 8k messages, 1 run")
+    parser.add_argument("--quick", action="store_true",
+                        help="about a minute: 8k messages, 3 runs of each")
     parser.add_argument("--messages", type=int, help="messages per run (default 50k; 8k quick)")
-    parser.add_argument("--repeats", type=int, help="runs per broker and QoS (default 3; 1 quick)")
+    parser.add_argument("--repeats", type=int, help="runs per broker and QoS (default 3)")
     args = parser.parse_args()
     count = args.messages or (8_000 if args.quick else 50_000)
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = args.repeats or 3
     logging.basicConfig(level=logging.WARNING)
 
     candidates = brokers()
@@ -179,10 +195,15 @@ def main() -> None:
                 for name, factory in candidates.items():
                     port = free_port()
                     with factory(port, Path(tmp) / f"{name}-{rep}-{qos}"):
+                        children = psutil.Process().children(recursive=True)
+                        cpu0 = broker_cpu_s(children)
                         r = run_once(port, qos, count)
+                        # broker CPU seconds per 1,000 messages = cores busy per 1k msg/s
+                        r["cpu_s_per_1k"] = (broker_cpu_s(children) - cpu0) / (count / 1000)
                     results[name][qos].append(r)
                     print(f"{name:9s} qos{qos} run {rep + 1}/{repeats}: {r['msg_s']:8.0f} msg/s "
-                          f"lost {r['lost']:.0f} dup {r['duplicates']:.0f}", flush=True)
+                          f"lost {r['lost']:.0f} dup {r['duplicates']:.0f} "
+                          f"broker cpu {r['cpu_s_per_1k']:.2f} s/1k msgs", flush=True)
 
     figures: dict[str, float | int] = {"messages_per_run": count, "repeats": repeats,
                                        "payload_bytes": PAYLOAD_BYTES}
@@ -190,6 +211,8 @@ def main() -> None:
         for qos, runs in by_qos.items():
             figures[f"{name}_qos{qos}_msg_s"] = round(statistics.median(r["msg_s"] for r in runs))
             figures[f"{name}_qos{qos}_lost"] = int(sum(r["lost"] for r in runs))
+            figures[f"{name}_qos{qos}_broker_cpu_s_per_1k_msgs"] = round(
+                statistics.median(r["cpu_s_per_1k"] for r in runs), 3)
     for name in results:
         if name == "mosquitto" or "mosquitto" not in results:
             continue

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, Self
 
 from amqtt.plugins.base import BaseAuthPlugin
 from amqtt.session import Session
@@ -200,7 +200,7 @@ class AmqttBroker:
         finally:
             await broker.shutdown()
 
-    def __enter__(self) -> AmqttBroker:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -304,7 +304,7 @@ class MosquittoBroker:
             proc.kill()
             proc.wait(5)
 
-    def __enter__(self) -> MosquittoBroker:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -402,7 +402,7 @@ class IotcoreBroker:
         if broker is not None:
             broker.stop(timeout)  # type: ignore[attr-defined]
 
-    def __enter__(self) -> IotcoreBroker:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

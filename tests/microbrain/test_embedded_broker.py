@@ -7,6 +7,7 @@ the test fails the day the defect is fixed, so docs/embedded-broker.md gets upda
 
 from __future__ import annotations
 
+import os
 import queue
 import socket
 import time
@@ -28,6 +29,8 @@ from microbrain.broker.embedded import (
     MosquittoBroker,
     start_embedded_broker,
 )
+from microbrain.broker.mosquitto_conf import write_broker_config
+from microbrain.site import load_site
 from tests.utils.services import free_port
 
 HOST = "127.0.0.1"
@@ -425,6 +428,32 @@ def test_a_broken_mosquitto_config_names_the_log(tmp_path: Path) -> None:
     conf.write_text("listener 1 127.0.0.1\nno_such_option true\n")
     with pytest.raises(BrokerStartError, match="mosquitto exited at start-up.*mosquitto.log"):
         MosquittoBroker(HOST, free_port(), tmp_path, conf=conf).start()
+
+
+def test_mosquitto_runs_the_site_config_with_passwords(tmp_path: Path,
+                                                       demo_site_path: Path) -> None:
+    # `microbrain up` with a site: the credentials and ACL from `microbrain broker config`
+    env = {"MB_CLOUD_PASSWORD": "pw-cloud", "MB_GW_XIYUAN_1_PASSWORD": "pw-x1",
+           "MB_GW_XIYUAN_2_PASSWORD": "pw-x2", "MB_GW_DONGCHENG_GARDEN_PASSWORD": "pw-dg",
+           "MB_GW_DONGCHENG_PLAZA_PASSWORD": "pw-dp"}
+    files = write_broker_config(load_site(demo_site_path), tmp_path / "site", env=env,
+                                port=free_port(), bind=HOST,
+                                run_as="root" if os.geteuid() == 0 else None)
+    with MosquittoBroker(HOST, files.port, tmp_path / "site", conf=files.conf) as broker:
+        codes: list[str] = []
+        for user, password in ((None, None), ("cloud", "wrong"), ("cloud", "pw-cloud")):
+            c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+            if user:
+                c.username_pw_set(user, password)
+            got: queue.Queue[str] = queue.Queue()
+            c.on_connect = lambda _c, _u, _f, rc, _p, got=got: got.put(str(rc))
+            c.connect(HOST, broker.port)
+            c.loop_start()
+            codes.append(got.get(timeout=WAIT_S))
+            c.disconnect()
+            c.loop_stop()
+    assert codes[0] != "Success" and codes[1] != "Success", codes
+    assert codes[2] == "Success"
 
 
 def test_auto_prefers_the_system_mosquitto(tmp_path: Path) -> None:
