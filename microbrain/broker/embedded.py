@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Protocol, Self
 
+from amqtt.broker import Broker
 from amqtt.plugins.base import BaseAuthPlugin
 from amqtt.session import Session
 
@@ -101,7 +102,8 @@ class OpenAuthPlugin(BaseAuthPlugin):
     amqtt's own AnonymousAuthPlugin(allow_anonymous=True) marks every session
     anonymous, and amqtt then never queues QoS 1 messages for an anonymous
     persistent session while it is away: a gateway or ingest worker that reconnects
-    would silently miss what was published meanwhile.
+    would silently miss what was published meanwhile. It checks no password: bind the
+    broker to loopback only.
     """
 
     async def authenticate(self, *, session: Session) -> bool | None:
@@ -189,8 +191,6 @@ class AmqttBroker:
             loop.close()
 
     async def _serve(self) -> None:
-        from amqtt.broker import Broker  # imported here: only the fallback needs amqtt
-
         self._stop_requested = asyncio.Event()
         broker = Broker(self._config())
         await broker.start()
