@@ -63,6 +63,8 @@ def create_user(session: Session, username: str, password: str, role: Role | str
         raise Conflict("a scope names its parents: community, then compound, then building")
     if len(password) < 8:
         raise Conflict("a password needs at least 8 characters")
+    if role not in {r.value for r in Role}:
+        raise Conflict(f"unknown role {role!r}; one of " + ", ".join(r.value for r in Role))
     if session.scalars(select(m.User).where(m.User.username == username)).first():
         raise Conflict(f"user {username!r} exists")
     user = m.User(username=username, password_hash=hash_password(password), role=Role(role).value,

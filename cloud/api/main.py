@@ -8,7 +8,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from cloud.api.deps import ApiState
-from cloud.api.routes import alerts, auth, devices, events, evidence, site, stream, work_orders
+from cloud.api.routes import (
+    alerts,
+    auth,
+    devices,
+    events,
+    evidence,
+    site,
+    stream,
+    users,
+    work_orders,
+)
 from cloud.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 
 _STATUS = {NotFound: 404, Conflict: 409, Forbidden: 403, Invalid: 422}
@@ -18,7 +28,7 @@ def create_api(state: ApiState) -> FastAPI:
     """Build the API around ``state`` (settings, session factory, clock, command sender)."""
     app = FastAPI(title="microbrain cloud", version="1", description="社区微脑: alerts, escalation, work orders")
     app.state.api = state
-    for module in (auth, alerts, work_orders, site, devices, events, evidence, stream):
+    for module in (auth, users, alerts, work_orders, site, devices, events, evidence, stream):
         app.include_router(module.router)
 
     @app.exception_handler(DomainError)

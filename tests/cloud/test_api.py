@@ -158,3 +158,24 @@ def test_verify_sends_recheck_on_the_broker_and_the_reply_closes_the_order(broke
             assert c.get(f"/api/alerts/{alert_id}", headers=headers).json()["status"] == "closed"
     finally:
         sender.close()
+
+
+def test_admins_manage_users_and_gateway_credentials_within_their_area(client, factory, clock, gw):  # type: ignore[no-untyped-def]
+    admin = _token(client, *_user(factory, clock, role="admin", community=gw.community))
+    duty = _token(client, *_user(factory, clock, community=gw.community))
+    body = {"username": f"n-{uuid.uuid4().hex[:6]}", "password": "long enough", "role": "duty",
+            "community": gw.community, "compound": gw.compound}
+    assert client.post("/api/users", headers=duty, json=body).status_code == 403
+    assert client.post("/api/users", headers=admin, json=body).status_code == 201
+    assert client.post("/api/users", headers=admin, json=body).status_code == 409  # exists
+    outside = {**body, "username": f"x-{uuid.uuid4().hex[:6]}", "community": "elsewhere", "compound": None}
+    assert client.post("/api/users", headers=admin, json=outside).status_code == 403
+    assert client.post("/api/users", headers=admin, json={**body, "role": "king"}).status_code == 422
+    r = client.put(f"/api/gateways/{gw.gateway}/password", headers=admin, json={"password": "gateway-secret-1"})
+    assert r.status_code == 204
+    assert client.put(f"/api/gateways/{gw.gateway}/password", headers=duty, json={"password": "gateway-secret-1"}).status_code == 403
+    assert client.get("/api/broker/passwd", headers=admin).status_code == 403  # community admin
+    district = _token(client, *_user(factory, clock, role="admin"))
+    passwd = client.get("/api/broker/passwd", headers=district).text
+    assert f"{gw.gateway}:$7$" in passwd and "gateway-secret-1" not in passwd
+    assert f"user {gw.gateway}" in client.get("/api/broker/acl", headers=district).text
