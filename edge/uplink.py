@@ -61,10 +61,10 @@ class UplinkSettings:
     keepalive_s: int = 30
     client_id: str | None = None
     # paho's in-flight window (QoS 1 messages awaiting PUBACK on the wire)
-    max_inflight: int = 1000
+    max_inflight: int = 200  # measured: 100–200 beat 1000 and 5000 on loopback (bench_uplink)
     # messages handed to paho but not yet PUBACKed; bounds paho's memory
     max_pending: int = 5000
-    batch: int = 500
+    batch: int = 2000  # rows per outbox read; fewer reads, fewer GIL hand-overs
     # items sent but not acknowledged by the cloud; beyond this the uplink waits
     max_unacked: int = 100_000
     resend_after_s: float = 30.0
@@ -98,8 +98,13 @@ class Uplink:
         self.published = 0  # outbox items handed to paho, resends included
         self._stop = threading.Event()
         self._rewind = threading.Event()
-        self._pending = 0
-        self._pending_cv = threading.Condition()
+        # pending = handed to paho − PUBACKed; each counter has one writer thread (the
+        # pump, the network thread; the rare status/reply publishes take a lock), so
+        # the hot path takes no lock of ours
+        self._handed_by_pump = 0
+        self._handed_other = 0
+        self._handed_lock = threading.Lock()
+        self._pubacked = 0
         self._threads: list[threading.Thread] = []
         self._client = self._make_client()
 
@@ -123,6 +128,11 @@ class Uplink:
         client.max_queued_messages_set(0)
         will = Status(state=GatewayState.OFFLINE, software=self.software)
         client.will_set(self.path.topic(Channel.STATUS), will.to_json(), qos=1, retain=True)
+        # we run paho's loop in our own thread (for backoff with jitter); without this,
+        # every publish from the pump would write to the socket itself, one syscall per
+        # message, racing the network thread — with it, publishes queue and the network
+        # thread (woken through paho's socket pair) writes them in bulk
+        client.on_socket_register_write = lambda client, userdata, sock: None
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -154,8 +164,6 @@ class Uplink:
                     pass
         self._stop.set()
         self.connected.clear()  # a disconnect from here on is ours, not news
-        with self._pending_cv:
-            self._pending_cv.notify_all()
         for thread in self._threads:
             thread.join(timeout)
         self._client.disconnect()
@@ -164,7 +172,7 @@ class Uplink:
     @property
     def pending(self) -> int:
         """Messages handed to paho and not yet PUBACKed by the broker."""
-        return self._pending
+        return max(0, self._handed_by_pump + self._handed_other - self._pubacked)
 
     def wait_connected(self, timeout: float) -> bool:
         return self.connected.wait(timeout)
@@ -198,9 +206,7 @@ class Uplink:
             self.refused_publishes += 1
             REFUSED.inc()
             log.error("broker refused publish %s: %s", mid, reason_code)
-        with self._pending_cv:
-            self._pending = max(0, self._pending - 1)
-            self._pending_cv.notify_all()
+        self._pubacked += 1
 
     def _on_message(self, client, userdata, message) -> None:  # type: ignore[no-untyped-def]
         try:
@@ -237,6 +243,7 @@ class Uplink:
         cursor = 0
         sent: deque[tuple[int, float]] = deque()  # (last seq of a batch, when it went)
         resend_after, last_rewind_at = s.resend_after_s, None
+        topics = {ch: self.path.topic(ch) for ch in (Channel.EVENT, Channel.READING)}
         while not self._stop.is_set():
             if not self.connected.wait(0.2):
                 continue
@@ -261,17 +268,19 @@ class Uplink:
                 elif cursor - first + 1 >= s.max_unacked:
                     self._stop.wait(0.05)  # the cloud is behind: wait for its acks
                     continue
-            with self._pending_cv:
-                if not self._pending_cv.wait_for(
-                        lambda: self._pending < s.max_pending or self._stop.is_set(), 0.2):
-                    continue
+            if self.pending >= s.max_pending:
+                self._stop.wait(0.002)  # paho holds enough; let the PUBACKs come in
+                continue
             items = self.outbox.after(cursor, limit=s.batch)
             if not items:
                 self.outbox.wait_for_items_after(cursor, 0.2)
                 continue
+            publish = self._client.publish
             for item in items:
-                topic_channel = item.channel
-                if self._publish(topic_channel, None, item.payload) is None:
+                info = publish(topics[item.channel], item.payload, qos=1)
+                self._handed_by_pump += 1
+                if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                    self._handed_by_pump -= 1
                     break  # connection gone; on reconnect we go back anyway
                 cursor = item.seq
                 self.published += 1
@@ -287,13 +296,17 @@ class Uplink:
 
     def _publish(self, channel: Channel, name: str | None, payload: bytes,
                  retain: bool = False) -> mqtt.MQTTMessageInfo | None:
-        topic = self.path.topic(channel, name)  # always under our own prefix
-        with self._pending_cv:
-            self._pending += 1
+        """Status and replies (not the outbox's hot path): always under our own prefix."""
+        return self._publish_topic(self.path.topic(channel, name), payload, retain)
+
+    def _publish_topic(self, topic: str, payload: bytes,
+                       retain: bool = False) -> mqtt.MQTTMessageInfo | None:
+        with self._handed_lock:
+            self._handed_other += 1
         info = self._client.publish(topic, payload, qos=1, retain=retain)
         if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-            with self._pending_cv:
-                self._pending -= 1
+            with self._handed_lock:
+                self._handed_other -= 1
             return None
         return info
 
@@ -305,8 +318,6 @@ class Uplink:
     def publish_reply(self, reply: Reply) -> None:
         self._publish(Channel.REPLY, reply.name, reply.to_json())
 
-    def publish_raw(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
+    def publish_raw(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo | None:
         """Publish to any topic, for drills that check the broker's ACL refuses it."""
-        with self._pending_cv:
-            self._pending += 1
-        return self._client.publish(topic, payload, qos=1)
+        return self._publish_topic(topic, payload)

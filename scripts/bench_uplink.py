@@ -1,7 +1,7 @@
 """Benchmark the gateway's store-and-forward path against raw paho, in one run.
 
 Measures, against a private Mosquitto started here (persistence on, large queues):
-  * raw paho QoS 1 publish rate (MQTT 5, in-flight window 1000, all PUBACKed) — the reference;
+  * raw paho QoS 1 publish rate (MQTT 5, the uplink's in-flight window, all PUBACKed) — the reference;
   * durable outbox append rate: one fsynced transaction per item, and in batches of 100;
   * replay rate of a backlog through the uplink (QoS 1, until every item is PUBACKed);
   * resident memory while the backlog grows and while it replays (should stay flat).
@@ -89,7 +89,7 @@ def raw_paho_rate(port: int, path: GatewayPath, n: int) -> float:
             done.set()
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
-    client.max_inflight_messages_set(1000)
+    client.max_inflight_messages_set(UplinkSettings.max_inflight)  # the same window as the uplink
     client.max_queued_messages_set(0)
     client.on_publish = on_publish
     client.connect("127.0.0.1", port)
