@@ -198,10 +198,13 @@ def store_batch(session: Session, messages: list[Incoming], now: datetime) -> Ba
         elif isinstance(payload, Reply):
             if payload.name == "recheck" and payload.command_id:
                 present = payload.detail.get("present")
-                work_orders.apply_recheck(
-                    session, payload.command_id,
-                    condition_present=bool(present) if payload.ok and isinstance(present, bool) else None,
-                    actor=f"edge:{gw.id}", now=now, reason=payload.reason)
+                verdict = present if payload.ok and isinstance(present, bool) else None
+                reason = payload.reason
+                if payload.ok and verdict is None:
+                    shown = ", ".join(f"{k}={v}" for k, v in list(payload.detail.items())[:8])
+                    reason = f"the gateway answered without a verdict ('present'): {shown or 'nothing'}"
+                work_orders.apply_recheck(session, payload.command_id, condition_present=verdict,
+                                          actor=f"edge:{gw.id}", now=now, reason=reason)
             b.result.applied += 1
             metrics.MESSAGES.labels(channel, "applied").inc()
         elif isinstance(payload, Event | Reading):
