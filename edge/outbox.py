@@ -199,8 +199,9 @@ class Outbox:
 
     def oldest_age_s(self, now: float | None = None) -> float:
         with self._lock:
-            row = self._db.execute("SELECT MIN(created) FROM items").fetchone()
-        return max(0.0, (now or time.time()) - row[0]) if row[0] is not None else 0.0
+            # items are appended in time order: the lowest seq is the oldest (uses the key)
+            row = self._db.execute("SELECT created FROM items ORDER BY seq LIMIT 1").fetchone()
+        return max(0.0, (now or time.time()) - row[0]) if row is not None else 0.0
 
     @property
     def depth(self) -> int:

@@ -140,3 +140,13 @@ def test_wait_for_items(tmp_path: Path, n: int) -> None:
     box = Outbox(tmp_path / "o.db")
     box.append_many([reading(i) for i in range(n)])
     assert box.wait_for_items_after(0, 0.01) is (n > 0)
+
+
+def test_oldest_age(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    box.append(reading())
+    time.sleep(0.05)
+    box.append(reading())
+    assert 0.05 <= box.oldest_age_s() < 5
+    box.ack([(1, 1)])
+    assert box.oldest_age_s() < box.oldest_age_s(time.time() + 10)
