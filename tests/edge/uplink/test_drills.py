@@ -22,6 +22,29 @@ from tests.edge.uplink.gateway_rig import event, make_rig
 from tests.utils.services import MosquittoProcess
 
 
+def status_watch(port: int, path: GatewayPath) -> list[dict]:
+    """Every status the broker delivers for ``path`` (retained ones included)."""
+    import json
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    seen: list[dict] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    client.on_message = lambda c, u, m: seen.append(json.loads(m.payload))
+    client.connect("127.0.0.1", port)
+    client.subscribe(path.topic("status"), qos=1)
+    client.loop_start()
+    return seen
+
+
+def wait_until(cond: Callable[[], object], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return bool(cond())
+
+
 def assert_all_stored(store: CloudStore, path: GatewayPath, ids: list[str], timeout: float = 30) -> None:
     rows = store.wait_for(str(path), len(ids), timeout)
     assert [seq for seq, _ in rows] == list(range(1, len(ids) + 1)), "gap or loss in the store"
@@ -117,8 +140,12 @@ def test_gateway_sigkilled_while_appending_and_restarted(tmp_path: Path, mosquit
         assert line, "worker died"
         seq, ident = line.split()
         confirmed.append((int(seq), ident.decode()))
+    statuses = status_watch(mosquitto.port, gateway_path)
+    assert wait_until(lambda: statuses and statuses[-1]["state"] == "online")
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
+    # the broker publishes the gateway's retained last will at once
+    assert wait_until(lambda: statuses[-1]["state"] == "offline")
     for line in proc.stdout.read().splitlines():
         if line.count(b" ") == 1:
             seq, ident = line.split()
