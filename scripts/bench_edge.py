@@ -6,9 +6,15 @@ Measures, side by side in one run:
   2. motion gating on vtest.avi: detector calls ÷ frames analysed, and whether the
      gated and ungated runs raise identical events;
   3. capacity: how many cameras at 5 analysed fps one box sustains (live pacing,
-     newest frame wins, shared detector), with CPU and resident memory per camera.
+     newest frame wins, shared detector), with CPU and resident memory per camera;
+  4. optional (--yolo-onnx, --ultralytics-python): our pipeline on an ultralytics YOLO
+     ONNX export vs ultralytics' own ``YOLO(model).track()`` on the same video and the
+     same file, frames per second each. Ultralytics runs in its own environment (it
+     needs torch, which the gateway never installs), e.g. a venv with
+     torch==2.14.1 torchvision==0.29.1 ultralytics onnx onnxslim; build the model there
+     offline with YOLO_OFFLINE=1: ``YOLO("yolov8n.yaml").export(format="onnx", imgsz=320)``.
 
-Usage: .venv/bin/python scripts/bench_edge.py [--quick]
+Usage: .venv/bin/python scripts/bench_edge.py [--quick] [--yolo-onnx M.onnx --ultralytics-python PY]
 The last line printed is one JSON object of figures.
 """
 
@@ -31,7 +37,7 @@ from edge.video.pipeline import CameraPipeline, PipelineOptions
 from edge.video.sources import DEFAULT_START, FileSource, Frame
 from microbrain.protocol.payloads import Event
 from microbrain.resources import sample
-from microbrain.site.cameras import DetectorConfig
+from microbrain.site.cameras import Camera, DetectorConfig
 from microbrain.site.loader import load_camera
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,10 +168,84 @@ def capacity(detector, frames: list[Frame], levels: list[int], seconds: float, f
     }
 
 
+_ULTRALYTICS_TRACK = """
+import json, os, sys, time
+os.environ.setdefault("YOLO_OFFLINE", "1")
+from ultralytics import YOLO
+model, video, imgsz, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+yolo = YOLO(model, task="detect")
+frames, start = 0, None
+for _ in yolo.track(source=video, stream=True, imgsz=imgsz, verbose=False, tracker="bytetrack.yaml"):
+    frames += 1
+    if start is None:
+        start = time.perf_counter()  # the first frame pays for loading; time the rest
+    if frames >= limit:
+        break
+print(json.dumps({"frames": frames - 1, "seconds": time.perf_counter() - start}))
+"""
+
+
+def _ours_fps(detector, camera: Camera, gated: bool, limit: int) -> float:
+    pipeline = CameraPipeline(camera, detector, options=PipelineOptions(motion_gate=gated))
+    start, n = None, 0
+    for frame in FileSource("bench", str(sample("vtest.avi")), camera.fps).frames():
+        pipeline.process(frame)
+        n += 1
+        if start is None:
+            start = time.perf_counter()  # as for ultralytics: time from the second frame
+        if n >= limit:
+            break
+    return (n - 1) / (time.perf_counter() - start)
+
+
+def versus_ultralytics(model: str, python: str, limit: int, threads: int, rounds: int = 2) -> dict:
+    """Frames/s of our pipeline and of ultralytics' ``track()`` on the same ONNX file and
+    the same frames of vtest.avi, alternating rounds; best round of each (the box is
+    shared, so the best round is the one least disturbed by other load)."""
+    import subprocess
+
+    video = str(sample("vtest.avi"))
+    detector = load_detector(DetectorConfig(type="onnx_yolo", model=model, threads=threads,
+                                            score_threshold=0.25))
+    imgsz = detector.input_hw[0]
+    # every frame of the 10 fps video, one zone over the whole frame: like track(), we
+    # watch everything, so the motion gate gets no help from small zones
+    whole_frame = Camera.model_validate({
+        "id": "cam-bench", "source": "sample:vtest.avi", "fps": 10,
+        "zones": [{"id": "all", "polygon": [[0, 0], [768, 0], [768, 576], [0, 576]],
+                   "rules": [{"type": "object_in_zone", "kind": "people", "classes": ["person"],
+                              "dwell_s": 5}]}]})
+    demo_zones = load_camera(CAMERA).model_copy(update={"fps": 10})
+    env = {**os.environ, "YOLO_OFFLINE": "1"}
+    runs: dict[str, list[float]] = {"ours_ungated": [], "ours_gated_whole_frame": [],
+                                    "ours_gated_demo_zones": [], "ultralytics_track": []}
+    for _ in range(rounds):
+        runs["ours_ungated"].append(_ours_fps(detector, whole_frame, False, limit))
+        runs["ours_gated_whole_frame"].append(_ours_fps(detector, whole_frame, True, limit))
+        runs["ours_gated_demo_zones"].append(_ours_fps(detector, demo_zones, True, limit))
+        result = subprocess.run([python, "-c", _ULTRALYTICS_TRACK, model, video, str(imgsz), str(limit)],
+                                capture_output=True, text=True, env=env, timeout=1800)
+        if result.returncode != 0:
+            return {"ultralytics_error": (result.stderr.strip().splitlines() or ["failed"])[-1][:300]}
+        theirs = json.loads(result.stdout.strip().splitlines()[-1])
+        runs["ultralytics_track"].append(theirs["frames"] / theirs["seconds"])
+    out: dict = {"yolo_model": Path(model).name, "yolo_imgsz": imgsz, "yolo_frames": limit - 1,
+                 "yolo_rounds": rounds}
+    for key, values in runs.items():
+        out[f"{key}_fps_best"] = round(max(values), 2)
+        out[f"{key}_fps_all"] = [round(v, 2) for v in values]
+    theirs_best = out["ultralytics_track_fps_best"]
+    for key in ("ours_ungated", "ours_gated_whole_frame", "ours_gated_demo_zones"):
+        out[f"{key}_over_ultralytics_fps"] = round(out[f"{key}_fps_best"] / theirs_best, 2)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="about a minute")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--yolo-onnx", help="an ultralytics YOLO ONNX export, for the comparison")
+    parser.add_argument("--ultralytics-python", help="python of an environment with ultralytics")
     args = parser.parse_args()
     detector = load_detector(DetectorConfig(threads=args.threads))
     figures: dict = {"cpu_count": os.cpu_count(), "detector": detector.name, "detector_threads": args.threads,
@@ -185,6 +265,12 @@ def main() -> None:
     # at 5 fps (gated), against the box's cores; robust to other load on a shared machine
     per_camera_cpu_s = 5 * figures["gated_cpu_ms_per_frame"] / 1000
     figures["cameras_at_5fps_estimated_from_gated_cost"] = round((os.cpu_count() or 1) / per_camera_cpu_s, 2)
+    if args.yolo_onnx and args.ultralytics_python:
+        figures.update(versus_ultralytics(args.yolo_onnx, args.ultralytics_python, 100 if quick else 400,
+                                          args.threads))
+        print(f"versus ultralytics: {figures.get('ours_gated_whole_frame_over_ultralytics_fps')}", flush=True)
+    else:
+        figures["ultralytics_comparison"] = "skipped: pass --yolo-onnx and --ultralytics-python"
     figures["load_average_1min_start_end"] = [load_start, round(os.getloadavg()[0], 2)]
     print(json.dumps(figures))
 
