@@ -146,3 +146,14 @@ class ReadingOut(Out):
     building: str | None
     values: dict[str, Any]
     faults: list[Any]
+
+
+class DeadLetterOut(BaseModel):
+    id: int
+    received_at: datetime
+    topic: str
+    gateway: str | None
+    reason: str
+    field: str | None
+    size: int
+    preview: str = Field(description="the first 200 bytes, as text; JSON-escaped when shown")

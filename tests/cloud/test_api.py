@@ -179,3 +179,38 @@ def test_admins_manage_users_and_gateway_credentials_within_their_area(client, f
     passwd = client.get("/api/broker/passwd", headers=district).text
     assert f"{gw.gateway}:$7$" in passwd and "gateway-secret-1" not in passwd
     assert f"user {gw.gateway}" in client.get("/api/broker/acl", headers=district).text
+
+
+def test_readings_dead_letters_and_stream_scope(client, factory, clock, gw):  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from cloud.api.routes.stream import _changes
+    from cloud.ingest.store import Incoming
+    from tests.cloud.helpers import reading
+
+    now = clock()
+    ingest(factory, gw, [reading(i + 10, ts=now - timedelta(minutes=10 - i)) for i in range(1, 6)]
+           + [Incoming(gw.topic("event"), b"<html>not json</html>", now)], now=now)
+    duty = _token(client, *_user(factory, clock, community=gw.community))
+    q = {"gateway": gw.gateway, "sensor": "h1", "since": (now - timedelta(minutes=7)).isoformat()}
+    got = client.get("/api/readings", headers=duty, params=q).json()
+    assert len(got) == 3  # minutes -7, -6, -5 of -9 … -5
+    assert got[0]["ts"] > got[-1]["ts"]
+    assert client.get("/api/dead-letters", headers=duty).status_code == 403
+    eng = _token(client, *_user(factory, clock, role="engineer"))
+    (dead,) = client.get("/api/dead-letters", headers=eng, params={"gateway": gw.gateway}).json()
+    assert "JSON" in dead["reason"] and dead["preview"].startswith("<html>")
+    # the live stream shows only changes in the user's area
+    alert_id = _alert(factory, gw, clock)
+    state = client.app.state.api
+    with factory() as s:
+        from sqlalchemy import select
+
+        from cloud.db import models as m
+        mine = s.scalars(select(m.User).where(m.User.community == gw.community)).first()
+        other = m.User(username="x", password_hash="", role="duty", community="elsewhere", active=True,
+                       created_at=now)
+    _, seen = _changes(state, mine, 0)
+    assert any(c["alert_id"] == alert_id for c in seen)
+    _, unseen = _changes(state, other, 0)
+    assert not any(c["alert_id"] == alert_id for c in unseen)

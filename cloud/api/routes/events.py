@@ -8,8 +8,9 @@ from sqlalchemy import select
 
 from cloud import auth
 from cloud.api.deps import DB, CurrentUser
-from cloud.api.schemas import EventOut, ReadingOut
+from cloud.api.schemas import DeadLetterOut, EventOut, ReadingOut
 from cloud.db import models as m
+from cloud.errors import Forbidden
 
 router = APIRouter(prefix="/api", tags=["events and readings"])
 Limit = Annotated[int, Query(ge=1, le=5000)]
@@ -42,3 +43,20 @@ def readings(db: DB, user: CurrentUser, gateway: str, sensor: str, since: dateti
     if until:
         stmt = stmt.where(m.ReadingRow.ts < until)
     return [ReadingOut.model_validate(r) for r in db.scalars(stmt.order_by(m.ReadingRow.ts.desc()).limit(limit))]
+
+
+@router.get("/dead-letters", response_model=list[DeadLetterOut])
+def dead_letters(db: DB, user: CurrentUser, gateway: str | None = None,
+                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[DeadLetterOut]:
+    """Rejected messages with their reasons, newest first (district engineers and admins:
+    a reject may come from a gateway nobody registered, so it has no place)."""
+    auth.require_role(user, {auth.Role.ENGINEER, auth.Role.ADMIN}, "read dead letters")
+    if user.community is not None:
+        raise Forbidden("dead letters are district-wide; ask a district engineer or admin")
+    stmt = select(m.DeadLetter)
+    if gateway:
+        stmt = stmt.where(m.DeadLetter.gateway == gateway)
+    rows = db.scalars(stmt.order_by(m.DeadLetter.pk.desc()).limit(limit))
+    return [DeadLetterOut(id=r.pk, received_at=r.received_at, topic=r.topic, gateway=r.gateway, reason=r.reason,
+                          field=r.field, size=len(r.payload or b""),
+                          preview=(r.payload or b"")[:200].decode("utf-8", "replace")) for r in rows]
