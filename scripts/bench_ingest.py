@@ -68,7 +68,7 @@ def messages(n: int, seq0: int = 1) -> list[tuple[str, bytes]]:
     for i in range(n):
         seq = seq0 + i
         if i % 10 == 0:
-            item = Event(seq=seq, kind="illegal_parking", source="cam-1", zone=f"z{i % 50}",
+            item = Event(seq=seq, kind="illegal_parking", source="cam-1", zone=f"z{(i // 10) % 50}",
                          building="b1", severity=Severity.WARNING)
         else:
             item = Reading(seq=seq, sensor=f"s{i % 20}", kind="hydrant_pressure", building="b1",
