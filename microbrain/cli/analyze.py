@@ -54,11 +54,11 @@ def analyze(
     if fps is not None:
         updates["fps"] = fps
     cam = cam.model_copy(update=updates)
-    try:
-        from zoneinfo import ZoneInfo
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+    try:
         ZoneInfo(timezone)
-    except Exception:
+    except (ZoneInfoNotFoundError, ValueError):
         fail(f"unknown timezone {timezone!r}")
     if start is not None and start.tzinfo is None:
         start = start.replace(tzinfo=UTC)

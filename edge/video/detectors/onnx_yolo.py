@@ -15,6 +15,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import (
+    Fail,
+    InvalidArgument,
+    InvalidGraph,
+    InvalidProtobuf,
+    NoSuchFile,
+)
 
 from edge.video.detections import Detections
 from edge.video.detectors import DetectorError, merge_relabelled, resolve_model_path
@@ -69,7 +76,7 @@ class OnnxYoloDetector:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime raises its own untyped errors for non-models
+        except (Fail, InvalidArgument, InvalidGraph, InvalidProtobuf, NoSuchFile, RuntimeError) as err:
             raise DetectorError(f"model {where}: not an ONNX model onnxruntime can load "
                                 f"({str(err).strip()[:200]})") from None
         inputs = self._session.get_inputs()

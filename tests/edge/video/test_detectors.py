@@ -3,8 +3,6 @@ through onnxruntime, and models that are not models."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest

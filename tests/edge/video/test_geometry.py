@@ -101,12 +101,12 @@ def test_detections_filtering_keeps_the_type():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(xyxy=np.zeros((2, 4)), confidence=np.zeros(3), class_id=np.zeros(2)), "confidence has 3 rows"),
-    (dict(xyxy=np.zeros((2, 4)), confidence=np.zeros(2), class_id=np.zeros(1)), "class_id has 1 rows"),
-    (dict(xyxy=np.zeros((1, 4)), confidence=np.zeros(1), class_id=np.array([5]), class_names=("a",)),
+    ({"xyxy": np.zeros((2, 4)), "confidence": np.zeros(3), "class_id": np.zeros(2)}, "confidence has 3 rows"),
+    ({"xyxy": np.zeros((2, 4)), "confidence": np.zeros(2), "class_id": np.zeros(1)}, "class_id has 1 rows"),
+    ({"xyxy": np.zeros((1, 4)), "confidence": np.zeros(1), "class_id": np.array([5]), "class_names": ("a",)},
      "out of range"),
-    (dict(xyxy=np.array([[0, 0, np.nan, 1]]), confidence=np.zeros(1), class_id=np.zeros(1)), "NaN"),
-    (dict(xyxy=np.zeros((1, 4)), confidence=np.zeros(1), class_id=np.zeros(1), tracker_id=np.zeros(2)),
+    ({"xyxy": np.array([[0, 0, np.nan, 1]]), "confidence": np.zeros(1), "class_id": np.zeros(1)}, "NaN"),
+    ({"xyxy": np.zeros((1, 4)), "confidence": np.zeros(1), "class_id": np.zeros(1), "tracker_id": np.zeros(2)},
      "tracker_id has 2 rows"),
 ])
 def test_detections_shapes_are_checked(kwargs, message):
