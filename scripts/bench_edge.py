@@ -120,7 +120,7 @@ def _camera_loop(pipeline: CameraPipeline, frames: list[Frame], fps: float, seco
             time.sleep(max(0.0, start + (last_slot + 1) * period - now))
             continue
         last_slot = slot
-        src = frames[slot % len(frames)]
+        src = frames[(slot + idx * len(frames) // 7) % len(frames)]  # cameras see different moments
         ts = slot * period
         pipeline.process(Frame(src.image, ts, DEFAULT_START + timedelta(seconds=ts), slot))
         n_done += 1
