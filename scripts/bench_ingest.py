@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import deque
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -86,12 +87,15 @@ def _publish_proc(port: int, items: list[tuple[str, bytes]], rate: float, go) ->
     client.loop_start()
     go.wait()
     start = time.perf_counter()
-    infos = []
+    infos: deque = deque()
     for i, (topic, payload) in enumerate(items):
         if rate:
             delay = start + i / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
+        # message ids are 16 bits: keep well under 65,535 unacknowledged publishes
+        while len(infos) >= 20_000:
+            infos.popleft().wait_for_publish(60)
         infos.append(client.publish(topic, payload, qos=1))
     for info in infos:
         info.wait_for_publish(60)
