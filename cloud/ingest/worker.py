@@ -62,6 +62,7 @@ class IngestWorker:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.client.reconnect_delay_set(0.5, 10)
 
     # --- MQTT side (paho's thread) ---------------------------------------------------
@@ -70,8 +71,14 @@ class IngestWorker:
             log.error("broker refused the ingest connection: %s", reason_code)
             return
         client.subscribe([(cloud_subscription(self.settings.ingest_group), 1), (STATUS_FILTER, 1)])
-        self.connected.set()
         log.info("ingest %s connected", self.client_id)
+
+    def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _props=None):  # type: ignore[no-untyped-def]
+        refused = [rc for rc in reason_codes if rc.is_failure]
+        if refused:
+            log.error("broker refused the ingest subscription: %s", refused)
+            return
+        self.connected.set()  # "connected" means: messages now reach us
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _props=None):  # type: ignore[no-untyped-def]
         self.connected.clear()

@@ -95,3 +95,21 @@ def test_bad_messages_through_the_broker_never_stop_the_worker(broker, cloud_url
             assert reasons and "not registered" in reasons[-1]
     finally:
         worker.stop()
+
+
+def test_worker_rides_out_a_broker_restart(mosquitto, cloud_url, factory, gw):
+    settings = _settings(("127.0.0.1", mosquitto.port), cloud_url)
+    worker = IngestWorker(settings, factory).start()
+    try:
+        with mqtt_client("127.0.0.1", mosquitto.port) as pub:
+            publish_all(pub, [topic(gw, reading(s)) for s in range(1, 101)])
+        wait_for(lambda: _count(factory, m.ReadingRow, gateway=gw.gateway) == 100)
+        mosquitto.kill()
+        wait_for(lambda: not worker.connected.is_set(), timeout=10)
+        mosquitto.start()
+        wait_for(worker.connected.is_set, timeout=30)  # reconnected and subscribed again
+        with mqtt_client("127.0.0.1", mosquitto.port) as pub:
+            publish_all(pub, [topic(gw, reading(s)) for s in range(101, 201)])
+        wait_for(lambda: _count(factory, m.ReadingRow, gateway=gw.gateway) == 200, timeout=20)
+    finally:
+        worker.stop()
