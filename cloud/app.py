@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from cloud import auth, escalation, retention
 from cloud.api import create_api
@@ -21,6 +22,7 @@ from cloud.clock import Clock, system_clock
 from cloud.commands import MqttCommandSender
 from cloud.db import make_engine, session_factory, transaction, upgrade
 from cloud.db import models as m
+from cloud.errors import Conflict
 from cloud.ingest import IngestWorker
 from cloud.settings import Settings
 from cloud.site_sync import sync_site
@@ -51,6 +53,7 @@ class Scheduler:
                 if self._last_prune is None or now - self._last_prune > timedelta(hours=1):
                     with transaction(svc.factory) as s:
                         retention.prune_readings(s, now=now, keep_days=svc.settings.reading_retention_days)
+                        retention.prune_tokens(s, now=now)
                     self._last_prune = now
             except Exception:
                 log.exception("scheduler step failed; retrying")
@@ -88,14 +91,18 @@ class CloudService:
     def prepare(self) -> None:
         """Migrate, load the site, make the first admin (only while there are no users)."""
         upgrade(self.settings.database_url)
-        with transaction(self.factory) as s:
-            if self.site is not None:
+        if self.site is not None:
+            with transaction(self.factory) as s:
                 report = sync_site(s, self.site, clock=self.clock)
-                log.info("site loaded: %s", report)
-            if not s.scalar(select(func.count()).select_from(m.User)):
-                auth.create_user(s, "admin", self.settings.admin_password.get_secret_value(),
-                                 auth.Role.ADMIN, now=self.clock())
-                log.info("created user 'admin' (password from MB_CLOUD_ADMIN_PASSWORD)")
+            log.info("site loaded: %s", report)
+        try:
+            with transaction(self.factory) as s:
+                if not s.scalar(select(func.count()).select_from(m.User)):
+                    auth.create_user(s, "admin", self.settings.admin_password.get_secret_value(),
+                                     auth.Role.ADMIN, now=self.clock())
+                    log.info("created user 'admin' (password from MB_CLOUD_ADMIN_PASSWORD)")
+        except (IntegrityError, Conflict):
+            pass  # another process starting at the same moment made it
 
     def start(self) -> None:
         self.prepare()

@@ -18,3 +18,8 @@ def prune_readings(session: Session, *, now: datetime, keep_days: int) -> int:
     # a gateway never resends an item this old, so its dedupe entry can go too
     session.execute(delete(m.Ledger).where(m.Ledger.channel == "reading", m.Ledger.received_at < cutoff))
     return gone or 0
+
+
+def prune_tokens(session: Session, *, now: datetime) -> int:
+    """Forget expired API tokens."""
+    return session.execute(delete(m.ApiToken).where(m.ApiToken.expires_at <= now)).rowcount or 0

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 import uvicorn
 
 from cloud.app import CloudService
@@ -113,3 +114,48 @@ def test_cli_refuses_bad_settings():  # type: ignore[no-untyped-def]
     r = subprocess.run([sys.executable, "-c", "from microbrain.cli import main; main()", "cloud", "serve", "--broker", "http://x"],
                        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 2 and "mqtt://host:1883" in r.stderr
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_two_processes_start_together_and_share_the_ingest(broker, tmp_path, store):  # type: ignore[no-untyped-def]
+    from contextlib import ExitStack
+
+    from sqlalchemy import func, select
+
+    from cloud.db import make_engine, session_factory
+    from cloud.db import models as m
+    from tests.utils.services import postgres_database
+
+    host, bport = broker
+    with ExitStack() as stack:
+        url = (f"sqlite:///{tmp_path / 'shared.db'}" if store == "sqlite"
+               else stack.enter_context(postgres_database()))
+        env = {**os.environ, "MB_CLOUD_INGEST_GROUP": f"t{uuid.uuid4().hex[:10]}"}
+        ports = [free_port(), free_port()]
+        procs = [subprocess.Popen(
+            [sys.executable, "-c", "from microbrain.cli import main; main()", "cloud", "serve", "--db", url,
+             "--broker", f"mqtt://{host}:{bport}", "--port", str(p)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in ports]
+        for p in procs:
+            stack.callback(p.wait, 20)
+            stack.callback(p.terminate)
+        for p in ports:  # both migrated/started on an empty database at once
+            wait_for(lambda p=p: _get(f"http://127.0.0.1:{p}/healthz"), timeout=60, every=0.2)
+        engine = make_engine(url)
+        stack.callback(engine.dispose)
+        factory = session_factory(engine)
+        gw = unique_gateway()
+        with transaction(factory) as s:
+            register_gateway(s, gw.community, gw.compound, gw.gateway, building="b1")
+        time.sleep(1.0)  # both subscribed by now
+        with mqtt_client(host, bport) as pub:
+            publish_all(pub, [topic(gw, event(i, zone=f"z{i % 4}")) for i in range(1, 401)])
+
+        def stored() -> int:
+            with factory() as s:
+                return s.scalar(select(func.count()).select_from(m.EventRow).where(m.EventRow.gateway == gw.gateway))
+        wait_for(lambda: stored() == 400, timeout=30)
+        time.sleep(0.5)
+        with factory() as s:
+            counts = sorted(s.scalars(select(m.Alert.count).where(m.Alert.gateway == gw.gateway)))
+        assert stored() == 400 and counts == [100, 100, 100, 100]

@@ -16,6 +16,7 @@ from cloud.db import models as m
 
 router = APIRouter(prefix="/api", tags=["stream"])
 BATCH = 500
+KEEPALIVE_S = 15.0
 
 
 def _latest(state: ApiState) -> int:
@@ -59,6 +60,7 @@ async def alert_stream(request: Request, creds: Bearer) -> StreamingResponse:
     async def events() -> AsyncIterator[bytes]:
         nonlocal after
         entry = state.notifier.subscribe()
+        idle = 0.0
         try:
             yield b": connected\n\n"
             while not await request.is_disconnected():
@@ -66,10 +68,15 @@ async def alert_stream(request: Request, creds: Bearer) -> StreamingResponse:
                 for change in changes:
                     yield f"id: {change['id']}\nevent: alert\ndata: {json.dumps(change, ensure_ascii=False)}\n\n".encode()
                 if changes:
+                    idle = 0.0
                     continue
                 entry[1].clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(entry[1].wait(), state.stream_poll_s)
+                idle += state.stream_poll_s
+                if idle >= KEEPALIVE_S:  # proxies close silent connections
+                    idle = 0.0
+                    yield b": keep-alive\n\n"
         finally:
             state.notifier.unsubscribe(entry)
 
