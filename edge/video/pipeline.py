@@ -95,7 +95,9 @@ class CameraPipeline:
         self._gate = MotionGate(roi=roi or None)
         self._roi = np.array([np.concatenate([np.min(r, axis=0), np.max(r, axis=0)]) for r in roi],
                              np.float32).reshape(-1, 4)
-        self._tracker = Tracker(max_age_s=self.options.tracker_max_age_s)
+        self._tracker = Tracker(high_threshold=detector.score_threshold,
+                                new_track_threshold=detector.score_threshold,
+                                max_age_s=self.options.tracker_max_age_s)
         self._tracked = Detections.empty(detector.class_names)
         self._size: tuple[int, int] | None = None
         self._roi_pad = 0.0

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.video.detections import Detections
-from edge.video.geometry import Anchor, anchors, points_in_polygon, segments_intersect, side_of_line
+from edge.video.geometry import Anchor, anchors, points_in_polygon, segments_intersect
 
 
 class ZoneOutsideFrame(ValueError):
@@ -102,37 +102,43 @@ class LineZone:
     """A tripwire start→end; 'in' is crossing from its left to its right (image
     coordinates, y down: walking along start→end, right is your right hand)."""
 
-    def __init__(self, start: tuple[float, float], end: tuple[float, float], anchor: Anchor = "bottom_center") -> None:
+    def __init__(self, start: tuple[float, float], end: tuple[float, float], anchor: Anchor = "bottom_center",
+                 hysteresis: float = 0.15) -> None:
         self.start = np.asarray(start, np.float64)
         self.end = np.asarray(end, np.float64)
         self.anchor: Anchor = anchor
-        self._last: dict[int, np.ndarray] = {}
+        self.hysteresis = hysteresis
+        self._last: dict[int, tuple[int, np.ndarray]] = {}  # track → (side, point there)
 
     def reset(self) -> None:
         self._last.clear()
 
+    def _sides(self, points: np.ndarray, heights: np.ndarray) -> np.ndarray:
+        """+1/−1 for points clearly on one side; 0 within ``hysteresis`` × box height of
+        the line, where a jittery box must not count as crossing back and forth."""
+        direction = self.end - self.start
+        length = float(np.hypot(*direction)) or 1.0
+        signed = (direction[0] * (points[:, 1] - self.start[1])
+                  - direction[1] * (points[:, 0] - self.start[0])) / length
+        side = np.sign(signed).astype(np.int8)
+        side[np.abs(signed) < np.maximum(1.0, self.hysteresis * heights)] = 0
+        return side
+
     def update(self, tracked: Detections) -> list[Crossing]:
-        points = anchors(tracked.xyxy, self.anchor)
+        points = anchors(tracked.xyxy, self.anchor).astype(np.float64)
+        heights = (tracked.xyxy[:, 3] - tracked.xyxy[:, 1]).astype(np.float64)
+        sides = self._sides(points, heights)
         crossings: list[Crossing] = []
-        seen: dict[int, np.ndarray] = {}
         for row, tid in enumerate(tracked.tracker_id):
-            if tid < 0:
-                continue
+            if tid < 0 or sides[row] == 0:
+                continue  # untracked, or too close to the line to tell: keep the last side
             tid = int(tid)
-            point = points[row].astype(np.float64)
             previous = self._last.get(tid)
-            if previous is None:
-                if side_of_line(point, self.start, self.end)[0] != 0:
-                    seen[tid] = point
+            self._last[tid] = (int(sides[row]), points[row])
+            if previous is None or previous[0] == sides[row]:
                 continue
-            before, after = side_of_line(np.stack([previous, point]), self.start, self.end)
-            if after == 0:
-                continue  # on the line: not yet across, remember the side it came from
-            if before != after and segments_intersect(previous, point, self.start, self.end):
-                crossings.append(Crossing(tid, row, "in" if after > 0 else "out"))
-            seen[tid] = point
-        # keep the last known side of tracks not seen this update: a missed frame is no crossing
-        self._last = {**self._last, **seen}
+            if segments_intersect(previous[1], points[row], self.start, self.end):
+                crossings.append(Crossing(tid, row, "in" if sides[row] > 0 else "out"))
         return crossings
 
     def forget(self, track_id: int) -> None:

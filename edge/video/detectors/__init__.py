@@ -14,6 +14,12 @@ from edge.video.detections import Detections
 from microbrain.site.cameras import DetectorConfig
 
 
+# Detectors also return boxes down to this score (or their threshold, if lower): the
+# tracker's second, ByteTrack stage uses them to keep existing tracks alive through a
+# weak frame; only boxes at or above ``score_threshold`` may start a track.
+LOW_SCORE = 0.1
+
+
 class DetectorError(RuntimeError):
     """A model that cannot be used: not a model, unexpected outputs, missing file."""
 
@@ -25,6 +31,7 @@ class Detector(Protocol):
     name: str
     version: str
     class_names: tuple[str, ...]
+    score_threshold: float  # boxes below it are returned only to extend existing tracks
 
     def detect(self, image: np.ndarray) -> Detections: ...
 

@@ -24,7 +24,7 @@ from onnxruntime.capi.onnxruntime_pybind11_state import (
 )
 
 from edge.video.detections import Detections
-from edge.video.detectors import DetectorError, merge_relabelled, resolve_model_path
+from edge.video.detectors import LOW_SCORE, DetectorError, merge_relabelled, resolve_model_path
 from edge.video.geometry import nms
 from microbrain.site.cameras import DetectorConfig
 
@@ -122,14 +122,14 @@ class OnnxYoloDetector:
         where = repr(str(self.model_path))
         if out.ndim == 3 and out.shape[0] == 1 and out.shape[2] == 6 and out.shape[1] != 4 + nc:
             rows = out[0]
-            rows = rows[rows[:, 4] >= self.score_threshold]
+            rows = rows[rows[:, 4] >= min(self.score_threshold, LOW_SCORE)]
             xyxy, scores, cls = rows[:, :4], rows[:, 4], rows[:, 5].astype(np.int64)
         elif out.ndim == 3 and out.shape[0] == 1 and out.shape[1] == 4 + nc:
             pred = out[0].T  # (N, 4 + nc)
             class_scores = pred[:, 4:]
             cls = class_scores.argmax(axis=1)
             scores = class_scores[np.arange(len(pred)), cls]
-            keep = scores >= self.score_threshold
+            keep = scores >= min(self.score_threshold, LOW_SCORE)
             pred, cls, scores = pred[keep], cls[keep], scores[keep]
             cx, cy, bw, bh = pred[:, 0], pred[:, 1], pred[:, 2], pred[:, 3]
             xyxy = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from edge.video.detections import Detections
-from edge.video.detectors import DetectorError, merge_relabelled, resolve_model_path
+from edge.video.detectors import LOW_SCORE, DetectorError, merge_relabelled, resolve_model_path
 from microbrain.resources import ResourceMissing, default_model
 from microbrain.site.cameras import DetectorConfig
 from microbrain.site.classes import COCO_CLASSES
@@ -80,7 +80,7 @@ class OpenCVTensorFlowDetector:
             raise DetectorError(f"model {str(self.model_path)!r}: unexpected output shape "
                                 f"{tuple(out.shape)}; an SSD gives [1, 1, N, 7]")
         rows = out[0, 0]
-        rows = rows[rows[:, 2] >= self.score_threshold]
+        rows = rows[rows[:, 2] >= min(self.score_threshold, LOW_SCORE)]
         labels = rows[:, 1].astype(np.int64)
         known = np.array([label in TF90_TO_COCO80 for label in labels], bool)
         rows, labels = rows[known], labels[known]

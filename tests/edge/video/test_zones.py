@@ -93,3 +93,12 @@ def test_line_ignores_a_missed_frame():
     line.update(dets())
     crossings = line.update(dets(("bicycle", 45, 110, 55, 120, 0.9, 4)))
     assert [c.direction for c in crossings] == ["in"]
+
+
+def test_a_box_jittering_on_the_line_does_not_cross_back_and_forth():
+    line = LineZone((0, 100), (100, 100), hysteresis=0.15)  # 0.15 × 20 px box = 3 px band
+    ys = [80, 99, 102, 98, 101.5, 98.5, 120]  # wobbles within the band, then really crosses
+    seen = []
+    for y in ys:
+        seen += [c.direction for c in line.update(dets(("bicycle", 45, y - 20, 55, y, 0.9, 4)))]
+    assert seen == ["in"]
