@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from microbrain.cli import agent, analyze, broker, cloud, doctor, simulate, site
+from microbrain.cli import agent, analyze, broker, cloud, doctor, simulate, site, up
 
 app = typer.Typer(
     name="microbrain",
@@ -40,6 +40,7 @@ app.add_typer(edge_app, name="edge")
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(broker_app, name="broker")
+app.command("up")(up.up)
 app.command("doctor")(doctor.doctor)
 
 
