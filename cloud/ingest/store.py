@@ -61,6 +61,17 @@ class BatchResult:
     gaps: list[tuple[str, int, int]] = field(default_factory=list)
     alerts: set[int] = field(default_factory=set)
 
+    def merge(self, other: BatchResult) -> None:
+        for path, seqs in other.acks.items():
+            self.acks[path] |= seqs
+        self.stored += other.stored
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        self.applied += other.applied
+        self.ignored += other.ignored
+        self.gaps += other.gaps
+        self.alerts |= other.alerts
+
     def ack_ranges(self) -> dict[GatewayPath, tuple[tuple[int, int], ...]]:
         return {path: ack_ranges(seqs) for path, seqs in self.acks.items() if seqs}
 
@@ -217,6 +228,26 @@ def store_batch(session: Session, messages: list[Incoming], now: datetime) -> Ba
         _store_items(b, accepted)
     if b.dead:
         session.execute(insert(m.DeadLetter), b.dead)
+    return b.result
+
+
+def dead_letter_internal(session: Session, msg: Incoming, err: Exception) -> BatchResult:
+    """Keep a message that made the ingest fail, with the error as its reason; it is
+    acknowledged if it came from a registered gateway on its own topic."""
+    b = _Batch(session, msg.received_at)
+    ack = None
+    gateway = None
+    try:
+        topic = parse_topic(msg.topic)
+        gw = session.get(m.Gateway, topic.gateway.gateway)
+        if gw is not None and (gw.community, gw.compound) == (topic.gateway.community, topic.gateway.compound):
+            gateway = gw.id
+            ack = (topic.gateway, _salvage_seq(msg.payload))
+    except ProtocolError:
+        pass
+    b.reject(msg, f"internal error while storing ({type(err).__name__}: {str(err)[:300]}); kept here",
+             "internal_error", gateway=gateway, ack=ack)
+    session.execute(insert(m.DeadLetter), b.dead)
     return b.result
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.clock import Clock, system_clock
 from cloud.ingest import metrics
-from cloud.ingest.store import BatchResult, Incoming, store_batch
+from cloud.ingest.store import BatchResult, Incoming, dead_letter_internal, store_batch
 from cloud.settings import Settings
 from microbrain.protocol import Ack, cloud_subscription
 
@@ -46,7 +46,9 @@ class IngestWorker:
         self.clock = clock
         self.on_commit = on_commit
         self.client_id = settings.ingest_client_id or f"mb-cloud-{uuid.uuid4().hex[:12]}"
-        self._queue: queue.Queue[tuple[Incoming, int, int]] = queue.Queue()
+        # (message, mid, qos, connection generation)
+        self._queue: queue.Queue[tuple[Incoming, int, int, int]] = queue.Queue()
+        self._generation = 0  # a PUBACK belongs to the connection the message came on
         self._stop = threading.Event()
         self._pending = 0  # received, not yet committed (or refused)
         self._pending_lock = threading.Lock()
@@ -70,6 +72,7 @@ class IngestWorker:
         if reason_code.is_failure:
             log.error("broker refused the ingest connection: %s", reason_code)
             return
+        self._generation += 1
         client.subscribe([(cloud_subscription(self.settings.ingest_group), 1), (STATUS_FILTER, 1)])
         log.info("ingest %s connected", self.client_id)
 
@@ -88,10 +91,11 @@ class IngestWorker:
     def _on_message(self, _client, _userdata, msg: mqtt.MQTTMessage) -> None:
         with self._pending_lock:
             self._pending += 1
-        self._queue.put((Incoming(msg.topic, msg.payload, self.clock()), msg.mid, msg.qos))
+        self._queue.put((Incoming(msg.topic, msg.payload, self.clock()), msg.mid, msg.qos,
+                         self._generation))
 
     # --- writer side ----------------------------------------------------------------
-    def _next_batch(self) -> list[tuple[Incoming, int, int]]:
+    def _next_batch(self) -> list[tuple[Incoming, int, int, int]]:
         try:
             first = self._queue.get(timeout=0.2)
         except queue.Empty:
@@ -131,6 +135,28 @@ class IngestWorker:
                 log.warning("ingest batch failed (%s); retry %d", type(err).__name__, attempt)
                 time.sleep(min(0.05 * attempt, 2.0))
 
+    def _commit_isolating(self, items: list[Incoming]) -> BatchResult:
+        """Commit the batch; if it fails for a reason other than the database (a bug
+        meeting one strange message), store the messages one by one and dead-letter the
+        one that fails, so one poison message cannot block the rest."""
+        try:
+            return self._commit(items)
+        except (IntegrityError, DBAPIError):
+            raise
+        except Exception:  # noqa: BLE001 - any bug: isolate it below
+            log.exception("ingest batch of %d failed; storing one by one", len(items))
+        total = BatchResult()
+        for item in items:
+            try:
+                result = self._commit([item])
+            except (IntegrityError, DBAPIError):
+                raise
+            except Exception as err:  # the poison message itself: keep it, with the reason
+                with self.factory() as session, session.begin():
+                    result = dead_letter_internal(session, item, err)
+            total.merge(result)
+        return total
+
     def _publish_acks(self, result: BatchResult) -> None:
         for path, ranges in result.ack_ranges().items():
             ack = Ack(ranges=ranges)
@@ -143,7 +169,7 @@ class IngestWorker:
             if not batch:
                 continue
             try:
-                result = self._commit([item for item, _, _ in batch])
+                result = self._commit_isolating([item for item, _, _, _ in batch])
             except Exception:
                 log.exception("ingest batch of %d lost its commit; not acknowledged", len(batch))
                 continue
@@ -151,8 +177,9 @@ class IngestWorker:
                 with self._pending_lock:
                     self._pending -= len(batch)
             self._publish_acks(result)
-            for _, mid, qos in batch:
-                if qos > 0:
+            for _, mid, qos, generation in batch:
+                # after a reconnect the broker redelivers; a stale mid must not ack another message
+                if qos > 0 and generation == self._generation:
                     self.client.ack(mid, qos)
             if self.on_commit is not None:
                 try:

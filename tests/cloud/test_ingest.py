@@ -113,3 +113,36 @@ def test_worker_rides_out_a_broker_restart(mosquitto, cloud_url, factory, gw):
         wait_for(lambda: _count(factory, m.ReadingRow, gateway=gw.gateway) == 200, timeout=20)
     finally:
         worker.stop()
+
+
+def test_a_poison_message_is_dead_lettered_and_the_rest_stored(broker, cloud_url, factory, gw, monkeypatch):
+    # fault injection into our own code (not a library): storing one marked message raises
+    # as a bug would
+    import cloud.ingest.worker as worker_module
+
+    real = worker_module.store_batch
+
+    def buggy(session, items, now):
+        if any(b"poison" in i.payload for i in items):
+            raise RuntimeError("a bug met a strange message")
+        return real(session, items, now)
+
+    monkeypatch.setattr(worker_module, "store_batch", buggy)
+    acks: list[Ack] = []
+    worker = IngestWorker(_settings(broker, cloud_url, ingest_batch_latency_s=0.2), factory).start()
+    try:
+        with mqtt_client(*broker) as pub:
+            pub.on_message = lambda c, u, msg: acks.append(decode(msg.topic, msg.payload).payload)
+            pub.subscribe(gw.topic("cmd", "ack"), qos=1)
+            items = [topic(gw, reading(s)) for s in range(1, 31)]
+            items.insert(10, topic(gw, event(31, message="poison")))
+            publish_all(pub, items)
+            wait_for(lambda: _count(factory, m.ReadingRow, gateway=gw.gateway) == 30)
+            wait_for(lambda: _count(factory, m.DeadLetter, gateway=gw.gateway) == 1)
+            wait_for(lambda: {n for a in list(acks) for f, l in a.ranges for n in range(f, l + 1)}
+                     >= set(range(1, 32)))
+        with factory() as s:
+            (dead,) = s.scalars(select(m.DeadLetter).where(m.DeadLetter.gateway == gw.gateway))
+        assert "internal error" in dead.reason and "RuntimeError" in dead.reason
+    finally:
+        worker.stop()
