@@ -111,6 +111,7 @@ class CloudService:
             self.worker = IngestWorker(self.settings, self.factory, clock=self.clock,
                                        on_commit=lambda r: self.state.notifier.notify() if r.alerts else None)
             self.worker.start(wait=0)
+            self.state.ingest_ready = self.worker.connected.is_set
         if self._want_scheduler:
             self.scheduler = Scheduler(self)
             self.scheduler.start()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -26,6 +26,7 @@ class ApiState:
     commands: CommandSender | None = None
     notifier: ChangeNotifier = field(default_factory=ChangeNotifier)
     stream_poll_s: float = 0.25
+    ingest_ready: Callable[[], bool] | None = None  # None: this process runs no ingest
 
 
 def state(request: Request) -> ApiState:

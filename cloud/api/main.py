@@ -38,13 +38,17 @@ def create_api(state: ApiState) -> FastAPI:
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> JSONResponse:
-        """200 when the database answers."""
+        """200 when the database answers; ``ingest_subscribed`` tells whether this
+        process's ingest currently receives messages."""
         try:
             with state.factory() as s:
                 s.execute(text("SELECT 1"))
         except Exception as err:  # noqa: BLE001 - report, do not crash the probe
             return JSONResponse({"ok": False, "database": type(err).__name__}, status_code=503)
-        return JSONResponse({"ok": True})
+        body: dict = {"ok": True}
+        if state.ingest_ready is not None:
+            body["ingest_subscribed"] = state.ingest_ready()
+        return JSONResponse(body)
 
     @app.get("/metrics", tags=["ops"])
     def metrics() -> PlainTextResponse:

@@ -54,10 +54,12 @@ def test_published_event_reaches_the_live_stream(broker, cloud_url):  # type: ig
             auth.create_user(s, name, "a long password", "duty", now=service.clock(), community=gw.community)
         token = httpx.post(f"{base}/api/auth/token", json={"username": name, "password": "a long password"}).json()["access_token"]
         seen: list[dict] = []
+        streaming = threading.Event()
 
         def listen() -> None:
             with httpx.stream("GET", f"{base}/api/stream/alerts", params={"access_token": token}, timeout=30) as r:
                 for line in r.iter_lines():
+                    streaming.set()  # the first line (": connected") comes after the start point
                     if line.startswith("data: "):
                         seen.append(json.loads(line[6:]))
                         if len(seen) >= 2:
@@ -65,7 +67,8 @@ def test_published_event_reaches_the_live_stream(broker, cloud_url):  # type: ig
 
         listener = threading.Thread(target=listen, daemon=True)
         listener.start()
-        time.sleep(0.5)  # the stream starts at the newest change
+        assert streaming.wait(10)
+        wait_for(lambda: httpx.get(f"{base}/healthz").json().get("ingest_subscribed"), timeout=20)
         with mqtt_client(host, bport) as pub:
             publish_all(pub, [topic(gw, event(1))])
         wait_for(lambda: seen, timeout=10)
@@ -76,7 +79,7 @@ def test_published_event_reaches_the_live_stream(broker, cloud_url):  # type: ig
         assert r.status_code == 200, r.text
         listener.join(10)
         assert seen[1]["action"] == "acknowledged"
-        assert httpx.get(f"{base}/healthz").json() == {"ok": True}
+        assert httpx.get(f"{base}/healthz").json() == {"ok": True, "ingest_subscribed": True}
         assert httpx.get(f"{base}/docs").status_code == 200
         assert httpx.get(f"{base}/api/stream/alerts").status_code == 401
     finally:
@@ -110,6 +113,13 @@ def _get(url: str) -> bool:
         return False
 
 
+def _subscribed(url: str) -> bool:
+    try:
+        return bool(httpx.get(url, timeout=1).json().get("ingest_subscribed"))
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
 def test_cli_refuses_bad_settings():  # type: ignore[no-untyped-def]
     r = subprocess.run([sys.executable, "-c", "from microbrain.cli import main; main()", "cloud", "serve", "--broker", "http://x"],
                        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
@@ -139,15 +149,14 @@ def test_two_processes_start_together_and_share_the_ingest(broker, tmp_path, sto
         for p in procs:
             stack.callback(p.wait, 20)
             stack.callback(p.terminate)
-        for p in ports:  # both migrated/started on an empty database at once
-            wait_for(lambda p=p: _get(f"http://127.0.0.1:{p}/healthz"), timeout=60, every=0.2)
+        for p in ports:  # both migrated/started on an empty database at once, and subscribed
+            wait_for(lambda p=p: _subscribed(f"http://127.0.0.1:{p}/healthz"), timeout=60, every=0.2)
         engine = make_engine(url)
         stack.callback(engine.dispose)
         factory = session_factory(engine)
         gw = unique_gateway()
         with transaction(factory) as s:
             register_gateway(s, gw.community, gw.compound, gw.gateway, building="b1")
-        time.sleep(1.0)  # both subscribed by now
         with mqtt_client(host, bport) as pub:
             publish_all(pub, [topic(gw, event(i, zone=f"z{i % 4}")) for i in range(1, 401)])
 
