@@ -34,7 +34,13 @@ def analyze(
     no_motion_gate: bool = typer.Option(False, "--no-motion-gate", help="run the detector on every frame"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar on stderr"),
 ) -> None:
-    """Run the whole pipeline at full speed on a recording; deterministic (video time)."""
+    """Run the whole pipeline at full speed on a recording; deterministic (video time).
+
+    Example:  microbrain edge analyze sample:vtest.avi --camera configs/cameras/vtest-fire-lane.yaml --json
+
+    Events print as JSON lines on stdout (a summary without --json); a progress bar
+    goes to stderr. An image is analysed as a still stream of --duration seconds.
+    """
     from rich.console import Console
     from rich.progress import Progress
 

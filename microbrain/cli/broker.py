@@ -26,6 +26,8 @@ def config(
 
     Each gateway's password comes from the environment variable its ``password_env``
     names in the site file; run mosquitto with ``mosquitto -c OUT/mosquitto.conf``.
+
+    Example:  microbrain broker config --site configs/demo/site.yaml --out /etc/mosquitto/microbrain
     """
     from microbrain.broker.mosquitto_conf import BrokerConfigError, write_broker_config
     from microbrain.site import SiteError, load_site

@@ -20,7 +20,13 @@ def serve(
     no_ingest: Annotated[bool, typer.Option("--no-ingest", help="serve the API only")] = False,
 ) -> None:
     """Run the cloud: REST API (/docs), MQTT ingest and the escalation scheduler.
-    Several processes may run side by side against one database and broker."""
+
+    Example:  microbrain cloud serve --site configs/demo/site.yaml --broker mqtt://127.0.0.1:1883
+
+    Several processes may run side by side against one database and broker; settings
+    also come from MB_CLOUD_* environment variables (MB_CLOUD_ENVIRONMENT=production
+    refuses the default secrets).
+    """
     import uvicorn
     from pydantic import ValidationError
 

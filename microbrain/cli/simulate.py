@@ -23,7 +23,10 @@ def sensors(
     duration: float = typer.Option(0.0, "--duration", min=0.0, help="seconds; 0 runs until Ctrl-C"),
     seed: int = typer.Option(None, "--seed", help="repeatable runs"),
 ) -> None:
-    """Publish each sensor's readings in its vendor's format on its topic."""
+    """Publish each sensor's readings in its vendor's format on its topic.
+
+    Example:  microbrain simulate sensors --site configs/demo/site.yaml --rate 20 --faults
+    """
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
