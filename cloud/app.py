@@ -7,6 +7,7 @@ shared subscription, the scheduler's steps are guarded rows, and the API is stat
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -25,7 +26,7 @@ from cloud.db import models as m
 from cloud.errors import Conflict
 from cloud.ingest import IngestWorker
 from cloud.settings import Settings
-from cloud.site_sync import sync_site
+from cloud.site_sync import import_gateway_passwords, sync_site
 from microbrain.site import Site
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,9 @@ class CloudService:
         if self.site is not None:
             with transaction(self.factory) as s:
                 report = sync_site(s, self.site, clock=self.clock)
-            log.info("site loaded: %s", report)
+                passwords = import_gateway_passwords(s, self.site, os.environ, clock=self.clock)
+            log.info("site loaded: %s; %d gateway password(s) stored from the environment",
+                     report, passwords)
         try:
             with transaction(self.factory) as s:
                 if not s.scalar(select(func.count()).select_from(m.User)):

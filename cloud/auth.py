@@ -11,10 +11,7 @@ or a building) and sees and acts only within that subtree. Roles:
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import os
 import secrets
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -26,6 +23,8 @@ from sqlalchemy.orm import Session
 
 from cloud.db import models as m
 from cloud.errors import Conflict, Forbidden
+from microbrain.broker import mosquitto_conf
+from microbrain.protocol import GatewayPath
 
 _hasher = PasswordHasher()
 # verify against this when the user does not exist, so timing does not tell
@@ -137,22 +136,6 @@ def require_place(user: m.User, community: str | None, compound: str | None,
 # --- gateway broker credentials --------------------------------------------------
 
 
-def mosquitto_hash(password: str, *, iterations: int = 101, salt: bytes | None = None) -> str:
-    """Mosquitto 2's PBKDF2-SHA512 password-file format: ``$7$iter$salt$hash``."""
-    salt = salt or os.urandom(12)
-    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
-    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
-
-
-def check_mosquitto_hash(stored: str, password: str) -> bool:
-    try:
-        _, seven, iterations, salt, digest = stored.split("$")
-    except ValueError:
-        return False
-    again = hashlib.pbkdf2_hmac("sha512", password.encode(), base64.b64decode(salt), int(iterations))
-    return seven == "7" and hmac.compare_digest(base64.b64encode(again).decode(), digest)
-
-
 def set_gateway_password(session: Session, gateway_id: str, password: str, *,
                          now: datetime) -> m.GatewayCredential:
     """Store (only the hash of) a gateway's broker password; username = gateway id."""
@@ -163,30 +146,25 @@ def set_gateway_password(session: Session, gateway_id: str, password: str, *,
     if row is None:
         row = m.GatewayCredential(gateway=gateway_id, username=gateway_id, password_hash="", created_at=now)
         session.add(row)
-    row.password_hash = mosquitto_hash(password)
+    row.password_hash = mosquitto_conf.hash_password(password)
     row.created_at = now
     return row
 
 
-def broker_files(session: Session, cloud_user: str = "cloud") -> tuple[str, str]:
-    """(password file, ACL file) text for Mosquitto: each gateway may publish only under
-    its own prefix and read only its own commands; the cloud user reads and commands all."""
-    pw_lines, acl = [], [f"user {cloud_user}", "topic read mb/v1/#", "topic write mb/v1/+/+/+/cmd/#", ""]
-    for cred, gw in session.execute(
+def broker_files(session: Session, cloud_user: str = mosquitto_conf.CLOUD_USER) -> tuple[str, str]:
+    """(password file, ACL file) text for Mosquitto from the stored gateway credentials."""
+    rows = session.execute(
         select(m.GatewayCredential, m.Gateway).join(m.Gateway, m.Gateway.id == m.GatewayCredential.gateway)
-        .order_by(m.Gateway.id)
-    ):
-        pw_lines.append(f"{cred.username}:{cred.password_hash}")
-        prefix = f"mb/v1/{gw.community}/{gw.compound}/{gw.id}"
-        acl += [f"user {cred.username}", f"topic write {prefix}/event", f"topic write {prefix}/reading",
-                f"topic write {prefix}/status", f"topic write {prefix}/reply/#",
-                f"topic read {prefix}/cmd/#", ""]
-    return "\n".join(pw_lines) + "\n", "\n".join(acl)
+        .order_by(m.Gateway.id)).all()
+    passwd = "".join(f"{cred.username}:{cred.password_hash}\n" for cred, _ in rows)
+    acl = mosquitto_conf.acl_entries(((cred.username, GatewayPath(gw.community, gw.compound, gw.id)) for cred, gw in rows),
+                      cloud_user)
+    return passwd, acl
 
 
 def authenticate_gateway(session: Session, username: str, password: str) -> m.Gateway | None:
     """A gateway logging in with its broker credentials (evidence uploads)."""
     cred = session.scalars(select(m.GatewayCredential).where(m.GatewayCredential.username == username)).first()
-    if cred is None or not check_mosquitto_hash(cred.password_hash, password):
+    if cred is None or not mosquitto_conf.check_password(cred.password_hash, password):
         return None
     return session.get(m.Gateway, cred.gateway)

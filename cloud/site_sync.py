@@ -5,6 +5,7 @@ Places removed from the YAML are kept in the database: alerts and events refer t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from cloud.clock import Clock, system_clock
 from cloud.db import models as m
+from microbrain.broker import mosquitto_conf
 from microbrain.site import Site
 
 
@@ -116,3 +118,24 @@ def register_gateway(session: Session, community: str, compound: str, gateway: s
                   {"community": community, "compound": compound, "building": building})
     session.flush()
     return row
+
+
+def import_gateway_passwords(session: Session, site: Site, env: Mapping[str, str], *,
+                             clock: Clock = system_clock) -> int:
+    """Store (the hash of) each gateway's broker password whose ``password_env`` is set in
+    ``env``, so that one secret serves the broker and evidence uploads. Unchanged
+    passwords are left alone; returns how many were stored."""
+    from cloud import auth
+
+    stored = 0
+    for place in site.gateways():
+        var = place.gateway.password_env
+        password = env.get(var, "") if var else ""
+        if not password:
+            continue
+        current = session.get(m.GatewayCredential, place.gateway.id)
+        if current is not None and mosquitto_conf.check_password(current.password_hash, password):
+            continue
+        auth.set_gateway_password(session, place.gateway.id, password, now=clock())
+        stored += 1
+    return stored

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from edge.commands import Announcer, CommandHandler
 from edge.config import GatewayConfig, environment, password
+from edge.evidence_upload import EvidenceQueue, EvidenceUploader
 from edge.health import collect_health
 from edge.outbox import Outbox, OutboxLimits
 from edge.sensors.hub import SensorHub
@@ -67,6 +68,12 @@ class GatewayAgent:
         self.commands = CommandHandler(self.path, self.outbox, self.uplink.publish_reply,
                                        announcer, self._recheck_sensor)
         self.uplink.on_command = self.commands.handle
+        self.evidence_dir = config.data_dir / "evidence"
+        self.evidence_queue = EvidenceQueue(config.data_dir / "evidence-queue.db")
+        self.uploader = None
+        if config.cloud_api is not None:
+            self.uploader = EvidenceUploader(self.evidence_queue, config.cloud_api,
+                                             self.uplink.settings.username, self.uplink.settings.password)
         self.heartbeat_s = config.heartbeat_s or self.place.gateway.heartbeat_s
         self.video = None
         self.started = time.monotonic()
@@ -77,8 +84,10 @@ class GatewayAgent:
     def emit(self, event: Event) -> None:
         """Hand an event to the cloud: durable in the outbox when this returns.
 
-        The video pipeline calls this (``CameraPipeline(..., emit=agent.emit)``).
+        The video pipeline calls this (``CameraPipeline(..., emit=agent.emit)``). Its
+        evidence files are queued for upload first, so a crash in between loses none.
         """
+        self.evidence_queue.add(event, self.evidence_dir)
         self.outbox.append(event)
 
     def _sink(self, items: Sequence[Event | Reading]) -> None:
@@ -121,7 +130,7 @@ class GatewayAgent:
 
             detector = load_detector(self.place.gateway.detector, base=self.site_dir)
             self.video = VideoGateway(cameras, detector, self.emit,
-                                      EvidenceStore(self.config.data_dir / "evidence"),
+                                      EvidenceStore(self.evidence_dir),
                                       base=self.site_dir)
             self.video.start()
             log.info("video: %d camera(s) running", len(cameras))
@@ -130,7 +139,14 @@ class GatewayAgent:
             self.video = None
 
     def start(self) -> None:
+        if self.config.metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(self.config.metrics_port, addr="127.0.0.1")
+            log.info("metrics on http://127.0.0.1:%d/metrics", self.config.metrics_port)
         self.uplink.start()
+        if self.uploader is not None:
+            self.uploader.start()
         if self.local is not None:
             self.local.start()
         self._start_video()
@@ -165,6 +181,9 @@ class GatewayAgent:
             self.video.stop()
         if self.local is not None:
             self.local.stop()
+        if self.uploader is not None:
+            self.uploader.stop()
         self.uplink.stop()
         self.outbox.close()
+        self.evidence_queue.close()
         log.info("gateway %s stopped", self.path)

@@ -103,6 +103,12 @@ class GatewayConfig(_Strict):
     gateway: Id
     cloud: BrokerLink
     local_broker: BrokerLink | None = Field(default=None, description="where the sensors publish")
+    cloud_api: str | None = Field(
+        default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        description="the cloud's HTTP base URL, e.g. http://cloud:8000, for evidence uploads; "
+        "unset: snapshots and clips stay on the gateway")
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="serve Prometheus metrics on 127.0.0.1:PORT")
     data_dir: Path
     outbox: OutboxConfig = OutboxConfig()
     heartbeat_s: Seconds(1, 3600, "override the site's heartbeat period") | None = None

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from microbrain.protocol import EvidenceRef
 
 T = TypeVar("T")
 
@@ -135,6 +137,18 @@ class EventOut(Out):
     zone: str | None
     message: str | None
     alert_id: int | None
+    evidence: list[EvidenceRef] = Field(default_factory=list, description="download: /api/evidence/{id}/{name}")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _evidence_from_payload(cls, row: Any) -> Any:
+        # the stored wire payload keeps the evidence references the gateway declared
+        payload = getattr(row, "payload", None)
+        if isinstance(payload, dict) and not isinstance(row, dict):
+            data = {name: getattr(row, name) for name in cls.model_fields if name != "evidence"}
+            data["evidence"] = payload.get("evidence", [])
+            return data
+        return row
 
 
 class ReadingOut(Out):

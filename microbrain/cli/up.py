@@ -207,6 +207,7 @@ def up(
                 "site": str(site_path), "gateway": gid,
                 "cloud": {"url": f"mqtt://127.0.0.1:{mqtt_port}"},
                 "local_broker": {"url": f"mqtt://127.0.0.1:{sensor_port}"},
+                "cloud_api": f"http://127.0.0.1:{api_port}",
                 "data_dir": str(data_dir / "gateways" / gid),
                 "video": video,
             }))

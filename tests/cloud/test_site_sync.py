@@ -8,6 +8,7 @@ from cloud import auth, escalation
 from cloud.db import models as m
 from cloud.db import transaction
 from cloud.site_sync import sync_site
+from microbrain.broker.mosquitto_conf import check_password
 from microbrain.protocol import Severity
 from microbrain.site import load_site
 
@@ -37,7 +38,7 @@ def test_gateway_credentials_export_for_mosquitto(factory, gw):  # type: ignore[
     with factory() as s:
         passwd, acl = auth.broker_files(s)
     line = next(l for l in passwd.splitlines() if l.startswith(f"{gw.gateway}:"))
-    assert "s3cret" not in passwd and auth.check_mosquitto_hash(line.split(":", 1)[1], "s3cret-pass")
+    assert "s3cret" not in passwd and check_password(line.split(":", 1)[1], "s3cret-pass")
     assert f"topic write mb/v1/{gw.community}/{gw.compound}/{gw.gateway}/event" in acl
 
 
@@ -76,3 +77,21 @@ def _wait_connack(c) -> bool:  # type: ignore[no-untyped-def]
     while not result and time.monotonic() < deadline:
         c.loop(0.1)
     return bool(result and result[0])
+
+
+def test_gateway_passwords_are_imported_from_the_environment(factory, demo_site_path):  # type: ignore[no-untyped-def]
+    from cloud.site_sync import import_gateway_passwords
+
+    site = load_site(demo_site_path)
+    env = {"MB_GW_XIYUAN_1_PASSWORD": "first-secret"}
+    with transaction(factory) as s:
+        sync_site(s, site)
+        assert import_gateway_passwords(s, site, env) == 1
+    with transaction(factory) as s:
+        assert import_gateway_passwords(s, site, env) == 0  # unchanged: not rehashed
+        assert auth.authenticate_gateway(s, "gw-xiyuan-1", "first-secret") is not None
+        assert auth.authenticate_gateway(s, "gw-xiyuan-1", "wrong") is None
+        assert auth.authenticate_gateway(s, "gw-xiyuan-2", "") is None  # its variable is unset
+    with transaction(factory) as s:
+        assert import_gateway_passwords(s, site, {"MB_GW_XIYUAN_1_PASSWORD": "rotated"}) == 1
+        assert auth.authenticate_gateway(s, "gw-xiyuan-1", "rotated") is not None

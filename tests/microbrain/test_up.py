@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -21,6 +23,12 @@ def _get(url: str, token: str | None = None) -> dict:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     with urllib.request.urlopen(request, timeout=5) as response:
         return json.loads(response.read())
+
+
+def _get_bytes(url: str, token: str) -> bytes:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return response.read()
 
 
 def _token(api: str, password: str) -> str:
@@ -60,6 +68,20 @@ def test_up_runs_the_system_and_stops_cleanly(tmp_path: Path) -> None:
         # the camera (dog.jpg, default model) and the simulated elevators both reached the cloud
         assert {"unleashed_dog", "elevator_fault"} <= kinds, kinds
         assert _get(f"{api}/healthz")["ok"] is True
+        # the camera's snapshot followed its event over HTTP and matches its sha256
+        picture = b""
+        while time.monotonic() < deadline and not picture:
+            events = _get(f"{api}/api/events?kind=unleashed_dog&limit=5", token)
+            refs = [(e["id"], r) for e in events for r in e["evidence"]]
+            assert refs, events
+            event_id, ref = refs[0]
+            try:
+                picture = _get_bytes(f"{api}/api/evidence/{event_id}/{ref['name']}", token)
+            except urllib.error.HTTPError as err:
+                assert err.code == 404, err  # not uploaded yet
+                time.sleep(2)
+        assert hashlib.sha256(picture).hexdigest() == ref["sha256"]
+        assert picture[:2] == b"\xff\xd8"  # a JPEG
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)

@@ -1,0 +1,179 @@
+"""Uploads evidence files (snapshots, clips) to the cloud over HTTP.
+
+Events travel on MQTT and are small; their pictures go separately, once the cloud has
+stored the event (it refuses evidence of an event it does not know). Every file to send
+is a row in a small SQLite queue written *before* the event enters the outbox, so a
+crash between the two loses no picture. A file leaves the queue only when the cloud
+answers 201 (it checked the sha256) — or is given up with a counted, logged reason
+when the cloud says the file itself is wrong; the file stays on disk either way.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import sqlite3
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from prometheus_client import Counter, Gauge
+
+from microbrain.protocol import Event
+
+log = logging.getLogger(__name__)
+
+UPLOADS = Counter("microbrain_edge_evidence_uploads_total", "evidence upload attempts, by outcome",
+                  ["outcome"])
+PENDING = Gauge("microbrain_edge_evidence_pending", "evidence files waiting to be uploaded")
+
+# the cloud does not know the event yet (still in the outbox / in flight): try again
+_RETRY_STATUSES = {404, 408, 425, 429, 500, 502, 503, 504}
+
+
+@dataclass(frozen=True, slots=True)
+class PendingUpload:
+    event_id: str
+    name: str
+    path: Path
+    attempts: int
+
+
+class EvidenceQueue:
+    """Durable list of files still to upload (SQLite, WAL, synchronous=FULL)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS pending (event_id TEXT NOT NULL, name TEXT NOT NULL, "
+                "path TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
+                "next_try REAL NOT NULL DEFAULT 0, PRIMARY KEY (event_id, name))")
+        PENDING.set(self.depth)
+
+    def add(self, event: Event, directory: Path) -> None:
+        """Queue every evidence file the event declares (idempotent)."""
+        if not event.evidence:
+            return
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO pending (event_id, name, path) VALUES (?, ?, ?)",
+                [(event.id, ref.name, str(directory / ref.name)) for ref in event.evidence])
+        PENDING.set(self.depth)
+
+    def due(self, now: float, limit: int = 20) -> list[PendingUpload]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT event_id, name, path, attempts FROM pending WHERE next_try <= ? "
+                "ORDER BY next_try LIMIT ?", (now, limit)).fetchall()
+        return [PendingUpload(e, n, Path(p), a) for e, n, p, a in rows]
+
+    def done(self, item: PendingUpload) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM pending WHERE event_id = ? AND name = ?",
+                             (item.event_id, item.name))
+        PENDING.set(self.depth)
+
+    def later(self, item: PendingUpload, next_try: float) -> None:
+        with self._lock:
+            self._db.execute("UPDATE pending SET attempts = attempts + 1, next_try = ? "
+                             "WHERE event_id = ? AND name = ?", (next_try, item.event_id, item.name))
+
+    @property
+    def depth(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class EvidenceUploader:
+    """A thread that PUTs queued files to ``{base_url}/api/evidence/{event}/{name}``
+    with the gateway's credentials (HTTP Basic), backing off per file on failure."""
+
+    def __init__(self, queue: EvidenceQueue, base_url: str, username: str, password: str | None,
+                 *, timeout_s: float = 30.0, max_backoff_s: float = 600.0) -> None:
+        self.queue = queue
+        self.base_url = base_url.rstrip("/")
+        token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+        self._auth = f"Basic {token}"
+        self.timeout_s = timeout_s
+        self.max_backoff_s = max_backoff_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def upload_once(self, item: PendingUpload) -> str:
+        """Try one file; returns the outcome label (also counted)."""
+        outcome = self._attempt(item)
+        UPLOADS.labels(outcome).inc()
+        if outcome in ("stored", "missing_file", "refused"):
+            self.queue.done(item)
+        else:
+            delay = min(self.max_backoff_s, 2.0 * 2 ** min(item.attempts, 10))
+            self.queue.later(item, time.time() + delay)
+        return outcome
+
+    def _attempt(self, item: PendingUpload) -> str:
+        try:
+            body = item.path.read_bytes()
+        except OSError as err:
+            log.error("evidence %s of event %s cannot be read (%s); not uploading it",
+                      item.name, item.event_id, err)
+            return "missing_file"
+        request = urllib.request.Request(
+            f"{self.base_url}/api/evidence/{item.event_id}/{item.name}", data=body, method="PUT",
+            headers={"Authorization": self._auth, "Content-Type": "application/octet-stream"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                return "stored" if response.status in (200, 201) else "retry"
+        except urllib.error.HTTPError as err:
+            if err.code in _RETRY_STATUSES:
+                return "retry"
+            detail = err.read(300).decode(errors="replace")
+            if err.code in (401, 403):
+                # wrong credentials are a configuration fault: keep the file queued
+                log.error("cloud refused evidence upload credentials (%s): %s; check the gateway's "
+                          "password in the cloud (PUT /api/gateways/{id}/password)", err.code, detail)
+                return "unauthorized"
+            log.error("cloud refused evidence %s of event %s (%s): %s", item.name, item.event_id,
+                      err.code, detail)
+            return "refused"
+        except OSError as err:
+            log.debug("evidence upload to %s failed: %s", self.base_url, err)
+            return "unreachable"
+
+    def run_pending(self, now: float | None = None) -> int:
+        """Upload everything that is due; returns how many were stored."""
+        stored = 0
+        for item in self.queue.due(time.time() if now is None else now):
+            if self._stop.is_set():
+                break
+            stored += self.upload_once(item) == "stored"
+        return stored
+
+    def _loop(self, interval_s: float) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_pending()
+            except Exception:  # noqa: BLE001 - the uploader must outlive any one bad file
+                log.exception("evidence upload round failed")
+            self._stop.wait(interval_s)
+
+    def start(self, interval_s: float = 2.0) -> None:
+        self._thread = threading.Thread(target=self._loop, args=(interval_s,),
+                                        name="evidence-upload", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.timeout_s + 5)
