@@ -92,7 +92,7 @@ def request_verification(session: Session, work_order_id: int, *, actor: str,
     gateway = session.get(m.Gateway, alert.gateway) if alert else None
     if alert is None or gateway is None:
         raise NotFound(f"work order {wo.id} has no alert or gateway to recheck")
-    command = Recheck(id=new_id(), source=alert.source, zone=alert.zone, alert=str(alert.id))
+    command = Recheck(id=new_id(), source=alert.source, zone=alert.zone, kind=alert.kind, alert=str(alert.id))
     before, wo.status, wo.updated_at, wo.recheck_id = wo.status, S.VERIFYING, now, command.id
     _log(session, wo, before, actor=actor, now=now, note=f"recheck {command.id} sent")
     return wo, GatewayPath(gateway.community, gateway.compound, gateway.id), command

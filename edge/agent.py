@@ -93,11 +93,15 @@ class GatewayAgent:
     def _sink(self, items: Sequence[Event | Reading]) -> None:
         self.outbox.append_many(list(items))
 
-    def _recheck_sensor(self, source: str) -> dict | None:
+    def _recheck_sensor(self, source: str, kind: str | None = None) -> dict | None:
+        """The sensor's verdict for a recheck: ``present`` (is ``kind`` — or, without a
+        kind, any condition — still raised?) with its last values."""
+        active = self.hub.active_kinds(source)
         reading = self.hub.last_reading(source)
-        if reading is None:
+        if active is None or reading is None:
             return None
-        detail: dict = {f"value_{k}"[:63]: v for k, v in reading.values.items()}
+        detail: dict = {"present": (kind in active) if kind else bool(active)}
+        detail.update({f"value_{k}"[:63]: v for k, v in reading.values.items()})
         detail["age_s"] = round(time.time() - reading.ts.timestamp(), 3)
         if reading.faults:
             detail["faults"] = ",".join(reading.faults)[:200]

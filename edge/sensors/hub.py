@@ -114,6 +114,14 @@ class SensorHub:
     def silent_sensors(self) -> tuple[str, ...]:
         return tuple(sorted(d.adapter.sensor.id for d in self.devices.values() if d.rules.offline))
 
+    def active_kinds(self, sensor_id: str) -> set[str] | None:
+        """Conditions raised and not cleared for a sensor; None if it is not ours."""
+        device = self.by_id.get(sensor_id)
+        if device is None:
+            return None
+        with self._lock:
+            return device.rules.active_kinds()
+
     def last_reading(self, sensor_id: str) -> Reading | None:
         device = self.by_id.get(sensor_id)
         return device.rules.last_reading if device else None

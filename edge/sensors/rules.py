@@ -48,6 +48,10 @@ def _number(value: float | bool | None) -> float | None:
 class RuleState(Protocol):
     def update(self, reading: Reading) -> list[Event]: ...
 
+    def active_kinds(self) -> set[str]:
+        """Event kinds this rule has raised and not cleared (what a recheck asks)."""
+        ...
+
 
 def resolve_limit(rule: Threshold, category: BuildingCategory) -> tuple[float, str | None]:
     """The numeric limit of a threshold and the standard it cites (for ``gb50974``)."""
@@ -77,6 +81,10 @@ class ThresholdState:
 
     def __post_init__(self) -> None:
         self.limit, self.standard = resolve_limit(self.rule, self.category)
+
+    def active_kinds(self) -> set[str]:
+        return ({self.rule.kind} if self.raised else set()) | (
+            {f"{self.rule.kind}_warning"[:63]} if self.warned else set())
 
     @property
     def below(self) -> bool:
@@ -153,6 +161,9 @@ class RateOfChangeState:
     history: deque[tuple[datetime, float]] = field(default_factory=deque)
     raised: bool = False
 
+    def active_kinds(self) -> set[str]:
+        return {self.rule.kind} if self.raised else set()
+
     def update(self, reading: Reading) -> list[Event]:
         value = _number(reading.values.get(self.rule.field))
         if value is None:
@@ -189,6 +200,9 @@ class StuckState:
     since: datetime | None = None
     raised: bool = False
 
+    def active_kinds(self) -> set[str]:
+        return {self.rule.kind} if self.raised else set()
+
     def update(self, reading: Reading) -> list[Event]:
         value = _number(reading.values.get(self.rule.field))
         if value is None:
@@ -216,6 +230,9 @@ class FaultState:
     sensor: Sensor
     rule: Fault
     active: set[str] = field(default_factory=set)
+
+    def active_kinds(self) -> set[str]:
+        return {self.rule.kind} if self.active else set()
 
     def update(self, reading: Reading) -> list[Event]:
         now = set(reading.faults)
@@ -269,6 +286,13 @@ class SensorRules:
         for state in self.states:
             out += state.update(reading)
         return out
+
+    def active_kinds(self) -> set[str]:
+        """Every condition currently raised for this sensor, ``sensor_offline`` included."""
+        kinds = {OFFLINE_KIND} if self.offline else set()
+        for state in self.states:
+            kinds |= state.active_kinds()
+        return kinds
 
     def check_silence(self, now: datetime) -> list[Event]:
         """Raise ``sensor_offline`` once nothing came for 3× the expected interval.

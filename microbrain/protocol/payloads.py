@@ -233,6 +233,7 @@ class Recheck(_CommandBase):
     name: Literal["recheck"] = "recheck"
     source: Id
     zone: Id | None = None
+    kind: Id | None = Field(default=None, description="the condition to look for, e.g. elevator_fault")
     alert: Bounded(64) | None = None
 
 

@@ -147,3 +147,17 @@ def test_threshold_above_on_boolean(demo_site: Site) -> None:
     rules = SensorRules(sensor, profile, cat)
     events = feed(rules, [(0, False), (1, True), (2, False)], field="smoke", kind="smoke")
     assert summary(events) == [(1, "smoke_alarm", "raised"), (2, "smoke_alarm", "cleared")]
+
+
+def test_active_kinds_follow_raise_and_clear(demo_site: Site) -> None:
+    """What a recheck asks: which conditions are raised right now."""
+    rules = SensorRules(*hydrant(demo_site, "b1-hydrant-top"))
+    assert rules.active_kinds() == set()
+    feed(rules, [(0, 0.06), (30, 0.06)])
+    assert {"hydrant_pressure_low", "hydrant_pressure_low_warning"} <= rules.active_kinds()
+    feed(rules, [(40, 0.085)])
+    assert "hydrant_pressure_low" not in rules.active_kinds()
+    feed(rules, [(50, 0.3)])
+    assert not {"hydrant_pressure_low", "hydrant_pressure_low_warning"} & rules.active_kinds()
+    rules.check_silence(at(50 + 3 * rules.expected_interval_s + 1))
+    assert "sensor_offline" in rules.active_kinds()

@@ -146,7 +146,7 @@ def test_commands_announce_recheck_refusals(running, mosquitto: MosquittoProcess
 
     announce = Announce(text="请勿在消防通道停车", repeat=2)
     observer.send("announce", announce.to_json())
-    recheck = Recheck(source="b1-hydrant-top")
+    recheck = Recheck(source="b1-hydrant-top", kind="hydrant_pressure_low")
     observer.send("recheck", recheck.to_json())
     observer.send("recheck", Recheck(source="cam-fire-lane").to_json())
     observer.send("config_reload", ConfigReload().to_json())
@@ -161,6 +161,7 @@ def test_commands_announce_recheck_refusals(running, mosquitto: MosquittoProcess
     wav = tmp_path / "data" / "announcements" / str(ok.detail["file"])
     assert wav.read_bytes()[:4] == b"RIFF" and wav.stat().st_size > 10_000
     assert by_id[recheck.id].ok and by_id[recheck.id].detail["value_pressure_mpa"] == pytest.approx(0.3)
+    assert by_id[recheck.id].detail["present"] is False  # 0.3 MPa: the low-pressure condition is gone
     refused = [r for r in replies if not r.ok]
     assert len(refused) == 5
     reasons = " | ".join(r.reason or "" for r in refused)
