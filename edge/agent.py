@@ -24,7 +24,7 @@ from edge.sensors.hub import SensorHub
 from edge.sensors.local_broker import LocalSensorClient
 from edge.uplink import Uplink, UplinkSettings
 from microbrain import __version__
-from microbrain.protocol import Event, GatewayState, Reading, Status
+from microbrain.protocol import Event, GatewayState, Reading, Recheck, Status
 from microbrain.site.model import Site
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class GatewayAgent:
         announcer = Announcer(audio.out_dir, audio.clips_dir, audio.player, audio.voice,
                               audio.speakers) if audio else None
         self.commands = CommandHandler(self.path, self.outbox, self.uplink.publish_reply,
-                                       announcer, self._recheck_sensor)
+                                       announcer, self._recheck)
         self.uplink.on_command = self.commands.handle
         self.evidence_dir = config.data_dir / "evidence"
         self.evidence_queue = EvidenceQueue(config.data_dir / "evidence-queue.db")
@@ -93,14 +93,19 @@ class GatewayAgent:
     def _sink(self, items: Sequence[Event | Reading]) -> None:
         self.outbox.append_many(list(items))
 
-    def _recheck_sensor(self, source: str, kind: str | None = None) -> dict | None:
-        """The sensor's verdict for a recheck: ``present`` (is ``kind`` — or, without a
-        kind, any condition — still raised?) with its last values."""
-        active = self.hub.active_kinds(source)
-        reading = self.hub.last_reading(source)
+    def _recheck(self, cmd: Recheck) -> dict | None:
+        """A recheck's verdict: ``present`` — is ``cmd.kind`` (or, without a kind, any
+        condition) still raised on the camera zone or sensor? None: not ours to judge."""
+        if self.video is not None:
+            active = self.video.active_kinds(cmd.source, cmd.zone)
+            if active is not None:
+                return {"present": (cmd.kind in active) if cmd.kind else bool(active),
+                        "camera": self.video.cameras_state().get(cmd.source, "offline")}
+        active = self.hub.active_kinds(cmd.source)
+        reading = self.hub.last_reading(cmd.source)
         if active is None or reading is None:
             return None
-        detail: dict = {"present": (kind in active) if kind else bool(active)}
+        detail: dict = {"present": (cmd.kind in active) if cmd.kind else bool(active)}
         detail.update({f"value_{k}"[:63]: v for k, v in reading.values.items()})
         detail["age_s"] = round(time.time() - reading.ts.timestamp(), 3)
         if reading.faults:

@@ -91,12 +91,12 @@ class CommandHandler:
 
     def __init__(self, path: GatewayPath, outbox: Outbox, reply: ReplySink,
                  announcer: Announcer | None = None,
-                 recheck_sensor: Callable[[str, str | None], dict | None] | None = None) -> None:
+                 recheck: Callable[[Recheck], dict | None] | None = None) -> None:
         self.path = path
         self.outbox = outbox
         self.reply = reply
         self.announcer = announcer
-        self.recheck_sensor = recheck_sensor or (lambda source, kind: None)
+        self.recheck = recheck or (lambda cmd: None)
         self.acked = 0
         # announcements take a moment; never on the MQTT thread, one at a time
         self._announce_lock = threading.Lock()
@@ -137,10 +137,10 @@ class CommandHandler:
         self._ok(cmd.name, cmd.id, {"file": out.name, "repeat": cmd.repeat})
 
     def _recheck(self, cmd: Recheck) -> None:
-        values = self.recheck_sensor(cmd.source, cmd.kind)
+        values = self.recheck(cmd)
         if values is None:
-            self._refuse(cmd.name, cmd.id, f"recheck of {cmd.source!r} is not available: "
-                         "not a sensor of this gateway with a reading (camera recheck is not supported yet)")
+            self._refuse(cmd.name, cmd.id, f"recheck of {cmd.source!r} is not available: not a running "
+                         "camera or a sensor with a reading on this gateway")
             return
         self._ok(cmd.name, cmd.id, values)
 

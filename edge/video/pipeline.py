@@ -201,6 +201,11 @@ class CameraPipeline:
         self._pending = []
         return events
 
+    def active_kinds(self, zone: str | None = None) -> set[str]:
+        """Zone-rule conditions raised and not cleared, in ``zone`` or in every zone."""
+        return {rule.kind for z in self._zones if zone is None or z.id == zone
+                for rule in z.rules if rule.active}
+
     def camera_state(self, online: bool, reason: str, when: datetime) -> Event:
         """The debounced camera online/offline change as an event (raised = offline)."""
         event = Event(ts=when, kind=CAMERA_OFFLINE, state=EventState.CLEARED if online else EventState.RAISED,

@@ -144,6 +144,11 @@ class _TrackRule:
                 out.append(self._finding(EventState.CLEARED, tid, v, v.lost_at or ctx.ts, "left the zone"))
         return out
 
+    @property
+    def active(self) -> bool:
+        """A violation is raised and not cleared (what a recheck asks)."""
+        return any(v.raised for v in [*self._tracks.values(), *self._lost.values()])
+
     def flush(self, ts: float) -> list[Finding]:
         """Clear every raised violation now (end of stream, scene cut, camera reset)."""
         out = [self._finding(EventState.CLEARED, tid, v, ts, "no longer observed")
@@ -268,6 +273,10 @@ class ObjectInZoneRule:
             return []
         out = self.flush(ctx.ts)
         return out
+
+    @property
+    def active(self) -> bool:
+        return self._raised
 
     def flush(self, ts: float) -> list[Finding]:
         out = []

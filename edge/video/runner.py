@@ -93,5 +93,12 @@ class VideoGateway:
         for worker in self.workers:
             worker.join(timeout)
 
+    def active_kinds(self, camera_id: str, zone: str | None = None) -> set[str] | None:
+        """Conditions raised on a camera right now; None if it is not one of ours."""
+        for worker in self.workers:
+            if worker.camera.id == camera_id:
+                return worker.pipeline.active_kinds(zone)
+        return None
+
     def cameras_state(self) -> dict[str, str]:
         return {w.camera.id: "online" if w.online else "offline" for w in self.workers}

@@ -120,7 +120,12 @@ def up(
     Everything lives under --data-dir (logs/ has one log per process); the admin
     password for the API is printed at start and kept in DATA_DIR/secrets.yaml.
     """
-    from microbrain.broker.embedded import BrokerStartError, MosquittoBroker, mosquitto_executable, start_embedded_broker
+    from microbrain.broker.embedded import (
+        BrokerStartError,
+        MosquittoBroker,
+        mosquitto_executable,
+        start_embedded_broker,
+    )
     from microbrain.broker.mosquitto_conf import CLOUD_PASSWORD_ENV, CLOUD_USER, write_broker_config
     from microbrain.site import SiteError, load_site
 

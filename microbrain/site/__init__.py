@@ -1,19 +1,47 @@
 """The site hierarchy: community → compound → building → device, from YAML."""
 
 from microbrain.site.cameras import (
-    Camera, DetectorConfig, EbikeCharging, IllegalParking, Line, NightSchedule,
-    ObjectInZone, UnleashedDog, Zone, ZoneRule,
+    Camera,
+    DetectorConfig,
+    EbikeCharging,
+    IllegalParking,
+    Line,
+    NightSchedule,
+    ObjectInZone,
+    UnleashedDog,
+    Zone,
+    ZoneRule,
 )
 from microbrain.site.common import Contact, parse_duration
 from microbrain.site.escalation import (
-    LEVELS, EscalationOverride, EscalationPolicy, LevelDeadlines, LevelOverride, merge_policy,
+    LEVELS,
+    EscalationOverride,
+    EscalationPolicy,
+    LevelDeadlines,
+    LevelOverride,
+    merge_policy,
 )
 from microbrain.site.loader import SiteError, load_camera, load_site
 from microbrain.site.model import (
-    Building, Community, Compound, Department, District, Gateway, GatewayPlace, Site,
+    Building,
+    Community,
+    Compound,
+    Department,
+    District,
+    Gateway,
+    GatewayPlace,
+    Site,
 )
 from microbrain.site.sensors import (
-    Fault, FaultMap, FieldMap, RateOfChange, Sensor, SensorProfile, SensorRule, Stuck, Threshold,
+    Fault,
+    FaultMap,
+    FieldMap,
+    RateOfChange,
+    Sensor,
+    SensorProfile,
+    SensorRule,
+    Stuck,
+    Threshold,
 )
 from microbrain.site.verify import Problem, verify_camera, verify_site
 

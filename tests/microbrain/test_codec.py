@@ -18,6 +18,7 @@ from microbrain.protocol import (
     GatewayPath,
     GatewayState,
     Health,
+    Message,
     ModelPush,
     ModelRef,
     ProtocolError,
@@ -28,7 +29,6 @@ from microbrain.protocol import (
     Status,
     decode,
     encode,
-    Message,
     parse_topic,
 )
 

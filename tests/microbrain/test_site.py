@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from microbrain.site import SiteError, load_camera, load_site, merge_policy, parse_duration
 from microbrain.protocol import Severity
+from microbrain.site import SiteError, load_camera, load_site, merge_policy, parse_duration
 
 DEMO = Path(__file__).resolve().parents[2] / "configs" / "demo" / "site.yaml"
 RAW = yaml.safe_load(DEMO.read_text(encoding="utf-8"))

@@ -13,7 +13,6 @@ import numpy as np
 from edge.video.detections import Detections
 from microbrain.site.cameras import DetectorConfig
 
-
 # Detectors also return boxes down to this score (or their threshold, if lower): the
 # tracker's second, ByteTrack stage uses them to keep existing tracks alive through a
 # weak frame; only boxes at or above ``score_threshold`` may start a track.

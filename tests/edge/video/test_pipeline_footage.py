@@ -177,3 +177,18 @@ def test_people_crossing_a_tripwire_in_vtest(detector):
         per_track.setdefault(e.track_id, []).append(e.frame_ts)
     for times in per_track.values():
         assert all((b - a).total_seconds() >= 2 for a, b in zip(times, times[1:]))
+
+
+def test_recheck_sees_what_is_raised_now(detector):
+    """A cloud recheck asks the pipeline whether the condition is still there."""
+    camera = load_camera(CONFIGS / "dog-courtyard.yaml")
+    pipeline = CameraPipeline(camera, detector)
+    assert pipeline.active_kinds() == set()
+    for frame in open_source(camera, still_duration_s=15).frames():
+        pipeline.process(frame)
+    zone = camera.zones[0].id
+    assert pipeline.active_kinds(zone) == {"unleashed_dog"}
+    assert pipeline.active_kinds("stairwell-door") == {"ebike_charging"}
+    assert pipeline.active_kinds("no-such-zone") == set()
+    pipeline.finish()  # the stream ended; the dog did not leave: still raised
+    assert pipeline.active_kinds() == {"unleashed_dog", "ebike_charging"}
