@@ -39,7 +39,12 @@ import paho.mqtt.client as mqtt
 import psutil
 from paho.mqtt.enums import CallbackAPIVersion
 
-from microbrain.broker.embedded import AmqttBroker, MosquittoBroker, mosquitto_executable
+from microbrain.broker.embedded import (
+    AmqttBroker,
+    MosquittoBroker,
+    free_port,
+    mosquitto_executable,
+)
 
 HOST = "127.0.0.1"
 PAYLOAD_BYTES = 200
@@ -164,14 +169,6 @@ def brokers() -> dict[str, BrokerFactory]:
     return found
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
@@ -193,7 +190,7 @@ def main() -> None:
         for rep in range(repeats):
             for qos in (0, 1):
                 for name, factory in candidates.items():
-                    port = free_port()
+                    port = free_port(HOST)
                     with factory(port, Path(tmp) / f"{name}-{rep}-{qos}"):
                         children = psutil.Process().children(recursive=True)
                         cpu0 = broker_cpu_s(children)

@@ -21,7 +21,6 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,32 +37,10 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from microbrain.broker.embedded import MosquittoBroker, free_port
 from microbrain.protocol import Event, GatewayPath, Reading, Severity
 
 GW = GatewayPath("bench", "compound-1", "gw-bench")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_mosquitto(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    conf = directory / "mosquitto.conf"
-    # big queues: the defaults (20 in flight, 1,000 queued) drop messages under load
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                    "max_queued_messages 1000000\nmax_inflight_messages 1000\n")
-    proc = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("mosquitto did not start")
 
 
 def messages(n: int, seq0: int = 1) -> list[tuple[str, bytes]]:
@@ -335,7 +312,8 @@ def main() -> None:
     n = args.messages or (15_000 if args.quick else 100_000)
     probes = 100 if args.quick else 500
     tmp = Path(tempfile.mkdtemp(prefix="mb-bench-"))
-    broker, port = start_mosquitto(tmp)
+    broker = MosquittoBroker(port=free_port(), data_dir=tmp).start()
+    port = broker.port
     figures: dict[str, object] = {"messages": n}
     try:
         if args.part != "latency":
@@ -343,8 +321,7 @@ def main() -> None:
         if args.part != "throughput":
             latency(port, probes, tmp, figures)
     finally:
-        broker.terminate()
-        broker.wait(10)
+        broker.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(figures))
 

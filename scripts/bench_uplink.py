@@ -19,8 +19,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge.outbox import Outbox
 from edge.uplink import Uplink, UplinkSettings
+from microbrain.broker.embedded import MosquittoBroker, free_port
 from microbrain.protocol import Event, GatewayPath, Severity
 
 PROC = psutil.Process()
@@ -42,32 +41,6 @@ PROC = psutil.Process()
 
 def rss_mb() -> float:
     return PROC.memory_info().rss / 2**20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_mosquitto(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = free_port()
-    conf = directory / "mosquitto.conf"
-    conf.write_text(
-        ("user root\n" if os.geteuid() == 0 else "")
-        + f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-        f"persistence_location {directory}/\nautosave_interval 1\n"
-        "max_queued_messages 1000000\nmax_inflight_messages 1000\nset_tcp_nodelay true\n")
-    proc = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(conf)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("mosquitto did not start")
 
 
 def sample_event(n: int) -> Event:
@@ -131,7 +104,8 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-uplink-"))
     (work / "broker").mkdir()
-    broker, port = start_mosquitto(work / "broker")
+    broker = MosquittoBroker(port=free_port(), data_dir=work / "broker").start()
+    port = broker.port
     path = GatewayPath("bench", "compound-1", f"gw-{os.getpid()}")
     try:
         raw_before = raw_paho_rate(port, path, raw_n)
@@ -175,8 +149,7 @@ def main() -> None:
         raw = (raw_before + raw_after) / 2
         box.close()
     finally:
-        broker.terminate()
-        broker.wait(10)
+        broker.stop()
         shutil.rmtree(work, ignore_errors=True)
 
     print(json.dumps({

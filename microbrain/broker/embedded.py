@@ -67,6 +67,13 @@ def _port_taken_message(host: str, port: int) -> str:
     )
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (for private brokers in tests and benchmarks)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
 def _check_port_free(host: str, port: int) -> None:
     """Fail early, with the fix, when something already listens on host:port."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:

@@ -18,15 +18,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from microbrain.broker.embedded import free_port
+
 BROKER_HOST = os.environ.get("MB_TEST_BROKER_HOST", "127.0.0.1")
 BROKER_PORT = int(os.environ.get("MB_TEST_BROKER_PORT", "1883"))
 PG_URL = os.environ.get("MB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
