@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from microbrain.cli import agent, analyze, broker, cloud, doctor, simulate, site, up
+from microbrain.cli import agent, analyze, bench, broker, cloud, doctor, model, simulate, site, up
 
 app = typer.Typer(
     name="microbrain",
@@ -35,11 +35,16 @@ simulate_app.command("sensors")(simulate.sensors)
 broker_app = typer.Typer(help="MQTT broker configuration.", no_args_is_help=True)
 broker_app.command("config")(broker.config)
 
+model_app = typer.Typer(help="Detector models: check one before it goes to a gateway.", no_args_is_help=True)
+model_app.command("check")(model.check)
+
 app.add_typer(site_app, name="site")
 app.add_typer(edge_app, name="edge")
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(broker_app, name="broker")
+app.add_typer(model_app, name="model")
+app.command("bench")(bench.bench)
 app.command("up")(up.up)
 app.command("doctor")(doctor.doctor)
 

@@ -41,7 +41,8 @@ def test_site_check_missing_file() -> None:
 
 
 @pytest.mark.parametrize("command", [[], ["site", "check"], ["doctor"], ["edge", "analyze"], ["edge", "run"],
-                                     ["cloud", "serve"], ["simulate", "sensors"], ["broker", "config"]])
+                                     ["cloud", "serve"], ["simulate", "sensors"], ["broker", "config"],
+                                     ["up"], ["model", "check"], ["bench"]])
 def test_every_command_has_help(command: list[str]) -> None:
     result = microbrain(*command, "--help")
     assert result.returncode == 0, result.stderr
@@ -57,3 +58,23 @@ def test_doctor_reports_each_item_with_a_fix() -> None:
     for line in result.stdout.splitlines():
         if line.startswith("[missing") or line.startswith("[MISSING"):
             assert "fix:" in result.stdout
+
+
+def test_model_check_runs_the_default_detector_on_a_sample() -> None:
+    result = microbrain("model", "check", "--runs", "2")
+    assert result.returncode == 0, result.stderr
+    assert "dog" in result.stdout and "bicycle" in result.stdout
+    assert "median" in result.stdout and "sha256" in result.stdout
+
+
+def test_model_check_refuses_a_file_that_is_not_a_model(tmp_path: Path) -> None:
+    bogus = tmp_path / "model.onnx"
+    bogus.write_bytes(b"this is not an onnx graph")
+    result = microbrain("model", "check", str(bogus), "--type", "onnx_yolo")
+    assert result.returncode == 2
+    assert "model.onnx" in result.stderr
+
+
+def test_bench_refuses_unknown_names() -> None:
+    result = microbrain("bench", "nope")
+    assert result.returncode == 2 and "choose one of" in result.stderr
