@@ -37,7 +37,7 @@ from microbrain.protocol import (
 
 log = logging.getLogger(__name__)
 
-COMMANDS = Counter("microbrain_edge_commands_total", "commands received", ["name", "outcome"])
+COMMANDS = Counter("mb_edge_commands_total", "commands received", ["name", "outcome"])
 
 ReplySink = Callable[[Reply], None]
 

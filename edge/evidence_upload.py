@@ -26,9 +26,9 @@ from microbrain.protocol import Event
 
 log = logging.getLogger(__name__)
 
-UPLOADS = Counter("microbrain_edge_evidence_uploads_total", "evidence upload attempts, by outcome",
+UPLOADS = Counter("mb_edge_evidence_uploads_total", "evidence upload attempts, by outcome",
                   ["outcome"])
-PENDING = Gauge("microbrain_edge_evidence_pending", "evidence files waiting to be uploaded")
+PENDING = Gauge("mb_edge_evidence_pending", "evidence files waiting to be uploaded")
 
 # the cloud does not know the event yet (still in the outbox / in flight): try again
 _RETRY_STATUSES = {404, 408, 425, 429, 500, 502, 503, 504}

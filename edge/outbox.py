@@ -29,9 +29,9 @@ from microbrain.protocol import Channel, Event, Reading
 log = logging.getLogger(__name__)
 
 EVICTED = Counter(
-    "microbrain_edge_outbox_evicted_total", "items evicted from a full outbox", ["priority"]
+    "mb_edge_outbox_evicted_total", "items evicted from a full outbox", ["priority"]
 )
-DEPTH = Gauge("microbrain_edge_outbox_depth", "items waiting for the cloud's ack")
+DEPTH = Gauge("mb_edge_outbox_depth", "items waiting for the cloud's ack")
 
 # readings are routine; an event's priority is its severity (info 1 … critical 3)
 READING_PRIORITY = 0

@@ -37,10 +37,10 @@ from microbrain.protocol import Channel, GatewayPath, GatewayState, Reply, Statu
 
 log = logging.getLogger(__name__)
 
-PUBLISHED = Counter("microbrain_edge_uplink_published_total", "outbox items published")
-RESENT = Counter("microbrain_edge_uplink_rewinds_total", "times the uplink went back to resend")
-REFUSED = Counter("microbrain_edge_uplink_refused_total", "publishes the broker refused (PUBACK reason)")
-CONNECTED = Gauge("microbrain_edge_uplink_connected", "1 while connected to the cloud broker")
+PUBLISHED = Counter("mb_edge_uplink_published_total", "outbox items published")
+RESENT = Counter("mb_edge_uplink_rewinds_total", "times the uplink went back to resend")
+REFUSED = Counter("mb_edge_uplink_refused_total", "publishes the broker refused (PUBACK reason)")
+CONNECTED = Gauge("mb_edge_uplink_connected", "1 while connected to the cloud broker")
 
 SESSION_EXPIRY_S = 7 * 86_400
 

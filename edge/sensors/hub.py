@@ -27,10 +27,10 @@ from microbrain.site.model import GatewayPlace, Site
 
 log = logging.getLogger(__name__)
 
-REJECTED = Counter("microbrain_edge_sensor_rejected_total",
+REJECTED = Counter("mb_edge_sensor_rejected_total",
                    "sensor payloads rejected", ["reason"])
-ACCEPTED = Counter("microbrain_edge_sensor_readings_total", "sensor payloads accepted")
-EVENTS = Counter("microbrain_edge_sensor_events_total", "events raised by sensor rules", ["kind"])
+ACCEPTED = Counter("mb_edge_sensor_readings_total", "sensor payloads accepted")
+EVENTS = Counter("mb_edge_sensor_events_total", "events raised by sensor rules", ["kind"])
 
 Sink = Callable[[Sequence[Event | Reading]], None]
 LOG_EVERY_S = 10.0

@@ -14,7 +14,7 @@ T0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 
 
 def rejected(reason: str) -> float:
-    return REGISTRY.get_sample_value("microbrain_edge_sensor_rejected_total", {"reason": reason}) or 0.0
+    return REGISTRY.get_sample_value("mb_edge_sensor_rejected_total", {"reason": reason}) or 0.0
 
 
 def test_hub_routes_coalesces_and_counts(demo_site: Site, caplog) -> None:  # type: ignore[no-untyped-def]
