@@ -157,18 +157,34 @@ def write_broker_config(site: Site, out: Path, *, env: Mapping[str, str] | None 
                         port: int = 1883, bind: str = "0.0.0.0",
                         cloud_password_env: str = CLOUD_PASSWORD_ENV,
                         tls: tuple[Path, Path, Path] | None = None,
-                        run_as: str | None = None) -> BrokerFiles:
-    """Write mosquitto.conf, passwd and acl into ``out``; passwords come from ``env``.
+                        run_as: str | None = None,
+                        gateway_credentials: tuple[str, str] | None = None) -> BrokerFiles:
+    """Write mosquitto.conf, passwd and acl into ``out``.
+
+    Passwords come from ``env`` (the variables the site names), or — with
+    ``gateway_credentials`` = (password-file lines, ACL) as the cloud stores them
+    (``cloud.auth.broker_files``) — only the cloud user's password does.
 
     >>> write_broker_config(load_site("configs/demo/site.yaml"), Path("broker"))  # doctest: +SKIP
     """
-    users = passwords(site, os.environ if env is None else env, cloud_password_env)
+    env = os.environ if env is None else env
+    if gateway_credentials is None:
+        users = passwords(site, env, cloud_password_env)
+        passwd_text = "".join(f"{u}:{hash_password(p)}\n" for u, p in users.items())
+        acl_body = acl_text(site)
+    else:
+        cloud_password = env.get(cloud_password_env, "")
+        if not cloud_password:
+            raise BrokerConfigError(f"environment variable {cloud_password_env} (password of "
+                                    f"{CLOUD_USER!r}) is not set")
+        gateway_lines, acl_body = gateway_credentials
+        passwd_text = f"{CLOUD_USER}:{hash_password(cloud_password)}\n" + gateway_lines
     out = out.resolve()
     (out / "data").mkdir(parents=True, exist_ok=True)
     passwd, acl, conf = out / "passwd", out / "acl", out / "mosquitto.conf"
-    passwd.write_text("".join(f"{u}:{hash_password(p)}\n" for u, p in users.items()))
+    passwd.write_text(passwd_text)
     passwd.chmod(0o600)
-    acl.write_text(acl_text(site))
+    acl.write_text(acl_body)
     conf.write_text(conf_text(out, port, bind, passwd, acl, tls, run_as))
     _hand_over(run_as, [out, out / "data", passwd, acl, conf])
     return BrokerFiles(conf, passwd, acl, port)

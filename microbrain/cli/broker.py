@@ -21,13 +21,19 @@ def config(
     tls_key: Path = typer.Option(None, "--tls-key", help="the broker's private key"),
     cloud_password_env: str = typer.Option(
         "MB_CLOUD_PASSWORD", help="environment variable with the cloud user's password"),
+    cloud_db: str = typer.Option(
+        None, "--cloud-db", help="take the gateways' credentials from the cloud's database "
+        "(set with PUT /api/gateways/{id}/password) instead of the site's password_env variables"),
 ) -> None:
     """Write a Mosquitto config: persistence, large queues, per-gateway passwords, ACL.
 
     Each gateway's password comes from the environment variable its ``password_env``
-    names in the site file; run mosquitto with ``mosquitto -c OUT/mosquitto.conf``.
+    names in the site file, or with --cloud-db from the credentials the cloud manages;
+    run mosquitto with ``mosquitto -c OUT/mosquitto.conf``.
 
     Example:  microbrain broker config --site configs/demo/site.yaml --out /etc/mosquitto/microbrain
+
+    Example:  microbrain broker config --site site.yaml --out broker/ --cloud-db postgresql://cloud@db/microbrain
     """
     from microbrain.broker.mosquitto_conf import BrokerConfigError, write_broker_config
     from microbrain.site import SiteError, load_site
@@ -40,10 +46,34 @@ def config(
             fail(f"{p}: no such file")
     tls = (tls_ca.resolve(), tls_cert.resolve(), tls_key.resolve()) if given else None
     try:
-        files = write_broker_config(load_site(site), out, port=port, bind=bind,
+        loaded = load_site(site)
+        credentials = _cloud_credentials(cloud_db) if cloud_db else None
+        files = write_broker_config(loaded, out, port=port, bind=bind,
                                     cloud_password_env=cloud_password_env, run_as=user,
-                                    tls=tls)
+                                    tls=tls, gateway_credentials=credentials)
     except (SiteError, BrokerConfigError) as err:
         fail(str(err))
     typer.echo(f"wrote {files.conf}, {files.passwd}, {files.acl}")
     typer.echo(f"start it with: mosquitto -c {files.conf}")
+
+
+def _cloud_credentials(url: str) -> tuple[str, str]:
+    """(password-file lines, ACL) of the gateways whose credentials the cloud stores."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cloud.auth import broker_files
+    from cloud.db import make_engine, session_factory
+
+    try:
+        engine = make_engine(url)
+        with session_factory(engine)() as session:
+            passwd, acl = broker_files(session)
+        engine.dispose()
+    except SQLAlchemyError as err:
+        fail(f"cannot read gateway credentials from {url}: {err.__class__.__name__}: "
+             f"{str(err).splitlines()[0]} (is it the cloud's database, migrated by 'cloud serve'?)")
+    if not passwd.strip():
+        fail(f"the cloud database {url} stores no gateway credentials yet "
+             "(set them with PUT /api/gateways/{id}/password, or start 'cloud serve --site' "
+             "with the gateways' password variables set)")
+    return passwd, acl
