@@ -25,9 +25,14 @@ from edge.sensors.local_broker import LocalSensorClient
 from edge.uplink import Uplink, UplinkSettings
 from microbrain import __version__
 from microbrain.protocol import Event, GatewayState, Reading, Recheck, Status
+from microbrain.site import load_site
 from microbrain.site.model import Site
 
 log = logging.getLogger(__name__)
+
+
+class ReloadError(RuntimeError):
+    """A new site file this running agent cannot take without a restart."""
 
 SILENCE_CHECK_S = 5.0
 
@@ -55,18 +60,16 @@ class GatewayAgent:
             tls_key=tls.key_file if tls else None, keepalive_s=cloud.keepalive_s,
             resend_after_s=config.outbox.resend_after_s, max_unacked=config.outbox.max_unacked,
         ), software=f"microbrain {__version__}")
-        self.hub = SensorHub(site, self.place, self._sink, config.reading_min_interval_s)
+        self._local_password = password(config.local_broker, env) if config.local_broker else None
+        self._rejected_before_reload = 0  # the health report counts across reloads
+        self.hub: SensorHub
         self.local: LocalSensorClient | None = None
-        if config.local_broker is not None and self.place.gateway.sensors:
-            lb = config.local_broker
-            self.local = LocalSensorClient(
-                self.hub, lb.host, lb.port, username=lb.username, password=password(lb, env),
-                client_id=f"mb-sensors-{self.place.gateway.id}", keepalive_s=lb.keepalive_s)
+        self._build_sensors()
         audio = config.audio
         announcer = Announcer(audio.out_dir, audio.clips_dir, audio.player, audio.voice,
                               audio.speakers) if audio else None
         self.commands = CommandHandler(self.path, self.outbox, self.uplink.publish_reply,
-                                       announcer, self._recheck)
+                                       announcer, self._recheck, self.reload)
         self.uplink.on_command = self.commands.handle
         self.evidence_dir = config.data_dir / "evidence"
         self.evidence_queue = EvidenceQueue(config.data_dir / "evidence-queue.db")
@@ -78,6 +81,7 @@ class GatewayAgent:
         self.video = None
         self.started = time.monotonic()
         self._stop = threading.Event()
+        self._reload_lock = threading.Lock()
 
     # -- the seams ---------------------------------------------------------------------
 
@@ -115,16 +119,57 @@ class GatewayAgent:
     # -- health ------------------------------------------------------------------------
 
     def status(self) -> Status:
-        cameras = self.video.cameras_state() if self.video is not None else {}
-        model = None
-        if self.video is not None and self.video.workers:
-            model = self.video.workers[0].pipeline.model
+        video = self.video  # a config reload may swap it meanwhile
+        cameras = video.cameras_state() if video is not None else {}
+        model = video.workers[0].pipeline.model if video is not None and video.workers else None
         return Status(state=GatewayState.ONLINE, software=f"microbrain {__version__}",
                       uptime_s=time.monotonic() - self.started,
                       health=collect_health(self.outbox, self.config.data_dir,
                                             sensors_silent=self.hub.silent_sensors(),
                                             cameras=cameras, model=model,
-                                            rejected=self.hub.rejected))
+                                            rejected=self._rejected_before_reload + self.hub.rejected))
+
+    # -- inputs: sensors and cameras, rebuilt by a config reload ------------------------
+
+    def _build_sensors(self) -> None:
+        self.hub = SensorHub(self.site, self.place, self._sink, self.config.reading_min_interval_s)
+        self.local = None
+        lb = self.config.local_broker
+        if lb is not None and self.place.gateway.sensors:
+            self.local = LocalSensorClient(
+                self.hub, lb.host, lb.port, username=lb.username, password=self._local_password,
+                client_id=f"mb-sensors-{self.place.gateway.id}", keepalive_s=lb.keepalive_s)
+
+    def _stop_inputs(self) -> None:
+        if self.video is not None:
+            self.video.stop()
+            self.video = None
+        if self.local is not None:
+            self.local.stop()
+
+    def reload(self) -> dict:
+        """Re-read the site file and restart this gateway's cameras and sensors with it.
+
+        The uplink, outbox and credentials stay as they are (changing those needs a
+        restart). A file that does not validate changes nothing: the error goes back
+        to the cloud in the command's reply.
+        """
+        site = load_site(self.config.site)  # SiteError: nothing changes
+        place = site.gateway(self.config.gateway)  # KeyError: nothing changes
+        if place.path != self.path:
+            raise ReloadError(f"the site now puts this gateway at {place.path}, not {self.path}; "
+                              "its topics and credentials change: restart the agent")
+        with self._reload_lock:
+            self._stop_inputs()
+            self._rejected_before_reload += self.hub.rejected
+            self.site, self.place = site, place
+            self._build_sensors()
+            if self.local is not None:
+                self.local.start()
+            self._start_video()
+        log.info("config reloaded: %d camera(s), %d sensor(s)", len(place.gateway.cameras),
+                 len(place.gateway.sensors))
+        return {"cameras": len(place.gateway.cameras), "sensors": len(place.gateway.sensors)}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -186,10 +231,8 @@ class GatewayAgent:
             self.shutdown()
 
     def shutdown(self) -> None:
-        if self.video is not None:
-            self.video.stop()
-        if self.local is not None:
-            self.local.stop()
+        with self._reload_lock:
+            self._stop_inputs()
         if self.uploader is not None:
             self.uploader.stop()
         self.uplink.stop()

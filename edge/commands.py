@@ -91,12 +91,14 @@ class CommandHandler:
 
     def __init__(self, path: GatewayPath, outbox: Outbox, reply: ReplySink,
                  announcer: Announcer | None = None,
-                 recheck: Callable[[Recheck], dict | None] | None = None) -> None:
+                 recheck: Callable[[Recheck], dict | None] | None = None,
+                 reload: Callable[[], dict] | None = None) -> None:
         self.path = path
         self.outbox = outbox
         self.reply = reply
         self.announcer = announcer
         self.recheck = recheck or (lambda cmd: None)
+        self.reload = reload
         self.acked = 0
         # announcements take a moment; never on the MQTT thread, one at a time
         self._announce_lock = threading.Lock()
@@ -121,7 +123,10 @@ class CommandHandler:
             threading.Thread(target=self._announce, args=(cmd,), daemon=True).start()
         elif isinstance(cmd, Recheck):
             self._recheck(cmd)
-        elif isinstance(cmd, ConfigReload | ModelPush):
+        elif isinstance(cmd, ConfigReload):
+            # stopping cameras takes a moment: never on the MQTT thread
+            threading.Thread(target=self._reload, args=(cmd,), daemon=True).start()
+        elif isinstance(cmd, ModelPush):
             self._refuse(cmd.name, cmd.id, f"{cmd.name} is not supported yet by this gateway")
 
     def _announce(self, cmd: Announce) -> None:
@@ -135,6 +140,17 @@ class CommandHandler:
             self._refuse(cmd.name, cmd.id, str(err))
             return
         self._ok(cmd.name, cmd.id, {"file": out.name, "repeat": cmd.repeat})
+
+    def _reload(self, cmd: ConfigReload) -> None:
+        if self.reload is None:
+            self._refuse(cmd.name, cmd.id, "this gateway cannot reload its configuration")
+            return
+        try:
+            detail = self.reload()
+        except Exception as err:  # noqa: BLE001 - any failure goes back to the cloud as the reason
+            self._refuse(cmd.name, cmd.id, f"config not reloaded: {err}")
+            return
+        self._ok(cmd.name, cmd.id, detail)
 
     def _recheck(self, cmd: Recheck) -> None:
         values = self.recheck(cmd)

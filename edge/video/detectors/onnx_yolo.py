@@ -24,7 +24,12 @@ from onnxruntime.capi.onnxruntime_pybind11_state import (
 )
 
 from edge.video.detections import Detections
-from edge.video.detectors import LOW_SCORE, DetectorError, merge_relabelled, resolve_model_path
+from edge.video.detectors import (
+    LOW_SCORE,
+    DetectorError,
+    merge_relabelled,
+    resolve_model_path,
+)
 from edge.video.geometry import nms
 from microbrain.site.cameras import DetectorConfig
 

@@ -10,7 +10,12 @@ import cv2
 import numpy as np
 
 from edge.video.detections import Detections
-from edge.video.detectors import LOW_SCORE, DetectorError, merge_relabelled, resolve_model_path
+from edge.video.detectors import (
+    LOW_SCORE,
+    DetectorError,
+    merge_relabelled,
+    resolve_model_path,
+)
 from microbrain.resources import ResourceMissing, default_model
 from microbrain.site.cameras import DetectorConfig
 from microbrain.site.classes import COCO_CLASSES

@@ -21,7 +21,16 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from edge.agent import GatewayAgent
 from edge.config import GatewayConfigError, load_gateway_config
-from microbrain.protocol import Announce, ConfigReload, GatewayPath, Recheck, Reply, Status
+from microbrain.protocol import (
+    Announce,
+    ConfigReload,
+    GatewayPath,
+    ModelPush,
+    ModelRef,
+    Recheck,
+    Reply,
+    Status,
+)
 from microbrain.site import load_site
 from tests.edge.uplink.conftest import ROOT, CloudStore
 from tests.utils.services import MosquittoProcess
@@ -149,7 +158,8 @@ def test_commands_announce_recheck_refusals(running, mosquitto: MosquittoProcess
     recheck = Recheck(source="b1-hydrant-top", kind="hydrant_pressure_low")
     observer.send("recheck", recheck.to_json())
     observer.send("recheck", Recheck(source="cam-fire-lane").to_json())
-    observer.send("config_reload", ConfigReload().to_json())
+    observer.send("model_push", ModelPush(model=ModelRef(name="m", version="2"), url="http://cloud/m.onnx",
+                                          sha256="0" * 64, signature="s").to_json())
     observer.send("self_destruct", b'{"name": "self_destruct"}')
     observer.send("announce", b'{"name": "announce", "text": "x", "clip": "y"}')
     observer.send("announce", b"\x00not json")
@@ -167,7 +177,7 @@ def test_commands_announce_recheck_refusals(running, mosquitto: MosquittoProcess
     reasons = " | ".join(r.reason or "" for r in refused)
     assert "not supported yet" in reasons and "exactly one of 'clip' or 'text'" in reasons
     assert "not valid JSON" in reasons
-    assert {r.name for r in refused} >= {"self_destruct", "config_reload", "recheck", "announce"}
+    assert {r.name for r in refused} >= {"self_destruct", "model_push", "recheck", "announce"}
     # refused commands ran nothing: exactly one WAV was written
     assert len(list((tmp_path / "data" / "announcements").iterdir())) == 1
     observer.close()
@@ -282,3 +292,39 @@ def test_cameras_emit_through_the_outbox_to_the_store(
     finally:
         agent.stop()
         thread.join(20)
+
+
+def test_config_reload_applies_a_valid_site_and_refuses_a_broken_one(
+        running, mosquitto: MosquittoProcess, tmp_path: Path, demo_site_path: Path) -> None:  # type: ignore[no-untyped-def]
+    site_file = tmp_path / "site.yaml"
+    data = yaml.safe_load(demo_site_path.read_text(encoding="utf-8"))
+    site_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    observer = Observer(mosquitto.port)
+    agent = running(site=str(site_file))
+    dev = sensor_client(mosquitto.port)
+
+    # a new smoke detector is added in the site file, then the cloud says "reload"
+    gateway = data["communities"][0]["compounds"][0]["gateways"][0]
+    gateway["sensors"].append({"id": "b1-smoke-new", "building": "b1", "profile": "smoke-generic",
+                               "topic": "devices/smoke/b1-new"})
+    site_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    good = ConfigReload()
+    observer.send("config_reload", good.to_json())
+    assert wait(lambda: any(r.command_id == good.id for r in observer.replies()), 15)
+    reply = next(r for r in observer.replies() if r.command_id == good.id)
+    assert reply.ok and reply.detail["sensors"] == len(gateway["sensors"])
+    assert wait(lambda: agent.local is not None and agent.local.subscribed)
+    dev.publish("devices/smoke/b1-new", b'{"alarm": false}', qos=1)
+    assert wait(lambda: agent.hub.last_reading("b1-smoke-new") is not None)
+
+    # a broken file changes nothing, and the reason goes back to the cloud
+    site_file.write_text("communities: [", encoding="utf-8")
+    bad = ConfigReload()
+    observer.send("config_reload", bad.to_json())
+    assert wait(lambda: any(r.command_id == bad.id for r in observer.replies()), 15)
+    refused = next(r for r in observer.replies() if r.command_id == bad.id)
+    assert not refused.ok and "config not reloaded" in (refused.reason or "")
+    assert "not valid YAML" in (refused.reason or "")
+    dev.publish("devices/smoke/b1-new", b'{"alarm": true}', qos=1)
+    assert wait(lambda: agent.hub.last_reading("b1-smoke-new").values.get("smoke") is True)
+    observer.close()

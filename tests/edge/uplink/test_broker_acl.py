@@ -13,7 +13,11 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from typer.testing import CliRunner
 
-from microbrain.broker.mosquitto_conf import BrokerConfigError, hash_password, write_broker_config
+from microbrain.broker.mosquitto_conf import (
+    BrokerConfigError,
+    hash_password,
+    write_broker_config,
+)
 from microbrain.cli import app
 from microbrain.protocol import GatewayPath
 from microbrain.site import load_site

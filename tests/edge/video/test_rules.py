@@ -7,7 +7,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from edge.video.rules import REACQUIRE_S, Context, crossing_findings, in_window, make_rule
+from edge.video.rules import (
+    REACQUIRE_S,
+    Context,
+    crossing_findings,
+    in_window,
+    make_rule,
+)
 from edge.video.zones import LineZone, PolygonZone
 from microbrain.protocol.payloads import EventState, Severity
 from microbrain.site.cameras import (
