@@ -1,8 +1,13 @@
-"""Fixtures for the uplink drills: the cloud's store (today the ack consumer in
-tests/utils; switching to the cloud's real ingest changes only :func:`cloud_store`)."""
+"""Fixtures for the uplink drills: the cloud's store.
+
+:func:`cloud_ingest` is the cloud's real ingest (``python -m cloud.ingest`` on a SQLite
+database with the drill's gateway registered); :func:`cloud_store` is the small ack
+consumer in tests/utils, for tests that need a store but not the cloud's checks (e.g.
+gateways of the demo site that the cloud would want registered first)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -76,6 +81,58 @@ class CloudStore:
             time.sleep(0.1)
             rows = self.rows(gateway)
         return rows
+
+
+@dataclass
+class CloudIngest(CloudStore):
+    """The cloud's own ingest worker as a process: same interface as :class:`CloudStore`."""
+
+    gateways: tuple = ()
+
+    def start(self) -> CloudIngest:
+        from cloud.db import make_engine, session_factory, transaction, upgrade
+        from cloud.site_sync import register_gateway
+
+        url = f"sqlite:///{self.db}"
+        upgrade(url)
+        engine = make_engine(url)
+        with transaction(session_factory(engine)) as session:
+            for path in self.gateways:
+                register_gateway(session, path.community, path.compound, path.gateway, building="b1")
+        engine.dispose()
+        env = {**os.environ, "MB_CLOUD_DATABASE_URL": url,
+               "MB_CLOUD_BROKER_URL": f"mqtt://127.0.0.1:{self.port}",
+               # a stable id: the broker keeps this worker's session across a stall
+               "MB_CLOUD_INGEST_CLIENT_ID": self.client_id}
+        self.proc = subprocess.Popen([sys.executable, "-m", "cloud.ingest"], cwd=ROOT, env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert b"ingest ready" in line, line
+        return self
+
+    def rows(self, gateway: str) -> list[tuple[int, str]]:
+        if not self.db.exists():
+            return []
+        gateway_id = gateway.rsplit("/", 1)[-1]
+        with sqlite3.connect(self.db) as conn:
+            return conn.execute("SELECT seq, id FROM events WHERE gateway = ? ORDER BY seq",
+                                (gateway_id,)).fetchall()
+
+
+@pytest.fixture
+def cloud_ingest(tmp_path: Path) -> Iterator[Callable[..., CloudIngest]]:
+    """``cloud_ingest(port, gateway_path)`` → the cloud's ingest, started, gateway registered."""
+    started: list[CloudIngest] = []
+
+    def make(port: int, *gateways: object) -> CloudIngest:
+        ingest = CloudIngest(tmp_path / f"cloud-{len(started)}.db", port, gateways=gateways).start()
+        started.append(ingest)
+        return ingest
+
+    yield make
+    for ingest in started:
+        ingest.stop()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Reliability drills against real Mosquitto processes and a real store.
+"""Reliability drills against real Mosquitto processes and the cloud's real ingest.
 
 CI versions: a few seconds of outage instead of 30 s; scripts/drill_uplink.py runs the
 long ones. Each drill checks the same end state: every appended item is in the store,
@@ -70,9 +70,9 @@ def stream(rig, n: int, per_s: float, ids: list[str], done: threading.Event) -> 
 
 
 def test_steady_stream_reaches_the_store(tmp_path: Path, mosquitto: MosquittoProcess,
-                                         cloud_store: Callable[..., CloudStore],
+                                         cloud_ingest: Callable[..., CloudStore],
                                          gateway_path: GatewayPath) -> None:
-    store = cloud_store(mosquitto.port)
+    store = cloud_ingest(mosquitto.port, gateway_path)
     rig = make_rig(gateway_path, tmp_path / "outbox.db", mosquitto.port)
     rig.uplink.start()
     ids = [rig.outbox.append(event(k)).id for k in range(500)]
@@ -83,7 +83,7 @@ def test_steady_stream_reaches_the_store(tmp_path: Path, mosquitto: MosquittoPro
 
 def _outage_drill(tmp_path: Path, broker: MosquittoProcess, store_factory, path: GatewayPath,  # type: ignore[no-untyped-def]
                   how: Callable[[MosquittoProcess], None], outage_s: float) -> None:
-    store = store_factory(broker.port)
+    store = store_factory(broker.port, path)
     rig = make_rig(path, tmp_path / "outbox.db", broker.port)
     rig.uplink.start()
     ids: list[str] = []
@@ -101,18 +101,18 @@ def _outage_drill(tmp_path: Path, broker: MosquittoProcess, store_factory, path:
 
 
 def test_broker_stopped_mid_stream_and_restarted(tmp_path: Path, mosquitto: MosquittoProcess,
-                                                 cloud_store, gateway_path: GatewayPath) -> None:  # type: ignore[no-untyped-def]
-    _outage_drill(tmp_path, mosquitto, cloud_store, gateway_path, lambda b: b.stop(), 3.0)
+                                                 cloud_ingest, gateway_path: GatewayPath) -> None:  # type: ignore[no-untyped-def]
+    _outage_drill(tmp_path, mosquitto, cloud_ingest, gateway_path, lambda b: b.stop(), 3.0)
 
 
 def test_broker_sigkilled_mid_stream(tmp_path: Path, mosquitto: MosquittoProcess,
-                                     cloud_store, gateway_path: GatewayPath) -> None:  # type: ignore[no-untyped-def]
-    _outage_drill(tmp_path, mosquitto, cloud_store, gateway_path, lambda b: b.kill(), 2.0)
+                                     cloud_ingest, gateway_path: GatewayPath) -> None:  # type: ignore[no-untyped-def]
+    _outage_drill(tmp_path, mosquitto, cloud_ingest, gateway_path, lambda b: b.kill(), 2.0)
 
 
 def test_consumer_stalled_during_a_burst(tmp_path: Path, mosquitto: MosquittoProcess,
-                                         cloud_store, gateway_path: GatewayPath) -> None:  # type: ignore[no-untyped-def]
-    store = cloud_store(mosquitto.port)
+                                         cloud_ingest, gateway_path: GatewayPath) -> None:  # type: ignore[no-untyped-def]
+    store = cloud_ingest(mosquitto.port, gateway_path)
     rig = make_rig(gateway_path, tmp_path / "outbox.db", mosquitto.port, resend_after_s=2.0)
     rig.uplink.start()
     store.pause()
@@ -127,8 +127,8 @@ def test_consumer_stalled_during_a_burst(tmp_path: Path, mosquitto: MosquittoPro
 
 
 def test_gateway_sigkilled_while_appending_and_restarted(tmp_path: Path, mosquitto: MosquittoProcess,
-                                                         cloud_store, gateway_path: GatewayPath) -> None:  # type: ignore[no-untyped-def]
-    store = cloud_store(mosquitto.port)
+                                                         cloud_ingest, gateway_path: GatewayPath) -> None:  # type: ignore[no-untyped-def]
+    store = cloud_ingest(mosquitto.port, gateway_path)
     db = tmp_path / "outbox.db"
     args = [sys.executable, "-m", "tests.edge.uplink.gateway_worker", str(db), str(mosquitto.port),
             gateway_path.community, gateway_path.compound, gateway_path.gateway]
