@@ -151,8 +151,18 @@ class ThresholdState:
 RATE_WINDOW_S = 60.0
 
 
+class _SingleCondition:
+    """A rule that raises one condition, ``rule.kind``, while ``raised`` is set."""
+
+    rule: RateOfChange | Stuck
+    raised: bool
+
+    def active_kinds(self) -> set[str]:
+        return {self.rule.kind} if self.raised else set()
+
+
 @dataclass
-class RateOfChangeState:
+class RateOfChangeState(_SingleCondition):
     """Raised when the value moves faster than ``max_per_min`` over the last minute (or
     more); cleared when it calms."""
 
@@ -160,9 +170,6 @@ class RateOfChangeState:
     rule: RateOfChange
     history: deque[tuple[datetime, float]] = field(default_factory=deque)
     raised: bool = False
-
-    def active_kinds(self) -> set[str]:
-        return {self.rule.kind} if self.raised else set()
 
     def update(self, reading: Reading) -> list[Event]:
         value = _number(reading.values.get(self.rule.field))
@@ -191,7 +198,7 @@ class RateOfChangeState:
 
 
 @dataclass
-class StuckState:
+class StuckState(_SingleCondition):
     """A value unchanged for ``for_s`` is a broken sensor, not a steady plant."""
 
     sensor: Sensor
@@ -199,9 +206,6 @@ class StuckState:
     value: float | None = None
     since: datetime | None = None
     raised: bool = False
-
-    def active_kinds(self) -> set[str]:
-        return {self.rule.kind} if self.raised else set()
 
     def update(self, reading: Reading) -> list[Event]:
         value = _number(reading.values.get(self.rule.field))
