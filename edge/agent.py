@@ -180,12 +180,12 @@ class GatewayAgent:
         try:
             from edge.video.detectors import load_detector
             from edge.video.evidence import EvidenceStore
-            from edge.video.runner import VideoGateway
+            from edge.video.runner import Playback, VideoGateway
 
             detector = load_detector(self.place.gateway.detector, base=self.site_dir)
             self.video = VideoGateway(cameras, detector, self.emit,
-                                      EvidenceStore(self.evidence_dir),
-                                      base=self.site_dir)
+                                      EvidenceStore(self.evidence_dir), base=self.site_dir,
+                                      playback=Playback(realtime=True, loop=self.config.loop_recordings))
             self.video.start()
             log.info("video: %d camera(s) running", len(cameras))
         except Exception:  # cameras failing must not take the sensors and uplink down

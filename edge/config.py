@@ -115,6 +115,9 @@ class GatewayConfig(_Strict):
     reading_min_interval_s: Seconds(0, 86_400, "forward at most one reading per sensor per this") = 10.0
     audio: AudioConfig | None = None
     video: bool = Field(default=True, description="run the gateway's cameras")
+    loop_recordings: bool = Field(
+        default=False, description="cameras whose source is a file or image play it over and "
+        "over (demos, drills); a recording always plays at its own pace, stamped from now")
 
     def resolved(self, base: Path) -> GatewayConfig:
         """Paths relative to the config file's folder, made absolute."""

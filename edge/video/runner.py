@@ -2,23 +2,39 @@
 
 A camera that fails (cannot connect, zone outside its frames, corrupt file) is marked
 offline with an event naming it; the other cameras keep running.
+
+A recording (a file or an image) can stand in for a live camera — in demos, drills and
+`microbrain up`: with :class:`Playback` ``realtime`` it is played at its own pace from
+the moment it starts (frames carry wall-clock times), and with ``loop`` it starts over
+when it ends, its video time running on.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from edge.video import metrics
 from edge.video.detectors import Detector, DetectorError
 from edge.video.evidence import EvidenceStore
 from edge.video.pipeline import CameraError, CameraPipeline, Emit, PipelineOptions
-from edge.video.sources import LiveSource, SourceError, open_source
+from edge.video.sources import Frame, LiveSource, SourceError, open_source
 from microbrain.site.cameras import Camera
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Playback:
+    """How a recording stands in for a camera; live sources ignore it."""
+
+    realtime: bool = False  # pace frames by their video time, stamped from now
+    loop: bool = False  # start over at the end
 
 
 class CameraWorker(threading.Thread):
@@ -26,8 +42,9 @@ class CameraWorker(threading.Thread):
 
     def __init__(self, camera: Camera, detector: Detector, emit: Emit, evidence: EvidenceStore | None = None,
                  base: Path | None = None, options: PipelineOptions | None = None,
-                 **live_options: float) -> None:
+                 playback: Playback = Playback(), **live_options: float) -> None:
         super().__init__(name=f"camera-{camera.id}", daemon=True)
+        self.playback = playback
         self.camera = camera
         self.pipeline = CameraPipeline(camera, detector, emit, evidence, options)
         self.base = base
@@ -41,10 +58,31 @@ class CameraWorker(threading.Thread):
         self.online = online
         self.pipeline.camera_state(online, reason, when)
 
+    def _frames(self) -> Iterator[Frame]:
+        """The source's frames; a recording played back as :class:`Playback` says."""
+        start = datetime.now(UTC) if self.playback.realtime else None
+        clock0 = time.monotonic()
+        offset = 0.0  # video seconds played by earlier loops
+        while not self._halt.is_set():
+            when = start + timedelta(seconds=offset) if start is not None else None
+            self._source = open_source(self.camera, self.base, start=when, on_state=self._on_state,
+                                       **self.live_options)
+            if isinstance(self._source, LiveSource):
+                yield from self._source.frames()
+                return
+            last = None
+            for frame in self._source.frames():
+                if self.playback.realtime and self._halt.wait(clock0 + offset + frame.ts - time.monotonic()):
+                    return
+                last = frame
+                yield replace(frame, ts=frame.ts + offset) if offset else frame
+            if not self.playback.loop or last is None:
+                return
+            offset += last.ts + 1.0 / self.camera.fps
+
     def run(self) -> None:
         try:
-            self._source = open_source(self.camera, self.base, on_state=self._on_state, **self.live_options)
-            for frame in self._source.frames():
+            for frame in self._frames():
                 if self._halt.is_set():
                     break
                 if self.online is None and not isinstance(self._source, LiveSource):
@@ -76,8 +114,10 @@ class VideoGateway:
 
     def __init__(self, cameras: list[Camera], detector: Detector, emit: Emit,
                  evidence: EvidenceStore | None = None, base: Path | None = None,
-                 options: PipelineOptions | None = None, **live_options: float) -> None:
-        self.workers = [CameraWorker(c, detector, emit, evidence, base, options, **live_options) for c in cameras]
+                 options: PipelineOptions | None = None, playback: Playback = Playback(),
+                 **live_options: float) -> None:
+        self.workers = [CameraWorker(c, detector, emit, evidence, base, options, playback, **live_options)
+                        for c in cameras]
 
     def start(self) -> None:
         for worker in self.workers:

@@ -215,6 +215,7 @@ def up(
                 "cloud_api": f"http://127.0.0.1:{api_port}",
                 "data_dir": str(data_dir / "gateways" / gid),
                 "video": video,
+                "loop_recordings": True,
             }))
             agent = Child(f"gateway {gid}", exe + ["edge", "run", "--config", str(config)],
                           logs / f"{gid}.log", env)

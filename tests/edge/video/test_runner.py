@@ -51,3 +51,26 @@ def test_a_broken_camera_goes_offline_and_the_others_keep_running():
     assert "camera cam-misdrawn: zone garden" in misdrawn[0].message
     assert state == {"cam-good": "online", "cam-refusing": "offline", "cam-misdrawn": "offline"}
     assert gateway.workers[2].error and "640×424" in gateway.workers[2].error
+
+
+def test_a_recording_plays_in_real_time_from_now_and_loops(sample_media):  # type: ignore[no-untyped-def]
+    """How `microbrain up` uses sample media as cameras: wall-clock times, looping, video
+    time running on across loops."""
+    from datetime import UTC, datetime
+
+    from edge.video.runner import CameraWorker, Playback
+
+    camera = Camera.model_validate({"id": "cam-still", "source": "sample:dog.jpg", "fps": 4, "zones": []})
+    worker = CameraWorker(camera, load_detector(), lambda e: None, playback=Playback(realtime=True, loop=True),
+                          still_duration_s=0.5)
+    began = datetime.now(UTC)
+    frames = []
+    for frame in worker._frames():
+        frames.append(frame)
+        if len(frames) == 6:  # two loops of a 0.5 s still at 4 fps
+            worker.stop()
+    elapsed = (datetime.now(UTC) - began).total_seconds()
+    times = [f.ts for f in frames]
+    assert times == sorted(times) and len(set(times)) == len(times)  # video time runs on
+    assert elapsed >= times[-1] - 0.05  # paced, not as fast as it decodes
+    assert abs((frames[0].time - began).total_seconds()) < 1.0  # stamped from now
