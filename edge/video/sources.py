@@ -193,7 +193,10 @@ class LiveSource:
         try:
             while not self._stop.is_set():
                 with self._lock:
-                    self._lock.wait(timeout=max(0.0, next_due - time.monotonic()))
+                    # before the next frame is due, sleep until it is; once due, sleep until a
+                    # new frame arrives (notify) — never spin while the camera is silent
+                    due_in = next_due - time.monotonic()
+                    self._lock.wait(timeout=due_in if due_in > 0 else period)
                     newest, streak = self._newest, self._streak_start
                 now = time.monotonic()
                 age = now - newest[1] if newest else now - started

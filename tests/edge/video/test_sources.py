@@ -94,7 +94,9 @@ def test_refusing_camera_goes_offline_with_the_reason():
     url = f"http://127.0.0.1:{closed_port()}/stream.mjpg"
     source = LiveSource("cam-door", url, fps=5, on_state=lambda *s: states.append(s),
                         open_timeout_s=1, backoff_s=(0.1, 0.4), offline_after_s=1.0)
+    cpu = time.process_time()
     frames = _consume(source, 2.0)
+    assert time.process_time() - cpu < 0.6, "a silent camera must not spin the CPU"
     assert frames == []
     assert [s[0] for s in states] == [False]
     assert "cannot connect" in states[0][1] and url in states[0][1]
