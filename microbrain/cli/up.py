@@ -78,8 +78,11 @@ def _load_secrets(path: Path, names: list[str]) -> dict[str, str]:
         known = yaml.safe_load(path.read_text()) or {}
     for name in names:
         known.setdefault(name, secrets.token_urlsafe(18))
-    path.write_text(yaml.safe_dump(known))
-    path.chmod(0o600)
+    # created 0600 from the start: it holds every password of this box
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(yaml.safe_dump(known))
+    os.chmod(path, 0o600)  # an older file may have been made with wider permissions
     return known
 
 
@@ -117,8 +120,10 @@ def up(
 
     Example:  microbrain up --gateway gw-xiyuan-2 --duration 60
 
-    Everything lives under --data-dir (logs/ has one log per process); the admin
-    password for the API is printed at start and kept in DATA_DIR/secrets.yaml.
+    Run it from the repository root (the default --site is configs/demo/site.yaml).
+    Everything lives under --data-dir: logs/ has one log per process (the brokers log
+    into broker/ and sensor-broker/); the admin password for the API is kept in
+    DATA_DIR/secrets.yaml (mode 0600).
     """
     from microbrain.broker.embedded import (
         BrokerStartError,
@@ -198,13 +203,17 @@ def up(
         cloud.start()
         children.append(cloud)
         try:
-            _wait_http(f"http://127.0.0.1:{api_port}/healthz", 60, cloud.alive)
+            _wait_http(f"http://127.0.0.1:{api_port}/healthz", 60, lambda: cloud.alive() and not stopping)
         except RuntimeError as err:
+            if stopping:
+                raise typer.Exit(0) from None
             fail(f"the cloud did not start ({err}); its log:\n{cloud.tail()}", code=1)
         say(f"cloud: http://127.0.0.1:{api_port}/docs  (user admin, password in {data_dir / 'secrets.yaml'})")
 
         # 4 + 5. gateways and their simulated devices
         for place in places:
+            if stopping:  # Ctrl-C while starting: start nothing more
+                break
             gid = place.gateway.id
             config = data_dir / "gateways" / f"{gid}.yaml"
             config.parent.mkdir(parents=True, exist_ok=True)

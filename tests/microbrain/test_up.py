@@ -97,3 +97,19 @@ def test_up_refuses_an_unknown_gateway(tmp_path: Path) -> None:
                              "--gateway", "gw-nowhere"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "unknown gateway(s) gw-nowhere" in result.stderr
+
+
+def test_up_stops_promptly_when_interrupted_while_starting(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "microbrain", "up", "--data-dir", str(tmp_path),
+         "--api-port", str(free_port()), "--mqtt-port", str(free_port()), "--sensor-port", str(free_port())],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "logs" / "cloud.log").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)  # the cloud is still starting
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert not list((tmp_path / "logs").glob("gw-*.log")), "gateways started after the interrupt"
+    secrets = tmp_path / "secrets.yaml"
+    assert secrets.stat().st_mode & 0o777 == 0o600
