@@ -99,10 +99,17 @@ class SensorAdapter:
     profile: SensorProfile
 
     def to_reading(self, raw: bytes, now: datetime | None = None) -> Reading:
-        """Map ``raw`` or raise :class:`BadSensorPayload`.
+        """Map ``raw`` or raise :class:`BadSensorPayload`; see :meth:`read`."""
+        return self.read(raw, now)[0]
+
+    def read(self, raw: bytes, now: datetime | None = None) -> tuple[Reading, bool]:
+        """Map ``raw`` to a Reading and whether the payload reported faults at all.
 
         A field absent from the payload is left out (devices send partial updates); a
-        payload with none of the profile's fields and no fault is rejected.
+        payload with none of the profile's fields and no fault is rejected. The flag
+        tells the rules apart a status-only update (faults unknown, keep the active ones)
+        from one that reports no fault (clear them): the wire Reading carries ``()`` for
+        both.
         """
         data = parse_json(raw)
         values: dict[str, float | bool] = {}
@@ -118,10 +125,11 @@ class SensorAdapter:
         if not values and faults is None:
             wanted = ", ".join(f.path for f in self.profile.fields) or "(no fields)"
             raise BadSensorPayload("missing", f"none of the fields {wanted} present")
-        return Reading(
+        reading = Reading(
             ts=now or utc_now(), sensor=self.sensor.id, kind=self.profile.kind,
             building=self.sensor.building, values=values, units=units, faults=faults or (),
         )
+        return reading, faults is not None
 
     def _faults(self, data: dict[str, Any]) -> tuple[str, ...] | None:
         """Fault categories reported; None when the payload says nothing about faults."""

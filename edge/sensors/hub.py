@@ -75,13 +75,13 @@ class SensorHub:
             self._reject(topic, BadSensorPayload("unknown_topic", "no sensor on this topic"))
             return []
         try:
-            reading = device.adapter.to_reading(raw, now)
+            reading, faults_reported = device.adapter.read(raw, now)
         except BadSensorPayload as err:
             self._reject(device.adapter.sensor.id, err)
             return []
         ACCEPTED.inc()
         with self._lock:
-            events = device.rules.on_reading(reading)
+            events = device.rules.on_reading(reading, faults_reported)
             out: list[Event | Reading] = []
             if self._forward(device, reading, bool(events)):
                 out.append(reading.model_copy(update={"samples": device.pending_samples}))

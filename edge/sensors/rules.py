@@ -280,7 +280,13 @@ class SensorRules:
         self.offline = False
         self.last_reading: Reading | None = None
 
-    def on_reading(self, reading: Reading) -> list[Event]:
+    def on_reading(self, reading: Reading, faults_reported: bool = True) -> list[Event]:
+        """Run every rule on ``reading``.
+
+        ``faults_reported`` is False for a payload that said nothing about faults (a
+        status-only partial update): the fault rules then keep their active faults
+        instead of reading the empty ``faults`` as "all cleared".
+        """
         out: list[Event] = []
         if self.offline:
             self.offline = False
@@ -288,6 +294,8 @@ class SensorRules:
                               reading.ts))
         self.last_seen, self.last_reading = reading.ts, reading
         for state in self.states:
+            if isinstance(state, FaultState) and not faults_reported:
+                continue
             out += state.update(reading)
         return out
 

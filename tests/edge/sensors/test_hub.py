@@ -55,3 +55,29 @@ def test_silence_reports_offline_sensors(demo_site: Site) -> None:
     events = hub.check_silence(T0 + timedelta(seconds=900))  # fire door: 300 s × 3 = 900
     assert [(e.source, e.kind) for e in events] == [("x2-b2-firedoor", "sensor_offline")]
     assert hub.silent_sensors() == ("x2-b2-firedoor",)
+
+
+def test_status_only_update_keeps_an_active_fault(demo_site: Site) -> None:
+    """A payload without the fault path says nothing about faults: the fault stays raised;
+    only a payload that reports the fault path (with no code in it) clears it."""
+    sunk: list[Event | Reading] = []
+    hub = SensorHub(demo_site, demo_site.gateway("gw-xiyuan-1"), sunk.extend)
+    topic = "devices/elevator/b1-a"
+
+    def events() -> list[tuple[str, str]]:
+        out = [(e.state.value, e.detail.get("fault")) for e in sunk if isinstance(e, Event)]
+        sunk.clear()
+        return out
+
+    hub.handle(topic, b'{"fault": {"code": "E01"}}', T0)
+    raised = events()
+    assert len(raised) == 1 and raised[0][0] == "raised"
+    fault = raised[0][1]
+    hub.handle(topic, b'{"status": {"running": true, "floor": 3, "speed": 1.0}}',
+               T0 + timedelta(seconds=5))
+    assert events() == []
+    assert hub.active_kinds("b1-elevator-a") == {"elevator_fault"}
+    hub.handle(topic, b'{"status": {"running": false, "floor": 3, "speed": 0}, "fault": {"code": null}}',
+               T0 + timedelta(seconds=10))
+    assert events() == [("cleared", fault)]
+    assert hub.active_kinds("b1-elevator-a") == set()
