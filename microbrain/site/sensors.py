@@ -67,6 +67,14 @@ class Threshold(Strict):
     def _one_side(self) -> Threshold:
         if (self.below is None) == (self.above is None):
             raise ValueError("set exactly one of 'below' or 'above'")
+        # clear_at is hysteresis: it must lie on the healthy side of the limit, or a
+        # value between the two raises and clears in a loop. 'gb50974' depends on the
+        # building, so site verification checks that case.
+        if self.clear_at is not None:
+            if isinstance(self.below, float) and self.clear_at < self.below:
+                raise ValueError(f"clear_at {self.clear_at:g} must be at or above below {self.below:g}")
+            if self.above is not None and self.clear_at > self.above:
+                raise ValueError(f"clear_at {self.clear_at:g} must be at or below above {self.above:g}")
         return self
 
 

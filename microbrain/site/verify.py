@@ -16,6 +16,7 @@ from microbrain.site.cameras import Camera
 from microbrain.site.classes import KNOWN_CLASSES
 from microbrain.site.model import Site
 from microbrain.site.sensors import Threshold
+from microbrain.site.standards import HYDRANT_MIN_STATIC_MPA
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,8 @@ def verify_camera(camera: Camera, path: str, base: Path | None) -> Iterator[Prob
 
 def verify_references(site: Site, base: Path | None = None) -> Iterator[Problem]:
     profiles = {p.id: p for p in site.sensor_profiles}
+    # (rule path) -> (rule, highest GB 50974 limit among the buildings that use it)
+    gb_rules: dict[str, tuple[Threshold, float]] = {}
     for path, community, compound, gateway in _walk(site):
         buildings = {b.id: b for b in compound.buildings}
         known = ", ".join(buildings)
@@ -143,8 +146,20 @@ def verify_references(site: Site, base: Path | None = None) -> Iterator[Problem]
                 if field is not None and field not in fields:
                     yield Problem(f"{where}[{r}].field",
                                   f"profile {profile.id!r} has no field {field!r} (has: {', '.join(sorted(fields)) or 'none'})")
-                if isinstance(rule, Threshold) and rule.below == "gb50974" and profile.kind != "hydrant_pressure":
-                    yield Problem(f"{where}[{r}].below", "'gb50974' applies to hydrant_pressure sensors only")
+                if isinstance(rule, Threshold) and rule.below == "gb50974":
+                    if profile.kind != "hydrant_pressure":
+                        yield Problem(f"{where}[{r}].below", "'gb50974' applies to hydrant_pressure sensors only")
+                    elif sensor.building in buildings:
+                        limit = HYDRANT_MIN_STATIC_MPA[buildings[sensor.building].category]
+                        _, seen = gb_rules.get(f"{where}[{r}]", (rule, 0.0))
+                        gb_rules[f"{where}[{r}]"] = (rule, max(seen, limit))
+    # The limit depends on each sensor's building: clear_at under the highest one would
+    # raise and clear in a loop for a value between the two in that building.
+    for rpath, (rule, limit) in gb_rules.items():
+        if rule.clear_at is not None and rule.clear_at < limit:
+            yield Problem(f"{rpath}.clear_at",
+                          f"clear_at {rule.clear_at:g} is below the GB 50974 limit {limit:g} MPa of a "
+                          "building whose sensor uses this rule; it must be at or above the limit")
 
 
 def verify_escalation(site: Site) -> Iterator[Problem]:

@@ -71,6 +71,7 @@ def test_escalation_inherits_down_the_tree() -> None:
 
 CAM0 = GW0 + ("cameras", 0)
 SENSOR0 = GW0 + ("sensors", 0)
+MALL_HYDRANT = ("communities", 1, "compounds", 1, "gateways", 0, "sensors", 0)  # class-1 public: 0.10 MPa
 
 BROKEN = [
     ("unknown key at top", _set(("colour",), "blue"), "colour", "Extra inputs are not permitted"),
@@ -109,6 +110,20 @@ BROKEN = [
     ("gb50974 on a non-hydrant", _set(("sensor_profiles", 3, "rules", 0),
                                       {"type": "threshold", "kind": "x", "field": "level_m", "below": "gb50974"}),
      "sensor_profiles[3].rules[0].below", "hydrant_pressure sensors only"),
+    # hysteresis on the wrong side of the limit raises and clears in a loop
+    ("clear_at under a numeric below", _set(("sensor_profiles", 0, "rules", 0),
+                                           {"type": "threshold", "kind": "x", "field": "pressure_mpa",
+                                            "below": 0.2, "clear_at": 0.1}),
+     "sensor_profiles[0].rules[0]", "clear_at 0.1 must be at or above below 0.2"),
+    ("clear_at over a numeric above", _set(("sensor_profiles", 3, "rules", 0, "clear_at"), 1.5),
+     "sensor_profiles[3].rules[0]", "clear_at 1.5 must be at or below above 1.2"),
+    ("gb50974 clear_at under the highest building limit",
+     _set(MALL_HYDRANT + ("rules", 0, "clear_at"), 0.09),
+     "communities[1].compounds[1].gateways[0].sensors[0].rules[0].clear_at",
+     "clear_at 0.09 is below the GB 50974 limit 0.1 MPa"),
+    ("gb50974 profile clear_at under a residential limit",
+     _set(("sensor_profiles", 0, "rules", 0, "clear_at"), 0.05),
+     "sensor_profiles[0].rules[0].clear_at", "clear_at 0.05 is below the GB 50974 limit 0.07 MPa"),
 ]
 
 
