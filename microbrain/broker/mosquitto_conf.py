@@ -18,10 +18,13 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from microbrain.protocol import Channel, GatewayPath
 from microbrain.protocol.topics import PREFIX
-from microbrain.site.model import Site
+
+if TYPE_CHECKING:  # type only: microbrain.site's verification imports CLOUD_USER from here
+    from microbrain.site.model import Site
 
 CLOUD_USER = "cloud"
 CLOUD_PASSWORD_ENV = "MB_CLOUD_PASSWORD"

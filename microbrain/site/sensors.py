@@ -126,8 +126,10 @@ class Sensor(Strict):
     name: Name | None = None
     building: Id
     profile: Id
-    topic: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(
-        description="topic the device publishes on the gateway's local broker"
+    # A concrete topic: the gateway subscribes to it and routes by exact match, so a
+    # wildcard (+, #) would swallow other sensors' messages, and MQTT forbids NUL.
+    topic: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^+#\x00]+$")] = Field(
+        description="topic the device publishes on the gateway's local broker (no + or # wildcards)"
     )
     rules: tuple[SensorRule, ...] | None = Field(
         default=None, description="replace the profile's rules for this device"

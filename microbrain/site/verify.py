@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from microbrain.broker.mosquitto_conf import CLOUD_USER
 from microbrain.resources import SAMPLE_SCHEME, SAMPLES
 from microbrain.site.cameras import Camera
 from microbrain.site.classes import KNOWN_CLASSES
@@ -66,6 +67,11 @@ def verify_unique_ids(site: Site) -> Iterator[Problem]:
                 "building",
             )
     yield from _duplicates(((p, g.id) for p, _, _, g in _walk(site)), "gateway")
+    # A gateway id is its broker user name: one named like the cloud's user would log in
+    # with the cloud's account (and its ACL) on the cloud broker.
+    for p, _, _, g in _walk(site):
+        if g.id == CLOUD_USER:
+            yield Problem(f"{p}.id", f"gateway id {g.id!r} is reserved: it is the cloud's broker user")
     devices = []
     for path, _, _, gateway in _walk(site):
         devices += [(f"{path}.cameras[{n}]", c.id) for n, c in enumerate(gateway.cameras)]
@@ -128,8 +134,16 @@ def verify_references(site: Site, base: Path | None = None) -> Iterator[Problem]
             if camera.building and camera.building not in buildings:
                 yield Problem(f"{cpath}.building", f"unknown building {camera.building!r} (known: {known})")
             yield from verify_camera(camera, cpath, base)
+        # The gateway routes a message to the one sensor on its topic: a second sensor on
+        # the same topic would never see a reading.
+        topics: dict[str, str] = {}
         for n, sensor in enumerate(gateway.sensors):
             spath = f"{path}.sensors[{n}]"
+            if sensor.topic in topics:
+                yield Problem(f"{spath}.topic", f"topic {sensor.topic!r} is already used by sensor "
+                              f"{topics[sensor.topic]!r} on this gateway")
+            else:
+                topics[sensor.topic] = sensor.id
             if sensor.building not in buildings:
                 yield Problem(f"{spath}.building",
                               f"unknown building {sensor.building!r} in compound {compound.id!r} (known: {known})")

@@ -124,6 +124,13 @@ BROKEN = [
     ("gb50974 profile clear_at under a residential limit",
      _set(("sensor_profiles", 0, "rules", 0, "clear_at"), 0.05),
      "sensor_profiles[0].rules[0].clear_at", "clear_at 0.05 is below the GB 50974 limit 0.07 MPa"),
+    ("gateway named like the cloud's broker user", _set(GW0 + ("id",), "cloud"),
+     "gateways[0].id", "reserved: it is the cloud's broker user"),
+    ("two sensors of one gateway on one topic", _set(GW0 + ("sensors", 1, "topic"), "devices/hydrant/b1-top"),
+     "gateways[0].sensors[1].topic", "already used by sensor 'b1-hydrant-top'"),
+    ("topic with +", _set(SENSOR0 + ("topic",), "devices/+/b1"), "sensors[0].topic", "pattern"),
+    ("topic with #", _set(SENSOR0 + ("topic",), "devices/#"), "sensors[0].topic", "pattern"),
+    ("topic with NUL", _set(SENSOR0 + ("topic",), "devices/\0b1"), "sensors[0].topic", "pattern"),
 ]
 
 
