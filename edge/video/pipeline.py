@@ -8,6 +8,7 @@ outbox stamps it. Time is the frame's own (video time for files), never the wall
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -60,8 +61,11 @@ class PipelineStats:
 
 @dataclass
 class _PendingClip:
+    """An event waiting to go out: for its clip's after-part (``frames``), or, with
+    ``frames`` None, only behind an earlier event that waits for its clip."""
+
     event: Event
-    frames: list[np.ndarray]
+    frames: list[np.ndarray] | None
     until: float
 
 
@@ -103,7 +107,11 @@ class CameraPipeline:
         self._roi_pad = 0.0
         self._last_detect: float | None = None
         self._ring = FrameRing(camera.clip_seconds)
+        # events in the order they happened; the head goes out once its clip is written,
+        # so a CLEARED never overtakes its RAISED on the way to the outbox (seq order)
         self._pending: list[_PendingClip] = []
+        # camera_state() may come from a live source's thread while process() runs
+        self._out_lock = threading.RLock()
         self._last_frame: Frame | None = None
 
     # -- frames ---------------------------------------------------------------------------
@@ -195,10 +203,9 @@ class CameraPipeline:
     def finish(self) -> list[Event]:
         """End of stream: write pending clips. Violations still standing are not cleared:
         the stream ended, the car did not leave."""
-        events = []
-        for pending in self._pending:
-            events.append(self._release(pending))
-        self._pending = []
+        with self._out_lock:
+            events = [self._release(pending) for pending in self._pending]
+            self._pending = []
         return events
 
     def active_kinds(self, zone: str | None = None) -> set[str]:
@@ -212,7 +219,7 @@ class CameraPipeline:
                       severity=Severity.INFO if online else Severity.WARNING, building=self.camera.building,
                       source=self.camera.id, message=f"camera {self.camera.id} "
                       f"{'back online' if online else 'offline'}: {reason}"[:500], frame_ts=when)
-        self._deliver(event)
+        self._send(event)
         return event
 
     # -- events ---------------------------------------------------------------------------
@@ -222,16 +229,30 @@ class CameraPipeline:
         metrics.EVENTS.labels(self.camera.id, event.kind, event.state.value).inc()
         self.emit(event)
 
+    def _send(self, event: Event) -> bool:
+        """Deliver now, or queue behind events still waiting for their clip; True if sent."""
+        with self._out_lock:
+            if self._pending:
+                self._pending.append(_PendingClip(event, None, float("-inf")))
+                return False
+            self._deliver(event)
+            return True
+
     def _zone_polygon(self, zone_id: str | None) -> np.ndarray | None:
         return next((z.geometry.polygon for z in self._zones if z.id == zone_id), None)
 
     def _publish(self, findings: list[Finding], frame: Frame, tracked: Detections) -> list[Event]:
+        with self._out_lock:
+            return self._publish_locked(findings, frame, tracked)
+
+    def _publish_locked(self, findings: list[Finding], frame: Frame, tracked: Detections) -> list[Event]:
         out: list[Event] = []
-        for pending in list(self._pending):
-            pending.frames.append(frame.image)
-            if frame.ts >= pending.until:
-                self._pending.remove(pending)
-                out.append(self._release(pending))
+        for pending in self._pending:
+            if pending.frames is not None:
+                pending.frames.append(frame.image)
+        # release from the head only, in order: a later event never passes an earlier one
+        while self._pending and frame.ts >= self._pending[0].until:
+            out.append(self._release(self._pending.pop(0)))
         for f in findings:
             event_id = new_id()
             evidence = ()
@@ -251,12 +272,15 @@ class CameraPipeline:
             if self.evidence is not None and self.camera.clip_seconds > 0 and f.state is EventState.RAISED:
                 self._pending.append(_PendingClip(event, self._ring.frames(), frame.ts + self.camera.clip_seconds))
                 continue
-            self._deliver(event)
-            out.append(event)
+            if self._send(event):
+                out.append(event)
         return out
 
     def _release(self, pending: _PendingClip) -> Event:
         event = pending.event
+        if pending.frames is None:  # held only for ordering: nothing to write
+            self._deliver(event)
+            return event
         assert self.evidence is not None
         clip = self.evidence.clip(f"{self.camera.id}-{event.id}", pending.frames, self.camera.fps)
         if clip is not None:

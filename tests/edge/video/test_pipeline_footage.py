@@ -137,6 +137,31 @@ def test_clip_evidence_holds_seconds_before_and_after(detector, tmp_path):
     assert hashlib.sha256(clip.read_bytes()).hexdigest() == dog.evidence[1].sha256
 
 
+def test_events_leave_in_order_while_a_raised_waits_for_its_clip(detector, tmp_path, sample_media):
+    """A CLEARED (and a camera state change) inside the clip window of its RAISED is held
+    behind it, so the outbox stamps the RAISED first."""
+    camera = load_camera(CONFIGS / "dog-courtyard.yaml").model_copy(
+        update={"clip_seconds": 4, "frame_size": None})
+    events: list[Event] = []
+    pipeline = CameraPipeline(camera, detector, events.append, EvidenceStore(tmp_path))
+    image = cv2.imread(str(sample_media("dog.jpg")))
+    i = 0
+    while "unleashed_dog" not in pipeline.active_kinds():
+        pipeline.process(_frame(image, i * 0.5, i))
+        i += 1
+        assert i < 40, "the dog was never raised"
+    assert raised(events, "unleashed_dog") == []  # waiting for the after-part of its clip
+    # a size change resets the tracks: the violation clears within the clip window
+    pipeline.process(_frame(cv2.resize(image, (800, 600)), i * 0.5, i))
+    pipeline.camera_state(False, "test", DEFAULT_START)
+    assert events == []  # held behind the RAISED, not sent ahead of it
+    pipeline.finish()
+    dog = [(e.state, e.kind) for e in events if e.kind in ("unleashed_dog", "camera_offline")]
+    assert dog == [(EventState.RAISED, "unleashed_dog"), (EventState.CLEARED, "unleashed_dog"),
+                   (EventState.RAISED, "camera_offline")], [(e.kind, e.state) for e in events]
+    assert [e.kind.value for e in raised(events, "unleashed_dog")[0].evidence] == ["snapshot", "clip"]
+
+
 def test_motion_gating_skips_detector_runs_but_not_events(detector):
     from edge.video.pipeline import PipelineOptions
 
