@@ -88,12 +88,18 @@ class CameraWorker(threading.Thread):
                 if self.online is None and not isinstance(self._source, LiveSource):
                     self.online = True
                 self.pipeline.process(frame)
-            self.pipeline.finish()
         except (SourceError, CameraError, DetectorError) as err:
             self._fail(str(err), type(err).__name__)
         except Exception as err:  # one camera's bug must not take the gateway down
             log.exception("camera %s stopped", self.camera.id)
             self._fail(f"camera {self.camera.id}: {type(err).__name__}: {err}", "crash")
+        finally:
+            # RAISED events waiting for their clip (and what is queued behind them) go
+            # out however the camera ended: a failed camera must not lose them
+            try:
+                self.pipeline.finish()
+            except Exception:
+                log.exception("camera %s: pending events could not be finished", self.camera.id)
 
     def _fail(self, message: str, reason: str) -> None:
         self.error = message

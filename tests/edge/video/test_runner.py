@@ -74,3 +74,35 @@ def test_a_recording_plays_in_real_time_from_now_and_loops(sample_media):  # typ
     assert times == sorted(times) and len(set(times)) == len(times)  # video time runs on
     assert elapsed >= times[-1] - 0.05  # paced, not as fast as it decodes
     assert abs((frames[0].time - began).total_seconds()) < 1.0  # stamped from now
+
+
+def test_a_camera_that_fails_still_sends_the_events_waiting_for_their_clip(sample_media, tmp_path):  # type: ignore[no-untyped-def]
+    """The dog is raised, its clip waits 30 s for the after-part, then the frames shrink so
+    the zone no longer fits (CameraError): the RAISED still goes out, before the offline."""
+    from datetime import UTC, datetime, timedelta
+
+    import cv2
+
+    from edge.video.evidence import EvidenceStore
+    from edge.video.runner import CameraWorker
+    from edge.video.sources import Frame
+
+    camera = Camera.model_validate({"id": "cam-dog", "source": "sample:dog.jpg", "fps": 2,
+                                    "clip_seconds": 30, "zones": [GARDEN]})
+    image = cv2.imread(str(sample_media("dog.jpg")))
+    t0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+
+    class ShrinkingCamera(CameraWorker):
+        def _frames(self):  # type: ignore[no-untyped-def]
+            for i in range(30):  # 15 s of the dog: raised after 5 s of dwell
+                yield Frame(image, i * 0.5, t0 + timedelta(seconds=i * 0.5), i)
+            yield Frame(cv2.resize(image, (320, 240)), 15.0, t0 + timedelta(seconds=15), 30)
+
+    events: list[Event] = []
+    worker = ShrinkingCamera(camera, load_detector(), events.append, EvidenceStore(tmp_path))
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive() and worker.error and "320×240" in worker.error
+    assert [(e.kind, e.state) for e in events] == [
+        ("unleashed_dog", EventState.RAISED), (CAMERA_OFFLINE, EventState.RAISED)]
+    assert [e.kind.value for e in events[0].evidence] == ["snapshot", "clip"]
