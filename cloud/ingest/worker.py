@@ -21,7 +21,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.clock import Clock, system_clock
@@ -33,6 +33,7 @@ from microbrain.protocol import Ack, cloud_subscription
 log = logging.getLogger(__name__)
 RECEIVE_MAXIMUM = 2000  # messages the broker may have in flight to us, unacknowledged
 STATUS_FILTER = "mb/v1/+/+/+/status"  # retained messages skip shared subscriptions
+TRANSIENT_RETRIES = 5  # a whole batch is retried this often before it is split up
 
 
 class IngestWorker:
@@ -116,7 +117,12 @@ class IngestWorker:
             urgent = urgent or item[0].topic.endswith("/event")
         return batch
 
-    def _commit(self, items: list[Incoming]) -> BatchResult:
+    def _commit(self, items: list[Incoming], *, retries: int = TRANSIENT_RETRIES) -> BatchResult:
+        """Commit ``items`` in one transaction, retrying only errors that may pass: a racing
+        worker opened the same alert (IntegrityError), a deadlock or the database restarting
+        (OperationalError). The ledger makes a redone batch harmless. Anything else (a
+        DataError such as a number out of range) fails the same way every time: raised at
+        once, so the caller can isolate the message that causes it."""
         attempt = 0
         while True:
             started = time.perf_counter()
@@ -125,37 +131,44 @@ class IngestWorker:
                     result = store_batch(session, items, self.clock())
                 metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
                 return result
-            except (IntegrityError, DBAPIError) as err:
-                # a racing worker opened the same alert, a deadlock, the database restarting:
-                # the whole batch is redone; the ledger makes that harmless
+            except (IntegrityError, OperationalError) as err:
                 attempt += 1
-                metrics.BATCH_RETRIES.inc()
-                if self._stop.is_set() and attempt > 3:
+                if attempt > retries or (self._stop.is_set() and attempt > 3):
                     raise
+                metrics.BATCH_RETRIES.inc()
                 log.warning("ingest batch failed (%s); retry %d", type(err).__name__, attempt)
                 time.sleep(min(0.05 * attempt, 2.0))
 
     def _commit_isolating(self, items: list[Incoming]) -> BatchResult:
-        """Commit the batch; if it fails for a reason other than the database (a bug
-        meeting one strange message), store the messages one by one and dead-letter the
-        one that fails, so one poison message cannot block the rest."""
+        """Commit the batch; if it keeps failing (a permanent database error such as a
+        value out of range, or a bug meeting one strange message), store the messages one
+        by one and dead-letter the one that fails, so one poison message cannot block the
+        rest of this gateway's and every other gateway's messages."""
         try:
             return self._commit(items)
-        except (IntegrityError, DBAPIError):
-            raise
-        except Exception:  # noqa: BLE001 - any bug: isolate it below
-            log.exception("ingest batch of %d failed; storing one by one", len(items))
+        except Exception as err:  # noqa: BLE001 - isolate the cause below
+            log.warning("ingest batch of %d failed (%s: %s); storing one by one", len(items),
+                        type(err).__name__, str(err)[:300])
         total = BatchResult()
         for item in items:
-            try:
-                result = self._commit([item])
-            except (IntegrityError, DBAPIError):
-                raise
-            except Exception as err:  # the poison message itself: keep it, with the reason
-                with self.factory() as session, session.begin():
-                    result = dead_letter_internal(session, item, err)
-            total.merge(result)
+            total.merge(self._commit_one(item))
         return total
+
+    def _commit_one(self, item: Incoming) -> BatchResult:
+        while True:
+            try:
+                return self._commit([item])
+            except OperationalError:
+                # the database itself is unavailable, not this message: dead-lettering would
+                # fail as well, so wait for it (the message stays unacknowledged meanwhile)
+                if self._stop.is_set():
+                    raise
+                log.warning("database unavailable; waiting to store the message")
+                time.sleep(1.0)
+            except Exception as err:  # the poison message itself: keep it, with the reason
+                log.exception("ingest message on %s failed; dead-lettered", item.topic)
+                with self.factory() as session, session.begin():
+                    return dead_letter_internal(session, item, err)
 
     def _publish_acks(self, result: BatchResult) -> None:
         for path, ranges in result.ack_ranges().items():

@@ -146,3 +146,29 @@ def test_a_poison_message_is_dead_lettered_and_the_rest_stored(broker, cloud_url
         assert "internal error" in dead.reason and "RuntimeError" in dead.reason
     finally:
         worker.stop()
+
+
+def test_a_value_the_database_refuses_is_dead_lettered_and_the_rest_stored(broker, cloud_url, factory, gw):
+    # a permanent database error (PostgreSQL: integer out of range, a DataError; SQLite:
+    # an int beyond 64 bits) must not be retried for ever: it blocked every gateway
+    too_big = 2**31 if cloud_url.startswith("postgresql") else 2**63
+    acks: list[Ack] = []
+    worker = IngestWorker(_settings(broker, cloud_url, ingest_batch_latency_s=0.2), factory).start()
+    try:
+        with mqtt_client(*broker) as pub:
+            pub.on_message = lambda c, u, msg: acks.append(decode(msg.topic, msg.payload).payload)
+            pub.subscribe(gw.topic("cmd", "ack"), qos=1)
+            items = [topic(gw, reading(s)) for s in range(1, 21)]
+            items.insert(7, topic(gw, reading(21, samples=too_big)))
+            publish_all(pub, items)
+            wait_for(lambda: _count(factory, m.ReadingRow, gateway=gw.gateway) == 20, timeout=20)
+            wait_for(lambda: _count(factory, m.DeadLetter, gateway=gw.gateway) == 1)
+            wait_for(lambda: {n for a in list(acks) for f, l in a.ranges for n in range(f, l + 1)}
+                     >= set(range(1, 22)))
+        with factory() as s:
+            (dead,) = s.scalars(select(m.DeadLetter).where(m.DeadLetter.gateway == gw.gateway))
+            assert s.scalar(select(func.count()).select_from(m.ReadingRow).where(
+                m.ReadingRow.gateway == gw.gateway, m.ReadingRow.seq == 21)) == 0
+        assert "internal error" in dead.reason
+    finally:
+        worker.stop()
