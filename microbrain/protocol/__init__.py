@@ -4,6 +4,7 @@ from microbrain.protocol.codec import MAX_CLOCK_SKEW, Message, Payload, decode, 
 from microbrain.protocol.errors import ProtocolError
 from microbrain.protocol.payloads import (
     COMMAND_NAMES,
+    MAX_ACK_RANGES,
     MAX_PAYLOAD_BYTES,
     SCHEMA_VERSION,
     Ack,
@@ -37,7 +38,7 @@ from microbrain.protocol.topics import (
 )
 
 __all__ = [
-    "COMMAND_NAMES", "MAX_CLOCK_SKEW", "MAX_PAYLOAD_BYTES", "SCHEMA_VERSION",
+    "COMMAND_NAMES", "MAX_ACK_RANGES", "MAX_CLOCK_SKEW", "MAX_PAYLOAD_BYTES", "SCHEMA_VERSION",
     "Ack", "Announce", "Channel", "Command", "ConfigReload", "Event", "EventState",
     "EvidenceKind", "EvidenceRef", "GatewayPath", "GatewayState", "Health", "Message",
     "ModelPush", "ModelRef", "Payload", "ProtocolError", "Reading", "Recheck", "Reply",

@@ -30,6 +30,10 @@ from microbrain.protocol.topics import ID_PATTERN
 
 SCHEMA_VERSION = 1
 MAX_PAYLOAD_BYTES = 64 * 1024  # evidence images travel separately, over HTTP
+# Ranges in one Ack: the largest Ack, with 19-digit (int64) seqs, must still fit in
+# MAX_PAYLOAD_BYTES, or the gateway refuses it and its outbox never drains. A cloud
+# with more ranges sends several Acks.
+MAX_ACK_RANGES = 1_500
 
 Id = Annotated[str, StringConstraints(pattern=rf"^{ID_PATTERN}$")]
 # ULID (26 Crockford base32) or a canonical UUID
@@ -258,7 +262,7 @@ class Ack(_CommandBase):
     """The cloud committed these sequence ranges (inclusive); the outbox may drop them."""
 
     name: Literal["ack"] = "ack"
-    ranges: tuple[SeqRange, ...] = Field(min_length=1, max_length=10_000)
+    ranges: tuple[SeqRange, ...] = Field(min_length=1, max_length=MAX_ACK_RANGES)
 
     @field_validator("ranges")
     @classmethod

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from microbrain.protocol import (
+    MAX_ACK_RANGES,
     MAX_PAYLOAD_BYTES,
     Ack,
     Announce,
@@ -136,6 +137,19 @@ def test_command_name_must_match_topic() -> None:
 def test_models_refuse_invalid_construction(bad) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError):
         bad()
+
+
+def test_largest_ack_fits_in_one_payload() -> None:
+    # worst case: int64 seqs (19 digits; 12-digit seqs are smaller still), disjoint
+    # ranges, an expiry; the gateway must accept it or its outbox never drains
+    big = 2**63 - 1 - 2 * MAX_ACK_RANGES
+    ack = Ack(ranges=tuple((big + 2 * i, big + 2 * i + 1) for i in range(MAX_ACK_RANGES)),
+              expires=NOW + timedelta(minutes=5))
+    raw = ack.to_json()
+    assert len(raw) < MAX_PAYLOAD_BYTES, len(raw)
+    assert decode(GW.topic("cmd", "ack"), raw, now=NOW).payload == ack
+    with pytest.raises(ValueError, match="at most"):
+        Ack(ranges=((1, 1),) * (MAX_ACK_RANGES + 1))
 
 
 def test_timestamps_are_normalised_to_utc() -> None:

@@ -29,7 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from microbrain.protocol import Ack, ProtocolError, decode
+from microbrain.protocol import MAX_ACK_RANGES, Ack, ProtocolError, decode
 from microbrain.protocol.topics import PREFIX
 
 SCHEMA = """
@@ -113,8 +113,9 @@ def run(host: str, port: int, db_path: str, client_id: str, username: str | None
         # only now, with the rows on disk, tell each gateway what it may forget
         for gw, gw_seqs in seqs.items():
             ranges = to_ranges(gw_seqs)
-            for i in range(0, len(ranges), 10_000):
-                ack = Ack(ranges=tuple(ranges[i:i + 10_000]))
+            # one Ack carries at most MAX_ACK_RANGES, so that it fits in one payload
+            for i in range(0, len(ranges), MAX_ACK_RANGES):
+                ack = Ack(ranges=tuple(ranges[i:i + MAX_ACK_RANGES]))
                 client.publish(gw.topic("cmd", "ack"), ack.to_json(), qos=1)
     client.loop_stop()
     client.disconnect()
