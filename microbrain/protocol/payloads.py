@@ -120,7 +120,9 @@ class EvidenceRef(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: EvidenceKind
-    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,128}$")]
+    # a plain file name: a leading letter or digit rules out ".", ".." and hidden
+    # files such as the uploader's own ".upload-*" temporaries
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     sha256: Sha256
     bytes: int = Field(ge=0, le=512 * 1024 * 1024)
     content_type: Literal["image/jpeg", "video/mp4", "video/x-msvideo"] = "image/jpeg"

@@ -152,6 +152,14 @@ def test_largest_ack_fits_in_one_payload() -> None:
         Ack(ranges=((1, 1),) * (MAX_ACK_RANGES + 1))
 
 
+@pytest.mark.parametrize("name", [".", "..", ".upload-x", "-e1.jpg", "_x", "a/b", "", "a" * 129])
+def test_evidence_name_is_a_plain_file_name(name: str) -> None:
+    with pytest.raises(ValueError, match="pattern"):
+        EvidenceRef(kind="snapshot", name=name, sha256=SHA, bytes=1)
+    assert EvidenceRef(kind="snapshot", name="a" * 128, sha256=SHA, bytes=1).name == "a" * 128
+    assert EvidenceRef(kind="clip", name="0.e1-x_y.mp4", sha256=SHA, bytes=1, content_type="video/mp4")
+
+
 def test_timestamps_are_normalised_to_utc() -> None:
     from zoneinfo import ZoneInfo
 
