@@ -57,6 +57,16 @@ def _active_alert(session: Session, key: str) -> m.Alert | None:
     ).one_or_none()
 
 
+def _cleared_alert_covering(session: Session, key: str, event: Event) -> m.Alert | None:
+    """The latest alert for ``key`` if the edge cleared it at or after ``event.ts``."""
+    latest = session.scalars(
+        select(m.Alert).where(m.Alert.key == key).order_by(m.Alert.id.desc()).limit(1)
+    ).one_or_none()
+    if latest is None or latest.active or not latest.cleared or latest.last_ts < event.ts:
+        return None
+    return latest
+
+
 def fold_event(session: Session, event: Event, gateway: m.Gateway, now: datetime,
                cache: dict[str, m.Alert | None] | None = None) -> m.Alert | None:
     """Fold one stored event into its alert; returns the alert it touched, if any.
@@ -75,12 +85,23 @@ def fold_event(session: Session, event: Event, gateway: m.Gateway, now: datetime
         if alert is None:
             return None
         alert.cleared = True
+        # the clear is the alert's latest edge event: a raise stamped before it (resent
+        # late) belongs to this alert, see _cleared_alert_covering
+        alert.last_ts = max(alert.last_ts, event.ts)
         alert.updated_at = now
         _transition(session, alert, AlertStatus.RESOLVED, "auto_resolved",
                     actor=f"edge:{gateway.id}", now=now, note=event.message or "condition cleared")
         if cache is not None:
             cache[key] = None
         return alert
+    if alert is None and (late := _cleared_alert_covering(session, key, event)) is not None:
+        # a raise resent after its clear (another batch, a replayed outbox): the condition
+        # it reports is already over, so count it there instead of opening an alert that
+        # nothing would ever clear and that would escalate
+        late.count += 1
+        late.first_ts = min(late.first_ts, event.ts)
+        late.updated_at = now
+        return late
     if alert is None:
         alert = m.Alert(
             key=key, active=True, kind=event.kind, severity=int(event.severity),

@@ -187,3 +187,22 @@ def test_work_order_verification_reopens_then_closes(factory, place):  # type: i
         assert work_orders.apply_recheck(s, recheck2.id, condition_present=True, actor="edge", now=clock()) is None
     with factory() as s:
         assert s.get(m.Alert, alert_id).status == "closed"
+
+
+def test_a_raise_resent_after_its_clear_counts_in_the_cleared_alert(factory, place):  # type: ignore[no-untyped-def]
+    clock = ManualClock(datetime.now(UTC))
+    t0 = clock() - timedelta(minutes=5)
+    r = ingest(factory, place, [event(1, ts=t0, severity=Severity.CRITICAL),
+                                event(3, ts=t0 + timedelta(seconds=20), state=EventState.CLEARED)],
+               now=clock())
+    (alert_id,) = r.alerts
+    # seq 2, raised between the two, arrives late in another batch
+    late = ingest(factory, place, [event(2, ts=t0 + timedelta(seconds=10), severity=Severity.CRITICAL)],
+                  now=clock())
+    assert late.alerts == {alert_id}
+    with factory() as s:
+        (a,) = s.scalars(select(m.Alert).where(m.Alert.gateway == place.gateway)).all()
+        assert (a.id, a.count, a.status, a.active) == (alert_id, 2, "resolved", False)
+        assert s.get(m.EscalationDeadline, alert_id) is None
+    escalation.run_due(factory, clock.advance(days=1))
+    assert "escalated" not in _log(factory, alert_id)
