@@ -122,11 +122,22 @@ def apply_recheck(session: Session, recheck_id: str, *, condition_present: bool 
     else:
         wo.status = S.REOPENED
         why = "condition still present" if condition_present else f"recheck failed: {reason or 'no answer'}"
-        _log(session, wo, before, actor=actor, now=now, note=why)
+        note = why
         if alert is not None and alert.status == alerts.AlertStatus.RESOLVED:
-            alerts.reopen(session, alert.id, actor=actor, now=now, note=why)
+            try:
+                alerts.reopen(session, alert.id, actor=actor, now=now, note=why)
+            except Conflict:
+                # a newer alert for the same place is live (at most one may be): this one
+                # stays resolved; raising here would dead-letter the reply and leave the
+                # order in verifying for ever
+                live = session.scalar(select(m.Alert.id).where(m.Alert.key == alert.key,
+                                                               m.Alert.active.is_(True)))
+                note = f"{why}; alert {alert.id} stays resolved, alert {live} for the same place is live"
+                record(session, alert, "verification_failed", from_status=alert.status,
+                       actor=actor, at=now, note=note)
         elif alert is not None:
             record(session, alert, "verification_failed", from_status=alert.status, actor=actor,
                    at=now, note=why)
+        _log(session, wo, before, actor=actor, now=now, note=note)
     wo.updated_at = now
     return wo

@@ -6,7 +6,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from cloud import alerts, escalation, work_orders
 from cloud.clock import ManualClock
@@ -206,3 +206,32 @@ def test_a_raise_resent_after_its_clear_counts_in_the_cleared_alert(factory, pla
         assert s.get(m.EscalationDeadline, alert_id) is None
     escalation.run_due(factory, clock.advance(days=1))
     assert "escalated" not in _log(factory, alert_id)
+
+
+def test_recheck_still_present_while_a_newer_alert_is_live_reopens_the_order(factory, place):  # type: ignore[no-untyped-def]
+    from cloud.ingest.store import Incoming
+    from microbrain.protocol import Reply
+
+    clock = ManualClock(datetime.now(UTC))
+    alert_id = _open(factory, place, clock)
+    with transaction(factory) as s:
+        wo = alerts.dispatch(s, alert_id, actor="duty", now=clock())
+        for action in ("accept", "start", "done"):
+            work_orders.move(s, wo.id, action, actor="urban-1", now=clock())
+        _, _, recheck = work_orders.request_verification(s, wo.id, actor="duty", now=clock())
+    ingest(factory, place, [event(2, state=EventState.CLEARED)], now=clock())  # alert resolved
+    (live_id,) = ingest(factory, place, [event(3)], now=clock()).alerts  # and it happens again
+    assert live_id != alert_id
+    reply = Reply(name="recheck", command_id=recheck.id, ok=True, detail={"present": True})
+    r = ingest(factory, place, [Incoming(place.topic("reply", "recheck"), reply.to_json(), clock())],
+               now=clock())
+    assert (r.applied, r.rejected) == (1, 0)
+    with factory() as s:
+        order = s.get(m.WorkOrder, wo.id)
+        assert order.status == "reopened"
+        note = s.scalars(select(m.WorkOrderTransition.note).where(m.WorkOrderTransition.work_order_id == wo.id)
+                         .order_by(m.WorkOrderTransition.id.desc()).limit(1)).one()
+        assert f"alert {live_id}" in note
+        assert (s.get(m.Alert, alert_id).status, s.get(m.Alert, live_id).status) == ("resolved", "open")
+        assert s.scalar(select(func.count()).select_from(m.DeadLetter).where(
+            m.DeadLetter.gateway == place.gateway)) == 0
