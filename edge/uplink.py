@@ -245,47 +245,58 @@ class Uplink:
         resend_after, last_rewind_at = s.resend_after_s, None
         topics = {ch: self.path.topic(ch) for ch in (Channel.EVENT, Channel.READING)}
         while not self._stop.is_set():
-            if not self.connected.wait(0.2):
-                continue
-            if self._rewind.is_set():
-                self._rewind.clear()
-                cursor, _ = self._go_back(sent)
-            first = self.outbox.first_seq()
-            if first is not None and first <= cursor:
-                while sent and sent[0][0] < first:
-                    sent.popleft()
-                if sent and time.monotonic() - sent[0][1] > resend_after:
-                    # the same item unacknowledged again: the cloud is stalled, not lossy;
-                    # back off so a long stall is not a resend storm
-                    resend_after = (min(resend_after * 2, s.resend_after_s * 8)
-                                    if first == last_rewind_at else s.resend_after_s)
-                    last_rewind_at = first
-                    cursor, first = self._go_back(sent)
-                    self.rewinds += 1
-                    RESENT.inc()
-                    log.warning("no ack for seq %s: resending from there (next wait %.0f s)",
-                                first, resend_after)
-                elif cursor - first + 1 >= s.max_unacked:
-                    self._stop.wait(0.05)  # the cloud is behind: wait for its acks
+            try:
+                if not self.connected.wait(0.2):
                     continue
-            if self.pending >= s.max_pending:
-                self._stop.wait(0.002)  # paho holds enough; let the PUBACKs come in
-                continue
-            items = self.outbox.after(cursor, limit=s.batch)
-            if not items:
-                self.outbox.wait_for_items_after(cursor, 0.2)
-                continue
-            publish = self._client.publish
-            for item in items:
-                info = publish(topics[item.channel], item.payload, qos=1)
-                self._handed_by_pump += 1
-                if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
-                    self._handed_by_pump -= 1
-                    break  # connection gone; on reconnect we go back anyway
-                cursor = item.seq
-                self.published += 1
-                PUBLISHED.inc()
-            sent.append((cursor, time.monotonic()))
+                if self._rewind.is_set():
+                    self._rewind.clear()
+                    cursor, _ = self._go_back(sent)
+                first = self.outbox.first_seq()
+                if first is not None and first <= cursor:
+                    while sent and sent[0][0] < first:
+                        sent.popleft()
+                    if sent and time.monotonic() - sent[0][1] > resend_after:
+                        # the same item unacknowledged again: the cloud is stalled, not lossy;
+                        # back off so a long stall is not a resend storm
+                        resend_after = (min(resend_after * 2, s.resend_after_s * 8)
+                                        if first == last_rewind_at else s.resend_after_s)
+                        last_rewind_at = first
+                        cursor, first = self._go_back(sent)
+                        self.rewinds += 1
+                        RESENT.inc()
+                        log.warning("no ack for seq %s: resending from there (next wait %.0f s)",
+                                    first, resend_after)
+                    elif cursor - first + 1 >= s.max_unacked:
+                        self._stop.wait(0.05)  # the cloud is behind: wait for its acks
+                        continue
+                if self.pending >= s.max_pending:
+                    self._stop.wait(0.002)  # paho holds enough; let the PUBACKs come in
+                    continue
+                top = self.outbox.last_seq  # read first: every seq up to it is committed
+                items = self.outbox.after(cursor, limit=s.batch)
+                if not items:
+                    # all of (cursor, top] is gone (evicted while we could not send, or
+                    # acked): step past it, or wait_for_items_after returns at once and
+                    # this loop spins a core
+                    cursor = max(cursor, top)
+                    self.outbox.wait_for_items_after(cursor, 0.2)
+                    continue
+                publish = self._client.publish
+                for item in items:
+                    info = publish(topics[item.channel], item.payload, qos=1)
+                    self._handed_by_pump += 1
+                    if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                        self._handed_by_pump -= 1
+                        break  # connection gone; on reconnect we go back anyway
+                    cursor = item.seq
+                    self.published += 1
+                    PUBLISHED.inc()
+                sent.append((cursor, time.monotonic()))
+            except Exception:
+                # a transient failure (sqlite busy or I/O, a paho error) must not end
+                # uploads for good: log it, breathe, go on from the same cursor
+                log.exception("uplink pump: iteration failed; retrying in 1 s")
+                self._stop.wait(1.0)
 
     def _go_back(self, sent: deque[tuple[int, float]]) -> tuple[int, int | None]:
         sent.clear()
