@@ -31,10 +31,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, Protocol, Self
 
-from amqtt.broker import Broker
-from amqtt.plugins.base import BaseAuthPlugin
-from amqtt.session import Session
-
 log = logging.getLogger(__name__)
 
 BrokerKind = Literal["auto", "mosquitto", "iotcore", "amqtt"]
@@ -103,21 +99,6 @@ def _wait_listening(host: str, port: int, timeout: float, alive: Callable[[], bo
                            f"within {timeout:.0f} s")
 
 
-class OpenAuthPlugin(BaseAuthPlugin):
-    """Accept every client *without* flagging its session anonymous.
-
-    amqtt's own AnonymousAuthPlugin(allow_anonymous=True) marks every session
-    anonymous, and amqtt then never queues QoS 1 messages for an anonymous
-    persistent session while it is away: a gateway or ingest worker that reconnects
-    would silently miss what was published meanwhile. It checks no password: bind the
-    broker to loopback only.
-    """
-
-    async def authenticate(self, *, session: Session) -> bool | None:
-        session.is_anonymous = False
-        return True
-
-
 class AmqttBroker:
     """amqtt in a daemon thread with its own event loop.
 
@@ -148,7 +129,7 @@ class AmqttBroker:
             "session_expiry_interval": self.session_expiry_s,
             # Only our open auth: amqtt's default packet/event loggers cost throughput
             # and its $SYS publisher is noise for one box.
-            "plugins": {f"{__name__}.OpenAuthPlugin": {}},
+            "plugins": {"microbrain.broker.amqtt_auth.OpenAuthPlugin": {}},
         }
 
     @property
@@ -157,6 +138,13 @@ class AmqttBroker:
 
     def start(self, timeout: float = 10.0) -> AmqttBroker:
         """Start listening; returns once clients can connect. Raises BrokerStartError."""
+        # amqtt is imported here, not at module level: it is a dev extra (MQTT 3.1.1
+        # only, never the automatic choice), and mosquitto/iotcore users do not need it
+        try:
+            import amqtt.broker  # noqa: F401
+        except ImportError as err:
+            raise BrokerStartError("amqtt is not installed: pip install amqtt "
+                                   "(or use mosquitto / iotcore)") from err
         if self._thread is not None:
             raise BrokerStartError("this AmqttBroker was already started")
         _check_port_free(self.host, self.port)
@@ -198,6 +186,8 @@ class AmqttBroker:
             loop.close()
 
     async def _serve(self) -> None:
+        from amqtt.broker import Broker
+
         self._stop_requested = asyncio.Event()
         broker = Broker(self._config())
         await broker.start()
@@ -288,7 +278,13 @@ class MosquittoBroker:
         with log_path.open("ab") as log_file:
             self._proc = subprocess.Popen([self.executable, "-c", str(conf)],
                                           stdout=log_file, stderr=subprocess.STDOUT)
-        _wait_listening(self.host, self.port, timeout, alive=lambda: self.running)
+        try:
+            _wait_listening(self.host, self.port, timeout, alive=lambda: self.running)
+        except BrokerStartError:
+            # still running but not listening: stop it, or it would hold its port (and
+            # persistence file) as an orphan that no one will ever stop
+            self.stop()
+            raise
         if self._proc.poll() is not None:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
             self._proc = None

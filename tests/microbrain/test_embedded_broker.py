@@ -430,6 +430,29 @@ def test_a_broken_mosquitto_config_names_the_log(tmp_path: Path) -> None:
         MosquittoBroker(HOST, free_port(), tmp_path, conf=conf).start()
 
 
+def test_a_mosquitto_that_never_listens_is_stopped_not_orphaned(tmp_path: Path) -> None:
+    # it runs, but on another port than the one waited for: start() times out and must
+    # not leave the process holding that other port
+    other = free_port()
+    conf = tmp_path / "elsewhere.conf"
+    conf.write_text(f"listener {other} {HOST}\nallow_anonymous true\n")
+    broker = MosquittoBroker(HOST, free_port(), tmp_path, conf=conf)
+    with pytest.raises(BrokerStartError, match="did not listen"):
+        broker.start(timeout=1.0)
+    assert not broker.running
+    with socket.socket() as probe:
+        probe.bind((HOST, other))  # free again: the process is gone
+
+
+def test_importing_the_brokers_does_not_load_amqtt() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from microbrain.broker.embedded import free_port, MosquittoBroker; "
+            "sys.exit('amqtt' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
 def test_mosquitto_runs_the_site_config_with_passwords(tmp_path: Path,
                                                        demo_site_path: Path) -> None:
     # `microbrain up` with a site: the credentials and ACL from `microbrain broker config`
