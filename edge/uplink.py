@@ -166,8 +166,24 @@ class Uplink:
         self.connected.clear()  # a disconnect from here on is ours, not news
         for thread in self._threads:
             thread.join(timeout)
-        self._client.disconnect()
         self._threads.clear()
+        self._disconnect(min(timeout, 1.0))
+
+    def _disconnect(self, timeout: float) -> None:
+        """Send DISCONNECT and close the socket. The network thread is gone and paho
+        only queues packets (we own the loop), so write it out here: without it the
+        broker holds the session open until keepalive runs out, then publishes our will."""
+        client = self._client
+        client.disconnect()
+        deadline = time.monotonic() + timeout
+        while client.socket() is not None and time.monotonic() < deadline:
+            # writes what is queued, DISCONNECT last; paho closes the socket after it
+            if client.loop_write() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                break
+            if client.socket() is not None:
+                time.sleep(0.01)  # a full socket buffer: let the broker read
+        if client.socket() is not None:
+            client._sock_close()  # no public close in paho; never leave the socket open
 
     @property
     def pending(self) -> int:

@@ -76,3 +76,16 @@ def test_pump_survives_a_failing_database(tmp_path: Path, mosquitto: MosquittoPr
     finally:
         uplink.stop()
         outbox.close()
+
+
+def test_stop_disconnects_cleanly_and_closes_the_socket(tmp_path: Path, mosquitto: MosquittoProcess) -> None:
+    outbox = Outbox(tmp_path / "o.db")
+    uplink = start_uplink(outbox, mosquitto.port)
+    client_id = uplink._client._client_id.decode()
+    uplink.stop()
+    outbox.close()
+    assert uplink._client.socket() is None
+    # the broker saw a DISCONNECT ("disconnected."), not a dropped socket ("closed its
+    # connection") nor a keepalive timeout, either of which publishes the last will
+    assert wait(lambda: f"Client {client_id} disconnected." in mosquitto.log.read_text(), 5), \
+        mosquitto.log.read_text()[-2000:]
