@@ -69,13 +69,42 @@ def _line_of(root: yaml.Node | None, parts: list[str | int]) -> int | None:
     return line
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping.
+
+    Plain YAML keeps the last value silently, so a second ``rules:`` under a zone (or a
+    pasted sensor) would quietly replace the first; here it is an error with both lines.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # '<<' merges may be overridden by explicit keys: that is their point
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # an unhashable key: the constructor below reports it
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"duplicate key {key!r} (first at line {first})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None, str]:
     name = str(path)
     if not path.is_file():
         raise SiteError(name, [Problem("(file)", "no such file")])
-    text = path.read_text(encoding="utf-8")
     try:
-        return yaml.safe_load(text), yaml.compose(text), text
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise SiteError(name, [Problem("(file)", f"not UTF-8: byte {err.start} cannot be decoded; "
+                                       "save the file as UTF-8")]) from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader), yaml.compose(text), text  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(file)"

@@ -149,11 +149,17 @@ def test_broken_copies_are_rejected_by_path(tmp_path: Path, case: str, mutate, p
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "no such file"), ("a: [1, 2", "not valid YAML"), ("- 1\n- 2\n", "mapping"), ("", "mapping")],
+    [(None, "no such file"), ("a: [1, 2", "not valid YAML"), ("- 1\n- 2\n", "mapping"), ("", "mapping"),
+     # a key given twice would silently keep only the last value
+     ("a: 1\nb:\n  c: 2\n  c: 3\n", "line 4: not valid YAML: duplicate key 'c' (first at line 3)"),
+     ("schema: 1\nd: {x: 1, x: 2}\n", "duplicate key 'x'"),
+     (b"schema: 1\nname: \xd6\xd0\xce\xc4\n", "not UTF-8")],  # GBK, not UTF-8
 )
-def test_unreadable_files(tmp_path: Path, content: str | None, message: str) -> None:
+def test_unreadable_files(tmp_path: Path, content: str | bytes | None, message: str) -> None:
     file = tmp_path / "site.yaml"
-    if content is not None:
+    if isinstance(content, bytes):
+        file.write_bytes(content)
+    elif content is not None:
         file.write_text(content)
     with pytest.raises(SiteError) as err:
         load_site(file)
