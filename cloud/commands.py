@@ -32,9 +32,17 @@ class MqttCommandSender:
         if user:
             self.client.username_pw_set(user, password)
         self._connected = threading.Event()
-        self.client.on_connect = lambda *a, **k: self._connected.set()
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *a, **k: self._connected.clear()
         self.client.connect_async(settings.broker_host, settings.broker_port)
         self.client.loop_start()
+
+    def _on_connect(self, _client, _userdata, _flags, reason_code, _props=None):  # type: ignore[no-untyped-def]
+        # a refused CONNACK (bad credentials, not authorised) is not a connection
+        if reason_code.is_failure:
+            log.error("broker refused the command connection: %s", reason_code)
+            return
+        self._connected.set()
 
     def send(self, path: GatewayPath, command: _CommandBase) -> None:
         topic = path.topic("cmd", command.name)  # type: ignore[attr-defined]

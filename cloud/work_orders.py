@@ -2,6 +2,7 @@
 
 Verification asks the gateway to look again (``cmd/recheck``); the order is verified
 and its alert closed only when the condition is gone, otherwise the order reopens.
+An order left verifying (the recheck or its answer lost) may be verified again.
 
 The gateway answers on ``reply/recheck`` with
 ``Reply(name="recheck", command_id=<the Recheck's id>, ok=True, detail={"present": <bool>})``;
@@ -84,10 +85,14 @@ def move(session: Session, work_order_id: int, action: str, *, actor: str, now: 
 
 def request_verification(session: Session, work_order_id: int, *, actor: str,
                          now: datetime) -> tuple[m.WorkOrder, GatewayPath, Recheck]:
-    """done → verifying; returns the recheck to publish AFTER the caller commits."""
+    """done → verifying; returns the recheck to publish AFTER the caller commits.
+
+    Also allowed from verifying: a recheck or its reply lost on the way would otherwise
+    leave the order there for ever. The new recheck gets a new id, so a late reply to the
+    old one changes nothing."""
     wo = get(session, work_order_id)
-    if wo.status != S.DONE:
-        raise Conflict(f"work order {wo.id} is {wo.status}; verification needs it to be done")
+    if wo.status not in (S.DONE, S.VERIFYING):
+        raise Conflict(f"work order {wo.id} is {wo.status}; verification needs it to be done or verifying")
     alert = session.get(m.Alert, wo.alert_id)
     gateway = session.get(m.Gateway, alert.gateway) if alert else None
     if alert is None or gateway is None:

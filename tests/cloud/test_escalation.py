@@ -235,3 +235,22 @@ def test_recheck_still_present_while_a_newer_alert_is_live_reopens_the_order(fac
         assert (s.get(m.Alert, alert_id).status, s.get(m.Alert, live_id).status) == ("resolved", "open")
         assert s.scalar(select(func.count()).select_from(m.DeadLetter).where(
             m.DeadLetter.gateway == place.gateway)) == 0
+
+
+def test_an_order_left_verifying_can_be_verified_again(factory, place):  # type: ignore[no-untyped-def]
+    clock = ManualClock(datetime.now(UTC))
+    alert_id = _open(factory, place, clock)
+    with transaction(factory) as s:
+        wo = alerts.dispatch(s, alert_id, actor="duty", now=clock())
+        for action in ("accept", "start", "done"):
+            work_orders.move(s, wo.id, action, actor="urban-1", now=clock())
+        _, _, lost = work_orders.request_verification(s, wo.id, actor="duty", now=clock())
+    # the recheck (or its reply) was lost: ask again
+    with transaction(factory) as s:
+        again, _, recheck = work_orders.request_verification(s, wo.id, actor="duty", now=clock())
+        assert again.status == "verifying" and recheck.id != lost.id
+    with transaction(factory) as s:
+        # a late reply to the first recheck changes nothing; the answer to the second counts
+        assert work_orders.apply_recheck(s, lost.id, condition_present=True, actor="edge", now=clock()) is None
+        done = work_orders.apply_recheck(s, recheck.id, condition_present=False, actor="edge", now=clock())
+        assert done.status == "verified"

@@ -172,3 +172,22 @@ def test_a_value_the_database_refuses_is_dead_lettered_and_the_rest_stored(broke
         assert "internal error" in dead.reason
     finally:
         worker.stop()
+
+
+def test_command_sender_is_not_connected_when_the_broker_refuses_it(tmp_path):
+    import time
+
+    from cloud.commands import MqttCommandSender
+    from tests.utils.services import private_mosquitto
+
+    (tmp_path / "passwd").write_text("")  # nobody may connect
+    extra = f"allow_anonymous false\npassword_file {tmp_path / 'passwd'}\n"
+    with private_mosquitto(tmp_path / "b", extra=extra) as broker:
+        settings = Settings(database_url=f"sqlite:///{tmp_path}/x.db", environment="test",
+                            broker_url=f"mqtt://cloud:wrong@127.0.0.1:{broker.port}")
+        sender = MqttCommandSender(settings)
+        try:
+            time.sleep(1.5)  # long enough for the refused CONNACK to arrive
+            assert not sender._connected.is_set()
+        finally:
+            sender.close()
