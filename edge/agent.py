@@ -54,7 +54,7 @@ class GatewayAgent:
         tls = cloud.tls
         self.uplink = Uplink(self.path, self.outbox, UplinkSettings(
             host=cloud.host, port=cloud.port,
-            username=cloud.username or self.place.gateway.id,
+            username=cloud.username or self.place.gateway.id, tls=cloud.uses_tls,
             password=password(cloud, env, self.place.gateway.password_env),
             tls_ca=tls.ca_file if tls else None, tls_cert=tls.cert_file if tls else None,
             tls_key=tls.key_file if tls else None, keepalive_s=cloud.keepalive_s,

@@ -119,6 +119,16 @@ class GatewayConfig(_Strict):
         default=False, description="cameras whose source is a file or image play it over and "
         "over (demos, drills); a recording always plays at its own pace, stamped from now")
 
+    @field_validator("local_broker")
+    @classmethod
+    def _local_plain(cls, link: BrokerLink | None) -> BrokerLink | None:
+        # the sensor client (edge/sensors/local_broker.py) has no TLS: refusing beats
+        # silently talking plain MQTT to a port that expects TLS
+        if link is not None and link.uses_tls:
+            raise ValueError("TLS (mqtts:// or a tls: block) is not supported for the local "
+                             "sensor broker yet; use mqtt:// on the gateway's own network")
+        return link
+
     def resolved(self, base: Path) -> GatewayConfig:
         """Paths relative to the config file's folder, made absolute."""
         def fix(p: Path | None) -> Path | None:

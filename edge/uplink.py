@@ -55,6 +55,7 @@ class UplinkSettings:
     port: int = 1883
     username: str | None = None
     password: str | None = None
+    tls: bool = False  # TLS even without files: the system's CAs verify the broker
     tls_ca: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -119,7 +120,8 @@ class Uplink:
         )
         if s.username:
             client.username_pw_set(s.username, s.password)
-        if s.tls_ca or s.tls_cert:
+        if s.tls or s.tls_ca or s.tls_cert:
+            # no CA file: paho loads the system's default CAs (mqtts:// to a public CA)
             client.tls_set(ca_certs=str(s.tls_ca) if s.tls_ca else None,
                            certfile=str(s.tls_cert) if s.tls_cert else None,
                            keyfile=str(s.tls_key) if s.tls_key else None,

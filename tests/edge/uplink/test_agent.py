@@ -328,3 +328,36 @@ def test_config_reload_applies_a_valid_site_and_refuses_a_broken_one(
     dev.publish("devices/smoke/b1-new", b'{"alarm": true}', qos=1)
     assert wait(lambda: agent.hub.last_reading("b1-smoke-new").values.get("smoke") is True)
     observer.close()
+
+
+def test_mqtts_cloud_uses_tls_with_the_system_cas(tmp_path: Path, demo_site_path: Path) -> None:
+    """An mqtts:// cloud link without a tls: block still uses TLS (verified against the
+    system's CAs); a plain mqtt:// link does not."""
+    cfg = load_gateway_config(write_config(tmp_path, demo_site_path, 1883,
+                                           cloud={"url": "mqtts://cloud.example"}))
+    agent = GatewayAgent(cfg, load_site(cfg.site))
+    try:
+        settings = agent.uplink.settings
+        assert settings.tls and settings.tls_ca is None and settings.port == 8883
+        context = agent.uplink._client._ssl_context
+        assert context is not None and context.verify_mode.name == "CERT_REQUIRED"
+        assert context.cert_store_stats()["x509_ca"] > 0  # the system's CAs are loaded
+    finally:
+        agent.outbox.close()
+        agent.evidence_queue.close()
+    plain = load_gateway_config(write_config(tmp_path, demo_site_path, 1883))
+    agent = GatewayAgent(plain, load_site(plain.site))
+    try:
+        assert not agent.uplink.settings.tls and agent.uplink._client._ssl_context is None
+    finally:
+        agent.outbox.close()
+        agent.evidence_queue.close()
+
+
+@pytest.mark.parametrize("local", [{"url": "mqtts://127.0.0.1"},
+                                   {"url": "mqtt://127.0.0.1", "tls": {"ca_file": "ca.pem"}}])
+def test_tls_to_the_local_sensor_broker_is_refused(tmp_path: Path, demo_site_path: Path,
+                                                   local: dict) -> None:
+    path = write_config(tmp_path, demo_site_path, 1883, local_broker=local)
+    with pytest.raises(GatewayConfigError, match="local_broker: TLS .* not supported"):
+        load_gateway_config(path)
