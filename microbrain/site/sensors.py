@@ -33,6 +33,9 @@ class FieldMap(Strict):
 
     @model_validator(mode="after")
     def _range(self) -> FieldMap:
+        # scale 0 turns every reading into `offset` (and the simulator divides by it)
+        if self.scale == 0:
+            raise ValueError("scale must not be 0")
         if self.min is not None and self.max is not None and self.min >= self.max:
             raise ValueError(f"min {self.min} must be below max {self.max}")
         return self

@@ -16,7 +16,7 @@ from microbrain.resources import SAMPLE_SCHEME, SAMPLES
 from microbrain.site.cameras import Camera
 from microbrain.site.classes import KNOWN_CLASSES
 from microbrain.site.model import Site
-from microbrain.site.sensors import Threshold
+from microbrain.site.sensors import Fault, Threshold
 from microbrain.site.standards import HYDRANT_MIN_STATIC_MPA
 
 
@@ -160,6 +160,11 @@ def verify_references(site: Site, base: Path | None = None) -> Iterator[Problem]
                 if field is not None and field not in fields:
                     yield Problem(f"{where}[{r}].field",
                                   f"profile {profile.id!r} has no field {field!r} (has: {', '.join(sorted(fields)) or 'none'})")
+                if isinstance(rule, Fault) and profile.faults is None:
+                    # fault categories come from the profile's fault code map: without
+                    # one the rule can never fire
+                    yield Problem(f"{where}[{r}]", f"a 'fault' rule needs 'faults:' (a fault code map) "
+                                  f"in profile {profile.id!r}")
                 if isinstance(rule, Threshold) and rule.below == "gb50974":
                     if profile.kind != "hydrant_pressure":
                         yield Problem(f"{where}[{r}].below", "'gb50974' applies to hydrant_pressure sensors only")
