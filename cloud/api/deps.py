@@ -34,8 +34,11 @@ def state(request: Request) -> ApiState:
 
 
 def session(request: Request) -> Iterator[Session]:
-    """A session per request, committed when the route returns without error (routes
-    that publish or notify commit first themselves, so nothing announces uncommitted work)."""
+    """A session per request, committed when the route returns without error and before
+    the response is sent (used with ``scope="function"`` below): a failed commit is a
+    500, not a 200, and what the response names (a login token) is stored by the time
+    the client has it. Routes that publish or notify commit first themselves, so nothing
+    announces uncommitted work."""
     factory = request.app.state.api.factory
     with factory() as s:
         try:
@@ -64,12 +67,17 @@ def user_from_request(request: Request, db: Session,
     return user
 
 
-def current_user(request: Request, db: Annotated[Session, Depends(session)],
+# FastAPI runs the code after a dependency's ``yield`` after the response by default
+# (scope "request"); "function" runs it (the commit) before the response goes out
+_session = Depends(session, scope="function")
+
+
+def current_user(request: Request, db: Annotated[Session, _session],
                  creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> m.User:
     return user_from_request(request, db, creds)
 
 
 Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-DB = Annotated[Session, Depends(session)]
+DB = Annotated[Session, _session]
 CurrentUser = Annotated[m.User, Depends(current_user)]
 State = Annotated[ApiState, Depends(state)]

@@ -214,3 +214,42 @@ def test_readings_dead_letters_and_stream_scope(client, factory, clock, gw):  # 
     assert any(c["alert_id"] == alert_id for c in seen)
     _, unseen = _changes(state, other, 0)
     assert not any(c["alert_id"] == alert_id for c in unseen)
+
+
+def test_a_login_token_is_committed_before_the_response_is_sent(client, factory, clock):  # type: ignore[no-untyped-def]
+    # driven through the ASGI interface itself, to look at the database at the moment
+    # the response body goes out (TestClient returns only once the app is done)
+    import asyncio
+    import json
+
+    name, password = _user(factory, clock)
+    app = client.app
+    for _ in range(5):
+        body = json.dumps({"username": name, "password": password}).encode()
+        chunks: list[bytes] = []
+        stored_when_sent: list[bool] = []
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/api/auth/token", "raw_path": b"/api/auth/token",
+                 "root_path": "", "query_string": b"", "client": ("127.0.0.1", 5000),
+                 "server": ("testserver", 80),
+                 "headers": [(b"host", b"testserver"), (b"content-type", b"application/json"),
+                             (b"content-length", str(len(body)).encode())]}
+        sent = False
+
+        async def receive():  # type: ignore[no-untyped-def]
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.sleep(3600)
+
+        async def send(message):  # type: ignore[no-untyped-def]
+            if message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body"):
+                    token = json.loads(b"".join(chunks))["access_token"]
+                    with factory() as s:
+                        stored_when_sent.append(auth.user_for_token(s, token, now=clock()) is not None)
+
+        asyncio.run(app(scope, receive, send))
+        assert stored_when_sent == [True]
