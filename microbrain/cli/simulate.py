@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -9,6 +10,9 @@ from urllib.parse import urlsplit
 import typer
 
 from microbrain.cli.errors import fail
+
+CONNACK_TIMEOUT_S = 10.0
+DRAIN_TIMEOUT_S = 10.0  # at the end, how long outstanding publishes may take to be acknowledged
 
 
 def sensors(
@@ -44,27 +48,57 @@ def sensors(
     if not sim.devices:
         fail("the site has no sensors to simulate")
     client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    connack: list[object] = []
+    answered = threading.Event()
+
+    def on_connect(c, userdata, flags, reason_code, properties):  # type: ignore[no-untyped-def]
+        connack.append(reason_code)
+        answered.set()
+
+    client.on_connect = on_connect
     try:
         client.connect(parts.hostname, parts.port or 1883)
     except OSError as err:
         fail(f"cannot reach the broker at {broker}: {err}")
     client.loop_start()
+    # a TCP connection is not a session: wait for the CONNACK, or every publish below
+    # would be queued in memory and silently dropped at exit
+    if not answered.wait(CONNACK_TIMEOUT_S) or connack[0].is_failure:  # type: ignore[attr-defined]
+        client.loop_stop()
+        reason = connack[0] if connack else f"no answer within {CONNACK_TIMEOUT_S:g} s"
+        fail(f"the broker at {broker} refused the connection: {reason}")
     typer.echo(f"simulating {len(sim.devices)} sensor(s) at {rate:g} msg/s on {broker}")
     interval = len(sim.devices) / rate  # one tick publishes one message per sensor
     start = time.monotonic()
     sent = 0
+    pending: list[mqtt.MQTTMessageInfo] = []  # QoS 1 publishes not yet PUBACKed
+    delivered = 0
     try:
         while not duration or time.monotonic() - start < duration:
             t = time.monotonic() - start
             for topic, payload in sim.tick(t):
-                client.publish(topic, payload, qos=1)
+                pending.append(client.publish(topic, payload, qos=1))
                 sent += 1
+            if len(pending) > 1000:
+                still = [info for info in pending if not info.is_published()]
+                delivered += len(pending) - len(still)
+                pending = still
             delay = start + (sent / len(sim.devices)) * interval - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
     except KeyboardInterrupt:
         pass
     finally:
-        client.loop_stop()
+        # let the network thread finish what is in flight before hanging up
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        for info in pending:
+            try:
+                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            except (RuntimeError, ValueError):
+                pass  # the connection is gone (or the message was refused): not delivered
+            delivered += info.is_published()
         client.disconnect()
-    typer.echo(f"sent {sent} message(s)")
+        client.loop_stop()
+    typer.echo(f"sent {sent} message(s), {delivered} delivered (acknowledged by the broker)")
+    if delivered < sent:
+        fail(f"{sent - delivered} message(s) were not acknowledged within {DRAIN_TIMEOUT_S:g} s", code=1)
