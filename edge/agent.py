@@ -131,8 +131,11 @@ class GatewayAgent:
 
     # -- inputs: sensors and cameras, rebuilt by a config reload ------------------------
 
-    def _build_sensors(self) -> None:
-        self.hub = SensorHub(self.site, self.place, self._sink, self.config.reading_min_interval_s)
+    def _build_sensors(self, previous: SensorHub | None = None) -> None:
+        hub = SensorHub(self.site, self.place, self._sink, self.config.reading_min_interval_s)
+        if previous is not None:
+            hub.carry_over(previous)  # unchanged sensors keep their raised conditions
+        self.hub = hub
         self.local = None
         lb = self.config.local_broker
         if lb is not None and self.place.gateway.sensors:
@@ -160,23 +163,31 @@ class GatewayAgent:
             raise ReloadError(f"the site now puts this gateway at {place.path}, not {self.path}; "
                               "its topics and credentials change: restart the agent")
         with self._reload_lock:
+            if self._stop.is_set():
+                # shutdown has stopped (or is about to stop) the inputs: restarting them
+                # now would leave cameras and a sensor client running past the end
+                raise ReloadError("the gateway is stopping")
             self._stop_inputs()
             self._rejected_before_reload += self.hub.rejected
             self.site, self.place = site, place
-            self._build_sensors()
+            self._build_sensors(previous=self.hub)
             if self.local is not None:
                 self.local.start()
-            self._start_video()
+            video_error = self._start_video()
         log.info("config reloaded: %d camera(s), %d sensor(s)", len(place.gateway.cameras),
                  len(place.gateway.sensors))
-        return {"cameras": len(place.gateway.cameras), "sensors": len(place.gateway.sensors)}
+        detail: dict = {"cameras": len(place.gateway.cameras), "sensors": len(place.gateway.sensors)}
+        if video_error is not None:
+            detail["video_error"] = video_error[:200]  # sensors run; the cameras do not
+        return detail
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def _start_video(self) -> None:
+    def _start_video(self) -> str | None:
+        """Start the cameras; the reason when they could not start, else None."""
         cameras = list(self.place.gateway.cameras)
         if not self.config.video or not cameras:
-            return
+            return None
         try:
             from edge.video.detectors import load_detector
             from edge.video.evidence import EvidenceStore
@@ -188,9 +199,11 @@ class GatewayAgent:
                                       playback=Playback(realtime=True, loop=self.config.loop_recordings))
             self.video.start()
             log.info("video: %d camera(s) running", len(cameras))
-        except Exception:  # cameras failing must not take the sensors and uplink down
+        except Exception as err:  # cameras failing must not take the sensors and uplink down
             log.exception("video could not start; sensors and uplink keep running")
             self.video = None
+            return f"video could not start: {type(err).__name__}: {err}"
+        return None
 
     def start(self) -> None:
         if self.config.metrics_port is not None:

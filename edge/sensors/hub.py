@@ -64,6 +64,23 @@ class SensorHub:
         self._lock = threading.Lock()
         self._last_log: dict[tuple[str, str], tuple[float, int]] = {}
 
+    def carry_over(self, previous: SensorHub) -> int:
+        """Keep the rule state of every sensor ``previous`` (the hub this one replaces on
+        a config reload) ran with the same definition, profile and building category, so
+        raised conditions are neither forgotten nor raised twice; returns how many."""
+        kept = 0
+        with previous._lock, self._lock:
+            for sensor_id, device in self.by_id.items():
+                old = previous.by_id.get(sensor_id)
+                if old is None:
+                    continue
+                rules, new = old.rules, device.rules
+                if (rules.sensor, rules.profile, rules.category) == (new.sensor, new.profile, new.category):
+                    device.rules = rules
+                    device.last_forwarded, device.pending_samples = old.last_forwarded, old.pending_samples
+                    kept += 1
+        return kept
+
     @property
     def topics(self) -> list[str]:
         return list(self.devices)

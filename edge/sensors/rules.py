@@ -273,6 +273,8 @@ class SensorRules:
 
     def __init__(self, sensor: Sensor, profile: SensorProfile, category: BuildingCategory) -> None:
         self.sensor = sensor
+        self.profile = profile
+        self.category = category
         rules = sensor.rules if sensor.rules is not None else profile.rules
         self.states = [_state_for(sensor, rule, category) for rule in rules]
         self.expected_interval_s = sensor.expected_interval_s or profile.expected_interval_s

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from edge.agent import GatewayAgent
+from edge.agent import GatewayAgent, ReloadError
 from edge.config import GatewayConfigError, load_gateway_config
 from microbrain.protocol import (
     Announce,
@@ -298,13 +298,18 @@ def test_config_reload_applies_a_valid_site_and_refuses_a_broken_one(
         running, mosquitto: MosquittoProcess, tmp_path: Path, demo_site_path: Path) -> None:  # type: ignore[no-untyped-def]
     site_file = tmp_path / "site.yaml"
     data = yaml.safe_load(demo_site_path.read_text(encoding="utf-8"))
+    gateway = data["communities"][0]["compounds"][0]["gateways"][0]
+    cameras = gateway.pop("cameras")  # video on, but no cameras until the last reload
     site_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     observer = Observer(mosquitto.port)
-    agent = running(site=str(site_file))
+    agent = running(site=str(site_file), video=True)
     dev = sensor_client(mosquitto.port)
+    # a fault raised before the reload on a sensor the reload does not change
+    dev.publish("devices/elevator/b1-a", b'{"fault": {"code": "E01"}}', qos=1)
+    assert wait(lambda: agent.hub.active_kinds("b1-elevator-a") == {"elevator_fault"})
+    hub_before = agent.hub
 
     # a new smoke detector is added in the site file, then the cloud says "reload"
-    gateway = data["communities"][0]["compounds"][0]["gateways"][0]
     gateway["sensors"].append({"id": "b1-smoke-new", "building": "b1", "profile": "smoke-generic",
                                "topic": "devices/smoke/b1-new"})
     site_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
@@ -313,6 +318,10 @@ def test_config_reload_applies_a_valid_site_and_refuses_a_broken_one(
     assert wait(lambda: any(r.command_id == good.id for r in observer.replies()), 15)
     reply = next(r for r in observer.replies() if r.command_id == good.id)
     assert reply.ok and reply.detail["sensors"] == len(gateway["sensors"])
+    assert "video_error" not in reply.detail
+    # the unchanged elevator kept its raised fault (a new hub, the same rule state)
+    assert agent.hub is not hub_before
+    assert agent.hub.active_kinds("b1-elevator-a") == {"elevator_fault"}
     assert wait(lambda: agent.local is not None and agent.local.subscribed)
     dev.publish("devices/smoke/b1-new", b'{"alarm": false}', qos=1)
     assert wait(lambda: agent.hub.last_reading("b1-smoke-new") is not None)
@@ -327,6 +336,23 @@ def test_config_reload_applies_a_valid_site_and_refuses_a_broken_one(
     assert "not valid YAML" in (refused.reason or "")
     dev.publish("devices/smoke/b1-new", b'{"alarm": true}', qos=1)
     assert wait(lambda: agent.hub.last_reading("b1-smoke-new").values.get("smoke") is True)
+
+    # cameras whose detector cannot load: the sensors run, and the reply says the video failed
+    gateway["cameras"] = cameras
+    gateway["detector"] = {"type": "onnx_yolo", "model": "no-such-model.onnx"}
+    site_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    novideo = ConfigReload()
+    observer.send("config_reload", novideo.to_json())
+    assert wait(lambda: any(r.command_id == novideo.id for r in observer.replies()), 15)
+    reply = next(r for r in observer.replies() if r.command_id == novideo.id)
+    assert reply.ok and reply.detail["cameras"] == len(cameras)
+    assert "no-such-model.onnx" in str(reply.detail["video_error"]) and agent.video is None
+    assert agent.hub.active_kinds("b1-elevator-a") == {"elevator_fault"}
+
+    # a reload that races the shutdown does not restart the inputs
+    agent.stop()
+    with pytest.raises(ReloadError, match="stopping"):
+        agent.reload()
     observer.close()
 
 
