@@ -57,6 +57,17 @@ def config(
     typer.echo(f"start it with: mosquitto -c {files.conf}")
 
 
+def _without_password(url: str) -> str:
+    """The URL for messages: its password (which terminals and logs keep) as ***."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "the --cloud-db URL"  # unparsable: no telling where a password would be
+
+
 def _cloud_credentials(url: str) -> tuple[str, str]:
     """(password-file lines, ACL) of the gateways whose credentials the cloud stores."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -64,16 +75,17 @@ def _cloud_credentials(url: str) -> tuple[str, str]:
     from cloud.auth import broker_files
     from cloud.db import make_engine, session_factory
 
+    shown = _without_password(url)
     try:
         engine = make_engine(url)
         with session_factory(engine)() as session:
             passwd, acl = broker_files(session)
         engine.dispose()
     except SQLAlchemyError as err:
-        fail(f"cannot read gateway credentials from {url}: {err.__class__.__name__}: "
+        fail(f"cannot read gateway credentials from {shown}: {err.__class__.__name__}: "
              f"{str(err).splitlines()[0]} (is it the cloud's database, migrated by 'cloud serve'?)")
     if not passwd.strip():
-        fail(f"the cloud database {url} stores no gateway credentials yet "
+        fail(f"the cloud database {shown} stores no gateway credentials yet "
              "(set them with PUT /api/gateways/{id}/password, or start 'cloud serve --site' "
              "with the gateways' password variables set)")
     return passwd, acl

@@ -78,3 +78,12 @@ def test_model_check_refuses_a_file_that_is_not_a_model(tmp_path: Path) -> None:
 def test_bench_refuses_unknown_names() -> None:
     result = microbrain("bench", "nope")
     assert result.returncode == 2 and "choose one of" in result.stderr
+
+
+def test_broker_config_never_prints_the_cloud_db_password(tmp_path: Path) -> None:
+    # nothing listens on port 1: the error names the database, with its password hidden
+    result = microbrain("broker", "config", "--site", "configs/demo/site.yaml", "--out", str(tmp_path),
+                        "--cloud-db", "postgresql+psycopg://cloud:s3cret-pw@127.0.0.1:1/microbrain")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "cannot read gateway credentials from postgresql+psycopg://cloud:***@127.0.0.1:1/microbrain" in result.stderr
+    assert "s3cret-pw" not in result.stdout + result.stderr
