@@ -17,7 +17,8 @@ def normalise_url(url: str) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    """Create an engine; SQLite gets WAL, a busy timeout and foreign keys."""
+    """Create an engine; SQLite gets WAL, a busy timeout, foreign keys and transactions
+    that take the write lock when they begin (see below)."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
@@ -31,6 +32,20 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
+            # pysqlite by default opens a transaction only before a write, so a read-then-
+            # write "transaction" is not one, and SELECT ... FOR UPDATE means nothing on
+            # SQLite. SQLAlchemy's documented recipe: the driver does no transaction
+            # handling of its own, and the "begin" hook below starts each transaction.
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):  # type: ignore[no-untyped-def]
+            # IMMEDIATE takes the write lock at BEGIN: writers (ingest workers, API,
+            # scheduler, in any process on this file) run one at a time, waiting up to the
+            # busy timeout, instead of two reading, then one failing ("database is locked")
+            # or overwriting what the other read. Reads in a session take it too, so
+            # sessions stay short
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)

@@ -191,3 +191,44 @@ def test_command_sender_is_not_connected_when_the_broker_refuses_it(tmp_path):
             assert not sender._connected.is_set()
         finally:
             sender.close()
+
+
+def test_sqlite_transactions_on_one_file_serialise_read_then_write(sqlite_cloud_url):
+    # two engines (as two processes would have) each read a counter, pause, write it + 1:
+    # with real transactions neither update is lost and neither fails "database is locked"
+    import threading
+    import time
+
+    from cloud.db import make_engine, session_factory, transaction
+    from cloud.site_sync import register_gateway
+    from tests.cloud.helpers import unique_gateway
+
+    engines = [make_engine(sqlite_cloud_url) for _ in range(2)]
+    factories = [session_factory(e) for e in engines]
+    path = unique_gateway()
+    with transaction(factories[0]) as s:
+        register_gateway(s, path.community, path.compound, path.gateway, building="b1")
+    errors: list[BaseException] = []
+
+    def bump(factory) -> None:
+        try:
+            with transaction(factory) as s:
+                gw = s.get(m.Gateway, path.gateway)
+                seen = gw.seq_gaps or 0
+                time.sleep(0.3)
+                gw.seq_gaps = seen + 1
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=bump, args=(f,)) for f in factories]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert errors == []
+        with factories[0]() as s:
+            assert s.get(m.Gateway, path.gateway).seq_gaps == 2
+    finally:
+        for e in engines:
+            e.dispose()
