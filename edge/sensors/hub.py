@@ -104,10 +104,12 @@ class SensorHub:
                 out.append(reading.model_copy(update={"samples": device.pending_samples}))
                 device.pending_samples = 0
             out += events
+            # still under the lock: another thread's events (check_silence) must not
+            # reach the outbox between these rules' state change and their seq
+            if out:
+                self.sink(out)
         for event in events:
             EVENTS.labels(kind=event.kind).inc()
-        if out:
-            self.sink(out)
         return out
 
     def _forward(self, device: _Device, reading: Reading, has_events: bool) -> bool:
@@ -124,8 +126,8 @@ class SensorHub:
         now = now or utc_now()
         with self._lock:
             events = [e for d in self.devices.values() for e in d.rules.check_silence(now)]
-        if events:
-            self.sink(events)
+            if events:  # under the lock, as in handle(): outbox order = rule order
+                self.sink(events)
         return events
 
     def silent_sensors(self) -> tuple[str, ...]:

@@ -81,3 +81,31 @@ def test_status_only_update_keeps_an_active_fault(demo_site: Site) -> None:
                T0 + timedelta(seconds=10))
     assert events() == [("cleared", fault)]
     assert hub.active_kinds("b1-elevator-a") == set()
+
+
+def test_events_reach_the_sink_in_the_order_the_rules_made_them(demo_site: Site) -> None:
+    """check_silence (the agent's loop) raises sensor_offline; a reading on the MQTT
+    thread clears it while the RAISED is still on its way to the outbox: the CLEARED
+    must not get in first."""
+    import threading
+    import time
+
+    sunk: list[Event | Reading] = []
+    slow_first = threading.Event()
+
+    def sink(items) -> None:  # type: ignore[no-untyped-def]
+        if not slow_first.is_set():
+            slow_first.set()
+            time.sleep(0.3)  # a slow fsync of the outbox append
+        sunk.extend(items)
+
+    hub = SensorHub(demo_site, demo_site.gateway("gw-xiyuan-2"), sink)
+    hub.check_silence(T0)
+    silence = threading.Thread(target=hub.check_silence, args=(T0 + timedelta(seconds=900),))
+    silence.start()
+    assert slow_first.wait(5)
+    hub.handle("devices/door/b2", b'{"open": false}', T0 + timedelta(seconds=901))
+    silence.join(5)
+    door = [e.state.value for e in sunk if isinstance(e, Event)
+            and e.kind == "sensor_offline" and e.source == "x2-b2-firedoor"]
+    assert door == ["raised", "cleared"]
