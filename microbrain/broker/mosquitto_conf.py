@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from microbrain.files import write_private
 from microbrain.protocol import Channel, GatewayPath
 from microbrain.protocol.topics import PREFIX
 
@@ -185,8 +186,7 @@ def write_broker_config(site: Site, out: Path, *, env: Mapping[str, str] | None 
     out = out.resolve()
     (out / "data").mkdir(parents=True, exist_ok=True)
     passwd, acl, conf = out / "passwd", out / "acl", out / "mosquitto.conf"
-    passwd.write_text(passwd_text)
-    passwd.chmod(0o600)
+    write_private(passwd, passwd_text)  # password hashes: never readable by others
     acl.write_text(acl_body)
     conf.write_text(conf_text(out, port, bind, passwd, acl, tls, run_as))
     _hand_over(run_as, [out, out / "data", passwd, acl, conf])
