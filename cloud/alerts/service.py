@@ -52,9 +52,15 @@ def get_alert(session: Session, alert_id: int, *, for_update: bool = False) -> m
 
 
 def _active_alert(session: Session, key: str) -> m.Alert | None:
-    return session.scalars(
+    """The live alert for ``key``, locked (PostgreSQL): an API resolve between this read
+    and the ingest's commit would otherwise be overwritten, or a raise counted in an
+    alert that is no longer live."""
+    alert = session.scalars(
         select(m.Alert).where(m.Alert.key == key, m.Alert.active.is_(True))
+        .with_for_update().execution_options(populate_existing=True)
     ).one_or_none()
+    # checked again after the lock: the row may have been resolved while we waited for it
+    return alert if alert is not None and alert.active else None
 
 
 def _cleared_alert_covering(session: Session, key: str, event: Event) -> m.Alert | None:

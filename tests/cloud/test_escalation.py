@@ -254,3 +254,21 @@ def test_an_order_left_verifying_can_be_verified_again(factory, place):  # type:
         assert work_orders.apply_recheck(s, lost.id, condition_present=True, actor="edge", now=clock()) is None
         done = work_orders.apply_recheck(s, recheck.id, condition_present=False, actor="edge", now=clock())
         assert done.status == "verified"
+
+
+def test_a_raise_meeting_a_resolve_in_flight_opens_a_new_alert(factory, place):  # type: ignore[no-untyped-def]
+    clock = ManualClock(datetime.now(UTC))
+    alert_id = _open(factory, place, clock)
+    folded: list[set[int]] = []
+    with factory() as api, api.begin():
+        alerts.resolve(api, alert_id, actor="duty", now=clock())  # not committed yet
+        worker = threading.Thread(
+            target=lambda: folded.append(ingest(factory, place, [event(2)], now=clock()).alerts))
+        worker.start()
+        worker.join(0.5)  # the ingest waits for the alert's lock (SQLite: the write lock)
+    worker.join(30)
+    (touched,) = folded
+    assert touched != {alert_id}  # the raise opened a new alert, not counted in a resolved one
+    with factory() as s:
+        old = s.get(m.Alert, alert_id)
+        assert (old.status, old.count) == ("resolved", 1)
