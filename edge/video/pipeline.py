@@ -186,8 +186,10 @@ class CameraPipeline:
             metrics.DETECTOR_CALLS.labels(self.camera.id).inc()
             self._tracked = self._tracker.update(detections, frame.ts)
             self._last_detect = frame.ts
+            live = self._tracker.track_ids() if self._lines else set()
             for line, geometry in self._lines:
                 findings += crossing_findings(line, self._tracked, geometry.update(self._tracked))
+                geometry.retain(live)  # tracks the tracker dropped never come back
         # between detector runs nothing moved, so the last tracked boxes still hold
         tracked = self._tracked
         local = frame.time.astimezone(self._tz)

@@ -94,6 +94,11 @@ class Tracker:
     def active(self) -> int:
         return len(self._tracks)
 
+    def track_ids(self) -> set[int]:
+        """Ids of the tracks kept (confirmed or tentative); an id not here is gone for
+        good (ids are never reused), so per-track state elsewhere can be dropped."""
+        return {t.track_id for t in self._tracks}
+
     def reset(self) -> None:
         """Forget every track (scene cut, frame size change); ids keep counting up."""
         self._tracks = []

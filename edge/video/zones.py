@@ -143,3 +143,9 @@ class LineZone:
 
     def forget(self, track_id: int) -> None:
         self._last.pop(track_id, None)
+
+    def retain(self, track_ids: set[int]) -> None:
+        """Drop the sides of tracks not in ``track_ids`` (the tracker's live ones): every
+        track that ever passed would otherwise stay here for the camera's lifetime."""
+        for tid in [t for t in self._last if t not in track_ids]:
+            self.forget(tid)

@@ -202,6 +202,9 @@ def test_people_crossing_a_tripwire_in_vtest(detector):
         per_track.setdefault(e.track_id, []).append(e.frame_ts)
     for times in per_track.values():
         assert all((b - a).total_seconds() >= 2 for a, b in zip(times, times[1:]))
+    # the tripwire keeps no state for walkers the tracker has dropped
+    (_, line), = pipeline._lines
+    assert set(line._last) <= pipeline._tracker.track_ids()
 
 
 def test_recheck_sees_what_is_raised_now(detector):

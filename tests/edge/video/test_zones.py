@@ -102,3 +102,31 @@ def test_a_box_jittering_on_the_line_does_not_cross_back_and_forth():
     for y in ys:
         seen += [c.direction for c in line.update(dets(("bicycle", 45, y - 20, 55, y, 0.9, 4)))]
     assert seen == ["in"]
+
+
+def test_zone_and_line_state_stays_bounded_as_many_tracks_pass_and_leave():
+    """500 cyclists, one after another, cross the line and the zone and vanish; fed as the
+    pipeline feeds them (tracker → line → retain the tracker's live ids), neither keeps
+    state for tracks the tracker has dropped."""
+    from edge.video.tracker import Tracker
+
+    tracker = Tracker(max_age_s=2.0)
+    line = LineZone((0, 100), (1000, 100))
+    zone = PolygonZone([(0, 0), (1000, 0), (1000, 300), (0, 300)], inertia=2)
+    ts = 0.0
+    for n in range(500):
+        x = (n * 37) % 900
+        for y in (60, 80, 120, 140):  # top to bottom across the line, inside the zone
+            tracked = tracker.update(dets(("bicycle", x, y - 20, x + 20, y, 0.9)), ts)
+            line.update(tracked)
+            line.retain(tracker.track_ids())
+            zone.update(tracked, ts)
+            ts += 0.5
+        for _ in range(6):  # 3 s with nobody: the tracker drops the track
+            tracked = tracker.update(dets(), ts)
+            line.update(tracked)
+            line.retain(tracker.track_ids())
+            zone.update(tracked, ts)
+            ts += 0.5
+    assert tracker._next_id > 400  # hundreds of distinct tracks went by
+    assert len(line._last) <= 1 and len(zone._presence) <= 1
