@@ -17,12 +17,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from microbrain.broker.embedded import free_port
 
 BROKER_HOST = os.environ.get("MB_TEST_BROKER_HOST", "127.0.0.1")
 BROKER_PORT = int(os.environ.get("MB_TEST_BROKER_PORT", "1883"))
-PG_URL = os.environ.get("MB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# the server the tests create their databases on; its database part is not used: the
+# fresh databases are created from the built-in 'postgres' one, which always exists
+PG_URL = os.environ.get("MB_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -119,18 +122,16 @@ def postgres_database() -> Iterator[str]:
     import psycopg  # the postgres extra
 
     name = f"mb_test_{uuid.uuid4().hex[:12]}"
-    admin = PG_URL
     try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+        with psycopg.connect(PG_URL, dbname="postgres", autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
     except psycopg.OperationalError as err:
         raise RuntimeError(
-            f"PostgreSQL is not reachable at {admin} ({err}); start it with: "
+            f"PostgreSQL is not reachable at {PG_URL} ({err}); start it with: "
             "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
         ) from err
-    base = admin.rsplit("/", 1)[0]
     try:
-        yield f"{base}/{name}"
+        yield urlunsplit(urlsplit(PG_URL)._replace(path=f"/{name}"))
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
+        with psycopg.connect(PG_URL, dbname="postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
