@@ -253,3 +253,13 @@ def test_a_login_token_is_committed_before_the_response_is_sent(client, factory,
 
         asyncio.run(app(scope, receive, send))
         assert stored_when_sent == [True]
+
+
+def test_times_without_an_offset_are_refused_not_a_500(client, factory, clock, gw):  # type: ignore[no-untyped-def]
+    duty = _token(client, *_user(factory, clock, community=gw.community))
+    naive = "2026-01-01T08:00:00"
+    for path, extra in (("/api/events", {}), ("/api/readings", {"gateway": gw.gateway, "sensor": "h1"})):
+        for name in ("since", "until"):
+            r = client.get(path, headers=duty, params={**extra, name: naive})
+            assert r.status_code == 422, r.text
+            assert client.get(path, headers=duty, params={**extra, name: naive + "Z"}).status_code == 200

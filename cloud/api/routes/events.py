@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
 from sqlalchemy import select
 
 from cloud import auth
@@ -14,11 +14,14 @@ from cloud.errors import Forbidden
 
 router = APIRouter(prefix="/api", tags=["events and readings"])
 Limit = Annotated[int, Query(ge=1, le=5000)]
+# times are stored in UTC; a time without an offset is ambiguous (and comparing it with
+# the stored ones failed with a 500): 422 asks the caller for one, e.g. ...Z or +08:00
+When = AwareDatetime | None
 
 
 @router.get("/events", response_model=list[EventOut])
 def events(db: DB, user: CurrentUser, kind: str | None = None, alert_id: int | None = None,
-           since: datetime | None = None, until: datetime | None = None, limit: Limit = 100) -> list[EventOut]:
+           since: When = None, until: When = None, limit: Limit = 100) -> list[EventOut]:
     """Events in your area, newest first."""
     stmt = select(m.EventRow).where(auth.scope_clause(user, m.EventRow))
     if kind:
@@ -33,8 +36,8 @@ def events(db: DB, user: CurrentUser, kind: str | None = None, alert_id: int | N
 
 
 @router.get("/readings", response_model=list[ReadingOut])
-def readings(db: DB, user: CurrentUser, gateway: str, sensor: str, since: datetime | None = None,
-             until: datetime | None = None, limit: Limit = 1000) -> list[ReadingOut]:
+def readings(db: DB, user: CurrentUser, gateway: str, sensor: str, since: When = None,
+             until: When = None, limit: Limit = 1000) -> list[ReadingOut]:
     """One sensor's time series (uses the device+time index), newest first."""
     stmt = select(m.ReadingRow).where(auth.scope_clause(user, m.ReadingRow),
                                       m.ReadingRow.gateway == gateway, m.ReadingRow.sensor == sensor)
