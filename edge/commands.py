@@ -9,6 +9,7 @@ no reply is sent (acks are frequent and need none).
 from __future__ import annotations
 
 import logging
+import queue
 import re
 import shutil
 import subprocess
@@ -41,6 +42,9 @@ COMMANDS = Counter("mb_edge_commands_total", "commands received", ["name", "outc
 
 ReplySink = Callable[[Reply], None]
 
+ANNOUNCE_QUEUE = 8  # announcements waiting for the speaker; more are refused, not piled up
+KEEP_ANNOUNCEMENTS = 50  # newest WAV files kept in out_dir; older ones are deleted
+
 
 class AnnounceError(RuntimeError):
     """The announcement could not be played (no clip, no TTS, the player failed)."""
@@ -56,6 +60,7 @@ class Announcer:
     player: tuple[str, ...] = ()
     voice: str = "cmn"
     speakers: tuple[str, ...] = ()
+    keep: int = KEEP_ANNOUNCEMENTS
     _count: int = field(default=0, repr=False)
 
     def announce(self, cmd: Announce) -> Path:
@@ -83,7 +88,20 @@ class Announcer:
             if played.returncode != 0:
                 raise AnnounceError(f"player {self.player[0]} failed: "
                                     f"{played.stderr.decode(errors='replace')[:200]}")
+        self._prune(out)
         return out
+
+    def _prune(self, newest: Path) -> None:
+        """Keep the newest ``keep`` announcement WAVs: one per command would fill the disk."""
+        def age(p: Path) -> tuple[int, str]:
+            try:
+                return p.stat().st_mtime_ns, p.name
+            except FileNotFoundError:
+                return 0, p.name
+        files = sorted((p for p in self.out_dir.glob("announce-*.wav") if p != newest),
+                       key=age, reverse=True)
+        for old in files[max(0, self.keep - 1):]:
+            old.unlink(missing_ok=True)
 
 
 class CommandHandler:
@@ -92,7 +110,8 @@ class CommandHandler:
     def __init__(self, path: GatewayPath, outbox: Outbox, reply: ReplySink,
                  announcer: Announcer | None = None,
                  recheck: Callable[[Recheck], dict | None] | None = None,
-                 reload: Callable[[], dict] | None = None) -> None:
+                 reload: Callable[[], dict] | None = None,
+                 announce_queue: int = ANNOUNCE_QUEUE) -> None:
         self.path = path
         self.outbox = outbox
         self.reply = reply
@@ -100,8 +119,11 @@ class CommandHandler:
         self.recheck = recheck or (lambda cmd: None)
         self.reload = reload
         self.acked = 0
-        # announcements take a moment; never on the MQTT thread, one at a time
-        self._announce_lock = threading.Lock()
+        # announcements take a moment: never on the MQTT thread; one worker plays them in
+        # order from a bounded queue (a thread per command let a flood pile up threads)
+        self._announcements: queue.Queue[Announce] = queue.Queue(maxsize=announce_queue)
+        self._announce_worker: threading.Thread | None = None
+        self._worker_lock = threading.Lock()
 
     def handle(self, topic: str, raw: bytes) -> None:
         name = topic.rsplit("/", 1)[-1] if topic.startswith(f"{self.path.prefix}/cmd/") else None
@@ -120,7 +142,7 @@ class CommandHandler:
             self.acked += self.outbox.ack(cmd.ranges)
             COMMANDS.labels(name="ack", outcome="ok").inc()
         elif isinstance(cmd, Announce):
-            threading.Thread(target=self._announce, args=(cmd,), daemon=True).start()
+            self._queue_announce(cmd)
         elif isinstance(cmd, Recheck):
             self._recheck(cmd)
         elif isinstance(cmd, ConfigReload):
@@ -129,13 +151,33 @@ class CommandHandler:
         elif isinstance(cmd, ModelPush):
             self._refuse(cmd.name, cmd.id, f"{cmd.name} is not supported yet by this gateway")
 
-    def _announce(self, cmd: Announce) -> None:
+    def _queue_announce(self, cmd: Announce) -> None:
         if self.announcer is None:
             self._refuse(cmd.name, cmd.id, "this gateway has no audio output configured")
             return
+        with self._worker_lock:
+            if self._announce_worker is None:
+                self._announce_worker = threading.Thread(target=self._announce_loop,
+                                                         name="announcer", daemon=True)
+                self._announce_worker.start()
         try:
-            with self._announce_lock:
-                out = self.announcer.announce(cmd)
+            self._announcements.put_nowait(cmd)
+        except queue.Full:
+            self._refuse(cmd.name, cmd.id, f"busy: {self._announcements.maxsize} announcements "
+                         "are already waiting; try again later")
+
+    def _announce_loop(self) -> None:
+        while True:
+            cmd = self._announcements.get()
+            try:
+                self._announce(cmd)
+            except Exception:  # a bug on one announcement must not stop the rest
+                log.exception("announcement %s failed", cmd.id)
+
+    def _announce(self, cmd: Announce) -> None:
+        assert self.announcer is not None
+        try:
+            out = self.announcer.announce(cmd)
         except (AnnounceError, OSError, subprocess.SubprocessError) as err:
             self._refuse(cmd.name, cmd.id, str(err))
             return
