@@ -60,7 +60,13 @@ def escalate_one(session: Session, alert_id: int, level: str, due_at: datetime,
                  now: datetime) -> str | None:
     """Take one due deadline one step; returns the level reached, or None if another
     process (or an acknowledgement) got there first."""
-    alert = session.get(m.Alert, alert_id)
+    # the alert's row first, then its deadline: the order acknowledge/resolve take them in
+    # (they lock the alert, then delete the deadline); the other order can deadlock on
+    # PostgreSQL
+    alert = session.scalars(
+        select(m.Alert).where(m.Alert.id == alert_id).with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
     if alert is None:
         return None
     nxt = NEXT_LEVEL[level]

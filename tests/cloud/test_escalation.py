@@ -272,3 +272,34 @@ def test_a_raise_meeting_a_resolve_in_flight_opens_a_new_alert(factory, place): 
     with factory() as s:
         old = s.get(m.Alert, alert_id)
         assert (old.status, old.count) == ("resolved", 1)
+
+
+def test_escalation_locks_the_alert_before_its_deadline(factory, place, cloud_url):  # type: ignore[no-untyped-def]
+    # acknowledge locks the alert, then deletes the deadline; escalation taking the
+    # deadline first and then the alert could deadlock with it on PostgreSQL
+    if not cloud_url.startswith("postgresql"):
+        pytest.skip("row locks are PostgreSQL's; SQLite serialises whole transactions")
+    clock = ManualClock(datetime.now(UTC))
+    alert_id = _open(factory, place, clock)
+    with factory() as s:
+        deadline = s.get(m.EscalationDeadline, alert_id)
+        level, due_at = deadline.level, deadline.due_at
+    clock.advance(seconds=61)
+    reached: list[str | None] = []
+
+    def escalate() -> None:
+        with factory() as s, s.begin():
+            reached.append(escalation.escalate_one(s, alert_id, level, due_at, clock()))
+
+    with factory() as holder, holder.begin():
+        holder.scalars(select(m.Alert).where(m.Alert.id == alert_id).with_for_update()).one()
+        worker = threading.Thread(target=escalate)
+        worker.start()
+        worker.join(0.5)
+        assert worker.is_alive()  # waiting for the alert
+        with factory() as probe, probe.begin():
+            # the deadline is not held meanwhile (NOWAIT raises if it is)
+            probe.scalars(select(m.EscalationDeadline).where(m.EscalationDeadline.alert_id == alert_id)
+                          .with_for_update(nowait=True)).one()
+    worker.join(30)
+    assert reached == ["compound"]
