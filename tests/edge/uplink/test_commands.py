@@ -54,8 +54,8 @@ def send(h: CommandHandler, cmd: Announce) -> None:
 
 def test_a_flood_of_announcements_is_queued_on_one_thread_and_the_excess_refused(tmp_path: Path) -> None:
     gate = tmp_path / "go"  # the player waits for this file: the first announcement holds the speaker
-    player = (sys.executable, "-c", "import os, sys, time\n"
-              f"while not os.path.exists({str(gate)!r}): time.sleep(0.02)")
+    script = f"import os, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.02)"
+    player = (sys.executable, "-c", script)
     h, replies = handler(tmp_path, player, announce_queue=3)
     threads = threading.active_count()
     first = Announce(clip="no_parking")
