@@ -55,9 +55,12 @@ def test_doctor_reports_each_item_with_a_fix() -> None:
     result = microbrain("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[ok] default model" in result.stdout
-    for line in result.stdout.splitlines():
+    lines = result.stdout.splitlines()
+    for n, line in enumerate(lines):
         if line.startswith("[missing") or line.startswith("[MISSING"):
-            assert "fix:" in result.stdout
+            # the fix for this item, on the line right after it
+            assert n + 1 < len(lines) and lines[n + 1].startswith("    fix: ") \
+                and lines[n + 1].strip() != "fix:", result.stdout
 
 
 def test_model_check_runs_the_default_detector_on_a_sample() -> None:

@@ -171,6 +171,29 @@ def test_timestamps_are_normalised_to_utc() -> None:
 def test_ids_are_unique_and_sortable() -> None:
     ids = [Event(kind="k", source="s").id for _ in range(1000)]
     assert len(set(ids)) == 1000
+    # sortable by creation time: ids made in later milliseconds sort after earlier ones
+    # (within one millisecond a ULID's order is random, so step the clock between them)
+    import time
+
+    stepped = []
+    for _ in range(20):
+        stepped.append(Event(kind="k", source="s").id)
+        time.sleep(0.002)
+    assert stepped == sorted(stepped)
+
+
+@pytest.mark.parametrize(("channel", "payload", "field"), [
+    (("event",), Event(kind="k", source="s", seq=1, message="ok"), "message"),
+    (("reply", "recheck"), Reply(name="recheck", ok=False, reason="ok"), "reason"),
+])
+def test_control_characters_in_free_text_are_refused(channel: tuple[str, ...], payload, field: str) -> None:  # type: ignore[no-untyped-def]
+    # free text has no pattern: only the control-character check stands between a
+    # terminal escape and the console or logs
+    raw = json.loads(payload.to_json())
+    raw[field] = "alarm\x1b[2J\x1b[31m cleared"
+    with pytest.raises(ProtocolError) as err:
+        decode(GW.topic(*channel), json.dumps(raw).encode(), now=NOW)
+    assert err.value.field == field and "control characters" in str(err.value)
 
 
 def test_message_dataclass_keeps_topic() -> None:

@@ -151,6 +151,24 @@ def test_broken_copies_are_rejected_by_path(tmp_path: Path, case: str, mutate, p
     assert "line " in text  # every problem points at a line
 
 
+@pytest.mark.parametrize(("find", "replace", "message"), [
+    # a model error (pydantic) and a cross-check (verify): both name the value's own line
+    ("fps: 5\n", "fps: 500\n", "cameras[0].fps: Input should be less than or equal to 30"),
+    ("profile: hydrant-generic, topic: devices/hydrant/b2-top",
+     "profile: nope, topic: devices/hydrant/b2-top", "sensors[1].profile: unknown sensor profile 'nope'"),
+])
+def test_problems_name_the_line_of_the_value(tmp_path: Path, find: str, replace: str, message: str) -> None:
+    text = DEMO.read_text(encoding="utf-8")
+    line = next(n for n, row in enumerate(text.splitlines(keepends=True), 1) if find.rstrip("\n") in row)
+    file = tmp_path / "site.yaml"
+    file.write_text(text.replace(find, replace, 1), encoding="utf-8")
+    with pytest.raises(SiteError) as err:
+        load_site(file)
+    found = [str(p) for p in err.value.problems if message in str(p)]
+    assert len(found) == 1, str(err.value)
+    assert found[0].startswith(f"line {line}: communities[0].compounds[0].gateways[0].{message}"), found
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [(None, "no such file"), ("a: [1, 2", "not valid YAML"), ("- 1\n- 2\n", "mapping"), ("", "mapping"),
