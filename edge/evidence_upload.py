@@ -5,7 +5,9 @@ stored the event (it refuses evidence of an event it does not know). Every file 
 is a row in a small SQLite queue written *before* the event enters the outbox, so a
 crash between the two loses no picture. A file leaves the queue only when the cloud
 answers 201 (it checked the sha256) — or is given up with a counted, logged reason
-when the cloud says the file itself is wrong; the file stays on disk either way.
+when the cloud says the file itself is wrong, or still does not know the event
+``ORPHAN_AFTER_S`` after the file was queued (the event was evicted from a full outbox
+and will never arrive); the file stays on disk either way.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ PENDING = Gauge("mb_edge_evidence_pending", "evidence files waiting to be upload
 
 # the cloud does not know the event yet (still in the outbox / in flight): try again
 _RETRY_STATUSES = {404, 408, 425, 429, 500, 502, 503, 504}
+# … but not forever: an event evicted from the outbox never reaches the cloud, and its
+# files would be retried for the gateway's lifetime. Two days covers any outbox backlog
+# the uplink drains (a cloud that is down answers nothing, not 404, and is not counted).
+ORPHAN_AFTER_S = 48 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,7 @@ class PendingUpload:
     name: str
     path: Path
     attempts: int
+    queued_at: float = 0.0
 
 
 class EvidenceQueue:
@@ -55,7 +62,13 @@ class EvidenceQueue:
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS pending (event_id TEXT NOT NULL, name TEXT NOT NULL, "
                 "path TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
-                "next_try REAL NOT NULL DEFAULT 0, PRIMARY KEY (event_id, name))")
+                "next_try REAL NOT NULL DEFAULT 0, queued_at REAL NOT NULL DEFAULT 0, "
+                "PRIMARY KEY (event_id, name))")
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(pending)")}
+            if "queued_at" not in columns:  # a queue written before orphans were given up
+                self._db.execute("ALTER TABLE pending ADD COLUMN queued_at REAL NOT NULL DEFAULT 0")
+            # rows of unknown age count from now: never given up early
+            self._db.execute("UPDATE pending SET queued_at = ? WHERE queued_at = 0", (time.time(),))
         PENDING.set(self.depth)
 
     def add(self, event: Event, directory: Path) -> None:
@@ -64,16 +77,17 @@ class EvidenceQueue:
             return
         with self._lock:
             self._db.executemany(
-                "INSERT OR IGNORE INTO pending (event_id, name, path) VALUES (?, ?, ?)",
-                [(event.id, ref.name, str(directory / ref.name)) for ref in event.evidence])
+                "INSERT OR IGNORE INTO pending (event_id, name, path, queued_at) VALUES (?, ?, ?, ?)",
+                [(event.id, ref.name, str(directory / ref.name), time.time())
+                 for ref in event.evidence])
         PENDING.set(self.depth)
 
     def due(self, now: float, limit: int = 20) -> list[PendingUpload]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT event_id, name, path, attempts FROM pending WHERE next_try <= ? "
+                "SELECT event_id, name, path, attempts, queued_at FROM pending WHERE next_try <= ? "
                 "ORDER BY next_try LIMIT ?", (now, limit)).fetchall()
-        return [PendingUpload(e, n, Path(p), a) for e, n, p, a in rows]
+        return [PendingUpload(e, n, Path(p), a, q) for e, n, p, a, q in rows]
 
     def done(self, item: PendingUpload) -> None:
         with self._lock:
@@ -101,21 +115,33 @@ class EvidenceUploader:
     with the gateway's credentials (HTTP Basic), backing off per file on failure."""
 
     def __init__(self, queue: EvidenceQueue, base_url: str, username: str, password: str | None,
-                 *, timeout_s: float = 30.0, max_backoff_s: float = 600.0) -> None:
+                 *, timeout_s: float = 30.0, max_backoff_s: float = 600.0,
+                 orphan_after_s: float = ORPHAN_AFTER_S) -> None:
         self.queue = queue
         self.base_url = base_url.rstrip("/")
         token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
         self._auth = f"Basic {token}"
         self.timeout_s = timeout_s
         self.max_backoff_s = max_backoff_s
+        self.orphan_after_s = orphan_after_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def upload_once(self, item: PendingUpload) -> str:
+    def upload_once(self, item: PendingUpload, now: float | None = None) -> str:
         """Try one file; returns the outcome label (also counted)."""
         outcome = self._attempt(item)
+        now = time.time() if now is None else now
+        if outcome == "unknown_event":
+            if now - item.queued_at >= self.orphan_after_s:
+                log.error("evidence %s of event %s given up: the cloud still does not know the "
+                          "event %.0f h after it was queued (evicted from the outbox?); the file "
+                          "stays at %s", item.name, item.event_id,
+                          (now - item.queued_at) / 3600, item.path)
+                outcome = "orphaned"
+            else:
+                outcome = "retry"
         UPLOADS.labels(outcome).inc()
-        if outcome in ("stored", "missing_file", "refused"):
+        if outcome in ("stored", "missing_file", "refused", "orphaned"):
             self.queue.done(item)
         else:
             delay = min(self.max_backoff_s, 2.0 * 2 ** min(item.attempts, 10))
@@ -136,6 +162,8 @@ class EvidenceUploader:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 return "stored" if response.status in (200, 201) else "retry"
         except urllib.error.HTTPError as err:
+            if err.code == 404:
+                return "unknown_event"  # not yet (in flight), or never (evicted)
             if err.code in _RETRY_STATUSES:
                 return "retry"
             detail = err.read(300).decode(errors="replace")
@@ -157,7 +185,7 @@ class EvidenceUploader:
         for item in self.queue.due(time.time() if now is None else now):
             if self._stop.is_set():
                 break
-            stored += self.upload_once(item) == "stored"
+            stored += self.upload_once(item, now) == "stored"
         return stored
 
     def _loop(self, interval_s: float) -> None:
