@@ -27,8 +27,11 @@ class LocalSensorClient:
         self.client.reconnect_delay_set(0.5, 30)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.keepalive_s = keepalive_s
+        # True once the broker granted every topic (its SUBACK), not when we asked
         self.subscribed = False
+        self._subscribe_mid: int | None = None
 
     def start(self) -> None:
         self.client.connect_async(self.host, self.port, self.keepalive_s)
@@ -42,11 +45,22 @@ class LocalSensorClient:
         if reason_code.is_failure:
             log.error("local sensor broker refused us: %s", reason_code)
             return
+        self.subscribed = False
         topics = self.hub.topics
-        if topics:
-            client.subscribe([(t, 1) for t in topics])
+        if not topics:
+            self.subscribed = True  # nothing to ask for
+            return
+        _, self._subscribe_mid = client.subscribe([(t, 1) for t in topics])
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # type: ignore[no-untyped-def]
+        if mid != self._subscribe_mid:
+            return
+        refused = [t for t, rc in zip(self.hub.topics, reason_codes, strict=False) if rc.is_failure]
+        if refused:
+            log.error("local sensor broker refused the subscription to %s", ", ".join(refused[:5]))
+            return
         self.subscribed = True
-        log.info("listening to %d sensor topic(s) on %s:%s", len(topics), self.host, self.port)
+        log.info("listening to %d sensor topic(s) on %s:%s", len(self.hub.topics), self.host, self.port)
 
     def _on_message(self, client, userdata, message) -> None:  # type: ignore[no-untyped-def]
         try:

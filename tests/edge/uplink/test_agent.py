@@ -250,6 +250,14 @@ def test_cli_runs_and_stops_cleanly_on_sigterm(tmp_path: Path, demo_site_path: P
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
         assert wait(lambda: observer.statuses()[-1].state == "offline", 5)
+        # the agent's own clean "offline", not the broker's last will: the will was made
+        # when the client was, so it is older than every "online" heartbeat; and no will
+        # follows (a clean DISCONNECT discards it)
+        statuses = observer.statuses()
+        last = statuses[-1]
+        assert all(last.ts > s.ts for s in statuses if s.state == "online")
+        time.sleep(1.0)
+        assert observer.statuses()[-1] == last
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -146,7 +146,14 @@ def test_oldest_age(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.db")
     box.append(reading())
     time.sleep(0.05)
+    second_after = time.time()
     box.append(reading())
     assert 0.05 <= box.oldest_age_s() < 5
+    now = time.time() + 10
+    before_ack = box.oldest_age_s(now)
     box.ack([(1, 1)])
     assert box.oldest_age_s() < box.oldest_age_s(time.time() + 10)
+    # after the ack the age is the second item's: appended after second_after, 50 ms
+    # younger than the first
+    after_ack = box.oldest_age_s(now)
+    assert after_ack <= now - second_after and before_ack - after_ack >= 0.05
