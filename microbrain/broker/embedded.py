@@ -204,22 +204,28 @@ class AmqttBroker:
         self.stop()
 
 
-def minimal_mosquitto_conf(host: str, port: int, data_dir: Path) -> str:
+def minimal_mosquitto_conf(host: str, port: int, data_dir: Path, extra: str = "") -> str:
     """A Mosquitto config for one box: anonymous on ``host``, persistent, large queues.
 
     The queue and autosave settings follow REFERENCE.md's loss findings (and
     mosquitto_conf.py): Mosquitto's defaults (1,000 queued, 20 in flight, autosave only
     on exit) drop PUBACKed QoS 1 messages. Per-gateway credentials and ACLs come from
     ``microbrain broker config`` instead (pass its file as ``MosquittoBroker(conf=...)``).
+
+    ``extra`` lines are appended (tests add auth this way): one that sets
+    ``allow_anonymous`` or ``password_file`` replaces the anonymous access, one that
+    sets ``user`` replaces the run-as user.
     """
+    lines = {line.split(None, 1)[0] for line in extra.splitlines() if line.strip()}
     # Started as root, mosquitto drops to the 'mosquitto' user, who cannot write into a
     # data dir that root owns: persistence would fail silently. Stay the caller's user.
-    run_as = "user root\n" if os.name == "posix" and os.geteuid() == 0 else ""
+    as_root = os.name == "posix" and os.geteuid() == 0 and "user" not in lines
+    anonymous = not lines & {"allow_anonymous", "password_file"}
     return (
-        run_as
+        ("user root\n" if as_root else "")
         + f"listener {port} {host}\n"
-        "allow_anonymous true\n"
-        "persistence true\n"
+        + ("allow_anonymous true\n" if anonymous else "")
+        + "persistence true\n"
         f"persistence_location {data_dir}/\n"
         "autosave_interval 1\n"
         "autosave_on_changes false\n"
@@ -230,6 +236,7 @@ def minimal_mosquitto_conf(host: str, port: int, data_dir: Path) -> str:
         "max_packet_size 262144\n"
         "set_tcp_nodelay true\n"
         "log_dest stderr\n"
+        + extra
     )
 
 

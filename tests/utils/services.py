@@ -7,7 +7,6 @@ starts it.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from microbrain.broker.embedded import free_port
+from microbrain.broker.embedded import free_port, minimal_mosquitto_conf, mosquitto_executable
 
 BROKER_HOST = os.environ.get("MB_TEST_BROKER_HOST", "127.0.0.1")
 BROKER_PORT = int(os.environ.get("MB_TEST_BROKER_PORT", "1883"))
@@ -54,16 +53,30 @@ class MosquittoProcess:
     log: Path
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
-    def start(self) -> MosquittoProcess:
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(exe).exists():
+    def start(self, timeout: float = 10.0) -> MosquittoProcess:
+        exe = mosquitto_executable()
+        if exe is None:
             raise RuntimeError("mosquitto is not installed: apt-get install mosquitto")
-        self.proc = subprocess.Popen(
-            [exe, "-c", str(self.config)],
-            stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
-        )
-        wait_port("127.0.0.1", self.port)
-        return self
+        with self.log.open("ab") as log:  # the child keeps its own copy of the handle
+            self.proc = subprocess.Popen([exe, "-c", str(self.config)],
+                                         stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                # a broken config: say why now, not after the whole timeout
+                code, self.proc = self.proc.returncode, None
+                raise RuntimeError(f"mosquitto exited with {code} at start-up "
+                                   f"({self.config}): {self._log_tail()}")
+            if port_open("127.0.0.1", self.port, 0.2):
+                return self
+            time.sleep(0.05)
+        self.stop()  # running but not listening: no orphan holding the port
+        raise TimeoutError(f"mosquitto did not listen on 127.0.0.1:{self.port} within "
+                           f"{timeout:g} s: {self._log_tail()}")
+
+    def _log_tail(self, lines: int = 5) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return " | ".join(text.strip().splitlines()[-lines:]) or "(no log)"
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:
@@ -88,19 +101,12 @@ class MosquittoProcess:
 
 
 def write_mosquitto_conf(directory: Path, port: int, extra: str = "") -> Path:
-    """A minimal private broker config; ``extra`` adds auth/ACL/persistence lines."""
+    """A private broker config with the settings ``microbrain up`` runs (persistence,
+    autosave, queue limits, packet size: :func:`minimal_mosquitto_conf`); ``extra``
+    adds auth/ACL lines (``allow_anonymous``/``password_file`` there replace anonymous)."""
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "mosquitto.conf"
-    # mosquitto started as root drops to the 'mosquitto' user, who cannot write into
-    # pytest's 0700 temp dirs: persistence would silently fail, so stay root in tests
-    run_as = "user root\n" if os.geteuid() == 0 and "\nuser " not in f"\n{extra}" else ""
-    conf.write_text(
-        run_as + f"listener {port} 127.0.0.1\n"
-        f"persistence true\npersistence_location {directory}/\n"
-        "autosave_interval 1\nmax_queued_messages 1000000\nmax_inflight_messages 1000\n"
-        + ("allow_anonymous true\n" if "allow_anonymous" not in extra and "password_file" not in extra else "")
-        + extra
-    )
+    conf.write_text(minimal_mosquitto_conf("127.0.0.1", port, directory, extra))
     return conf
 
 
