@@ -51,7 +51,8 @@ def draw(image: np.ndarray, tracked: Detections, zone: np.ndarray | None, subjec
 
 
 class EvidenceStore:
-    """Writes evidence under ``directory``; file names are ``<event id>.<ext>``."""
+    """Writes evidence under ``directory``; file names are ``<camera id>-<event id>.<ext>``
+    (the pipeline passes ``<camera id>-<event id>`` as ``name``)."""
 
     def __init__(self, directory: Path | str, jpeg_quality: int = 85) -> None:
         self.directory = Path(directory)

@@ -95,7 +95,7 @@ class CameraPipeline:
         ]
         self._lines = [(line, LineZone(line.points[0], line.points[1])) for line in camera.lines]
         roi = [z.geometry.polygon for z in self._zones] + [np.asarray(line.points) for line in camera.lines]
-        # the dog rule looks for people around the zone, so its zone widens the region more
+        # motion counts only in and near the zones and lines (MotionGate's own margin)
         self._gate = MotionGate(roi=roi or None)
         self._roi = np.array([np.concatenate([np.min(r, axis=0), np.max(r, axis=0)]) for r in roi],
                              np.float32).reshape(-1, 4)
