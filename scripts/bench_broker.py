@@ -5,7 +5,8 @@ One paho-mqtt publisher process and one paho-mqtt subscriber process (MQTT 3.1.1
 the only version amqtt speaks) send 200-byte JSON messages over loopback through:
 
 * Mosquitto (the system binary, generated config, as ``microbrain up`` starts it),
-* amqtt (in this process, in a background thread, as ``microbrain up`` would run it),
+* amqtt (in this process, in a background thread: ``AmqttBroker``; ``microbrain up``
+  never picks it, it refuses MQTT 5 clients; kept for the comparison),
 * iotcore (rumqttd compiled into a wheel), when it is installed.
 
 For each broker and QoS (0, 1) it reports msg/s = messages received / (last receipt -

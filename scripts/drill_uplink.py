@@ -1,14 +1,16 @@
 """The long uplink drills (the tests under tests/edge/uplink run short versions).
 
-Against a private Mosquitto (persistence on, autosave 1 s) and the ack-consumer store
-(tests/utils/ack_consumer.py), a gateway (outbox + uplink) streams events while:
+Against a private Mosquitto (the settings ``microbrain up`` runs) and the cloud's real
+ingest (``python -m cloud.ingest`` on a SQLite database, the drill's gateway registered
+first), a gateway (outbox + uplink) streams events while:
 
   broker_stop   the broker is stopped for --outage s (default 30) and restarted
   broker_kill   the broker is SIGKILLed, down for --outage s, restarted
-  stall         the store's consumer is SIGSTOPped for --stall s (default 60) in a burst
+  stall         the ingest worker is SIGSTOPped for --stall s (default 60) in a burst
 
-Each drill checks that every appended event is in the store exactly once, seq 1..N with
-no gap, in append order, and that the outbox empties. ``--quick`` uses 5 s / 10 s.
+Each drill checks that every appended event is in the cloud's database exactly once,
+seq 1..N with no gap, in append order, and that the outbox empties (emptied by the
+cloud's acks). ``--quick`` uses 5 s / 10 s.
 The last line printed is one JSON object with the results.
 """
 
@@ -28,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from microbrain.protocol import GatewayPath
-from tests.edge.uplink.conftest import CloudStore
+from tests.edge.uplink.conftest import CloudIngest, CloudStore
 from tests.edge.uplink.gateway_rig import event, make_rig
 from tests.utils.services import private_mosquitto
 
@@ -37,7 +39,7 @@ def check(store: CloudStore, path: GatewayPath, ids: list[str], timeout: float) 
     rows = store.wait_for(str(path), len(ids), timeout)
     seqs = [s for s, _ in rows]
     with sqlite3.connect(store.db) as conn:
-        stored_total = conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+        stored_total = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
     return {
         "appended": len(ids), "stored": len(rows), "stored_rows_total": stored_total,
         "lost": len(set(ids) - {i for _, i in rows}),
@@ -50,7 +52,7 @@ def check(store: CloudStore, path: GatewayPath, ids: list[str], timeout: float) 
 def drill(kind: str, seconds: float, rate: float, total: int, work: Path) -> dict:
     path = GatewayPath("drill", "compound-1", f"gw-{kind.replace('_', '-')}")
     with private_mosquitto(work / kind) as broker:
-        store = CloudStore(work / f"{kind}-store.db", broker.port).start()
+        store = CloudIngest(work / f"{kind}-cloud.db", broker.port, gateways=(path,)).start()
         rig = make_rig(path, work / f"{kind}-outbox.db", broker.port, resend_after_s=5.0)
         rig.uplink.start()
         ids: list[str] = []

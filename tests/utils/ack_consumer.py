@@ -8,9 +8,10 @@ It subscribes to every gateway's ``event`` and ``reading`` with QoS 1 and a pers
 session, validates each payload with the wire codec, commits a batch into SQLite with a
 unique ``(gateway, seq)`` (duplicates are ignored, not errors), and only *after* the
 commit publishes an ``Ack`` with the stored ranges on that gateway's ``cmd/ack``.
-Invalid payloads go to a ``dead_letters`` table. The cloud's real ingest (issue 5) does
-the same job; the drills reach this through one fixture so that swapping it is a
-one-fixture change.
+Invalid payloads go to a ``dead_letters`` table. The uplink drills run against the
+cloud's real ingest (``python -m cloud.ingest``, tests/edge/uplink/conftest.py
+``cloud_ingest``); this stand-in serves tests that need a store but not the cloud's
+checks, e.g. gateways the cloud would want registered first (``cloud_store``).
 """
 
 from __future__ import annotations
