@@ -104,7 +104,7 @@ def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None, str]:
         raise SiteError(name, [Problem("(file)", f"not UTF-8: byte {err.start} cannot be decoded; "
                                        "save the file as UTF-8")]) from None
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader), yaml.compose(text), text  # noqa: S506 - a SafeLoader
+        return yaml.load(text, Loader=_UniqueKeyLoader), yaml.compose(text), text  # a SafeLoader subclass
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(file)"
