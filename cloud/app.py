@@ -93,9 +93,18 @@ class CloudService:
         """Migrate, load the site, make the first admin (only while there are no users)."""
         upgrade(self.settings.database_url)
         if self.site is not None:
-            with transaction(self.factory) as s:
-                report = sync_site(s, self.site, clock=self.clock)
-                passwords = import_gateway_passwords(s, self.site, os.environ, clock=self.clock)
+            for attempt in range(1, 4):
+                try:
+                    with transaction(self.factory) as s:
+                        report = sync_site(s, self.site, clock=self.clock)
+                        passwords = import_gateway_passwords(s, self.site, os.environ, clock=self.clock)
+                    break
+                except IntegrityError:
+                    # another process starting at the same moment inserted the same rows
+                    # first; the sync is idempotent, so a retry finds them and merges
+                    if attempt == 3:
+                        raise
+                    log.info("site load raced another process; retrying")
             log.info("site loaded: %s; %d gateway password(s) stored from the environment",
                      report, passwords)
         try:

@@ -127,7 +127,7 @@ def test_cli_refuses_bad_settings():  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])
-def test_two_processes_start_together_and_share_the_ingest(broker, tmp_path, store):  # type: ignore[no-untyped-def]
+def test_two_processes_start_together_and_share_the_ingest(broker, tmp_path, store, demo_site_path):  # type: ignore[no-untyped-def]
     from contextlib import ExitStack
 
     from sqlalchemy import func, select
@@ -144,7 +144,7 @@ def test_two_processes_start_together_and_share_the_ingest(broker, tmp_path, sto
         ports = [free_port(), free_port()]
         procs = [subprocess.Popen(
             [sys.executable, "-c", "from microbrain.cli import main; main()", "cloud", "serve", "--db", url,
-             "--broker", f"mqtt://{host}:{bport}", "--port", str(p)],
+             "--broker", f"mqtt://{host}:{bport}", "--site", str(demo_site_path), "--port", str(p)],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in ports]
         for p in procs:
             stack.callback(p.wait, 20)
@@ -168,3 +168,14 @@ def test_two_processes_start_together_and_share_the_ingest(broker, tmp_path, sto
         with factory() as s:
             counts = sorted(s.scalars(select(m.Alert.count).where(m.Alert.gateway == gw.gateway)))
         assert stored() == 400 and counts == [100, 100, 100, 100]
+        # both processes are alive and took a share (neither lost a race loading the site)
+        assert [p.poll() for p in procs] == [None, None]
+        assert all(_stored_metric(f"http://127.0.0.1:{p}/metrics") > 0 for p in ports)
+
+
+def _stored_metric(url: str) -> float:
+    total = 0.0
+    for line in httpx.get(url, timeout=5).text.splitlines():
+        if line.startswith("mb_ingest_messages_total{") and 'outcome="stored"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
