@@ -31,6 +31,7 @@ import typer
 import yaml
 
 from microbrain.cli.errors import fail
+from microbrain.files import write_private
 
 DEFAULT_SITE = Path("configs/demo/site.yaml")
 ADMIN_PASSWORD_ENV = "MB_CLOUD_ADMIN_PASSWORD"
@@ -78,11 +79,7 @@ def _load_secrets(path: Path, names: list[str]) -> dict[str, str]:
         known = yaml.safe_load(path.read_text()) or {}
     for name in names:
         known.setdefault(name, secrets.token_urlsafe(18))
-    # created 0600 from the start: it holds every password of this box
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(yaml.safe_dump(known))
-    os.chmod(path, 0o600)  # an older file may have been made with wider permissions
+    write_private(path, yaml.safe_dump(known))  # every password of this box
     return known
 
 
@@ -131,7 +128,11 @@ def up(
         mosquitto_executable,
         start_embedded_broker,
     )
-    from microbrain.broker.mosquitto_conf import CLOUD_PASSWORD_ENV, CLOUD_USER, write_broker_config
+    from microbrain.broker.mosquitto_conf import (
+        CLOUD_PASSWORD_ENV,
+        CLOUD_USER,
+        write_broker_config,
+    )
     from microbrain.site import SiteError, load_site
 
     try:
