@@ -202,7 +202,8 @@ class IngestWorker:
 
     # --- lifecycle ------------------------------------------------------------------
     def start(self, wait: float = 10.0) -> IngestWorker:
-        """Connect (persistent session), subscribe and start the writer thread."""
+        """Connect (persistent session), subscribe and start the writer thread; with
+        ``wait``, raise TimeoutError unless subscribed within that many seconds."""
         props = Properties(PacketTypes.CONNECT)
         # a persistent session only under a stable id: a random id's session would keep
         # taking its share of the subscription after the process is gone, until it expired
@@ -212,8 +213,10 @@ class IngestWorker:
         self._writer = threading.Thread(target=self._run_writer, name=f"ingest-{self.client_id}",
                                         daemon=True)
         self._writer.start()
-        self.client.connect(self.settings.broker_host, self.settings.broker_port, keepalive=30,
-                            clean_start=not persistent, properties=props)
+        # connect in paho's thread, retrying: a broker that is down (or not up yet) must not
+        # stop the cloud from starting; /healthz tells whether the ingest is subscribed
+        self.client.connect_async(self.settings.broker_host, self.settings.broker_port, keepalive=30,
+                                  clean_start=not persistent, properties=props)
         self.client.loop_start()
         if wait and not self.connected.wait(wait):
             raise TimeoutError(f"ingest could not connect to {self.settings.broker_url}")

@@ -87,6 +87,26 @@ def test_published_event_reaches_the_live_stream(broker, cloud_url):  # type: ig
         thread.join(20)
 
 
+def test_service_starts_without_the_broker_and_subscribes_once_it_is_up(cloud_url, tmp_path):  # type: ignore[no-untyped-def]
+    from tests.utils.services import private_mosquitto
+
+    bport = free_port()  # nothing listens here yet
+    settings = Settings(database_url=cloud_url, broker_url=f"mqtt://127.0.0.1:{bport}", environment="test",
+                        ingest_group=f"t{uuid.uuid4().hex[:10]}", session_expiry_s=0,
+                        admin_password=f"pw-{uuid.uuid4().hex}")
+    service = CloudService(settings)
+    port = free_port()
+    server, thread = _serve(service, port)
+    try:
+        health = f"http://127.0.0.1:{port}/healthz"
+        assert httpx.get(health).json() == {"ok": True, "ingest_subscribed": False}
+        with private_mosquitto(tmp_path / "late-broker", port=bport):
+            wait_for(lambda: _subscribed(health), timeout=30, every=0.2)
+    finally:
+        server.should_exit = True
+        thread.join(20)
+
+
 def test_cli_serve_starts_and_answers(broker, sqlite_url, demo_site_path):  # type: ignore[no-untyped-def]
     host, bport = broker
     port = free_port()
