@@ -35,33 +35,60 @@ def path_for(root: Path, event: m.EventRow, name: str) -> Path:
     return root / event.gateway / event.id / name
 
 
-def store(session: Session, root: Path, gateway: m.Gateway, event_id: str, name: str,
-          chunks: Iterable[bytes]) -> Path:
-    """Write the upload to a temporary file while hashing it; keep it only if the hash
-    and size match what the event declared. Re-uploading the same file is harmless."""
+def prepare(session: Session, root: Path, gateway: m.Gateway, event_id: str,
+            name: str) -> tuple[Path, dict]:
+    """Where the upload of ``name`` for ``event_id`` goes and what it must match; raises
+    NotFound/Forbidden before any of the body is read."""
     event, ref = declared(session, event_id, name)
     if event.gateway != gateway.id:
         UPLOADS.labels("forbidden").inc()
         raise Forbidden(f"event {event_id} belongs to gateway {event.gateway!r}")
-    target = path_for(root, event, name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    digest, size, limit = hashlib.sha256(), 0, int(ref["bytes"])
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in chunks:
-                size += len(chunk)
-                if size > limit:
-                    raise Invalid(f"upload is larger than the {limit} bytes the event declared")
-                digest.update(chunk)
-                out.write(chunk)
-        if size != limit or digest.hexdigest() != ref["sha256"]:
-            raise Invalid(f"upload does not match the event's evidence (sha256 {digest.hexdigest()[:12]}…, "
-                          f"{size} bytes; declared {ref['sha256'][:12]}…, {limit} bytes)")
-        os.replace(tmp, target)
-    except BaseException:
+    return path_for(root, event, name), ref
+
+
+class Upload:
+    """One upload being received: written to a temporary file next to its target while
+    it is hashed (never held in memory), kept only if hash and size match the event."""
+
+    def __init__(self, target: Path, ref: dict) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.target, self.limit, self.sha256 = target, int(ref["bytes"]), str(ref["sha256"])
+        self.digest, self.size = hashlib.sha256(), 0
+        fd, self.tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
+        self.out = os.fdopen(fd, "wb")
+
+    def write(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise Invalid(f"upload is larger than the {self.limit} bytes the event declared")
+        self.digest.update(chunk)
+        self.out.write(chunk)
+
+    def finish(self) -> Path:
+        self.out.close()
+        if self.size != self.limit or self.digest.hexdigest() != self.sha256:
+            raise Invalid(f"upload does not match the event's evidence (sha256 {self.digest.hexdigest()[:12]}…, "
+                          f"{self.size} bytes; declared {self.sha256[:12]}…, {self.limit} bytes)")
+        os.replace(self.tmp, self.target)
+        UPLOADS.labels("stored").inc()
+        return self.target
+
+    def discard(self) -> None:
         UPLOADS.labels("rejected").inc()
-        Path(tmp).unlink(missing_ok=True)
+        self.out.close()
+        Path(self.tmp).unlink(missing_ok=True)
+
+
+def store(session: Session, root: Path, gateway: m.Gateway, event_id: str, name: str,
+          chunks: Iterable[bytes]) -> Path:
+    """Write the upload to a temporary file while hashing it; keep it only if the hash
+    and size match what the event declared. Re-uploading the same file is harmless."""
+    target, ref = prepare(session, root, gateway, event_id, name)
+    upload = Upload(target, ref)
+    try:
+        for chunk in chunks:
+            upload.write(chunk)
+        return upload.finish()
+    except BaseException:
+        upload.discard()
         raise
-    UPLOADS.labels("stored").inc()
-    return target

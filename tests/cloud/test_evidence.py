@@ -59,3 +59,40 @@ def test_upload_checked_against_the_declared_hash(client, factory, gw):  # type:
     got = client.get(url, headers=tokens[duty])
     assert got.status_code == 200 and got.content == JPEG and got.headers["content-type"] == "image/jpeg"
     assert client.get(url, headers=tokens[outsider]).status_code == 403
+
+
+def test_upload_is_refused_before_its_body_is_read(factory, gw, tmp_path):  # type: ignore[no-untyped-def]
+    # a raw request announcing a huge body and sending none of it: the answer (401 without
+    # credentials, 404 for an undeclared file) must come without waiting for the body
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from tests.utils.services import free_port
+
+    with transaction(factory) as s:
+        auth.set_gateway_password(s, gw.gateway, "gw-password", now=datetime.now(UTC))
+    ev = event(1)
+    ingest(factory, gw, [ev])
+    state = ApiState(settings=Settings(environment="test", evidence_dir=tmp_path / "evidence"), factory=factory)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_api(state), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        import base64
+        basic = base64.b64encode(f"{gw.gateway}:gw-password".encode()).decode()
+        for headers, expected in (("", b" 401 "), (f"Authorization: Basic {basic}\r\n", b" 404 ")):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(f"PUT /api/evidence/{ev.id}/clip.mp4 HTTP/1.1\r\nHost: x\r\n{headers}"
+                             f"Content-Length: {400 * 1024 * 1024}\r\n\r\n".encode())
+                status_line = sock.recv(200).split(b"\r\n", 1)[0]
+            assert expected in status_line, status_line
+    finally:
+        server.should_exit = True
+        thread.join(20)

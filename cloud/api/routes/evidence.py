@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -10,37 +11,45 @@ from starlette.concurrency import run_in_threadpool
 from cloud import auth, evidence
 from cloud.api.deps import DB, CurrentUser, State
 from cloud.errors import NotFound
+from microbrain.protocol import EvidenceRef
 
 router = APIRouter(prefix="/api/evidence", tags=["evidence"])
 _basic = HTTPBasic(auto_error=False)
-MAX_UPLOAD = 64 * 1024 * 1024  # held in memory while checked; clips are short
+# the largest evidence an event may declare (EvidenceRef.bytes); each upload is held
+# to its own declared size, on disk, never in memory
+MAX_UPLOAD = next(c.le for c in EvidenceRef.model_fields["bytes"].metadata if hasattr(c, "le"))
 
 
 @router.put("/{event_id}/{name}", status_code=201)
 async def upload(event_id: str, name: str, request: Request,
                  creds: Annotated[HTTPBasicCredentials | None, Depends(_basic)]) -> dict:
     """A gateway uploads a snapshot or clip of one of its events (HTTP Basic with its
-    broker credentials); kept only if it matches the event's declared sha256."""
+    broker credentials); kept only if it matches the event's declared sha256 and size."""
     state = request.app.state.api
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_UPLOAD:
-            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"uploads are limited to {MAX_UPLOAD} bytes")
-        chunks.append(chunk)
 
-    def _store() -> str:
+    def _prepare() -> tuple[Path, dict]:
+        # who is sending, and for which event, is settled before any of the body is read
         with state.factory() as session:
             gateway = auth.authenticate_gateway(session, creds.username, creds.password) if creds else None
             if gateway is None:
                 raise HTTPException(status.HTTP_401_UNAUTHORIZED, "gateway credentials required",
                                     headers={"WWW-Authenticate": "Basic"})
-            path = evidence.store(session, state.settings.evidence_dir, gateway, event_id, name,
-                                  chunks)
-            return str(path.name)
+            return evidence.prepare(session, state.settings.evidence_dir, gateway, event_id, name)
 
-    return {"stored": await run_in_threadpool(_store)}
+    target, ref = await run_in_threadpool(_prepare)
+    declared = int(request.headers.get("content-length") or 0)
+    if declared > MAX_UPLOAD:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"uploads are limited to {MAX_UPLOAD} bytes")
+    received = await run_in_threadpool(evidence.Upload, target, ref)
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                await run_in_threadpool(received.write, chunk)  # 422 past the declared size
+        path = await run_in_threadpool(received.finish)
+    except BaseException:
+        received.discard()
+        raise
+    return {"stored": path.name}
 
 
 @router.get("/{event_id}/{name}")
