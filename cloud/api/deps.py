@@ -52,11 +52,13 @@ def session(request: Request) -> Iterator[Session]:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def user_from_request(request: Request, db: Session,
-                      creds: HTTPAuthorizationCredentials | None) -> m.User:
-    """The authenticated user, or 401."""
-    token = creds.credentials if creds else request.query_params.get("access_token")
-    # EventSource cannot set headers, so the stream may pass the token as a query parameter
+def user_from_request(request: Request, db: Session, creds: HTTPAuthorizationCredentials | None,
+                      *, query_token: bool = False) -> m.User:
+    """The authenticated user, or 401. ``query_token``: also accept ``?access_token=``,
+    for the event stream only (EventSource cannot set headers); elsewhere a token in the
+    URL would only end up in access logs and browser history."""
+    token = creds.credentials if creds else (
+        request.query_params.get("access_token") if query_token else None)
     if not token:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "not authenticated: send 'Authorization: Bearer <token>'",
                             headers={"WWW-Authenticate": "Bearer"})

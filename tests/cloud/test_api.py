@@ -263,3 +263,11 @@ def test_times_without_an_offset_are_refused_not_a_500(client, factory, clock, g
             r = client.get(path, headers=duty, params={**extra, name: naive})
             assert r.status_code == 422, r.text
             assert client.get(path, headers=duty, params={**extra, name: naive + "Z"}).status_code == 200
+
+
+def test_a_token_in_the_url_is_refused_outside_the_stream(client, factory, clock):  # type: ignore[no-untyped-def]
+    headers = _token(client, *_user(factory, clock))
+    token = headers["Authorization"].split(" ", 1)[1]
+    assert client.get("/api/alerts", headers=headers).status_code == 200
+    assert client.get("/api/alerts", params={"access_token": token}).status_code == 401
+    assert client.get("/api/auth/me", params={"access_token": token}).status_code == 401

@@ -49,7 +49,7 @@ async def alert_stream(request: Request, creds: Bearer) -> StreamingResponse:
 
     def _auth() -> m.User:
         with state.factory() as s:
-            user = user_from_request(request, s, creds)
+            user = user_from_request(request, s, creds, query_token=True)
             s.expunge(user)
             return user
 
