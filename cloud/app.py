@@ -54,6 +54,7 @@ class Scheduler:
                 if self._last_prune is None or now - self._last_prune > timedelta(hours=1):
                     with transaction(svc.factory) as s:
                         retention.prune_readings(s, now=now, keep_days=svc.settings.reading_retention_days)
+                        retention.prune_dead_letters(s, now=now, keep_days=svc.settings.reading_retention_days)
                         retention.prune_tokens(s, now=now)
                     self._last_prune = now
             except Exception:

@@ -1,4 +1,4 @@
-"""Retention of the time series: readings (and their dedupe ledger rows) age out."""
+"""Retention: readings (and their dedupe ledger rows) and dead letters age out."""
 
 from __future__ import annotations
 
@@ -23,3 +23,10 @@ def prune_readings(session: Session, *, now: datetime, keep_days: int) -> int:
 def prune_tokens(session: Session, *, now: datetime) -> int:
     """Forget expired API tokens."""
     return session.execute(delete(m.ApiToken).where(m.ApiToken.expires_at <= now)).rowcount or 0
+
+
+def prune_dead_letters(session: Session, *, now: datetime, keep_days: int) -> int:
+    """Delete dead letters received more than ``keep_days`` ago: a gateway that keeps
+    resending a bad item would otherwise grow the table without bound."""
+    cutoff = now - timedelta(days=keep_days)
+    return session.execute(delete(m.DeadLetter).where(m.DeadLetter.received_at < cutoff)).rowcount or 0

@@ -92,7 +92,9 @@ def ack_ranges(seqs: set[int] | list[int]) -> tuple[tuple[int, int], ...]:
 
 
 def _reason_label(err: ProtocolError) -> str:
-    if err.field == "topic" or (err.field or "").endswith("name"):
+    # a command/reply whose name disagrees with its topic is a topic problem; a bad
+    # "name" inside the payload (evidence.0.name, a reply's own name) is not
+    if err.field == "topic" or (err.field == "name" and "does not match topic name" in err.reason):
         return "invalid_topic"
     if err.field == "ts":
         return "future_timestamp"

@@ -34,15 +34,19 @@ def _cases(gw: GatewayPath):  # type: ignore[no-untyped-def]
         ("future timestamp", _raw(gw.topic("event"), event(4, ts=future).to_json()), "future_timestamp", "in the future", 4),
         ("oversize", _raw(gw.topic("event"), b'{"seq": 5, "x": "' + b"a" * 300_000 + b'"}'), "oversize", "exceeds", None),
         ("not json", _raw(gw.topic("reading"), b"\xff\xfe{{{"), "invalid_payload", "JSON", None),
-        ("deep nesting", _raw(gw.topic("reading"), "[" * 30_000 + "]" * 30_000), "invalid_payload", "", None),
+        ("deep nesting", _raw(gw.topic("reading"), "[" * 30_000 + "]" * 30_000), "invalid_payload", "recursion limit", None),
         ("control characters", _raw(gw.topic("event"), json.dumps({**json.loads(event(6).to_json()), "message": "\x1b[2J\x00boom"})), "invalid_payload", "control characters", 6),
-        ("wrong types", _raw(gw.topic("reading"), json.dumps({"type": "reading", "seq": 7, "sensor": "h1", "kind": "x", "values": {"p": "NaN"}})), "invalid_payload", "", 7),
-        ("topic outside the tree", _raw("mb/v1/../../etc/passwd", b"{}"), "invalid_topic", "", None),
-        ("event on the reading topic", _raw(gw.topic("reading"), event(8).to_json()), "invalid_payload", "", 8),
+        ("wrong types", _raw(gw.topic("reading"), json.dumps({"type": "reading", "seq": 7, "sensor": "h1", "kind": "x", "values": {"p": "NaN"}})), "invalid_payload", "finite number", 7),
+        ("topic outside the tree", _raw("mb/v1/../../etc/passwd", b"{}"), "invalid_topic", "'..' is not a valid id", None),
+        ("event on the reading topic", _raw(gw.topic("reading"), event(8).to_json()), "invalid_payload", "should be 'reading'", 8),
+        ("bad evidence name", _raw(gw.topic("event"), json.dumps({**json.loads(event(9).to_json()), "evidence": [
+            {"kind": "snapshot", "name": "../../x", "sha256": "0" * 64, "bytes": 1}]})), "invalid_payload", "evidence.0.name", 9),
+        ("reply named unlike its topic", _raw(gw.topic("reply", "recheck"), json.dumps(
+            {"type": "reply", "name": "announce", "ok": True})), "invalid_topic", "does not match topic name", None),
     ]
 
 
-@pytest.mark.parametrize("index", range(11))
+@pytest.mark.parametrize("index", range(13))
 def test_each_bad_message_is_dead_lettered_with_reason_and_counted(factory, gw, index):  # type: ignore[no-untyped-def]
     name, msg, label, reason_part, acked_seq = _cases(gw)[index]
     before = _rejected(label)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from cloud.db import models as m
 from cloud.db import transaction
-from cloud.retention import prune_readings
+from cloud.retention import prune_dead_letters, prune_readings
 from cloud.settings import Settings
 from microbrain.protocol import EventState
 from tests.cloud.helpers import event, ingest, reading
@@ -69,3 +69,16 @@ def test_clear_before_raise_in_a_shuffled_batch_ends_cleared(factory, gw):  # ty
     with factory() as s:
         (alert,) = s.scalars(select(m.Alert).where(m.Alert.gateway == gw.gateway))
         assert alert.status == "resolved" and alert.cleared
+
+
+def test_dead_letters_age_out(factory, gw):  # type: ignore[no-untyped-def]
+    from cloud.ingest.store import Incoming
+
+    now = datetime.now(UTC)
+    for when in (now - timedelta(days=100), now - timedelta(days=1)):
+        ingest(factory, gw, [Incoming(gw.topic("reading"), b"not json", when)], now=when)
+    with transaction(factory) as s:
+        assert prune_dead_letters(s, now=now, keep_days=90) >= 1
+    with factory() as s:
+        kept = s.scalars(select(m.DeadLetter.received_at).where(m.DeadLetter.gateway == gw.gateway)).all()
+    assert [k > now - timedelta(days=2) for k in kept] == [True]
