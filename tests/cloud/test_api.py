@@ -184,7 +184,7 @@ def test_admins_manage_users_and_gateway_credentials_within_their_area(client, f
 def test_readings_dead_letters_and_stream_scope(client, factory, clock, gw):  # type: ignore[no-untyped-def]
     from datetime import timedelta
 
-    from cloud.api.routes.stream import _changes
+    from cloud.api.routes.stream import _changes, _latest
     from cloud.ingest.store import Incoming
     from tests.cloud.helpers import reading
 
@@ -200,9 +200,11 @@ def test_readings_dead_letters_and_stream_scope(client, factory, clock, gw):  # 
     eng = _token(client, *_user(factory, clock, role="engineer"))
     (dead,) = client.get("/api/dead-letters", headers=eng, params={"gateway": gw.gateway}).json()
     assert "JSON" in dead["reason"] and dead["preview"].startswith("<html>")
-    # the live stream shows only changes in the user's area
-    alert_id = _alert(factory, gw, clock)
+    # the live stream shows only changes in the user's area (read from just before this
+    # alert: the shared PostgreSQL database holds other tests' changes, more than a batch)
     state = client.app.state.api
+    start = _latest(state)
+    alert_id = _alert(factory, gw, clock)
     with factory() as s:
         from sqlalchemy import select
 
@@ -210,9 +212,9 @@ def test_readings_dead_letters_and_stream_scope(client, factory, clock, gw):  # 
         mine = s.scalars(select(m.User).where(m.User.community == gw.community)).first()
         other = m.User(username="x", password_hash="", role="duty", community="elsewhere", active=True,
                        created_at=now)
-    _, seen = _changes(state, mine, 0)
+    _, seen = _changes(state, mine, start)
     assert any(c["alert_id"] == alert_id for c in seen)
-    _, unseen = _changes(state, other, 0)
+    _, unseen = _changes(state, other, start)
     assert not any(c["alert_id"] == alert_id for c in unseen)
 
 
