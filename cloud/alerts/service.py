@@ -5,7 +5,11 @@ Lifecycle::
     open ─► acknowledged ─► dispatched ─► resolved ─► closed
       └──────────┴──────────────┴──► resolved (also automatically when the edge
                                      reports the condition ``cleared``)
-    resolved ─► open (a work order's verification found the condition still there)
+    resolved ─► dispatched (reopened: a work order's verification found the condition
+                           still there; its work order is back in progress)
+
+A raise the edge sent before its clear but that arrives after it counts in the cleared
+alert instead of opening a new one.
 """
 
 from __future__ import annotations

@@ -36,6 +36,14 @@ STATUS_FILTER = "mb/v1/+/+/+/status"  # retained messages skip shared subscripti
 TRANSIENT_RETRIES = 5  # a whole batch is retried this often before it is split up
 
 
+def ingest_filters(group: str | None) -> list[str]:
+    """The shared subscription takes only what gateways send (events, readings, replies):
+    a plain ``#`` also brought back the cloud's own ``cmd/#`` publishes. Statuses come on
+    their own, non-shared filter (the broker hands retained messages only to those)."""
+    tree = cloud_subscription(group).removesuffix("#")
+    return [tree + "event", tree + "reading", tree + "reply/+", STATUS_FILTER]
+
+
 class IngestWorker:
     """One consumer of the shared subscription; run several, in one process or many."""
 
@@ -74,7 +82,7 @@ class IngestWorker:
             log.error("broker refused the ingest connection: %s", reason_code)
             return
         self._generation += 1
-        client.subscribe([(cloud_subscription(self.settings.ingest_group), 1), (STATUS_FILTER, 1)])
+        client.subscribe([(f, 1) for f in ingest_filters(self.settings.ingest_group)])
         log.info("ingest %s connected", self.client_id)
 
     def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _props=None):  # type: ignore[no-untyped-def]

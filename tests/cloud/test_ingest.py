@@ -232,3 +232,19 @@ def test_sqlite_transactions_on_one_file_serialise_read_then_write(sqlite_cloud_
     finally:
         for e in engines:
             e.dispose()
+
+
+def test_the_cloud_does_not_receive_its_own_commands(broker, cloud_url, factory, gw):
+    from cloud.ingest.store import BatchResult
+
+    results: list[BatchResult] = []
+    worker = IngestWorker(_settings(broker, cloud_url), factory, on_commit=results.append).start()
+    try:
+        with mqtt_client(*broker) as pub:
+            publish_all(pub, [(gw.topic("cmd", "ack"), Ack(ranges=((1, 1),)).to_json()),
+                              topic(gw, reading(1))])
+            wait_for(lambda: _count(factory, m.ReadingRow, gateway=gw.gateway) == 1)
+            assert worker.drain(10)
+        assert sum(r.ignored for r in results) == 0  # the cmd never reached the ingest
+    finally:
+        worker.stop()
