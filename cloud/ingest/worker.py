@@ -28,7 +28,7 @@ from cloud.clock import Clock, system_clock
 from cloud.ingest import metrics
 from cloud.ingest.store import BatchResult, Incoming, dead_letter_internal, store_batch
 from cloud.settings import Settings
-from microbrain.protocol import Ack, cloud_subscription
+from microbrain.protocol import MAX_ACK_RANGES, Ack, cloud_subscription
 
 log = logging.getLogger(__name__)
 RECEIVE_MAXIMUM = 2000  # messages the broker may have in flight to us, unacknowledged
@@ -180,9 +180,12 @@ class IngestWorker:
 
     def _publish_acks(self, result: BatchResult) -> None:
         for path, ranges in result.ack_ranges().items():
-            ack = Ack(ranges=ranges)
-            self.client.publish(path.topic("cmd", "ack"), ack.to_json(), qos=1)
-            metrics.ACKS.inc()
+            # a batch full of gaps can hold more ranges than one Ack may carry (the largest
+            # must fit in a payload the gateway accepts): send several
+            for start in range(0, len(ranges), MAX_ACK_RANGES):
+                ack = Ack(ranges=ranges[start:start + MAX_ACK_RANGES])
+                self.client.publish(path.topic("cmd", "ack"), ack.to_json(), qos=1)
+                metrics.ACKS.inc()
 
     def _run_writer(self) -> None:
         while not self._stop.is_set() or not self._queue.empty():

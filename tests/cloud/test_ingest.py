@@ -248,3 +248,22 @@ def test_the_cloud_does_not_receive_its_own_commands(broker, cloud_url, factory,
         assert sum(r.ignored for r in results) == 0  # the cmd never reached the ingest
     finally:
         worker.stop()
+
+
+def test_acks_with_more_ranges_than_one_ack_may_carry_are_split(broker, cloud_url, factory, gw):
+    from microbrain.protocol import MAX_ACK_RANGES
+
+    acks: list[Ack] = []
+    settings = _settings(broker, cloud_url, ingest_batch_size=5000, ingest_batch_latency_s=2.0)
+    worker = IngestWorker(settings, factory).start()
+    try:
+        with mqtt_client(*broker) as pub:
+            pub.on_message = lambda c, u, msg: acks.append(decode(msg.topic, msg.payload).payload)
+            pub.subscribe(gw.topic("cmd", "ack"), qos=1)
+            seqs = range(1, 2 * (MAX_ACK_RANGES + 100), 2)  # every other one: a range each
+            publish_all(pub, [topic(gw, reading(s)) for s in seqs])
+            wait_for(lambda: {n for a in list(acks) for f, l in a.ranges for n in range(f, l + 1)}
+                     >= set(seqs), timeout=30)
+        assert len(acks) >= 2 and all(len(a.ranges) <= MAX_ACK_RANGES for a in acks)
+    finally:
+        worker.stop()
