@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 from sqlalchemy.orm import Session
 
 from cloud.db import models as m
@@ -29,4 +29,6 @@ def prune_dead_letters(session: Session, *, now: datetime, keep_days: int) -> in
     """Delete dead letters received more than ``keep_days`` ago: a gateway that keeps
     resending a bad item would otherwise grow the table without bound."""
     cutoff = now - timedelta(days=keep_days)
-    return session.execute(delete(m.DeadLetter).where(m.DeadLetter.received_at < cutoff)).rowcount or 0
+    # by when each was last seen: a row still being counted stays
+    last = func.coalesce(m.DeadLetter.last_seen, m.DeadLetter.received_at)
+    return session.execute(delete(m.DeadLetter).where(last < cutoff)).rowcount or 0

@@ -171,3 +171,5 @@ class DeadLetterOut(BaseModel):
     field: str | None
     size: int
     preview: str = Field(description="the first 200 bytes, as text; JSON-escaped when shown")
+    count: int = Field(1, description="how often this same item was refused")
+    last_seen: datetime | None = None

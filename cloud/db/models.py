@@ -198,6 +198,7 @@ class DeadLetter(Base):
     """Every rejected message with its reason: never silently dropped."""
 
     __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_gateway_digest", "gateway", "digest"),)
     pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     received_at: Mapped[datetime] = mapped_column(index=True)
     topic: Mapped[str] = mapped_column(String(600))
@@ -205,6 +206,11 @@ class DeadLetter(Base):
     reason: Mapped[str] = mapped_column(String(1000))
     field: Mapped[str | None] = mapped_column(String(200))
     payload: Mapped[bytes | None] = mapped_column()
+    # the same bad item resent (a gateway's outbox retrying for ever) is one row that
+    # counts: sha256 of the whole payload, how often, and when last
+    digest: Mapped[str | None] = mapped_column(String(64))
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    last_seen: Mapped[datetime | None] = mapped_column()
 
 
 # --- alerts --------------------------------------------------------------------------

@@ -9,6 +9,7 @@ names the sequence numbers to acknowledge to each gateway once the caller commit
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections import defaultdict
@@ -130,7 +131,7 @@ class _Batch:
             reason += f" (payload of {len(msg.payload)} bytes kept truncated to {len(payload)})"
         self.dead.append(dict(received_at=msg.received_at, topic=msg.topic[:600], gateway=gateway,
                               reason=reason[:1000], field=(field_name or None) and field_name[:200],
-                              payload=payload))
+                              payload=payload, digest=hashlib.sha256(msg.payload).hexdigest()))
         self.result.rejected += 1
         metrics.REJECTED.labels(label).inc()
         metrics.MESSAGES.labels(channel, "rejected").inc()
@@ -229,8 +230,38 @@ def store_batch(session: Session, messages: list[Incoming], now: datetime) -> Ba
     if accepted:
         _store_items(b, accepted)
     if b.dead:
-        session.execute(insert(m.DeadLetter), b.dead)
+        _save_dead(session, b.dead)
     return b.result
+
+
+def _save_dead(session: Session, rows: list[dict]) -> None:
+    """Keep dead letters; the same bad item again (same gateway, topic and payload hash)
+    counts in its row instead of adding one, so a gateway resending it for ever cannot
+    grow the table without bound."""
+    merged: dict[tuple[str | None, str, str], dict] = {}
+    for row in rows:
+        key = (row["gateway"], row["topic"], row["digest"])
+        if key in merged:
+            merged[key]["count"] += 1
+            merged[key]["last_seen"] = max(merged[key]["last_seen"], row["received_at"])
+        else:
+            merged[key] = {**row, "count": 1, "last_seen": row["received_at"]}
+    fresh = []
+    for (gateway, topic, digest), row in merged.items():
+        same = session.scalars(
+            select(m.DeadLetter).where(
+                m.DeadLetter.gateway.is_(None) if gateway is None else m.DeadLetter.gateway == gateway,
+                m.DeadLetter.digest == digest, m.DeadLetter.topic == topic)
+            .order_by(m.DeadLetter.pk.desc()).limit(1)
+        ).one_or_none()
+        if same is None:
+            fresh.append(row)
+            continue
+        same.count += row["count"]
+        same.last_seen = max(same.last_seen or same.received_at, row["last_seen"])
+        same.reason = row["reason"]  # the latest reason (the code may have changed)
+    if fresh:
+        session.execute(insert(m.DeadLetter), fresh)
 
 
 def dead_letter_internal(session: Session, msg: Incoming, err: Exception) -> BatchResult:
@@ -249,7 +280,7 @@ def dead_letter_internal(session: Session, msg: Incoming, err: Exception) -> Bat
         pass
     b.reject(msg, f"internal error while storing ({type(err).__name__}: {str(err)[:300]}); kept here",
              "internal_error", gateway=gateway, ack=ack)
-    session.execute(insert(m.DeadLetter), b.dead)
+    _save_dead(session, b.dead)
     return b.result
 
 

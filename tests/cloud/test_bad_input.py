@@ -88,3 +88,28 @@ def test_duplicates_out_of_order_and_gaps(factory, gw):  # type: ignore[no-untyp
         events = s.scalars(select(m.EventRow).where(m.EventRow.gateway == gw.gateway).order_by(m.EventRow.ts)).all()
         assert [e.seq for e in events] == [3, 5]  # out-of-order timestamps stored as sent
         assert s.get(m.Gateway, gw.gateway).last_seq == 5
+
+
+def test_the_same_bad_item_resent_is_one_dead_letter_with_a_count(factory, gw):  # type: ignore[no-untyped-def]
+    from cloud.db import transaction
+    from cloud.retention import prune_dead_letters
+
+    first = datetime.now(UTC) - timedelta(days=100)
+    bad = b'{"type": "reading", "seq": 5, "oops": true}'
+    ingest(factory, gw, [_raw(gw.topic("reading"), bad, first)], now=first)
+    for _ in range(2):
+        ingest(factory, gw, [_raw(gw.topic("reading"), bad)])
+    result = ingest(factory, gw, [_raw(gw.topic("reading"), bad), _raw(gw.topic("reading"), bad),
+                                  _raw(gw.topic("reading"), b"other junk")])
+    assert result.rejected == 3  # each refusal is still counted (and acknowledged)
+    with factory() as s:
+        rows = s.scalars(select(m.DeadLetter).where(m.DeadLetter.gateway == gw.gateway)
+                         .order_by(m.DeadLetter.pk)).all()
+        assert [(r.payload, r.count) for r in rows] == [(bad, 5), (b"other junk", 1)]
+        assert rows[0].last_seen > first + timedelta(days=99)
+    # last seen lately: retention keeps it though first received long ago
+    with transaction(factory) as s:
+        prune_dead_letters(s, now=datetime.now(UTC), keep_days=90)
+    with factory() as s:
+        assert s.scalar(select(m.DeadLetter.count).where(m.DeadLetter.gateway == gw.gateway,
+                                                         m.DeadLetter.payload == bad)) == 5

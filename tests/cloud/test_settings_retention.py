@@ -75,8 +75,9 @@ def test_dead_letters_age_out(factory, gw):  # type: ignore[no-untyped-def]
     from cloud.ingest.store import Incoming
 
     now = datetime.now(UTC)
-    for when in (now - timedelta(days=100), now - timedelta(days=1)):
-        ingest(factory, gw, [Incoming(gw.topic("reading"), b"not json", when)], now=when)
+    for days in (100, 1):  # two different bad items
+        when = now - timedelta(days=days)
+        ingest(factory, gw, [Incoming(gw.topic("reading"), b"not json %d" % days, when)], now=when)
     with transaction(factory) as s:
         assert prune_dead_letters(s, now=now, keep_days=90) >= 1
     with factory() as s:

@@ -62,4 +62,5 @@ def dead_letters(db: DB, user: CurrentUser, gateway: str | None = None,
     rows = db.scalars(stmt.order_by(m.DeadLetter.pk.desc()).limit(limit))
     return [DeadLetterOut(id=r.pk, received_at=r.received_at, topic=r.topic, gateway=r.gateway, reason=r.reason,
                           field=r.field, size=len(r.payload or b""),
-                          preview=(r.payload or b"")[:200].decode("utf-8", "replace")) for r in rows]
+                          preview=(r.payload or b"")[:200].decode("utf-8", "replace"),
+                          count=r.count or 1, last_seen=r.last_seen or r.received_at) for r in rows]
