@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from cloud import auth, escalation, retention
+from cloud import auth, escalation, retention, work_orders
 from cloud.api import create_api
 from cloud.api.deps import ApiState
 from cloud.clock import Clock, system_clock
@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 
 class Scheduler:
-    """Runs due escalations every few seconds, and the retention once an hour."""
+    """Runs due escalations and reopens work orders whose recheck went unanswered every
+    few seconds, and the retention once an hour."""
 
     def __init__(self, service: CloudService) -> None:
         self.service = service
@@ -50,6 +51,10 @@ class Scheduler:
             try:
                 now = svc.clock()
                 if escalation.run_due(svc.factory, now):
+                    svc.state.notifier.notify()
+                with transaction(svc.factory) as s:
+                    expired = work_orders.expire_rechecks(s, now=now, timeout_s=svc.settings.recheck_timeout_s)
+                if expired:
                     svc.state.notifier.notify()
                 if self._last_prune is None or now - self._last_prune > timedelta(hours=1):
                     with transaction(svc.factory) as s:

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     session_expiry_s: int = Field(default=3600, ge=0, le=7 * 86_400)
     scheduler_interval_s: float = Field(default=1.0, gt=0, le=60)
     reading_retention_days: int = Field(default=90, ge=1, le=3650)
+    recheck_timeout_s: int = Field(
+        default=600, ge=10, le=7 * 86_400,
+        description="a work order verifying this long without the gateway's answer reopens "
+        "(the recheck or its reply was lost)")
     evidence_dir: Path = Field(default=Path("./evidence"), description="where uploaded snapshots/clips go")
     token_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 86_400)
 

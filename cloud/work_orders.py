@@ -11,7 +11,7 @@ The gateway answers on ``reply/recheck`` with
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import select
@@ -146,3 +146,16 @@ def apply_recheck(session: Session, recheck_id: str, *, condition_present: bool 
         _log(session, wo, before, actor=actor, now=now, note=note)
     wo.updated_at = now
     return wo
+
+
+def expire_rechecks(session: Session, *, now: datetime, timeout_s: float) -> int:
+    """Reopen orders left verifying longer than ``timeout_s`` (the recheck or its answer
+    was lost, the gateway is offline): as if the gateway could not tell. Returns how many."""
+    stale = session.scalars(
+        select(m.WorkOrder.recheck_id).where(m.WorkOrder.status == S.VERIFYING,
+                                             m.WorkOrder.updated_at < now - timedelta(seconds=timeout_s))
+    ).all()
+    for recheck_id in stale:
+        apply_recheck(session, recheck_id, condition_present=None, actor="system:recheck-timeout",
+                      now=now, reason=f"no answer within {int(timeout_s)} s")
+    return len(stale)

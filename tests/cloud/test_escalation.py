@@ -303,3 +303,28 @@ def test_escalation_locks_the_alert_before_its_deadline(factory, place, cloud_ur
                           .with_for_update(nowait=True)).one()
     worker.join(30)
     assert reached == ["compound"]
+
+
+def test_an_unanswered_recheck_reopens_the_order_after_the_timeout(factory, place):  # type: ignore[no-untyped-def]
+    clock = ManualClock(datetime.now(UTC))
+    alert_id = _open(factory, place, clock)
+    with transaction(factory) as s:
+        wo = alerts.dispatch(s, alert_id, actor="duty", now=clock())
+        for action in ("accept", "start", "done"):
+            work_orders.move(s, wo.id, action, actor="urban-1", now=clock())
+        work_orders.request_verification(s, wo.id, actor="duty", now=clock())
+
+    def status() -> str:
+        with factory() as s:
+            return s.get(m.WorkOrder, wo.id).status
+
+    with transaction(factory) as s:
+        work_orders.expire_rechecks(s, now=clock.advance(seconds=599), timeout_s=600)
+    assert status() == "verifying"
+    with transaction(factory) as s:
+        assert work_orders.expire_rechecks(s, now=clock.advance(seconds=2), timeout_s=600) >= 1
+    assert status() == "reopened"
+    with factory() as s:
+        note = s.scalars(select(m.WorkOrderTransition.note).where(m.WorkOrderTransition.work_order_id == wo.id)
+                         .order_by(m.WorkOrderTransition.id.desc()).limit(1)).one()
+    assert "no answer within 600 s" in note
