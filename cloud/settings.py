@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from microbrain.broker.address import parse_broker_url
 
 DEV_SECRET = "changethis"
 
@@ -49,9 +50,8 @@ class Settings(BaseSettings):
     @field_validator("broker_url")
     @classmethod
     def _broker(cls, value: str) -> str:
-        parsed = urlparse(value)
-        if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
-            raise ValueError(f"broker URL {value!r} must look like mqtt://host:1883")
+        if parse_broker_url(value).tls:
+            raise ValueError(f"{value!r}: the cloud does not speak TLS to the broker yet; use mqtt://")
         return value
 
     @model_validator(mode="after")
@@ -68,15 +68,15 @@ class Settings(BaseSettings):
 
     @property
     def broker_host(self) -> str:
-        return urlparse(self.broker_url).hostname or "127.0.0.1"
+        return parse_broker_url(self.broker_url).host
 
     @property
     def broker_port(self) -> int:
-        return urlparse(self.broker_url).port or 1883
+        return parse_broker_url(self.broker_url).port
 
     @property
     def broker_credentials(self) -> tuple[str | None, str | None]:
-        parsed = urlparse(self.broker_url)
-        user = self.broker_username or parsed.username
-        password = self.broker_password.get_secret_value() if self.broker_password else parsed.password
+        address = parse_broker_url(self.broker_url)
+        user = self.broker_username or address.username
+        password = self.broker_password.get_secret_value() if self.broker_password else address.password
         return user, password

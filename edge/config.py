@@ -16,7 +16,6 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -28,6 +27,7 @@ from pydantic import (
     field_validator,
 )
 
+from microbrain.broker.address import parse_broker_url
 from microbrain.site.common import Id, Seconds
 
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")]
@@ -59,26 +59,22 @@ class BrokerLink(_Strict):
     @field_validator("url")
     @classmethod
     def _mqtt_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(f"{value!r} is not an mqtt:// or mqtts:// URL with a host")
-        if parts.username or parts.password:
+        address = parse_broker_url(value)
+        if address.username or address.password:
             raise ValueError("put no credentials in the URL; use username and password_env")
-        parts.port  # noqa: B018 - raises ValueError on a bad port
         return value
 
     @property
     def host(self) -> str:
-        return urlsplit(self.url).hostname or ""
+        return parse_broker_url(self.url).host
 
     @property
     def port(self) -> int:
-        parts = urlsplit(self.url)
-        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        return parse_broker_url(self.url).port
 
     @property
     def uses_tls(self) -> bool:
-        return urlsplit(self.url).scheme == "mqtts" or self.tls is not None
+        return parse_broker_url(self.url).tls or self.tls is not None
 
 
 class OutboxConfig(_Strict):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import typer
 
+from microbrain.broker.address import parse_broker_url
 from microbrain.cli.errors import fail
 
 CONNACK_TIMEOUT_S = 10.0
@@ -37,9 +37,12 @@ def sensors(
     from microbrain.simulate.sensors import SensorSimulator
     from microbrain.site import SiteError, load_site
 
-    parts = urlsplit(broker)
-    if parts.scheme != "mqtt" or not parts.hostname:
-        fail(f"--broker {broker!r} is not an mqtt://host:port URL")
+    try:
+        address = parse_broker_url(broker)
+    except ValueError as err:
+        fail(f"--broker: {err}")
+    if address.tls:
+        fail(f"--broker {broker!r}: the simulator speaks plain MQTT only; use mqtt://")
     try:
         sim = SensorSimulator(load_site(site), gateway=gateway, seed=seed, faults=faults,
                               garbage_rate=garbage)
@@ -57,7 +60,7 @@ def sensors(
 
     client.on_connect = on_connect
     try:
-        client.connect(parts.hostname, parts.port or 1883)
+        client.connect(address.host, address.port)
     except OSError as err:
         fail(f"cannot reach the broker at {broker}: {err}")
     client.loop_start()

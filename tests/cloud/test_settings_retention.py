@@ -23,6 +23,9 @@ from tests.cloud.helpers import event, ingest, reading
     ({"environment": "production", "secret_key": "s" * 32}, False),
     ({"environment": "production", "secret_key": "s" * 32, "admin_password": "a" * 16}, True),
     ({"broker_url": "http://broker"}, False),
+    ({"broker_url": "mqtt://broker:99999"}, False),  # refused at the door, not at connect time
+    ({"broker_url": "mqtts://broker"}, False),  # the cloud has no TLS to the broker yet
+    ({"broker_url": "mqtt://cloud:s3cret@broker:1884"}, True),
     ({"ingest_batch_size": 0}, False),
 ])
 def test_settings_validated_at_the_door(env, ok):  # type: ignore[no-untyped-def]
