@@ -54,7 +54,9 @@ class MotionGate:
             mask[max(0, y0):max(0, y1) + 1, max(0, x0):max(0, x1) + 1] = 1
         return mask
 
-    def update(self, frame: np.ndarray) -> MotionResult:
+    def update(self, frame: np.ndarray, also: np.ndarray | None = None) -> MotionResult:
+        """``also``: boxes (frame pixels, xyxy) that count as region of interest this
+        frame besides the zones, e.g. around a tracked dog, where its owner may appear."""
         h, w = frame.shape[:2]
         scale = self.width / w
         small = cv2.resize(frame, (self.width, max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
@@ -75,8 +77,13 @@ class MotionGate:
         if first or cut:
             return MotionResult(True, 1.0, bool(cut))
         moved = fg > 0
-        if self._mask is not None:
-            fraction = float(moved[self._mask > 0].mean()) if self._mask.any() else 0.0
+        mask = self._mask
+        if mask is not None and also is not None and len(also):
+            mask = mask.copy()
+            for x0, y0, x1, y1 in np.asarray(also, np.float32).reshape(-1, 4) * scale:
+                mask[max(0, int(y0)):max(0, int(np.ceil(y1))), max(0, int(x0)):max(0, int(np.ceil(x1)))] = 1
+        if mask is not None:
+            fraction = float(moved[mask > 0].mean()) if mask.any() else 0.0
         else:
             fraction = float(moved.mean())
         return MotionResult(fraction >= self.min_fraction, fraction, False)

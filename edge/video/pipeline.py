@@ -22,7 +22,8 @@ from edge.video.detectors import Detector
 from edge.video.evidence import EvidenceStore, FrameRing, draw
 from edge.video.geometry import box_gap
 from edge.video.motion import MotionGate
-from edge.video.rules import Context, Finding, crossing_findings, make_rule
+from edge.video.regions import CROP_MARGIN, plan_regions, reach_rects, zone_rects
+from edge.video.rules import Context, Finding, UnleashedDogRule, crossing_findings, make_rule
 from edge.video.sources import Frame
 from edge.video.tracker import Tracker
 from edge.video.zones import LineZone, PolygonZone, ZoneOutsideFrame
@@ -54,6 +55,7 @@ class PipelineOptions:
 class PipelineStats:
     frames: int = 0
     detector_calls: int = 0
+    detector_crops: int = 0  # calls on parts of a frame (a crop per region), see _detect
     scene_cuts: int = 0
     size_changes: int = 0
     events: int = 0
@@ -94,15 +96,22 @@ class CameraPipeline:
             for z in camera.zones
         ]
         self._lines = [(line, LineZone(line.points[0], line.points[1])) for line in camera.lines]
-        roi = [z.geometry.polygon for z in self._zones] + [np.asarray(line.points) for line in camera.lines]
+        self._roi_shapes = ([z.geometry.polygon for z in self._zones]
+                            + [np.asarray(line.points, np.float32) for line in camera.lines])
         # motion counts only in and near the zones and lines (MotionGate's own margin)
-        self._gate = MotionGate(roi=roi or None)
-        self._roi = np.array([np.concatenate([np.min(r, axis=0), np.max(r, axis=0)]) for r in roi],
-                             np.float32).reshape(-1, 4)
+        self._gate = MotionGate(roi=self._roi_shapes or None)
+        self._roi = zone_rects(self._roi_shapes, 0.0)
+        # an unleashed-dog rule looks for the owner up to k dog-heights from the dog,
+        # inside the zone or not: the gate and the crops reach that far around dogs
+        self._dog_reach = max((rule.config.person_distance_k for z in self._zones for rule in z.rules
+                               if isinstance(rule, UnleashedDogRule)), default=None)
+        self._crop_rects = np.empty((0, 4), np.float32)
         self._tracker = Tracker(high_threshold=detector.score_threshold,
                                 new_track_threshold=detector.score_threshold,
                                 max_age_s=self.options.tracker_max_age_s)
         self._tracked = Detections.empty(detector.class_names)
+        # what the detector found at its last call, before tracking (for overlays, tests)
+        self.last_detections = Detections.empty(detector.class_names)
         self._size: tuple[int, int] | None = None
         self._roi_pad = 0.0
         self._last_detect: float | None = None
@@ -129,6 +138,7 @@ class CameraPipeline:
             findings = self._reset(frame.ts)
         self._size = (w, h)
         self._roi_pad = self._gate.roi_margin * max(w, h)
+        self._crop_rects = zone_rects(self._roi_shapes, CROP_MARGIN * max(w, h))
         for zone in self._zones:
             try:
                 zone.geometry.check_fits(w, h, f"camera {self.camera.id}: zone {zone.id}")
@@ -167,6 +177,33 @@ class CameraPipeline:
             return bool(len(boxes))
         return bool((box_gap(boxes, self._roi) <= self._roi_pad).any())
 
+    def _dog_rects(self) -> np.ndarray | None:
+        """Where a tracked dog's owner may be (None when no rule asks)."""
+        if self._dog_reach is None:
+            return None
+        dogs = self._tracked.of_classes(("dog",))
+        return reach_rects(dogs.xyxy, self._dog_reach) if len(dogs) else None
+
+    def _detect(self, image: np.ndarray) -> Detections:
+        """The detector on the parts of the frame the rules care about, where the model
+        takes any input size; on the whole frame otherwise."""
+        if not self.detector.any_input_size or not len(self._crop_rects):
+            return self.detector.detect(image)
+        h, w = image.shape[:2]
+        dogs = self._dog_rects()
+        rects = self._crop_rects if dogs is None else np.vstack([self._crop_rects, dogs])
+        regions = plan_regions(rects, w, h)
+        if regions is None:
+            return self.detector.detect(image)
+        scale = self.detector.input_size / max(h, w)  # what the whole frame would get
+        parts = []
+        for x0, y0, x1, y1 in regions:
+            found = self.detector.detect(image[y0:y1, x0:x1], scale)
+            parts.append(Detections(found.xyxy + np.array([x0, y0, x0, y0], np.float32),
+                                    found.confidence, found.class_id, found.class_names))
+        self.stats.detector_crops += len(regions)
+        return Detections.concat(parts, self.detector.class_names)
+
     def process(self, frame: Frame) -> list[Event]:
         """Analyse one frame; return (and emit) the events it completes."""
         self.stats.frames += 1
@@ -174,14 +211,14 @@ class CameraPipeline:
         findings = self._check_size(frame)
         moving = True
         if self.options.motion_gate:
-            motion = self._gate.update(frame.image)
+            motion = self._gate.update(frame.image, also=self._dog_rects())
             moving = motion.moving
             if motion.scene_cut:
                 self.stats.scene_cuts += 1
                 metrics.SCENE_CUTS.labels(self.camera.id).inc()
                 findings += self._reset(frame.ts)
         if self._should_detect(frame, moving):
-            detections = self.detector.detect(frame.image)
+            detections = self.last_detections = self._detect(frame.image)
             self.stats.detector_calls += 1
             metrics.DETECTOR_CALLS.labels(self.camera.id).inc()
             self._tracked = self._tracker.update(detections, frame.ts)

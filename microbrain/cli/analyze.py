@@ -69,8 +69,7 @@ def analyze(
     if start is not None and start.tzinfo is None:
         start = start.replace(tzinfo=UTC)
     try:
-        config = DetectorConfig(type=detector.value, model=str(model) if model else None, threads=threads,
-                                **({"input_size": 640} if detector is DetectorType.onnx_yolo else {}))
+        config = DetectorConfig(type=detector.value, model=str(model) if model else None, threads=threads)
         net = load_detector(config)
     except DetectorError as err:
         fail(str(err))

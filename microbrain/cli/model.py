@@ -37,8 +37,7 @@ def check(
     from microbrain.site.cameras import DetectorConfig
 
     try:
-        size = input_size or (300 if type_ == "opencv_tf" else 640)
-        detector_config = DetectorConfig(type=type_, model=model, config=config, input_size=size,
+        detector_config = DetectorConfig(type=type_, model=model, config=config, input_size=input_size,
                                          threads=threads)
         picture = cv2.imread(resolve_source(image))
         if picture is None:
@@ -57,7 +56,8 @@ def check(
     typer.echo(f"classes   {len(detector.class_names)}: {', '.join(detector.class_names[:12])}"
                + (" …" if len(detector.class_names) > 12 else ""))
     typer.echo(f"speed     median {statistics.median(times):.1f} ms over {runs} run(s), "
-               f"{threads} thread(s), input {size}")
+               f"{threads} thread(s), input {detector.input_size}"
+               + (" (any shape: crops of the zones)" if detector.any_input_size else ""))
     keep = found.confidence >= detector.score_threshold
     typer.echo(f"found     {int(keep.sum())} object(s) at score ≥ {detector.score_threshold} in {image}")
     for box, name, score in zip(found.xyxy[keep], [n for n, k in zip(found.names, keep) if k],

@@ -161,7 +161,10 @@ class DetectorConfig(Strict):
         default=None, description="model file; default: the bundled COCO SSD-MobileNetV2"
     )
     config: str | None = Field(default=None, description="opencv_tf: the .pbtxt graph config")
-    input_size: int = Field(default=300, ge=32, le=2048)
+    input_size: int | None = Field(
+        default=None, ge=32, le=2048,
+        description="the network's input side; default: 300 for opencv_tf, the model's own "
+        "for onnx_yolo (fixed exports: their shape; dynamic ones: the imgsz they were exported at)")
     score_threshold: float = Field(default=0.4, gt=0, lt=1)
     nms_iou: float = Field(default=0.45, gt=0, lt=1)
     threads: int = Field(default=2, ge=1, le=64)

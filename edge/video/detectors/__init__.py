@@ -31,8 +31,16 @@ class Detector(Protocol):
     version: str
     class_names: tuple[str, ...]
     score_threshold: float  # boxes below it are returned only to extend existing tracks
+    input_size: int  # the side a frame's longer side is resized to (square for fixed models)
+    # True when the model takes any input size (a dynamic-shape ONNX export): then it can
+    # look at crops of a frame, each costing only its own area (see edge.video.regions)
+    any_input_size: bool
 
-    def detect(self, image: np.ndarray) -> Detections: ...
+    def detect(self, image: np.ndarray, scale: float | None = None) -> Detections:
+        """Boxes in ``image``'s pixels. ``scale`` (only where ``any_input_size``) resizes
+        by that factor instead of fitting the image to the model's input size, so a crop
+        is seen at the scale its whole frame would have been."""
+        ...
 
 
 def load_detector(config: DetectorConfig | None = None, base: Path | None = None) -> Detector:

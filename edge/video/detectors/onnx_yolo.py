@@ -33,6 +33,8 @@ from edge.video.detectors import (
 from edge.video.geometry import nms
 from microbrain.site.cameras import DetectorConfig
 
+STRIDE = 32  # YOLO's largest feature stride: dynamic inputs must be multiples of it
+
 
 def _names_from_metadata(meta: dict[str, str], nc: int | None, where: str) -> tuple[str, ...]:
     raw = meta.get("names")
@@ -51,13 +53,16 @@ def _names_from_metadata(meta: dict[str, str], nc: int | None, where: str) -> tu
     raise DetectorError(f"model {where}: metadata 'names' is not a dict or list")
 
 
-def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float, tuple[float, float]]:
-    """Resize keeping the aspect ratio and pad with grey to ``size`` (h, w); returns the
-    padded image, the scale and the (x, y) padding, to map boxes back."""
+def letterbox(image: np.ndarray, size: tuple[int, int],
+              scale: float | None = None) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Resize keeping the aspect ratio (by ``scale``, or to fit) and pad with grey to
+    ``size`` (h, w); returns the padded image, the scale and the (x, y) padding, to map
+    boxes back."""
     h, w = image.shape[:2]
     th, tw = size
-    scale = min(th / h, tw / w)
-    nh, nw = round(h * scale), round(w * scale)
+    if scale is None:
+        scale = min(th / h, tw / w)
+    nh, nw = min(th, max(1, round(h * scale))), min(tw, max(1, round(w * scale)))
     resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (h, w) else image
     top, left = (th - nh) // 2, (tw - nw) // 2
     out = cv2.copyMakeBorder(resized, top, th - nh - top, left, tw - nw - left,
@@ -65,10 +70,24 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, flo
     return out, scale, (float(left), float(top))
 
 
+def _exported_size(meta: dict[str, str]) -> int:
+    """The longer side of the ``imgsz`` ultralytics exported at (metadata), else 640."""
+    try:
+        size = ast.literal_eval(meta.get("imgsz", "640"))
+        size = max(size) if isinstance(size, list | tuple) else size
+        return int(size) if isinstance(size, int) and 32 <= size <= 2048 else 640
+    except (ValueError, SyntaxError, TypeError):
+        return 640
+
+
+def _stride_up(n: float, stride: int = STRIDE) -> int:
+    return max(stride, int(np.ceil(n / stride)) * stride)
+
+
 class OnnxYoloDetector:
     """A YOLO ONNX model; one session (with ``threads`` intra-op threads) for all cameras."""
 
-    def __init__(self, model: Path, input_size: int = 640, score_threshold: float = 0.4,
+    def __init__(self, model: Path, input_size: int | None = None, score_threshold: float = 0.4,
                  nms_iou: float = 0.45, threads: int = 2) -> None:
         self.model_path = model
         where = repr(str(model))
@@ -90,8 +109,15 @@ class OnnxYoloDetector:
                                 f"has {[(i.name, i.shape) for i in inputs]}")
         self._input = inputs[0].name
         _, _, h, w = inputs[0].shape
-        self.input_hw = (h if isinstance(h, int) else input_size, w if isinstance(w, int) else input_size)
         meta = self._session.get_modelmeta().custom_metadata_map
+        if input_size is None:
+            input_size = _exported_size(meta)
+        # a dynamic-shape export (``export(dynamic=True)``) names its H and W instead of
+        # fixing them: it then sees each frame (or crop) in its own aspect, padded only to
+        # the stride, with ``input_size`` as the longer side's limit
+        self.any_input_size = not isinstance(h, int) and not isinstance(w, int)
+        self.input_size = input_size
+        self.input_hw = (h if isinstance(h, int) else input_size, w if isinstance(w, int) else input_size)
         self.name = model.stem
         self.version = meta.get("version", "") + "-" + hashlib.sha256(model.read_bytes()).hexdigest()[:12]
         self.version = self.version.lstrip("-")[:64]
@@ -113,16 +139,27 @@ class OnnxYoloDetector:
         return cls(resolve_model_path(config.model, base), config.input_size,
                    config.score_threshold, config.nms_iou, config.threads)
 
-    def forward(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[float, float]]:
+    def _input_shape(self, image: np.ndarray, scale: float | None) -> tuple[tuple[int, int], float | None]:
+        if not self.any_input_size:
+            if scale is not None:
+                raise ValueError(f"model {str(self.model_path)!r} has a fixed input size; it takes no scale")
+            return self.input_hw, None
+        h, w = image.shape[:2]
+        if scale is None:
+            scale = self.input_size / max(h, w)
+        return (_stride_up(h * scale), _stride_up(w * scale)), scale
+
+    def forward(self, image: np.ndarray, scale: float | None = None) -> tuple[np.ndarray, float, tuple[float, float]]:
         """Raw first output for one frame, with the letterbox scale and padding."""
-        padded, scale, pad = letterbox(image, self.input_hw)
+        size, scale = self._input_shape(image, scale)
+        padded, scale, pad = letterbox(image, size, scale)
         blob = cv2.dnn.blobFromImage(padded, 1 / 255.0, swapRB=True)
         with self._lock:
             out = self._session.run(None, {self._input: blob})[0]
         return out, scale, pad
 
-    def detect(self, image: np.ndarray) -> Detections:
-        out, scale, (px, py) = self.forward(image)
+    def detect(self, image: np.ndarray, scale: float | None = None) -> Detections:
+        out, scale, (px, py) = self.forward(image, scale)
         nc = len(self.class_names)
         where = repr(str(self.model_path))
         if out.ndim == 3 and out.shape[0] == 1 and out.shape[2] == 6 and out.shape[1] != 4 + nc:

@@ -35,6 +35,7 @@ class OpenCVTensorFlowDetector:
     """An SSD frozen graph (+ its .pbtxt) run by ``cv2.dnn``; output [1, 1, N, 7]."""
 
     class_names = COCO_CLASSES
+    any_input_size = False  # the graph squashes every frame to input_size × input_size
 
     def __init__(self, model: Path, config: Path, input_size: int = 300,
                  score_threshold: float = 0.4, threads: int = 2) -> None:
@@ -66,7 +67,7 @@ class OpenCVTensorFlowDetector:
             if config.config is None:
                 raise DetectorError(f"model {str(model)!r}: opencv_tf needs 'config' (the .pbtxt)")
             graph = resolve_model_path(config.config, base)
-        return cls(model, graph, config.input_size, config.score_threshold, config.threads)
+        return cls(model, graph, config.input_size or 300, config.score_threshold, config.threads)
 
     def forward(self, image: np.ndarray) -> np.ndarray:
         """Raw network output for one frame (used by the benchmark as the reference)."""
@@ -79,7 +80,9 @@ class OpenCVTensorFlowDetector:
                 raise DetectorError(f"model {str(self.model_path)!r}: inference failed "
                                     f"({str(err).strip().splitlines()[-1][:200]})") from None
 
-    def detect(self, image: np.ndarray) -> Detections:
+    def detect(self, image: np.ndarray, scale: float | None = None) -> Detections:
+        if scale is not None:
+            raise ValueError("an SSD frozen graph has a fixed input size; it takes no scale")
         out = self.forward(image)
         if out.ndim != 4 or out.shape[:2] != (1, 1) or out.shape[3] != 7:
             raise DetectorError(f"model {str(self.model_path)!r}: unexpected output shape "

@@ -56,3 +56,41 @@ def end_to_end_layout(rows: list[tuple[float, float, float, float, float, int]],
     for i, row in enumerate(rows):
         out[0, i] = row
     return out
+
+
+def build_centre_finder(path: Path, name: str = "person", box: float = 20.0, score: float = 0.9) -> Path:
+    """A dynamic-shape model (input [1, 3, 'height', 'width'], as ``export(dynamic=True)``
+    writes) that "detects" one ``name`` of ``box`` × ``box`` input pixels at the centre of
+    whatever it is shown: output [1, 5, 1] = (W/2, H/2, box, box, score). Where the
+    detection lands in a frame tells which crop, at which scale, the model really saw."""
+    const = {"two": np.array([2.0], np.float32), "size": np.array([box], np.float32),
+             "score": np.array([score], np.float32), "hw_idx": np.array([2, 3], np.int64),
+             "one_one_one": np.array([1, 1, 1], np.int64)}
+    nodes = [
+        helper.make_node("Shape", ["images"], ["shape"]),
+        helper.make_node("Gather", ["shape", "hw_idx"], ["hw"], axis=0),
+        helper.make_node("Cast", ["hw"], ["hw_f"], to=TensorProto.FLOAT),
+        helper.make_node("Div", ["hw_f", "two"], ["half"]),  # (H/2, W/2)
+        helper.make_node("Split", ["half"], ["cy", "cx"], axis=0, num_outputs=2),
+        # keep the pixels in the graph, as a real model would read them
+        helper.make_node("ReduceMean", ["images"], ["m"], keepdims=0),
+        helper.make_node("Mul", ["m", "zero"], ["z"]),
+        helper.make_node("Add", ["score", "z"], ["s"]),
+        helper.make_node("Concat", ["cx", "cy", "size", "size", "s"], ["flat"], axis=0),
+        helper.make_node("Reshape", ["flat", "out_shape"], ["output0"]),
+    ]
+    inits = [numpy_helper.from_array(v, k) for k, v in const.items() if k != "one_one_one"]
+    inits += [numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+              numpy_helper.from_array(np.array([1, 5, 1], np.int64), "out_shape")]
+    graph = helper.make_graph(
+        nodes, "centre-finder",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, "height", "width"])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, [1, 5, 1])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    helper.set_model_props(model, {"names": repr({0: name}), "stride": "32"})
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
