@@ -83,6 +83,20 @@ def test_model_check_refuses_a_file_that_is_not_a_model(tmp_path: Path) -> None:
     assert "model.onnx" in result.stderr
 
 
+def test_model_check_refuses_a_tf_graph_with_unexpected_outputs(tmp_path: Path) -> None:
+    """The real SSD weights under a text graph cut off before its detection head."""
+    from microbrain.resources import default_model
+    from tests.edge.video.tf_graphs import cut_text_graph
+
+    pb, pbtxt = default_model()
+    cut = cut_text_graph(pbtxt, "BoxEncodingPredictor/concat", tmp_path / "cut.pbtxt")
+    result = microbrain("model", "check", str(pb), "--config", str(cut), "--runs", "1")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith(f"error: model '{pb}': unexpected output shape (1, 7668)")
+    assert "an SSD gives [1, 1, N, 7]" in result.stderr
+    assert result.stdout == ""
+
+
 def test_bench_refuses_unknown_names() -> None:
     result = microbrain("bench", "nope")
     assert result.returncode == 2 and "choose one of" in result.stderr

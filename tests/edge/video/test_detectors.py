@@ -3,6 +3,8 @@ through onnxruntime, and models that are not models."""
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import numpy as np
 import pytest
@@ -14,6 +16,7 @@ from edge.video.geometry import iou_matrix
 from microbrain.site.cameras import DetectorConfig
 from microbrain.site.classes import COCO_CLASSES
 from tests.edge.video.onnx_models import build, end_to_end_layout, v8_layout
+from tests.edge.video.tf_graphs import cut_text_graph, edit_text_graph
 
 NAMES = {0: "person", 1: "bicycle", 2: "dog"}
 
@@ -66,6 +69,58 @@ def test_a_file_that_is_not_a_model_names_the_model(tmp_path, content):
     onnx_file.write_bytes(content)
     with pytest.raises(DetectorError, match="broken.onnx"):
         load_detector(DetectorConfig(type="onnx_yolo", model=str(onnx_file)))
+
+
+@pytest.mark.parametrize(("last", "shape"), [
+    ("FeatureExtractor/MobilenetV2/Conv/Relu6", "(1, 32, 150, 150)"),  # the first conv's output
+    ("BoxEncodingPredictor/concat", "(1, 7668)"),  # box deltas, before DetectionOutput
+])
+def test_tf_graph_that_ends_early_names_the_model_and_what_was_expected(tmp_path,
+                                                                        default_model_files, last,
+                                                                        shape):
+    """The real frozen weights under a text graph cut off before its SSD head: OpenCV
+    loads and runs it, and what comes out is not detections."""
+    pb, pbtxt = default_model_files
+    cut = cut_text_graph(pbtxt, last, tmp_path / "cut.pbtxt")
+    expected = (rf"model '{re.escape(str(pb))}': unexpected output shape {re.escape(shape)}; "
+                r"an SSD gives \[1, 1, N, 7\]")
+    with pytest.raises(DetectorError, match=expected):
+        load_detector(DetectorConfig(model=str(pb), config=str(cut)))
+
+
+@pytest.mark.parametrize("content", [
+    b"not a graph at all\n" * 10,
+    "the .pbtxt in place of the .pb",
+    "the first MB of the real .pb",
+])
+def test_a_pb_that_is_not_a_graph_names_it_even_with_the_real_pbtxt(tmp_path, default_model_files,
+                                                                     content):
+    pb, pbtxt = default_model_files
+    if content == "the .pbtxt in place of the .pb":
+        content = pbtxt.read_bytes()
+    elif content == "the first MB of the real .pb":
+        content = pb.read_bytes()[: 1 << 20]
+    bad = tmp_path / "bad_graph.pb"
+    bad.write_bytes(content)
+    with pytest.raises(DetectorError,
+                       match=r"model '.*bad_graph\.pb': not a TensorFlow frozen graph"):
+        load_detector(DetectorConfig(model=str(bad), config=str(pbtxt)))
+
+
+@pytest.mark.parametrize(("old", "new", "why"), [
+    # a layer whose weights the .pb does not hold
+    ('input: "FeatureExtractor/MobilenetV2/Conv/weights"',
+     'input: "FeatureExtractor/MobilenetV2/Conv/w"',
+     r"not a TensorFlow frozen graph OpenCV can read \(.*weights not found"),
+    # a head for 7 classes on weights trained for 91: loads, then fails on the first frame
+    ("      i: 91\n", "      i: 7\n", r"inference failed \(.*"),
+])
+def test_a_pbtxt_that_does_not_match_the_weights_names_the_model(tmp_path, default_model_files,
+                                                                 old, new, why):
+    pb, pbtxt = default_model_files
+    edited = edit_text_graph(pbtxt, old, new, tmp_path / "other.pbtxt")
+    with pytest.raises(DetectorError, match=rf"model '{re.escape(str(pb))}': {why}"):
+        load_detector(DetectorConfig(model=str(pb), config=str(edited)))
 
 
 def test_missing_model_file_is_named(tmp_path):
