@@ -7,6 +7,7 @@ one is missing the error names the exact command that installs it.
 from __future__ import annotations
 
 import importlib.util
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,12 +94,29 @@ def sample(name: str) -> Path:
     return resource.locate()
 
 
+USB_SCHEME = "usb:"
+_USB_DEVICE = re.compile(r"usb:(?:(\d{1,3})|(/dev/\S+))")
+
+
+def usb_device(source: str) -> int | str | None:
+    """The V4L2 device of a USB camera source: ``usb:2`` → 2 (/dev/video2),
+    ``usb:/dev/v4l/by-id/…`` → that path (stable when cameras are replugged); None for
+    a source that is not ``usb:``. Raises ValueError for a ``usb:`` source that is neither."""
+    if not source.startswith(USB_SCHEME):
+        return None
+    match = _USB_DEVICE.fullmatch(source)
+    if match is None:
+        raise ValueError(f"{source!r} is not a USB camera: write usb:N (for /dev/videoN) "
+                         "or usb:/dev/…")
+    return int(match[1]) if match[1] is not None else match[2]
+
+
 def resolve_source(source: str, base: Path | None = None) -> str:
     """Turn a camera source into what OpenCV opens: ``sample:NAME`` → a path, a
     relative file path → relative to ``base`` (the config's folder); URLs unchanged."""
     if source.startswith(SAMPLE_SCHEME):
         return str(sample(source[len(SAMPLE_SCHEME):]))
-    if "://" in source or source.startswith("usb:"):
+    if "://" in source or source.startswith(USB_SCHEME):
         return source
     path = Path(source)
     if not path.is_absolute() and base is not None:

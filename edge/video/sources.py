@@ -3,12 +3,14 @@
 Files are read at the camera's analysis fps using the video's own timestamps, so an
 offline run is deterministic. Live cameras are read by a thread that keeps only the
 newest frame (capture never waits for inference), reconnects with exponential
-backoff, and reports a debounced online/offline state.
+backoff, and reports a debounced online/offline state. Network cameras go through
+FFmpeg; USB cameras (``usb:N`` or ``usb:/dev/…``) through V4L2.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +22,7 @@ import cv2
 import numpy as np
 
 from edge.video import metrics
-from microbrain.resources import ResourceMissing, resolve_source
+from microbrain.resources import USB_SCHEME, ResourceMissing, resolve_source, usb_device
 from microbrain.site.cameras import Camera
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,10 @@ class LiveSource:
                  backoff_s: tuple[float, float] = (0.5, 30.0), offline_after_s: float = 10.0,
                  online_after_s: float = 1.0) -> None:
         self.camera_id, self.url, self.fps = camera_id, url, fps
+        try:
+            self.device = usb_device(url)
+        except ValueError as err:
+            raise SourceError(f"camera {camera_id}: {err}") from None
         self.on_state = on_state
         self.open_timeout_s, self.read_timeout_s = open_timeout_s, read_timeout_s
         self.backoff_s = backoff_s
@@ -136,11 +142,22 @@ class LiveSource:
         self._thread: threading.Thread | None = None
 
     def _open(self) -> cv2.VideoCapture:
+        if self.device is not None:
+            # no timeout parameters: V4L2 cannot apply them, and OpenCV refuses to open
+            # a capture whose backend cannot apply a parameter it was given (a V4L2 read
+            # waits up to OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT, 10 s by default)
+            return cv2.VideoCapture(self.device, cv2.CAP_V4L2)
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),
                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout_s * 1000)]
-        if self.url.startswith("usb:"):
-            return cv2.VideoCapture(int(self.url[4:]), cv2.CAP_ANY, params)
         return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
+
+    def _cannot_open(self) -> str:
+        if self.device is None:
+            return f"cannot connect to {self.url}"
+        node = f"/dev/video{self.device}" if isinstance(self.device, int) else self.device
+        if not os.path.exists(node):
+            return f"cannot open USB camera {self.url} (no device {node}: unplugged?)"
+        return f"cannot open USB camera {self.url} ({node} is there but is not a camera, or busy)"
 
     def _read_loop(self) -> None:
         delay = self.backoff_s[0]
@@ -149,7 +166,7 @@ class LiveSource:
             cap = self._open()
             if not cap.isOpened():
                 cap.release()
-                self.last_error = f"cannot connect to {self.url}"
+                self.last_error = self._cannot_open()
                 metrics.SOURCE_ERRORS.labels(self.camera_id, "connect").inc()
                 log.warning("camera %s: %s; retrying in %.1fs", self.camera_id, self.last_error, delay)
                 self._stop.wait(delay)
@@ -226,7 +243,7 @@ def open_source(camera: Camera, base: Path | None = None, start: datetime | None
         where = resolve_source(camera.source, base)
     except ResourceMissing as err:
         raise SourceError(f"camera {camera.id}: {err}") from None
-    if "://" in where or where.startswith("usb:"):
+    if "://" in where or where.startswith(USB_SCHEME):
         return LiveSource(camera.id, where, camera.fps, on_state, **live_options)  # type: ignore[arg-type]
     if Path(where).suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(camera.id, where, camera.fps, still_duration_s, start)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from microbrain.broker.mosquitto_conf import CLOUD_USER
-from microbrain.resources import SAMPLE_SCHEME, SAMPLES
+from microbrain.resources import SAMPLE_SCHEME, SAMPLES, USB_SCHEME, usb_device
 from microbrain.site.cameras import Camera
 from microbrain.site.classes import KNOWN_CLASSES
 from microbrain.site.model import Site
@@ -111,7 +111,12 @@ def verify_camera(camera: Camera, path: str, base: Path | None) -> Iterator[Prob
         name = source[len(SAMPLE_SCHEME):]
         if name not in SAMPLES:
             yield Problem(f"{path}.source", f"unknown sample {name!r} (known: {', '.join(SAMPLES)})")
-    elif "://" not in source and not source.startswith("usb:"):
+    elif source.startswith(USB_SCHEME):
+        try:
+            usb_device(source)
+        except ValueError as err:
+            yield Problem(f"{path}.source", str(err))
+    elif "://" not in source:
         file = Path(source)
         if not file.is_absolute() and base is not None:
             file = base / file

@@ -97,6 +97,8 @@ BROKEN = [
      "zones[0].polygon[1]", "outside the 768×576 frame"),
     ("missing video file", _set(CAM0 + ("source",), "missing.avi"), "cameras[0].source", "does not exist"),
     ("unknown sample", _set(CAM0 + ("source",), "sample:nope.avi"), "cameras[0].source", "unknown sample"),
+    ("usb camera by name", _set(CAM0 + ("source",), "usb:front-door"), "cameras[0].source",
+     "'usb:front-door' is not a USB camera: write usb:N"),
     ("whistle to unknown department", _set(("escalation", "whistle", "ebike_charging"), "army"), "escalation.whistle.ebike_charging", "unknown department"),
     ("bad escalation override", _set(("communities", 1, "escalation"), {"building": {"critical": -1}}),
      "communities[1].escalation.building.critical", "greater than or equal"),

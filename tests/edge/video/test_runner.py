@@ -9,7 +9,7 @@ from edge.video.pipeline import CAMERA_OFFLINE
 from edge.video.runner import VideoGateway
 from microbrain.protocol.payloads import Event, EventState
 from microbrain.site.cameras import Camera
-from tests.edge.video.servers import closed_port
+from tests.edge.video.servers import closed_port, mjpeg_copy, rtsp_camera
 
 GARDEN = {"id": "garden", "polygon": [[0, 0], [768, 0], [768, 576], [0, 576]],
           "rules": [{"type": "unleashed_dog", "dwell_s": 5}]}
@@ -106,3 +106,66 @@ def test_a_camera_that_fails_still_sends_the_events_waiting_for_their_clip(sampl
     assert [(e.kind, e.state) for e in events] == [
         ("unleashed_dog", EventState.RAISED), (CAMERA_OFFLINE, EventState.RAISED)]
     assert [e.kind.value for e in events[0].evidence] == ["snapshot", "clip"]
+
+
+def test_an_rtsp_camera_that_stops_goes_offline_and_comes_back_while_the_other_runs_on(
+        tmp_path, sample_media):  # type: ignore[no-untyped-def]
+    """A real RTSP camera (GStreamer's server) beside a still played in real time: the
+    camera stops, one offline event names it and why, the still is analysed all along;
+    the camera comes back on its port and the offline is cleared."""
+    import time
+
+    from edge.video.runner import Playback
+
+    video = mjpeg_copy(sample_media("vtest.avi"), tmp_path / "vtest.avi", 200)
+    events: list[Event] = []
+    lock = threading.Lock()
+
+    def emit(event: Event) -> None:
+        with lock:
+            events.append(event)
+
+    def wait(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return bool(condition())
+
+    with rtsp_camera(video, tmp_path / "rtsp.log") as rtsp:
+        url = rtsp.url
+        gate = Camera(id="cam-gate", source=url, fps=5)
+        still = Camera(id="cam-still", source="sample:dog.jpg", fps=2)
+        # offline_after_s above the ~2 s FFmpeg takes to open an RTSP stream
+        gateway = VideoGateway([gate, still], load_detector(), emit,
+                               playback=Playback(realtime=True, loop=True), open_timeout_s=5.0,
+                               read_timeout_s=2.0, backoff_s=(0.2, 1.0), offline_after_s=3.0,
+                               online_after_s=0.3, still_duration_s=1.0)
+        gate_worker, still_worker = gateway.workers
+        gateway.start()
+        try:
+            assert wait(lambda: gate_worker.online is True, 15), events
+            frames_before = gate_worker.pipeline.stats.frames
+            assert frames_before > 0
+
+            rtsp.stop()
+            assert wait(lambda: gate_worker.online is False, 10), events
+            still_frames = still_worker.pipeline.stats.frames
+            gate_frames = gate_worker.pipeline.stats.frames
+            time.sleep(1.5)
+            assert gateway.cameras_state() == {"cam-gate": "offline", "cam-still": "online"}
+            assert still_worker.pipeline.stats.frames >= still_frames + 2  # 2 fps, on and on
+            assert gate_worker.pipeline.stats.frames == gate_frames
+
+            rtsp.start()  # back on the same port, as after a reboot
+            assert wait(lambda: gate_worker.online is True, 15), events
+            assert wait(lambda: gate_worker.pipeline.stats.frames > gate_frames, 5)
+        finally:
+            gateway.stop()
+    assert gateway.cameras_state()["cam-gate"] == "online"
+    gate_events = [(e.kind, e.state, e.message) for e in events if e.source == "cam-gate"]
+    assert gate_events == [
+        (CAMERA_OFFLINE, EventState.CLEARED, "camera cam-gate back online: frames flowing"),
+        (CAMERA_OFFLINE, EventState.RAISED, f"camera cam-gate offline: cannot connect to {url}"),
+        (CAMERA_OFFLINE, EventState.CLEARED, "camera cam-gate back online: frames flowing"),
+    ]
+    assert gate_worker.error is None and still_worker.error is None
