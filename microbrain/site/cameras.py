@@ -138,7 +138,7 @@ class Camera(Strict):
     building: Id | None = Field(default=None, description="building it watches, if any")
     source: str = Field(
         min_length=1, max_length=1000,
-        description="rtsp://…, http(s)://…, a file path, 'usb:N', or 'sample:NAME' (bundled media)",
+        description="rtsp://…, http(s)://…, a file path, 'usb:N' (/dev/videoN) or 'usb:/dev/…', or 'sample:NAME' (bundled media)",
     )
     fps: float = Field(default=5.0, gt=0, le=30, description="frames analysed per second")
     frame_size: tuple[int, int] | None = Field(

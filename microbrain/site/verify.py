@@ -120,7 +120,10 @@ def verify_camera(camera: Camera, path: str, base: Path | None) -> Iterator[Prob
         file = Path(source)
         if not file.is_absolute() and base is not None:
             file = base / file
-        if not file.exists():
+        if source.startswith("/dev/"):
+            yield Problem(f"{path}.source", f"{source!r} is a device, not a video file: "
+                          f"write 'usb:{source}' for a USB camera")
+        elif not file.exists():
             yield Problem(f"{path}.source", f"video file {str(file)!r} does not exist")
 
 

@@ -99,6 +99,8 @@ BROKEN = [
     ("unknown sample", _set(CAM0 + ("source",), "sample:nope.avi"), "cameras[0].source", "unknown sample"),
     ("usb camera by name", _set(CAM0 + ("source",), "usb:front-door"), "cameras[0].source",
      "'usb:front-door' is not a USB camera: write usb:N"),
+    ("a device written as a file", _set(CAM0 + ("source",), "/dev/video0"), "cameras[0].source",
+     "write 'usb:/dev/video0' for a USB camera"),
     ("whistle to unknown department", _set(("escalation", "whistle", "ebike_charging"), "army"), "escalation.whistle.ebike_charging", "unknown department"),
     ("bad escalation override", _set(("communities", 1, "escalation"), {"building": {"critical": -1}}),
      "communities[1].escalation.building.critical", "greater than or equal"),

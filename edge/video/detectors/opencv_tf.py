@@ -50,8 +50,8 @@ class OpenCVTensorFlowDetector:
             self._net = cv2.dnn.readNetFromTensorflow(str(model), str(config))
         except cv2.error as err:
             raise DetectorError(
-                f"model {str(model)!r}: not a TensorFlow frozen graph OpenCV can read "
-                f"({str(err).strip().splitlines()[-1][:200]})"
+                f"model {str(model)!r}: not a TensorFlow frozen graph OpenCV can read with "
+                f"the text graph {str(config)!r} ({str(err).strip().splitlines()[-1][:200]})"
             ) from None
         self.detect(np.zeros((input_size, input_size, 3), np.uint8))  # validates the outputs
 

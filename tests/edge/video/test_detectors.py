@@ -111,7 +111,8 @@ def test_a_pb_that_is_not_a_graph_names_it_even_with_the_real_pbtxt(tmp_path, de
     # a layer whose weights the .pb does not hold
     ('input: "FeatureExtractor/MobilenetV2/Conv/weights"',
      'input: "FeatureExtractor/MobilenetV2/Conv/w"',
-     r"not a TensorFlow frozen graph OpenCV can read \(.*weights not found"),
+     r"not a TensorFlow frozen graph OpenCV can read with the text graph '.*other\.pbtxt' "
+     r"\(.*weights not found"),
     # a head for 7 classes on weights trained for 91: loads, then fails on the first frame
     ("      i: 91\n", "      i: 7\n", r"inference failed \(.*"),
 ])
