@@ -11,8 +11,11 @@ Measures, side by side in one run:
      ONNX export vs ultralytics' own ``YOLO(model).track()`` on the same video and the
      same file, frames per second each. Ultralytics runs in its own environment (it
      needs torch, which the gateway never installs), e.g. a venv with
-     torch==2.14.1 torchvision==0.29.1 ultralytics onnx onnxslim; build the model there
-     offline with YOLO_OFFLINE=1: ``YOLO("yolov8n.yaml").export(format="onnx", imgsz=320)``.
+     torch==2.14.1 torchvision==0.29.1 ultralytics onnx onnxslim lap; build the model there
+     offline with YOLO_OFFLINE=1: ``YOLO("yolov8n.yaml").export(format="onnx", dynamic=True)``
+     (dynamic shapes: both sides then see vtest at 640×480, and ours can look at the
+     zones' crops only). Figures: ours on the whole frame (ungated, gated) and with the
+     demo camera's two zones (ungated: crops only; gated: crops and the motion gate).
 
 Usage: .venv/bin/python scripts/bench_edge.py [--quick] [--yolo-onnx M.onnx --ultralytics-python PY]
 The last line printed is one JSON object of figures.
@@ -185,7 +188,8 @@ print(json.dumps({"frames": frames - 1, "seconds": time.perf_counter() - start})
 """
 
 
-def _ours_fps(detector, camera: Camera, gated: bool, limit: int) -> float:
+def _ours_fps(detector, camera: Camera, gated: bool, limit: int) -> tuple[float, dict]:
+    """Frames/s of our pipeline on the first ``limit`` frames, and what its detector did."""
     pipeline = CameraPipeline(camera, detector, options=PipelineOptions(motion_gate=gated))
     start, n = None, 0
     for frame in FileSource("bench", str(sample("vtest.avi")), camera.fps).frames():
@@ -195,7 +199,34 @@ def _ours_fps(detector, camera: Camera, gated: bool, limit: int) -> float:
             start = time.perf_counter()  # as for ultralytics: time from the second frame
         if n >= limit:
             break
-    return (n - 1) / (time.perf_counter() - start)
+    fps = (n - 1) / (time.perf_counter() - start)
+    stats = pipeline.stats
+    return fps, {"detector_calls_per_frame": round(stats.detector_calls / stats.frames, 3),
+                 "crops_per_call": round(stats.detector_crops / max(1, stats.detector_calls), 2),
+                 "events": stats.events}
+
+
+def crops_versus_whole_frame(detector, camera: Camera, fps: float = 2.0) -> dict:
+    """The demo camera over all of vtest.avi, its detector on the zones' crops and on the
+    whole frame: do the same events come out, and at what detector cost?"""
+    out: dict = {}
+    runs = {}
+    for crops in (False, True):
+        events: list[Event] = []
+        pipeline = CameraPipeline(camera.model_copy(update={"fps": fps}), detector, events.append,
+                                  options=PipelineOptions(crop_to_zones=crops))
+        t = time.process_time()
+        for frame in FileSource("bench", str(sample("vtest.avi")), fps).frames():
+            pipeline.process(frame)
+        key = "crops" if crops else "whole_frame"
+        out[f"{key}_cpu_ms_per_frame"] = round((time.process_time() - t) / pipeline.stats.frames * 1000, 2)
+        runs[crops] = [(e.kind, e.zone, e.state.value, round((e.frame_ts - DEFAULT_START).total_seconds()))
+                       for e in events]
+    out["crops_events"] = runs[True]
+    out["crops_events_identical_to_whole_frame"] = runs[True] == runs[False]
+    if not out["crops_events_identical_to_whole_frame"]:
+        out["whole_frame_events"] = runs[False]
+    return out
 
 
 def versus_ultralytics(model: str, python: str, limit: int, threads: int, rounds: int = 2) -> dict:
@@ -220,12 +251,14 @@ def versus_ultralytics(model: str, python: str, limit: int, threads: int, rounds
     runs: dict[str, list[float]] = {"ours_ungated": [], "ours_gated_whole_frame": [],
                                     "ours_ungated_demo_zones": [], "ours_gated_demo_zones": [],
                                     "ultralytics_track": []}
+    setups = {"ours_ungated": (whole_frame, False), "ours_gated_whole_frame": (whole_frame, True),
+              # the detector on every frame, but (a dynamic-shape model) only on the zones' crops
+              "ours_ungated_demo_zones": (demo_zones, False), "ours_gated_demo_zones": (demo_zones, True)}
+    work: dict[str, dict] = {}
     for _ in range(rounds):
-        runs["ours_ungated"].append(_ours_fps(detector, whole_frame, False, limit))
-        runs["ours_gated_whole_frame"].append(_ours_fps(detector, whole_frame, True, limit))
-        # the detector on every frame, but (a dynamic-shape model) only on the zones' crops
-        runs["ours_ungated_demo_zones"].append(_ours_fps(detector, demo_zones, False, limit))
-        runs["ours_gated_demo_zones"].append(_ours_fps(detector, demo_zones, True, limit))
+        for key, (camera, gated) in setups.items():
+            fps, work[key] = _ours_fps(detector, camera, gated, limit)
+            runs[key].append(fps)
         result = subprocess.run([python, "-c", _ULTRALYTICS_TRACK, model, video, str(imgsz), str(limit)],
                                 capture_output=True, text=True, env=env, timeout=1800, check=False)
         if result.returncode != 0:
@@ -239,6 +272,8 @@ def versus_ultralytics(model: str, python: str, limit: int, threads: int, rounds
         out[f"{key}_fps_all"] = [round(v, 2) for v in values]
     theirs_best = out["ultralytics_track_fps_best"]
     out["yolo_dynamic_shape"] = detector.any_input_size
+    out["ours_detector_work"] = work
+    out["yolo_crops_versus_whole_frame"] = crops_versus_whole_frame(detector, demo_zones)
     for key in ("ours_ungated", "ours_gated_whole_frame", "ours_ungated_demo_zones", "ours_gated_demo_zones"):
         out[f"{key}_over_ultralytics_fps"] = round(out[f"{key}_fps_best"] / theirs_best, 2)
     return out
@@ -272,7 +307,14 @@ def main() -> None:
     if args.yolo_onnx and args.ultralytics_python:
         figures.update(versus_ultralytics(args.yolo_onnx, args.ultralytics_python, 100 if quick else 400,
                                           args.threads))
-        print(f"versus ultralytics: {figures.get('ours_gated_whole_frame_over_ultralytics_fps')}", flush=True)
+        if "ultralytics_track_fps_best" in figures:
+            print(f"versus ultralytics track() at {figures['ultralytics_track_fps_best']} fps: ours "
+                  f"whole frame {figures['ours_ungated_over_ultralytics_fps']}× "
+                  f"(gated {figures['ours_gated_whole_frame_over_ultralytics_fps']}×), "
+                  f"demo zones {figures['ours_ungated_demo_zones_over_ultralytics_fps']}× "
+                  f"(gated {figures['ours_gated_demo_zones_over_ultralytics_fps']}×)", flush=True)
+        else:
+            print(f"versus ultralytics: {figures.get('ultralytics_error')}", flush=True)
     else:
         figures["ultralytics_comparison"] = "skipped: pass --yolo-onnx and --ultralytics-python"
     figures["load_average_1min_start_end"] = [load_start, round(os.getloadavg()[0], 2)]

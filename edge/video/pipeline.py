@@ -45,6 +45,8 @@ class PipelineOptions:
     """Knobs of the pipeline itself; zone and rule thresholds live in the camera config."""
 
     motion_gate: bool = True
+    # a dynamic-shape model looks only at crops around the zones and lines (regions.py)
+    crop_to_zones: bool = True
     recheck_s: float = 2.0  # re-detect a still scene that has tracks this often
     idle_recheck_s: float = 5.0  # … and one without tracks (what motion may have missed)
     timezone: str = "Asia/Shanghai"
@@ -187,7 +189,7 @@ class CameraPipeline:
     def _detect(self, image: np.ndarray) -> Detections:
         """The detector on the parts of the frame the rules care about, where the model
         takes any input size; on the whole frame otherwise."""
-        if not self.detector.any_input_size or not len(self._crop_rects):
+        if not (self.options.crop_to_zones and self.detector.any_input_size and len(self._crop_rects)):
             return self.detector.detect(image)
         h, w = image.shape[:2]
         dogs = self._dog_rects()
