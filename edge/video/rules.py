@@ -255,12 +255,14 @@ class ObjectInZoneRule:
         self.kind = config.kind
         self._since: float | None = None
         self._raised = False
+        self._below_since: float | None = None  # raised, and below min_count since then
         self._last: tuple[np.ndarray, str, float, int] | None = None
 
     def update(self, ctx: Context) -> list[Finding]:
         names = ctx.tracked.names
         inside = [o for o in ctx.occupants if names[o.row] in self.config.classes]
         if len(inside) >= self.config.min_count:
+            self._below_since = None
             if self._since is None:
                 self._since = ctx.ts - min(o.time_in_zone for o in inside)
             best = max(inside, key=lambda o: ctx.tracked.confidence[o.row])
@@ -271,8 +273,14 @@ class ObjectInZoneRule:
                 self._raised = True
                 return [self._finding(EventState.RAISED, dwell, len(inside))]
             return []
-        out = self.flush(ctx.ts)
-        return out
+        if self._raised:
+            # a raised episode ends only after clear_after_s below min_count: one missed
+            # detection must not clear it and raise it again a frame later
+            if self._below_since is None:
+                self._below_since = ctx.ts
+            if ctx.ts - self._below_since < self.config.clear_after_s:
+                return []
+        return self.flush(ctx.ts)
 
     @property
     def active(self) -> bool:
@@ -282,7 +290,7 @@ class ObjectInZoneRule:
         out = []
         if self._raised and self._since is not None:
             out.append(self._finding(EventState.CLEARED, ts - self._since, 0))
-        self._since, self._raised = None, False
+        self._since, self._raised, self._below_since = None, False, None
         return out
 
     def _finding(self, state: EventState, dwell: float, count: int) -> Finding:

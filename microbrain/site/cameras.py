@@ -77,6 +77,8 @@ class ObjectInZone(_Rule):
     classes: ClassList
     dwell_s: Seconds(0, 86_400, "how long before it counts") = 0.0
     min_count: int = Field(default=1, ge=1, le=100)
+    clear_after_s: Seconds(0, 3_600, "how long the zone must stay below min_count before a "
+                           "raised episode ends; bridges a missed detection") = 5.0
 
 
 ZoneRule = Annotated[

@@ -151,12 +151,28 @@ def test_owner_arriving_clears_the_dog_event():
 
 def test_object_in_zone_counts_and_names_its_kind():
     rule = make_rule("lift", ObjectInZone(type="object_in_zone", kind="ebike_in_elevator",
-                                          classes=("bicycle", "ebike"), dwell_s=2, min_count=2))
+                                          classes=("bicycle", "ebike"), dwell_s=2, min_count=2,
+                                          clear_after_s=0))
     one = [("ebike", 10, 10, 50, 50, 0.9, 1)]
     two = one + [("bicycle", 100, 10, 150, 50, 0.9, 2)]
     found = drive(rule, [one] * 5 + [two] * 4 + [one] * 2)
     assert [(ts, f.kind, f.state) for ts, f in found] == [
         (7.0, "ebike_in_elevator", EventState.RAISED), (9.0, "ebike_in_elevator", EventState.CLEARED)]
+
+
+@pytest.mark.parametrize("gap, expected", [
+    # a person missed for 2 s: the episode goes on, no clear, no second raise
+    (2, [(3.0, EventState.RAISED), (20.0, EventState.CLEARED)]),
+    # gone for 6 s (> clear_after_s 4): cleared 4 s after leaving, raised again on return
+    (6, [(3.0, EventState.RAISED), (9.0, EventState.CLEARED), (14.0, EventState.RAISED),
+         (20.0, EventState.CLEARED)]),
+])
+def test_object_in_zone_ends_an_episode_only_after_clear_after_s(gap, expected):
+    rule = make_rule("plaza", ObjectInZone(type="object_in_zone", kind="crowd", classes=("person",),
+                                           dwell_s=3, clear_after_s=4))
+    person = [("person", 10, 10, 50, 120, 0.9, 1)]
+    found = drive(rule, [person] * 5 + [[]] * gap + [person] * (11 - gap) + [[]] * 8)
+    assert [(ts, f.state) for ts, f in found] == expected
 
 
 @pytest.mark.parametrize("direction, expected", [("in", 1), ("out", 0), ("both", 1)])
