@@ -15,7 +15,8 @@ Measures, side by side in one run:
      offline with YOLO_OFFLINE=1: ``YOLO("yolov8n.yaml").export(format="onnx", dynamic=True)``
      (dynamic shapes: both sides then see vtest at 640×480, and ours can look at the
      zones' crops only). Figures: ours on the whole frame (ungated, gated) and with the
-     demo camera's two zones (ungated: crops only; gated: crops and the motion gate).
+     a camera with two zones, a fire lane and a walkway (ungated: crops only; gated: crops
+     and the motion gate). The model to use: scripts/build_bench_yolo.py.
 
 Usage: .venv/bin/python scripts/bench_edge.py [--quick] [--yolo-onnx M.onnx --ultralytics-python PY]
 The last line printed is one JSON object of figures.
@@ -207,7 +208,7 @@ def _ours_fps(detector, camera: Camera, gated: bool, limit: int) -> tuple[float,
 
 
 def crops_versus_whole_frame(detector, camera: Camera, fps: float = 2.0) -> dict:
-    """The demo camera over all of vtest.avi, its detector on the zones' crops and on the
+    """A zoned camera over all of vtest.avi, its detector on the zones' crops and on the
     whole frame: do the same events come out, and at what detector cost?"""
     out: dict = {}
     runs = {}
@@ -224,6 +225,10 @@ def crops_versus_whole_frame(detector, camera: Camera, fps: float = 2.0) -> dict
                        for e in events]
     out["crops_events"] = runs[True]
     out["crops_events_identical_to_whole_frame"] = runs[True] == runs[False]
+    same_sequence = [r[:3] for r in runs[True]] == [r[:3] for r in runs[False]]
+    out["crops_event_sequence_identical"] = same_sequence  # kinds, zones, states in order
+    if same_sequence and runs[True]:
+        out["crops_event_time_shift_max_s"] = max(abs(a[3] - b[3]) for a, b in zip(runs[True], runs[False]))
     if not out["crops_events_identical_to_whole_frame"]:
         out["whole_frame_events"] = runs[False]
     return out
@@ -246,14 +251,22 @@ def versus_ultralytics(model: str, python: str, limit: int, threads: int, rounds
         "zones": [{"id": "all", "polygon": [[0, 0], [768, 0], [768, 576], [0, 576]],
                    "rules": [{"type": "object_in_zone", "kind": "people", "classes": ["person"],
                               "dwell_s": 5}]}]})
-    demo_zones = load_camera(CAMERA).model_copy(update={"fps": 10})
+    # a camera watching part of the scene: the demo's fire lane around the parked van, and
+    # a walkway in the middle that people cross (so the gate and the tracker have work)
+    zones = Camera.model_validate({
+        "id": "cam-bench-zones", "source": "sample:vtest.avi", "fps": 10,
+        "zones": [{"id": "fire-lane", "polygon": [[620, 30], [740, 30], [740, 120], [620, 120]],
+                   "rules": [{"type": "illegal_parking", "dwell_s": 20}]},
+                  {"id": "walkway", "polygon": [[300, 250], [480, 250], [480, 420], [300, 420]],
+                   "rules": [{"type": "object_in_zone", "kind": "people", "classes": ["person"],
+                              "dwell_s": 3}]}]})
     env = {**os.environ, "YOLO_OFFLINE": "1"}
     runs: dict[str, list[float]] = {"ours_ungated": [], "ours_gated_whole_frame": [],
-                                    "ours_ungated_demo_zones": [], "ours_gated_demo_zones": [],
+                                    "ours_ungated_zones": [], "ours_gated_zones": [],
                                     "ultralytics_track": []}
     setups = {"ours_ungated": (whole_frame, False), "ours_gated_whole_frame": (whole_frame, True),
               # the detector on every frame, but (a dynamic-shape model) only on the zones' crops
-              "ours_ungated_demo_zones": (demo_zones, False), "ours_gated_demo_zones": (demo_zones, True)}
+              "ours_ungated_zones": (zones, False), "ours_gated_zones": (zones, True)}
     work: dict[str, dict] = {}
     for _ in range(rounds):
         for key, (camera, gated) in setups.items():
@@ -273,8 +286,8 @@ def versus_ultralytics(model: str, python: str, limit: int, threads: int, rounds
     theirs_best = out["ultralytics_track_fps_best"]
     out["yolo_dynamic_shape"] = detector.any_input_size
     out["ours_detector_work"] = work
-    out["yolo_crops_versus_whole_frame"] = crops_versus_whole_frame(detector, demo_zones)
-    for key in ("ours_ungated", "ours_gated_whole_frame", "ours_ungated_demo_zones", "ours_gated_demo_zones"):
+    out["yolo_crops_versus_whole_frame"] = crops_versus_whole_frame(detector, zones)
+    for key in ("ours_ungated", "ours_gated_whole_frame", "ours_ungated_zones", "ours_gated_zones"):
         out[f"{key}_over_ultralytics_fps"] = round(out[f"{key}_fps_best"] / theirs_best, 2)
     return out
 
@@ -311,8 +324,8 @@ def main() -> None:
             print(f"versus ultralytics track() at {figures['ultralytics_track_fps_best']} fps: ours "
                   f"whole frame {figures['ours_ungated_over_ultralytics_fps']}× "
                   f"(gated {figures['ours_gated_whole_frame_over_ultralytics_fps']}×), "
-                  f"demo zones {figures['ours_ungated_demo_zones_over_ultralytics_fps']}× "
-                  f"(gated {figures['ours_gated_demo_zones_over_ultralytics_fps']}×)", flush=True)
+                  f"two zones {figures['ours_ungated_zones_over_ultralytics_fps']}× "
+                  f"(gated {figures['ours_gated_zones_over_ultralytics_fps']}×)", flush=True)
         else:
             print(f"versus ultralytics: {figures.get('ultralytics_error')}", flush=True)
     else:

@@ -18,11 +18,11 @@ import numpy as np
 
 from edge.video import metrics
 from edge.video.detections import Detections
-from edge.video.detectors import Detector
+from edge.video.detectors import Detector, WindowDetector
 from edge.video.evidence import EvidenceStore, FrameRing, draw
 from edge.video.geometry import box_gap
 from edge.video.motion import MotionGate
-from edge.video.regions import CROP_MARGIN, plan_regions, reach_rects, zone_rects
+from edge.video.regions import CROP_MARGIN, combine, plan_regions, reach_rects, zone_rects
 from edge.video.rules import Context, Finding, UnleashedDogRule, crossing_findings, make_rule
 from edge.video.sources import Frame
 from edge.video.tracker import Tracker
@@ -189,22 +189,18 @@ class CameraPipeline:
     def _detect(self, image: np.ndarray) -> Detections:
         """The detector on the parts of the frame the rules care about, where the model
         takes any input size; on the whole frame otherwise."""
-        if not (self.options.crop_to_zones and self.detector.any_input_size and len(self._crop_rects)):
-            return self.detector.detect(image)
+        detector = self.detector
+        if not (self.options.crop_to_zones and detector.any_input_size and len(self._crop_rects)
+                and isinstance(detector, WindowDetector)):
+            return detector.detect(image)
         h, w = image.shape[:2]
         dogs = self._dog_rects()
         rects = self._crop_rects if dogs is None else np.vstack([self._crop_rects, dogs])
         regions = plan_regions(rects, w, h)
         if regions is None:
-            return self.detector.detect(image)
-        scale = self.detector.input_size / max(h, w)  # what the whole frame would get
-        parts = []
-        for x0, y0, x1, y1 in regions:
-            found = self.detector.detect(image[y0:y1, x0:x1], scale)
-            parts.append(Detections(found.xyxy + np.array([x0, y0, x0, y0], np.float32),
-                                    found.confidence, found.class_id, found.class_names))
+            return detector.detect(image)
         self.stats.detector_crops += len(regions)
-        return Detections.concat(parts, self.detector.class_names)
+        return combine(detector.detect_windows(image, regions), regions, w, h, detector.class_names)
 
     def process(self, frame: Frame) -> list[Event]:
         """Analyse one frame; return (and emit) the events it completes."""

@@ -2,8 +2,8 @@
 
 Rules see only objects in or near the zones and lines, and an unleashed-dog rule also
 people within reach of a dog. A detector that takes any input size (a dynamic-shape
-ONNX export) runs on those parts only, each at the scale the whole frame would get, so
-it costs what the parts cost and sees objects at the size it would have seen them.
+ONNX export) runs on those parts of the whole frame's network input only, aligned to its
+stride grid, so it costs what the parts cost and sees there what it would have seen.
 """
 
 from __future__ import annotations
@@ -12,11 +12,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edge.video.detections import Detections
+
 # Past this share of the frame, one whole-frame call is cheaper than several crops.
 WHOLE_FRAME_SHARE = 0.6
 # Crops reach this far (share of the frame's longer side) beyond the zones, so an object
 # standing in a zone is not cut off at the crop's edge (a car's roof above a fire lane).
 CROP_MARGIN = 0.1
+# Two overlapping crops become one when their bounding box costs at most this much more
+# than the two (a fire lane and a walkway that touch at a corner stay two crops).
+MERGE_COST = 1.25
+# Where crops overlap, two boxes of one class from different crops, one lying this much
+# (intersection over the smaller box) inside the other, are one object seen twice.
+DUPLICATE_SHARE = 0.6
+
+Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 in whole frame pixels
 
 
 def zone_rects(shapes: Sequence[np.ndarray], margin: float) -> np.ndarray:
@@ -33,13 +43,18 @@ def reach_rects(boxes: np.ndarray, k: float) -> np.ndarray:
     return boxes + np.hstack([-pad, -pad, pad, pad])
 
 
-def _overlap(a: np.ndarray, b: np.ndarray) -> bool:
-    return bool(a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
+def _area(r: np.ndarray) -> float:
+    return float(max(0.0, r[2] - r[0]) * max(0.0, r[3] - r[1]))
 
 
-def merge_rects(rects: np.ndarray, width: int, height: int) -> list[tuple[int, int, int, int]]:
-    """Clip to the frame, round outward to whole pixels, and merge overlapping rects until
-    none overlap (so no object is detected twice in two crops)."""
+def _intersection(a: np.ndarray, b: np.ndarray) -> float:
+    return _area(np.concatenate([np.maximum(a[:2], b[:2]), np.minimum(a[2:], b[2:])]))
+
+
+def merge_rects(rects: np.ndarray, width: int, height: int) -> list[Rect]:
+    """Clip to the frame, round outward to whole pixels, and merge overlapping rects
+    whose bounding box costs little more than the two (``MERGE_COST``), until no such
+    pair is left. Crops that still overlap are deduplicated by :func:`combine`."""
     limit = np.array([width, height, width, height], np.float32)
     boxes = [np.clip(r, 0, limit) for r in np.asarray(rects, np.float32).reshape(-1, 4)]
     boxes = [np.array([np.floor(b[0]), np.floor(b[1]), np.ceil(b[2]), np.ceil(b[3])]) for b in boxes
@@ -49,9 +64,12 @@ def merge_rects(rects: np.ndarray, width: int, height: int) -> list[tuple[int, i
         merged = False
         for i in range(len(boxes)):
             for j in range(i + 1, len(boxes)):
-                if _overlap(boxes[i], boxes[j]):
-                    a, b = boxes[i], boxes.pop(j)
-                    boxes[i] = np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
+                a, b = boxes[i], boxes[j]
+                inter = _intersection(a, b)
+                union = np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
+                if inter > 0 and _area(union) <= MERGE_COST * (_area(a) + _area(b) - inter):
+                    boxes[i] = union
+                    boxes.pop(j)
                     merged = True
                     break
             if merged:
@@ -59,8 +77,39 @@ def merge_rects(rects: np.ndarray, width: int, height: int) -> list[tuple[int, i
     return sorted((int(b[0]), int(b[1]), int(b[2]), int(b[3])) for b in boxes)
 
 
+def combine(parts: list[Detections], regions: list[Rect], width: int, height: int,
+            class_names: tuple[str, ...]) -> Detections:
+    """Detections of each crop (already in frame pixels) as one set. Where crops overlap,
+    an object may be found twice, or cut by one crop's edge and whole in the other:
+    boxes reaching an inner crop edge (the window the detector saw may be a little wider,
+    so reaching means at or past it) yield to an overlapping box of the same class from
+    another crop, and of two views the one with the higher score stays."""
+    if len(parts) == 1:
+        return parts[0]
+    found = Detections.concat(parts, class_names)
+    if len(found) < 2:
+        return found
+    crop = np.concatenate([np.full(len(p), i) for i, p in enumerate(parts)])
+    rects = np.asarray(regions, np.float32)[crop]
+    inner = np.stack([rects[:, 0] > 0, rects[:, 1] > 0, rects[:, 2] < width, rects[:, 3] < height], axis=1)
+    reach = np.stack([found.xyxy[:, 0] <= rects[:, 0] + 2, found.xyxy[:, 1] <= rects[:, 1] + 2,
+                      found.xyxy[:, 2] >= rects[:, 2] - 2, found.xyxy[:, 3] >= rects[:, 3] - 2], axis=1)
+    touches = (inner & reach).any(axis=1)
+    order = np.lexsort((-found.confidence, touches))  # whole views first, then by score
+    kept: list[int] = []
+    for j in order:
+        box = found.xyxy[j]
+        own = _area(box) or 1.0
+        duplicate = any(crop[i] != crop[j] and found.class_id[i] == found.class_id[j]
+                        and _intersection(found.xyxy[i], box) / min(own, _area(found.xyxy[i]) or 1.0)
+                        >= DUPLICATE_SHARE for i in kept)
+        if not duplicate:
+            kept.append(int(j))
+    return found[np.sort(np.asarray(kept, np.int64))]
+
+
 def plan_regions(rects: np.ndarray, width: int, height: int,
-                 whole_frame_share: float = WHOLE_FRAME_SHARE) -> list[tuple[int, int, int, int]] | None:
+                 whole_frame_share: float = WHOLE_FRAME_SHARE) -> list[Rect] | None:
     """The crops to detect on, or None for the whole frame (no rects, or crops that
     together cover more than ``whole_frame_share`` of it)."""
     regions = merge_rects(rects, width, height)

@@ -5,12 +5,14 @@ One detector serves all cameras of a gateway; backends serialise their own infer
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from edge.video.detections import Detections
+from edge.video.regions import Rect
 from microbrain.site.cameras import DetectorConfig
 
 # Detectors also return boxes down to this score (or their threshold, if lower): the
@@ -33,13 +35,19 @@ class Detector(Protocol):
     score_threshold: float  # boxes below it are returned only to extend existing tracks
     input_size: int  # the side a frame's longer side is resized to (square for fixed models)
     # True when the model takes any input size (a dynamic-shape ONNX export): then it can
-    # look at crops of a frame, each costing only its own area (see edge.video.regions)
+    # look at parts of a frame (detect_windows), each costing only its own area
     any_input_size: bool
 
-    def detect(self, image: np.ndarray, scale: float | None = None) -> Detections:
-        """Boxes in ``image``'s pixels. ``scale`` (only where ``any_input_size``) resizes
-        by that factor instead of fitting the image to the model's input size, so a crop
-        is seen at the scale its whole frame would have been."""
+    def detect(self, image: np.ndarray) -> Detections: ...
+
+
+@runtime_checkable
+class WindowDetector(Detector, Protocol):
+    """A detector that can look at parts of a frame only (see edge.video.regions)."""
+
+    def detect_windows(self, image: np.ndarray, windows: Sequence[Rect]) -> list[Detections]:
+        """Detections in each window (frame pixels, xyxy), as the whole frame's input
+        would have shown them there."""
         ...
 
 

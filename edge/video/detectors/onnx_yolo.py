@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -31,6 +32,7 @@ from edge.video.detectors import (
     resolve_model_path,
 )
 from edge.video.geometry import nms
+from edge.video.regions import Rect
 from microbrain.site.cameras import DetectorConfig
 
 STRIDE = 32  # YOLO's largest feature stride: dynamic inputs must be multiples of it
@@ -139,27 +141,54 @@ class OnnxYoloDetector:
         return cls(resolve_model_path(config.model, base), config.input_size,
                    config.score_threshold, config.nms_iou, config.threads)
 
-    def _input_shape(self, image: np.ndarray, scale: float | None) -> tuple[tuple[int, int], float | None]:
+    def _letterboxed(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[float, float]]:
+        """The frame as the network sees it: a fixed export's square, or (dynamic) the
+        frame's own aspect with its longer side at ``input_size``, padded to the stride."""
         if not self.any_input_size:
-            if scale is not None:
-                raise ValueError(f"model {str(self.model_path)!r} has a fixed input size; it takes no scale")
-            return self.input_hw, None
+            return letterbox(image, self.input_hw)
         h, w = image.shape[:2]
-        if scale is None:
-            scale = self.input_size / max(h, w)
-        return (_stride_up(h * scale), _stride_up(w * scale)), scale
+        scale = self.input_size / max(h, w)
+        return letterbox(image, (_stride_up(h * scale), _stride_up(w * scale)), scale)
 
-    def forward(self, image: np.ndarray, scale: float | None = None) -> tuple[np.ndarray, float, tuple[float, float]]:
-        """Raw first output for one frame, with the letterbox scale and padding."""
-        size, scale = self._input_shape(image, scale)
-        padded, scale, pad = letterbox(image, size, scale)
+    def _run(self, padded: np.ndarray) -> np.ndarray:
         blob = cv2.dnn.blobFromImage(padded, 1 / 255.0, swapRB=True)
         with self._lock:
-            out = self._session.run(None, {self._input: blob})[0]
-        return out, scale, pad
+            return self._session.run(None, {self._input: blob})[0]
 
-    def detect(self, image: np.ndarray, scale: float | None = None) -> Detections:
-        out, scale, (px, py) = self.forward(image, scale)
+    def forward(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[float, float]]:
+        """Raw first output for one frame, with the letterbox scale and padding."""
+        padded, scale, pad = self._letterboxed(image)
+        return self._run(padded), scale, pad
+
+    def detect(self, image: np.ndarray) -> Detections:
+        out, scale, pad = self.forward(image)
+        return self._decode(out, scale, pad, image.shape[:2])
+
+    def detect_windows(self, image: np.ndarray, windows: Sequence[Rect]) -> list[Detections]:
+        """Detections in each window (frame pixels) of ``image``, found by running the
+        network on that part of the whole frame's input only. Each part is widened to
+        the stride grid, so the network sees exactly the pixels, scale and grid it sees
+        on the whole frame there; only what lies outside the part is missing."""
+        if not self.any_input_size:
+            raise ValueError(f"model {str(self.model_path)!r} has a fixed input size; "
+                             "export it with dynamic=True to detect in windows")
+        padded, scale, (px, py) = self._letterboxed(image)
+        th, tw = padded.shape[:2]
+        found = []
+        for x0, y0, x1, y1 in windows:
+            ix0 = int(x0 * scale + px) // STRIDE * STRIDE
+            iy0 = int(y0 * scale + py) // STRIDE * STRIDE
+            ix1 = min(tw, _stride_up(x1 * scale + px))
+            iy1 = min(th, _stride_up(y1 * scale + py))
+            out = self._run(padded[iy0:iy1, ix0:ix1])
+            found.append(self._decode(out, scale, (px - ix0, py - iy0), image.shape[:2]))
+        return found
+
+    def _decode(self, out: np.ndarray, scale: float, pad: tuple[float, float],
+                frame_hw: tuple[int, ...]) -> Detections:
+        """Raw output → boxes in frame pixels: the input pixel (x, y) is the frame pixel
+        ((x − pad x) / scale, (y − pad y) / scale)."""
+        px, py = pad
         nc = len(self.class_names)
         where = repr(str(self.model_path))
         if out.ndim == 3 and out.shape[0] == 1 and out.shape[2] == 6 and out.shape[1] != 4 + nc:
@@ -184,7 +213,7 @@ class OnnxYoloDetector:
                                 f"expected [1, 4+{nc}, N] or [1, N, 6]")
         if len(cls) and (cls.min() < 0 or cls.max() >= nc):
             raise DetectorError(f"model {where}: class id {int(cls.max())} outside its {nc} names")
-        h, w = image.shape[:2]
+        h, w = frame_hw[:2]
         xyxy = (np.asarray(xyxy, np.float32).reshape(-1, 4) - np.array([px, py, px, py], np.float32)) / scale
         xyxy = np.clip(xyxy, 0, [w, h, w, h])
         return merge_relabelled(Detections(xyxy, scores, cls, self.class_names))

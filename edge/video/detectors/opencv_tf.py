@@ -80,9 +80,7 @@ class OpenCVTensorFlowDetector:
                 raise DetectorError(f"model {str(self.model_path)!r}: inference failed "
                                     f"({str(err).strip().splitlines()[-1][:200]})") from None
 
-    def detect(self, image: np.ndarray, scale: float | None = None) -> Detections:
-        if scale is not None:
-            raise ValueError("an SSD frozen graph has a fixed input size; it takes no scale")
+    def detect(self, image: np.ndarray) -> Detections:
         out = self.forward(image)
         if out.ndim != 4 or out.shape[:2] != (1, 1) or out.shape[3] != 7:
             raise DetectorError(f"model {str(self.model_path)!r}: unexpected output shape "

@@ -1,5 +1,5 @@
-"""Where the detector looks: region planning, crops at the whole frame's scale on a real
-dynamic-shape ONNX model, and the motion gate's reach around a tracked dog."""
+"""Where the detector looks: region planning, windows of the whole frame's input on a
+real dynamic-shape ONNX model, and the motion gate's reach around a tracked dog."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import pytest
 from edge.video.detectors.onnx_yolo import OnnxYoloDetector
 from edge.video.motion import MotionGate
 from edge.video.pipeline import CameraPipeline
-from edge.video.regions import merge_rects, plan_regions, reach_rects, zone_rects
+from edge.video.detections import Detections
+from edge.video.regions import combine, merge_rects, plan_regions, reach_rects, zone_rects
 from edge.video.sources import DEFAULT_START, Frame
 from microbrain.site.cameras import Camera
+from tests.edge.video.factories import dets
 from tests.edge.video.onnx_models import build, build_centre_finder, v8_layout
 from tests.edge.video.test_motion import scene
 
@@ -24,10 +26,12 @@ W, H = 768, 576
     ([], []),
     ([(10, 10, 50, 50)], [(10, 10, 50, 50)]),
     ([(-5.5, -3, 20.2, 30.7)], [(0, 0, 21, 31)]),  # clipped, rounded outward
-    ([(10, 10, 50, 50), (40, 40, 90, 90)], [(10, 10, 90, 90)]),  # overlapping: merged
+    ([(10, 10, 50, 50), (20, 10, 60, 50)], [(10, 10, 60, 50)]),  # mostly shared: merged
+    # touching at a corner: their bounding box would cost 1.6× the two, so two crops
+    ([(10, 10, 50, 50), (40, 40, 90, 90)], [(10, 10, 50, 50), (40, 40, 90, 90)]),
     ([(10, 10, 50, 50), (60, 60, 90, 90)], [(10, 10, 50, 50), (60, 60, 90, 90)]),
-    # a merge that makes a new overlap merges again
-    ([(0, 0, 10, 100), (20, 0, 30, 10), (5, 5, 25, 15)], [(0, 0, 30, 100)]),
+    # a merge that makes a new cheap overlap merges again
+    ([(0, 0, 20, 20), (30, 0, 50, 20), (15, 0, 35, 20)], [(0, 0, 50, 20)]),
     ([(800, 600, 900, 700)], []),  # wholly outside the frame
 ])
 def test_merge_rects_table(rects, expected):
@@ -40,6 +44,34 @@ def test_plan_regions_falls_back_to_the_whole_frame():
     assert plan_regions(small, W, H) == [(600, 30, 740, 120)]
     big = np.array([[0, 0, 700, 500]], np.float32)  # 79 % of the frame
     assert plan_regions(big, W, H) is None
+
+
+def _found(*rows: tuple) -> Detections:
+    return dets(*rows, names=("person", "car"))
+
+
+@pytest.mark.parametrize(("a", "b", "kept"), [
+    # the same person whole in both crops: found once, the higher score stays
+    ([("person", 95, 100, 105, 160, 0.9)], [("person", 95, 101, 105, 161, 0.8)], [0.9]),
+    # cut by crop A's right edge (x 110) and whole in crop B: B's view stays, though weaker
+    ([("person", 100, 100, 110, 160, 0.95)], [("person", 100, 100, 120, 160, 0.7)], [0.7]),
+    # a car and a person in the overlap: different classes, both stay
+    ([("car", 100, 100, 110, 160, 0.9)], [("person", 100, 100, 120, 160, 0.7)], [0.9, 0.7]),
+    # two people side by side, one in each crop: both stay
+    ([("person", 60, 100, 80, 160, 0.9)], [("person", 130, 100, 150, 160, 0.8)], [0.9, 0.8]),
+])
+def test_combine_keeps_one_view_of_an_object_seen_by_two_crops(a, b, kept):
+    regions = [(0, 50, 110, 200), (90, 50, 300, 200)]  # overlapping at x 90..110
+    out = combine([_found(*a), _found(*b)], regions, W, H, ("person", "car"))
+    assert out.confidence.tolist() == pytest.approx(kept)
+
+
+def test_combine_keeps_overlapping_people_found_in_one_crop():
+    # the detector's own NMS let them both through: combine does not second-guess it
+    regions = [(0, 50, 110, 200), (300, 50, 400, 200)]
+    one = _found(("person", 10, 60, 50, 160, 0.9), ("person", 15, 70, 45, 150, 0.8))
+    out = combine([one, _found()], regions, W, H, ("person", "car"))
+    assert len(out) == 2
 
 
 def test_zone_and_reach_rects():
@@ -80,17 +112,24 @@ def test_a_dynamic_model_looks_only_at_the_zones_crops(centre_finder):
     zones = [_zone("fire-lane", 620, 30, 740, 120), _zone("door", 60, 400, 200, 520)]
     pipeline = CameraPipeline(_camera(zones), centre_finder)
     pipeline.process(_frame())
-    margin = 0.1 * W  # regions.CROP_MARGIN of the longer side
-    crops = [(620 - margin, 30 - margin, 740 + margin, 120 + margin),
-             (60 - margin, 400 - margin, 200 + margin, 520 + margin)]
-    crops = [(max(0, x0), max(0, y0), min(W, x1), min(H, y1)) for x0, y0, x1, y1 in crops]
-    centres = sorted(((x0 + x1) / 2, (y0 + y1) / 2) for x0, y0, x1, y1 in crops)
     assert pipeline.stats.detector_calls == 1 and pipeline.stats.detector_crops == 2
+    # The whole frame's input is 640 × 480 (scale 640/768). The zones plus 10 % margins,
+    # (543, 0, 768, 197) and (0, 323, 277, 576), scaled and widened to the 32-px grid, are
+    # the input windows (448, 0, 640, 192) and (0, 256, 256, 480): the model finds its
+    # object at their centres, (544, 96) and (128, 368), i.e. frame (652.8, 115.2), (153.6, 441.6)
     found = sorted(((x0 + x1) / 2, (y0 + y1) / 2) for x0, y0, x1, y1 in pipeline.last_detections.xyxy)
-    assert np.allclose(found, centres, atol=2), (found, centres)
-    # each crop seen at the whole frame's scale (640 / 768): a 20-px box is 24 px here
+    assert np.allclose(found, [(153.6, 441.6), (652.8, 115.2)], atol=0.5), found
+    # seen at the whole frame's scale: a 20-px box is 24 px in the frame
     widths = pipeline.last_detections.xyxy[:, 2] - pipeline.last_detections.xyxy[:, 0]
     assert widths.tolist() == pytest.approx([24, 24], abs=0.5)
+
+
+def test_zones_whose_crops_touch_at_a_corner_stay_two_crops(centre_finder):
+    # the bench's fire lane and walkway: with margins the crops overlap at x 543..557, y 173..197
+    zones = [_zone("fire-lane", 620, 30, 740, 120), _zone("walkway", 300, 250, 480, 420)]
+    pipeline = CameraPipeline(_camera(zones), centre_finder)
+    pipeline.process(_frame())
+    assert pipeline.stats.detector_crops == 2 and len(pipeline.last_detections) == 2
 
 
 def test_zones_that_cover_most_of_the_frame_get_one_whole_frame_call(centre_finder):
@@ -104,8 +143,8 @@ def test_a_fixed_size_model_always_sees_the_whole_frame(tmp_path):
     fixed = OnnxYoloDetector(build(tmp_path / "fixed.onnx", v8_layout([(320, 320, 20, 20)], [[0.9]]),
                                    {0: "person"}, size=640), score_threshold=0.4)
     assert not fixed.any_input_size
-    with pytest.raises(ValueError, match="fixed input size"):
-        fixed.detect(np.zeros((100, 100, 3), np.uint8), 0.5)
+    with pytest.raises(ValueError, match="fixed input size.*dynamic=True"):
+        fixed.detect_windows(np.zeros((100, 100, 3), np.uint8), [(0, 0, 50, 50)])
     pipeline = CameraPipeline(_camera([_zone("fire-lane", 620, 30, 740, 120)]), fixed)
     pipeline.process(_frame())
     assert pipeline.stats.detector_calls == 1 and pipeline.stats.detector_crops == 0
