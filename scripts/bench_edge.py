@@ -228,7 +228,7 @@ def crops_versus_whole_frame(detector, camera: Camera, fps: float = 2.0) -> dict
     same_sequence = [r[:3] for r in runs[True]] == [r[:3] for r in runs[False]]
     out["crops_event_sequence_identical"] = same_sequence  # kinds, zones, states in order
     if same_sequence and runs[True]:
-        out["crops_event_time_shift_max_s"] = max(abs(a[3] - b[3]) for a, b in zip(runs[True], runs[False]))
+        out["crops_event_time_shift_max_s"] = max(abs(a[3] - b[3]) for a, b in zip(runs[True], runs[False], strict=True))
     if not out["crops_events_identical_to_whole_frame"]:
         out["whole_frame_events"] = runs[False]
     return out

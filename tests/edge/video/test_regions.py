@@ -8,10 +8,10 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
+from edge.video.detections import Detections
 from edge.video.detectors.onnx_yolo import OnnxYoloDetector
 from edge.video.motion import MotionGate
 from edge.video.pipeline import CameraPipeline
-from edge.video.detections import Detections
 from edge.video.regions import combine, merge_rects, plan_regions, reach_rects, zone_rects
 from edge.video.sources import DEFAULT_START, Frame
 from microbrain.site.cameras import Camera
