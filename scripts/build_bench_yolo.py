@@ -89,6 +89,7 @@ def main() -> None:
                              str(epochs), str(args.imgsz)], env=env, check=False,
                             stdout=subprocess.PIPE, text=True)
     if result.returncode != 0:
+        print(result.stdout, end="")
         sys.exit(f"training failed (exit {result.returncode}); its log is above")
     model = json.loads(result.stdout.strip().splitlines()[-1])["onnx"]
     from edge.video.detectors.onnx_yolo import OnnxYoloDetector

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge.video.geometry import nms
+
 NO_TRACK = -1
 
 
@@ -84,3 +86,11 @@ class Detections:
                           np.concatenate([p.class_id for p in parts]),
                           parts[0].class_names,
                           np.concatenate([p.tracker_id for p in parts]))
+
+
+def merge_relabelled(dets: Detections, iou: float = 0.9) -> Detections:
+    """Keep one row where the same box carries several labels (the SSD calls the van in
+    vtest.avi both 'truck' and 'car'), so one object is never tracked twice."""
+    if len(dets) < 2:
+        return dets
+    return dets[np.sort(nms(dets.xyxy, dets.confidence, iou))]

@@ -22,7 +22,7 @@ from edge.video.detectors import Detector, WindowDetector
 from edge.video.evidence import EvidenceStore, FrameRing, draw
 from edge.video.geometry import box_gap
 from edge.video.motion import MotionGate
-from edge.video.regions import CROP_MARGIN, combine, plan_regions, reach_rects, zone_rects
+from edge.video.regions import CROP_MARGIN, Rect, combine, plan_regions, reach_rects, zone_rects
 from edge.video.rules import Context, Finding, UnleashedDogRule, crossing_findings, make_rule
 from edge.video.sources import Frame
 from edge.video.tracker import Tracker
@@ -56,8 +56,8 @@ class PipelineOptions:
 @dataclass
 class PipelineStats:
     frames: int = 0
-    detector_calls: int = 0
-    detector_crops: int = 0  # calls on parts of a frame (a crop per region), see _detect
+    detector_calls: int = 0  # frames the detector looked at (whole, or in crops)
+    detector_crops: int = 0  # network runs on parts of a frame (one per crop), see _detect
     scene_cuts: int = 0
     size_changes: int = 0
     events: int = 0
@@ -112,8 +112,10 @@ class CameraPipeline:
                                 new_track_threshold=detector.score_threshold,
                                 max_age_s=self.options.tracker_max_age_s)
         self._tracked = Detections.empty(detector.class_names)
-        # what the detector found at its last call, before tracking (for overlays, tests)
+        # what the detector found at its last call, before tracking, and where it looked
+        # (crops in frame pixels; None: the whole frame), for overlays and tests
         self.last_detections = Detections.empty(detector.class_names)
+        self.last_windows: list[Rect] | None = None
         self._size: tuple[int, int] | None = None
         self._roi_pad = 0.0
         self._last_detect: float | None = None
@@ -158,6 +160,7 @@ class CameraPipeline:
         findings = [f for zone in self._zones for rule in zone.rules for f in rule.flush(ts)]
         self._tracker.reset()
         self._tracked = Detections.empty(self.detector.class_names)
+        self.last_detections = Detections.empty(self.detector.class_names)
         for zone in self._zones:
             zone.geometry.reset()
         for _, line in self._lines:
@@ -179,26 +182,29 @@ class CameraPipeline:
             return bool(len(boxes))
         return bool((box_gap(boxes, self._roi) <= self._roi_pad).any())
 
-    def _dog_rects(self) -> np.ndarray | None:
-        """Where a tracked dog's owner may be (None when no rule asks)."""
+    def _dog_rects(self, margin: float = 0.0) -> np.ndarray | None:
+        """Where a tracked dog's owner may be (None when no rule asks), widened by
+        ``margin`` pixels so that an owner standing at the limit is seen whole."""
         if self._dog_reach is None:
             return None
         dogs = self._tracked.of_classes(("dog",))
-        return reach_rects(dogs.xyxy, self._dog_reach) if len(dogs) else None
+        return reach_rects(dogs.xyxy, self._dog_reach, margin) if len(dogs) else None
 
     def _detect(self, image: np.ndarray) -> Detections:
         """The detector on the parts of the frame the rules care about, where the model
         takes any input size; on the whole frame otherwise."""
         detector = self.detector
-        if not (self.options.crop_to_zones and detector.any_input_size and len(self._crop_rects)
-                and isinstance(detector, WindowDetector)):
+        self.last_windows = None
+        if not (self.options.crop_to_zones and isinstance(detector, WindowDetector)
+                and detector.any_input_size and len(self._crop_rects)):
             return detector.detect(image)
         h, w = image.shape[:2]
-        dogs = self._dog_rects()
+        dogs = self._dog_rects(CROP_MARGIN * max(w, h))
         rects = self._crop_rects if dogs is None else np.vstack([self._crop_rects, dogs])
         regions = plan_regions(rects, w, h)
         if regions is None:
             return detector.detect(image)
+        self.last_windows = regions
         self.stats.detector_crops += len(regions)
         return combine(detector.detect_windows(image, regions), regions, w, h, detector.class_names)
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edge.video.detections import Detections
+from edge.video.detections import Detections, merge_relabelled
 
 # Past this share of the frame, one whole-frame call is cheaper than several crops.
 WHOLE_FRAME_SHARE = 0.6
@@ -22,8 +22,10 @@ CROP_MARGIN = 0.1
 # Two overlapping crops become one when their bounding box costs at most this much more
 # than the two (a fire lane and a walkway that touch at a corner stay two crops).
 MERGE_COST = 1.25
-# Where crops overlap, two boxes of one class from different crops, one lying this much
-# (intersection over the smaller box) inside the other, are one object seen twice.
+# Where crops overlap, two boxes of one class from different crops are one object seen
+# twice when they overlap this much (IoU), or when one reaches its crop's edge (it may be
+# cut there) and lies this much (intersection over its own area) inside the other.
+DUPLICATE_IOU = 0.5
 DUPLICATE_SHARE = 0.6
 
 Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 in whole frame pixels
@@ -36,10 +38,11 @@ def zone_rects(shapes: Sequence[np.ndarray], margin: float) -> np.ndarray:
     return out + np.array([-margin, -margin, margin, margin], np.float32)
 
 
-def reach_rects(boxes: np.ndarray, k: float) -> np.ndarray:
-    """Each box widened by ``k`` × its own height on every side (a dog's owner's reach)."""
+def reach_rects(boxes: np.ndarray, k: float, margin: float = 0.0) -> np.ndarray:
+    """Each box widened by ``k`` × its own height, plus ``margin`` pixels, on every side
+    (a dog's owner's reach; the margin lets a crop hold an owner standing at its limit)."""
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    pad = (boxes[:, 3] - boxes[:, 1])[:, None] * k
+    pad = (boxes[:, 3] - boxes[:, 1])[:, None] * k + margin
     return boxes + np.hstack([-pad, -pad, pad, pad])
 
 
@@ -98,14 +101,21 @@ def combine(parts: list[Detections], regions: list[Rect], width: int, height: in
     order = np.lexsort((-found.confidence, touches))  # whole views first, then by score
     kept: list[int] = []
     for j in order:
-        box = found.xyxy[j]
-        own = _area(box) or 1.0
-        duplicate = any(crop[i] != crop[j] and found.class_id[i] == found.class_id[j]
-                        and _intersection(found.xyxy[i], box) / min(own, _area(found.xyxy[i]) or 1.0)
-                        >= DUPLICATE_SHARE for i in kept)
-        if not duplicate:
+        if not any(_seen_twice(found, crop, touches, i, j) for i in kept):
             kept.append(int(j))
-    return found[np.sort(np.asarray(kept, np.int64))]
+    # the same box under two labels from two crops (car in one, truck in the other)
+    return merge_relabelled(found[np.sort(np.asarray(kept, np.int64))])
+
+
+def _seen_twice(found: Detections, crop: np.ndarray, touches: np.ndarray, kept: int, j: int) -> bool:
+    """Is box ``j`` the object of the already kept box ``kept``, seen by another crop?"""
+    if crop[kept] == crop[j] or found.class_id[kept] != found.class_id[j]:
+        return False  # one crop's own NMS already chose among its boxes
+    box, other = found.xyxy[j], found.xyxy[kept]
+    own = _area(box) or 1.0
+    inter = _intersection(other, box)
+    iou = inter / max(1e-9, own + _area(other) - inter)
+    return iou >= DUPLICATE_IOU or (bool(touches[j]) and inter / own >= DUPLICATE_SHARE)
 
 
 def plan_regions(rects: np.ndarray, width: int, height: int,

@@ -289,7 +289,9 @@ class ObjectInZoneRule:
     def flush(self, ts: float) -> list[Finding]:
         out = []
         if self._raised and self._since is not None:
-            out.append(self._finding(EventState.CLEARED, ts - self._since, 0))
+            # the episode lasted until the zone emptied, not until clear_after_s ran out
+            end = ts if self._below_since is None else self._below_since
+            out.append(self._finding(EventState.CLEARED, end - self._since, 0))
         self._since, self._raised, self._below_since = None, False, None
         return out
 

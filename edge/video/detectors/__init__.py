@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from edge.video.detections import Detections
+from edge.video.detections import Detections, merge_relabelled
 from edge.video.regions import Rect
 from microbrain.site.cameras import DetectorConfig
 
@@ -19,6 +19,10 @@ from microbrain.site.cameras import DetectorConfig
 # tracker's second, ByteTrack stage uses them to keep existing tracks alive through a
 # weak frame; only boxes at or above ``score_threshold`` may start a track.
 LOW_SCORE = 0.1
+
+
+__all__ = ["LOW_SCORE", "Detector", "DetectorError", "WindowDetector", "load_detector",
+           "merge_relabelled", "resolve_model_path"]
 
 
 class DetectorError(RuntimeError):
@@ -71,13 +75,3 @@ def resolve_model_path(path: str, base: Path | None) -> Path:
     if not file.is_file():
         raise DetectorError(f"model {str(file)!r}: no such file")
     return file
-
-
-def merge_relabelled(dets: Detections, iou: float = 0.9) -> Detections:
-    """Keep one row where the same box carries several labels (the SSD calls the van in
-    vtest.avi both 'truck' and 'car'), so one object is never tracked twice."""
-    if len(dets) < 2:
-        return dets
-    from edge.video.geometry import nms
-
-    return dets[np.sort(nms(dets.xyxy, dets.confidence, iou))]

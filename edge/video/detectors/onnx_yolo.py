@@ -35,7 +35,7 @@ from edge.video.geometry import nms
 from edge.video.regions import Rect
 from microbrain.site.cameras import DetectorConfig
 
-STRIDE = 32  # YOLO's largest feature stride: dynamic inputs must be multiples of it
+DEFAULT_STRIDE = 32  # YOLO's largest feature stride (P6 models: 64; exports write it)
 
 
 def _names_from_metadata(meta: dict[str, str], nc: int | None, where: str) -> tuple[str, ...]:
@@ -82,8 +82,17 @@ def _exported_size(meta: dict[str, str]) -> int:
         return 640
 
 
-def _stride_up(n: float, stride: int = STRIDE) -> int:
+def _stride_up(n: float, stride: int) -> int:
     return max(stride, int(np.ceil(n / stride)) * stride)
+
+
+def _stride(meta: dict[str, str]) -> int:
+    """The model's largest stride from its metadata (ultralytics writes it), else 32."""
+    try:
+        stride = int(meta.get("stride", DEFAULT_STRIDE))
+    except ValueError:
+        return DEFAULT_STRIDE
+    return stride if stride in (8, 16, 32, 64, 128) else DEFAULT_STRIDE
 
 
 class OnnxYoloDetector:
@@ -115,11 +124,12 @@ class OnnxYoloDetector:
         if input_size is None:
             input_size = _exported_size(meta)
         # a dynamic-shape export (``export(dynamic=True)``) names its H and W instead of
-        # fixing them: it then sees each frame (or crop) in its own aspect, padded only to
-        # the stride, with ``input_size`` as the longer side's limit
+        # fixing them: it then sees each frame in its own aspect, the longer side resized
+        # to ``input_size`` and padded only to the stride (windows: see detect_windows)
         self.any_input_size = not isinstance(h, int) and not isinstance(w, int)
-        self.input_size = input_size
         self.input_hw = (h if isinstance(h, int) else input_size, w if isinstance(w, int) else input_size)
+        self.input_size = input_size if self.any_input_size else max(self.input_hw)
+        self.stride = _stride(meta)
         self.name = model.stem
         self.version = meta.get("version", "") + "-" + hashlib.sha256(model.read_bytes()).hexdigest()[:12]
         self.version = self.version.lstrip("-")[:64]
@@ -148,7 +158,9 @@ class OnnxYoloDetector:
             return letterbox(image, self.input_hw)
         h, w = image.shape[:2]
         scale = self.input_size / max(h, w)
-        return letterbox(image, (_stride_up(h * scale), _stride_up(w * scale)), scale)
+        # the resized size as letterbox rounds it, so no extra stripe of padding appears
+        size = (_stride_up(max(1, round(h * scale)), self.stride), _stride_up(max(1, round(w * scale)), self.stride))
+        return letterbox(image, size, scale)
 
     def _run(self, padded: np.ndarray) -> np.ndarray:
         blob = cv2.dnn.blobFromImage(padded, 1 / 255.0, swapRB=True)
@@ -174,12 +186,13 @@ class OnnxYoloDetector:
                              "export it with dynamic=True to detect in windows")
         padded, scale, (px, py) = self._letterboxed(image)
         th, tw = padded.shape[:2]
+        stride = self.stride
         found = []
         for x0, y0, x1, y1 in windows:
-            ix0 = int(x0 * scale + px) // STRIDE * STRIDE
-            iy0 = int(y0 * scale + py) // STRIDE * STRIDE
-            ix1 = min(tw, _stride_up(x1 * scale + px))
-            iy1 = min(th, _stride_up(y1 * scale + py))
+            ix0 = min(tw - stride, max(0, int(x0 * scale + px)) // stride * stride)
+            iy0 = min(th - stride, max(0, int(y0 * scale + py)) // stride * stride)
+            ix1 = min(tw, max(ix0 + stride, _stride_up(x1 * scale + px, stride)))
+            iy1 = min(th, max(iy0 + stride, _stride_up(y1 * scale + py, stride)))
             out = self._run(padded[iy0:iy1, ix0:ix1])
             found.append(self._decode(out, scale, (px - ix0, py - iy0), image.shape[:2]))
         return found

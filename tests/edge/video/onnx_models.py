@@ -58,7 +58,8 @@ def end_to_end_layout(rows: list[tuple[float, float, float, float, float, int]],
     return out
 
 
-def build_centre_finder(path: Path, name: str = "person", box: float = 20.0, score: float = 0.9) -> Path:
+def build_centre_finder(path: Path, name: str = "person", box: float = 20.0, score: float = 0.9,
+                        stride: int = 32) -> Path:
     """A dynamic-shape model (input [1, 3, 'height', 'width'], as ``export(dynamic=True)``
     writes) that "detects" one ``name`` of ``box`` × ``box`` input pixels at the centre of
     whatever it is shown: output [1, 5, 1] = (W/2, H/2, box, box, score). Where the
@@ -90,7 +91,7 @@ def build_centre_finder(path: Path, name: str = "person", box: float = 20.0, sco
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 8
-    helper.set_model_props(model, {"names": repr({0: name}), "stride": "32"})
+    helper.set_model_props(model, {"names": repr({0: name}), "stride": str(stride)})
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path

@@ -46,8 +46,11 @@ def test_plan_regions_falls_back_to_the_whole_frame():
     assert plan_regions(big, W, H) is None
 
 
+CLASSES = ("person", "car", "truck")
+
+
 def _found(*rows: tuple) -> Detections:
-    return dets(*rows, names=("person", "car"))
+    return dets(*rows, names=CLASSES)
 
 
 @pytest.mark.parametrize(("a", "b", "kept"), [
@@ -62,15 +65,31 @@ def _found(*rows: tuple) -> Detections:
 ])
 def test_combine_keeps_one_view_of_an_object_seen_by_two_crops(a, b, kept):
     regions = [(0, 50, 110, 200), (90, 50, 300, 200)]  # overlapping at x 90..110
-    out = combine([_found(*a), _found(*b)], regions, W, H, ("person", "car"))
+    out = combine([_found(*a), _found(*b)], regions, W, H, CLASSES)
     assert out.confidence.tolist() == pytest.approx(kept)
+
+
+def test_combine_keeps_a_person_only_one_crop_saw_whole():
+    # crop A sees a small person; crop B sees that one too and a bigger one around it
+    regions = [(0, 50, 110, 200), (90, 50, 300, 200)]
+    a = _found(("person", 96, 120, 104, 160, 0.8))
+    b = _found(("person", 94, 60, 140, 190, 0.6), ("person", 96, 120, 104, 160, 0.79))
+    out = combine([a, b], regions, W, H, CLASSES)
+    assert sorted(out.confidence.tolist()) == pytest.approx([0.6, 0.8])
+
+
+def test_combine_keeps_one_box_for_one_object_under_two_labels():
+    regions = [(0, 50, 110, 200), (90, 50, 300, 200)]
+    out = combine([_found(("car", 92, 100, 108, 140, 0.7)), _found(("truck", 92, 100, 108, 140, 0.6))],
+                  regions, W, H, CLASSES)
+    assert out.names == ["car"]
 
 
 def test_combine_keeps_overlapping_people_found_in_one_crop():
     # the detector's own NMS let them both through: combine does not second-guess it
     regions = [(0, 50, 110, 200), (300, 50, 400, 200)]
     one = _found(("person", 10, 60, 50, 160, 0.9), ("person", 15, 70, 45, 150, 0.8))
-    out = combine([one, _found()], regions, W, H, ("person", "car"))
+    out = combine([one, _found()], regions, W, H, CLASSES)
     assert len(out) == 2
 
 
@@ -79,6 +98,7 @@ def test_zone_and_reach_rects():
     assert zone_rects([polygon], 10).tolist() == [[610, 20, 750, 130]]
     dog = np.array([[100, 200, 140, 240]], np.float32)  # 40 px high
     assert reach_rects(dog, 1.5).tolist() == [[40, 140, 200, 300]]
+    assert reach_rects(dog, 1.5, margin=10).tolist() == [[30, 130, 210, 310]]
 
 
 def _camera(zones: list[dict]) -> Camera:
@@ -132,7 +152,44 @@ def test_zones_whose_crops_touch_at_a_corner_stay_two_crops(centre_finder):
     assert pipeline.stats.detector_crops == 2 and len(pipeline.last_detections) == 2
 
 
-def test_zones_that_cover_most_of_the_frame_get_one_whole_frame_call(centre_finder):
+def test_windows_map_back_through_the_letterbox_padding(centre_finder):
+    # 1920 × 1080 at 640: scale 1/3, 640 × 360 padded to 640 × 384 (12 rows above)
+    frame = np.zeros((1080, 1920, 3), np.uint8)
+    corner, edge = centre_finder.detect_windows(frame, [(0, 1000, 100, 1080), (1900, 0, 1920, 20)])
+    assert corner.xyxy[0].tolist() == pytest.approx([66, 990, 126, 1050], abs=0.5)
+    assert edge.xyxy[0].tolist() == pytest.approx([1842, 0, 1902, 42], abs=0.5)  # clipped at y 0
+
+
+def test_windows_outside_or_empty_do_not_crash(centre_finder):
+    frame = np.zeros((H, W, 3), np.uint8)
+    found = centre_finder.detect_windows(frame, [(-50, -50, -10, -10), (300, 300, 300, 300), (760, 570, 900, 700)])
+    assert len(found) == 3  # each window grows to at least one stride cell inside the input
+
+
+def test_windows_follow_the_models_own_stride(tmp_path):
+    # a P6-style export (stride 64): 640 × 480 pads to 640 × 512 (16 rows above), and the
+    # fire-lane crop (543, 0, 768, 197) becomes the 64-grid window (448, 0, 640, 192)
+    model = OnnxYoloDetector(build_centre_finder(tmp_path / "p6.onnx", stride=64), score_threshold=0.4)
+    assert model.stride == 64
+    found = model.detect_windows(np.zeros((H, W, 3), np.uint8), [(543, 0, 768, 197)])[0]
+    centre = ((found.xyxy[0, 0] + found.xyxy[0, 2]) / 2, (found.xyxy[0, 1] + found.xyxy[0, 3]) / 2)
+    assert centre == pytest.approx((544 / (640 / 768), (96 - 16) / (640 / 768)), abs=0.5)
+
+
+def test_a_tracked_dog_widens_the_crops_to_its_owners_reach(centre_finder):
+    dog_zone = {"id": "lawn", "polygon": [[60, 400], [200, 400], [200, 520], [60, 520]],
+                "rules": [{"type": "unleashed_dog", "dwell_s": 10, "person_distance_k": 1.5}]}
+    pipeline = CameraPipeline(_camera([_zone("fire-lane", 620, 30, 740, 120), dog_zone]), centre_finder)
+    pipeline.process(_frame(0))
+    assert pipeline.stats.detector_crops == 2
+    # as if the tracker followed a 60-px-high dog at the lawn's right edge: its owner may
+    # stand 1.5 × 60 px away, beyond the lawn's crop, and the next look must cover that
+    pipeline._tracked = dets(("dog", 190, 440, 250, 500, 0.9, 7))
+    pipeline.process(_frame(1))
+    reach = 250 + 1.5 * 60  # the owner's farthest right edge, 340 px
+    # the lawn crop ended at 277; now one window reaches past the owner's limit
+    right_edges = sorted(x1 for x0, y0, x1, y1 in pipeline.last_windows)
+    assert right_edges[0] >= reach + 0.1 * W - 1
     pipeline = CameraPipeline(_camera([_zone("yard", 0, 0, 700, 560)]), centre_finder)
     pipeline.process(_frame())
     assert pipeline.stats.detector_crops == 0

@@ -173,6 +173,8 @@ def test_object_in_zone_ends_an_episode_only_after_clear_after_s(gap, expected):
     person = [("person", 10, 10, 50, 120, 0.9, 1)]
     found = drive(rule, [person] * 5 + [[]] * gap + [person] * (11 - gap) + [[]] * 8)
     assert [(ts, f.state) for ts, f in found] == expected
+    # a cleared episode lasted until the zone emptied, not until clear_after_s ran out
+    assert found[-1][1].dwell_s == 16 - (0 if gap == 2 else 11)
 
 
 @pytest.mark.parametrize("direction, expected", [("in", 1), ("out", 0), ("both", 1)])
