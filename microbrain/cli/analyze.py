@@ -32,6 +32,8 @@ def analyze(
                                           "(ISO, UTC if no zone); default 2026-01-01T00:00Z"),
     timezone: str = typer.Option("Asia/Shanghai", "--timezone", help="site timezone for night schedules"),
     no_motion_gate: bool = typer.Option(False, "--no-motion-gate", help="run the detector on every frame"),
+    no_crops: bool = typer.Option(False, "--no-crops", help="a dynamic-shape YOLO looks at the whole frame, "
+                                  "not only at crops around the zones (to compare the two)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar on stderr"),
 ) -> None:
     """Run the whole pipeline at full speed on a recording; deterministic (video time).
@@ -83,8 +85,8 @@ def analyze(
                        f"zone={event.zone} track={event.track_id} {event.object_class or ''} "
                        f"dwell={event.dwell_s}s {event.message or ''}")
 
-    pipeline = CameraPipeline(cam, net, emit, store, PipelineOptions(motion_gate=not no_motion_gate,
-                                                                      timezone=timezone))
+    options = PipelineOptions(motion_gate=not no_motion_gate, crop_to_zones=not no_crops, timezone=timezone)
+    pipeline = CameraPipeline(cam, net, emit, store, options)
     try:
         source = open_source(cam, Path.cwd(), start, duration)
     except SourceError as err:

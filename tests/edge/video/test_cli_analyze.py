@@ -66,3 +66,23 @@ def test_truncated_video_reports_and_exits_1(tmp_path, sample_media):
     assert result.exit_code == 1
     assert "camera cam-fire-lane" in result.stderr and "truncated" in result.stderr
     assert "frames analysed" in result.stderr
+
+
+def test_analyze_looks_at_zone_crops_unless_told_not_to(tmp_path):
+    # a dynamic-shape model that "finds" a person at the centre of what it is shown: on the
+    # zone's crop that is inside the zone; on the whole frame (--no-crops) it is not
+    from tests.edge.video.onnx_models import build_centre_finder
+
+    model = build_centre_finder(tmp_path / "centre.onnx")
+    cam = tmp_path / "cam.yaml"
+    cam.write_text("id: cam-crop\nsource: sample:dog.jpg\nfps: 2\nzones:\n  - id: corner\n"
+                   "    polygon: [[600, 30], [760, 30], [760, 150], [600, 150]]\n"
+                   "    rules: [{type: object_in_zone, kind: someone_in_corner, classes: [person], dwell_s: 1}]\n")
+    kinds = {}
+    for flag in ([], ["--no-crops"]):
+        result = runner.invoke(app, ["edge", "analyze", "sample:dog.jpg", "--camera", str(cam), "--json",
+                                     "--detector", "onnx_yolo", "--model", str(model), "--duration", "4",
+                                     "--no-progress", *flag])
+        assert result.exit_code == 0, result.output
+        kinds[bool(flag)] = [e["kind"] for e in map(json.loads, result.stdout.splitlines()) if "kind" in e]
+    assert kinds == {False: ["someone_in_corner"], True: []}
