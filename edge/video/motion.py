@@ -40,6 +40,8 @@ class MotionGate:
         self._previous: np.ndarray | None = None
         self._mask: np.ndarray | None = None
         self._shape: tuple[int, int] | None = None
+        self._moved: np.ndarray | None = None  # last frame's moving pixels in the region
+        self._scale = 1.0
 
     def _roi_mask(self, small_shape: tuple[int, int], scale: float) -> np.ndarray | None:
         if not self._roi_polygons:
@@ -74,7 +76,9 @@ class MotionGate:
         first = self._previous is None
         self._previous = grey
         fg = self._subtractor.apply(grey)
+        self._scale = scale
         if first or cut:
+            self._moved = None  # everything is new: no telling where
             return MotionResult(True, 1.0, bool(cut))
         moved = fg > 0
         mask = self._mask
@@ -84,6 +88,22 @@ class MotionGate:
                 mask[max(0, int(y0)):max(0, int(np.ceil(y1))), max(0, int(x0)):max(0, int(np.ceil(x1)))] = 1
         if mask is not None:
             fraction = float(moved[mask > 0].mean()) if mask.any() else 0.0
+            moved = moved & (mask > 0)
         else:
             fraction = float(moved.mean())
+        self._moved = moved
         return MotionResult(fraction >= self.min_fraction, fraction, False)
+
+    def moving_boxes(self, min_pixels: int = 4) -> np.ndarray | None:
+        """(N, 4) boxes, in the last frame's pixels, around what moved in the region of
+        interest (blobs of at least ``min_pixels`` downscaled pixels); None when there is
+        no telling (first frame, scene cut): then everything may have changed."""
+        if self._moved is None:
+            return None
+        blobs = cv2.dilate(self._moved.astype(np.uint8), np.ones((3, 3), np.uint8))
+        count, _, stats, _ = cv2.connectedComponentsWithStats(blobs, connectivity=8)
+        rows = stats[1:count]
+        rows = rows[rows[:, cv2.CC_STAT_AREA] >= min_pixels]
+        x, y = rows[:, cv2.CC_STAT_LEFT], rows[:, cv2.CC_STAT_TOP]
+        boxes = np.stack([x, y, x + rows[:, cv2.CC_STAT_WIDTH], y + rows[:, cv2.CC_STAT_HEIGHT]], axis=1)
+        return boxes.astype(np.float32).reshape(-1, 4) / self._scale

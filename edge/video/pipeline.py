@@ -22,10 +22,10 @@ from edge.video.detectors import Detector, WindowDetector
 from edge.video.evidence import EvidenceStore, FrameRing, draw
 from edge.video.geometry import box_gap
 from edge.video.motion import MotionGate
-from edge.video.regions import CROP_MARGIN, Rect, combine, plan_regions, reach_rects, zone_rects
+from edge.video.regions import CROP_MARGIN, Rect, combine, plan_regions, reach_rects, widen, zone_rects
 from edge.video.rules import Context, Finding, UnleashedDogRule, crossing_findings, make_rule
 from edge.video.sources import Frame
-from edge.video.tracker import Tracker
+from edge.video.tracker import Tracker, Unseen
 from edge.video.zones import LineZone, PolygonZone, ZoneOutsideFrame
 from microbrain.protocol.payloads import Event, EventState, ModelRef, Severity, new_id
 from microbrain.site.cameras import Camera
@@ -119,6 +119,7 @@ class CameraPipeline:
         self._size: tuple[int, int] | None = None
         self._roi_pad = 0.0
         self._last_detect: float | None = None
+        self._last_full: float | None = None  # the last look over every zone (windows)
         self._ring = FrameRing(camera.clip_seconds)
         # events in the order they happened; the head goes out once its clip is written,
         # so a CLEARED never overtakes its RAISED on the way to the outbox (seq order)
@@ -166,6 +167,7 @@ class CameraPipeline:
         for _, line in self._lines:
             line.reset()
         self._last_detect = None
+        self._last_full = None
         return findings
 
     def _should_detect(self, frame: Frame, moving: bool) -> bool:
@@ -190,23 +192,50 @@ class CameraPipeline:
         dogs = self._tracked.of_classes(("dog",))
         return reach_rects(dogs.xyxy, self._dog_reach, margin) if len(dogs) else None
 
-    def _detect(self, image: np.ndarray) -> Detections:
-        """The detector on the parts of the frame the rules care about, where the model
-        takes any input size; on the whole frame otherwise."""
-        detector = self.detector
+    def _detect(self, frame: Frame) -> tuple[Detections, Unseen | None]:
+        """The detector where the rules care, when the model takes any input size: on
+        what moved there (and tracks to confirm), with a full look over every zone at
+        least every ``recheck_s``; otherwise on the whole frame. Also returns where it
+        did not look (for the tracker), or None when it looked everywhere it watches."""
+        detector, image = self.detector, frame.image
         self.last_windows = None
         if not (self.options.crop_to_zones and isinstance(detector, WindowDetector)
                 and detector.any_input_size and len(self._crop_rects)):
-            return detector.detect(image)
+            return detector.detect(image), None
         h, w = image.shape[:2]
-        dogs = self._dog_rects(CROP_MARGIN * max(w, h))
-        rects = self._crop_rects if dogs is None else np.vstack([self._crop_rects, dogs])
-        regions = plan_regions(rects, w, h)
-        if regions is None:
-            return detector.detect(image)
+        margin = CROP_MARGIN * max(w, h)
+        dogs = self._dog_rects(margin)
+        regions = None
+        moved = self._gate.moving_boxes() if self.options.motion_gate else None
+        partial = (moved is not None and self._last_full is not None
+                   and frame.ts - self._last_full < self.options.recheck_s)
+        if partial:
+            rects = np.vstack([widen(moved, margin), widen(self._tracker.tentative_boxes(), margin)])
+            regions = plan_regions(rects if dogs is None else np.vstack([rects, dogs]), w, h)
+            partial = regions is not None  # too much moved: look at everything instead
+            if partial and not regions:
+                return Detections.empty(detector.class_names), self._unseen([])
+        if not partial:
+            self._last_full = frame.ts
+            regions = plan_regions(self._crop_rects if dogs is None else np.vstack([self._crop_rects, dogs]), w, h)
+            if regions is None:
+                return detector.detect(image), None
+        assert regions is not None
         self.last_windows = regions
         self.stats.detector_crops += len(regions)
-        return combine(detector.detect_windows(image, regions), regions, w, h, detector.class_names)
+        found = combine(detector.detect_windows(image, regions), regions, w, h, detector.class_names)
+        return found, (self._unseen(regions) if partial else None)
+
+    def _unseen(self, looked: list[Rect]) -> Unseen:
+        """Centres in the watched crops that the windows ``looked`` did not cover."""
+        watched = self._crop_rects
+        windows = np.asarray(looked, np.float32).reshape(-1, 4)
+
+        def inside(points: np.ndarray, rects: np.ndarray) -> np.ndarray:
+            x, y = points[:, :1], points[:, 1:2]
+            return ((x >= rects[:, 0]) & (x < rects[:, 2]) & (y >= rects[:, 1]) & (y < rects[:, 3])).any(axis=1)
+
+        return lambda centres: inside(centres, watched) & ~inside(centres, windows)
 
     def process(self, frame: Frame) -> list[Event]:
         """Analyse one frame; return (and emit) the events it completes."""
@@ -222,10 +251,11 @@ class CameraPipeline:
                 metrics.SCENE_CUTS.labels(self.camera.id).inc()
                 findings += self._reset(frame.ts)
         if self._should_detect(frame, moving):
-            detections = self.last_detections = self._detect(frame.image)
+            detections, unseen = self._detect(frame)
+            self.last_detections = detections
             self.stats.detector_calls += 1
             metrics.DETECTOR_CALLS.labels(self.camera.id).inc()
-            self._tracked = self._tracker.update(detections, frame.ts)
+            self._tracked = self._tracker.update(detections, frame.ts, unseen)
             self._last_detect = frame.ts
             live = self._tracker.track_ids() if self._lines else set()
             for line, geometry in self._lines:
@@ -242,6 +272,11 @@ class CameraPipeline:
         self._ring.push(frame.ts, frame.image)
         self._last_frame = frame
         return self._publish(findings, frame, tracked)
+
+    @property
+    def tracked(self) -> Detections:
+        """The tracked objects as of the last frame (confirmed tracks, with their ids)."""
+        return self._tracked
 
     def finish(self) -> list[Event]:
         """End of stream: write pending clips. Violations still standing are not cleared:

@@ -4,6 +4,8 @@ Rules see only objects in or near the zones and lines, and an unleashed-dog rule
 people within reach of a dog. A detector that takes any input size (a dynamic-shape
 ONNX export) runs on those parts of the whole frame's network input only, aligned to its
 stride grid, so it costs what the parts cost and sees there what it would have seen.
+Between full looks the pipeline narrows the parts further, to what moved (motion.py);
+the tracker holds the tracks it did not look at (tracker.py, ``unseen``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ def zone_rects(shapes: Sequence[np.ndarray], margin: float) -> np.ndarray:
     rects = [np.concatenate([np.min(s, axis=0), np.max(s, axis=0)]) for s in shapes]
     out = np.asarray(rects, np.float32).reshape(-1, 4)
     return out + np.array([-margin, -margin, margin, margin], np.float32)
+
+
+def widen(boxes: np.ndarray, margin: float) -> np.ndarray:
+    """Each box widened by ``margin`` pixels on every side."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return boxes + np.array([-margin, -margin, margin, margin], np.float32)
 
 
 def reach_rects(boxes: np.ndarray, k: float, margin: float = 0.0) -> np.ndarray:

@@ -11,12 +11,16 @@ the SSD calls 'truck' in one frame and 'car' in the next stays one track.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from edge.video.detections import Detections
 from edge.video.geometry import iou_matrix
+
+# Which of these (N, 2) box centres lie where this look did not reach (N,) bool.
+Unseen = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -103,9 +107,13 @@ class Tracker:
         """Forget every track (scene cut, frame size change); ids keep counting up."""
         self._tracks = []
 
-    def update(self, detections: Detections, ts: float) -> Detections:
+    def update(self, detections: Detections, ts: float, unseen: Unseen | None = None) -> Detections:
         """Associate this frame's detections with the tracks; return the rows that belong
-        to confirmed tracks, each with its track id and voted class."""
+        to confirmed tracks, each with its track id and voted class.
+
+        ``unseen``: the detector looked at parts of the frame only. A confirmed track
+        whose centre lies where it did not look is not missed: it comes back with its
+        last box, as between detector runs, and still ages from when it was last seen."""
         self._tracks = [t for t in self._tracks if ts - t.last_ts <= self.max_age_s]
         high = np.nonzero(detections.confidence >= self.high_threshold)[0]
         low = np.nonzero(detections.confidence < self.high_threshold)[0]
@@ -142,5 +150,22 @@ class Tracker:
         ids = np.array([self._tracks[assigned[r]].track_id for r in rows], np.int64)
         classes = np.array([self._tracks[assigned[r]].class_id for r in rows], np.int64)
         out = detections[np.array(rows, np.int64)]
+        out = Detections(out.xyxy, out.confidence, classes, detections.class_names, ids)
+        held = self._held(matched, unseen)
         self._tracks = [self._tracks[i] for i in keep]
-        return Detections(out.xyxy, out.confidence, classes, detections.class_names, ids)
+        if not held:
+            return out
+        return Detections.concat([out, Detections(
+            np.array([t.box for t in held], np.float32), np.array([t.confidence for t in held]),
+            np.array([t.class_id for t in held]), detections.class_names,
+            np.array([t.track_id for t in held]))], detections.class_names)
+
+    def _held(self, matched: set[int], unseen: Unseen | None) -> list[_Track]:
+        """Confirmed tracks left unmatched because the detector did not look where they are."""
+        if unseen is None:
+            return []
+        waiting = [t for i, t in enumerate(self._tracks) if i not in matched and t.hits >= self.min_hits]
+        if not waiting:
+            return []
+        centres = np.array([[(t.box[0] + t.box[2]) / 2, (t.box[1] + t.box[3]) / 2] for t in waiting], np.float32)
+        return [t for t, hidden in zip(waiting, unseen(centres), strict=True) if hidden]

@@ -53,3 +53,25 @@ def test_frame_size_change_restarts_the_gate():
     small = cv2.resize(scene(), (320, 120))  # another aspect ratio
     result = gate.update(small)
     assert result.moving and not result.scene_cut
+
+
+def test_moving_boxes_surround_what_moved_in_frame_pixels():
+    gate = MotionGate()
+    assert gate.moving_boxes() is None  # nothing seen yet
+    gate.update(scene())
+    assert gate.moving_boxes() is None  # the first frame: no telling where
+    for _ in range(4):
+        gate.update(scene())
+    assert gate.moving_boxes().shape == (0, 4)  # a still scene
+    gate.update(scene(100))  # a square at x 100..130, y 100..130 appears
+    (x0, y0, x1, y1), = gate.moving_boxes()
+    assert x0 <= 100 <= 130 <= x1 and y0 <= 100 <= 130 <= y1
+    assert x1 - x0 < 80 and y1 - y0 < 80  # around the square, not the frame
+
+
+def test_moving_boxes_stay_inside_the_region_of_interest():
+    gate = MotionGate(roi=[np.array([[0, 0], [60, 0], [60, 60], [0, 60]])], roi_margin=0.05)
+    for _ in range(5):
+        gate.update(scene())
+    gate.update(scene(200))  # moves far from the region
+    assert gate.moving_boxes().shape == (0, 4)

@@ -218,3 +218,41 @@ def test_motion_near_a_tracked_dog_counts_though_outside_the_zones():
     for _ in range(5):
         gate.update(scene(), also=dog_reach)
     assert gate.update(scene(200), also=dog_reach).moving
+
+
+def _moving_square(i: int, x: int | None) -> Frame:
+    rng = np.random.default_rng(0)
+    image = (np.full((H, W, 3), 90, np.uint8) + rng.integers(0, 5, (H, W, 3), dtype=np.uint8)).astype(np.uint8)
+    if x is not None:
+        image[100:160, x:x + 60] = 255
+    return Frame(image, i * 0.5, DEFAULT_START + timedelta(seconds=i * 0.5), i)
+
+
+def test_between_full_looks_the_detector_looks_only_where_something_moved(centre_finder):
+    whole = _camera([_zone("yard", 0, 0, W, H)])
+    pipeline = CameraPipeline(whole, centre_finder)
+    pipeline.process(_moving_square(0, None))
+    assert pipeline.last_windows is None  # the first look: the whole frame
+    pipeline.process(_moving_square(1, None))  # the new object waits for its second look
+    [(x0, y0, x1, y1)] = pipeline.last_windows
+    assert x0 < W / 2 < x1 and y0 < H / 2 < y1
+    centre_track = pipeline.tracked.tracker_id.tolist()
+    assert len(centre_track) == 1
+    pipeline.process(_moving_square(2, 100))  # a square appears at x 100..160, y 100..160
+    assert pipeline.last_windows and all(x1 < W / 2 for x0, y0, x1, y1 in pipeline.last_windows)
+    assert any(x0 <= 100 and 160 <= x1 and y0 <= 100 and 160 <= y1 for x0, y0, x1, y1 in pipeline.last_windows)
+    # the object at the centre was not looked at: held with its id, not lost
+    assert set(centre_track) <= set(pipeline.tracked.tracker_id.tolist())
+    for i, x in ((3, 110), (4, 120)):
+        pipeline.process(_moving_square(i, x))  # t = 1.5, 2.0 s
+    assert pipeline.last_windows is None  # recheck_s (2 s) after the last full look: everything
+
+
+def test_without_the_gate_every_look_is_a_full_one(centre_finder):
+    from edge.video.pipeline import PipelineOptions
+
+    pipeline = CameraPipeline(_camera([_zone("yard", 0, 0, W, H)]), centre_finder,
+                              options=PipelineOptions(motion_gate=False))
+    for i, x in enumerate((None, None, 100, 110)):
+        pipeline.process(_moving_square(i, x))
+        assert pipeline.last_windows is None

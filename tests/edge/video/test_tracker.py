@@ -102,3 +102,26 @@ def test_an_unconfirmed_track_that_misses_its_second_look_is_dropped():
     run(confirmed, [dets(("dog", 10, 10, 50, 50))] * 2)
     confirmed.update(dets(), 0.4)
     assert confirmed.active == 1  # a confirmed track survives a miss
+
+
+def test_a_track_where_the_detector_did_not_look_is_held_not_missed():
+    t = Tracker(max_age_s=1.0)
+    t.update(dets(("car", 10, 10, 50, 50, 0.8)), 0.0)
+    seen = t.update(dets(("car", 10, 10, 50, 50, 0.8)), 0.2)
+    everywhere = lambda centres: np.zeros(len(centres), bool)  # noqa: E731
+    elsewhere = lambda centres: np.ones(len(centres), bool)  # noqa: E731
+    held = t.update(dets(), 0.4, unseen=elsewhere)
+    assert held.tracker_id.tolist() == seen.tracker_id.tolist()
+    assert held.xyxy.tolist() == seen.xyxy.tolist() and held.names == ["car"]
+    assert len(t.update(dets(), 0.6, unseen=everywhere)) == 0  # looked there: missed, not shown
+    # a held track still ages from when it was last seen: never seen again, it goes
+    assert len(t.update(dets(), 1.3, unseen=elsewhere)) == 0
+
+
+def test_a_held_track_is_matched_again_when_the_detector_looks_there():
+    t = Tracker()
+    t.update(dets(("car", 10, 10, 50, 50, 0.8)), 0.0)
+    first = t.update(dets(("car", 10, 10, 50, 50, 0.8)), 0.2)
+    t.update(dets(), 0.4, unseen=lambda centres: np.ones(len(centres), bool))
+    again = t.update(dets(("car", 11, 10, 51, 50, 0.8)), 0.6)
+    assert again.tracker_id.tolist() == first.tracker_id.tolist()
