@@ -22,7 +22,15 @@ from edge.video.detectors import Detector, WindowDetector
 from edge.video.evidence import EvidenceStore, FrameRing, draw
 from edge.video.geometry import box_gap
 from edge.video.motion import MotionGate
-from edge.video.regions import CROP_MARGIN, Rect, combine, plan_regions, reach_rects, widen, zone_rects
+from edge.video.regions import (
+    CROP_MARGIN,
+    Rect,
+    combine,
+    plan_regions,
+    reach_rects,
+    widen,
+    zone_rects,
+)
 from edge.video.rules import Context, Finding, UnleashedDogRule, crossing_findings, make_rule
 from edge.video.sources import Frame
 from edge.video.tracker import Tracker, Unseen
