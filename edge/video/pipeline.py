@@ -24,6 +24,7 @@ from edge.video.geometry import box_gap
 from edge.video.motion import MotionGate
 from edge.video.regions import (
     CROP_MARGIN,
+    MOTION_MARGIN,
     Rect,
     combine,
     plan_regions,
@@ -218,7 +219,8 @@ class CameraPipeline:
         partial = (moved is not None and self._last_full is not None
                    and frame.ts - self._last_full < self.options.recheck_s)
         if partial:
-            rects = np.vstack([widen(moved, margin), widen(self._tracker.tentative_boxes(), margin)])
+            near = MOTION_MARGIN * max(w, h)
+            rects = np.vstack([widen(moved, near), widen(self._tracker.tentative_boxes(), near)])
             regions = plan_regions(rects if dogs is None else np.vstack([rects, dogs]), w, h)
             partial = regions is not None  # too much moved: look at everything instead
             if partial and not regions:

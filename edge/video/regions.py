@@ -21,6 +21,9 @@ WHOLE_FRAME_SHARE = 0.6
 # Crops reach this far (share of the frame's longer side) beyond the zones, so an object
 # standing in a zone is not cut off at the crop's edge (a car's roof above a fire lane).
 CROP_MARGIN = 0.1
+# Windows around what moved reach this far around it: a moving blob already covers most of
+# its object, and the window widens to the model's stride grid besides.
+MOTION_MARGIN = 0.05
 # Two overlapping crops become one when their bounding box costs at most this much more
 # than the two (a fire lane and a walkway that touch at a corner stay two crops).
 MERGE_COST = 1.25

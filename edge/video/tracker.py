@@ -32,6 +32,7 @@ class _Track:
     hits: int = 1
     class_votes: dict[int, float] = field(default_factory=dict)
     confidence: float = 0.0
+    missed: bool = False  # looked for and not found since it was last seen: not held
 
     def predict(self, ts: float) -> np.ndarray:
         return self.box + self.velocity * max(0.0, ts - self.last_ts)
@@ -42,6 +43,7 @@ class _Track:
             observed = (box - self.box) / dt
             self.velocity = observed if self.hits == 1 else 0.5 * self.velocity + 0.5 * observed
         self.box, self.last_ts, self.confidence = box, ts, confidence
+        self.missed = False
         self.hits += 1
         self.class_votes[class_id] = self.class_votes.get(class_id, 0.0) + confidence
 
@@ -161,11 +163,18 @@ class Tracker:
             np.array([t.track_id for t in held]))], detections.class_names)
 
     def _held(self, matched: set[int], unseen: Unseen | None) -> list[_Track]:
-        """Confirmed tracks left unmatched because the detector did not look where they are."""
-        if unseen is None:
-            return []
+        """Confirmed tracks left unmatched because the detector did not look where they
+        are. One it looked for and did not find is missed, and not held again until it is
+        found: a person who walked out of view is not kept as a phantom."""
         waiting = [t for i, t in enumerate(self._tracks) if i not in matched and t.hits >= self.min_hits]
         if not waiting:
             return []
-        centres = np.array([[(t.box[0] + t.box[2]) / 2, (t.box[1] + t.box[3]) / 2] for t in waiting], np.float32)
-        return [t for t, hidden in zip(waiting, unseen(centres), strict=True) if hidden]
+        if unseen is None:
+            hidden = np.zeros(len(waiting), bool)
+        else:
+            centres = np.array([[(t.box[0] + t.box[2]) / 2, (t.box[1] + t.box[3]) / 2] for t in waiting],
+                               np.float32)
+            hidden = unseen(centres)
+        for track, not_looked_at in zip(waiting, hidden, strict=True):
+            track.missed = track.missed or not not_looked_at
+        return [t for t, not_looked_at in zip(waiting, hidden, strict=True) if not_looked_at and not t.missed]

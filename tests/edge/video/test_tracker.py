@@ -125,3 +125,15 @@ def test_a_held_track_is_matched_again_when_the_detector_looks_there():
     t.update(dets(), 0.4, unseen=lambda centres: np.ones(len(centres), bool))
     again = t.update(dets(("car", 11, 10, 51, 50, 0.8)), 0.6)
     assert again.tracker_id.tolist() == first.tracker_id.tolist()
+
+
+def test_a_track_looked_for_and_not_found_is_not_held_again():
+    t = Tracker(max_age_s=5.0)
+    t.update(dets(("person", 10, 10, 50, 90, 0.8)), 0.0)
+    t.update(dets(("person", 10, 10, 50, 90, 0.8)), 0.2)
+    elsewhere = lambda centres: np.ones(len(centres), bool)  # noqa: E731
+    assert len(t.update(dets(), 0.4, unseen=elsewhere)) == 1  # not looked at: held
+    assert len(t.update(dets(), 0.6)) == 0  # a full look: not there, missed
+    assert len(t.update(dets(), 0.8, unseen=elsewhere)) == 0  # so no longer held
+    back = t.update(dets(("person", 12, 10, 52, 90, 0.8)), 1.0)  # found again: the same track
+    assert len(back) == 1 and len(t.update(dets(), 1.2, unseen=elsewhere)) == 1
