@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -29,6 +30,7 @@ from edge.video.regions import (
     combine,
     plan_regions,
     reach_rects,
+    unseen_boxes,
     widen,
     zone_rects,
 )
@@ -60,6 +62,12 @@ class PipelineOptions:
     idle_recheck_s: float = 5.0  # … and one without tracks (what motion may have missed)
     timezone: str = "Asia/Shanghai"
     tracker_max_age_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        # a still object is re-detected at every recheck: two chances before it ages out
+        if not 0 < 2 * self.recheck_s <= self.tracker_max_age_s:
+            raise ValueError(f"recheck_s ({self.recheck_s:g}) must be positive and at most half of "
+                             f"tracker_max_age_s ({self.tracker_max_age_s:g}), or still objects age out")
 
 
 @dataclass
@@ -151,6 +159,7 @@ class CameraPipeline:
                         self.camera.id, self._size, (w, h))
             findings = self._reset(frame.ts)
         self._size = (w, h)
+        self._gate.reset()  # its mask and background were for the old size
         self._roi_pad = self._gate.roi_margin * max(w, h)
         self._crop_rects = zone_rects(self._roi_shapes, CROP_MARGIN * max(w, h))
         for zone in self._zones:
@@ -216,16 +225,20 @@ class CameraPipeline:
         dogs = self._dog_rects(margin)
         regions = None
         moved = self._gate.moving_boxes() if self.options.motion_gate else None
-        partial = (moved is not None and self._last_full is not None
+        narrow = (moved is not None and self._last_full is not None
                    and frame.ts - self._last_full < self.options.recheck_s)
-        if partial:
+        if narrow:
             near = MOTION_MARGIN * max(w, h)
-            rects = np.vstack([widen(moved, near), widen(self._tracker.tentative_boxes(), near)])
-            regions = plan_regions(rects if dogs is None else np.vstack([rects, dogs]), w, h)
-            partial = regions is not None  # too much moved: look at everything instead
-            if partial and not regions:
-                return Detections.empty(detector.class_names), self._unseen([])
-        if not partial:
+            # what moved, new objects to confirm, and tracks lost at the last look
+            rects = widen(np.vstack([moved, self._tracker.tentative_boxes(), self._tracker.missed_boxes()]), near)
+            # a tracked object the windows touch is looked at whole: a window that cut a
+            # parked car in two would hand the tracker half a car, and its dwell restarts
+            tracked = self._tracked.xyxy
+            touched = tracked[(box_gap(tracked, rects) <= 0).any(axis=1)] if len(rects) else tracked[:0]
+            rects = np.vstack([rects, widen(touched, near)] + ([] if dogs is None else [dogs]))
+            regions = plan_regions(rects, w, h)
+            narrow = regions is not None  # too much moved: look at everything instead
+        if not narrow:
             self._last_full = frame.ts
             regions = plan_regions(self._crop_rects if dogs is None else np.vstack([self._crop_rects, dogs]), w, h)
             if regions is None:
@@ -234,18 +247,12 @@ class CameraPipeline:
         self.last_windows = regions
         self.stats.detector_crops += len(regions)
         found = combine(detector.detect_windows(image, regions), regions, w, h, detector.class_names)
-        return found, (self._unseen(regions) if partial else None)
+        return found, (self._unseen(regions) if narrow else None)
 
     def _unseen(self, looked: list[Rect]) -> Unseen:
-        """Centres in the watched crops that the windows ``looked`` did not cover."""
-        watched = self._crop_rects
-        windows = np.asarray(looked, np.float32).reshape(-1, 4)
-
-        def inside(points: np.ndarray, rects: np.ndarray) -> np.ndarray:
-            x, y = points[:, :1], points[:, 1:2]
-            return ((x >= rects[:, 0]) & (x < rects[:, 2]) & (y >= rects[:, 1]) & (y < rects[:, 3])).any(axis=1)
-
-        return lambda centres: inside(centres, watched) & ~inside(centres, windows)
+        """Boxes centred in the watched crops that no window ``looked`` held (almost)
+        whole: the detector could not have found them there."""
+        return partial(unseen_boxes, watched=self._crop_rects, windows=np.asarray(looked, np.float32))
 
     def process(self, frame: Frame) -> list[Event]:
         """Analyse one frame; return (and emit) the events it completes."""

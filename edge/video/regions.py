@@ -138,3 +138,22 @@ def plan_regions(rects: np.ndarray, width: int, height: int,
         return None
     area = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in regions)
     return None if area > whole_frame_share * width * height else regions
+
+
+def unseen_boxes(boxes: np.ndarray, watched: np.ndarray, windows: np.ndarray,
+                 whole: float = 0.9) -> np.ndarray:
+    """(N,) bool: which boxes are centred in a ``watched`` rect but lie less than
+    ``whole`` (share of their area) inside every one of the ``windows`` looked at."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    watched = np.asarray(watched, np.float32).reshape(-1, 4)
+    windows = np.asarray(windows, np.float32).reshape(-1, 4)
+    cx, cy = (boxes[:, :1] + boxes[:, 2:3]) / 2, (boxes[:, 1:2] + boxes[:, 3:4]) / 2
+    in_watch = ((cx >= watched[:, 0]) & (cx < watched[:, 2]) & (cy >= watched[:, 1]) & (cy < watched[:, 3])).any(axis=1)
+    if not len(windows):
+        return in_watch
+    lt = np.maximum(boxes[:, None, :2], windows[None, :, :2])
+    rb = np.minimum(boxes[:, None, 2:], windows[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    area = np.maximum(1e-9, (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+    looked_at = (inter / area[:, None] >= whole).any(axis=1)
+    return in_watch & ~looked_at

@@ -19,7 +19,7 @@ import numpy as np
 from edge.video.detections import Detections
 from edge.video.geometry import iou_matrix
 
-# Which of these (N, 2) box centres lie where this look did not reach (N,) bool.
+# Which of these (N, 4) boxes lie where this look did not reach: (N,) bool.
 Unseen = Callable[[np.ndarray], np.ndarray]
 
 
@@ -96,6 +96,12 @@ class Tracker:
         """(N, 4) last boxes of the unconfirmed tracks."""
         return np.array([t.box for t in self._tracks if t.hits < self.min_hits], np.float32).reshape(-1, 4)
 
+    def missed_boxes(self) -> np.ndarray:
+        """(N, 4) last boxes of confirmed tracks looked for and not found since: where to
+        look again before they are given up."""
+        return np.array([t.box for t in self._tracks if t.hits >= self.min_hits and t.missed],
+                        np.float32).reshape(-1, 4)
+
     @property
     def active(self) -> int:
         return len(self._tracks)
@@ -114,8 +120,8 @@ class Tracker:
         to confirmed tracks, each with its track id and voted class.
 
         ``unseen``: the detector looked at parts of the frame only. A confirmed track
-        whose centre lies where it did not look is not missed: it comes back with its
-        last box, as between detector runs, and still ages from when it was last seen."""
+        whose box lies where it did not look is not missed: it comes back with its last
+        box, as between detector runs, and still ages from when it was last seen."""
         self._tracks = [t for t in self._tracks if ts - t.last_ts <= self.max_age_s]
         high = np.nonzero(detections.confidence >= self.high_threshold)[0]
         low = np.nonzero(detections.confidence < self.high_threshold)[0]
@@ -172,9 +178,7 @@ class Tracker:
         if unseen is None:
             hidden = np.zeros(len(waiting), bool)
         else:
-            centres = np.array([[(t.box[0] + t.box[2]) / 2, (t.box[1] + t.box[3]) / 2] for t in waiting],
-                               np.float32)
-            hidden = unseen(centres)
+            hidden = unseen(np.array([t.box for t in waiting], np.float32))
         for track, not_looked_at in zip(waiting, hidden, strict=True):
             track.missed = track.missed or not not_looked_at
         return [t for t, not_looked_at in zip(waiting, hidden, strict=True) if not_looked_at and not t.missed]
