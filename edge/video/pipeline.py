@@ -221,33 +221,35 @@ class CameraPipeline:
                 and detector.any_input_size and len(self._crop_rects)):
             return detector.detect(image), None
         h, w = image.shape[:2]
-        margin = CROP_MARGIN * max(w, h)
-        dogs = self._dog_rects(margin)
-        regions = None
-        moved = self._gate.moving_boxes() if self.options.motion_gate else None
-        narrow = (moved is not None and self._last_full is not None
-                   and frame.ts - self._last_full < self.options.recheck_s)
-        if narrow:
-            near = MOTION_MARGIN * max(w, h)
-            # what moved, new objects to confirm, and tracks lost at the last look
-            rects = widen(np.vstack([moved, self._tracker.tentative_boxes(), self._tracker.missed_boxes()]), near)
-            # a tracked object the windows touch is looked at whole: a window that cut a
-            # parked car in two would hand the tracker half a car, and its dwell restarts
-            tracked = self._tracked.xyxy
-            touched = tracked[(box_gap(tracked, rects) <= 0).any(axis=1)] if len(rects) else tracked[:0]
-            rects = np.vstack([rects, widen(touched, near)] + ([] if dogs is None else [dogs]))
-            regions = plan_regions(rects, w, h)
-            narrow = regions is not None  # too much moved: look at everything instead
-        if not narrow:
+        dogs = self._dog_rects(CROP_MARGIN * max(w, h))
+        due = self._last_full is None or frame.ts - self._last_full >= self.options.recheck_s
+        regions = None if due else self._narrow_windows(w, h, dogs)
+        narrow = regions is not None
+        if regions is None:  # a full look: every zone (too much moved counts as due)
             self._last_full = frame.ts
             regions = plan_regions(self._crop_rects if dogs is None else np.vstack([self._crop_rects, dogs]), w, h)
             if regions is None:
                 return detector.detect(image), None
-        assert regions is not None
         self.last_windows = regions
         self.stats.detector_crops += len(regions)
         found = combine(detector.detect_windows(image, regions), regions, w, h, detector.class_names)
         return found, (self._unseen(regions) if narrow else None)
+
+    def _narrow_windows(self, w: int, h: int, dogs: np.ndarray | None) -> list[Rect] | None:
+        """Windows for a narrow look, or None when a full look is needed instead (no
+        telling what moved, or it covers most of the frame)."""
+        moved = self._gate.moving_boxes() if self.options.motion_gate else None
+        if moved is None:
+            return None
+        near = MOTION_MARGIN * max(w, h)
+        # what moved, new objects to confirm, and tracks lost at the last look
+        rects = widen(np.vstack([moved, self._tracker.tentative_boxes(), self._tracker.missed_boxes()]), near)
+        # a tracked object the windows touch is looked at whole: a window that cut a
+        # parked car in two would hand the tracker half a car, and its dwell restarts
+        tracked = self._tracked.xyxy
+        touched = tracked[(box_gap(tracked, rects) <= 0).any(axis=1)] if len(rects) else tracked[:0]
+        rects = np.vstack([rects, widen(touched, near)] + ([] if dogs is None else [dogs]))
+        return plan_regions(rects, w, h)
 
     def _unseen(self, looked: list[Rect]) -> Unseen:
         """Boxes centred in the watched crops that no window ``looked`` held (almost)
