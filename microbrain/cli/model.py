@@ -57,7 +57,8 @@ def check(
                + (" …" if len(detector.class_names) > 12 else ""))
     typer.echo(f"speed     median {statistics.median(times):.1f} ms over {runs} run(s), "
                f"{threads} thread(s), input {detector.input_size}"
-               + (" (any shape: crops of the zones)" if detector.any_input_size else ""))
+               + (" (any shape: can look at windows around zones and motion)" if detector.any_input_size
+                  else " (fixed shape: always the whole frame)"))
     keep = found.confidence >= detector.score_threshold
     typer.echo(f"found     {int(keep.sum())} object(s) at score ≥ {detector.score_threshold} in {image}")
     for box, name, score in zip(found.xyxy[keep], [n for n, k in zip(found.names, keep) if k],
