@@ -38,9 +38,8 @@ Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 in whole frame pixels
 
 def zone_rects(shapes: Sequence[np.ndarray], margin: float) -> np.ndarray:
     """(N, 4) bounding box of each polygon or line, widened by ``margin`` pixels."""
-    rects = [np.concatenate([np.min(s, axis=0), np.max(s, axis=0)]) for s in shapes]
-    out = np.asarray(rects, np.float32).reshape(-1, 4)
-    return out + np.array([-margin, -margin, margin, margin], np.float32)
+    return widen(np.array([np.concatenate([np.min(s, axis=0), np.max(s, axis=0)]) for s in shapes],
+                          np.float32), margin)
 
 
 def widen(boxes: np.ndarray, margin: float) -> np.ndarray:
