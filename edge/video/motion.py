@@ -40,7 +40,8 @@ class MotionGate:
         self._previous: np.ndarray | None = None
         self._mask: np.ndarray | None = None
         self._shape: tuple[int, int] | None = None
-        self._moved: np.ndarray | None = None  # last frame's moving pixels in the region
+        self._moved: np.ndarray | None = None  # last frame's moving pixels
+        self._moved_mask: np.ndarray | None = None  # … and the region they count in
         self._scale = 1.0
 
     def _roi_mask(self, small_shape: tuple[int, int], scale: float) -> np.ndarray | None:
@@ -88,10 +89,9 @@ class MotionGate:
                 mask[max(0, int(y0)):max(0, int(np.ceil(y1))), max(0, int(x0)):max(0, int(np.ceil(x1)))] = 1
         if mask is not None:
             fraction = float(moved[mask > 0].mean()) if mask.any() else 0.0
-            moved = moved & (mask > 0)
         else:
             fraction = float(moved.mean())
-        self._moved = moved
+        self._moved, self._moved_mask = moved, mask  # combined only if moving_boxes asks
         return MotionResult(fraction >= self.min_fraction, fraction, False)
 
     def moving_boxes(self, min_pixels: int = 4) -> np.ndarray | None:
@@ -100,7 +100,8 @@ class MotionGate:
         no telling (first frame, scene cut): then everything may have changed."""
         if self._moved is None:
             return None
-        blobs = cv2.dilate(self._moved.astype(np.uint8), np.ones((3, 3), np.uint8))
+        moved = self._moved if self._moved_mask is None else self._moved & (self._moved_mask > 0)
+        blobs = cv2.dilate(moved.astype(np.uint8), np.ones((3, 3), np.uint8))
         count, _, stats, _ = cv2.connectedComponentsWithStats(blobs, connectivity=8)
         rows = stats[1:count]
         rows = rows[rows[:, cv2.CC_STAT_AREA] >= min_pixels]

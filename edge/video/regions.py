@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from edge.video.detections import Detections, merge_relabelled
+from edge.video.geometry import box_area, intersection_matrix, iou_matrix
 
 # Past this share of the frame, one whole-frame call is cheaper than several crops.
 WHOLE_FRAME_SHARE = 0.6
@@ -109,23 +110,18 @@ def combine(parts: list[Detections], regions: list[Rect], width: int, height: in
                       found.xyxy[:, 2] >= rects[:, 2] - 2, found.xyxy[:, 3] >= rects[:, 3] - 2], axis=1)
     touches = (inner & reach).any(axis=1)
     order = np.lexsort((-found.confidence, touches))  # whole views first, then by score
+    # j repeats a kept i when another crop saw the same class there: overlapping by IoU,
+    # or j cut at its crop's edge and lying mostly inside i
+    inside = intersection_matrix(found.xyxy, found.xyxy) / np.maximum(box_area(found.xyxy), 1.0)[None, :]
+    same = ((crop[:, None] != crop[None, :]) & (found.class_id[:, None] == found.class_id[None, :])
+            & ((iou_matrix(found.xyxy, found.xyxy) >= DUPLICATE_IOU)
+               | (touches[None, :] & (inside >= DUPLICATE_SHARE))))
     kept: list[int] = []
     for j in order:
-        if not any(_seen_twice(found, crop, touches, i, j) for i in kept):
+        if not same[kept, j].any():
             kept.append(int(j))
     # the same box under two labels from two crops (car in one, truck in the other)
     return merge_relabelled(found[np.sort(np.asarray(kept, np.int64))])
-
-
-def _seen_twice(found: Detections, crop: np.ndarray, touches: np.ndarray, kept: int, j: int) -> bool:
-    """Is box ``j`` the object of the already kept box ``kept``, seen by another crop?"""
-    if crop[kept] == crop[j] or found.class_id[kept] != found.class_id[j]:
-        return False  # one crop's own NMS already chose among its boxes
-    box, other = found.xyxy[j], found.xyxy[kept]
-    own = _area(box) or 1.0
-    inter = _intersection(other, box)
-    iou = inter / max(1e-9, own + _area(other) - inter)
-    return iou >= DUPLICATE_IOU or (bool(touches[j]) and inter / own >= DUPLICATE_SHARE)
 
 
 def plan_regions(rects: np.ndarray, width: int, height: int,
@@ -150,9 +146,6 @@ def unseen_boxes(boxes: np.ndarray, watched: np.ndarray, windows: np.ndarray,
     in_watch = ((cx >= watched[:, 0]) & (cx < watched[:, 2]) & (cy >= watched[:, 1]) & (cy < watched[:, 3])).any(axis=1)
     if not len(windows):
         return in_watch
-    lt = np.maximum(boxes[:, None, :2], windows[None, :, :2])
-    rb = np.minimum(boxes[:, None, 2:], windows[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area = np.maximum(1e-9, (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
-    looked_at = (inter / area[:, None] >= whole).any(axis=1)
+    share = intersection_matrix(boxes, windows) / np.maximum(box_area(boxes), 1e-9)[:, None]
+    looked_at = (share >= whole).any(axis=1)
     return in_watch & ~looked_at

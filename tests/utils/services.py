@@ -44,6 +44,20 @@ def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
 
 
+def end_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    """Signal a child and wait for it; kill it if it does not exit within ``timeout``.
+    A paused (SIGSTOP) child is continued first, so it can act on the signal."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGCONT)
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 @dataclass
 class MosquittoProcess:
     """A private ``mosquitto`` the test owns: it can be stopped, killed, restarted."""
@@ -79,13 +93,7 @@ class MosquittoProcess:
         return " | ".join(text.strip().splitlines()[-lines:]) or "(no log)"
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        end_process(self.proc, sig)
         self.proc = None
 
     def kill(self) -> None:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query
 from sqlalchemy import func, select
@@ -60,8 +60,11 @@ def get_alert(alert_id: int, db: DB, user: CurrentUser) -> AlertDetail:
                        transitions=[TransitionOut.model_validate(t) for t in log])
 
 
-def _act(db: DB, st: State, alert: m.Alert) -> AlertOut:
-    out = AlertOut.model_validate(alert)
+Out = TypeVar("Out")
+
+
+def _committed(db: DB, st: State, out: Out) -> Out:
+    """Commit the action (its response already read from the rows) and wake the stream."""
     db.commit()
     st.notifier.notify()
     return out
@@ -72,7 +75,8 @@ def acknowledge(alert_id: int, body: NoteIn, db: DB, user: CurrentUser, st: Stat
     """open → acknowledged (stops escalation); 409 from any other state."""
     _scoped(db, user, alert_id)
     auth.require_role(user, auth.ACTS_ON_ALERTS, "acknowledge alerts")
-    return _act(db, st, alerts.acknowledge(db, alert_id, actor=user.username, now=st.clock(), note=body.note))
+    alert = alerts.acknowledge(db, alert_id, actor=user.username, now=st.clock(), note=body.note)
+    return _committed(db, st, AlertOut.model_validate(alert))
 
 
 @router.post("/{alert_id}/dispatch", response_model=WorkOrderOut)
@@ -82,10 +86,7 @@ def dispatch(alert_id: int, body: DispatchIn, db: DB, user: CurrentUser, st: Sta
     auth.require_role(user, auth.ACTS_ON_ALERTS, "dispatch alerts")
     wo = alerts.dispatch(db, alert_id, actor=user.username, now=st.clock(),
                          department=body.department, note=body.note)
-    out = WorkOrderOut.model_validate(wo)
-    db.commit()
-    st.notifier.notify()
-    return out
+    return _committed(db, st, WorkOrderOut.model_validate(wo))
 
 
 @router.post("/{alert_id}/resolve", response_model=AlertOut)
@@ -93,7 +94,8 @@ def resolve(alert_id: int, body: NoteIn, db: DB, user: CurrentUser, st: State) -
     """Mark the condition handled."""
     _scoped(db, user, alert_id)
     auth.require_role(user, auth.ACTS_ON_ALERTS, "resolve alerts")
-    return _act(db, st, alerts.resolve(db, alert_id, actor=user.username, now=st.clock(), note=body.note))
+    alert = alerts.resolve(db, alert_id, actor=user.username, now=st.clock(), note=body.note)
+    return _committed(db, st, AlertOut.model_validate(alert))
 
 
 @router.post("/{alert_id}/close", response_model=AlertOut)
@@ -101,7 +103,8 @@ def close(alert_id: int, body: NoteIn, db: DB, user: CurrentUser, st: State) -> 
     """resolved → closed (supervisors)."""
     _scoped(db, user, alert_id)
     auth.require_role(user, auth.CLOSES_ALERTS, "close alerts")
-    return _act(db, st, alerts.close(db, alert_id, actor=user.username, now=st.clock(), note=body.note))
+    alert = alerts.close(db, alert_id, actor=user.username, now=st.clock(), note=body.note)
+    return _committed(db, st, AlertOut.model_validate(alert))
 
 
 @router.post("/{alert_id}/comment", response_model=TransitionOut)
@@ -110,7 +113,4 @@ def comment(alert_id: int, body: CommentIn, db: DB, user: CurrentUser, st: State
     _scoped(db, user, alert_id)
     row = alerts.comment(db, alert_id, actor=user.username, now=st.clock(), note=body.note)
     db.flush()
-    out = TransitionOut.model_validate(row)
-    db.commit()
-    st.notifier.notify()
-    return out
+    return _committed(db, st, TransitionOut.model_validate(row))

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.utils.services import end_process
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -46,14 +48,7 @@ class CloudStore:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc)
 
     def pause(self) -> None:
         assert self.proc is not None

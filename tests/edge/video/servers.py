@@ -16,6 +16,8 @@ from pathlib import Path
 
 import cv2
 
+from tests.utils.services import end_process
+
 # Debian's python3, which has GObject introspection for GStreamer (the venv has not)
 SYSTEM_PYTHON = "/usr/bin/python3"
 RTSP_PACKAGES = "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-good"
@@ -138,13 +140,7 @@ class RtspCamera:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        end_process(self.proc, timeout=5)
         if self.proc and self.proc.stdout:
             self.proc.stdout.close()
         self.proc = None
