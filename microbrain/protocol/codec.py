@@ -79,6 +79,9 @@ def decode_payload(channel: Channel, raw: bytes | str, *, now: datetime | None =
         raise describe_validation_error(err) from None
     except (RecursionError, ValueError) as err:  # pydantic-core refusing deep nesting
         raise ProtocolError(f"payload could not be parsed: {err}", field="payload") from None
+    except ArithmeticError as err:  # a bound missed in payloads.py must still be a refusal
+        raise ProtocolError(f"payload holds a number or time out of range ({err})",
+                            field="payload") from None
     limit = (now or utc_now()) + MAX_CLOCK_SKEW
     if payload.ts > limit:
         raise ProtocolError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
 
@@ -35,6 +35,18 @@ MAX_PAYLOAD_BYTES = 64 * 1024  # evidence images travel separately, over HTTP
 # with more ranges sends several Acks.
 MAX_ACK_RANGES = 1_500
 
+# Every number and time is bounded at the door, so nothing valid here fails at insert
+# (or in datetime arithmetic) later: one such message used to fail its whole batch.
+INT64_MAX = 2**63 - 1  # PostgreSQL bigint, SQLite INTEGER: seq, counters
+INT64_MIN = -(2**63)
+INT32_MAX = 2**31 - 1  # PostgreSQL integer columns (readings.samples)
+# Before 2000 is a gateway clock that was never set (an RTC reset starts at 1970): refused,
+# like a time in the future, rather than filed decades back where nobody looks and where
+# retention deletes it at once. The upper end leaves a year below Python's last datetime
+# so that adding deadlines or windows to any stored time cannot overflow.
+TS_MIN = datetime(2000, 1, 1, tzinfo=UTC)
+TS_MAX = datetime(9999, 1, 1, tzinfo=UTC)
+
 Id = Annotated[str, StringConstraints(pattern=rf"^{ID_PATTERN}$")]
 # ULID (26 Crockford base32) or a canonical UUID
 MessageId = Annotated[
@@ -58,6 +70,28 @@ def Bounded(max_length: int) -> Any:  # noqa: N802 - reads as a type
     """Free text of at most ``max_length`` characters, without control characters."""
     return Annotated[str, StringConstraints(max_length=max_length), AfterValidator(_no_control_chars)]
 
+
+def _in_calendar(value: datetime) -> datetime:
+    # compare the wall time first: astimezone(UTC) itself overflows at the calendar's edge
+    # (0001-01-01T00:00:00+08:00), and OverflowError is not a validation error
+    wall = value.replace(tzinfo=None)
+    if not TS_MIN.replace(tzinfo=None) - timedelta(days=1) <= wall <= TS_MAX.replace(tzinfo=None):
+        raise ValueError(_calendar_message(value))
+    utc = value.astimezone(UTC)
+    if not TS_MIN <= utc < TS_MAX:
+        raise ValueError(_calendar_message(value))
+    return utc
+
+
+def _calendar_message(value: datetime) -> str:
+    return (f"{value.isoformat()} is outside {TS_MIN.date()} .. {TS_MAX.date()} UTC; "
+            "check the gateway's clock (NTP)")
+
+
+# an aware time within TS_MIN .. TS_MAX, converted to UTC
+Timestamp = Annotated[AwareDatetime, AfterValidator(_in_calendar)]
+Seq = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
 
 Text = Bounded(500)  # shown to people
 Scalar = float | int | bool | Bounded(200)
@@ -91,12 +125,7 @@ class _Payload(BaseModel):
 
     schema_version: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema")
     id: MessageId = Field(default_factory=new_id)
-    ts: AwareDatetime = Field(default_factory=utc_now, description="when it happened, UTC")
-
-    @field_validator("ts")
-    @classmethod
-    def _to_utc(cls, v: datetime) -> datetime:
-        return v.astimezone(UTC)
+    ts: Timestamp = Field(default_factory=utc_now, description="when it happened, UTC")
 
     def to_json(self) -> bytes:
         return self.model_dump_json(by_alias=True, exclude_none=True).encode()
@@ -106,6 +135,9 @@ def _finite(values: dict[str, Any]) -> dict[str, Any]:
     for key, value in values.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{key}: {value} is not a finite number")
+        if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError(f"{key}: integer {value} is outside the 64-bit range; send it as a "
+                             "float or a string")
     return values
 
 
@@ -144,18 +176,18 @@ class Event(_Payload):
     """Something a gateway saw or concluded (a violation, a fault, a device gone silent)."""
 
     type: Literal["event"] = "event"
-    seq: int = Field(default=0, ge=0, description="gateway's monotonic sequence; the outbox stamps it")
+    seq: Seq = Field(default=0, description="gateway's monotonic sequence; the outbox stamps it")
     kind: Id = Field(description="what happened, e.g. illegal_parking, elevator_fault")
     state: EventState = EventState.RAISED
     severity: Severity = Severity.WARNING
     building: Id | None = None
     source: Id = Field(description="camera or sensor id the event comes from")
     zone: Id | None = None
-    track_id: int | None = Field(default=None, ge=0)
+    track_id: Count | None = None
     object_class: Bounded(64) | None = None
     confidence: float | None = Field(default=None, ge=0.0, le=1.0)
     dwell_s: float | None = Field(default=None, ge=0.0, le=30 * 86400)
-    frame_ts: AwareDatetime | None = Field(default=None, description="time of the evidence frame")
+    frame_ts: Timestamp | None = Field(default=None, description="time of the evidence frame")
     model: ModelRef | None = None
     evidence: tuple[EvidenceRef, ...] = Field(default=(), max_length=8)
     message: Text | None = None
@@ -168,7 +200,7 @@ class Reading(_Payload):
     """One sensor sample, normalised from the vendor's payload by the gateway."""
 
     type: Literal["reading"] = "reading"
-    seq: int = Field(default=0, ge=0, description="gateway's monotonic sequence; the outbox stamps it")
+    seq: Seq = Field(default=0, description="gateway's monotonic sequence; the outbox stamps it")
     sensor: Id
     kind: Id = Field(description="sensor kind, e.g. hydrant_pressure, elevator")
     building: Id | None = None
@@ -177,7 +209,8 @@ class Reading(_Payload):
         default_factory=dict, max_length=32
     )
     faults: tuple[Id, ...] = Field(default=(), max_length=16)
-    samples: int = Field(default=1, ge=1, description="readings aggregated into this one")
+    samples: int = Field(default=1, ge=1, le=INT32_MAX,
+                         description="readings aggregated into this one")
 
     _check_values = field_validator("values")(classmethod(lambda cls, v: _finite(v)))
 
@@ -196,10 +229,10 @@ class Health(BaseModel):
     cameras: dict[Id, Literal["online", "offline"]] = Field(default_factory=dict)
     sensors_silent: tuple[Id, ...] = ()
     model: ModelRef | None = None
-    outbox_depth: int = Field(default=0, ge=0)
+    outbox_depth: Count = 0
     outbox_oldest_age_s: float = Field(default=0.0, ge=0)
-    outbox_evicted: int = Field(default=0, ge=0)
-    rejected: int = Field(default=0, ge=0, description="bad sensor payloads rejected")
+    outbox_evicted: Count = 0
+    rejected: Count = Field(default=0, description="bad sensor payloads rejected")
 
 
 class Status(_Payload):
@@ -214,7 +247,7 @@ class Status(_Payload):
 
 class _CommandBase(_Payload):
     type: Literal["command"] = "command"
-    expires: AwareDatetime | None = Field(default=None, description="do not run after this")
+    expires: Timestamp | None = Field(default=None, description="do not run after this")
 
 
 class Announce(_CommandBase):
@@ -257,7 +290,7 @@ class ModelPush(_CommandBase):
     signature: Bounded(1000)
 
 
-SeqRange = tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]]
+SeqRange = tuple[Seq, Seq]
 
 
 class Ack(_CommandBase):
