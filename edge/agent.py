@@ -123,6 +123,7 @@ class GatewayAgent:
         cameras = video.cameras_state() if video is not None else {}
         model = video.workers[0].pipeline.model if video is not None and video.workers else None
         return Status(state=GatewayState.ONLINE, software=f"microbrain {__version__}",
+                      epoch=self.outbox.epoch,
                       uptime_s=time.monotonic() - self.started,
                       health=collect_health(self.outbox, self.config.data_dir,
                                             sensors_silent=self.hub.silent_sensors(),

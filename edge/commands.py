@@ -139,7 +139,7 @@ class CommandHandler:
             self._refuse(cmd.name, cmd.id, f"expired at {cmd.expires.isoformat()}")  # type: ignore[union-attr]
             return
         if isinstance(cmd, Ack):
-            self.acked += self.outbox.ack(cmd.ranges)
+            self.acked += self.outbox.ack(cmd.ranges, epoch=cmd.epoch)
             COMMANDS.labels(name="ack", outcome="ok").inc()
         elif isinstance(cmd, Announce):
             self._queue_announce(cmd)

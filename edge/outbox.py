@@ -7,6 +7,13 @@ monotonic ``seq``; the cloud acknowledges stored sequence ranges on ``cmd/ack`` 
 then does :meth:`Outbox.ack` delete them — never on the broker's PUBACK, which covers one
 hop only.
 
+Each outbox file has an *epoch*, 16 random hex digits made when the file is created and
+stamped on every item next to its ``seq``: a replaced disk or a wiped data folder starts
+a new file, a new epoch and ``seq`` 1 again, and the cloud keys sequences by (gateway,
+epoch), so the new items are never taken for the old ones. An ack names its epoch; acks
+of another epoch (for the items of a file since deleted) are ignored, or they would
+delete new items that happen to have the same ``seq``.
+
 Bounded by bytes and items: when full, the lowest priority goes first and the oldest of
 that priority first, so critical events are never evicted before routine readings.
 Every eviction is counted (and the agent reports the count in its heartbeat).
@@ -15,6 +22,7 @@ Every eviction is counted (and the agent reports the count in its heartbeat).
 from __future__ import annotations
 
 import logging
+import secrets
 import sqlite3
 import threading
 import time
@@ -32,6 +40,9 @@ EVICTED = Counter(
     "mb_edge_outbox_evicted_total", "items evicted from a full outbox", ["priority"]
 )
 DEPTH = Gauge("mb_edge_outbox_depth", "items waiting for the cloud's ack")
+FOREIGN_ACKS = Counter(
+    "mb_edge_outbox_foreign_acks_total", "acks ignored because they name another outbox epoch"
+)
 
 # readings are routine; an event's priority is its severity (info 1 … critical 3)
 READING_PRIORITY = 0
@@ -46,6 +57,7 @@ CREATE TABLE IF NOT EXISTS items (
 );
 CREATE INDEX IF NOT EXISTS items_by_priority ON items (priority, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS identity (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 OutboxPayload = Event | Reading
@@ -66,6 +78,11 @@ class OutboxItem:
 class OutboxLimits:
     max_bytes: int = 256 * 1024 * 1024
     max_items: int = 2_000_000
+
+
+def new_epoch() -> str:
+    """16 random hex digits (64 bits): two files of one gateway never share one."""
+    return secrets.token_hex(8)
 
 
 def priority_of(payload: OutboxPayload) -> int:
@@ -102,6 +119,7 @@ class Outbox:
         self._count, self._bytes, max_seq = int(row[0]), int(row[1]), int(row[2])
         self._next_seq = max(max_seq, self._meta("last_seq")) + 1
         self._evicted = self._meta("evicted")
+        self.epoch, self._legacy_last_seq = self._load_epoch(self._next_seq - 1)
         DEPTH.set(self._count)
 
     # -- writing -------------------------------------------------------------------
@@ -120,7 +138,7 @@ class Outbox:
             rows = []
             seq = self._next_seq
             for payload in payloads:
-                item = payload.model_copy(update={"seq": seq})
+                item = payload.model_copy(update={"seq": seq, "epoch": self.epoch})
                 channel = Channel.READING if isinstance(item, Reading) else Channel.EVENT
                 rows.append((seq, channel.value, priority_of(item), now, item.to_json()))
                 stamped.append(item)
@@ -222,8 +240,16 @@ class Outbox:
 
     # -- acknowledging -------------------------------------------------------------
 
-    def ack(self, ranges: Iterable[tuple[int, int]]) -> int:
-        """Delete the inclusive sequence ranges the cloud committed; returns how many went."""
+    def ack(self, ranges: Iterable[tuple[int, int]], epoch: str | None = None) -> int:
+        """Delete the inclusive sequence ranges the cloud committed in ``epoch``; returns
+        how many went.
+
+        An ack of another epoch deletes nothing (counted and logged). An ack without an
+        epoch (the cloud acknowledging items that carried none) reaches only the items
+        written before this file had an epoch, i.e. by an older version of the gateway.
+        """
+        if epoch != self.epoch:
+            ranges = self._legacy_ranges(ranges, epoch)
         with self._lock:
             removed = 0
             self._db.execute("BEGIN IMMEDIATE")
@@ -246,7 +272,38 @@ class Outbox:
             DEPTH.set(self._count)
             return removed
 
+    def _legacy_ranges(self, ranges: Iterable[tuple[int, int]],
+                       epoch: str | None) -> list[tuple[int, int]]:
+        if epoch is not None:
+            FOREIGN_ACKS.inc()
+            log.warning("ignored an ack for outbox epoch %s (this outbox is epoch %s)", epoch,
+                        self.epoch)
+            return []
+        top = self._legacy_last_seq
+        return [(first, min(last, top)) for first, last in ranges if first <= top]
+
     # -- housekeeping --------------------------------------------------------------
+
+    def _load_epoch(self, last_seq: int) -> tuple[str, int]:
+        """This file's epoch (made now if the file has none) and the last seq written
+        before it had one (0 for a file made with its epoch)."""
+        self._db.execute("BEGIN IMMEDIATE")  # two processes opening one new file agree
+        try:
+            row = self._db.execute("SELECT value FROM identity WHERE key = 'epoch'").fetchone()
+            if row is not None:
+                self._db.execute("COMMIT")
+                return str(row[0]), self._meta("legacy_last_seq")
+            epoch = new_epoch()
+            self._db.execute("INSERT INTO identity (key, value) VALUES ('epoch', ?)", (epoch,))
+            self._set_meta("legacy_last_seq", last_seq)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        if last_seq:
+            log.info("outbox %s: epoch %s from seq %d on (items up to it carry none)",
+                     self.path, epoch, last_seq + 1)
+        return epoch, last_seq
 
     def _meta(self, key: str) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

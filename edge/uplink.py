@@ -9,8 +9,10 @@ keeps the gateway's retained status.
   there until the cloud acknowledges it on ``cmd/ack`` (handled in ``edge/commands.py``).
   After a reconnect, or when the oldest unacknowledged item was sent longer than
   ``resend_after_s`` ago, the cursor goes back to the oldest unacknowledged item and
-  everything from there is sent again (the cloud dedupes on ``(gateway, seq)``).
+  everything from there is sent again (the cloud dedupes on the item's id).
 * Reconnects with exponential backoff and jitter, so a fleet does not reconnect in step.
+* Every status names the outbox's epoch (see ``edge/outbox.py``), so the cloud learns of a
+  reset outbox even before its first new item arrives.
 * It only ever publishes under its own prefix.
 """
 
@@ -128,7 +130,7 @@ class Uplink:
                            tls_version=ssl.PROTOCOL_TLS_CLIENT)
         client.max_inflight_messages_set(s.max_inflight)
         client.max_queued_messages_set(0)
-        will = Status(state=GatewayState.OFFLINE, software=self.software)
+        will = self._status(GatewayState.OFFLINE)
         client.will_set(self.path.topic(Channel.STATUS), will.to_json(), qos=1, retain=True)
         # we run paho's loop in our own thread (for backoff with jitter); without this,
         # every publish from the pump would write to the socket itself, one syscall per
@@ -144,6 +146,9 @@ class Uplink:
         client.connect_async(s.host, s.port, s.keepalive_s, clean_start=False, properties=props)
         return client
 
+    def _status(self, state: GatewayState) -> Status:
+        return Status(state=state, software=self.software, epoch=self.outbox.epoch)
+
     # -- lifecycle -----------------------------------------------------------------
 
     def start(self) -> Uplink:
@@ -156,8 +161,7 @@ class Uplink:
     def stop(self, timeout: float = 5.0) -> None:
         """Say ``offline`` (retained), disconnect cleanly, stop the threads."""
         if self.connected.is_set():
-            info = self._publish(Channel.STATUS, None,
-                                 Status(state=GatewayState.OFFLINE, software=self.software).to_json(),
+            info = self._publish(Channel.STATUS, None, self._status(GatewayState.OFFLINE).to_json(),
                                  retain=True)
             if info is not None:
                 try:
@@ -206,8 +210,7 @@ class Uplink:
         log.info("connected to %s:%s as %s (session present: %s)", self.settings.host,
                  self.settings.port, self.settings.username, flags.session_present)
         client.subscribe(self.path.subscription(Channel.CMD), qos=1)
-        self._publish(Channel.STATUS, None,
-                      Status(state=GatewayState.ONLINE, software=self.software).to_json(), retain=True)
+        self._publish(Channel.STATUS, None, self._status(GatewayState.ONLINE).to_json(), retain=True)
         self._rewind.set()  # replay everything the cloud has not acknowledged
         self.connected.set()
         CONNECTED.set(1)

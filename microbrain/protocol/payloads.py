@@ -56,6 +56,10 @@ MessageId = Annotated[
     ),
 ]
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+# An outbox's epoch: 16 random hex digits made when its file is created. ``seq`` counts
+# within an epoch, so a gateway whose outbox was reset (seq back at 1) starts a new one.
+Epoch = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
+EPOCH_FIELD = "the outbox's epoch, made with its file; seq counts within it (absent: an older gateway)"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -177,6 +181,7 @@ class Event(_Payload):
 
     type: Literal["event"] = "event"
     seq: Seq = Field(default=0, description="gateway's monotonic sequence; the outbox stamps it")
+    epoch: Epoch | None = Field(default=None, description=EPOCH_FIELD)
     kind: Id = Field(description="what happened, e.g. illegal_parking, elevator_fault")
     state: EventState = EventState.RAISED
     severity: Severity = Severity.WARNING
@@ -201,6 +206,7 @@ class Reading(_Payload):
 
     type: Literal["reading"] = "reading"
     seq: Seq = Field(default=0, description="gateway's monotonic sequence; the outbox stamps it")
+    epoch: Epoch | None = Field(default=None, description=EPOCH_FIELD)
     sensor: Id
     kind: Id = Field(description="sensor kind, e.g. hydrant_pressure, elevator")
     building: Id | None = None
@@ -241,6 +247,7 @@ class Status(_Payload):
     type: Literal["status"] = "status"
     state: GatewayState
     software: Bounded(32) | None = None
+    epoch: Epoch | None = Field(default=None, description=EPOCH_FIELD)
     uptime_s: float | None = Field(default=None, ge=0)
     health: Health | None = None
 
@@ -298,6 +305,9 @@ class Ack(_CommandBase):
 
     name: Literal["ack"] = "ack"
     ranges: tuple[SeqRange, ...] = Field(min_length=1, max_length=MAX_ACK_RANGES)
+    # the epoch of the acknowledged seqs: an outbox ignores acks of another epoch (meant
+    # for the items of a file since deleted, they would delete its new items of equal seq)
+    epoch: Epoch | None = Field(default=None, description=EPOCH_FIELD)
 
     @field_validator("ranges")
     @classmethod

@@ -6,8 +6,8 @@ Run as its own process (so a test can SIGSTOP or SIGKILL it)::
 
 It subscribes to every gateway's ``event`` and ``reading`` with QoS 1 and a persistent
 session, validates each payload with the wire codec, commits a batch into SQLite with a
-unique ``(gateway, seq)`` (duplicates are ignored, not errors), and only *after* the
-commit publishes an ``Ack`` with the stored ranges on that gateway's ``cmd/ack``.
+unique ``(gateway, epoch, seq)`` (duplicates are ignored, not errors), and only *after* the
+commit publishes an ``Ack`` with the stored ranges of each epoch on that gateway's ``cmd/ack``.
 Invalid payloads go to a ``dead_letters`` table. The uplink drills run against the
 cloud's real ingest (``python -m cloud.ingest``, tests/edge/uplink/conftest.py
 ``cloud_ingest``); this stand-in serves tests that need a store but not the cloud's
@@ -36,7 +36,8 @@ from microbrain.protocol.topics import PREFIX
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
     gateway TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, channel TEXT NOT NULL,
-    payload BLOB NOT NULL, stored REAL NOT NULL, UNIQUE (gateway, seq));
+    payload BLOB NOT NULL, stored REAL NOT NULL, epoch TEXT NOT NULL DEFAULT '',
+    UNIQUE (gateway, epoch, seq));
 CREATE TABLE IF NOT EXISTS dead_letters (topic TEXT, reason TEXT, payload BLOB, stored REAL);
 """
 
@@ -95,7 +96,7 @@ def run(host: str, port: int, db_path: str, client_id: str, username: str | None
                 got.append(inbox.get(timeout=max(0.0, deadline - time.monotonic())))
             except queue.Empty:
                 break
-        rows, dead, seqs = [], [], defaultdict(list)
+        rows, dead, seqs = [], [], defaultdict(list)  # seqs by (gateway, epoch)
         for topic, raw in got:
             try:
                 message = decode(topic, raw)
@@ -104,19 +105,21 @@ def run(host: str, port: int, db_path: str, client_id: str, username: str | None
                 continue
             gw = message.topic.gateway
             seq = message.payload.seq  # type: ignore[union-attr]
+            epoch = message.payload.epoch  # type: ignore[union-attr]
             rows.append((str(gw), seq, message.payload.id, message.topic.channel.value, raw,
-                         time.time()))
-            seqs[gw].append(seq)
+                         time.time(), epoch or ""))
+            seqs[(gw, epoch)].append(seq)
         db.execute("BEGIN")
-        db.executemany("INSERT OR IGNORE INTO items VALUES (?,?,?,?,?,?)", rows)
+        db.executemany("INSERT OR IGNORE INTO items (gateway, seq, id, channel, payload, stored, "
+                       "epoch) VALUES (?,?,?,?,?,?,?)", rows)
         db.executemany("INSERT INTO dead_letters VALUES (?,?,?,?)", dead)
         db.execute("COMMIT")
         # only now, with the rows on disk, tell each gateway what it may forget
-        for gw, gw_seqs in seqs.items():
+        for (gw, epoch), gw_seqs in seqs.items():
             ranges = to_ranges(gw_seqs)
             # one Ack carries at most MAX_ACK_RANGES, so that it fits in one payload
             for i in range(0, len(ranges), MAX_ACK_RANGES):
-                ack = Ack(ranges=tuple(ranges[i:i + MAX_ACK_RANGES]))
+                ack = Ack(ranges=tuple(ranges[i:i + MAX_ACK_RANGES]), epoch=epoch)
                 client.publish(gw.topic("cmd", "ack"), ack.to_json(), qos=1)
     client.loop_stop()
     client.disconnect()

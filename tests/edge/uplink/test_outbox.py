@@ -38,7 +38,7 @@ def test_empty_outbox(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.db")
     assert box.depth == 0 and box.first_seq() is None and box.after(0) == []
     assert box.oldest_age_s() == 0.0 and box.append_many([]) == []
-    assert box.ack([(1, 100)]) == 0
+    assert box.ack([(1, 100)], box.epoch) == 0
 
 
 def test_ack_removes_only_named_ranges_and_seq_survives_reopen(tmp_path: Path) -> None:
@@ -46,10 +46,10 @@ def test_ack_removes_only_named_ranges_and_seq_survives_reopen(tmp_path: Path) -
     box = Outbox(path)
     for n in range(10):
         box.append(reading(n))
-    assert box.ack([(1, 3), (5, 5), (9, 20)]) == 6
+    assert box.ack([(1, 3), (5, 5), (9, 20)], box.epoch) == 6
     assert [i.seq for i in box.after(0)] == [4, 6, 7, 8]
-    assert box.ack([(1, 3)]) == 0  # a repeated ack is harmless
-    box.ack([(1, 10)])
+    assert box.ack([(1, 3)], box.epoch) == 0  # a repeated ack is harmless
+    box.ack([(1, 10)], box.epoch)
     box.close()
     # everything acked: the next seq still continues, never reused
     again = Outbox(path)
@@ -151,7 +151,7 @@ def test_oldest_age(tmp_path: Path) -> None:
     assert 0.05 <= box.oldest_age_s() < 5
     now = time.time() + 10
     before_ack = box.oldest_age_s(now)
-    box.ack([(1, 1)])
+    box.ack([(1, 1)], box.epoch)
     assert box.oldest_age_s() < box.oldest_age_s(time.time() + 10)
     # after the ack the age is the second item's: appended after second_after, 50 ms
     # younger than the first
