@@ -327,6 +327,29 @@ class ApiToken(Base):
     expires_at: Mapped[datetime]
 
 
+class AuditEntry(Base):
+    """Who did what to whom outside an alert's own log (users deactivated, tokens revoked)."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(200), index=True)  # e.g. "user:42"
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class LoginFailure(Base):
+    """Failed logins per key (a user name or a client address, sha256'd so that a
+    password typed into the name field is not stored) in the current window; in the
+    database so that every cloud process counts against the same limit."""
+
+    __tablename__ = "login_failures"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    first_at: Mapped[datetime] = mapped_column(index=True)
+    failures: Mapped[int] = mapped_column(Integer)
+
+
 # --- model registry ------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -11,7 +12,8 @@ from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
 from cloud import auth
-from cloud.api.deps import ApiState, Bearer, user_from_request
+from cloud.api.deps import ApiState, Bearer, grant_from_request, token_from_request
+from cloud.api.params import LastEventId
 from cloud.db import models as m
 
 router = APIRouter(prefix="/api", tags=["stream"])
@@ -42,28 +44,51 @@ def _changes(state: ApiState, user: m.User, after: int) -> tuple[int, list[dict]
 
 
 @router.get("/stream/alerts")
-async def alert_stream(request: Request, creds: Bearer) -> StreamingResponse:
+async def alert_stream(request: Request, creds: Bearer,
+                       last_event_id: LastEventId = None) -> StreamingResponse:
     """Server-sent events: every alert change in your area (opened, acknowledged,
-    escalated, resolved, commented …) as it is committed. Resume with Last-Event-ID."""
+    escalated, resolved, commented …) as it is committed. Resume with Last-Event-ID.
+
+    The stream ends (``event: end`` with the reason, then the connection closes) when
+    its token expires, and within ``stream_auth_check_s`` when the token is revoked or
+    the user deactivated; reconnecting then answers 401 until the user logs in again."""
     state: ApiState = request.app.state.api
+    token = token_from_request(request, creds, query_token=True)
 
-    def _auth() -> m.User:
+    def _auth() -> auth.Grant:
         with state.factory() as s:
-            user = user_from_request(request, s, creds, query_token=True)
-            s.expunge(user)
-            return user
+            grant = grant_from_request(request, s, creds, query_token=True)
+            s.expunge(grant.user)
+            return grant
 
-    user = await run_in_threadpool(_auth)
-    last_header = request.headers.get("last-event-id", "")
-    after = int(last_header) if last_header.isdigit() else await run_in_threadpool(_latest, state)
+    def _still_valid() -> bool:
+        with state.factory() as s:
+            return auth.grant_for_token(s, token, now=state.clock()) is not None
+
+    grant = await run_in_threadpool(_auth)
+    user = grant.user
+    # bounded like the ids it names (422 beyond), so it is never too big to query
+    after = last_event_id if last_event_id is not None else await run_in_threadpool(_latest, state)
 
     async def events() -> AsyncIterator[bytes]:
         nonlocal after
         entry = state.notifier.subscribe()
         idle = 0.0
+        check_every = timedelta(seconds=state.stream_auth_check_s)
+        checked_at = state.clock()
         try:
             yield b": connected\n\n"
             while not await request.is_disconnected():
+                now = state.clock()
+                ended = "token_expired" if now >= grant.expires_at else None
+                if ended is None and now - checked_at >= check_every:
+                    checked_at = now
+                    if not await run_in_threadpool(_still_valid):
+                        ended = "token_revoked_or_user_deactivated"
+                if ended is not None:
+                    end = json.dumps({"reason": ended, "detail": "log in again"})
+                    yield f"event: end\ndata: {end}\n\n".encode()
+                    return
                 after, changes = await run_in_threadpool(_changes, state, user, after)
                 for change in changes:
                     yield f"id: {change['id']}\nevent: alert\ndata: {json.dumps(change, ensure_ascii=False)}\n\n".encode()

@@ -2,18 +2,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Path
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from cloud import auth
-from cloud.api.deps import DB, CurrentUser, State
+from cloud.api.deps import DB, State, allowed
+from cloud.api.schemas import NoteIn
 from cloud.db import models as m
-from cloud.errors import Forbidden, NotFound
+from cloud.errors import NotFound
+from cloud.permissions import Action
 
 router = APIRouter(prefix="/api", tags=["access"])
 IdField = Annotated[str | None, Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+UserId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a user's id (GET /api/users)")]
 
 
 class UserIn(BaseModel):
@@ -37,47 +40,61 @@ class UserOut(BaseModel):
     active: bool
 
 
+class RevokedOut(BaseModel):
+    user_id: int
+    revoked: int = Field(description="how many tokens were ended (open streams end at their next check)")
+
+
 @router.get("/users", response_model=list[UserOut])
-def list_users(db: DB, user: CurrentUser) -> list[UserOut]:
+def list_users(db: DB, user: Annotated[m.User, allowed(Action.LIST_USERS)]) -> list[UserOut]:
     """Users in your area (admins)."""
-    auth.require_role(user, {auth.Role.ADMIN}, "list users")
     rows = db.scalars(select(m.User).where(auth.scope_clause(user, m.User)).order_by(m.User.username))
     return [UserOut.model_validate(r) for r in rows]
 
 
 @router.post("/users", response_model=UserOut, status_code=201)
-def add_user(body: UserIn, db: DB, user: CurrentUser, st: State) -> UserOut:
-    """Create a user bound to a node inside your own area (admins)."""
-    auth.require_role(user, {auth.Role.ADMIN}, "create users")
-    # the new user's node must lie inside the admin's own subtree
-    for mine, theirs, what in ((user.community, body.community, "community"),
-                               (user.compound, body.compound, "compound"),
-                               (user.building, body.building, "building")):
-        if mine is not None and theirs != mine:
-            raise Forbidden(f"a user outside your {what} {mine!r} cannot be created by you")
-    new = auth.create_user(db, body.username, body.password, body.role, now=st.clock(),
-                           community=body.community, compound=body.compound, building=body.building)
+def add_user(body: UserIn, db: DB, user: Annotated[m.User, allowed(Action.MANAGE_USERS)],
+             st: State) -> UserOut:
+    """Create a user bound to an existing node inside your own area, with a role no
+    higher than yours (admins); 403 outside your area, 422 for a node that does not exist."""
+    new = auth.create_user_as(db, user, body.username, body.password, body.role, now=st.clock(),
+                              community=body.community, compound=body.compound, building=body.building)
     return UserOut.model_validate(new)
+
+
+@router.post("/users/{user_id}/deactivate", response_model=UserOut)
+def deactivate_user(user_id: UserId, db: DB, user: Annotated[m.User, allowed(Action.MANAGE_USERS)],
+                    st: State, body: NoteIn | None = None) -> UserOut:
+    """Deactivate a user of your area (admins): their logins fail, their tokens end, and
+    their open streams close at the next check; audited."""
+    target = auth.deactivate_user(db, user, user_id, now=st.clock(), note=body.note if body else None)
+    return UserOut.model_validate(target)
+
+
+@router.post("/users/{user_id}/revoke-tokens", response_model=RevokedOut)
+def revoke_tokens(user_id: UserId, db: DB, user: Annotated[m.User, allowed(Action.MANAGE_USERS)],
+                  st: State, body: NoteIn | None = None) -> RevokedOut:
+    """End every session of a user of your area (admins; they may log in again); audited."""
+    revoked = auth.revoke_tokens(db, user, user_id, now=st.clock(), note=body.note if body else None)
+    return RevokedOut(user_id=user_id, revoked=revoked)
 
 
 @router.put("/gateways/{gateway_id}/password", status_code=204)
 def set_gateway_password(gateway_id: str, password: Annotated[str, Body(embed=True, min_length=12, max_length=256)],
-                         db: DB, user: CurrentUser, st: State) -> None:
-    """Set a gateway's broker password (engineers, admins); only its hash is kept."""
-    auth.require_role(user, {auth.Role.ENGINEER, auth.Role.ADMIN}, "manage gateway credentials")
+                         db: DB, user: Annotated[m.User, allowed(Action.MANAGE_GATEWAYS)], st: State) -> None:
+    """Set a gateway's broker password (engineers, admins); only its hash is kept. A
+    gateway outside your area answers 404 like one not registered."""
     gw = db.get(m.Gateway, gateway_id)
-    if gw is not None:
-        auth.require_place(user, gw.community, gw.compound, None, f"gateway {gateway_id}")
+    if gw is None:
+        raise NotFound(f"gateway {gateway_id} does not exist")
+    auth.require_place(user, gw.community, gw.compound, None, f"gateway {gateway_id}")
     auth.set_gateway_password(db, gateway_id, password, now=st.clock())
 
 
 @router.get("/broker/{which}", response_class=PlainTextResponse)
-def broker_file(which: str, db: DB, user: CurrentUser) -> str:
+def broker_file(which: str, db: DB, user: Annotated[m.User, allowed(Action.EXPORT_BROKER_FILES)]) -> str:
     """Mosquitto's ``passwd`` (hashes only) or ``acl`` for all registered gateways
     (district-wide admins: the files cover the whole broker)."""
-    auth.require_role(user, {auth.Role.ADMIN}, "export broker files")
-    if user.community is not None:
-        raise Forbidden("the broker files cover the whole district; ask a district admin")
     passwd, acl = auth.broker_files(db)
     if which not in ("passwd", "acl"):
         raise NotFound(f"no broker file {which!r} (passwd or acl)")

@@ -1,0 +1,324 @@
+"""Who may do what, through the real app and database: every route with an id × every
+role × (own area, another area, an id that does not exist).
+
+A role the table (cloud/permissions.py) refuses gets the same 403 whatever the id; an
+allowed role gets the route's success in its own area, and for another area exactly the
+404 body an id that does not exist gets (ids do not tell what exists elsewhere).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
+
+from cloud import auth, evidence
+from cloud.api import create_api
+from cloud.api.deps import ApiState
+from cloud.clock import ManualClock
+from cloud.commands import MqttCommandSender
+from cloud.db import models as m
+from cloud.db import transaction
+from cloud.permissions import ROLE_ACTIONS, Action, Role, allows, may_grant
+from cloud.settings import Settings
+from cloud.site_sync import register_gateway
+from microbrain.protocol import EvidenceRef, GatewayPath, Severity
+from tests.cloud.helpers import DEVICES, event, ingest, reading, unique_gateway
+
+JPEG = b"\xff\xd8\xff\xe0" + b"snapshot" * 64 + b"\xff\xd9"
+_HASH: list[str] = []  # one argon2 hash for every test user: hashing is the slow part
+
+
+def _password_hash() -> str:
+    if not _HASH:
+        _HASH.append(auth.hash_password("correct horse"))
+    return _HASH[0]
+
+
+@dataclass
+class World:
+    """Two areas (own: where the acting users are bound, other: another community),
+    users of every role bound to the own community, and a district admin for setup."""
+
+    client: TestClient
+    factory: sessionmaker[Session]
+    clock: ManualClock
+    evidence_dir: Path
+    own: GatewayPath
+    other: GatewayPath
+    headers: dict[Role, dict[str, str]] = field(default_factory=dict)
+    setup: dict[str, str] = field(default_factory=dict)  # the district admin's headers
+    seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+
+    def user(self, role: Role, place: GatewayPath | None) -> tuple[int, dict[str, str]]:
+        with transaction(self.factory) as s:
+            row = m.User(username=f"u-{uuid.uuid4().hex[:10]}", password_hash=_password_hash(), role=role.value,
+                         community=place.community if place else None, active=True, created_at=self.clock())
+            s.add(row)
+            s.flush()
+            token = auth.issue_token(s, row, now=self.clock(), ttl_s=3600)
+            return row.id, {"Authorization": f"Bearer {token}"}
+
+    def alert(self, place: GatewayPath) -> int:
+        n = next(self.seq)
+        result = ingest(self.factory, place, [event(n, severity=Severity.CRITICAL, zone=f"z{n}")], now=self.clock())
+        (alert_id,) = result.alerts
+        return int(alert_id)
+
+    def call(self, method: str, path: str, **kw: Any) -> Any:
+        r = self.client.request(method, path, headers=self.setup, **kw)
+        assert r.status_code < 300, (path, r.status_code, r.text)
+        return r.json() if r.content else None
+
+    def resolved_alert(self, place: GatewayPath) -> int:
+        alert_id = self.alert(place)
+        self.call("POST", f"/api/alerts/{alert_id}/resolve", json={})
+        return alert_id
+
+    def work_order(self, place: GatewayPath, *moves: str) -> int:
+        alert_id = self.alert(place)
+        wo = self.call("POST", f"/api/alerts/{alert_id}/dispatch", json={})["id"]
+        for move in moves:
+            self.call("POST", f"/api/work-orders/{wo}/{move}", json={})
+        return int(wo)
+
+    def evidence_event(self, place: GatewayPath) -> str:
+        ref = EvidenceRef(kind="snapshot", name="snap.jpg", sha256=hashlib.sha256(JPEG).hexdigest(),
+                          bytes=len(JPEG), content_type="image/jpeg")
+        ev = event(next(self.seq), evidence=(ref,), zone=f"e{uuid.uuid4().hex[:6]}")
+        ingest(self.factory, place, [ev], now=self.clock())
+        with self.factory() as s:
+            row = s.query(m.EventRow).filter(m.EventRow.id == ev.id).one()
+            path = evidence.path_for(self.evidence_dir, row, "snap.jpg")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(JPEG)
+        return ev.id
+
+    def sensor(self, place: GatewayPath) -> str:
+        ingest(self.factory, place, [reading(next(self.seq))], now=self.clock())
+        return place.gateway
+
+    def duty_user(self, place: GatewayPath) -> int:
+        return self.user(Role.DUTY, place)[0]
+
+
+Make = Callable[[World, GatewayPath], str]
+MISSING_INT, MISSING_STR = "987654321012", "nothing-here-0"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One route: how to make its target in a place, and what success looks like."""
+
+    method: str
+    route: str  # the app's path template, e.g. /api/alerts/{alert_id}/close
+    action: Action | None  # None: every role may (reading its own area)
+    make: Make
+    ok: int = 200
+    body: dict[str, Any] | None = field(default_factory=dict)
+    missing: str = MISSING_INT
+    query: str = ""  # for list routes filtered by an id: ?alert_id={id}
+    then: tuple[str, ...] = ()  # the path's parameters after the id, e.g. ("accept",)
+
+    def url(self, target: str) -> str:
+        values = iter((target, *self.then))
+        path = re.sub(r"\{[a-z_]+\}", lambda _m: next(values), self.route)
+        return path + self.query.replace("{id}", target)
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.route}{self.query} {' '.join(self.then)}".strip()
+
+
+def _alert(w: World, p: GatewayPath) -> str:
+    return str(w.alert(p))
+
+
+CASES = [
+    Case("GET", "/api/alerts/{alert_id}", None, _alert, body=None),
+    Case("POST", "/api/alerts/{alert_id}/acknowledge", Action.ACKNOWLEDGE_ALERT, _alert),
+    Case("POST", "/api/alerts/{alert_id}/dispatch", Action.DISPATCH_ALERT, _alert),
+    Case("POST", "/api/alerts/{alert_id}/resolve", Action.RESOLVE_ALERT, _alert),
+    Case("POST", "/api/alerts/{alert_id}/close", Action.CLOSE_ALERT, lambda w, p: str(w.resolved_alert(p))),
+    Case("POST", "/api/alerts/{alert_id}/comment", Action.COMMENT_ALERT, _alert, body={"note": "seen"}),
+    Case("GET", "/api/work-orders/{work_order_id}", None, lambda w, p: str(w.work_order(p)), body=None),
+    Case("POST", "/api/work-orders/{work_order_id}/{action}", Action.WORK_ON_ORDERS,
+         lambda w, p: str(w.work_order(p)), then=("accept",)),
+    Case("POST", "/api/work-orders/{work_order_id}/{action}", Action.WORK_ON_ORDERS,
+         lambda w, p: str(w.work_order(p, "accept")), then=("start",)),
+    Case("POST", "/api/work-orders/{work_order_id}/{action}", Action.WORK_ON_ORDERS,
+         lambda w, p: str(w.work_order(p, "accept", "start")), then=("done",)),
+    Case("POST", "/api/work-orders/{work_order_id}/{action}", Action.WORK_ON_ORDERS,
+         lambda w, p: str(w.work_order(p, "accept", "start", "done")), then=("verify",)),
+    Case("GET", "/api/evidence/{event_id}/{name}", None, lambda w, p: w.evidence_event(p),
+         body=None, missing=str(uuid.UUID(int=7)), then=("snap.jpg",)),
+    Case("POST", "/api/users/{user_id}/deactivate", Action.MANAGE_USERS, lambda w, p: str(w.duty_user(p))),
+    Case("POST", "/api/users/{user_id}/revoke-tokens", Action.MANAGE_USERS, lambda w, p: str(w.duty_user(p))),
+    Case("PUT", "/api/gateways/{gateway_id}/password", Action.MANAGE_GATEWAYS, lambda w, p: p.gateway,
+         ok=204, body={"password": "a-long-gateway-secret"}, missing=MISSING_STR),
+    # lists filtered by an id: another area's id lists exactly what an unknown id lists
+    Case("GET", "/api/events", None, _alert, body=None, query="?alert_id={id}"),
+    Case("GET", "/api/readings", None, lambda w, p: w.sensor(p), body=None, missing=MISSING_STR,
+         query="?sensor=h1&gateway={id}"),
+]
+
+
+@pytest.fixture
+def world(factory: sessionmaker[Session], broker: tuple[str, int], tmp_path: Path) -> Iterator[World]:
+    host, port = broker
+    settings = Settings(environment="test", broker_url=f"mqtt://{host}:{port}", evidence_dir=tmp_path / "evidence")
+    clock = ManualClock(datetime.now(UTC))
+    sender = MqttCommandSender(settings)  # verify publishes a recheck on the real broker
+    state = ApiState(settings=settings, factory=factory, clock=clock, commands=sender)
+    own, other = unique_gateway(), unique_gateway()
+    with transaction(factory) as s:
+        for place in (own, other):
+            register_gateway(s, place.community, place.compound, place.gateway, building="b1",
+                             **DEVICES)
+    try:
+        with TestClient(create_api(state)) as client:
+            w = World(client, factory, clock, settings.evidence_dir, own, other)
+            w.setup = w.user(Role.ADMIN, None)[1]
+            for role in Role:
+                w.headers[role] = w.user(role, own)[1]
+            yield w
+    finally:
+        sender.close()
+
+
+def _normal(body: str, target: str) -> str:
+    return body.replace(target, "<id>")
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_every_role_in_own_and_other_areas_and_for_missing_ids(world: World, case: Case) -> None:
+    wrong: list[str] = []
+    for role in Role:
+        headers = world.headers[role]
+        answers = {}
+        for where in ("own", "other", "missing"):
+            place = world.own if where == "own" else world.other
+            target = case.missing if where == "missing" else case.make(world, place)
+            kw: dict[str, Any] = {} if case.body is None else {"json": case.body}
+            r = world.client.request(case.method, case.url(target), headers=headers, **kw)
+            answers[where] = (r.status_code, _normal(r.text, target), r)
+        may = case.action is None or allows(role, case.action)
+        if not may:
+            expected = {"own": 403, "other": 403, "missing": 403}
+        elif case.query:
+            expected = {"own": 200, "other": 200, "missing": 200}
+        else:
+            expected = {"own": case.ok, "other": 404, "missing": 404}
+        got = {where: a[0] for where, a in answers.items()}
+        if got != expected:
+            wrong.append(f"{role}: expected {expected}, got {got}: "
+                         + " | ".join(f"{w}={a[2].text[:120]}" for w, a in answers.items()))
+            continue
+        if answers["other"][1] != answers["missing"][1]:
+            wrong.append(f"{role}: another area's answer {answers['other'][1]!r} differs from a missing "
+                         f"id's {answers['missing'][1]!r}")
+        if case.query and may and not answers["own"][2].json():
+            wrong.append(f"{role}: own area's list is empty")
+        if not may and not (answers["own"][1] == answers["other"][1] == answers["missing"][1]):
+            wrong.append(f"{role}: 403 bodies differ by id")
+    assert not wrong, f"{case.name}:\n" + "\n".join(wrong)
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_creating_users_only_inside_ones_area_at_nodes_that_exist(world: World, role: Role) -> None:
+    headers = world.headers[role]
+
+    def body(community: str | None, compound: str | None, new_role: str = "duty") -> dict[str, Any]:
+        return {"username": f"n-{uuid.uuid4().hex[:8]}", "password": "long enough", "role": new_role,
+                "community": community, "compound": compound}
+
+    own = world.client.post("/api/users", headers=headers, json=body(world.own.community, world.own.compound))
+    other = world.client.post("/api/users", headers=headers,
+                              json=body(world.other.community, world.other.compound))
+    nowhere = world.client.post("/api/users", headers=headers, json=body("no-such-community", None))
+    bad_node = world.client.post("/api/users", headers=headers, json=body(world.own.community, "no-such-compound"))
+    if not allows(role, Action.MANAGE_USERS):
+        assert {r.status_code for r in (own, other, nowhere, bad_node)} == {403}, own.text
+        return
+    assert own.status_code == 201, own.text
+    # another community, existing or not, is outside: 403 either way, and the same words
+    assert other.status_code == nowhere.status_code == 403
+    assert other.json() == nowhere.json()
+    assert bad_node.status_code == 422 and bad_node.json()["detail"].startswith("compound:"), bad_node.text
+    with world.factory() as s:
+        row = s.query(m.AuditEntry).filter(m.AuditEntry.target == f"user:{own.json()['id']}").one()
+        assert row.action == "user_created"
+
+
+def test_a_district_admin_cannot_create_a_user_at_a_community_that_does_not_exist(world: World) -> None:
+    r = world.client.post("/api/users", headers=world.setup, json={
+        "username": f"n-{uuid.uuid4().hex[:8]}", "password": "long enough", "role": "duty",
+        "community": "no-such-community"})
+    assert r.status_code == 422 and r.json()["detail"].startswith("community:"), r.text
+
+
+def test_district_wide_reads_need_a_district_user() -> None:
+    # dead letters and the broker's files have no place; a community admin may not read them
+    from cloud.errors import Forbidden
+    from cloud.permissions import require
+
+    def user(role: Role, community: str | None) -> m.User:
+        return m.User(username="x", role=role.value, community=community)
+
+    require(user(Role.ADMIN, None), Action.EXPORT_BROKER_FILES)
+    require(user(Role.ENGINEER, None), Action.READ_DEAD_LETTERS)
+    for role, community, action in ((Role.ADMIN, "c1", Action.EXPORT_BROKER_FILES),
+                                    (Role.ADMIN, "c1", Action.READ_DEAD_LETTERS),
+                                    (Role.ENGINEER, None, Action.EXPORT_BROKER_FILES),
+                                    (Role.DUTY, None, Action.READ_DEAD_LETTERS)):
+        with pytest.raises(Forbidden):
+            require(user(role, community), action)
+
+
+def test_the_role_table_grants_no_role_above_ones_own() -> None:
+    assert not allows(Role.ENGINEER, Action.COMMENT_ALERT)  # documented read-only for alerts
+    for granter, role in itertools.product(Role, Role):
+        assert may_grant(granter, role) == (ROLE_ACTIONS[role] <= ROLE_ACTIONS[granter])
+    assert may_grant(Role.ADMIN, Role.ENGINEER) and not may_grant(Role.SUPERVISOR, Role.ADMIN)
+    assert not may_grant(Role.ENGINEER, Role.DUTY)  # an engineer may not work alerts
+
+
+def _permission(route: APIRoute) -> Action | None:
+    stack = list(route.dependant.dependencies)
+    while stack:
+        dep = stack.pop()
+        action = getattr(dep.call, "action", None)
+        if action is not None:
+            return action  # type: ignore[no-any-return]
+        stack.extend(dep.dependencies)
+    return None
+
+
+def test_every_write_route_is_checked_against_the_role_table_and_every_id_route_is_in_the_table() -> None:
+    from sqlalchemy.orm import sessionmaker as _sm
+
+    app = create_api(ApiState(settings=Settings(environment="test"), factory=_sm()))
+    # not users' routes: the login itself, and gateways' uploads (HTTP Basic, checked per event)
+    not_users = {("POST", "/api/auth/token"), ("PUT", "/api/evidence/{event_id}/{name}")}
+    covered = {(c.method, c.route) for c in CASES}
+    for route in app.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        for method in route.methods:
+            if (method, route.path) in not_users:
+                continue
+            if method != "GET":
+                assert _permission(route) is not None, f"{method} {route.path} checks no action"
+            if "{" in route.path and route.path not in ("/api/broker/{which}",):
+                assert (method, route.path) in covered, f"{method} {route.path} is missing from CASES"
