@@ -14,3 +14,6 @@ ACKS = Counter("mb_ingest_acks_total", "cmd/ack messages published after commits
 BATCH_SECONDS = Histogram("mb_ingest_batch_seconds", "time to store and commit one batch",
                           buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
 BATCH_RETRIES = Counter("mb_ingest_batch_retries_total", "batches retried after a database error")
+ISOLATION_COMMITS = Counter(
+    "mb_ingest_isolation_commits_total",
+    "transactions spent isolating a failing message in a batch (bisection, and the dead letter)")
