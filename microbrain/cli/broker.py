@@ -1,17 +1,21 @@
-"""`microbrain broker config`: a Mosquitto config, password file and ACL for a site."""
+"""`microbrain broker config`: a Mosquitto config and its accounts and access rules."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from microbrain.cli.errors import fail
 
+if TYPE_CHECKING:
+    from microbrain.broker.mosquitto_conf import BrokerAccount
+
 
 def config(
     site: Path = typer.Option(..., "--site", help="the site YAML"),
-    out: Path = typer.Option(..., "--out", help="directory for mosquitto.conf, passwd, acl"),
+    out: Path = typer.Option(..., "--out", help="directory for mosquitto.conf and dynamic-security.json"),
     port: int = typer.Option(1883, min=1, max=65535, help="listener port"),
     bind: str = typer.Option("0.0.0.0", help="listener address"),
     user: str = typer.Option(None, "--user", help="the user mosquitto drops to when started "
@@ -24,8 +28,13 @@ def config(
     cloud_db: str = typer.Option(
         None, "--cloud-db", help="take the gateways' credentials from the cloud's database "
         "(set with PUT /api/gateways/{id}/password) instead of the site's password_env variables"),
+    dynsec_plugin: Path = typer.Option(
+        None, "--dynsec-plugin", help="mosquitto_dynamic_security.so on the broker's machine "
+        "(default: the one installed here)"),
 ) -> None:
-    """Write a Mosquitto config: persistence, large queues, per-gateway passwords, ACL.
+    """Write a Mosquitto config: persistence, large queues, per-gateway passwords, client
+    ids and access rules (Mosquitto's dynamic-security plugin: it refuses a gateway's
+    SUBSCRIBE outside its own cmd/#, $share/... included, which an ACL file cannot).
 
     Each gateway's password comes from the environment variable its ``password_env``
     names in the site file, or with --cloud-db from the credentials the cloud manages;
@@ -47,13 +56,13 @@ def config(
     tls = (tls_ca.resolve(), tls_cert.resolve(), tls_key.resolve()) if given else None
     try:
         loaded = load_site(site)
-        credentials = _cloud_credentials(cloud_db) if cloud_db else None
+        accounts = _cloud_accounts(cloud_db) if cloud_db else None
         files = write_broker_config(loaded, out, port=port, bind=bind,
                                     cloud_password_env=cloud_password_env, run_as=user,
-                                    tls=tls, gateway_credentials=credentials)
+                                    tls=tls, gateway_accounts=accounts, plugin=dynsec_plugin)
     except (SiteError, BrokerConfigError) as err:
         fail(str(err))
-    typer.echo(f"wrote {files.conf}, {files.passwd}, {files.acl}")
+    typer.echo(f"wrote {files.conf}, {files.dynsec}")
     typer.echo(f"start it with: mosquitto -c {files.conf}")
 
 
@@ -68,24 +77,24 @@ def _without_password(url: str) -> str:
         return "the --cloud-db URL"  # unparsable: no telling where a password would be
 
 
-def _cloud_credentials(url: str) -> tuple[str, str]:
-    """(password-file lines, ACL) of the gateways whose credentials the cloud stores."""
+def _cloud_accounts(url: str) -> list[BrokerAccount]:
+    """The broker logins of the gateways whose credentials the cloud stores."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from cloud.auth import broker_files
+    from cloud.auth import broker_accounts
     from cloud.db import make_engine, session_factory
 
     shown = _without_password(url)
     try:
         engine = make_engine(url)
         with session_factory(engine)() as session:
-            passwd, acl = broker_files(session)
+            accounts = broker_accounts(session)
         engine.dispose()
     except SQLAlchemyError as err:
         fail(f"cannot read gateway credentials from {shown}: {err.__class__.__name__}: "
              f"{str(err).splitlines()[0]} (is it the cloud's database, migrated by 'cloud serve'?)")
-    if not passwd.strip():
+    if not accounts:
         fail(f"the cloud database {shown} stores no gateway credentials yet "
              "(set them with PUT /api/gateways/{id}/password, or start 'cloud serve --site' "
              "with the gateways' password variables set)")
-    return passwd, acl
+    return accounts

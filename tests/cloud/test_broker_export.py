@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,8 +21,8 @@ from tests.utils.services import free_port, private_mosquitto
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _connects(port: int, username: str, password: str) -> bool:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+def _connects(port: int, username: str, password: str, client_id: str = "") -> bool:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     client.username_pw_set(username, password)
     try:
         return client.connect("127.0.0.1", port, keepalive=5) == mqtt.MQTT_ERR_SUCCESS and \
@@ -56,15 +57,19 @@ def test_broker_config_from_the_cloud_database(sqlite_cloud_url: str, demo_site_
          "--out", str(out), "--port", str(port), "--bind", "127.0.0.1", "--user", "root",
          "--cloud-db", sqlite_cloud_url], env=env, capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
-    passwd = (out / "passwd").read_text()
-    assert "managed-in-the-cloud" not in passwd and passwd.count(":") == 2  # cloud + one gateway
-    assert "user gw-xiyuan-1" in (out / "acl").read_text()
+    accounts = (out / "dynamic-security.json").read_text()
+    assert "managed-in-the-cloud" not in accounts
+    # cloud + one gateway, bound to the uplink's client id
+    clients = json.loads(accounts)["clients"]
+    assert [(c["username"], c.get("clientid")) for c in clients] == [
+        ("cloud", None), ("gw-xiyuan-1", "mb-xiyuan-xiyuan-1-gw-xiyuan-1")]
 
     (tmp_path / "run").mkdir()
     with private_mosquitto(tmp_path / "run", conf=out / "mosquitto.conf", port=port):
-        assert _connects(port, "gw-xiyuan-1", "managed-in-the-cloud")
+        assert _connects(port, "gw-xiyuan-1", "managed-in-the-cloud", "mb-xiyuan-xiyuan-1-gw-xiyuan-1")
         assert _connects(port, "cloud", "cloud-secret")
-        assert not _connects(port, "gw-xiyuan-1", "wrong")
+        assert not _connects(port, "gw-xiyuan-1", "managed-in-the-cloud", "mb-someone-else")
+        assert not _connects(port, "gw-xiyuan-1", "wrong", "mb-xiyuan-xiyuan-1-gw-xiyuan-1")
         assert not _connects(port, "gw-xiyuan-2", "anything")  # no credentials in the cloud
 
 

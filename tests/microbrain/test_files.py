@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -31,8 +32,8 @@ def test_broker_passwd_is_written_private(tmp_path: Path, demo_site_path: Path) 
     env = {"MB_CLOUD_PASSWORD": "pw-cloud", "MB_GW_XIYUAN_1_PASSWORD": "pw-x1",
            "MB_GW_XIYUAN_2_PASSWORD": "pw-x2", "MB_GW_DONGCHENG_GARDEN_PASSWORD": "pw-dg",
            "MB_GW_DONGCHENG_PLAZA_PASSWORD": "pw-dp"}
-    (tmp_path / "passwd").write_text("left over\n")
-    (tmp_path / "passwd").chmod(0o644)
+    (tmp_path / "dynamic-security.json").write_text("left over\n")
+    (tmp_path / "dynamic-security.json").chmod(0o644)
     files = write_broker_config(load_site(demo_site_path), tmp_path, env=env)
-    assert files.passwd.stat().st_mode & 0o777 == 0o600
-    assert files.passwd.read_text().startswith("cloud:")
+    assert files.dynsec.stat().st_mode & 0o777 == 0o600
+    assert json.loads(files.dynsec.read_text())["clients"][0]["username"] == "cloud"

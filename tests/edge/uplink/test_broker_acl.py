@@ -1,8 +1,10 @@
 """`microbrain broker config` output, run by a real private Mosquitto: passwords and the
-ACL keep every gateway inside its own prefix."""
+access rules keep every gateway inside its own prefix, out of the cloud's shared
+subscription and out of other gateways' sessions."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -11,10 +13,13 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from typer.testing import CliRunner
 
 from microbrain.broker.mosquitto_conf import (
     BrokerConfigError,
+    gateway_client_id,
     hash_password,
     write_broker_config,
 )
@@ -43,16 +48,27 @@ def acl_broker(tmp_path: Path, demo_site_path: Path) -> Iterator[MosquittoProces
         yield proc
 
 
-def client(port: int, user: str | None, password: str | None) -> tuple[mqtt.Client, dict]:
-    seen: dict = {"connack": None, "suback": None, "messages": [], "pubacks": {}}
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+def client(port: int, user: str | None, password: str | None, client_id: str | None = None,
+           *, session_expiry: int = 0) -> tuple[mqtt.Client, dict]:
+    """A connected MQTT 5 client; a gateway's login gets the client id bound to it unless
+    ``client_id`` says otherwise. ``session_expiry`` > 0: resume/keep a persistent session."""
+    seen: dict = {"connack": None, "suback": None, "messages": [], "pubacks": {},
+                  "disconnects": []}
+    gateway = {X1.gateway: X1, X2.gateway: X2}.get(user or "")
+    if client_id is None:
+        client_id = gateway_client_id(gateway) if gateway else ""
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                    protocol=MQTTProtocolVersion.MQTTv5)
     if user:
         c.username_pw_set(user, password)
     c.on_connect = lambda cl, u, f, rc, p: seen.__setitem__("connack", rc)
+    c.on_disconnect = lambda cl, u, f, rc, p: seen["disconnects"].append(rc)
     c.on_subscribe = lambda cl, u, mid, rcs, p: seen.__setitem__("suback", rcs)
     c.on_message = lambda cl, u, m: seen["messages"].append(m.topic)
     c.on_publish = lambda cl, u, mid, rc, p: seen["pubacks"].__setitem__(mid, rc)
-    c.connect("127.0.0.1", port)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = session_expiry
+    c.connect("127.0.0.1", port, clean_start=session_expiry == 0, properties=props)
     c.loop_start()
     return c, seen
 
@@ -76,7 +92,7 @@ def test_missing_password_env_is_a_clear_error(tmp_path: Path, demo_site_path: P
         write_broker_config(load_site(demo_site_path), tmp_path, env=env)
 
 
-def test_cli_writes_the_three_files(tmp_path: Path, demo_site_path: Path,
+def test_cli_writes_the_config_and_the_accounts(tmp_path: Path, demo_site_path: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     for k, v in PASSWORDS.items():
         monkeypatch.setenv(k, v)
@@ -85,7 +101,10 @@ def test_cli_writes_the_three_files(tmp_path: Path, demo_site_path: Path,
     assert result.exit_code == 0, result.output
     conf = (tmp_path / "b" / "mosquitto.conf").read_text()
     assert "autosave_interval 1" in conf and "allow_anonymous false" in conf
-    assert "pw-x1-secret" not in (tmp_path / "b" / "passwd").read_text()
+    assert "plugin_opt_config_file" in conf and "acl_file" not in conf
+    accounts = json.loads((tmp_path / "b" / "dynamic-security.json").read_text())
+    assert "pw-x1-secret" not in json.dumps(accounts)
+    assert (tmp_path / "b" / "dynamic-security.json").stat().st_mode & 0o777 == 0o600
     monkeypatch.delenv("MB_CLOUD_PASSWORD")
     bad = CliRunner().invoke(app, ["broker", "config", "--site", str(demo_site_path),
                                    "--out", str(tmp_path / "c")])
@@ -175,3 +194,86 @@ def test_cloud_reads_through_a_shared_subscription(acl_broker: MosquittoProcess)
     assert wait(lambda: X1.topic("reading") in cloud_seen["messages"])
     gw.loop_stop()
     cloud.loop_stop()
+
+
+def subscribed(c: mqtt.Client, seen: dict, topic_filter: str) -> list[mqtt.ReasonCode]:
+    """SUBSCRIBE one filter and wait for its SUBACK's reason codes."""
+    seen["suback"] = None
+    c.subscribe(topic_filter, qos=1)
+    assert wait(lambda: seen["suback"] is not None), topic_filter
+    return list(seen["suback"])
+
+
+# issue 9 item 7: with the ACL file a gateway on $share/cloud/... took half the cloud's events
+STOLEN_FILTERS = ["$share/cloud/mb/v1/+/+/+/event", "$share/x/mb/v1/#", "mb/v1/#", "#",
+                  "$share/cloud/" + X2.subscription("cmd"), X1.subscription("cmd"),
+                  "$CONTROL/dynamic-security/#", "$SYS/#"]
+
+
+def test_a_gateway_cannot_join_the_clouds_shared_subscription(acl_broker: MosquittoProcess) -> None:
+    cloud, cloud_seen = client(acl_broker.port, "cloud", "pw-cloud", "mb-cloud-ingest-a")
+    assert wait(lambda: cloud_seen["connack"] is not None) and not cloud_seen["connack"].is_failure
+    assert not subscribed(cloud, cloud_seen, "$share/cloud/mb/v1/+/+/+/event")[0].is_failure
+    thief, seen = client(acl_broker.port, "gw-xiyuan-2", "pw-x2-secret")
+    assert wait(lambda: seen["connack"] is not None) and not seen["connack"].is_failure
+    for topic_filter in STOLEN_FILTERS:
+        codes = subscribed(thief, seen, topic_filter)
+        assert codes[0].is_failure, (topic_filter, codes)  # refused in the SUBACK
+    # its own commands stay open to it (the positive control)
+    assert not subscribed(thief, seen, X2.subscription("cmd"))[0].is_failure
+
+    gw, gw_seen = client(acl_broker.port, "gw-xiyuan-1", "pw-x1-secret")
+    assert wait(lambda: gw_seen["connack"] is not None) and not gw_seen["connack"].is_failure
+    sent = [gw.publish(X1.topic("event"), event(k).to_json(), qos=1) for k in range(40)]
+    assert wait(lambda: len(gw_seen["pubacks"]) == len(sent))
+    assert not any(rc.is_failure for rc in gw_seen["pubacks"].values())
+    # every PUBACKed event reaches the cloud, none the thief
+    assert wait(lambda: len(cloud_seen["messages"]) == len(sent)), len(cloud_seen["messages"])
+    cloud.publish(X2.topic("cmd", "ack"), b"{}", qos=1)  # a message the thief may get: a barrier
+    assert wait(lambda: X2.topic("cmd", "ack") in seen["messages"])
+    assert seen["messages"] == [X2.topic("cmd", "ack")]
+    for c in (cloud, thief, gw):
+        c.loop_stop()
+
+
+# issue 9 item 8: a gateway's password with another gateway's client id
+def test_a_gateway_cannot_take_over_another_gateways_session(acl_broker: MosquittoProcess) -> None:
+    victim, seen = client(acl_broker.port, "gw-xiyuan-1", "pw-x1-secret", session_expiry=3600)
+    assert wait(lambda: seen["connack"] is not None) and not seen["connack"].is_failure
+    assert not subscribed(victim, seen, X1.subscription("cmd"))[0].is_failure
+    thief, thief_seen = client(acl_broker.port, "gw-xiyuan-2", "pw-x2-secret",
+                               gateway_client_id(X1))
+    assert wait(lambda: thief_seen["connack"] is not None)
+    assert thief_seen["connack"].is_failure  # not authorised: the id is gw-xiyuan-1's
+    thief.loop_stop()
+    cloud, cloud_seen = client(acl_broker.port, "cloud", "pw-cloud", "mb-cloud-cmd-a")
+    assert wait(lambda: cloud_seen["connack"] is not None) and not cloud_seen["connack"].is_failure
+    cloud.publish(X1.topic("cmd", "ack"), b"1", qos=1)
+    assert wait(lambda: X1.topic("cmd", "ack") in seen["messages"])
+    assert seen["disconnects"] == [] and victim.is_connected()  # never kicked off
+
+    # offline: commands queue in its session; a thief with a clean start must not wipe it
+    victim.disconnect()
+    victim.loop_stop()
+    cloud.publish(X1.topic("cmd", "recheck"), b"2", qos=1)
+    assert wait(lambda: len(cloud_seen["pubacks"]) == 2)
+    thief, thief_seen = client(acl_broker.port, "gw-xiyuan-2", "pw-x2-secret",
+                               gateway_client_id(X1))
+    assert wait(lambda: thief_seen["connack"] is not None) and thief_seen["connack"].is_failure
+    thief.loop_stop()
+    back, back_seen = client(acl_broker.port, "gw-xiyuan-1", "pw-x1-secret", session_expiry=3600)
+    assert wait(lambda: X1.topic("cmd", "recheck") in back_seen["messages"])  # the session lived
+    back.loop_stop()
+
+    # its own login is bound to its own id: another id is refused, so no second copy of it
+    other, other_seen = client(acl_broker.port, "gw-xiyuan-1", "pw-x1-secret", "mb-anything")
+    assert wait(lambda: other_seen["connack"] is not None) and other_seen["connack"].is_failure
+    other.loop_stop()
+    # the cloud's logins are not bound: two ingest workers under one user coexist
+    second, second_seen = client(acl_broker.port, "cloud", "pw-cloud", "mb-cloud-cmd-b")
+    assert wait(lambda: second_seen["connack"] is not None) and not second_seen["connack"].is_failure
+    second.publish(X1.topic("cmd", "ack"), b"3", qos=1)
+    assert wait(lambda: len(second_seen["pubacks"]) == 1)
+    assert cloud.is_connected() and cloud_seen["disconnects"] == []
+    cloud.loop_stop()
+    second.loop_stop()
