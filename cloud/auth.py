@@ -256,17 +256,6 @@ def broker_accounts(session: Session) -> list[mosquitto_conf.BrokerAccount]:
             for cred, gw in rows]
 
 
-def broker_accounts(session: Session) -> list[mosquitto_conf.BrokerAccount]:
-    """The gateways' broker logins from the stored credentials, for
-    ``microbrain broker config --cloud-db`` (hash, prefix and bound client id)."""
-    rows = session.execute(
-        select(m.GatewayCredential, m.Gateway).join(m.Gateway, m.Gateway.id == m.GatewayCredential.gateway)
-        .order_by(m.Gateway.id)).all()
-    return [mosquitto_conf.BrokerAccount(cred.username, cred.password_hash,
-                                         GatewayPath(gw.community, gw.compound, gw.id))
-            for cred, gw in rows]
-
-
 def broker_files(session: Session, cloud_user: str = mosquitto_conf.CLOUD_USER) -> tuple[str, str]:
     """(password file, ACL file) text from the stored gateway credentials, for export; the
     generated broker enforces the same rules with the dynamic-security plugin instead."""
