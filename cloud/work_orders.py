@@ -17,7 +17,11 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cloud import alerts
+from cloud.alerts import lifecycle
 from cloud.alerts.audit import record
+from cloud.alerts.lifecycle import Action
+from cloud.alerts.policy import policy_for
 from cloud.db import models as m
 from cloud.errors import Conflict, NotFound
 from microbrain.protocol import GatewayPath, Recheck, new_id
@@ -57,6 +61,23 @@ def create(session: Session, alert: m.Alert, *, department: str | None, reason: 
     session.flush()
     _log(session, wo, None, actor=actor, now=now, note=note)
     return wo
+
+
+def dispatch(session: Session, alert_id: int, *, actor: str, now: datetime,
+             department: str | None = None, note: str | None = None) -> m.WorkOrder:
+    """Alert open/acknowledged → dispatched, with a work order to ``department``
+    (default: the whistle department for the alert's kind). Conflict from any other
+    state, NotFound for a department that does not exist."""
+    alert = alerts.get_alert(session, alert_id, for_update=True)
+    lifecycle.check(alert, Action.DISPATCHED)  # before the department: the state is the first problem
+    if department is None:
+        department = policy_for(session, alert.community, alert.compound).whistle.get(alert.kind)
+    elif session.get(m.Department, department) is None:
+        raise NotFound(f"department {department!r} does not exist")
+    lifecycle.move(session, alert, Action.DISPATCHED, actor=actor, now=now,
+                   note=note or (f"to {department}" if department else None))
+    return create(session, alert, department=department, reason="dispatch", actor=actor, now=now,
+                  note=note)
 
 
 def get(session: Session, work_order_id: int) -> m.WorkOrder:
@@ -107,8 +128,6 @@ def apply_recheck(session: Session, recheck_id: str, *, condition_present: bool 
                   actor: str, now: datetime, reason: str | None = None) -> m.WorkOrder | None:
     """The gateway answered a recheck: close the order and its alert if the condition is
     gone; reopen both if it is still there or the gateway could not tell."""
-    from cloud import alerts
-
     wo = session.scalars(
         select(m.WorkOrder).where(m.WorkOrder.recheck_id == recheck_id).with_for_update()
     ).one_or_none()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from fastapi import Depends, FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from sqlalchemy import text
 
 from cloud.api.deps import ApiState
+from cloud.api.params import refuse_nul
+from cloud.api.responses import documented
 from cloud.api.routes import (
     alerts,
     auth,
@@ -22,21 +26,43 @@ from cloud.api.routes import (
 from cloud.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 
 _STATUS = {NotFound: 404, Conflict: 409, Forbidden: 403, Invalid: 422}
+INVALID = Counter("mb_api_invalid_requests_total",
+                  "requests answered 422, by route and where the fault was (path, query, "
+                  "header, body; content: a domain check such as a hash)", ["route", "where"])
+# error answers of the routers whose routes do not list their own (see cloud/api/responses.py)
+_ROUTER_ERRORS = {auth: (400, 401, 422, 429), users: (400, 401, 403, 404, 409, 422),
+                  stream: (401, 422)}
+
+
+def _route(request: Request) -> str:
+    # the route's template (bounded), never the raw path (an attacker picks that)
+    return str(getattr(request.scope.get("route"), "path", "unmatched"))
 
 
 def create_api(state: ApiState) -> FastAPI:
     """Build the API around ``state`` (settings, session factory, clock, command sender)."""
-    app = FastAPI(title="microbrain cloud", version="1", description="社区微脑: alerts, escalation, work orders")
+    app = FastAPI(title="microbrain cloud", version="1", description="社区微脑: alerts, escalation, work orders",
+                  dependencies=[Depends(refuse_nul)])
     app.state.api = state
     for module in (auth, users, alerts, work_orders, site, devices, events, evidence, stream):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=documented(*_ROUTER_ERRORS.get(module, ())))
 
     @app.exception_handler(DomainError)
-    async def _domain_error(_request: Request, err: DomainError) -> JSONResponse:
+    async def _domain_error(request: Request, err: DomainError) -> JSONResponse:
         code = next((c for t, c in _STATUS.items() if isinstance(err, t)), 400)
+        if code == 422:
+            INVALID.labels(_route(request), "content").inc()
         return JSONResponse({"detail": str(err)}, status_code=code)
 
-    @app.get("/healthz", tags=["ops"])
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, err: RequestValidationError) -> Response:
+        # FastAPI's answer (each refused field named by its location), counted
+        for where in sorted({str(e["loc"][0]) for e in err.errors() if e.get("loc")}):
+            INVALID.labels(_route(request), where).inc()
+        return await request_validation_exception_handler(request, err)
+
+    @app.get("/healthz", tags=["ops"],
+             responses={503: {"description": "the database does not answer"}})
     def healthz() -> JSONResponse:
         """200 when the database answers; ``ingest_subscribed`` tells whether this
         process's ingest currently receives messages."""
@@ -50,7 +76,7 @@ def create_api(state: ApiState) -> FastAPI:
             body["ingest_subscribed"] = state.ingest_ready()
         return JSONResponse(body)
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:
         """Prometheus metrics of this process."""
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -165,7 +165,7 @@ def test_work_order_verification_reopens_then_closes(factory, place):  # type: i
     clock = ManualClock(datetime.now(UTC))
     alert_id = _open(factory, place, clock)
     with transaction(factory) as s:
-        wo = alerts.dispatch(s, alert_id, actor="duty", now=clock())
+        wo = work_orders.dispatch(s, alert_id, actor="duty", now=clock())
         assert wo.department == "urban"
         for action in ("accept", "start", "done"):
             work_orders.move(s, wo.id, action, actor="urban-1", now=clock())
@@ -215,7 +215,7 @@ def test_recheck_still_present_while_a_newer_alert_is_live_reopens_the_order(fac
     clock = ManualClock(datetime.now(UTC))
     alert_id = _open(factory, place, clock)
     with transaction(factory) as s:
-        wo = alerts.dispatch(s, alert_id, actor="duty", now=clock())
+        wo = work_orders.dispatch(s, alert_id, actor="duty", now=clock())
         for action in ("accept", "start", "done"):
             work_orders.move(s, wo.id, action, actor="urban-1", now=clock())
         _, _, recheck = work_orders.request_verification(s, wo.id, actor="duty", now=clock())
@@ -241,7 +241,7 @@ def test_an_order_left_verifying_can_be_verified_again(factory, place):  # type:
     clock = ManualClock(datetime.now(UTC))
     alert_id = _open(factory, place, clock)
     with transaction(factory) as s:
-        wo = alerts.dispatch(s, alert_id, actor="duty", now=clock())
+        wo = work_orders.dispatch(s, alert_id, actor="duty", now=clock())
         for action in ("accept", "start", "done"):
             work_orders.move(s, wo.id, action, actor="urban-1", now=clock())
         _, _, lost = work_orders.request_verification(s, wo.id, actor="duty", now=clock())
@@ -309,7 +309,7 @@ def test_an_unanswered_recheck_reopens_the_order_after_the_timeout(factory, plac
     clock = ManualClock(datetime.now(UTC))
     alert_id = _open(factory, place, clock)
     with transaction(factory) as s:
-        wo = alerts.dispatch(s, alert_id, actor="duty", now=clock())
+        wo = work_orders.dispatch(s, alert_id, actor="duty", now=clock())
         for action in ("accept", "start", "done"):
             work_orders.move(s, wo.id, action, actor="urban-1", now=clock())
         work_orders.request_verification(s, wo.id, actor="duty", now=clock())

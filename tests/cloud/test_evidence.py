@@ -16,7 +16,7 @@ from cloud.db import transaction
 from cloud.settings import Settings
 from cloud.site_sync import register_gateway
 from microbrain.protocol import EvidenceRef
-from tests.cloud.helpers import event, ingest, unique_gateway
+from tests.cloud.helpers import DEVICES, event, ingest, unique_gateway
 
 JPEG = b"\xff\xd8\xff\xe0" + b"snapshot with boxes" * 100 + b"\xff\xd9"
 
@@ -31,7 +31,8 @@ def client(factory, tmp_path):  # type: ignore[no-untyped-def]
 def test_upload_checked_against_the_declared_hash(client, factory, gw):  # type: ignore[no-untyped-def]
     other = unique_gateway()
     with transaction(factory) as s:
-        register_gateway(s, other.community, other.compound, other.gateway, building="b1")
+        register_gateway(s, other.community, other.compound, other.gateway, building="b1",
+                         **DEVICES)
         auth.set_gateway_password(s, gw.gateway, "gw-password", now=datetime.now(UTC))
         auth.set_gateway_password(s, other.gateway, "other-password", now=datetime.now(UTC))
         duty = auth.create_user(s, f"d-{uuid.uuid4().hex[:6]}", "duty-password", "duty",
@@ -44,7 +45,8 @@ def test_upload_checked_against_the_declared_hash(client, factory, gw):  # type:
     url = f"/api/evidence/{ev.id}/snap.jpg"
     assert client.put(url, content=JPEG).status_code == 401
     assert client.put(url, content=JPEG, auth=(gw.gateway, "wrong")).status_code == 401
-    assert client.put(url, content=JPEG, auth=(other.gateway, "other-password")).status_code == 403
+    # another gateway's event reads as missing (ids tell nothing of others' events)
+    assert client.put(url, content=JPEG, auth=(other.gateway, "other-password")).status_code == 404
     bad = client.put(url, content=JPEG[:-1] + b"x", auth=(gw.gateway, "gw-password"))
     assert bad.status_code == 422 and "does not match" in bad.json()["detail"]
     assert client.put(url, content=JPEG + b"more", auth=(gw.gateway, "gw-password")).status_code == 422
@@ -58,7 +60,7 @@ def test_upload_checked_against_the_declared_hash(client, factory, gw):  # type:
         tokens[name] = {"Authorization": f"Bearer {r.json()['access_token']}"}
     got = client.get(url, headers=tokens[duty])
     assert got.status_code == 200 and got.content == JPEG and got.headers["content-type"] == "image/jpeg"
-    assert client.get(url, headers=tokens[outsider]).status_code == 403
+    assert client.get(url, headers=tokens[outsider]).status_code == 404  # outside: as if not there
 
 
 def test_upload_is_refused_before_its_body_is_read(factory, gw, tmp_path):  # type: ignore[no-untyped-def]

@@ -5,7 +5,7 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Query
 from sqlalchemy import func, select
 
-from cloud import alerts, auth
+from cloud import alerts, auth, work_orders
 from cloud.api.deps import DB, CurrentUser, State
 from cloud.api.schemas import (
     AlertDetail,
@@ -84,8 +84,8 @@ def dispatch(alert_id: int, body: DispatchIn, db: DB, user: CurrentUser, st: Sta
     """Send a work order to a department (default: the one for the alert's kind)."""
     _scoped(db, user, alert_id)
     auth.require_role(user, auth.ACTS_ON_ALERTS, "dispatch alerts")
-    wo = alerts.dispatch(db, alert_id, actor=user.username, now=st.clock(),
-                         department=body.department, note=body.note)
+    wo = work_orders.dispatch(db, alert_id, actor=user.username, now=st.clock(),
+                              department=body.department, note=body.note)
     return _committed(db, st, WorkOrderOut.model_validate(wo))
 
 
