@@ -9,21 +9,31 @@ community and compound overrides merged down the tree.
 Every step is a guarded UPDATE/DELETE (level, due time and "alert still open" in the
 WHERE clause), so two schedulers, a restart, or an acknowledgement racing the deadline
 give exactly one escalation or none.
+
+Imports run one way: escalation → work orders → alerts (lifecycle, policy, audit). The
+whistle changes the alert's status through the lifecycle like every other change.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from prometheus_client import Counter
-from sqlalchemy import and_, delete, exists, select, update
+from sqlalchemy import ColumnElement, CursorResult, Result, and_, delete, exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud import work_orders
+from cloud.alerts import Action, AlertStatus
 from cloud.alerts.audit import record
+from cloud.alerts.lifecycle import move
+from cloud.alerts.policy import policy_for
 from cloud.db import models as m
 from microbrain.protocol import Severity
-from microbrain.site import EscalationPolicy, merge_policy
+
+# policy_for is cloud.alerts.policy's, named here too for the callers that know it here
+__all__ = ["ESCALATIONS", "NEXT_LEVEL", "escalate_one", "policy_for", "run_due"]
 
 log = logging.getLogger(__name__)
 
@@ -31,29 +41,13 @@ NEXT_LEVEL = {"building": "compound", "compound": "community", "community": "whi
 ESCALATIONS = Counter("mb_escalations_total", "alerts escalated, by the level reached", ["level"])
 
 
-def policy_for(session: Session, community: str, compound: str) -> EscalationPolicy:
-    """The district policy with the community's, then the compound's overrides."""
-    cfg = session.get(m.SiteConfig, 1)
-    policy = EscalationPolicy.model_validate(cfg.escalation) if cfg else EscalationPolicy()
-    comm = session.get(m.Community, community)
-    policy = merge_policy(policy, comm.escalation if comm else None)
-    comp = session.scalars(
-        select(m.Compound).where(m.Compound.community == community, m.Compound.id == compound)
-    ).one_or_none()
-    return merge_policy(policy, comp.escalation if comp else None)
+def _rowcount(result: Result[Any]) -> int:
+    """Rows a guarded UPDATE/DELETE changed: the count that decides who won."""
+    return cast("CursorResult[Any]", result).rowcount
 
 
-def schedule(session: Session, alert: m.Alert, now: datetime) -> m.EscalationDeadline:
-    """Start the building level's clock for a new alert."""
-    policy = policy_for(session, alert.community, alert.compound)
-    due = now + timedelta(seconds=policy.deadline("building", Severity(alert.severity)))
-    row = m.EscalationDeadline(alert_id=alert.id, level="building", due_at=due)
-    session.add(row)
-    return row
-
-
-def _still_open(alert_id: int):  # type: ignore[no-untyped-def]
-    return exists().where(and_(m.Alert.id == alert_id, m.Alert.status == "open"))
+def _still_open(alert_id: int) -> ColumnElement[bool]:
+    return exists().where(and_(m.Alert.id == alert_id, m.Alert.status == AlertStatus.OPEN))
 
 
 def escalate_one(session: Session, alert_id: int, level: str, due_at: datetime,
@@ -74,31 +68,29 @@ def escalate_one(session: Session, alert_id: int, level: str, due_at: datetime,
                  m.EscalationDeadline.due_at == due_at, _still_open(alert_id))
     policy = policy_for(session, alert.community, alert.compound)
     if nxt == "whistle":
-        won = session.execute(delete(m.EscalationDeadline).where(guard)).rowcount == 1
+        won = _rowcount(session.execute(delete(m.EscalationDeadline).where(guard))) == 1
     else:
         # the next level's clock starts when this one ran out, so a long outage catches up
         new_due = due_at + timedelta(seconds=policy.deadline(nxt, Severity(alert.severity)))
-        won = session.execute(
+        won = _rowcount(session.execute(
             update(m.EscalationDeadline).where(guard).values(level=nxt, due_at=new_due)
-        ).rowcount == 1
+        )) == 1
     if not won:
         return None
     session.refresh(alert)
-    before = alert.status
     alert.level = nxt
     alert.updated_at = now
     if nxt == "whistle":
-        from cloud import work_orders
-
         department = policy.whistle.get(alert.kind)
-        alert.status = "dispatched"
-        record(session, alert, "whistled", from_status=before, actor="system:escalation", at=now,
-               note=f"吹哨: work order to {department or 'no department (none configured)'}")
+        # the guard above saw the alert open, under its lock: the move cannot be refused
+        move(session, alert, Action.WHISTLED, actor="system:escalation", now=now,
+             note=f"吹哨: work order to {department or 'no department (none configured)'}")
         work_orders.create(session, alert, department=department, reason="whistle",
                            actor="system:escalation", now=now, note=None)
     else:
-        record(session, alert, "escalated", from_status=before, actor="system:escalation", at=now,
-               note=f"not acknowledged in time at {level} level; now {nxt}")
+        # a level, not a status: the log says so with the status unchanged
+        record(session, alert, "escalated", from_status=alert.status, actor="system:escalation",
+               at=now, note=f"not acknowledged in time at {level} level; now {nxt}")
     ESCALATIONS.labels(nxt).inc()
     log.info("alert %s escalated %s → %s", alert_id, level, nxt)
     return nxt

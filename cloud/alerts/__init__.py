@@ -1,13 +1,15 @@
-"""Alerts: events folded by key, a lifecycle, and an audit of every change."""
+"""Alerts: events folded by key, a lifecycle, and an audit of every change.
 
+Below :mod:`cloud.work_orders` and :mod:`cloud.escalation` (see the import-linter
+contracts in pyproject.toml): alerts import neither.
+"""
+
+from cloud.alerts.lifecycle import ACTIVE, Action, AlertStatus
 from cloud.alerts.service import (
-    ACTIVE,
-    AlertStatus,
     acknowledge,
     alert_key,
     close,
     comment,
-    dispatch,
     fold_event,
     get_alert,
     reopen,
@@ -15,6 +17,6 @@ from cloud.alerts.service import (
 )
 
 __all__ = [
-    "ACTIVE", "AlertStatus", "acknowledge", "alert_key", "close", "comment", "dispatch",
+    "ACTIVE", "Action", "AlertStatus", "acknowledge", "alert_key", "close", "comment",
     "fold_event", "get_alert", "reopen", "resolve",
 ]

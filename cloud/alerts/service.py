@@ -1,12 +1,8 @@
 """Alert services: plain functions over a Session; the API and the ingest are thin shells.
 
-Lifecycle::
-
-    open ─► acknowledged ─► dispatched ─► resolved ─► closed
-      └──────────┴──────────────┴──► resolved (also automatically when the edge
-                                     reports the condition ``cleared``)
-    resolved ─► dispatched (reopened: a work order's verification found the condition
-                           still there; its work order is back in progress)
+Events fold into alerts here; every status change goes through the lifecycle
+(:mod:`cloud.alerts.lifecycle`). Dispatching, which also makes a work order, lives in
+:mod:`cloud.work_orders`, above this module.
 
 A raise the edge sent before its clear but that arrives after it counts in the cleared
 alert instead of opening a new one.
@@ -15,28 +11,16 @@ alert instead of opening a new one.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud import escalation
 from cloud.alerts.audit import record
+from cloud.alerts.lifecycle import ACTIVE, MAX_NOTE, Action, AlertStatus, check, move
+from cloud.alerts.policy import start_clock
 from cloud.db import models as m
 from cloud.errors import Conflict, NotFound
 from microbrain.protocol import Event, EventState
-
-
-class AlertStatus(StrEnum):
-    OPEN = "open"
-    ACKNOWLEDGED = "acknowledged"
-    DISPATCHED = "dispatched"
-    RESOLVED = "resolved"
-    CLOSED = "closed"
-
-
-ACTIVE = (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED, AlertStatus.DISPATCHED)
-MAX_NOTE = 2000
 
 
 def alert_key(kind: str, community: str, compound: str, building: str | None,
@@ -46,6 +30,7 @@ def alert_key(kind: str, community: str, compound: str, building: str | None,
 
 
 def get_alert(session: Session, alert_id: int, *, for_update: bool = False) -> m.Alert:
+    """The alert ``alert_id`` (locked with ``for_update``); NotFound if there is none."""
     stmt = select(m.Alert).where(m.Alert.id == alert_id)
     if for_update:
         stmt = stmt.with_for_update()
@@ -92,15 +77,17 @@ def fold_event(session: Session, event: Event, gateway: m.Gateway, now: datetime
     else:
         alert = _active_alert(session, key)
     if event.state == EventState.CLEARED:
-        if alert is None:
+        if alert is None or not alert.active:
+            # none live; or one this batch found live was since closed (a recheck verdict
+            # in the same batch): the condition is already over there
             return None
         alert.cleared = True
         # the clear is the alert's latest edge event: a raise stamped before it (resent
         # late) belongs to this alert, see _cleared_alert_covering
         alert.last_ts = max(alert.last_ts, event.ts)
         alert.updated_at = now
-        _transition(session, alert, AlertStatus.RESOLVED, "auto_resolved",
-                    actor=f"edge:{gateway.id}", now=now, note=event.message or "condition cleared")
+        move(session, alert, Action.AUTO_RESOLVED, actor=f"edge:{gateway.id}", now=now,
+             note=event.message or "condition cleared")
         if cache is not None:
             cache[key] = None
         return alert
@@ -124,7 +111,7 @@ def fold_event(session: Session, event: Event, gateway: m.Gateway, now: datetime
         session.flush()  # the id, and the unique index guards a racing worker now
         record(session, alert, "opened", from_status=None, actor=f"edge:{gateway.id}", at=now,
                note=event.message)
-        escalation.schedule(session, alert, now)
+        start_clock(session, alert, now)
     else:
         alert.count += 1
         alert.severity = max(alert.severity, int(event.severity))
@@ -138,67 +125,27 @@ def fold_event(session: Session, event: Event, gateway: m.Gateway, now: datetime
     return alert
 
 
-def _transition(session: Session, alert: m.Alert, to: AlertStatus, action: str, *,
-                actor: str, now: datetime, note: str | None) -> None:
-    before = alert.status
-    alert.status = to
-    alert.active = to in ACTIVE
-    alert.updated_at = now
-    if to != AlertStatus.OPEN:
-        # acting on an alert stops its escalation clock
-        session.execute(delete(m.EscalationDeadline).where(m.EscalationDeadline.alert_id == alert.id))
-    record(session, alert, action, from_status=before, actor=actor, at=now,
-           note=(note or None) and note[:MAX_NOTE])
-
-
-def _require(alert: m.Alert, action: str, allowed: tuple[AlertStatus, ...]) -> None:
-    if alert.status not in allowed:
-        names = " or ".join(s.value for s in allowed)
-        raise Conflict(
-            f"alert {alert.id} is {alert.status}; {action} needs it to be {names}"
-        )
-
-
 def acknowledge(session: Session, alert_id: int, *, actor: str, now: datetime,
                 note: str | None = None) -> m.Alert:
     """open → acknowledged; stops escalation. Raises Conflict from any other state."""
     alert = get_alert(session, alert_id, for_update=True)
-    _require(alert, "acknowledging", (AlertStatus.OPEN,))
-    _transition(session, alert, AlertStatus.ACKNOWLEDGED, "acknowledged", actor=actor, now=now, note=note)
+    move(session, alert, Action.ACKNOWLEDGED, actor=actor, now=now, note=note)
     return alert
-
-
-def dispatch(session: Session, alert_id: int, *, actor: str, now: datetime,
-             department: str | None = None, note: str | None = None) -> m.WorkOrder:
-    """open/acknowledged → dispatched, with a work order to ``department``
-    (default: the whistle department for the alert's kind)."""
-    from cloud import work_orders  # work orders refer back to alerts
-
-    alert = get_alert(session, alert_id, for_update=True)
-    _require(alert, "dispatching", (AlertStatus.OPEN, AlertStatus.ACKNOWLEDGED))
-    if department is None:
-        department = escalation.policy_for(session, alert.community, alert.compound).whistle.get(alert.kind)
-    elif session.get(m.Department, department) is None:
-        raise NotFound(f"department {department!r} does not exist")
-    _transition(session, alert, AlertStatus.DISPATCHED, "dispatched", actor=actor, now=now,
-                note=note or (f"to {department}" if department else None))
-    return work_orders.create(session, alert, department=department, reason="dispatch",
-                              actor=actor, now=now, note=note)
 
 
 def resolve(session: Session, alert_id: int, *, actor: str, now: datetime,
             note: str | None = None) -> m.Alert:
+    """open/acknowledged/dispatched → resolved: the condition is handled."""
     alert = get_alert(session, alert_id, for_update=True)
-    _require(alert, "resolving", ACTIVE)
-    _transition(session, alert, AlertStatus.RESOLVED, "resolved", actor=actor, now=now, note=note)
+    move(session, alert, Action.RESOLVED, actor=actor, now=now, note=note)
     return alert
 
 
 def close(session: Session, alert_id: int, *, actor: str, now: datetime,
           note: str | None = None) -> m.Alert:
+    """resolved → closed."""
     alert = get_alert(session, alert_id, for_update=True)
-    _require(alert, "closing", (AlertStatus.RESOLVED,))
-    _transition(session, alert, AlertStatus.CLOSED, "closed", actor=actor, now=now, note=note)
+    move(session, alert, Action.CLOSED, actor=actor, now=now, note=note)
     return alert
 
 
@@ -208,10 +155,10 @@ def reopen(session: Session, alert_id: int, *, actor: str, now: datetime,
     alert = get_alert(session, alert_id, for_update=True)
     if alert.status in ACTIVE:
         return alert
-    _require(alert, "reopening", (AlertStatus.RESOLVED,))
+    check(alert, Action.REOPENED)
     if _active_alert(session, alert.key) is not None:
         raise Conflict(f"alert {alert.id} cannot reopen: a newer alert for the same place is live")
-    _transition(session, alert, AlertStatus.DISPATCHED, "reopened", actor=actor, now=now, note=note)
+    move(session, alert, Action.REOPENED, actor=actor, now=now, note=note)
     return alert
 
 
