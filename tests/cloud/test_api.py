@@ -65,12 +65,13 @@ def test_users_see_and_act_only_in_their_subtree(client, factory, clock, gw):  #
     headers = _token(client, *_user(factory, clock, community=gw.community, compound=gw.compound))
     listed = client.get("/api/alerts", headers=headers).json()
     assert [a["id"] for a in listed["items"]] == [mine] and listed["total"] == 1
-    assert client.get(f"/api/alerts/{theirs}", headers=headers).status_code == 403
+    # outside one's area reads as not existing (ids do not tell what exists elsewhere)
+    assert client.get(f"/api/alerts/{theirs}", headers=headers).status_code == 404
     r = client.post(f"/api/alerts/{theirs}/acknowledge", headers=headers, json={})
-    assert r.status_code == 403 and "outside" in r.json()["detail"]
+    assert r.status_code == 404 and r.json()["detail"] == f"alert {theirs} does not exist"
     # a building-level user of another building sees nothing here either
     b2 = _token(client, *_user(factory, clock, community=gw.community, compound=gw.compound, building="b2"))
-    assert client.get(f"/api/alerts/{mine}", headers=b2).status_code == 403
+    assert client.get(f"/api/alerts/{mine}", headers=b2).status_code == 404
     # an engineer reads but may not act
     eng = _token(client, *_user(factory, clock, role="engineer"))
     assert client.get(f"/api/alerts/{mine}", headers=eng).status_code == 200
@@ -169,6 +170,7 @@ def test_admins_manage_users_and_gateway_credentials_within_their_area(client, f
     assert client.post("/api/users", headers=admin, json=body).status_code == 201
     assert client.post("/api/users", headers=admin, json=body).status_code == 409  # exists
     outside = {**body, "username": f"x-{uuid.uuid4().hex[:6]}", "community": "elsewhere", "compound": None}
+    # creating outside one's own area is refused (403) before asking whether it exists
     assert client.post("/api/users", headers=admin, json=outside).status_code == 403
     assert client.post("/api/users", headers=admin, json={**body, "role": "king"}).status_code == 422
     r = client.put(f"/api/gateways/{gw.gateway}/password", headers=admin, json={"password": "gateway-secret-1"})

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import func, select
 
 from cloud import alerts, auth, work_orders
-from cloud.api.deps import DB, CurrentUser, State
+from cloud.api.deps import DB, CurrentUser, State, allowed
 from cloud.api.schemas import (
     AlertDetail,
     AlertOut,
@@ -18,6 +18,7 @@ from cloud.api.schemas import (
     WorkOrderOut,
 )
 from cloud.db import models as m
+from cloud.permissions import Action
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 
@@ -71,44 +72,45 @@ def _committed(db: DB, st: State, out: Out) -> Out:
 
 
 @router.post("/{alert_id}/acknowledge", response_model=AlertOut)
-def acknowledge(alert_id: int, body: NoteIn, db: DB, user: CurrentUser, st: State) -> AlertOut:
+def acknowledge(alert_id: int, body: NoteIn, db: DB,
+                user: Annotated[m.User, allowed(Action.ACKNOWLEDGE_ALERT)], st: State) -> AlertOut:
     """open → acknowledged (stops escalation); 409 from any other state."""
     _scoped(db, user, alert_id)
-    auth.require_role(user, auth.ACTS_ON_ALERTS, "acknowledge alerts")
     alert = alerts.acknowledge(db, alert_id, actor=user.username, now=st.clock(), note=body.note)
     return _committed(db, st, AlertOut.model_validate(alert))
 
 
 @router.post("/{alert_id}/dispatch", response_model=WorkOrderOut)
-def dispatch(alert_id: int, body: DispatchIn, db: DB, user: CurrentUser, st: State) -> WorkOrderOut:
+def dispatch(alert_id: int, body: DispatchIn, db: DB,
+             user: Annotated[m.User, allowed(Action.DISPATCH_ALERT)], st: State) -> WorkOrderOut:
     """Send a work order to a department (default: the one for the alert's kind)."""
     _scoped(db, user, alert_id)
-    auth.require_role(user, auth.ACTS_ON_ALERTS, "dispatch alerts")
     wo = work_orders.dispatch(db, alert_id, actor=user.username, now=st.clock(),
                               department=body.department, note=body.note)
     return _committed(db, st, WorkOrderOut.model_validate(wo))
 
 
 @router.post("/{alert_id}/resolve", response_model=AlertOut)
-def resolve(alert_id: int, body: NoteIn, db: DB, user: CurrentUser, st: State) -> AlertOut:
+def resolve(alert_id: int, body: NoteIn, db: DB,
+            user: Annotated[m.User, allowed(Action.RESOLVE_ALERT)], st: State) -> AlertOut:
     """Mark the condition handled."""
     _scoped(db, user, alert_id)
-    auth.require_role(user, auth.ACTS_ON_ALERTS, "resolve alerts")
     alert = alerts.resolve(db, alert_id, actor=user.username, now=st.clock(), note=body.note)
     return _committed(db, st, AlertOut.model_validate(alert))
 
 
 @router.post("/{alert_id}/close", response_model=AlertOut)
-def close(alert_id: int, body: NoteIn, db: DB, user: CurrentUser, st: State) -> AlertOut:
+def close(alert_id: int, body: NoteIn, db: DB,
+          user: Annotated[m.User, allowed(Action.CLOSE_ALERT)], st: State) -> AlertOut:
     """resolved → closed (supervisors)."""
     _scoped(db, user, alert_id)
-    auth.require_role(user, auth.CLOSES_ALERTS, "close alerts")
     alert = alerts.close(db, alert_id, actor=user.username, now=st.clock(), note=body.note)
     return _committed(db, st, AlertOut.model_validate(alert))
 
 
 @router.post("/{alert_id}/comment", response_model=TransitionOut)
-def comment(alert_id: int, body: CommentIn, db: DB, user: CurrentUser, st: State) -> TransitionOut:
+def comment(alert_id: int, body: CommentIn, db: DB,
+            user: Annotated[m.User, allowed(Action.COMMENT_ALERT)], st: State) -> TransitionOut:
     """Add a note to the alert's log."""
     _scoped(db, user, alert_id)
     row = alerts.comment(db, alert_id, actor=user.username, now=st.clock(), note=body.note)

@@ -6,9 +6,10 @@ from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy import func, select
 
 from cloud import auth, work_orders
-from cloud.api.deps import DB, CurrentUser, State
+from cloud.api.deps import DB, CurrentUser, State, allowed
 from cloud.api.schemas import NoteIn, Page, WorkOrderOut
 from cloud.db import models as m
+from cloud.permissions import Action
 from cloud.errors import NotFound
 
 router = APIRouter(prefix="/api/work-orders", tags=["work orders"])
@@ -44,11 +45,10 @@ def get_work_order(work_order_id: int, db: DB, user: CurrentUser) -> WorkOrderOu
 
 @router.post("/{work_order_id}/{action}", response_model=WorkOrderOut)
 def act(work_order_id: int, action: Literal["accept", "start", "done", "verify"], body: NoteIn,
-        db: DB, user: CurrentUser, st: State) -> WorkOrderOut:
+        db: DB, user: Annotated[m.User, allowed(Action.WORK_ON_ORDERS)], st: State) -> WorkOrderOut:
     """accept / start / done; verify sends the gateway a recheck and closes the order
     only if the condition is gone (otherwise it reopens)."""
     _scoped(db, user, work_order_id)
-    auth.require_role(user, auth.ACTS_ON_ALERTS, "work on orders")
     if action == "verify":
         if st.commands is None:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "no broker connection to send the recheck")
