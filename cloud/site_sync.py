@@ -5,7 +5,7 @@ Places removed from the YAML are kept in the database: alerts and events refer t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -106,8 +106,11 @@ def sync_site(session: Session, site: Site, *, clock: Clock = system_clock) -> S
 
 
 def register_gateway(session: Session, community: str, compound: str, gateway: str,
-                     building: str | None = None) -> m.Gateway:
-    """Register one gateway (and its compound, if new) outside a site file: tests, tools."""
+                     building: str | None = None, *, cameras: Iterable[str] = (),
+                     sensors: Iterable[str] = ()) -> m.Gateway:
+    """Register one gateway (and its compound, if new) outside a site file: tests, tools.
+    The ingest takes events and readings only from the ``cameras`` and ``sensors`` named
+    (and from the gateway itself)."""
     _upsert(session, m.Community, {"id": community}, {"name": community})
     session.flush()
     _upsert(session, m.Compound, {"community": community, "id": compound}, {"name": compound})
@@ -116,6 +119,11 @@ def register_gateway(session: Session, community: str, compound: str, gateway: s
                 {"name": building, "category": "residential_highrise"})
     row = _upsert(session, m.Gateway, {"id": gateway},
                   {"community": community, "compound": compound, "building": building})
+    session.flush()
+    for kind, names in (("camera", cameras), ("sensor", sensors)):
+        for name in names:
+            _upsert(session, m.Device, {"gateway": gateway, "id": name},
+                    {"type": kind, "kind": kind, "name": name, "building": building})
     session.flush()
     return row
 

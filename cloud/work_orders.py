@@ -7,10 +7,12 @@ An order left verifying (the recheck or its answer lost) may be verified again.
 The gateway answers on ``reply/recheck`` with
 ``Reply(name="recheck", command_id=<the Recheck's id>, ok=True, detail={"present": <bool>})``;
 ``ok=False`` or no boolean ``present`` counts as "could not tell" and reopens the order.
+Only the gateway the recheck was sent to may answer it (:func:`apply_recheck_reply`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -24,7 +26,7 @@ from cloud.alerts.lifecycle import Action
 from cloud.alerts.policy import policy_for
 from cloud.db import models as m
 from cloud.errors import Conflict, NotFound
-from microbrain.protocol import GatewayPath, Recheck, new_id
+from microbrain.protocol import GatewayPath, Recheck, Reply, new_id
 
 
 class WorkOrderStatus(StrEnum):
@@ -120,6 +122,7 @@ def request_verification(session: Session, work_order_id: int, *, actor: str,
         raise NotFound(f"work order {wo.id} has no alert or gateway to recheck")
     command = Recheck(id=new_id(), source=alert.source, zone=alert.zone, kind=alert.kind, alert=str(alert.id))
     before, wo.status, wo.updated_at, wo.recheck_id = wo.status, S.VERIFYING, now, command.id
+    wo.recheck_gateway = gateway.id  # only its reply counts
     _log(session, wo, before, actor=actor, now=now, note=f"recheck {command.id} sent")
     return wo, GatewayPath(gateway.community, gateway.compound, gateway.id), command
 
@@ -165,6 +168,65 @@ def apply_recheck(session: Session, recheck_id: str, *, condition_present: bool 
         _log(session, wo, before, actor=actor, now=now, note=note)
     wo.updated_at = now
     return wo
+
+
+class ReplyOutcome(StrEnum):
+    APPLIED = "applied"  # the order moved: verified or reopened
+    IGNORED = "ignored"  # no such recheck, or it was answered already
+    FOREIGN = "foreign"  # from a gateway the recheck was not sent to: refused
+
+
+@dataclass(frozen=True, slots=True)
+class RecheckAnswer:
+    """What a reply to a recheck did, and to which gateway the recheck had gone."""
+
+    outcome: ReplyOutcome
+    work_order: int | None = None
+    sent_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Is the condition still there? None: the gateway could not tell (and why)."""
+
+    present: bool | None
+    reason: str | None = None
+
+
+def recheck_verdict(reply: Reply) -> Verdict:
+    """Read a ``reply/recheck``: ``ok`` with a boolean ``detail.present``, else "could not
+    tell" with the gateway's reason (or what it sent instead of a verdict)."""
+    present = reply.detail.get("present")
+    if reply.ok and isinstance(present, bool):
+        return Verdict(present, reply.reason)
+    if not reply.ok:
+        return Verdict(None, reply.reason)
+    shown = ", ".join(f"{k}={v}" for k, v in list(reply.detail.items())[:8])
+    return Verdict(None, f"the gateway answered without a verdict ('present'): {shown or 'nothing'}")
+
+
+def apply_recheck_reply(session: Session, reply: Reply, *, gateway: str,
+                        now: datetime) -> RecheckAnswer:
+    """Apply ``gateway``'s reply to a recheck. It counts only from the gateway the recheck
+    was sent to: any other gateway's answer (on its own reply topic, which the broker lets
+    it use) changes nothing and comes back FOREIGN, for the caller to refuse."""
+    if reply.command_id is None:
+        return RecheckAnswer(ReplyOutcome.IGNORED)
+    wo = session.scalars(
+        select(m.WorkOrder).where(m.WorkOrder.recheck_id == reply.command_id).with_for_update()
+    ).one_or_none()
+    if wo is None:
+        return RecheckAnswer(ReplyOutcome.IGNORED)
+    sent_to = wo.recheck_gateway
+    if sent_to is None:  # sent before the gateway was recorded: it went to the alert's
+        alert = session.get(m.Alert, wo.alert_id)
+        sent_to = alert.gateway if alert is not None else None
+    if sent_to != gateway:
+        return RecheckAnswer(ReplyOutcome.FOREIGN, wo.id, sent_to)
+    verdict = recheck_verdict(reply)
+    moved = apply_recheck(session, reply.command_id, condition_present=verdict.present,
+                          actor=f"edge:{gateway}", now=now, reason=verdict.reason)
+    return RecheckAnswer(ReplyOutcome.APPLIED if moved else ReplyOutcome.IGNORED, wo.id, sent_to)
 
 
 def expire_rechecks(session: Session, *, now: datetime, timeout_s: float) -> int:

@@ -41,6 +41,8 @@ from microbrain.broker.embedded import MosquittoBroker, free_port
 from microbrain.protocol import Event, GatewayPath, Reading, Severity
 
 GW = GatewayPath("bench", "compound-1", "gw-bench")
+# the devices the bench sends from, declared on its gateway (the ingest refuses others)
+DEVICES = {"cameras": ("cam-1",), "sensors": tuple(f"s{i}" for i in range(20))}
 
 
 def messages(n: int, seq0: int = 1) -> list[tuple[str, bytes]]:
@@ -138,7 +140,7 @@ def ingest_rate(port: int, url: str, n: int, workers: int) -> dict:
     engine = make_engine(url)
     factory = session_factory(engine)
     with transaction(factory) as s:
-        register_gateway(s, GW.community, GW.compound, GW.gateway, building="b1")
+        register_gateway(s, GW.community, GW.compound, GW.gateway, building="b1", **DEVICES)
     group = f"b{uuid.uuid4().hex[:8]}"
     lock = threading.Lock()
     stored = 0
@@ -213,7 +215,7 @@ def stream_latency(port: int, url: str, probes: int, background_rate: float) -> 
     while not server.started:
         time.sleep(0.05)
     with transaction(service.factory) as s:
-        register_gateway(s, GW.community, GW.compound, GW.gateway, building="b1")
+        register_gateway(s, GW.community, GW.compound, GW.gateway, building="b1", **DEVICES)
         auth.create_user(s, "bench", "bench-password", "duty", now=service.clock())
     base = f"http://127.0.0.1:{api_port}"
     seconds = probes * 0.1 + 2

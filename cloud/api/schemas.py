@@ -107,8 +107,12 @@ class GatewayOut(Out):
     state: str
     last_seen: datetime | None
     alive: bool = False
-    last_seq: int
-    seq_gaps: int
+    last_seq: int = Field(description="highest seq of the current outbox epoch")
+    seq_gaps: int = Field(description="gaps seen in the current epoch's sequence")
+    epoch: str | None = Field(None, description="current outbox epoch; None: an older gateway")
+    epochs_seen: int = Field(0, description="outbox epochs seen; more than one: it was reset")
+    seq_collisions: int = Field(0, description="items stored whose seq another id had taken")
+    unknown_device_items: int = Field(0, description="items refused: device not declared here")
     health: dict[str, Any] | None
 
 

@@ -104,8 +104,25 @@ class Gateway(Base):
     state: Mapped[str] = mapped_column(String(16), default="unknown")
     last_seen: Mapped[datetime | None]
     health: Mapped[dict[str, Any] | None]
+    # sequence tracking is per outbox epoch: last_seq and seq_gaps are the current epoch's
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     seq_gaps: Mapped[int] = mapped_column(Integer, default=0)
+    epoch: Mapped[str | None] = mapped_column(String(32))  # None: an older gateway, no epochs
+    epochs_seen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # items stored although their seq was already taken in their epoch by another id
+    seq_collisions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # items refused because their camera or sensor is not one of this gateway's
+    unknown_device_items: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class GatewayEpoch(Base):
+    """Every outbox epoch a gateway has used, so that a late item of an old one is not
+    taken for a new outbox."""
+
+    __tablename__ = "gateway_epochs"
+    gateway: Mapped[str] = mapped_column(ID, primary_key=True)
+    epoch: Mapped[str] = mapped_column(String(32), primary_key=True)
+    first_seen: Mapped[datetime]
 
 
 class GatewayCredential(Base):
@@ -137,13 +154,20 @@ class Device(Base):
 
 
 class Ledger(Base):
-    """One row per stored gateway message: the dedupe point, by id and by (gateway, seq)."""
+    """One row per stored gateway message: the dedupe point, by id. ``(gateway, epoch,
+    seq)`` is unique too, so a seq reused under a new id is noticed; the item is stored
+    all the same, its row here without the seq."""
 
     __tablename__ = "ingest_ledger"
-    __table_args__ = (UniqueConstraint("gateway", "seq", name="uq_ledger_gateway_seq"),)
+    __table_args__ = (
+        UniqueConstraint("gateway", "epoch", "seq", name="uq_ledger_gateway_epoch_seq"),
+    )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     gateway: Mapped[str] = mapped_column(ID)
-    seq: Mapped[int | None] = mapped_column(BigInteger)  # None when the gateway sent seq 0
+    # "" for an older gateway's items (no epoch): NULL would make every seq unique
+    epoch: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    # None when the gateway sent seq 0, or when the seq collided (see above)
+    seq: Mapped[int | None] = mapped_column(BigInteger)
     channel: Mapped[str] = mapped_column(String(16))
     received_at: Mapped[datetime]
 
@@ -288,6 +312,8 @@ class WorkOrder(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     recheck_id: Mapped[str | None] = mapped_column(String(36), unique=True)
+    # the gateway the recheck went to: only its reply counts
+    recheck_gateway: Mapped[str | None] = mapped_column(ID)
     note: Mapped[str | None] = mapped_column(Text)
 
 

@@ -17,3 +17,13 @@ BATCH_RETRIES = Counter("mb_ingest_batch_retries_total", "batches retried after 
 ISOLATION_COMMITS = Counter(
     "mb_ingest_isolation_commits_total",
     "transactions spent isolating a failing message in a batch (bisection, and the dead letter)")
+# labelled by gateway: only registered gateways reach these, so the site bounds the values
+UNKNOWN_DEVICE = Counter("mb_ingest_unknown_device_total",
+                         "items refused because the site does not declare their device on the "
+                         "gateway", ["gateway"])
+EPOCHS = Counter("mb_ingest_epochs_total",
+                 "new outbox epochs seen (a gateway's outbox was created anew: seq restarts)",
+                 ["gateway"])
+SEQ_COLLISIONS = Counter("mb_ingest_seq_collisions_total",
+                         "items stored although their seq was already stored under another id",
+                         ["gateway"])

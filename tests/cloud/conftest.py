@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cloud.db import make_engine, session_factory, transaction, upgrade
 from cloud.site_sync import register_gateway
 from microbrain.protocol import GatewayPath
-from tests.cloud.helpers import unique_gateway
+from tests.cloud.helpers import DEVICES, unique_gateway
 
 _migrated: set[str] = set()
 
@@ -46,5 +46,6 @@ def gw(factory: sessionmaker[Session]) -> GatewayPath:
     across tests on PostgreSQL, so ids never repeat)."""
     path = unique_gateway()
     with transaction(factory) as session:
-        register_gateway(session, path.community, path.compound, path.gateway, building="b1")
+        register_gateway(session, path.community, path.compound, path.gateway, building="b1",
+                         **DEVICES)
     return path

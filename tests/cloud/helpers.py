@@ -15,6 +15,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from microbrain.protocol import Event, GatewayPath, Reading
 
 
+# the cameras and sensors the factories below send from: register them with the gateway
+# (``register_gateway(..., **DEVICES)``), or the ingest refuses their items (unknown_device)
+DEVICES: dict[str, tuple[str, ...]] = {"cameras": ("cam-0", "cam-1", "cam-2"), "sensors": ("h1",)}
+
+
 def unique_gateway(compound: str = "compound-1") -> GatewayPath:
     tag = uuid.uuid4().hex[:8]
     return GatewayPath(f"t-{tag}", compound, f"gw-{tag}")

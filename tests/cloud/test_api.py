@@ -16,7 +16,7 @@ from cloud.db import transaction
 from cloud.settings import Settings
 from cloud.site_sync import register_gateway
 from microbrain.protocol import Severity
-from tests.cloud.helpers import event, ingest, unique_gateway
+from tests.cloud.helpers import DEVICES, event, ingest, unique_gateway
 
 
 @pytest.fixture
@@ -60,7 +60,8 @@ def test_unauthenticated_calls_get_401(client):  # type: ignore[no-untyped-def]
 def test_users_see_and_act_only_in_their_subtree(client, factory, clock, gw):  # type: ignore[no-untyped-def]
     other = unique_gateway()
     with transaction(factory) as s:
-        register_gateway(s, other.community, other.compound, other.gateway, building="b1")
+        register_gateway(s, other.community, other.compound, other.gateway, building="b1",
+                         **DEVICES)
     mine, theirs = _alert(factory, gw, clock), _alert(factory, other, clock)
     headers = _token(client, *_user(factory, clock, community=gw.community, compound=gw.compound))
     listed = client.get("/api/alerts", headers=headers).json()

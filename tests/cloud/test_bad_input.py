@@ -81,13 +81,15 @@ def test_duplicates_out_of_order_and_gaps(factory, gw):  # type: ignore[no-untyp
     assert first.gaps == [(gw.gateway, 2, 2), (gw.gateway, 4, 4)]
     again = ingest(factory, gw, [old, reading(2), reading(4)])  # a replay fills the gaps
     assert (again.stored, again.duplicates, again.gaps) == (2, 1, [])
-    # the same seq under a new id is not silently merged: it is dead-lettered
+    # the same seq under a new id (an older gateway's outbox reset): a new item, stored
+    # all the same and counted as a collision, never discarded
     clash = ingest(factory, gw, [reading(2)])
-    assert (clash.stored, clash.rejected) == (0, 1)
+    assert (clash.stored, clash.rejected, clash.collisions) == (1, 0, 1)
     with factory() as s:
         events = s.scalars(select(m.EventRow).where(m.EventRow.gateway == gw.gateway).order_by(m.EventRow.ts)).all()
         assert [e.seq for e in events] == [3, 5]  # out-of-order timestamps stored as sent
-        assert s.get(m.Gateway, gw.gateway).last_seq == 5
+        row = s.get(m.Gateway, gw.gateway)
+        assert (row.last_seq, row.seq_collisions) == (5, 1)
 
 
 def test_the_same_bad_item_resent_is_one_dead_letter_with_a_count(factory, gw):  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ from cloud.db import models as m
 from cloud.errors import Conflict
 from cloud.site_sync import register_gateway
 from microbrain.protocol import EventState, Severity
-from tests.cloud.helpers import event, ingest, unique_gateway
+from tests.cloud.helpers import DEVICES, event, ingest, unique_gateway
 
 # compound-level override (merged over the district's): short, distinct deadlines
 POLICY = {"building": {"critical": 60}, "compound": {"critical": 120},
@@ -26,7 +26,7 @@ POLICY = {"building": {"critical": 60}, "compound": {"critical": 120},
 def place(factory):  # type: ignore[no-untyped-def]
     gw = unique_gateway()
     with transaction(factory) as s:
-        register_gateway(s, gw.community, gw.compound, gw.gateway, building="b1")
+        register_gateway(s, gw.community, gw.compound, gw.gateway, building="b1", **DEVICES)
         s.merge(m.Department(id="urban", name="城管中队", contacts=[]))
         compound = s.scalars(select(m.Compound).where(m.Compound.community == gw.community)).one()
         compound.escalation = POLICY

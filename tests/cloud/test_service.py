@@ -20,7 +20,15 @@ from cloud.app import CloudService
 from cloud.db import transaction
 from cloud.settings import Settings
 from cloud.site_sync import register_gateway
-from tests.cloud.helpers import event, mqtt_client, publish_all, topic, unique_gateway, wait_for
+from tests.cloud.helpers import (
+    DEVICES,
+    event,
+    mqtt_client,
+    publish_all,
+    topic,
+    unique_gateway,
+    wait_for,
+)
 from tests.utils.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +53,7 @@ def test_published_event_reaches_the_live_stream(broker, cloud_url):  # type: ig
     gw = unique_gateway()
     try:
         with transaction(service.factory) as s:
-            register_gateway(s, gw.community, gw.compound, gw.gateway, building="b1")
+            register_gateway(s, gw.community, gw.compound, gw.gateway, building="b1", **DEVICES)
         base = f"http://127.0.0.1:{port}"
         # the first admin exists only on a fresh database; otherwise make our own user
         from cloud import auth
@@ -176,7 +184,7 @@ def test_two_processes_start_together_and_share_the_ingest(broker, tmp_path, sto
         factory = session_factory(engine)
         gw = unique_gateway()
         with transaction(factory) as s:
-            register_gateway(s, gw.community, gw.compound, gw.gateway, building="b1")
+            register_gateway(s, gw.community, gw.compound, gw.gateway, building="b1", **DEVICES)
         with mqtt_client(host, bport) as pub:
             publish_all(pub, [topic(gw, event(i, zone=f"z{i % 4}")) for i in range(1, 401)])
 

@@ -93,7 +93,8 @@ class CloudIngest(CloudStore):
         engine = make_engine(url)
         with transaction(session_factory(engine)) as session:
             for path in self.gateways:
-                register_gateway(session, path.community, path.compound, path.gateway, building="b1")
+                register_gateway(session, path.community, path.compound, path.gateway, building="b1",
+                                 sensors=("b1-elevator-a",))  # gateway_rig's events
         engine.dispose()
         env = {**os.environ, "MB_CLOUD_DATABASE_URL": url,
                "MB_CLOUD_BROKER_URL": f"mqtt://127.0.0.1:{self.port}",
