@@ -46,6 +46,18 @@ class Settings(BaseSettings):
         "(the recheck or its reply was lost)")
     evidence_dir: Path = Field(default=Path("./evidence"), description="where uploaded snapshots/clips go")
     token_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 86_400)
+    # dead letters: what one gateway's junk may keep (the rest is counted, not kept)
+    dead_letter_window_s: int = Field(
+        default=86_400, ge=60, le=30 * 86_400,
+        description="the rolling window over which each gateway's dead letters are capped")
+    dead_letter_max_rows: int = Field(
+        default=100, ge=1, le=1_000_000,
+        description="new dead-letter rows kept per gateway within the window (the same bad "
+        "item resent only counts in its row)")
+    dead_letter_max_bytes: int = Field(
+        default=256 * 1024, ge=4096, le=1024**3,
+        description="bytes of dead letters (payload sample, reason, topic) kept per gateway "
+        "within the window")
 
     @field_validator("broker_url")
     @classmethod

@@ -107,6 +107,8 @@ class Gateway(Base):
     # sequence tracking is per outbox epoch: last_seq and seq_gaps are the current epoch's
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     seq_gaps: Mapped[int] = mapped_column(Integer, default=0)
+    # bad messages refused but not kept: over this gateway's dead-letter cap
+    dead_letters_dropped: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     epoch: Mapped[str | None] = mapped_column(String(32))  # None: an older gateway, no epochs
     epochs_seen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # items stored although their seq was already taken in their epoch by another id
@@ -222,7 +224,9 @@ class DeadLetter(Base):
     """Every rejected message with its reason: never silently dropped."""
 
     __tablename__ = "dead_letters"
-    __table_args__ = (Index("ix_dead_letters_gateway_digest", "gateway", "digest"),)
+    __table_args__ = (Index("ix_dead_letters_gateway_digest", "gateway", "digest"),
+                      # the per-gateway cap counts what was kept within a window
+                      Index("ix_dead_letters_gateway_received", "gateway", "received_at"))
     pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     received_at: Mapped[datetime] = mapped_column(index=True)
     topic: Mapped[str] = mapped_column(String(600))

@@ -27,3 +27,9 @@ EPOCHS = Counter("mb_ingest_epochs_total",
 SEQ_COLLISIONS = Counter("mb_ingest_seq_collisions_total",
                          "items stored although their seq was already stored under another id",
                          ["gateway"])
+DEAD_LETTERS_DROPPED = Counter(
+    "mb_ingest_dead_letters_dropped_total",
+    "refused messages counted but not kept: over their gateway's dead-letter cap",
+    ["reason"])  # rows_cap | bytes_cap
+DEAD_LETTER_BYTES = Counter("mb_ingest_dead_letter_bytes_total",
+                            "bytes of dead letters kept (payload sample, reason, topic)")

@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.clock import Clock, system_clock
-from cloud.ingest import metrics
+from cloud.ingest import dead_letters, metrics
 from cloud.ingest.store import BatchResult, Incoming, dead_letter_internal, store_batch
 from cloud.settings import Settings
 from microbrain.protocol import MAX_ACK_RANGES, Ack, cloud_subscription
@@ -69,6 +69,7 @@ class IngestWorker:
         self.factory = factory
         self.clock = clock
         self.on_commit = on_commit
+        dead_letters.configure(dead_letters.Caps.from_settings(settings))
         self.client_id = settings.ingest_client_id or f"mb-cloud-{uuid.uuid4().hex[:12]}"
         # (message, mid, qos, connection generation)
         self._queue: queue.Queue[tuple[Incoming, int, int, int]] = queue.Queue()
