@@ -25,7 +25,7 @@ from cloud.db import transaction
 from cloud.errors import Conflict
 from cloud.site_sync import register_gateway
 from microbrain.protocol import EventState, GatewayPath, Severity
-from tests.cloud.helpers import event, ingest, unique_gateway
+from tests.cloud.helpers import DEVICES, event, ingest, unique_gateway
 
 # short, distinct deadlines so that the whistle comes after three steps of the clock
 POLICY = {"building": {"critical": 60}, "compound": {"critical": 60},
@@ -36,7 +36,7 @@ POLICY = {"building": {"critical": 60}, "compound": {"critical": 60},
 def place(factory: sessionmaker[Session]) -> GatewayPath:
     gw = unique_gateway()
     with transaction(factory) as s:
-        register_gateway(s, gw.community, gw.compound, gw.gateway, building="b1")
+        register_gateway(s, gw.community, gw.compound, gw.gateway, building="b1", **DEVICES)
         s.merge(m.Department(id="urban", name="城管中队", contacts=[]))
         compound = s.scalars(select(m.Compound).where(m.Compound.community == gw.community)).one()
         compound.escalation = POLICY
