@@ -190,7 +190,13 @@ def test_command_sender_is_not_connected_when_the_broker_refuses_it(tmp_path):
                             broker_url=f"mqtt://cloud:wrong@127.0.0.1:{broker.port}")
         sender = MqttCommandSender(settings)
         try:
-            time.sleep(1.5)  # long enough for the refused CONNACK to arrive
+            # the broker logs the refusal once it sent the CONNACK: poll for that, not a time
+            deadline = time.monotonic() + 60
+            while "not authorised" not in broker.log.read_text(errors="replace") \
+                    and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert "not authorised" in broker.log.read_text(errors="replace")
+            time.sleep(0.2)  # the CONNACK's way back to the sender's thread
             assert not sender._connected.is_set()
         finally:
             sender.close()

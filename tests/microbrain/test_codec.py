@@ -34,6 +34,9 @@ from microbrain.protocol import (
 )
 
 GW = GatewayPath("xiyuan", "xiyuan-1", "gw-xiyuan-1")
+# one fixed instant for every payload decoded against a "now": taken from the wall clock
+# at import, it made a test run more than MAX_CLOCK_SKEW later fail (issue 9 item 14)
+NOW = datetime(2026, 3, 1, 4, 0, tzinfo=UTC)
 SHA = "a" * 64
 
 SAMPLES = [
@@ -74,13 +77,11 @@ def test_every_model_round_trips(channel: str, name: str | None, payload) -> Non
 
 
 def _reading(**override):  # type: ignore[no-untyped-def]
-    data = json.loads(Reading(seq=1, sensor="s1", kind="hydrant_pressure",
+    data = json.loads(Reading(seq=1, sensor="s1", kind="hydrant_pressure", ts=NOW,
                               values={"pressure_mpa": 0.3}).to_json())
     data.update(override)
     return json.dumps(data).encode()
 
-
-NOW = datetime.now(UTC)
 
 
 @pytest.mark.parametrize(
@@ -144,7 +145,7 @@ def test_largest_ack_fits_in_one_payload() -> None:
     # ranges, an expiry; the gateway must accept it or its outbox never drains
     big = 2**63 - 1 - 2 * MAX_ACK_RANGES
     ack = Ack(ranges=tuple((big + 2 * i, big + 2 * i + 1) for i in range(MAX_ACK_RANGES)),
-              expires=NOW + timedelta(minutes=5))
+              ts=NOW, expires=NOW + timedelta(minutes=5))
     raw = ack.to_json()
     assert len(raw) < MAX_PAYLOAD_BYTES, len(raw)
     assert decode(GW.topic("cmd", "ack"), raw, now=NOW).payload == ack
@@ -183,8 +184,8 @@ def test_ids_are_unique_and_sortable() -> None:
 
 
 @pytest.mark.parametrize(("channel", "payload", "field"), [
-    (("event",), Event(kind="k", source="s", seq=1, message="ok"), "message"),
-    (("reply", "recheck"), Reply(name="recheck", ok=False, reason="ok"), "reason"),
+    (("event",), Event(kind="k", source="s", seq=1, message="ok", ts=NOW), "message"),
+    (("reply", "recheck"), Reply(name="recheck", ok=False, reason="ok", ts=NOW), "reason"),
 ])
 def test_control_characters_in_free_text_are_refused(channel: tuple[str, ...], payload, field: str) -> None:  # type: ignore[no-untyped-def]
     # free text has no pattern: only the control-character check stands between a

@@ -339,7 +339,10 @@ def test_shared_subscription_splits_the_stream_between_workers(target: Target) -
     pub = connect(target, "gw")
     sent = [f'{{"seq": {i}}}'.encode() for i in range(100)]
     publish_all(pub, "mb/v1/c/k/gw/event", sent)
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30  # all delivered, however loaded the machine
+    while sum(w.messages.qsize() for w in workers) < len(sent) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)  # a duplicate would come right behind
     counts = [w.messages.qsize() for w in workers]
     got = [w.messages.get_nowait().payload for w in workers for _ in range(w.messages.qsize())]
     assert sorted(got) == sorted(sent), f"not exactly once across the group: {counts}"

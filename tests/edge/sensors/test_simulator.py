@@ -66,22 +66,31 @@ def test_cli_publishes_vendor_payloads(mosquitto, demo_site_path) -> None:  # ty
 
     from microbrain.cli import app
 
+    import re
+    import threading
+    import time
+
     got: list[tuple[str, bytes]] = []
+    subscribed = threading.Event()
     sub = mqtt.Client(CallbackAPIVersion.VERSION2)
     sub.on_message = lambda c, u, m: got.append((m.topic, m.payload))
+    sub.on_subscribe = lambda *_: subscribed.set()
     sub.connect("127.0.0.1", mosquitto.port)
     sub.subscribe("devices/#", qos=1)
     sub.loop_start()
-    import time
-    time.sleep(0.3)
+    assert subscribed.wait(30)  # the SUBACK, not a guess at how long it takes
     result = CliRunner().invoke(app, [
         "simulate", "sensors", "--site", str(demo_site_path), "--rate", "100", "--faults",
         "--gateway", "gw-dongcheng-garden", "--duration", "1",
         "--broker", f"mqtt://127.0.0.1:{mosquitto.port}", "--seed", "3"])
     assert result.exit_code == 0, result.output
-    time.sleep(0.3)
+    # the simulator keeps its schedule (it catches up when late), so the count is the rate's
+    sent = int(re.search(r"sent (\d+) message", result.output).group(1))  # type: ignore[union-attr]
+    deadline = time.monotonic() + 30
+    while len(got) < sent and time.monotonic() < deadline:
+        time.sleep(0.02)
     sub.loop_stop()
-    assert 60 <= len(got) <= 130
+    assert 60 <= sent <= 130 and len(got) == sent
     assert {t for t, _ in got} == {"devices/hydrant/t1", "devices/elevator/t1-a", "devices/elevator/t2-a"}
     bad = CliRunner().invoke(app, ["simulate", "sensors", "--site", str(demo_site_path),
                                    "--broker", "http://x"])

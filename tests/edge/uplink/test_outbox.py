@@ -144,12 +144,15 @@ def test_wait_for_items(tmp_path: Path, n: int) -> None:
 
 def test_oldest_age(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.db")
+    first_before = time.time()
     box.append(reading())
     time.sleep(0.05)
     second_after = time.time()
     box.append(reading())
-    assert 0.05 <= box.oldest_age_s() < 5
+    assert 0.05 <= box.oldest_age_s()
     now = time.time() + 10
+    # bounded by the instants around the append, not by how fast the machine is
+    assert box.oldest_age_s(now) <= now - first_before
     before_ack = box.oldest_age_s(now)
     box.ack([(1, 1)], box.epoch)
     assert box.oldest_age_s() < box.oldest_age_s(time.time() + 10)

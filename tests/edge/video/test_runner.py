@@ -56,7 +56,7 @@ def test_a_broken_camera_goes_offline_and_the_others_keep_running():
 def test_a_recording_plays_in_real_time_from_now_and_loops(sample_media):  # type: ignore[no-untyped-def]
     """How `microbrain up` uses sample media as cameras: wall-clock times, looping, video
     time running on across loops."""
-    from datetime import UTC, datetime
+    from datetime import UTC, datetime, timedelta
 
     from edge.video.runner import CameraWorker, Playback
 
@@ -65,15 +65,19 @@ def test_a_recording_plays_in_real_time_from_now_and_loops(sample_media):  # typ
                           still_duration_s=0.5)
     began = datetime.now(UTC)
     frames = []
+    first_seen = None
     for frame in worker._frames():
         frames.append(frame)
+        first_seen = first_seen or datetime.now(UTC)
         if len(frames) == 6:  # two loops of a 0.5 s still at 4 fps
             worker.stop()
     elapsed = (datetime.now(UTC) - began).total_seconds()
     times = [f.ts for f in frames]
     assert times == sorted(times) and len(set(times)) == len(times)  # video time runs on
     assert elapsed >= times[-1] - 0.05  # paced, not as fast as it decodes
-    assert abs((frames[0].time - began).total_seconds()) < 1.0  # stamped from now
+    # stamped from now: between the start and its arrival, however long decoding took
+    assert first_seen is not None
+    assert began - timedelta(milliseconds=50) <= frames[0].time <= first_seen
 
 
 def test_a_camera_that_fails_still_sends_the_events_waiting_for_their_clip(sample_media, tmp_path):  # type: ignore[no-untyped-def]
