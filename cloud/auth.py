@@ -19,10 +19,11 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import and_, delete, select, true
+from sqlalchemy import ColumnElement, CursorResult, and_, delete, select, true
 from sqlalchemy.orm import Session
 
 from cloud import audit
@@ -128,10 +129,11 @@ def revoke_tokens(session: Session, actor: m.User, user_id: int, *, now: datetim
     """End every session of a user in ``actor``'s subtree (their token rows are deleted,
     so REST calls and open streams fail their next check); audited. Returns how many."""
     target = manageable_user(session, actor, user_id)
-    revoked = session.execute(delete(m.ApiToken).where(m.ApiToken.user_id == target.id)).rowcount
+    result = session.execute(delete(m.ApiToken).where(m.ApiToken.user_id == target.id))
+    revoked = cast(CursorResult[Any], result).rowcount
     audit.record(session, actor=actor.username, action="tokens_revoked", target=f"user:{target.id}",
                  at=now, note=note or f"{revoked} token(s) of {target.username!r}")
-    return int(revoked or 0)
+    return int(revoked)
 
 
 def deactivate_user(session: Session, actor: m.User, user_id: int, *, now: datetime,
@@ -206,9 +208,10 @@ def in_scope(user: m.User, community: str | None, compound: str | None,
             and (user.building is None or user.building == building))
 
 
-def scope_clause(user: m.User, model: type):  # type: ignore[no-untyped-def]
-    """A WHERE clause limiting ``model`` (with community/compound/building) to the scope."""
-    parts = []
+def scope_clause(user: m.User, model: Any) -> ColumnElement[bool]:
+    """A WHERE clause limiting ``model`` (a table class with community, compound and
+    building columns) to the scope."""
+    parts: list[ColumnElement[bool]] = []
     if user.community is not None:
         parts.append(model.community == user.community)
     if user.compound is not None:

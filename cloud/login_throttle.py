@@ -19,10 +19,10 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, cast
 
 from prometheus_client import Counter
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -103,7 +103,7 @@ def _bump(session: Session, key: str, now: datetime) -> None:
     # a guarded UPDATE counts atomically; two processes inserting the same new key at
     # once collide on the primary key, and the loser counts by UPDATE after all
     stmt = update(m.LoginFailure).where(m.LoginFailure.key == key).values(failures=m.LoginFailure.failures + 1)
-    if session.execute(stmt).rowcount:
+    if cast(CursorResult[Any], session.execute(stmt)).rowcount:
         return
     try:
         with session.begin_nested():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -38,7 +38,7 @@ class ApiState:
 
 
 def state(request: Request) -> ApiState:
-    return request.app.state.api
+    return cast(ApiState, request.app.state.api)
 
 
 def session(request: Request) -> Iterator[Session]:

@@ -33,7 +33,7 @@ from cloud.db import transaction
 from cloud.permissions import ROLE_ACTIONS, Action, Role, allows, may_grant
 from cloud.settings import Settings
 from cloud.site_sync import register_gateway
-from microbrain.protocol import EvidenceRef, GatewayPath, Severity
+from microbrain.protocol import EvidenceKind, EvidenceRef, GatewayPath, Severity
 from tests.cloud.helpers import DEVICES, event, ingest, reading, unique_gateway
 
 JPEG = b"\xff\xd8\xff\xe0" + b"snapshot" * 64 + b"\xff\xd9"
@@ -94,7 +94,7 @@ class World:
         return int(wo)
 
     def evidence_event(self, place: GatewayPath) -> str:
-        ref = EvidenceRef(kind="snapshot", name="snap.jpg", sha256=hashlib.sha256(JPEG).hexdigest(),
+        ref = EvidenceRef(kind=EvidenceKind.SNAPSHOT, name="snap.jpg", sha256=hashlib.sha256(JPEG).hexdigest(),
                           bytes=len(JPEG), content_type="image/jpeg")
         ev = event(next(self.seq), evidence=(ref,), zone=f"e{uuid.uuid4().hex[:6]}")
         ingest(self.factory, place, [ev], now=self.clock())
@@ -315,7 +315,7 @@ def test_every_write_route_is_checked_against_the_role_table_and_every_id_route_
     for route in app.routes:
         if not isinstance(route, APIRoute):
             continue
-        for method in route.methods:
+        for method in route.methods or ():
             if (method, route.path) in not_users:
                 continue
             if method != "GET":

@@ -23,8 +23,8 @@ from cloud.clock import ManualClock
 from cloud.db import models as m
 from cloud.db import transaction
 from cloud.settings import Settings
+from microbrain.broker.embedded import free_port
 from tests.cloud.helpers import wait_for
-from tests.utils.services import free_port
 
 CHECK_S = 30.0
 TTL_S = 3600

@@ -32,7 +32,7 @@ def login(body: LoginIn, request: Request, db: DB, st: State) -> TokenOut:
 
 
 @router.get("/me")
-def me(user: CurrentUser) -> dict:
+def me(user: CurrentUser) -> dict[str, str | None]:
     """Who the token belongs to, and where they may act."""
     return {"username": user.username, "role": user.role, "community": user.community,
             "compound": user.compound, "building": user.building}

@@ -5,6 +5,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
@@ -26,7 +27,7 @@ def _latest(state: ApiState) -> int:
         return s.scalar(select(func.max(m.AlertTransition.id))) or 0
 
 
-def _changes(state: ApiState, user: m.User, after: int) -> tuple[int, list[dict]]:
+def _changes(state: ApiState, user: m.User, after: int) -> tuple[int, list[dict[str, Any]]]:
     with state.factory() as s:
         rows = s.execute(
             select(m.AlertTransition, m.Alert).join(m.Alert, m.Alert.id == m.AlertTransition.alert_id)
