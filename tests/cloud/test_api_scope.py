@@ -171,6 +171,8 @@ CASES = [
     Case("GET", "/api/events", None, _alert, body=None, query="?alert_id={id}"),
     Case("GET", "/api/readings", None, lambda w, p: w.sensor(p), body=None, missing=MISSING_STR,
          query="?sensor=h1&gateway={id}"),
+    Case("GET", "/api/devices", None, lambda w, p: p.gateway, body=None, missing=MISSING_STR,
+         query="?gateway={id}"),
 ]
 
 
