@@ -1,7 +1,9 @@
 """The gateway agent's own config (``microbrain edge run --config GATEWAY.yaml``).
 
-Strict: an unknown key or a bad value fails at start-up, naming it. Secrets are never in
-the file: passwords come from the environment variables it names.
+Strict: an unknown key, a key given twice or a bad value fails at start-up, naming the
+file, the line and the key's path (the loader every config file shares,
+:mod:`microbrain.config_files`). Secrets are never in the file: passwords come from the
+environment variables it names.
 
     site: ../demo/site.yaml          # relative to this file
     gateway: gw-xiyuan-1
@@ -15,19 +17,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     field_validator,
 )
 
 from microbrain.broker.address import parse_broker_url
+from microbrain.config_files import ConfigFileError, load_yaml
 from microbrain.site.common import Id, Seconds
 
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")]
@@ -130,7 +131,7 @@ class GatewayConfig(_Strict):
         def fix(p: Path | None) -> Path | None:
             return None if p is None else (p if p.is_absolute() else (base / p).resolve())
 
-        update: dict = {"site": fix(self.site), "data_dir": fix(self.data_dir)}
+        update: dict[str, Any] = {"site": fix(self.site), "data_dir": fix(self.data_dir)}
         if self.audio is not None:
             update["audio"] = self.audio.model_copy(update={
                 "out_dir": fix(self.audio.out_dir) if self.audio.out_dir.is_absolute()
@@ -157,22 +158,13 @@ def password(link: BrokerLink | None, env: Mapping[str, str], fallback_env: str 
 
 
 def load_gateway_config(path: str | Path) -> GatewayConfig:
-    """Read and validate a gateway config; raise :class:`GatewayConfigError` if unusable."""
+    """Read and validate a gateway config; raise :class:`GatewayConfigError` if unusable,
+    each problem with its line and key path (``line 4: cloud.url: ...``)."""
     path = Path(path)
-    if not path.is_file():
-        raise GatewayConfigError(f"{path}: no such file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise GatewayConfigError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise GatewayConfigError(f"{path}: expected a mapping of keys to values")
-    try:
-        config = GatewayConfig.model_validate(raw)
-    except ValidationError as err:
-        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-                 for e in err.errors(include_url=False)]
-        raise GatewayConfigError(f"{path}: {len(lines)} problem(s)\n" + "\n".join(lines)) from None
+        config = load_yaml(path, GatewayConfig)
+    except ConfigFileError as err:
+        raise GatewayConfigError(str(err)) from None
     return config.resolved(path.resolve().parent)
 
 

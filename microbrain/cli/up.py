@@ -29,8 +29,10 @@ from typing import Annotated
 
 import typer
 import yaml
+from pydantic import RootModel
 
 from microbrain.cli.errors import fail
+from microbrain.config_files import ConfigFileError, read_yaml
 from microbrain.files import write_private
 
 DEFAULT_SITE = Path("configs/demo/site.yaml")
@@ -72,11 +74,16 @@ class Child:
             return "(no log)"
 
 
+class _Secrets(RootModel[dict[str, str]]):
+    """secrets.yaml: variable name → password."""
+
+
 def _load_secrets(path: Path, names: list[str]) -> dict[str, str]:
     """Random passwords for this box, kept across restarts in a 0600 file."""
     known: dict[str, str] = {}
     if path.is_file():
-        known = yaml.safe_load(path.read_text()) or {}
+        doc = read_yaml(path)  # strict like every config: a duplicated name is an error
+        known = {} if doc.data is None else dict(doc.validate(_Secrets).root)
     for name in names:
         known.setdefault(name, secrets.token_urlsafe(18))
     write_private(path, yaml.safe_dump(known))  # every password of this box
@@ -155,7 +162,10 @@ def up(
     logs.mkdir(parents=True, exist_ok=True)
     site_path = site.resolve()
     names = [CLOUD_PASSWORD_ENV, ADMIN_PASSWORD_ENV] + [p.gateway.password_env for p in loaded.gateways()]
-    secret = _load_secrets(data_dir / "secrets.yaml", [n for n in names if n])
+    try:
+        secret = _load_secrets(data_dir / "secrets.yaml", [n for n in names if n])
+    except ConfigFileError as err:
+        fail(str(err))
     env = {**os.environ, **secret, "PYTHONUNBUFFERED": "1"}
 
     brokers = []

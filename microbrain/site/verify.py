@@ -8,25 +8,16 @@ YAML path of the offending value.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from microbrain.broker.mosquitto_conf import CLOUD_USER
+from microbrain.config_files import Problem as Problem  # noqa: PLC0414 - re-exported, shared by all configs
 from microbrain.resources import SAMPLE_SCHEME, SAMPLES, USB_SCHEME, usb_device
 from microbrain.site.cameras import Camera
 from microbrain.site.classes import KNOWN_CLASSES
 from microbrain.site.model import Site
 from microbrain.site.sensors import Fault, Threshold
 from microbrain.site.standards import HYDRANT_MIN_STATIC_MPA
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
 
 
 def _duplicates(items: Iterable[tuple[str, str]], what: str) -> Iterator[Problem]:

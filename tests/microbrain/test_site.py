@@ -177,7 +177,7 @@ def test_problems_name_the_line_of_the_value(tmp_path: Path, find: str, replace:
     ("content", "message"),
     [(None, "no such file"), ("a: [1, 2", "not valid YAML"), ("- 1\n- 2\n", "mapping"), ("", "mapping"),
      # a key given twice would silently keep only the last value
-     ("a: 1\nb:\n  c: 2\n  c: 3\n", "line 4: not valid YAML: duplicate key 'c' (first at line 3)"),
+     ("a: 1\nb:\n  c: 2\n  c: 3\n", "line 4: b.c: duplicate key 'c' (first at line 3)"),
      ("schema: 1\nd: {x: 1, x: 2}\n", "duplicate key 'x'"),
      (b"schema: 1\nname: \xd6\xd0\xce\xc4\n", "not UTF-8")],  # GBK, not UTF-8
 )
