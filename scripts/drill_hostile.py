@@ -49,7 +49,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -64,13 +63,12 @@ sys.path.insert(0, str(ROOT))
 import httpx
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
+from microbrain.broker.embedded import free_port
 from microbrain.broker.mosquitto_conf import gateway_client_id, write_broker_config
 from microbrain.protocol import Event, GatewayPath, Reading
 from microbrain.site import load_site
-from tests.utils.services import free_port, private_mosquitto
+from tests.utils.services import private_mosquitto
 
 SITE = ROOT / "configs" / "demo" / "site.yaml"
 X1 = GatewayPath("xiyuan", "xiyuan-1", "gw-xiyuan-1")
@@ -127,9 +125,10 @@ class Tally:
 def reading(tally: Tally, gw: GatewayPath, sensor: str, seq: int, epoch: str | None, *,
             valid: bool = True, override: dict[str, Any] | None = None) -> bytes:
     ts = tally.next_ts()
-    item = Reading(seq=seq, sensor=sensor, kind="hydrant_pressure", ts=ts,
-                   values={"pressure_mpa": 0.3}, **({"epoch": epoch} if EPOCHS and epoch else {}))
+    item = Reading(seq=seq, sensor=sensor, kind="hydrant_pressure", ts=ts, values={"pressure_mpa": 0.3})
     body = json.loads(item.to_json())
+    if EPOCHS and epoch:
+        body["epoch"] = epoch
     body.update(override or {})
     if valid:
         tally.valid.append(Key("readings", gw.gateway, sensor, ts.replace(tzinfo=None)))
@@ -139,11 +138,13 @@ def reading(tally: Tally, gw: GatewayPath, sensor: str, seq: int, epoch: str | N
 def event(tally: Tally, gw: GatewayPath, source: str, zone: str, seq: int, epoch: str | None, *,
           valid: bool = True, kind: str = "illegal_parking", building: str | None = "b1") -> bytes:
     ts = tally.next_ts()
-    item = Event(seq=seq, kind=kind, source=source, zone=zone, building=building, ts=ts,
-                 **({"epoch": epoch} if EPOCHS and epoch else {}))
+    body = json.loads(Event(seq=seq, kind=kind, source=source, zone=zone, building=building,
+                            ts=ts).to_json())
+    if EPOCHS and epoch:
+        body["epoch"] = epoch
     if valid:
         tally.valid.append(Key("events", gw.gateway, source, ts.replace(tzinfo=None)))
-    return item.to_json()
+    return json.dumps(body).encode()
 
 
 def new_epoch() -> str:
@@ -232,7 +233,10 @@ def start_rig(work: Path, stack: list[Callable[[], None]]) -> Rig:
                                 bind="127.0.0.1", run_as="root" if os.geteuid() == 0 else None)
     broker_cm = private_mosquitto(work / "broker", conf=files.conf, port=files.port)
     broker_cm.__enter__()
-    stack.append(lambda: broker_cm.__exit__(None, None, None))
+
+    def stop_broker() -> None:
+        broker_cm.__exit__(None, None, None)
+    stack.append(stop_broker)
     db = work / "cloud.db"
     api_port = free_port()
     admin = secrets.token_urlsafe(12)
@@ -531,9 +535,10 @@ def slowdown(rig: Rig, tally: Tally, n: int, repeats: int) -> dict[str, Any]:
         lo, hi = (k.ts.isoformat(sep=" ", timespec="microseconds") for k in (keys[0], keys[-1]))
         started = time.perf_counter()
         rig.gw(X1).publish(tally, wire)
-        done = wait_until(lambda: rig.one(
-            "SELECT COUNT(*) FROM readings WHERE gateway = ? AND sensor = ? AND ts BETWEEN ? AND ?",
-            X1.gateway, "b2-hydrant-top", lo, hi) >= n, 300, every=0.02)
+        def all_stored(lo: str = lo, hi: str = hi) -> bool:
+            return bool(rig.one("SELECT COUNT(*) FROM readings WHERE gateway = ? AND sensor = ? "
+                                "AND ts BETWEEN ? AND ?", X1.gateway, "b2-hydrant-top", lo, hi) >= n)
+        done = wait_until(all_stored, 300, every=0.02)
         times[kind].append(time.perf_counter() - started if done else float("inf"))
         say(f"  {kind:6s} run {run // 2 + 1}: {times[kind][-1]:.2f} s for {n} readings")
     clean, dirty = statistics.median(times["clean"]), statistics.median(times["poison"])
@@ -611,15 +616,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="about a minute: 3 runs of each slowdown variant, smaller cases")
+                        help="about a minute: 5 runs of each slowdown variant, smaller cases")
     parser.add_argument("--readings", type=int, default=3000,
                         help="valid readings per slowdown run (default 3000; 1 %% poison added)")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="slowdown runs of each variant (default 5, --quick 3)")
+                        help="slowdown runs of each variant (default 9, --quick 5)")
     parser.add_argument("--junk", type=int, default=200, help="250 KB junk messages (default 200)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, database)")
     args = parser.parse_args()
-    args.repeats = args.repeats or (3 if args.quick else 5)
+    args.repeats = args.repeats or (5 if args.quick else 9)
     args.reset_items = 50 if args.quick else 500
     print(json.dumps(run(args)))
 

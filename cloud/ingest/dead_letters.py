@@ -212,14 +212,15 @@ def _note_dropped(session: Session, dropped: dict[str | None, int], fresh: list[
                   caps: Caps) -> None:
     """Count the dropped per gateway and raise (or count into) its ``gateway_junk`` alert."""
     latest = {p.letter.gateway: p.letter for p in fresh}
-    for gateway, count in sorted(dropped.items(), key=lambda kv: kv[0] or ""):
-        sample = latest[gateway]
+    for who, count in sorted(dropped.items(), key=lambda kv: kv[0] or ""):
+        sample = latest[who]
         log.warning("dead letters of gateway %s over the cap (%d rows / %d bytes per %s): %d "
-                    "dropped, counted only; latest: %s", gateway or "(unregistered)",
+                    "dropped, counted only; latest: %s", who or "(unregistered)",
                     caps.max_rows, caps.max_bytes, caps.window, count, sample.reason[:200])
-        gw = session.get(m.Gateway, gateway) if gateway is not None else None
+        gw = session.get(m.Gateway, who) if who is not None else None
         if gw is None:
             continue  # unregistered: the metric and the log are all there is to count on
+        gateway = gw.id
         gw.dead_letters_dropped = (gw.dead_letters_dropped or 0) + count
         now = max(p.letter.received_at for p in fresh if p.letter.gateway == gateway)
         # the alert folds like any other: one live alert per gateway, counting batches

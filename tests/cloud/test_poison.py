@@ -140,7 +140,8 @@ def test_poison_through_the_broker_leaves_every_valid_message_stored_and_acked( 
         worker.start()
         try:
             with mqtt_client(*broker) as pub:
-                pub.on_message = lambda c, u, msg: acks.append(decode(msg.topic, msg.payload).payload)
+                pub.on_message = lambda c, u, msg: acks.append(
+                    decode(msg.topic, bytes(msg.payload)).payload)  # type: ignore[arg-type]
                 pub.subscribe(gw.topic("cmd", "ack"), qos=1)
                 wire = [topic(gw, reading(s)) for s in range(1, 201)]
                 wire.insert(50, topic(gw, reading(201, values={marker: 1})))  # the database refuses
