@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from microbrain.protocol import GatewayPath
 from microbrain.resources import ResourceMissing, default_model, sample
@@ -22,6 +23,12 @@ from tests.utils.services import (
     postgres_database,
     private_mosquitto,
 )
+
+# property tests: the machine's load must not fail them (hypothesis' per-example deadline
+# and its too-slow health check both measure wall time); a fixed derandomised run is CI's
+settings.register_profile("microbrain", deadline=None, derandomize=True,
+                         suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("microbrain")
 
 
 @pytest.fixture(scope="session")
