@@ -202,7 +202,8 @@ def recheck_verdict(reply: Reply) -> Verdict:
     if not reply.ok:
         return Verdict(None, reply.reason)
     shown = ", ".join(f"{k}={v}" for k, v in list(reply.detail.items())[:8])
-    return Verdict(None, f"the gateway answered without a verdict ('present'): {shown or 'nothing'}")
+    why = f"the gateway answered without a verdict ('present'): {shown or 'nothing'}"
+    return Verdict(None, why)
 
 
 def apply_recheck_reply(session: Session, reply: Reply, *, gateway: str,
@@ -210,10 +211,11 @@ def apply_recheck_reply(session: Session, reply: Reply, *, gateway: str,
     """Apply ``gateway``'s reply to a recheck. It counts only from the gateway the recheck
     was sent to: any other gateway's answer (on its own reply topic, which the broker lets
     it use) changes nothing and comes back FOREIGN, for the caller to refuse."""
-    if reply.command_id is None:
+    command_id = reply.command_id
+    if command_id is None:
         return RecheckAnswer(ReplyOutcome.IGNORED)
     wo = session.scalars(
-        select(m.WorkOrder).where(m.WorkOrder.recheck_id == reply.command_id).with_for_update()
+        select(m.WorkOrder).where(m.WorkOrder.recheck_id == command_id).with_for_update()
     ).one_or_none()
     if wo is None:
         return RecheckAnswer(ReplyOutcome.IGNORED)
@@ -224,7 +226,7 @@ def apply_recheck_reply(session: Session, reply: Reply, *, gateway: str,
     if sent_to != gateway:
         return RecheckAnswer(ReplyOutcome.FOREIGN, wo.id, sent_to)
     verdict = recheck_verdict(reply)
-    moved = apply_recheck(session, reply.command_id, condition_present=verdict.present,
+    moved = apply_recheck(session, command_id, condition_present=verdict.present,
                           actor=f"edge:{gateway}", now=now, reason=verdict.reason)
     return RecheckAnswer(ReplyOutcome.APPLIED if moved else ReplyOutcome.IGNORED, wo.id, sent_to)
 

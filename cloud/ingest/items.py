@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, insert, update
+from sqlalchemy import JSON, Table, insert, update
 from sqlalchemy.orm import Session
 
 from cloud.alerts import fold_event
@@ -20,7 +20,7 @@ from microbrain.protocol import Event, Reading
 
 def insert_many(session: Session, model: type[m.Base], rows: list[dict[str, Any]]) -> None:
     """Insert plain rows: COPY on PostgreSQL (about 3x executemany), else executemany."""
-    table = model.__table__
+    table = cast(Table, model.__table__)
     conn = session.connection()
     if conn.dialect.name != "postgresql" or len(rows) < 50:
         session.execute(insert(table), rows)

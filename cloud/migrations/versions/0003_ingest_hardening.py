@@ -23,10 +23,12 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('epoch', sa.String(length=32), server_default='',
                                       nullable=False))
         batch_op.drop_constraint('uq_ledger_gateway_seq', type_='unique')
-        batch_op.create_unique_constraint('uq_ledger_gateway_epoch_seq', ['gateway', 'epoch', 'seq'])
+        batch_op.create_unique_constraint('uq_ledger_gateway_epoch_seq',
+                                          ['gateway', 'epoch', 'seq'])
     with op.batch_alter_table('gateways', schema=None) as batch_op:
         batch_op.add_column(sa.Column('epoch', sa.String(length=32), nullable=True))
-        batch_op.add_column(sa.Column('epochs_seen', sa.Integer(), server_default='0', nullable=False))
+        batch_op.add_column(sa.Column('epochs_seen', sa.Integer(), server_default='0',
+                                      nullable=False))
         batch_op.add_column(sa.Column('seq_collisions', sa.Integer(), server_default='0',
                                       nullable=False))
         batch_op.add_column(sa.Column('unknown_device_items', sa.Integer(), server_default='0',
@@ -34,7 +36,8 @@ def upgrade() -> None:
     op.create_table('gateway_epochs',
                     sa.Column('gateway', sa.String(length=64), nullable=False),
                     sa.Column('epoch', sa.String(length=32), nullable=False),
-                    sa.Column('first_seen', cloud.db.types.UTCDateTime(timezone=True), nullable=False),
+                    sa.Column('first_seen', cloud.db.types.UTCDateTime(timezone=True),
+                              nullable=False),
                     sa.PrimaryKeyConstraint('gateway', 'epoch'))
     # a recheck's reply counts only from the gateway it was sent to
     with op.batch_alter_table('work_orders', schema=None) as batch_op:

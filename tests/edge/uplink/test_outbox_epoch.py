@@ -58,7 +58,9 @@ def test_the_ack_command_carries_the_epoch_to_the_outbox(tmp_path: Path) -> None
     box.append_many([reading(n) for n in range(4)])
     replies: list[Reply] = []
     handler = CommandHandler(GW, box, replies.append)
-    handler.handle(GW.topic("cmd", "ack"), Ack(ranges=((1, 4),), epoch="fedcba9876543210").to_json())
+    handler.handle(
+        GW.topic("cmd", "ack"), Ack(ranges=((1, 4),), epoch="fedcba9876543210").to_json()
+    )
     assert box.depth == 4
     handler.handle(GW.topic("cmd", "ack"), Ack(ranges=((1, 2),), epoch=box.epoch).to_json())
     assert [i.seq for i in box.after(0)] == [3, 4] and replies == []
@@ -69,8 +71,9 @@ def test_a_file_from_before_epochs_gets_one_and_its_old_items_stay_ackable(tmp_p
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)
     db.executescript("""
-        CREATE TABLE items (seq INTEGER PRIMARY KEY, channel TEXT NOT NULL, priority INTEGER NOT NULL,
-                            created REAL NOT NULL, payload BLOB NOT NULL);
+        CREATE TABLE items (seq INTEGER PRIMARY KEY, channel TEXT NOT NULL,
+                            priority INTEGER NOT NULL, created REAL NOT NULL,
+                            payload BLOB NOT NULL);
         CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
         INSERT INTO meta VALUES ('last_seq', 3);""")
     for seq in (2, 3):
