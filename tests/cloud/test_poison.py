@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.db import models as m
@@ -112,12 +112,23 @@ def test_one_poison_in_a_batch_is_found_by_bisection(cloud_url, factory, gw, siz
     items.insert(size * 2 // 7, Incoming(*topic(gw, reading(poison_seq, values={marker: 1})), now))
     worker = IngestWorker(_settings(cloud_url), factory)  # not connected: its commit path only
     commits, retries = _metric("mb_ingest_isolation_commits_total"), _metric("mb_ingest_batch_retries_total")
+    transactions: list[object] = []
+
+    def began(conn: object) -> None:  # what the database itself saw
+        transactions.append(conn)
+    engine = factory.kw["bind"]
     with _refusing_trigger(factory, marker):
-        result = worker._commit_isolating(items)
+        event.listen(engine, "begin", began)
+        try:
+            result = worker._commit_isolating(items)
+        finally:
+            event.remove(engine, "begin", began)
     spent = _metric("mb_ingest_isolation_commits_total") - commits
     # two halves per level down to the poison, and its dead letter: 19 for 500, where one
     # commit per message took 500
-    assert 0 < spent <= 2 * math.ceil(math.log2(size)) + 1, spent
+    bound = 2 * math.ceil(math.log2(size)) + 1
+    assert 0 < spent <= bound, spent
+    assert len(transactions) == spent + 1  # and the batch's own first try
     assert _metric("mb_ingest_batch_retries_total") == retries  # a refusal is not retried
     assert (result.stored, result.rejected) == (size - 1, 1)
     acked = {n for r in result.ack_ranges().values() for f, l in r for n in range(f, l + 1)}
