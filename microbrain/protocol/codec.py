@@ -97,8 +97,9 @@ def decode(topic: str, raw: bytes | str, *, now: datetime | None = None) -> Mess
 
     Raises :class:`ProtocolError` (and nothing else) for any bad input: a topic
     outside the tree, a payload that is not JSON, too large, missing or mistyped
-    fields, NaN/inf, a timestamp more than :data:`MAX_CLOCK_SKEW` ahead of ``now``,
-    or a command/reply whose name disagrees with its topic.
+    fields, NaN/inf, a number or time beyond what the databases store (see ``INT64_MAX``,
+    ``TS_MIN``/``TS_MAX`` in payloads.py), a timestamp more than :data:`MAX_CLOCK_SKEW`
+    ahead of ``now``, or a command/reply whose name disagrees with its topic.
 
     >>> from microbrain.protocol import Reading, GatewayPath
     >>> gw = GatewayPath("c1", "k1", "gw1")
