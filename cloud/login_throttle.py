@@ -28,8 +28,11 @@ from sqlalchemy.orm import Session
 
 from cloud.db import models as m
 
-THROTTLED = Counter("mb_login_throttled_total",
-                    "login attempts refused (429) after too many failures, by what was throttled", ["by"])
+THROTTLED = Counter(
+    "mb_login_throttled_total",
+    "login attempts refused (429) after too many failures, by what was throttled",
+    ["by"],
+)
 FAILURES = Counter("mb_login_failures_total", "logins refused for a wrong user name or password")
 
 KeyKind = Literal["user", "address"]
@@ -59,8 +62,10 @@ class Refusal:
     @property
     def message(self) -> str:
         what = "this user name" if self.by == "user" else "this address"
-        return (f"too many failed logins for {what}; try again in {self.retry_after_s} s "
-                f"(after {self.until.isoformat(timespec='seconds')})")
+        return (
+            f"too many failed logins for {what}; try again in {self.retry_after_s} s "
+            f"(after {self.until.isoformat(timespec='seconds')})"
+        )
 
 
 def _key(kind: KeyKind, value: str) -> str:
@@ -72,8 +77,9 @@ def _keys(username: str, address: str) -> tuple[tuple[KeyKind, str], ...]:
     return (("user", _key("user", username)), ("address", _key("address", address)))
 
 
-def check(session: Session, policy: ThrottlePolicy, username: str, address: str, *,
-          now: datetime) -> Refusal | None:
+def check(
+    session: Session, policy: ThrottlePolicy, username: str, address: str, *, now: datetime
+) -> Refusal | None:
     """A Refusal when the user name or the address has used up its failures in the
     current window (counted in ``mb_login_throttled_total``), else None."""
     window = timedelta(seconds=policy.window_s)
@@ -83,13 +89,15 @@ def check(session: Session, policy: ThrottlePolicy, username: str, address: str,
             continue
         until = row.first_at + window
         THROTTLED.labels(kind).inc()
-        return Refusal(by=kind, until=until,
-                       retry_after_s=max(1, math.ceil((until - now).total_seconds())))
+        return Refusal(
+            by=kind, until=until, retry_after_s=max(1, math.ceil((until - now).total_seconds()))
+        )
     return None
 
 
-def record_failure(session: Session, policy: ThrottlePolicy, username: str, address: str, *,
-                   now: datetime) -> None:
+def record_failure(
+    session: Session, policy: ThrottlePolicy, username: str, address: str, *, now: datetime
+) -> None:
     """Count one failed login against the user name and the address (the caller
     commits, also when the request then fails)."""
     FAILURES.inc()
@@ -102,7 +110,11 @@ def record_failure(session: Session, policy: ThrottlePolicy, username: str, addr
 def _bump(session: Session, key: str, now: datetime) -> None:
     # a guarded UPDATE counts atomically; two processes inserting the same new key at
     # once collide on the primary key, and the loser counts by UPDATE after all
-    stmt = update(m.LoginFailure).where(m.LoginFailure.key == key).values(failures=m.LoginFailure.failures + 1)
+    stmt = (
+        update(m.LoginFailure)
+        .where(m.LoginFailure.key == key)
+        .values(failures=m.LoginFailure.failures + 1)
+    )
     if cast(CursorResult[Any], session.execute(stmt)).rowcount:
         return
     try:
@@ -119,4 +131,9 @@ def clear_user(session: Session, username: str) -> None:
 
 def failures(session: Session, kind: KeyKind, value: str) -> int:
     """How many failures are counted for a user name or address (for tests and tools)."""
-    return session.scalar(select(m.LoginFailure.failures).where(m.LoginFailure.key == _key(kind, value))) or 0
+    return (
+        session.scalar(
+            select(m.LoginFailure.failures).where(m.LoginFailure.key == _key(kind, value))
+        )
+        or 0
+    )

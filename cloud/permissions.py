@@ -38,10 +38,15 @@ class Action(StrEnum):
     MANAGE_USERS = "manage users"
 
 
-_WORKS_ALERTS = frozenset({
-    Action.ACKNOWLEDGE_ALERT, Action.DISPATCH_ALERT, Action.RESOLVE_ALERT,
-    Action.COMMENT_ALERT, Action.WORK_ON_ORDERS,
-})
+_WORKS_ALERTS = frozenset(
+    {
+        Action.ACKNOWLEDGE_ALERT,
+        Action.DISPATCH_ALERT,
+        Action.RESOLVE_ALERT,
+        Action.COMMENT_ALERT,
+        Action.WORK_ON_ORDERS,
+    }
+)
 
 ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
     Role.DUTY: _WORKS_ALERTS,
@@ -69,8 +74,10 @@ def require(user: m.User, action: Action) -> None:
     if not allows(user.role, action):
         raise Forbidden(f"role {user.role!r} may not {action.value}")
     if action in DISTRICT_ONLY and user.community is not None:
-        raise Forbidden(f"only district-level users may {action.value}; ask a district "
-                        f"{' or '.join(r.value for r in Role if allows(r, action))}")
+        raise Forbidden(
+            f"only district-level users may {action.value}; ask a district "
+            f"{' or '.join(r.value for r in Role if allows(r, action))}"
+        )
 
 
 def may_grant(granter: Role | str, role: Role | str) -> bool:

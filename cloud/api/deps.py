@@ -60,32 +60,52 @@ def session(request: Request) -> Iterator[Session]:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def token_from_request(request: Request, creds: HTTPAuthorizationCredentials | None,
-                       *, query_token: bool = False) -> str:
+def token_from_request(
+    request: Request, creds: HTTPAuthorizationCredentials | None, *, query_token: bool = False
+) -> str:
     """The bearer token, or 401. ``query_token``: also accept ``?access_token=``, for the
     event stream only (EventSource cannot set headers); elsewhere a token in the URL
     would only end up in access logs and browser history."""
-    token = creds.credentials if creds else (
-        request.query_params.get("access_token") if query_token else None)
+    token = (
+        creds.credentials
+        if creds
+        else (request.query_params.get("access_token") if query_token else None)
+    )
     if not token:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "not authenticated: send 'Authorization: Bearer <token>'",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "not authenticated: send 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return token
 
 
-def grant_from_request(request: Request, db: Session, creds: HTTPAuthorizationCredentials | None,
-                       *, query_token: bool = False) -> auth.Grant:
+def grant_from_request(
+    request: Request,
+    db: Session,
+    creds: HTTPAuthorizationCredentials | None,
+    *,
+    query_token: bool = False,
+) -> auth.Grant:
     """The token's user and expiry, or 401 (unknown, revoked, expired, user deactivated)."""
     token = token_from_request(request, creds, query_token=query_token)
     grant = auth.grant_for_token(db, token, now=request.app.state.api.clock())
     if grant is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "token unknown or expired; log in again",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "token unknown or expired; log in again",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return grant
 
 
-def user_from_request(request: Request, db: Session, creds: HTTPAuthorizationCredentials | None,
-                      *, query_token: bool = False) -> m.User:
+def user_from_request(
+    request: Request,
+    db: Session,
+    creds: HTTPAuthorizationCredentials | None,
+    *,
+    query_token: bool = False,
+) -> m.User:
     """The authenticated user, or 401."""
     return grant_from_request(request, db, creds, query_token=query_token).user
 
@@ -95,8 +115,11 @@ def user_from_request(request: Request, db: Session, creds: HTTPAuthorizationCre
 _session = Depends(session, scope="function")
 
 
-def current_user(request: Request, db: Annotated[Session, _session],
-                 creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> m.User:
+def current_user(
+    request: Request,
+    db: Annotated[Session, _session],
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> m.User:
     return user_from_request(request, db, creds)
 
 

@@ -63,8 +63,14 @@ class World:
 
     def user(self, role: Role, place: GatewayPath | None) -> tuple[int, dict[str, str]]:
         with transaction(self.factory) as s:
-            row = m.User(username=f"u-{uuid.uuid4().hex[:10]}", password_hash=_password_hash(), role=role.value,
-                         community=place.community if place else None, active=True, created_at=self.clock())
+            row = m.User(
+                username=f"u-{uuid.uuid4().hex[:10]}",
+                password_hash=_password_hash(),
+                role=role.value,
+                community=place.community if place else None,
+                active=True,
+                created_at=self.clock(),
+            )
             s.add(row)
             s.flush()
             token = auth.issue_token(s, row, now=self.clock(), ttl_s=3600)
@@ -72,7 +78,12 @@ class World:
 
     def alert(self, place: GatewayPath) -> int:
         n = next(self.seq)
-        result = ingest(self.factory, place, [event(n, severity=Severity.CRITICAL, zone=f"z{n}")], now=self.clock())
+        result = ingest(
+            self.factory,
+            place,
+            [event(n, severity=Severity.CRITICAL, zone=f"z{n}")],
+            now=self.clock(),
+        )
         (alert_id,) = result.alerts
         return int(alert_id)
 
@@ -94,8 +105,13 @@ class World:
         return int(wo)
 
     def evidence_event(self, place: GatewayPath) -> str:
-        ref = EvidenceRef(kind=EvidenceKind.SNAPSHOT, name="snap.jpg", sha256=hashlib.sha256(JPEG).hexdigest(),
-                          bytes=len(JPEG), content_type="image/jpeg")
+        ref = EvidenceRef(
+            kind=EvidenceKind.SNAPSHOT,
+            name="snap.jpg",
+            sha256=hashlib.sha256(JPEG).hexdigest(),
+            bytes=len(JPEG),
+            content_type="image/jpeg",
+        )
         ev = event(next(self.seq), evidence=(ref,), zone=f"e{uuid.uuid4().hex[:6]}")
         ingest(self.factory, place, [ev], now=self.clock())
         with self.factory() as s:
@@ -150,44 +166,124 @@ CASES = [
     Case("POST", "/api/alerts/{alert_id}/acknowledge", Action.ACKNOWLEDGE_ALERT, _alert),
     Case("POST", "/api/alerts/{alert_id}/dispatch", Action.DISPATCH_ALERT, _alert),
     Case("POST", "/api/alerts/{alert_id}/resolve", Action.RESOLVE_ALERT, _alert),
-    Case("POST", "/api/alerts/{alert_id}/close", Action.CLOSE_ALERT, lambda w, p: str(w.resolved_alert(p))),
-    Case("POST", "/api/alerts/{alert_id}/comment", Action.COMMENT_ALERT, _alert, body={"note": "seen"}),
-    Case("GET", "/api/work-orders/{work_order_id}", None, lambda w, p: str(w.work_order(p)), body=None),
-    Case("POST", "/api/work-orders/{work_order_id}/{action}", Action.WORK_ON_ORDERS,
-         lambda w, p: str(w.work_order(p)), then=("accept",)),
-    Case("POST", "/api/work-orders/{work_order_id}/{action}", Action.WORK_ON_ORDERS,
-         lambda w, p: str(w.work_order(p, "accept")), then=("start",)),
-    Case("POST", "/api/work-orders/{work_order_id}/{action}", Action.WORK_ON_ORDERS,
-         lambda w, p: str(w.work_order(p, "accept", "start")), then=("done",)),
-    Case("POST", "/api/work-orders/{work_order_id}/{action}", Action.WORK_ON_ORDERS,
-         lambda w, p: str(w.work_order(p, "accept", "start", "done")), then=("verify",)),
-    Case("GET", "/api/evidence/{event_id}/{name}", None, lambda w, p: w.evidence_event(p),
-         body=None, missing=str(uuid.UUID(int=7)), then=("snap.jpg",)),
-    Case("POST", "/api/users/{user_id}/deactivate", Action.MANAGE_USERS, lambda w, p: str(w.duty_user(p))),
-    Case("POST", "/api/users/{user_id}/revoke-tokens", Action.MANAGE_USERS, lambda w, p: str(w.duty_user(p))),
-    Case("PUT", "/api/gateways/{gateway_id}/password", Action.MANAGE_GATEWAYS, lambda w, p: p.gateway,
-         ok=204, body={"password": "a-long-gateway-secret"}, missing=MISSING_STR),
+    Case(
+        "POST",
+        "/api/alerts/{alert_id}/close",
+        Action.CLOSE_ALERT,
+        lambda w, p: str(w.resolved_alert(p)),
+    ),
+    Case(
+        "POST",
+        "/api/alerts/{alert_id}/comment",
+        Action.COMMENT_ALERT,
+        _alert,
+        body={"note": "seen"},
+    ),
+    Case(
+        "GET",
+        "/api/work-orders/{work_order_id}",
+        None,
+        lambda w, p: str(w.work_order(p)),
+        body=None,
+    ),
+    Case(
+        "POST",
+        "/api/work-orders/{work_order_id}/{action}",
+        Action.WORK_ON_ORDERS,
+        lambda w, p: str(w.work_order(p)),
+        then=("accept",),
+    ),
+    Case(
+        "POST",
+        "/api/work-orders/{work_order_id}/{action}",
+        Action.WORK_ON_ORDERS,
+        lambda w, p: str(w.work_order(p, "accept")),
+        then=("start",),
+    ),
+    Case(
+        "POST",
+        "/api/work-orders/{work_order_id}/{action}",
+        Action.WORK_ON_ORDERS,
+        lambda w, p: str(w.work_order(p, "accept", "start")),
+        then=("done",),
+    ),
+    Case(
+        "POST",
+        "/api/work-orders/{work_order_id}/{action}",
+        Action.WORK_ON_ORDERS,
+        lambda w, p: str(w.work_order(p, "accept", "start", "done")),
+        then=("verify",),
+    ),
+    Case(
+        "GET",
+        "/api/evidence/{event_id}/{name}",
+        None,
+        lambda w, p: w.evidence_event(p),
+        body=None,
+        missing=str(uuid.UUID(int=7)),
+        then=("snap.jpg",),
+    ),
+    Case(
+        "POST",
+        "/api/users/{user_id}/deactivate",
+        Action.MANAGE_USERS,
+        lambda w, p: str(w.duty_user(p)),
+    ),
+    Case(
+        "POST",
+        "/api/users/{user_id}/revoke-tokens",
+        Action.MANAGE_USERS,
+        lambda w, p: str(w.duty_user(p)),
+    ),
+    Case(
+        "PUT",
+        "/api/gateways/{gateway_id}/password",
+        Action.MANAGE_GATEWAYS,
+        lambda w, p: p.gateway,
+        ok=204,
+        body={"password": "a-long-gateway-secret"},
+        missing=MISSING_STR,
+    ),
     # lists filtered by an id: another area's id lists exactly what an unknown id lists
     Case("GET", "/api/events", None, _alert, body=None, query="?alert_id={id}"),
-    Case("GET", "/api/readings", None, lambda w, p: w.sensor(p), body=None, missing=MISSING_STR,
-         query="?sensor=h1&gateway={id}"),
-    Case("GET", "/api/devices", None, lambda w, p: p.gateway, body=None, missing=MISSING_STR,
-         query="?gateway={id}"),
+    Case(
+        "GET",
+        "/api/readings",
+        None,
+        lambda w, p: w.sensor(p),
+        body=None,
+        missing=MISSING_STR,
+        query="?sensor=h1&gateway={id}",
+    ),
+    Case(
+        "GET",
+        "/api/devices",
+        None,
+        lambda w, p: p.gateway,
+        body=None,
+        missing=MISSING_STR,
+        query="?gateway={id}",
+    ),
 ]
 
 
 @pytest.fixture
-def world(factory: sessionmaker[Session], broker: tuple[str, int], tmp_path: Path) -> Iterator[World]:
+def world(
+    factory: sessionmaker[Session], broker: tuple[str, int], tmp_path: Path
+) -> Iterator[World]:
     host, port = broker
-    settings = Settings(environment="test", broker_url=f"mqtt://{host}:{port}", evidence_dir=tmp_path / "evidence")
+    settings = Settings(
+        environment="test", broker_url=f"mqtt://{host}:{port}", evidence_dir=tmp_path / "evidence"
+    )
     clock = ManualClock(datetime.now(UTC))
     sender = MqttCommandSender(settings)  # verify publishes a recheck on the real broker
     state = ApiState(settings=settings, factory=factory, clock=clock, commands=sender)
     own, other = unique_gateway(), unique_gateway()
     with transaction(factory) as s:
         for place in (own, other):
-            register_gateway(s, place.community, place.compound, place.gateway, building="b1",
-                             **DEVICES)
+            register_gateway(
+                s, place.community, place.compound, place.gateway, building="b1", **DEVICES
+            )
     try:
         with TestClient(create_api(state)) as client:
             w = World(client, factory, clock, settings.evidence_dir, own, other)
@@ -224,12 +320,16 @@ def test_every_role_in_own_and_other_areas_and_for_missing_ids(world: World, cas
             expected = {"own": case.ok, "other": 404, "missing": 404}
         got = {where: a[0] for where, a in answers.items()}
         if got != expected:
-            wrong.append(f"{role}: expected {expected}, got {got}: "
-                         + " | ".join(f"{w}={a[2].text[:120]}" for w, a in answers.items()))
+            wrong.append(
+                f"{role}: expected {expected}, got {got}: "
+                + " | ".join(f"{w}={a[2].text[:120]}" for w, a in answers.items())
+            )
             continue
         if answers["other"][1] != answers["missing"][1]:
-            wrong.append(f"{role}: another area's answer {answers['other'][1]!r} differs from a missing "
-                         f"id's {answers['missing'][1]!r}")
+            wrong.append(
+                f"{role}: another area's answer {answers['other'][1]!r} differs from a missing "
+                f"id's {answers['missing'][1]!r}"
+            )
         if case.query and may and not answers["own"][2].json():
             wrong.append(f"{role}: own area's list is empty")
         if not may and not (answers["own"][1] == answers["other"][1] == answers["missing"][1]):
@@ -242,14 +342,24 @@ def test_creating_users_only_inside_ones_area_at_nodes_that_exist(world: World, 
     headers = world.headers[role]
 
     def body(community: str | None, compound: str | None, new_role: str = "duty") -> dict[str, Any]:
-        return {"username": f"n-{uuid.uuid4().hex[:8]}", "password": "long enough", "role": new_role,
-                "community": community, "compound": compound}
+        return {
+            "username": f"n-{uuid.uuid4().hex[:8]}",
+            "password": "long enough",
+            "role": new_role,
+            "community": community,
+            "compound": compound,
+        }
 
-    own = world.client.post("/api/users", headers=headers, json=body(world.own.community, world.own.compound))
-    other = world.client.post("/api/users", headers=headers,
-                              json=body(world.other.community, world.other.compound))
+    own = world.client.post(
+        "/api/users", headers=headers, json=body(world.own.community, world.own.compound)
+    )
+    other = world.client.post(
+        "/api/users", headers=headers, json=body(world.other.community, world.other.compound)
+    )
     nowhere = world.client.post("/api/users", headers=headers, json=body("no-such-community", None))
-    bad_node = world.client.post("/api/users", headers=headers, json=body(world.own.community, "no-such-compound"))
+    bad_node = world.client.post(
+        "/api/users", headers=headers, json=body(world.own.community, "no-such-compound")
+    )
     if not allows(role, Action.MANAGE_USERS):
         assert {r.status_code for r in (own, other, nowhere, bad_node)} == {403}, own.text
         return
@@ -257,16 +367,27 @@ def test_creating_users_only_inside_ones_area_at_nodes_that_exist(world: World, 
     # another community, existing or not, is outside: 403 either way, and the same words
     assert other.status_code == nowhere.status_code == 403
     assert other.json() == nowhere.json()
-    assert bad_node.status_code == 422 and bad_node.json()["detail"].startswith("compound:"), bad_node.text
+    assert bad_node.status_code == 422 and bad_node.json()["detail"].startswith("compound:"), (
+        bad_node.text
+    )
     with world.factory() as s:
         row = s.query(m.AuditEntry).filter(m.AuditEntry.target == f"user:{own.json()['id']}").one()
         assert row.action == "user_created"
 
 
-def test_a_district_admin_cannot_create_a_user_at_a_community_that_does_not_exist(world: World) -> None:
-    r = world.client.post("/api/users", headers=world.setup, json={
-        "username": f"n-{uuid.uuid4().hex[:8]}", "password": "long enough", "role": "duty",
-        "community": "no-such-community"})
+def test_a_district_admin_cannot_create_a_user_at_a_community_that_does_not_exist(
+    world: World,
+) -> None:
+    r = world.client.post(
+        "/api/users",
+        headers=world.setup,
+        json={
+            "username": f"n-{uuid.uuid4().hex[:8]}",
+            "password": "long enough",
+            "role": "duty",
+            "community": "no-such-community",
+        },
+    )
     assert r.status_code == 422 and r.json()["detail"].startswith("community:"), r.text
 
 
@@ -280,10 +401,12 @@ def test_district_wide_reads_need_a_district_user() -> None:
 
     require(user(Role.ADMIN, None), Action.EXPORT_BROKER_FILES)
     require(user(Role.ENGINEER, None), Action.READ_DEAD_LETTERS)
-    for role, community, action in ((Role.ADMIN, "c1", Action.EXPORT_BROKER_FILES),
-                                    (Role.ADMIN, "c1", Action.READ_DEAD_LETTERS),
-                                    (Role.ENGINEER, None, Action.EXPORT_BROKER_FILES),
-                                    (Role.DUTY, None, Action.READ_DEAD_LETTERS)):
+    for role, community, action in (
+        (Role.ADMIN, "c1", Action.EXPORT_BROKER_FILES),
+        (Role.ADMIN, "c1", Action.READ_DEAD_LETTERS),
+        (Role.ENGINEER, None, Action.EXPORT_BROKER_FILES),
+        (Role.DUTY, None, Action.READ_DEAD_LETTERS),
+    ):
         with pytest.raises(Forbidden):
             require(user(role, community), action)
 
@@ -307,7 +430,7 @@ def _permission(route: APIRoute) -> Action | None:
     return None
 
 
-def test_every_write_route_is_checked_against_the_role_table_and_every_id_route_is_in_the_table() -> None:
+def test_every_write_route_checks_the_role_table_and_every_id_route_is_in_cases() -> None:
     from sqlalchemy.orm import sessionmaker as _sm
 
     app = create_api(ApiState(settings=Settings(environment="test"), factory=_sm()))
@@ -323,4 +446,6 @@ def test_every_write_route_is_checked_against_the_role_table_and_every_id_route_
             if method != "GET":
                 assert _permission(route) is not None, f"{method} {route.path} checks no action"
             if "{" in route.path and route.path not in ("/api/broker/{which}",):
-                assert (method, route.path) in covered, f"{method} {route.path} is missing from CASES"
+                assert (method, route.path) in covered, (
+                    f"{method} {route.path} is missing from CASES"
+                )

@@ -43,18 +43,26 @@ class Served:
         if not _HASH:
             _HASH.append(auth.hash_password("correct horse"))
         with transaction(self.factory) as s:
-            row = m.User(username=f"u-{uuid.uuid4().hex[:10]}", password_hash=_HASH[0], role=role,
-                         active=True, created_at=self.clock())
+            row = m.User(
+                username=f"u-{uuid.uuid4().hex[:10]}",
+                password_hash=_HASH[0],
+                role=role,
+                active=True,
+                created_at=self.clock(),
+            )
             s.add(row)
             s.flush()
             return row.id, auth.issue_token(s, row, now=self.clock(), ttl_s=ttl_s)
 
     def get(self, path: str, token: str) -> httpx.Response:
-        return httpx.get(f"{self.base}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        return httpx.get(
+            f"{self.base}{path}", headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
 
     def post(self, path: str, token: str) -> httpx.Response:
-        return httpx.post(f"{self.base}{path}", headers={"Authorization": f"Bearer {token}"}, json={},
-                          timeout=10)
+        return httpx.post(
+            f"{self.base}{path}", headers={"Authorization": f"Bearer {token}"}, json={}, timeout=10
+        )
 
 
 @dataclass
@@ -76,8 +84,12 @@ def _open(served: Served, token: str) -> Stream:
     stream = Stream()
 
     def read() -> None:
-        with httpx.stream("GET", f"{served.base}/api/stream/alerts", params={"access_token": token},
-                          timeout=httpx.Timeout(10, read=None)) as r:
+        with httpx.stream(
+            "GET",
+            f"{served.base}/api/stream/alerts",
+            params={"access_token": token},
+            timeout=httpx.Timeout(10, read=None),
+        ) as r:
             assert r.status_code == 200
             for line in r.iter_lines():
                 stream.lines.append(line)
@@ -92,11 +104,23 @@ def _open(served: Served, token: str) -> Stream:
 @pytest.fixture
 def served(factory: sessionmaker[Session]) -> Iterator[Served]:
     clock = ManualClock(datetime.now(UTC))
-    state = ApiState(settings=Settings(environment="test"), factory=factory, clock=clock,
-                     stream_poll_s=0.05, stream_auth_check_s=CHECK_S)
+    state = ApiState(
+        settings=Settings(environment="test"),
+        factory=factory,
+        clock=clock,
+        stream_poll_s=0.05,
+        stream_auth_check_s=CHECK_S,
+    )
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_api(state), host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=2))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_api(state),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=2,
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, timeout=20)
@@ -109,12 +133,17 @@ def served(factory: sessionmaker[Session]) -> Iterator[Served]:
 
 def _audit(factory: sessionmaker[Session], user_id: int, action: str) -> m.AuditEntry:
     with factory() as s:
-        return s.query(m.AuditEntry).filter(m.AuditEntry.target == f"user:{user_id}",
-                                            m.AuditEntry.action == action).one()
+        return (
+            s.query(m.AuditEntry)
+            .filter(m.AuditEntry.target == f"user:{user_id}", m.AuditEntry.action == action)
+            .one()
+        )
 
 
 @pytest.mark.parametrize("how", ["deactivate", "revoke-tokens"])
-def test_a_stream_ends_within_the_check_interval_when_its_session_is_ended(served: Served, how: str) -> None:
+def test_a_stream_ends_within_the_check_interval_when_its_session_is_ended(
+    served: Served, how: str
+) -> None:
     admin_id, admin = served.user("admin")
     duty_id, duty = served.user("duty")
     stream = _open(served, duty)
@@ -129,12 +158,17 @@ def test_a_stream_ends_within_the_check_interval_when_its_session_is_ended(serve
     served.clock.advance(seconds=1)
     wait_for(stream.ended.is_set, timeout=10)
     assert stream.end_reason() == "token_revoked_or_user_deactivated"
-    entry = _audit(served.factory, duty_id, "user_deactivated" if how == "deactivate" else "tokens_revoked")
+    entry = _audit(
+        served.factory, duty_id, "user_deactivated" if how == "deactivate" else "tokens_revoked"
+    )
     with served.factory() as s:
         assert entry.actor == s.get(m.User, admin_id).username  # type: ignore[union-attr]
     assert entry.at == at
     # reconnecting with the old token is refused
-    assert httpx.get(f"{served.base}/api/stream/alerts", params={"access_token": duty}).status_code == 401
+    assert (
+        httpx.get(f"{served.base}/api/stream/alerts", params={"access_token": duty}).status_code
+        == 401
+    )
 
 
 def test_a_stream_ends_when_its_token_expires(served: Served) -> None:
@@ -154,7 +188,10 @@ def test_revoked_users_log_in_again_deactivated_ones_cannot(served: Served) -> N
     with served.factory() as s:
         name = s.get(m.User, duty_id).username  # type: ignore[union-attr]
     login = {"username": name, "password": "correct horse"}
-    assert served.post(f"/api/users/{duty_id}/revoke-tokens", admin).json() == {"user_id": duty_id, "revoked": 1}
+    assert served.post(f"/api/users/{duty_id}/revoke-tokens", admin).json() == {
+        "user_id": duty_id,
+        "revoked": 1,
+    }
     assert served.get("/api/alerts", duty).status_code == 401
     again = httpx.post(f"{served.base}/api/auth/token", json=login, timeout=10)
     assert again.status_code == 200

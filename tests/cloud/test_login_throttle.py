@@ -36,8 +36,14 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def app(factory: sessionmaker[Session], clock: ManualClock) -> FastAPI:
-    return create_api(ApiState(settings=Settings(environment="test"), factory=factory, clock=clock,
-                               login_throttle=POLICY))
+    return create_api(
+        ApiState(
+            settings=Settings(environment="test"),
+            factory=factory,
+            clock=clock,
+            login_throttle=POLICY,
+        )
+    )
 
 
 def _address() -> str:
@@ -60,7 +66,11 @@ def _user(factory: sessionmaker[Session], clock: ManualClock) -> str:
         _HASH.append(auth.hash_password(RIGHT))
     name = f"u-{uuid.uuid4().hex[:8]}"
     with transaction(factory) as s:
-        s.add(m.User(username=name, password_hash=_HASH[0], role="duty", active=True, created_at=clock()))
+        s.add(
+            m.User(
+                username=name, password_hash=_HASH[0], role="duty", active=True, created_at=clock()
+            )
+        )
     return name
 
 
@@ -73,7 +83,8 @@ def _throttled(by: str) -> float:
 
 
 def test_the_sixth_wrong_password_in_a_window_is_refused_until_the_window_ends(
-        app: FastAPI, client: TestClient, factory: sessionmaker[Session], clock: ManualClock) -> None:
+    app: FastAPI, client: TestClient, factory: sessionmaker[Session], clock: ManualClock
+) -> None:
     name, other = _user(factory, clock), _user(factory, clock)
     before = _throttled("user")
     for _ in range(5):
@@ -99,7 +110,8 @@ def test_the_sixth_wrong_password_in_a_window_is_refused_until_the_window_ends(
 
 
 def test_many_names_from_one_address_are_throttled_by_address(
-        app: FastAPI, client: TestClient, factory: sessionmaker[Session], clock: ManualClock) -> None:
+    app: FastAPI, client: TestClient, factory: sessionmaker[Session], clock: ManualClock
+) -> None:
     known = _user(factory, clock)
     before = _throttled("address")
     # unknown names count like known ones: the answer never tells which exist
@@ -114,12 +126,25 @@ def test_many_names_from_one_address_are_throttled_by_address(
 
 
 def test_every_cloud_process_counts_against_the_same_limit(
-        factory: sessionmaker[Session], clock: ManualClock) -> None:
+    factory: sessionmaker[Session], clock: ManualClock
+) -> None:
     # two API processes over one database (apps built separately: nothing shared in memory)
     name = _user(factory, clock)
-    apps = [create_api(ApiState(settings=Settings(environment="test"), factory=factory, clock=clock,
-                                login_throttle=POLICY)) for _ in range(2)]
-    with TestClient(apps[0], client=(_address(), 1)) as a, TestClient(apps[1], client=(_address(), 2)) as b:
+    apps = [
+        create_api(
+            ApiState(
+                settings=Settings(environment="test"),
+                factory=factory,
+                clock=clock,
+                login_throttle=POLICY,
+            )
+        )
+        for _ in range(2)
+    ]
+    with (
+        TestClient(apps[0], client=(_address(), 1)) as a,
+        TestClient(apps[1], client=(_address(), 2)) as b,
+    ):
         for c in (a, b, a, b, a):
             assert _login(c, name, WRONG).status_code == 401
         assert _login(b, name, WRONG).status_code == 429
@@ -136,23 +161,31 @@ class CountingHasher(PasswordHasher):
 
 
 def test_known_and_unknown_users_each_cost_one_argon2_verify(
-        client: TestClient, factory: sessionmaker[Session], clock: ManualClock,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    client: TestClient,
+    factory: sessionmaker[Session],
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     name, inactive = _user(factory, clock), _user(factory, clock)
     with transaction(factory) as s:
         s.query(m.User).filter(m.User.username == inactive).update({"active": False})
     monkeypatch.setattr(auth, "_hasher", CountingHasher())
     # the dummy hash is made with the same parameters as every new hash, so it costs the same
     assert not auth._hasher.check_needs_rehash(auth._DUMMY_HASH)
-    for who, password in ((name, WRONG), (f"nobody-{uuid.uuid4().hex[:6]}", WRONG), (inactive, RIGHT),
-                          (name, RIGHT)):
+    for who, password in (
+        (name, WRONG),
+        (f"nobody-{uuid.uuid4().hex[:6]}", WRONG),
+        (inactive, RIGHT),
+        (name, RIGHT),
+    ):
         CountingHasher.verifies = 0
         assert _login(client, who, password).status_code in (200, 401)
         assert CountingHasher.verifies == 1, who
 
 
 def test_a_hash_with_old_parameters_is_renewed_at_login(
-        client: TestClient, factory: sessionmaker[Session], clock: ManualClock) -> None:
+    client: TestClient, factory: sessionmaker[Session], clock: ManualClock
+) -> None:
     # a user whose hash was made with other (cheaper) parameters verifies faster than the
     # dummy, which tells them apart; their first login brings the hash to today's cost
     name = _user(factory, clock)

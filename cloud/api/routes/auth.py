@@ -9,10 +9,17 @@ from cloud.api.schemas import LoginIn, TokenOut
 router = APIRouter(prefix="/api/auth", tags=["auth"])
 
 
-@router.post("/token", response_model=TokenOut,
-             responses={401: {"description": "wrong username or password"},
-                        429: {"description": "too many failed logins for this user name or address; "
-                                             "the Retry-After header says in how many seconds to retry"}})
+@router.post(
+    "/token",
+    response_model=TokenOut,
+    responses={
+        401: {"description": "wrong username or password"},
+        429: {
+            "description": "too many failed logins for this user name or address; "
+            "the Retry-After header says in how many seconds to retry"
+        },
+    },
+)
 def login(body: LoginIn, request: Request, db: DB, st: State) -> TokenOut:
     """Exchange a username and password for a bearer token. Failed logins are
     throttled per user name and per client address (cloud/login_throttle.py)."""
@@ -20,8 +27,11 @@ def login(body: LoginIn, request: Request, db: DB, st: State) -> TokenOut:
     address = request.client.host if request.client else "unknown"
     refusal = login_throttle.check(db, st.login_throttle, body.username, address, now=now)
     if refusal is not None:
-        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, refusal.message,
-                            headers={"Retry-After": str(refusal.retry_after_s)})
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            refusal.message,
+            headers={"Retry-After": str(refusal.retry_after_s)},
+        )
     user = auth.authenticate(db, body.username, body.password)
     if user is None:
         login_throttle.record_failure(db, st.login_throttle, body.username, address, now=now)
@@ -34,5 +44,10 @@ def login(body: LoginIn, request: Request, db: DB, st: State) -> TokenOut:
 @router.get("/me")
 def me(user: CurrentUser) -> dict[str, str | None]:
     """Who the token belongs to, and where they may act."""
-    return {"username": user.username, "role": user.role, "community": user.community,
-            "compound": user.compound, "building": user.building}
+    return {
+        "username": user.username,
+        "role": user.role,
+        "community": user.community,
+        "compound": user.compound,
+        "building": user.building,
+    }

@@ -30,23 +30,42 @@ def _latest(state: ApiState) -> int:
 def _changes(state: ApiState, user: m.User, after: int) -> tuple[int, list[dict[str, Any]]]:
     with state.factory() as s:
         rows = s.execute(
-            select(m.AlertTransition, m.Alert).join(m.Alert, m.Alert.id == m.AlertTransition.alert_id)
-            .where(m.AlertTransition.id > after).order_by(m.AlertTransition.id).limit(BATCH)
+            select(m.AlertTransition, m.Alert)
+            .join(m.Alert, m.Alert.id == m.AlertTransition.alert_id)
+            .where(m.AlertTransition.id > after)
+            .order_by(m.AlertTransition.id)
+            .limit(BATCH)
         ).all()
     out = []
     for t, a in rows:
         after = t.id
         if auth.in_scope(user, a.community, a.compound, a.building):
-            out.append({"id": t.id, "alert_id": a.id, "action": t.action, "from_status": t.from_status,
-                        "status": t.to_status, "actor": t.actor, "at": t.at.isoformat(), "note": t.note,
-                        "kind": a.kind, "severity": a.severity, "level": a.level, "count": a.count,
-                        "community": a.community, "compound": a.compound, "building": a.building})
+            out.append(
+                {
+                    "id": t.id,
+                    "alert_id": a.id,
+                    "action": t.action,
+                    "from_status": t.from_status,
+                    "status": t.to_status,
+                    "actor": t.actor,
+                    "at": t.at.isoformat(),
+                    "note": t.note,
+                    "kind": a.kind,
+                    "severity": a.severity,
+                    "level": a.level,
+                    "count": a.count,
+                    "community": a.community,
+                    "compound": a.compound,
+                    "building": a.building,
+                }
+            )
     return after, out
 
 
 @router.get("/stream/alerts")
-async def alert_stream(request: Request, creds: Bearer,
-                       last_event_id: LastEventId = None) -> StreamingResponse:
+async def alert_stream(
+    request: Request, creds: Bearer, last_event_id: LastEventId = None
+) -> StreamingResponse:
     """Server-sent events: every alert change in your area (opened, acknowledged,
     escalated, resolved, commented …) as it is committed. Resume with Last-Event-ID.
 
@@ -92,7 +111,8 @@ async def alert_stream(request: Request, creds: Bearer,
                     return
                 after, changes = await run_in_threadpool(_changes, state, user, after)
                 for change in changes:
-                    yield f"id: {change['id']}\nevent: alert\ndata: {json.dumps(change, ensure_ascii=False)}\n\n".encode()
+                    data = json.dumps(change, ensure_ascii=False)
+                    yield f"id: {change['id']}\nevent: alert\ndata: {data}\n\n".encode()
                 if changes:
                     idle = 0.0
                     continue
@@ -106,5 +126,8 @@ async def alert_stream(request: Request, creds: Bearer,
         finally:
             state.notifier.unsubscribe(entry)
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -42,46 +42,79 @@ class UserOut(BaseModel):
 
 class RevokedOut(BaseModel):
     user_id: int
-    revoked: int = Field(description="how many tokens were ended (open streams end at their next check)")
+    revoked: int = Field(
+        description="how many tokens were ended (open streams end at their next check)"
+    )
 
 
 @router.get("/users", response_model=list[UserOut])
 def list_users(db: DB, user: Annotated[m.User, allowed(Action.LIST_USERS)]) -> list[UserOut]:
     """Users in your area (admins)."""
-    rows = db.scalars(select(m.User).where(auth.scope_clause(user, m.User)).order_by(m.User.username))
+    rows = db.scalars(
+        select(m.User).where(auth.scope_clause(user, m.User)).order_by(m.User.username)
+    )
     return [UserOut.model_validate(r) for r in rows]
 
 
 @router.post("/users", response_model=UserOut, status_code=201)
-def add_user(body: UserIn, db: DB, user: Annotated[m.User, allowed(Action.MANAGE_USERS)],
-             st: State) -> UserOut:
+def add_user(
+    body: UserIn, db: DB, user: Annotated[m.User, allowed(Action.MANAGE_USERS)], st: State
+) -> UserOut:
     """Create a user bound to an existing node inside your own area, with a role no
     higher than yours (admins); 403 outside your area, 422 for a node that does not exist."""
-    new = auth.create_user_as(db, user, body.username, body.password, body.role, now=st.clock(),
-                              community=body.community, compound=body.compound, building=body.building)
+    new = auth.create_user_as(
+        db,
+        user,
+        body.username,
+        body.password,
+        body.role,
+        now=st.clock(),
+        community=body.community,
+        compound=body.compound,
+        building=body.building,
+    )
     return UserOut.model_validate(new)
 
 
 @router.post("/users/{user_id}/deactivate", response_model=UserOut)
-def deactivate_user(user_id: UserId, db: DB, user: Annotated[m.User, allowed(Action.MANAGE_USERS)],
-                    st: State, body: NoteIn | None = None) -> UserOut:
+def deactivate_user(
+    user_id: UserId,
+    db: DB,
+    user: Annotated[m.User, allowed(Action.MANAGE_USERS)],
+    st: State,
+    body: NoteIn | None = None,
+) -> UserOut:
     """Deactivate a user of your area (admins): their logins fail, their tokens end, and
     their open streams close at the next check; audited."""
-    target = auth.deactivate_user(db, user, user_id, now=st.clock(), note=body.note if body else None)
+    target = auth.deactivate_user(
+        db, user, user_id, now=st.clock(), note=body.note if body else None
+    )
     return UserOut.model_validate(target)
 
 
 @router.post("/users/{user_id}/revoke-tokens", response_model=RevokedOut)
-def revoke_tokens(user_id: UserId, db: DB, user: Annotated[m.User, allowed(Action.MANAGE_USERS)],
-                  st: State, body: NoteIn | None = None) -> RevokedOut:
+def revoke_tokens(
+    user_id: UserId,
+    db: DB,
+    user: Annotated[m.User, allowed(Action.MANAGE_USERS)],
+    st: State,
+    body: NoteIn | None = None,
+) -> RevokedOut:
     """End every session of a user of your area (admins; they may log in again); audited."""
-    revoked = auth.revoke_tokens(db, user, user_id, now=st.clock(), note=body.note if body else None)
+    revoked = auth.revoke_tokens(
+        db, user, user_id, now=st.clock(), note=body.note if body else None
+    )
     return RevokedOut(user_id=user_id, revoked=revoked)
 
 
 @router.put("/gateways/{gateway_id}/password", status_code=204)
-def set_gateway_password(gateway_id: str, password: Annotated[str, Body(embed=True, min_length=12, max_length=256)],
-                         db: DB, user: Annotated[m.User, allowed(Action.MANAGE_GATEWAYS)], st: State) -> None:
+def set_gateway_password(
+    gateway_id: str,
+    password: Annotated[str, Body(embed=True, min_length=12, max_length=256)],
+    db: DB,
+    user: Annotated[m.User, allowed(Action.MANAGE_GATEWAYS)],
+    st: State,
+) -> None:
     """Set a gateway's broker password (engineers, admins); only its hash is kept. A
     gateway outside your area answers 404 like one not registered."""
     gw = db.get(m.Gateway, gateway_id)
@@ -92,7 +125,9 @@ def set_gateway_password(gateway_id: str, password: Annotated[str, Body(embed=Tr
 
 
 @router.get("/broker/{which}", response_class=PlainTextResponse)
-def broker_file(which: str, db: DB, user: Annotated[m.User, allowed(Action.EXPORT_BROKER_FILES)]) -> str:
+def broker_file(
+    which: str, db: DB, user: Annotated[m.User, allowed(Action.EXPORT_BROKER_FILES)]
+) -> str:
     """Mosquitto's ``passwd`` (hashes only) or ``acl`` for all registered gateways
     (district-wide admins: the files cover the whole broker)."""
     passwd, acl = auth.broker_files(db)
