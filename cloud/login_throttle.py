@@ -11,6 +11,10 @@ Each key's window starts at its first failure and lasts ``window_s``; within it,
 ``max_failures`` are counted, attempts are refused until the window ends. A successful
 login clears its user name's counter (not the address's: one account of one's own must
 not reset the address budget used to guess others').
+
+The address is the connection's peer (``request.client``): behind a reverse proxy, run
+uvicorn with ``--proxy-headers --forwarded-allow-ips <proxy>`` so that it is the client's,
+not the proxy's (else everyone shares one address budget).
 """
 
 from __future__ import annotations
