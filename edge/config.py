@@ -29,7 +29,7 @@ from pydantic import (
 
 from microbrain.broker.address import parse_broker_url
 from microbrain.config_files import ConfigFileError, load_yaml
-from microbrain.site.common import Id, Seconds
+from microbrain.site.common import Duration, Id
 
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")]
 
@@ -81,7 +81,10 @@ class BrokerLink(_Strict):
 class OutboxConfig(_Strict):
     max_mb: float = Field(default=256, gt=0, le=1_000_000, description="bytes of payload kept")
     max_items: int = Field(default=2_000_000, ge=10)
-    resend_after_s: Seconds(1, 3600, "resend what the cloud has not acknowledged after this") = 30.0
+    resend_after_s: Duration = Field(
+        default=30.0, ge=1, le=3600,
+        description="resend what the cloud has not acknowledged after this",
+    )
     max_unacked: int = Field(default=100_000, ge=10, description="sent, not yet acknowledged")
 
 
@@ -108,8 +111,12 @@ class GatewayConfig(_Strict):
         default=None, ge=1, le=65535, description="serve Prometheus metrics on 127.0.0.1:PORT")
     data_dir: Path
     outbox: OutboxConfig = OutboxConfig()
-    heartbeat_s: Seconds(1, 3600, "override the site's heartbeat period") | None = None
-    reading_min_interval_s: Seconds(0, 86_400, "forward at most one reading per sensor per this") = 10.0
+    heartbeat_s: Duration | None = Field(
+        default=None, ge=1, le=3600, description="override the site's heartbeat period"
+    )
+    reading_min_interval_s: Duration = Field(
+        default=10.0, ge=0, le=86_400, description="forward at most one reading per sensor per this"
+    )
     audio: AudioConfig | None = None
     video: bool = Field(default=True, description="run the gateway's cameras")
     loop_recordings: bool = Field(

@@ -73,7 +73,8 @@ def _data_path(raw: Any, loc: tuple[Any, ...]) -> list[str | int]:
                 isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
             path.append(part)
             node = node[part]
-        elif isinstance(node, dict) and isinstance(part, str) and part not in node and loc[-1] == part:
+        elif (isinstance(node, dict) and isinstance(part, str) and part not in node
+              and loc[-1] == part):
             path.append(part)  # a missing required key: name it
     return path
 
@@ -122,8 +123,8 @@ def _node_problems(root: yaml.Node) -> list[Problem]:
                     if (key.tag, key.value) in first:
                         problems.append(Problem(
                             f"line {line}: {format_path([*parts, name])}",
-                            f"duplicate key {key.value!r} (first at line {first[key.tag, key.value]}); "
-                            "keep one of them"))
+                            f"duplicate key {key.value!r} "
+                            f"(first at line {first[key.tag, key.value]}); keep one of them"))
                     else:
                         first[key.tag, key.value] = line
                 todo.append((value, parts if key.tag == _MERGE else [*parts, name]))
@@ -154,7 +155,8 @@ class YamlFile:
                 # the last match: building flattens '<<' merges into the front of the
                 # mapping, and an explicit key after them is the one that counts
                 node = next((v for k, v in reversed(node.value) if k.value == part), None)
-            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            elif (isinstance(node, yaml.SequenceNode) and isinstance(part, int)
+                  and part < len(node.value)):
                 node = node.value[part]
             else:
                 node = None
@@ -175,7 +177,9 @@ class YamlFile:
     def validate(self, model: type[M], *, error: type[ConfigFileError] = ConfigFileError) -> M:
         """The file's data as ``model``; ``error`` with every problem by line and path."""
         if not isinstance(self.data, dict):
-            raise error(self.source, [Problem("(top level)", "expected a mapping of keys to values")])
+            raise error(
+                self.source, [Problem("(top level)", "expected a mapping of keys to values")]
+            )
         try:
             return model.model_validate(self.data)
         except ValidationError as err:
@@ -215,7 +219,8 @@ def read_yaml(path: str | Path, *, error: type[ConfigFileError] = ConfigFileErro
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(file)"
-        raise error(name, [Problem(where, f"not valid YAML: {getattr(err, 'problem', err)}")]) from None
+        problem = Problem(where, f"not valid YAML: {getattr(err, 'problem', err)}")
+        raise error(name, [problem]) from None
     finally:
         loader.dispose()
     return YamlFile(name, data, root)

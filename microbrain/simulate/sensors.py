@@ -85,7 +85,8 @@ class SensorSimulator:
             for sensor in place.gateway.sensors:
                 self.devices.append(_Device(
                     sensor, site.profile(sensor.profile),
-                    HYDRANT_MIN_STATIC_MPA[cats[sensor.building]], self.rng.uniform(0, 2 * math.pi)))
+                    HYDRANT_MIN_STATIC_MPA[cats[sensor.building]],
+                    self.rng.uniform(0, 2 * math.pi)))
         if gateway is not None and not self.devices:
             raise KeyError(f"gateway {gateway!r} has no sensors in the site")
 

@@ -47,8 +47,9 @@ from microbrain.site.verify import Problem, verify_camera, verify_site
 
 __all__ = [
     "LEVELS", "Building", "Camera", "Community", "Compound", "Contact", "Department",
-    "DetectorConfig", "District", "EbikeCharging", "EscalationOverride", "EscalationPolicy", "Fault", "FaultMap",
-    "FieldMap", "Gateway", "GatewayPlace", "IllegalParking", "LevelDeadlines", "LevelOverride", "Line",
+    "DetectorConfig", "District", "EbikeCharging", "EscalationOverride", "EscalationPolicy",
+    "Fault", "FaultMap", "FieldMap", "Gateway", "GatewayPlace", "IllegalParking",
+    "LevelDeadlines", "LevelOverride", "Line",
     "NightSchedule", "ObjectInZone", "Problem", "RateOfChange", "Sensor", "SensorProfile",
     "SensorRule", "Site", "SiteError", "Stuck", "Threshold", "UnleashedDog", "Zone",
     "ZoneRule", "load_camera", "load_site", "merge_policy", "parse_duration",

@@ -14,14 +14,16 @@ from pydantic import Field, field_validator
 
 from microbrain.protocol.payloads import Severity
 from microbrain.site.classes import TWO_WHEELERS, VEHICLES
-from microbrain.site.common import Id, Name, Seconds, Strict
+from microbrain.site.common import Duration, Id, Name, Strict
 
 Point = tuple[Annotated[float, Field(ge=0, le=10_000)], Annotated[float, Field(ge=0, le=10_000)]]
 ClassList = Annotated[tuple[str, ...], Field(min_length=1, max_length=20)]
 
 
 class _Rule(Strict):
-    severity: Severity = Field(default=Severity.WARNING, description="1 info, 2 warning, 3 critical")
+    severity: Severity = Field(
+        default=Severity.WARNING, description="1 info, 2 warning, 3 critical"
+    )
 
 
 class IllegalParking(_Rule):
@@ -29,7 +31,10 @@ class IllegalParking(_Rule):
 
     type: Literal["illegal_parking"]
     classes: ClassList = VEHICLES
-    dwell_s: Seconds(5, 86_400, "how long a vehicle may stand before it is a violation") = 180.0
+    dwell_s: Duration = Field(
+        default=180.0, ge=5, le=86_400,
+        description="how long a vehicle may stand before it is a violation",
+    )
     max_drift: float = Field(
         default=0.25, gt=0, le=2,
         description="movement of the anchor, as a fraction of the box height, still 'stationary'",
@@ -41,7 +46,9 @@ class NightSchedule(Strict):
 
     start: time = time(22, 0)
     end: time = time(6, 0)
-    dwell_s: Seconds(1, 86_400, "dwell limit during the night window") = 20.0
+    dwell_s: Duration = Field(
+        default=20.0, ge=1, le=86_400, description="dwell limit during the night window"
+    )
 
 
 class EbikeCharging(_Rule):
@@ -54,7 +61,9 @@ class EbikeCharging(_Rule):
 
     type: Literal["ebike_charging"]
     classes: ClassList = TWO_WHEELERS
-    dwell_s: Seconds(1, 86_400, "how long a two-wheeler may stand in the zone") = 60.0
+    dwell_s: Duration = Field(
+        default=60.0, ge=1, le=86_400, description="how long a two-wheeler may stand in the zone"
+    )
     night: NightSchedule | None = None
     severity: Severity = Severity.CRITICAL
 
@@ -63,7 +72,9 @@ class UnleashedDog(_Rule):
     """不文明养犬: a dog with no person within ``k`` × its box height for ``dwell_s``."""
 
     type: Literal["unleashed_dog"]
-    dwell_s: Seconds(1, 3_600, "how long a dog may be alone") = 10.0
+    dwell_s: Duration = Field(
+        default=10.0, ge=1, le=3_600, description="how long a dog may be alone"
+    )
     person_distance_k: float = Field(
         default=1.5, gt=0, le=20, description="owner distance limit in dog-box heights"
     )
@@ -75,10 +86,13 @@ class ObjectInZone(_Rule):
     type: Literal["object_in_zone"]
     kind: Id = Field(description="event kind to raise, e.g. ebike_in_elevator")
     classes: ClassList
-    dwell_s: Seconds(0, 86_400, "how long before it counts") = 0.0
+    dwell_s: Duration = Field(default=0.0, ge=0, le=86_400, description="how long before it counts")
     min_count: int = Field(default=1, ge=1, le=100)
-    clear_after_s: Seconds(0, 3_600, "how long the zone must stay below min_count before a "
-                           "raised episode ends; bridges a missed detection") = 5.0
+    clear_after_s: Duration = Field(
+        default=5.0, ge=0, le=3_600,
+        description="how long the zone must stay below min_count before a raised episode ends; "
+        "bridges a missed detection",
+    )
 
 
 ZoneRule = Annotated[
@@ -106,7 +120,8 @@ class Zone(Strict):
         if len(set(pts)) < 3:
             raise ValueError("needs at least 3 distinct points")
         xy = np.asarray(pts, dtype=float)
-        area = 0.5 * abs(np.dot(xy[:, 0], np.roll(xy[:, 1], 1)) - np.dot(xy[:, 1], np.roll(xy[:, 0], 1)))
+        x, y = xy[:, 0], xy[:, 1]
+        area = 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))
         if area < 1.0:
             raise ValueError("encloses no area (points are collinear)")
         return pts
@@ -140,7 +155,8 @@ class Camera(Strict):
     building: Id | None = Field(default=None, description="building it watches, if any")
     source: str = Field(
         min_length=1, max_length=1000,
-        description="rtsp://…, http(s)://…, a file path, 'usb:N' (/dev/videoN) or 'usb:/dev/…', or 'sample:NAME' (bundled media)",
+        description="rtsp://…, http(s)://…, a file path, 'usb:N' (/dev/videoN) or "
+        "'usb:/dev/…', or 'sample:NAME' (bundled media)",
     )
     fps: float = Field(default=5.0, gt=0, le=30, description="frames analysed per second")
     frame_size: tuple[int, int] | None = Field(

@@ -30,11 +30,9 @@ def parse_duration(value: Any) -> Any:
     return value
 
 
-def Seconds(low: float, high: float, description: str) -> Any:  # noqa: N802 - reads as a type
-    """A duration field in seconds with bounds; YAML may write ``5m`` or ``300``."""
-    return Annotated[
-        float, BeforeValidator(parse_duration), Field(ge=low, le=high, description=description)
-    ]
+# A duration in seconds; YAML may write ``5m`` or ``300``. Bounds go in the field:
+# ``dwell_s: Duration = Field(default=60.0, ge=1, le=3_600, description="…")``.
+Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class Strict(BaseModel):

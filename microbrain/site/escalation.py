@@ -7,15 +7,21 @@ from typing import Any
 from pydantic import Field
 
 from microbrain.protocol.payloads import Severity
-from microbrain.site.common import Id, Seconds, Strict
+from microbrain.site.common import Duration, Id, Strict
 
 LEVELS = ("building", "compound", "community")
 
 
 class LevelDeadlines(Strict):
-    critical: Seconds(10, 7 * 86_400, "to acknowledge a critical alert") = 300.0
-    warning: Seconds(10, 7 * 86_400, "to acknowledge a warning") = 1800.0
-    info: Seconds(10, 7 * 86_400, "to acknowledge an info alert") = 4 * 3600.0
+    critical: Duration = Field(
+        default=300.0, ge=10, le=7 * 86_400, description="to acknowledge a critical alert"
+    )
+    warning: Duration = Field(
+        default=1800.0, ge=10, le=7 * 86_400, description="to acknowledge a warning"
+    )
+    info: Duration = Field(
+        default=4 * 3600.0, ge=10, le=7 * 86_400, description="to acknowledge an info alert"
+    )
 
     def for_severity(self, severity: Severity) -> float:
         return {Severity.CRITICAL: self.critical, Severity.WARNING: self.warning,
@@ -33,15 +39,22 @@ class EscalationPolicy(Strict):
     )
 
     def deadline(self, level: str, severity: Severity) -> float:
-        return getattr(self, level).for_severity(severity)
+        deadlines: LevelDeadlines = getattr(self, level)
+        return deadlines.for_severity(severity)
 
 
 class LevelOverride(Strict):
     """Some of a level's deadlines; the rest are inherited from the level above."""
 
-    critical: Seconds(10, 7 * 86_400, "to acknowledge a critical alert") | None = None
-    warning: Seconds(10, 7 * 86_400, "to acknowledge a warning") | None = None
-    info: Seconds(10, 7 * 86_400, "to acknowledge an info alert") | None = None
+    critical: Duration | None = Field(
+        default=None, ge=10, le=7 * 86_400, description="to acknowledge a critical alert"
+    )
+    warning: Duration | None = Field(
+        default=None, ge=10, le=7 * 86_400, description="to acknowledge a warning"
+    )
+    info: Duration | None = Field(
+        default=None, ge=10, le=7 * 86_400, description="to acknowledge an info alert"
+    )
 
 
 class EscalationOverride(Strict):

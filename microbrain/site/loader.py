@@ -41,5 +41,6 @@ def load_camera(path: str | Path) -> Camera:
     camera = doc.validate(Camera, error=SiteError)
     problems = list(verify_camera(camera, "", path.parent))
     if problems:
-        raise SiteError(doc.source, doc.located([Problem(p.path.lstrip("."), p.message) for p in problems]))
+        located = doc.located([Problem(p.path.lstrip("."), p.message) for p in problems])
+        raise SiteError(doc.source, located)
     return camera

@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 
 from microbrain.protocol.topics import GatewayPath
 from microbrain.site.cameras import Camera, DetectorConfig
-from microbrain.site.common import Contact, Id, Name, Seconds, Strict
+from microbrain.site.common import Contact, Duration, Id, Name, Strict
 from microbrain.site.escalation import EscalationOverride, EscalationPolicy, merge_policy
 from microbrain.site.sensors import Sensor, SensorProfile
 from microbrain.site.standards import BuildingCategory
@@ -37,7 +37,9 @@ class Gateway(Strict):
         pattern=r"^[A-Z_][A-Z0-9_]*$",
         description="environment variable holding its broker password (never the password)",
     )
-    heartbeat_s: Seconds(5, 3_600, "status heartbeat period") = 30.0
+    heartbeat_s: Duration = Field(
+        default=30.0, ge=5, le=3_600, description="status heartbeat period"
+    )
     detector: DetectorConfig = DetectorConfig()
     cameras: tuple[Camera, ...] = ()
     sensors: tuple[Sensor, ...] = ()
@@ -75,7 +77,9 @@ class Department(Strict):
 class District(Strict):
     id: Id
     name: Name
-    timezone: str = Field(default="Asia/Shanghai", description="local time for schedules and reports")
+    timezone: str = Field(
+        default="Asia/Shanghai", description="local time for schedules and reports"
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -123,7 +127,9 @@ class Site(Strict):
         known = ", ".join(p.gateway.id for p in self.gateways()) or "none"
         raise KeyError(f"no gateway {gateway_id!r} in the site (known: {known})")
 
-    def escalation_for(self, community: Community, compound: Compound | None = None) -> EscalationPolicy:
+    def escalation_for(
+        self, community: Community, compound: Compound | None = None
+    ) -> EscalationPolicy:
         """The policy in force at a community or compound, inherited down the tree."""
         policy = merge_policy(self.escalation, community.escalation)
         return merge_policy(policy, compound.escalation) if compound is not None else policy

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, model_validator
 
 from microbrain.protocol.payloads import Severity
-from microbrain.site.common import Id, Name, Seconds, Strict
+from microbrain.site.common import Duration, Id, Name, Strict
 
 JsonPath = Annotated[
     str,
@@ -63,7 +63,9 @@ class Threshold(Strict):
     warn_margin: float | None = Field(
         default=None, ge=0, description="a warning band this far before the limit"
     )
-    for_s: Seconds(0, 86_400, "the condition must persist this long") = 0.0
+    for_s: Duration = Field(
+        default=0.0, ge=0, le=86_400, description="the condition must persist this long"
+    )
     severity: Severity = Severity.CRITICAL
 
     @model_validator(mode="after")
@@ -75,9 +77,13 @@ class Threshold(Strict):
         # building, so site verification checks that case.
         if self.clear_at is not None:
             if isinstance(self.below, float) and self.clear_at < self.below:
-                raise ValueError(f"clear_at {self.clear_at:g} must be at or above below {self.below:g}")
+                raise ValueError(
+                    f"clear_at {self.clear_at:g} must be at or above below {self.below:g}"
+                )
             if self.above is not None and self.clear_at > self.above:
-                raise ValueError(f"clear_at {self.clear_at:g} must be at or below above {self.above:g}")
+                raise ValueError(
+                    f"clear_at {self.clear_at:g} must be at or below above {self.above:g}"
+                )
         return self
 
 
@@ -95,7 +101,9 @@ class Stuck(Strict):
     type: Literal["stuck"]
     kind: Id = "sensor_stuck"
     field: Id
-    for_s: Seconds(60, 30 * 86_400, "no change for this long") = 6 * 3600.0
+    for_s: Duration = Field(
+        default=6 * 3600.0, ge=60, le=30 * 86_400, description="no change for this long"
+    )
     severity: Severity = Severity.WARNING
 
 
@@ -118,7 +126,9 @@ class SensorProfile(Strict):
     kind: Id = Field(description="what it measures: elevator, hydrant_pressure, smoke, …")
     fields: tuple[FieldMap, ...] = Field(default=(), max_length=32)
     faults: FaultMap | None = None
-    expected_interval_s: Seconds(1, 86_400, "silence longer than 3× this is 'offline'") = 60.0
+    expected_interval_s: Duration = Field(
+        default=60.0, ge=1, le=86_400, description="silence longer than 3× this is 'offline'"
+    )
     rules: tuple[SensorRule, ...] = ()
 
 
@@ -131,10 +141,14 @@ class Sensor(Strict):
     profile: Id
     # A concrete topic: the gateway subscribes to it and routes by exact match, so a
     # wildcard (+, #) would swallow other sensors' messages, and MQTT forbids NUL.
-    topic: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^+#\x00]+$")] = Field(
+    topic: Annotated[
+        str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^+#\x00]+$")
+    ] = Field(
         description="topic the device publishes on the gateway's local broker (no + or # wildcards)"
     )
     rules: tuple[SensorRule, ...] | None = Field(
         default=None, description="replace the profile's rules for this device"
     )
-    expected_interval_s: Seconds(1, 86_400, "override the profile's") | None = None
+    expected_interval_s: Duration | None = Field(
+        default=None, ge=1, le=86_400, description="override the profile's"
+    )

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from microbrain.broker.mosquitto_conf import CLOUD_USER
-from microbrain.config_files import Problem as Problem  # noqa: PLC0414 - re-exported, shared by all configs
+from microbrain.config_files import Problem as Problem  # noqa: PLC0414 - re-exported
 from microbrain.resources import SAMPLE_SCHEME, SAMPLES, USB_SCHEME, usb_device
 from microbrain.site.cameras import Camera
 from microbrain.site.classes import KNOWN_CLASSES
-from microbrain.site.model import Site
+from microbrain.site.model import Community, Compound, Gateway, Site
 from microbrain.site.sensors import Fault, Threshold
 from microbrain.site.standards import HYDRANT_MIN_STATIC_MPA
 
@@ -30,12 +30,13 @@ def _duplicates(items: Iterable[tuple[str, str]], what: str) -> Iterator[Problem
             seen[ident] = path
 
 
-def _walk(site: Site) -> Iterator[tuple[str, object, object, object]]:
+def _walk(site: Site) -> Iterator[tuple[str, Community, Compound, Gateway]]:
     """(path, community, compound, gateway) for every gateway."""
     for i, community in enumerate(site.communities):
         for j, compound in enumerate(community.compounds):
             for k, gateway in enumerate(compound.gateways):
-                yield f"communities[{i}].compounds[{j}].gateways[{k}]", community, compound, gateway
+                path = f"communities[{i}].compounds[{j}].gateways[{k}]"
+                yield path, community, compound, gateway
 
 
 def verify_unique_ids(site: Site) -> Iterator[Problem]:
@@ -62,8 +63,10 @@ def verify_unique_ids(site: Site) -> Iterator[Problem]:
     # with the cloud's account (and its ACL) on the cloud broker.
     for p, _, _, g in _walk(site):
         if g.id == CLOUD_USER:
-            yield Problem(f"{p}.id", f"gateway id {g.id!r} is reserved: it is the cloud's broker user")
-    devices = []
+            yield Problem(
+                f"{p}.id", f"gateway id {g.id!r} is reserved: it is the cloud's broker user"
+            )
+    devices: list[tuple[str, str]] = []
     for path, _, _, gateway in _walk(site):
         devices += [(f"{path}.cameras[{n}]", c.id) for n, c in enumerate(gateway.cameras)]
         devices += [(f"{path}.sensors[{n}]", s.id) for n, s in enumerate(gateway.sensors)]
@@ -78,8 +81,12 @@ def verify_unique_ids(site: Site) -> Iterator[Problem]:
 
 def verify_camera(camera: Camera, path: str, base: Path | None) -> Iterator[Problem]:
     """Checks for one camera; also used for a stand-alone camera file."""
-    yield from _duplicates(((f"{path}.zones[{n}]", z.id) for n, z in enumerate(camera.zones)), "zone")
-    yield from _duplicates(((f"{path}.lines[{n}]", x.id) for n, x in enumerate(camera.lines)), "line")
+    yield from _duplicates(
+        ((f"{path}.zones[{n}]", z.id) for n, z in enumerate(camera.zones)), "zone"
+    )
+    yield from _duplicates(
+        ((f"{path}.lines[{n}]", x.id) for n, x in enumerate(camera.lines)), "line"
+    )
     for n, zone in enumerate(camera.zones):
         for r, rule in enumerate(zone.rules):
             for cls in getattr(rule, "classes", ()):
@@ -101,7 +108,9 @@ def verify_camera(camera: Camera, path: str, base: Path | None) -> Iterator[Prob
     if source.startswith(SAMPLE_SCHEME):
         name = source[len(SAMPLE_SCHEME):]
         if name not in SAMPLES:
-            yield Problem(f"{path}.source", f"unknown sample {name!r} (known: {', '.join(SAMPLES)})")
+            yield Problem(
+                f"{path}.source", f"unknown sample {name!r} (known: {', '.join(SAMPLES)})"
+            )
     elif source.startswith(USB_SCHEME):
         try:
             usb_device(source)
@@ -122,16 +131,17 @@ def verify_references(site: Site, base: Path | None = None) -> Iterator[Problem]
     profiles = {p.id: p for p in site.sensor_profiles}
     # (rule path) -> (rule, highest GB 50974 limit among the buildings that use it)
     gb_rules: dict[str, tuple[Threshold, float]] = {}
-    for path, community, compound, gateway in _walk(site):
+    for path, _, compound, gateway in _walk(site):
         buildings = {b.id: b for b in compound.buildings}
         known = ", ".join(buildings)
         if gateway.building and gateway.building not in buildings:
-            yield Problem(f"{path}.building",
-                          f"unknown building {gateway.building!r} in compound {compound.id!r} (known: {known})")
+            yield Problem(f"{path}.building", f"unknown building {gateway.building!r} "
+                          f"in compound {compound.id!r} (known: {known})")
         for n, camera in enumerate(gateway.cameras):
             cpath = f"{path}.cameras[{n}]"
             if camera.building and camera.building not in buildings:
-                yield Problem(f"{cpath}.building", f"unknown building {camera.building!r} (known: {known})")
+                yield Problem(f"{cpath}.building",
+                              f"unknown building {camera.building!r} (known: {known})")
             yield from verify_camera(camera, cpath, base)
         # The gateway routes a message to the one sensor on its topic: a second sensor on
         # the same topic would never see a reading.
@@ -144,8 +154,8 @@ def verify_references(site: Site, base: Path | None = None) -> Iterator[Problem]
             else:
                 topics[sensor.topic] = sensor.id
             if sensor.building not in buildings:
-                yield Problem(f"{spath}.building",
-                              f"unknown building {sensor.building!r} in compound {compound.id!r} (known: {known})")
+                yield Problem(f"{spath}.building", f"unknown building {sensor.building!r} "
+                              f"in compound {compound.id!r} (known: {known})")
             profile = profiles.get(sensor.profile)
             if profile is None:
                 yield Problem(f"{spath}.profile", f"unknown sensor profile {sensor.profile!r} "
@@ -153,20 +163,25 @@ def verify_references(site: Site, base: Path | None = None) -> Iterator[Problem]
                 continue
             fields = {f.name for f in profile.fields}
             rules = sensor.rules if sensor.rules is not None else profile.rules
-            where = f"{spath}.rules" if sensor.rules is not None else f"sensor_profiles[{site.sensor_profiles.index(profile)}].rules"
+            where = (
+                f"{spath}.rules" if sensor.rules is not None
+                else f"sensor_profiles[{site.sensor_profiles.index(profile)}].rules"
+            )
             for r, rule in enumerate(rules):
                 field = getattr(rule, "field", None)
                 if field is not None and field not in fields:
+                    has = ", ".join(sorted(fields)) or "none"
                     yield Problem(f"{where}[{r}].field",
-                                  f"profile {profile.id!r} has no field {field!r} (has: {', '.join(sorted(fields)) or 'none'})")
+                                  f"profile {profile.id!r} has no field {field!r} (has: {has})")
                 if isinstance(rule, Fault) and profile.faults is None:
                     # fault categories come from the profile's fault code map: without
                     # one the rule can never fire
-                    yield Problem(f"{where}[{r}]", f"a 'fault' rule needs 'faults:' (a fault code map) "
-                                  f"in profile {profile.id!r}")
+                    yield Problem(f"{where}[{r}]", "a 'fault' rule needs 'faults:' (a fault "
+                                  f"code map) in profile {profile.id!r}")
                 if isinstance(rule, Threshold) and rule.below == "gb50974":
                     if profile.kind != "hydrant_pressure":
-                        yield Problem(f"{where}[{r}].below", "'gb50974' applies to hydrant_pressure sensors only")
+                        yield Problem(f"{where}[{r}].below",
+                                      "'gb50974' applies to hydrant_pressure sensors only")
                     elif sensor.building in buildings:
                         limit = HYDRANT_MIN_STATIC_MPA[buildings[sensor.building].category]
                         _, seen = gb_rules.get(f"{where}[{r}]", (rule, 0.0))
@@ -176,8 +191,9 @@ def verify_references(site: Site, base: Path | None = None) -> Iterator[Problem]
     for rpath, (rule, limit) in gb_rules.items():
         if rule.clear_at is not None and rule.clear_at < limit:
             yield Problem(f"{rpath}.clear_at",
-                          f"clear_at {rule.clear_at:g} is below the GB 50974 limit {limit:g} MPa of a "
-                          "building whose sensor uses this rule; it must be at or above the limit")
+                          f"clear_at {rule.clear_at:g} is below the GB 50974 limit {limit:g} MPa "
+                          "of a building whose sensor uses this rule; it must be at or above "
+                          "the limit")
 
 
 def verify_escalation(site: Site) -> Iterator[Problem]:
@@ -189,12 +205,15 @@ def verify_escalation(site: Site) -> Iterator[Problem]:
             scopes.append((f"communities[{i}].escalation", community.escalation.whistle))
         for j, compound in enumerate(community.compounds):
             if compound.escalation and compound.escalation.whistle:
-                scopes.append((f"communities[{i}].compounds[{j}].escalation", compound.escalation.whistle))
+                scopes.append(
+                    (f"communities[{i}].compounds[{j}].escalation", compound.escalation.whistle)
+                )
     for path, whistle in scopes:
         for kind, dept in whistle.items():
             if dept not in departments:
+                known = ", ".join(sorted(departments)) or "none"
                 yield Problem(f"{path}.whistle.{kind}",
-                              f"unknown department {dept!r} (known: {', '.join(sorted(departments)) or 'none'})")
+                              f"unknown department {dept!r} (known: {known})")
 
 
 def verify_site(site: Site, base: Path | None = None) -> list[Problem]:
