@@ -25,7 +25,9 @@ def unique_gateway(compound: str = "compound-1") -> GatewayPath:
     return GatewayPath(f"t-{tag}", compound, f"gw-{tag}")
 
 
-def wait_for(pred: Callable[[], Any], timeout: float = 10.0, every: float = 0.02) -> Any:
+def wait_for(pred: Callable[[], Any], timeout: float = 30.0, every: float = 0.02) -> Any:
+    # polled: a generous deadline costs nothing when the condition comes true, and a
+    # loaded machine (load 11 on 2 cores) took more than 10 s to store one batch
     deadline = time.monotonic() + timeout
     while True:
         value = pred()

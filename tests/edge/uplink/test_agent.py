@@ -85,7 +85,7 @@ class Observer:
         self.client.disconnect()
 
 
-def wait(cond: Callable[[], object], timeout: float = 10.0) -> bool:
+def wait(cond: Callable[[], object], timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while not cond() and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -73,7 +73,7 @@ def client(port: int, user: str | None, password: str | None, client_id: str | N
     return c, seen
 
 
-def wait(cond, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+def wait(cond, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while not cond() and time.monotonic() < deadline:
         time.sleep(0.02)

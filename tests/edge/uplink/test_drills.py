@@ -38,7 +38,7 @@ def status_watch(port: int, path: GatewayPath) -> list[dict]:
     return seen
 
 
-def wait_until(cond: Callable[[], object], timeout: float = 10.0) -> bool:
+def wait_until(cond: Callable[[], object], timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while not cond() and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -13,7 +13,7 @@ from microbrain.protocol import Event, GatewayPath, Reading, Severity
 from tests.utils.services import MosquittoProcess
 
 
-def wait(cond, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+def wait(cond, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
