@@ -106,7 +106,7 @@ def decode_batch(messages: list[Incoming], now: datetime) -> DecodedBatch:
             metrics.MESSAGES.labels("cmd", "ignored").inc()
             continue
         try:
-            payload = decode(msg.topic, msg.payload, now=now).payload
+            payload = decode(topic, msg.payload, now=now).payload
         except ProtocolError as err:
             out.decoded.append(
                 Decoded(msg, topic, None, Refusal(err, reason_label(err), salvage(msg.payload)))

@@ -157,9 +157,25 @@ class BatchResult:
     gaps: list[SeqGap] = field(default_factory=list)
     alerts: set[int] = field(default_factory=set)
 
+    # one AckTarget per (gateway, epoch) in a batch, not one per item
+    _targets: dict[tuple[str, str | None], AckTarget] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
     def ack(self, seq_ack: SeqAck | None) -> None:
         if seq_ack is not None:
             self.acks[seq_ack.target].add(seq_ack.seq)
+
+    def ack_item(self, a: Accepted) -> None:
+        """Acknowledge an item's seq (if it has one) in its own epoch."""
+        seq = a.item.seq
+        if not seq:
+            return
+        key = (a.gateway.id, a.item.epoch)
+        target = self._targets.get(key)
+        if target is None:
+            target = self._targets[key] = AckTarget(a.topic.gateway, a.item.epoch)
+        self.acks[target].add(seq)
 
     def merge(self, other: BatchResult) -> None:
         for target, seqs in other.acks.items():

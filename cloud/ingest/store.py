@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +35,7 @@ from cloud.ingest.items import store_items
 from cloud.ingest.ledger import claim
 from cloud.ingest.places import check_places, resolve_gateways
 from cloud.ingest.records import (
+    Accepted,
     AckTarget,
     BatchResult,
     Incoming,
@@ -114,21 +116,27 @@ def store_batch(session: Session, messages: list[Incoming], now: datetime) -> Ba
     dead.extend(checked.refused)
     claims = claim(session, checked.kept)
     for a in claims.duplicates:
-        result.duplicates += 1
-        metrics.MESSAGES.labels(a.channel, "duplicate").inc()
-        result.ack(a.seq_ack)
+        result.ack_item(a)
+    _count(claims.duplicates, "duplicate")
+    result.duplicates += len(claims.duplicates)
     note_epochs(session, resolved.statuses, checked.kept, now)
     if claims.fresh:
         store_items(session, claims.fresh, now, result)
     for a in claims.fresh:
-        result.stored += 1
-        metrics.MESSAGES.labels(a.channel, "stored").inc()
-        result.ack(a.seq_ack)
+        result.ack_item(a)
+    _count(claims.fresh, "stored")
+    result.stored += len(claims.fresh)
     result.collisions += len(claims.collided)
     collided = {id(a) for a in claims.collided}
     track_gaps([a for a in claims.fresh if id(a) not in collided], result)
     dead.save(session)
     return result
+
+
+def _count(items: list[Accepted], outcome: str) -> None:
+    # one increment per channel, not per message
+    for channel, n in Counter(a.channel for a in items).items():
+        metrics.MESSAGES.labels(channel, outcome).inc(n)
 
 
 def _apply_status(s: StatusFrom, now: datetime) -> None:

@@ -92,14 +92,15 @@ def decode_payload(channel: Channel, raw: bytes | str, *, now: datetime | None =
     return payload
 
 
-def decode(topic: str, raw: bytes | str, *, now: datetime | None = None) -> Message:
+def decode(topic: str | Topic, raw: bytes | str, *, now: datetime | None = None) -> Message:
     """Parse a topic and its payload into a :class:`Message`.
 
     Raises :class:`ProtocolError` (and nothing else) for any bad input: a topic
     outside the tree, a payload that is not JSON, too large, missing or mistyped
     fields, NaN/inf, a number or time beyond what the databases store (see ``INT64_MAX``,
     ``TS_MIN``/``TS_MAX`` in payloads.py), a timestamp more than :data:`MAX_CLOCK_SKEW`
-    ahead of ``now``, or a command/reply whose name disagrees with its topic.
+    ahead of ``now``, or a command/reply whose name disagrees with its topic. A
+    :class:`Topic` already parsed (the cloud's ingest parses it first) is not parsed again.
 
     >>> from microbrain.protocol import Reading, GatewayPath
     >>> gw = GatewayPath("c1", "k1", "gw1")
@@ -107,7 +108,7 @@ def decode(topic: str, raw: bytes | str, *, now: datetime | None = None) -> Mess
     >>> decode(gw.topic("reading"), r.to_json()).payload == r
     True
     """
-    parsed = parse_topic(topic)
+    parsed = topic if isinstance(topic, Topic) else parse_topic(topic)
     payload = decode_payload(parsed.channel, raw, now=now)
     if parsed.name is not None and getattr(payload, "name", None) != parsed.name:
         raise ProtocolError(
