@@ -196,7 +196,7 @@ class Verdict:
 def recheck_verdict(reply: Reply) -> Verdict:
     """Read a ``reply/recheck``: ``ok`` with a boolean ``detail.present``, else "could not
     tell" with the gateway's reason (or what it sent instead of a verdict)."""
-    present = reply.detail.get("present")
+    present: object = reply.detail.get("present")
     if reply.ok and isinstance(present, bool):
         return Verdict(present, reply.reason)
     if not reply.ok:

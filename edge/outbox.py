@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from prometheus_client import Counter, Gauge
 
@@ -146,7 +147,8 @@ class Outbox:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(
-                    "INSERT INTO items (seq, channel, priority, created, payload) VALUES (?,?,?,?,?)",
+                    "INSERT INTO items (seq, channel, priority, created, payload) "
+                    "VALUES (?,?,?,?,?)",
                     rows,
                 )
                 self._set_meta("last_seq", seq - 1)
@@ -213,7 +215,7 @@ class Outbox:
         """The oldest unacknowledged sequence number, or None when empty."""
         with self._lock:
             row = self._db.execute("SELECT MIN(seq) FROM items").fetchone()
-        return row[0]
+        return int(row[0]) if row[0] is not None else None
 
     def oldest_age_s(self, now: float | None = None) -> float:
         with self._lock:
@@ -260,7 +262,8 @@ class Outbox:
                         "WHERE seq BETWEEN ? AND ?", (first, last),
                     ).fetchone()
                     if row[0]:
-                        self._db.execute("DELETE FROM items WHERE seq BETWEEN ? AND ?", (first, last))
+                        self._db.execute("DELETE FROM items WHERE seq BETWEEN ? AND ?",
+                                         (first, last))
                         removed += row[0]
                         self._count -= row[0]
                         self._bytes -= row[1]
@@ -324,7 +327,7 @@ class Outbox:
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> Outbox:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

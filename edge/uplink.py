@@ -18,6 +18,7 @@ keeps the gateway's retained status.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import ssl
@@ -117,7 +118,8 @@ class Uplink:
         s = self.settings
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=s.client_id or f"mb-{self.path.community}-{self.path.compound}-{self.path.gateway}",
+            client_id=s.client_id
+            or f"mb-{self.path.community}-{self.path.compound}-{self.path.gateway}",
             protocol=MQTTProtocolVersion.MQTTv5,
         )
         if s.username:
@@ -141,7 +143,7 @@ class Uplink:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         client.connect_async(s.host, s.port, s.keepalive_s, clean_start=False, properties=props)
         return client
@@ -164,10 +166,8 @@ class Uplink:
             info = self._publish(Channel.STATUS, None, self._status(GatewayState.OFFLINE).to_json(),
                                  retain=True)
             if info is not None:
-                try:
+                with contextlib.suppress(RuntimeError, ValueError):
                     info.wait_for_publish(timeout=min(timeout, 2.0))
-                except (RuntimeError, ValueError):
-                    pass
         self._stop.set()
         self.connected.clear()  # a disconnect from here on is ours, not news
         for thread in self._threads:
@@ -210,7 +210,8 @@ class Uplink:
         log.info("connected to %s:%s as %s (session present: %s)", self.settings.host,
                  self.settings.port, self.settings.username, flags.session_present)
         client.subscribe(self.path.subscription(Channel.CMD), qos=1)
-        self._publish(Channel.STATUS, None, self._status(GatewayState.ONLINE).to_json(), retain=True)
+        self._publish(Channel.STATUS, None, self._status(GatewayState.ONLINE).to_json(),
+                      retain=True)
         self._rewind.set()  # replay everything the cloud has not acknowledged
         self.connected.set()
         CONNECTED.set(1)
@@ -306,7 +307,8 @@ class Uplink:
                 for item in items:
                     info = publish(topics[item.channel], item.payload, qos=1)
                     self._handed_by_pump += 1
-                    if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+                    if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS,
+                                       MQTTErrorCode.MQTT_ERR_NO_CONN):
                         self._handed_by_pump -= 1
                         break  # connection gone; on reconnect we go back anyway
                     cursor = item.seq

@@ -100,7 +100,7 @@ def _send_all(gw: GatewayPath, outbox: Outbox, host: str, port: int) -> None:
         UplinkSettings(
             host=host, port=port, resend_after_s=1.0, client_id=f"gw-{uuid.uuid4().hex[:8]}"
         ),
-        on_command=lambda t, raw: handler[0].handle(t, raw),
+        on_command=lambda topic, raw: handler[0].handle(topic, raw),  # noqa: PLW0108 - set below
     )
     handler.append(CommandHandler(gw, outbox, uplink.publish_reply))
     uplink.start()
