@@ -115,3 +115,108 @@ def test_the_same_bad_item_resent_is_one_dead_letter_with_a_count(factory, gw): 
     with factory() as s:
         assert s.scalar(select(m.DeadLetter.count).where(m.DeadLetter.gateway == gw.gateway,
                                                          m.DeadLetter.payload == bad)) == 5
+
+
+# --- the API: what the database cannot hold answers 422 naming the field, never a 500 ---
+
+BIG = 2**63  # one past the largest BIGINT / SQLite INTEGER
+FAR = "9999-12-31T23:59:59-14:00"  # year 10000 in UTC
+EARLY = "0001-01-01T00:00:00%2B14:00"  # year 0 in UTC
+
+
+@pytest.fixture
+def api(factory):  # type: ignore[no-untyped-def]
+    """A client of the app on this database, and an admin's bearer header."""
+    import uuid
+
+    from fastapi.testclient import TestClient
+
+    from cloud import auth
+    from cloud.api import create_api
+    from cloud.api.deps import ApiState
+    from cloud.db import transaction
+    from cloud.settings import Settings
+
+    now = datetime.now(UTC)
+    with transaction(factory) as s:
+        # no password (never logs in): a token is all these requests need, and no argon2 runs
+        admin = m.User(username=f"a-{uuid.uuid4().hex[:8]}", password_hash="!", role="admin",
+                       active=True, created_at=now)
+        s.add(admin)
+        s.flush()
+        token = auth.issue_token(s, admin, now=now, ttl_s=3600)
+    app = create_api(ApiState(settings=Settings(environment="test"), factory=factory))
+    with TestClient(app, raise_server_exceptions=False) as c:  # a 500 is an answer to list
+        yield c, {"Authorization": f"Bearer {token}"}
+
+
+def _invalid_requests() -> float:
+    return sum(s.value for metric in REGISTRY.collect() if metric.name == "mb_api_invalid_requests"
+               for s in metric.samples if s.name.endswith("_total"))
+
+
+# (method, url, body or headers, the location the 422 must name); one app per store, so the
+# table runs in seconds
+REFUSED: list[tuple[str, str, dict[str, str] | None, list[str]]] = [
+    ("GET", f"/api/alerts/{BIG}", None, ["path", "alert_id"]),
+    ("GET", "/api/alerts/-53580601794350912640078118387712", None, ["path", "alert_id"]),
+    ("POST", f"/api/alerts/{BIG}/acknowledge", {}, ["path", "alert_id"]),
+    ("POST", f"/api/alerts/{BIG}/dispatch", {}, ["path", "alert_id"]),
+    ("POST", f"/api/alerts/{BIG}/resolve", {}, ["path", "alert_id"]),
+    ("POST", f"/api/alerts/{BIG}/close", {}, ["path", "alert_id"]),
+    ("POST", f"/api/alerts/{BIG}/comment", {"note": "x"}, ["path", "alert_id"]),
+    ("GET", f"/api/work-orders/{BIG}", None, ["path", "work_order_id"]),
+    ("POST", f"/api/work-orders/{BIG}/accept", {}, ["path", "work_order_id"]),
+    ("GET", f"/api/alerts?offset={BIG}", None, ["query", "offset"]),
+    ("GET", f"/api/work-orders?offset={14820693602151944192}", None, ["query", "offset"]),
+    ("GET", f"/api/events?alert_id={BIG}", None, ["query", "alert_id"]),
+    ("GET", f"/api/events?since={FAR}", None, ["query", "since"]),
+    ("GET", f"/api/events?until={EARLY}", None, ["query", "until"]),
+    ("GET", f"/api/readings?gateway=g&sensor=s&since={FAR}", None, ["query", "since"]),
+    ("GET", f"/api/readings?gateway=g&sensor=s&until={EARLY}", None, ["query", "until"]),
+    ("GET", "/api/stream/alerts", {"Last-Event-ID": "99999999999999999999"}, ["header", "Last-Event-ID"]),
+    # PostgreSQL's text holds no NUL: refused at the door on both stores
+    ("GET", "/api/alerts?kind=a%00b", None, ["query", "kind"]),
+    ("GET", "/api/events?kind=%00", None, ["query", "kind"]),
+    ("GET", "/api/readings?gateway=%00&sensor=x", None, ["query", "gateway"]),
+    ("GET", "/api/work-orders?status=%00", None, ["query", "status"]),
+    ("GET", "/api/devices?gateway=%00", None, ["query", "gateway"]),
+    ("GET", "/api/evidence/a%00/b.jpg", None, ["path", "event_id"]),
+    ("POST", "/api/alerts/1/comment", {"note": "a\x00b"}, ["body", "note"]),
+    ("POST", "/api/auth/token", {"username": "ad\x00min", "password": "whatever1"}, ["body", "username"]),
+]
+
+
+def test_api_refuses_what_the_database_cannot_hold_naming_the_field(api):  # type: ignore[no-untyped-def]
+    client, admin = api
+    wrong = []
+    for method, url, body, loc in REFUSED:
+        before = _invalid_requests()
+        if loc[0] == "header":
+            r = client.request(method, url, headers={**admin, **(body or {})})
+        else:
+            r = client.request(method, url, headers=admin, json=body)
+        named = [e["loc"] for e in r.json()["detail"]] if r.status_code == 422 else []
+        # counted once (mb_api_invalid_requests_total)
+        if loc not in named or _invalid_requests() != before + 1:
+            wrong.append((method, url, r.status_code, r.text[:300]))
+    assert wrong == []
+
+
+EDGES = [
+    (f"/api/alerts/{BIG - 1}", 404),  # the largest id is a fine question, with no answer
+    (f"/api/work-orders/{BIG - 1}", 404),
+    (f"/api/alerts?offset={BIG - 1}", 200),
+    (f"/api/work-orders?offset={BIG - 1}", 200),
+    (f"/api/events?alert_id={BIG - 1}", 200),
+    ("/api/events?since=9999-12-31T23:59:59.999999Z&until=9999-12-31T23:59:59.999999%2B00:00", 200),
+    ("/api/events?since=0001-01-01T00:00:00Z", 200),
+    ("/api/events?since=0001-01-01T08:00:00%2B08:00", 200),
+    ("/api/readings?gateway=g&sensor=s&since=0001-01-01T00:00:00Z&until=9999-12-31T09:59:59-14:00", 200),
+]
+
+
+def test_api_answers_at_the_edges_of_what_the_database_holds(api):  # type: ignore[no-untyped-def]
+    client, admin = api
+    answers = [(url, client.get(url, headers=admin).status_code) for url, _ in EDGES]
+    assert answers == EDGES

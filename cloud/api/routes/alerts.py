@@ -7,6 +7,8 @@ from sqlalchemy import func, select
 
 from cloud import alerts, auth, work_orders
 from cloud.api.deps import DB, CurrentUser, State, allowed
+from cloud.api.params import Offset, RowId
+from cloud.api.responses import ACTION, AUTHED, LOOKUP, documented
 from cloud.api.schemas import (
     AlertDetail,
     AlertOut,
@@ -29,13 +31,13 @@ def _scoped(db: DB, user: m.User, alert_id: int) -> m.Alert:
     return alert
 
 
-@router.get("", response_model=Page[AlertOut])
+@router.get("", response_model=Page[AlertOut], responses=documented(*AUTHED))
 def list_alerts(
     db: DB, user: CurrentUser,
     status: Annotated[list[str] | None, Query()] = None,
     kind: str | None = None, community: str | None = None, compound: str | None = None,
     building: str | None = None, min_severity: Annotated[int, Query(ge=1, le=3)] = 1,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Offset = 0,
 ) -> Page[AlertOut]:
     """Alerts in your area, newest first; filter by status, kind, place, severity."""
     where = [auth.scope_clause(user, m.Alert), m.Alert.severity >= min_severity]
@@ -51,8 +53,8 @@ def list_alerts(
     return Page(total=total, limit=limit, offset=offset, items=[AlertOut.model_validate(r) for r in rows])
 
 
-@router.get("/{alert_id}", response_model=AlertDetail)
-def get_alert(alert_id: int, db: DB, user: CurrentUser) -> AlertDetail:
+@router.get("/{alert_id}", response_model=AlertDetail, responses=documented(*LOOKUP))
+def get_alert(alert_id: RowId, db: DB, user: CurrentUser) -> AlertDetail:
     """One alert with its audit log."""
     alert = _scoped(db, user, alert_id)
     log = db.scalars(select(m.AlertTransition).where(m.AlertTransition.alert_id == alert_id)
@@ -71,8 +73,8 @@ def _committed(db: DB, st: State, out: Out) -> Out:
     return out
 
 
-@router.post("/{alert_id}/acknowledge", response_model=AlertOut)
-def acknowledge(alert_id: int, body: NoteIn, db: DB,
+@router.post("/{alert_id}/acknowledge", response_model=AlertOut, responses=documented(*ACTION))
+def acknowledge(alert_id: RowId, body: NoteIn, db: DB,
                 user: Annotated[m.User, allowed(Action.ACKNOWLEDGE_ALERT)], st: State) -> AlertOut:
     """open → acknowledged (stops escalation); 409 from any other state."""
     _scoped(db, user, alert_id)
@@ -80,8 +82,8 @@ def acknowledge(alert_id: int, body: NoteIn, db: DB,
     return _committed(db, st, AlertOut.model_validate(alert))
 
 
-@router.post("/{alert_id}/dispatch", response_model=WorkOrderOut)
-def dispatch(alert_id: int, body: DispatchIn, db: DB,
+@router.post("/{alert_id}/dispatch", response_model=WorkOrderOut, responses=documented(*ACTION))
+def dispatch(alert_id: RowId, body: DispatchIn, db: DB,
              user: Annotated[m.User, allowed(Action.DISPATCH_ALERT)], st: State) -> WorkOrderOut:
     """Send a work order to a department (default: the one for the alert's kind)."""
     _scoped(db, user, alert_id)
@@ -90,8 +92,8 @@ def dispatch(alert_id: int, body: DispatchIn, db: DB,
     return _committed(db, st, WorkOrderOut.model_validate(wo))
 
 
-@router.post("/{alert_id}/resolve", response_model=AlertOut)
-def resolve(alert_id: int, body: NoteIn, db: DB,
+@router.post("/{alert_id}/resolve", response_model=AlertOut, responses=documented(*ACTION))
+def resolve(alert_id: RowId, body: NoteIn, db: DB,
             user: Annotated[m.User, allowed(Action.RESOLVE_ALERT)], st: State) -> AlertOut:
     """Mark the condition handled."""
     _scoped(db, user, alert_id)
@@ -99,8 +101,8 @@ def resolve(alert_id: int, body: NoteIn, db: DB,
     return _committed(db, st, AlertOut.model_validate(alert))
 
 
-@router.post("/{alert_id}/close", response_model=AlertOut)
-def close(alert_id: int, body: NoteIn, db: DB,
+@router.post("/{alert_id}/close", response_model=AlertOut, responses=documented(*ACTION))
+def close(alert_id: RowId, body: NoteIn, db: DB,
           user: Annotated[m.User, allowed(Action.CLOSE_ALERT)], st: State) -> AlertOut:
     """resolved → closed (supervisors)."""
     _scoped(db, user, alert_id)
@@ -108,8 +110,8 @@ def close(alert_id: int, body: NoteIn, db: DB,
     return _committed(db, st, AlertOut.model_validate(alert))
 
 
-@router.post("/{alert_id}/comment", response_model=TransitionOut)
-def comment(alert_id: int, body: CommentIn, db: DB,
+@router.post("/{alert_id}/comment", response_model=TransitionOut, responses=documented(*ACTION))
+def comment(alert_id: RowId, body: CommentIn, db: DB,
             user: Annotated[m.User, allowed(Action.COMMENT_ALERT)], st: State) -> TransitionOut:
     """Add a note to the alert's log."""
     _scoped(db, user, alert_id)

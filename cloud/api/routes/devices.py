@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from cloud import auth
 from cloud.api.deps import DB, CurrentUser, State
+from cloud.api.responses import AUTHED, documented
 from cloud.api.schemas import DeviceOut, GatewayOut
 from cloud.db import models as m
 
@@ -14,7 +15,7 @@ router = APIRouter(prefix="/api/devices", tags=["devices"])
 MISSED_HEARTBEATS = 3  # silent for this many heartbeat periods = not alive
 
 
-@router.get("/gateways", response_model=list[GatewayOut])
+@router.get("/gateways", response_model=list[GatewayOut], responses=documented(*AUTHED))
 def gateways(db: DB, user: CurrentUser, st: State) -> list[GatewayOut]:
     """Gateways in your area with liveness: online and heard from within 3 heartbeats."""
     now = st.clock()
@@ -27,7 +28,7 @@ def gateways(db: DB, user: CurrentUser, st: State) -> list[GatewayOut]:
     return out
 
 
-@router.get("", response_model=list[DeviceOut])
+@router.get("", response_model=list[DeviceOut], responses=documented(*AUTHED))
 def devices(db: DB, user: CurrentUser, gateway: str | None = None) -> list[DeviceOut]:
     """Cameras and sensors in your area, with when each was last heard of."""
     stmt = select(m.Device, m.Gateway).join(m.Gateway, m.Gateway.id == m.Device.gateway)

@@ -3,24 +3,24 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 from sqlalchemy import select
 
 from cloud import auth
 from cloud.api.deps import DB, CurrentUser, allowed
+from cloud.api.params import RowIdFilter, StoredTime
+from cloud.api.responses import AUTHED, documented
 from cloud.api.schemas import DeadLetterOut, EventOut, ReadingOut
 from cloud.db import models as m
 from cloud.permissions import Action
 
 router = APIRouter(prefix="/api", tags=["events and readings"])
 Limit = Annotated[int, Query(ge=1, le=5000)]
-# times are stored in UTC; a time without an offset is ambiguous (and comparing it with
-# the stored ones failed with a 500): 422 asks the caller for one, e.g. ...Z or +08:00
-When = AwareDatetime | None
+# a time with an offset (...Z, +08:00), within what the database stores; else 422
+When = StoredTime | None
 
 
-@router.get("/events", response_model=list[EventOut])
-def events(db: DB, user: CurrentUser, kind: str | None = None, alert_id: int | None = None,
+@router.get("/events", response_model=list[EventOut], responses=documented(*AUTHED))
+def events(db: DB, user: CurrentUser, kind: str | None = None, alert_id: RowIdFilter = None,
            since: When = None, until: When = None, limit: Limit = 100) -> list[EventOut]:
     """Events in your area, newest first."""
     stmt = select(m.EventRow).where(auth.scope_clause(user, m.EventRow))
@@ -35,7 +35,7 @@ def events(db: DB, user: CurrentUser, kind: str | None = None, alert_id: int | N
     return [EventOut.model_validate(r) for r in db.scalars(stmt.order_by(m.EventRow.ts.desc()).limit(limit))]
 
 
-@router.get("/readings", response_model=list[ReadingOut])
+@router.get("/readings", response_model=list[ReadingOut], responses=documented(*AUTHED))
 def readings(db: DB, user: CurrentUser, gateway: str, sensor: str, since: When = None,
              until: When = None, limit: Limit = 1000) -> list[ReadingOut]:
     """One sensor's time series (uses the device+time index), newest first."""
@@ -48,7 +48,8 @@ def readings(db: DB, user: CurrentUser, gateway: str, sensor: str, since: When =
     return [ReadingOut.model_validate(r) for r in db.scalars(stmt.order_by(m.ReadingRow.ts.desc()).limit(limit))]
 
 
-@router.get("/dead-letters", response_model=list[DeadLetterOut])
+@router.get("/dead-letters", response_model=list[DeadLetterOut],
+            responses=documented(*AUTHED, 403))
 def dead_letters(db: DB,
                  user: Annotated[m.User, allowed(Action.READ_DEAD_LETTERS)], gateway: str | None = None,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[DeadLetterOut]:

@@ -5,12 +5,13 @@ from sqlalchemy import select
 
 from cloud import auth
 from cloud.api.deps import DB, CurrentUser
+from cloud.api.responses import documented
 from cloud.db import models as m
 
 router = APIRouter(prefix="/api/site", tags=["site"])
 
 
-@router.get("")
+@router.get("", responses=documented(401))
 def site_tree(db: DB, user: CurrentUser) -> dict:
     """The community → compound → building tree in your area."""
     communities = db.scalars(select(m.Community).order_by(m.Community.id)).all()

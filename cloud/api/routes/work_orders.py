@@ -7,6 +7,8 @@ from sqlalchemy import func, select
 
 from cloud import auth, work_orders
 from cloud.api.deps import DB, CurrentUser, State, allowed
+from cloud.api.params import Offset, RowId
+from cloud.api.responses import ACTION, AUTHED, LOOKUP, documented
 from cloud.api.schemas import NoteIn, Page, WorkOrderOut
 from cloud.db import models as m
 from cloud.permissions import Action
@@ -23,10 +25,10 @@ def _scoped(db: DB, user: m.User, work_order_id: int) -> m.WorkOrder:
     return wo
 
 
-@router.get("", response_model=Page[WorkOrderOut])
+@router.get("", response_model=Page[WorkOrderOut], responses=documented(*AUTHED))
 def list_work_orders(db: DB, user: CurrentUser, status_: Annotated[str | None, Query(alias="status")] = None,
                      department: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                     offset: Annotated[int, Query(ge=0)] = 0) -> Page[WorkOrderOut]:
+                     offset: Offset = 0) -> Page[WorkOrderOut]:
     """Work orders in your area."""
     where = [auth.scope_clause(user, m.WorkOrder)]
     if status_:
@@ -38,13 +40,14 @@ def list_work_orders(db: DB, user: CurrentUser, status_: Annotated[str | None, Q
     return Page(total=total, limit=limit, offset=offset, items=[WorkOrderOut.model_validate(r) for r in rows])
 
 
-@router.get("/{work_order_id}", response_model=WorkOrderOut)
-def get_work_order(work_order_id: int, db: DB, user: CurrentUser) -> WorkOrderOut:
+@router.get("/{work_order_id}", response_model=WorkOrderOut, responses=documented(*LOOKUP))
+def get_work_order(work_order_id: RowId, db: DB, user: CurrentUser) -> WorkOrderOut:
     return WorkOrderOut.model_validate(_scoped(db, user, work_order_id))
 
 
-@router.post("/{work_order_id}/{action}", response_model=WorkOrderOut)
-def act(work_order_id: int, action: Literal["accept", "start", "done", "verify"], body: NoteIn,
+@router.post("/{work_order_id}/{action}", response_model=WorkOrderOut,
+             responses=documented(*ACTION, 503))
+def act(work_order_id: RowId, action: Literal["accept", "start", "done", "verify"], body: NoteIn,
         db: DB, user: Annotated[m.User, allowed(Action.WORK_ON_ORDERS)], st: State) -> WorkOrderOut:
     """accept / start / done; verify sends the gateway a recheck and closes the order
     only if the condition is gone (otherwise it reopens)."""
