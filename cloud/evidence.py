@@ -40,8 +40,10 @@ class Signature:
     also_at: int = 0
 
     def matches(self, head: bytes) -> bool:
-        return (head[self.offset:self.offset + len(self.magic)] == self.magic
-                and head[self.also_at:self.also_at + len(self.also)] == self.also)
+        return (
+            head[self.offset : self.offset + len(self.magic)] == self.magic
+            and head[self.also_at : self.also_at + len(self.also)] == self.also
+        )
 
 
 # first match wins; the non-evidence types are here so a refusal can say what was sent
@@ -96,11 +98,14 @@ def check_type(declared: str, head: bytes) -> None:
     """Raise Invalid unless ``head`` (the file's first bytes) is the evidence type the
     event declared; the message names what the bytes look like instead."""
     if declared not in EVIDENCE_TYPES:
-        raise Invalid(f"content_type {declared!r} is not kept as evidence (one of "
-                      f"{', '.join(sorted(EVIDENCE_TYPES))})")
+        raise Invalid(
+            f"content_type {declared!r} is not kept as evidence (one of "
+            f"{', '.join(sorted(EVIDENCE_TYPES))})"
+        )
     if sniff(head) != declared:
-        raise Invalid(f"upload is not the {declared} its event declared: its bytes look like "
-                      f"{describe(head)}")
+        raise Invalid(
+            f"upload is not the {declared} its event declared: its bytes look like {describe(head)}"
+        )
 
 
 def declared_type(ref: Mapping[str, Any]) -> str:
@@ -154,8 +159,9 @@ def prepare(session: Session, root: Path, gateway: m.Gateway, event_id: str, nam
         UPLOADS.labels("not_found").inc()
         raise not_found(event_id)
     ref = declared(event, name)
-    return Target(path_for(root, event, name), declared_type(ref), int(ref["bytes"]),
-                  str(ref["sha256"]))
+    return Target(
+        path_for(root, event, name), declared_type(ref), int(ref["bytes"]), str(ref["sha256"])
+    )
 
 
 class Upload:
@@ -197,9 +203,11 @@ class Upload:
             self._check_type()  # a file shorter than SNIFF_BYTES
         sha = self.digest.hexdigest()
         if self.size != self.target.size or sha != self.target.sha256:
-            raise Invalid(f"upload does not match the event's evidence (sha256 {sha[:12]}…, "
-                          f"{self.size} bytes; declared {self.target.sha256[:12]}…, "
-                          f"{self.target.size} bytes)")
+            raise Invalid(
+                f"upload does not match the event's evidence (sha256 {sha[:12]}…, "
+                f"{self.size} bytes; declared {self.target.sha256[:12]}…, "
+                f"{self.target.size} bytes)"
+            )
         os.replace(self.tmp, self.target.path)
         UPLOADS.labels("stored").inc()
         return self.target.path

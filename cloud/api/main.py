@@ -6,6 +6,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from sqlalchemy import text
 
@@ -41,8 +42,12 @@ def _route(request: Request) -> str:
 
 def create_api(state: ApiState) -> FastAPI:
     """Build the API around ``state`` (settings, session factory, clock, command sender)."""
-    app = FastAPI(title="microbrain cloud", version="1", description="社区微脑: alerts, escalation, work orders",
-                  dependencies=[Depends(refuse_nul)])
+    # /docs and /redoc from the installed package's copies of Swagger UI and ReDoc, never a
+    # CDN: the cloud often runs where the internet is not (and a CDN script runs with the
+    # API's origin)
+    app: FastAPI = FastAPIOffline(title="microbrain cloud", version="1",
+                                  description="社区微脑: alerts, escalation, work orders",
+                                  dependencies=[Depends(refuse_nul)])
     app.state.api = state
     for module in (auth, users, alerts, work_orders, site, devices, events, evidence, stream):
         app.include_router(module.router, responses=documented(*_ROUTER_ERRORS.get(module, ())))
@@ -71,7 +76,7 @@ def create_api(state: ApiState) -> FastAPI:
                 s.execute(text("SELECT 1"))
         except Exception as err:  # noqa: BLE001 - report, do not crash the probe
             return JSONResponse({"ok": False, "database": type(err).__name__}, status_code=503)
-        body: dict = {"ok": True}
+        body: dict[str, bool] = {"ok": True}
         if state.ingest_ready is not None:
             body["ingest_subscribed"] = state.ingest_ready()
         return JSONResponse(body)

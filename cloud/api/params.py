@@ -2,8 +2,8 @@
 naming the field, instead of failing in the driver with a 500.
 
 SQLite's INTEGER and PostgreSQL's BIGINT both hold signed 64-bit numbers (a larger
-value raises OverflowError in sqlite3 and "bigint out of range" in PostgreSQL); the
-tables' ``Integer`` columns are 32-bit on PostgreSQL. Times go through Python's
+value raises OverflowError in sqlite3 and "bigint out of range" in PostgreSQL, even when
+only compared with a 32-bit column). Times go through Python's
 ``datetime`` into both stores (cloud/db/types.py converts to UTC first), so a time is
 storable when it lies in year 1 … 9999 *in UTC*: ``9999-12-31T23:59:59-14:00`` is not.
 PostgreSQL's text holds no NUL character, so no string parameter may carry one.
@@ -22,7 +22,6 @@ from fastapi.routing import APIRoute
 from pydantic import AfterValidator, AwareDatetime
 
 MAX_DB_INT = 2**63 - 1  # BIGINT (PostgreSQL), INTEGER (SQLite)
-MAX_DB_INT32 = 2**31 - 1  # INTEGER on PostgreSQL (e.g. users.id)
 EARLIEST = datetime.min.replace(tzinfo=UTC)
 LATEST = datetime.max.replace(tzinfo=UTC)
 
@@ -33,14 +32,14 @@ def storable_time(value: datetime) -> datetime:
     try:
         return value.astimezone(UTC)
     except OverflowError:
-        raise ValueError(f"{value.isoformat()} is outside the times the database stores "
-                         f"({EARLIEST.isoformat()} … {LATEST.isoformat()}, in UTC)") from None
+        raise ValueError(
+            f"{value.isoformat()} is outside the times the database stores "
+            f"({EARLIEST.isoformat()} … {LATEST.isoformat()}, in UTC)"
+        ) from None
 
 
 # an id in the path: ids start at 1, and are BIGINT
 RowId = Annotated[int, Path(ge=1, le=MAX_DB_INT, description="the row's id (1 … 2^63-1)")]
-# the same for 32-bit ids (users)
-SmallRowId = Annotated[int, Path(ge=1, le=MAX_DB_INT32, description="the row's id (1 … 2^31-1)")]
 # an optional id filter in the query
 RowIdFilter = Annotated[int | None, Query(ge=1, le=MAX_DB_INT, description="an id (1 … 2^63-1)")]
 Offset = Annotated[int, Query(ge=0, le=MAX_DB_INT, description="rows to skip (0 … 2^63-1)")]
@@ -48,9 +47,15 @@ Offset = Annotated[int, Query(ge=0, le=MAX_DB_INT, description="rows to skip (0 
 # stored ones failed with a 500): 422 asks for one, e.g. ...Z or +08:00
 StoredTime = Annotated[AwareDatetime, AfterValidator(storable_time)]
 # the id of the last alert change a stream client saw (sent back by EventSource)
-LastEventId = Annotated[int | None, Header(
-    alias="Last-Event-ID", ge=0, le=MAX_DB_INT,
-    description="resume after this change id (0 … 2^63-1); without it, from now")]
+LastEventId = Annotated[
+    int | None,
+    Header(
+        alias="Last-Event-ID",
+        ge=0,
+        le=MAX_DB_INT,
+        description="resume after this change id (0 … 2^63-1); without it, from now",
+    ),
+]
 
 
 def _nul_locations(value: Any, loc: tuple[str | int, ...]) -> Iterator[tuple[str | int, ...]]:
@@ -70,8 +75,11 @@ async def refuse_nul(request: Request) -> None:
     """422 naming each path, query or JSON-body field that holds a NUL character:
     PostgreSQL's text cannot store one ("cannot contain NUL (0x00) bytes" was a 500),
     and no id, name or note of ours has a use for it. Every route depends on this."""
-    found = [loc for name, value in request.path_params.items()
-             for loc in _nul_locations(str(value), ("path", name))]
+    found = [
+        loc
+        for name, value in request.path_params.items()
+        for loc in _nul_locations(str(value), ("path", name))
+    ]
     route = request.scope.get("route")
     declared = _query_names(route.dependant) if isinstance(route, APIRoute) else set()
     for name, value in request.query_params.multi_items():
@@ -84,9 +92,17 @@ async def refuse_nul(request: Request) -> None:
             body = None  # FastAPI answers a body that is not JSON itself
         found += _nul_locations(body, ("body",))
     if found:
-        raise RequestValidationError([
-            {"type": "string_pattern_mismatch", "loc": loc, "input": None,
-             "msg": "must not contain NUL (\\x00) characters; remove them"} for loc in found])
+        raise RequestValidationError(
+            [
+                {
+                    "type": "string_pattern_mismatch",
+                    "loc": loc,
+                    "input": None,
+                    "msg": "must not contain NUL (\\x00) characters; remove them",
+                }
+                for loc in found
+            ]
+        )
 
 
 def _query_names(dependant: Dependant) -> set[str]:

@@ -174,7 +174,8 @@ REFUSED: list[tuple[str, str, dict[str, str] | None, list[str]]] = [
     ("GET", f"/api/events?until={EARLY}", None, ["query", "until"]),
     ("GET", f"/api/readings?gateway=g&sensor=s&since={FAR}", None, ["query", "since"]),
     ("GET", f"/api/readings?gateway=g&sensor=s&until={EARLY}", None, ["query", "until"]),
-    ("GET", "/api/stream/alerts", {"Last-Event-ID": "99999999999999999999"}, ["header", "Last-Event-ID"]),
+    ("GET", "/api/stream/alerts", {"Last-Event-ID": "99999999999999999999"},
+     ["header", "Last-Event-ID"]),
     # PostgreSQL's text holds no NUL: refused at the door on both stores
     ("GET", "/api/alerts?kind=a%00b", None, ["query", "kind"]),
     ("GET", "/api/events?kind=%00", None, ["query", "kind"]),
@@ -183,7 +184,8 @@ REFUSED: list[tuple[str, str, dict[str, str] | None, list[str]]] = [
     ("GET", "/api/devices?gateway=%00", None, ["query", "gateway"]),
     ("GET", "/api/evidence/a%00/b.jpg", None, ["path", "event_id"]),
     ("POST", "/api/alerts/1/comment", {"note": "a\x00b"}, ["body", "note"]),
-    ("POST", "/api/auth/token", {"username": "ad\x00min", "password": "whatever1"}, ["body", "username"]),
+    ("POST", "/api/auth/token", {"username": "ad\x00min", "password": "whatever1"},
+     ["body", "username"]),
 ]
 
 
@@ -212,7 +214,8 @@ EDGES = [
     ("/api/events?since=9999-12-31T23:59:59.999999Z&until=9999-12-31T23:59:59.999999%2B00:00", 200),
     ("/api/events?since=0001-01-01T00:00:00Z", 200),
     ("/api/events?since=0001-01-01T08:00:00%2B08:00", 200),
-    ("/api/readings?gateway=g&sensor=s&since=0001-01-01T00:00:00Z&until=9999-12-31T09:59:59-14:00", 200),
+    (("/api/readings?gateway=g&sensor=s&since=0001-01-01T00:00:00Z"
+      "&until=9999-12-31T09:59:59-14:00"), 200),
 ]
 
 

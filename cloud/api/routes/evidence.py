@@ -22,8 +22,12 @@ _basic = HTTPBasic(auto_error=False)
 MAX_UPLOAD = next(c.le for c in EvidenceRef.model_fields["bytes"].metadata if hasattr(c, "le"))
 # served files are never second-guessed by a browser (a "JPEG" that is HTML runs no script)
 NOSNIFF = {"X-Content-Type-Options": "nosniff"}
-_BODY = {"requestBody": {"required": True, "content": {
-    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
 
 
 def _declared_length(request: Request) -> int:
@@ -33,11 +37,19 @@ def _declared_length(request: Request) -> int:
         return 0  # the server has already refused a malformed one; count what arrives
 
 
-@router.put("/{event_id}/{name}", status_code=201, response_model=dict[str, str],
-            openapi_extra=_BODY, responses=documented(401, 404, 413, 422))
-async def upload(event_id: str, name: str, request: Request,
-                 creds: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
-                 ) -> dict[str, str] | Response:
+@router.put(
+    "/{event_id}/{name}",
+    status_code=201,
+    response_model=dict[str, str],
+    openapi_extra=_BODY,
+    responses=documented(401, 404, 413, 422),
+)
+async def upload(
+    event_id: str,
+    name: str,
+    request: Request,
+    creds: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
+) -> dict[str, str] | Response:
     """A gateway uploads a snapshot or clip of one of its events (HTTP Basic with its
     broker credentials); kept only if its bytes are the declared type (JPEG, PNG, MP4,
     AVI) and match the event's declared sha256 and size."""
@@ -48,17 +60,24 @@ async def upload(event_id: str, name: str, request: Request,
         # of the body is read
         with state.factory() as session:
             # a NUL is in no gateway id (and PostgreSQL could not even compare it)
-            gateway = (auth.authenticate_gateway(session, creds.username, creds.password)
-                       if creds and "\x00" not in creds.username else None)
+            gateway = (
+                auth.authenticate_gateway(session, creds.username, creds.password)
+                if creds and "\x00" not in creds.username
+                else None
+            )
             if gateway is None:
-                raise HTTPException(status.HTTP_401_UNAUTHORIZED, "gateway credentials required",
-                                    headers={"WWW-Authenticate": "Basic"})
+                raise HTTPException(
+                    status.HTTP_401_UNAUTHORIZED,
+                    "gateway credentials required",
+                    headers={"WWW-Authenticate": "Basic"},
+                )
             return evidence.prepare(session, state.settings.evidence_dir, gateway, event_id, name)
 
     target = await run_in_threadpool(_prepare)
     if _declared_length(request) > MAX_UPLOAD:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                            f"uploads are limited to {MAX_UPLOAD} bytes")
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE, f"uploads are limited to {MAX_UPLOAD} bytes"
+        )
     received = await run_in_threadpool(evidence.Upload, target)
     try:
         async for chunk in request.stream():
@@ -69,8 +88,13 @@ async def upload(event_id: str, name: str, request: Request,
         # the gateway went away mid-body (it resends later): one line, not a traceback;
         # the answer goes nowhere
         received.discard("disconnected")
-        log.warning("evidence %s of event %s: the sender disconnected after %d of %d bytes; "
-                    "discarded", name, event_id, received.size, target.size)
+        log.warning(
+            "evidence %s of event %s: the sender disconnected after %d of %d bytes; discarded",
+            name,
+            event_id,
+            received.size,
+            target.size,
+        )
         return Response(status_code=status.HTTP_400_BAD_REQUEST)
     except BaseException:
         received.discard()
@@ -78,10 +102,17 @@ async def upload(event_id: str, name: str, request: Request,
     return {"stored": path.name}
 
 
-@router.get("/{event_id}/{name}", response_class=FileResponse, responses={
-    **documented(401, 404, 422),
-    200: {"description": "the file, as the type its bytes were checked to be",
-          "content": {t: {} for t in sorted(evidence.EVIDENCE_TYPES | {evidence.UNKNOWN})}}})
+@router.get(
+    "/{event_id}/{name}",
+    response_class=FileResponse,
+    responses={
+        **documented(401, 404, 422),
+        200: {
+            "description": "the file, as the type its bytes were checked to be",
+            "content": {t: {} for t in sorted(evidence.EVIDENCE_TYPES | {evidence.UNKNOWN})},
+        },
+    },
+)
 def download(event_id: str, name: str, db: DB, user: CurrentUser, st: State) -> FileResponse:
     """The evidence file of an event in your area."""
     event = evidence.find_event(db, event_id)
