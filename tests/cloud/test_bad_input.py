@@ -223,3 +223,58 @@ def test_api_answers_at_the_edges_of_what_the_database_holds(api):  # type: igno
     client, admin = api
     answers = [(url, client.get(url, headers=admin).status_code) for url, _ in EDGES]
     assert answers == EDGES
+
+
+def test_the_stream_resumes_after_any_id_the_database_holds(factory, gw):  # type: ignore[no-untyped-def]
+    """Last-Event-ID is parsed with the ids' bound: 0 replays what is stored, 2^63-1 (the
+    largest) waits for what comes next; both open the stream (before, 2^63 was a 500 in
+    the stream's first query, and a non-number was silently ignored)."""
+    import threading
+    import uuid
+
+    import httpx
+    import uvicorn
+
+    from cloud import auth
+    from cloud.api import create_api
+    from cloud.api.deps import ApiState
+    from cloud.db import transaction
+    from cloud.settings import Settings
+    from tests.cloud.helpers import wait_for
+    from tests.utils.services import free_port
+
+    ingest(factory, gw, [event(1)])  # opens an alert: one change to replay
+    now = datetime.now(UTC)
+    with transaction(factory) as s:
+        user = m.User(username=f"a-{uuid.uuid4().hex[:8]}", password_hash="!", role="admin",
+                      active=True, created_at=now)
+        s.add(user)
+        s.flush()
+        token = auth.issue_token(s, user, now=now, ttl_s=3600)
+    port = free_port()
+    app = create_api(ApiState(settings=Settings(environment="test"), factory=factory))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, timeout=20)
+
+        def first_lines(last_event_id: str, until: str) -> list[str]:
+            headers = {"Authorization": f"Bearer {token}", "Last-Event-ID": last_event_id}
+            lines: list[str] = []
+            with httpx.stream("GET", f"http://127.0.0.1:{port}/api/stream/alerts", headers=headers,
+                              timeout=httpx.Timeout(20)) as r:
+                assert r.status_code == 200
+                for line in r.iter_lines():
+                    lines.append(line)
+                    if line.startswith(until):
+                        return lines
+            return lines
+
+        replayed = first_lines("0", "data: ")
+        assert replayed[0] == ": connected" and any(line.startswith("id: ") for line in replayed)
+        assert first_lines(str(2**63 - 1), ": connected") == [": connected"]
+    finally:
+        server.should_exit = True
+        thread.join(20)
