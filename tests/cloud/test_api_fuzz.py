@@ -29,8 +29,9 @@ from cloud.db import make_engine, session_factory, transaction
 from cloud.login_throttle import ThrottlePolicy
 from cloud.settings import Settings
 from cloud.site_sync import register_gateway
+from microbrain.broker.embedded import free_port
 from tests.cloud.helpers import DEVICES, event, ingest, unique_gateway, wait_for
-from tests.utils.services import MosquittoProcess, free_port
+from tests.utils.services import MosquittoProcess
 
 SEED = 20261201
 # examples per operation (20, as in the run that found the 500s): the whole run took 74 s

@@ -125,7 +125,7 @@ EARLY = "0001-01-01T00:00:00%2B14:00"  # year 0 in UTC
 
 
 @pytest.fixture
-def api(factory):  # type: ignore[no-untyped-def]
+def api(factory):
     """A client of the app on this database, and an admin's bearer header."""
     import uuid
 
@@ -189,7 +189,7 @@ REFUSED: list[tuple[str, str, dict[str, str] | None, list[str]]] = [
 ]
 
 
-def test_api_refuses_what_the_database_cannot_hold_naming_the_field(api):  # type: ignore[no-untyped-def]
+def test_api_refuses_what_the_database_cannot_hold_naming_the_field(api):
     client, admin = api
     wrong = []
     for method, url, body, loc in REFUSED:
@@ -219,13 +219,13 @@ EDGES = [
 ]
 
 
-def test_api_answers_at_the_edges_of_what_the_database_holds(api):  # type: ignore[no-untyped-def]
+def test_api_answers_at_the_edges_of_what_the_database_holds(api):
     client, admin = api
     answers = [(url, client.get(url, headers=admin).status_code) for url, _ in EDGES]
     assert answers == EDGES
 
 
-def test_the_stream_resumes_after_any_id_the_database_holds(factory, gw):  # type: ignore[no-untyped-def]
+def test_the_stream_resumes_after_any_id_the_database_holds(factory, gw):
     """Last-Event-ID is parsed with the ids' bound: 0 replays what is stored, 2^63-1 (the
     largest) waits for what comes next; both open the stream (before, 2^63 was a 500 in
     the stream's first query, and a non-number was silently ignored)."""
@@ -240,8 +240,8 @@ def test_the_stream_resumes_after_any_id_the_database_holds(factory, gw):  # typ
     from cloud.api.deps import ApiState
     from cloud.db import transaction
     from cloud.settings import Settings
+    from microbrain.broker.embedded import free_port
     from tests.cloud.helpers import wait_for
-    from tests.utils.services import free_port
 
     ingest(factory, gw, [event(1)])  # opens an alert: one change to replay
     now = datetime.now(UTC)

@@ -31,9 +31,9 @@ from cloud.db import transaction
 from cloud.errors import Invalid
 from cloud.settings import Settings
 from cloud.site_sync import register_gateway
+from microbrain.broker.embedded import free_port
 from microbrain.protocol import Event, EvidenceRef, GatewayPath
 from tests.cloud.helpers import event, ingest, unique_gateway, wait_for
-from tests.utils.services import free_port
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01" + b"pixels" * 50 + b"\xff\xd9"
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"pixels" * 50
@@ -114,13 +114,15 @@ def _event_with(
     factory: sessionmaker[Session], gw: GatewayPath, seq: int, *files: tuple[str, bytes, str]
 ) -> Event:
     refs = tuple(
-        EvidenceRef(
-            kind="clip" if ctype.startswith("video/") else "snapshot",
-            name=name,
-            sha256=hashlib.sha256(body).hexdigest(),
-            bytes=len(body),
-            content_type=ctype,
-        )  # type: ignore[arg-type]
+        EvidenceRef.model_validate(
+            {
+                "kind": "clip" if ctype.startswith("video/") else "snapshot",
+                "name": name,
+                "sha256": hashlib.sha256(body).hexdigest(),
+                "bytes": len(body),
+                "content_type": ctype,
+            }
+        )
         for name, body, ctype in files
     )
     ev = event(seq, evidence=refs)
@@ -169,7 +171,7 @@ def test_an_upload_that_is_not_what_it_declares_is_refused(
     client,
     factory,
     gw,
-    people,  # type: ignore[no-untyped-def]
+    people,
     evidence_dir,
 ):
     # the hash and size match: only the type check can refuse these
@@ -207,7 +209,7 @@ def test_a_download_carries_nosniff_and_only_the_checked_type(
     client,
     factory,
     gw,
-    people,  # type: ignore[no-untyped-def]
+    people,
     evidence_dir,
 ):
     ev = _event_with(
@@ -240,7 +242,7 @@ def _row(factory: sessionmaker[Session], event_id: str) -> m.EventRow:
         return row
 
 
-def test_out_of_scope_answers_like_a_missing_event_before_looking_at_the_file(  # type: ignore[no-untyped-def]
+def test_out_of_scope_answers_like_a_missing_event_before_looking_at_the_file(
     client, factory, gw, people
 ):
     """Authenticate, find the event, check the scope (404), only then the declared file:
@@ -292,7 +294,7 @@ class _Records(logging.Handler):
         self.records.append(record)
 
 
-def test_a_sender_that_disconnects_mid_upload_leaves_one_line_and_no_file(  # type: ignore[no-untyped-def]
+def test_a_sender_that_disconnects_mid_upload_leaves_one_line_and_no_file(
     factory, gw, people, evidence_dir
 ):
     body = JPEG + b"\x00" * 200_000  # big enough to be read in several chunks
