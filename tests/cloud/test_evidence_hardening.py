@@ -101,15 +101,6 @@ def _uploads(outcome: str) -> float:
     return REGISTRY.get_sample_value("mb_evidence_uploads_total", {"outcome": outcome}) or 0.0
 
 
-def _declare_devices(factory: sessionmaker[Session], gw: GatewayPath) -> None:
-    # the helpers' events come from cam-1; the site must declare it for them to be stored
-    with transaction(factory) as s:
-        if not s.scalars(
-            select(m.Device).where(m.Device.gateway == gw.gateway, m.Device.id == "cam-1")
-        ).first():
-            s.add(m.Device(gateway=gw.gateway, id="cam-1", type="camera", building="b1"))
-
-
 def _event_with(
     factory: sessionmaker[Session], gw: GatewayPath, seq: int, *files: tuple[str, bytes, str]
 ) -> Event:
@@ -146,24 +137,25 @@ def client(factory: sessionmaker[Session], evidence_dir: Path) -> Iterator[TestC
 
 @pytest.fixture
 def people(factory: sessionmaker[Session], gw: GatewayPath) -> dict[str, dict[str, str]]:
-    """Gateway password set; bearer headers of a duty user here and one elsewhere."""
-    _declare_devices(factory, gw)
+    """Gateway password set; bearer headers of a duty user here and one elsewhere (their
+    tokens issued directly: they never log in, so no argon2 runs)."""
     now = datetime.now(UTC)
     tokens = {}
     with transaction(factory) as s:
         auth.set_gateway_password(s, gw.gateway, "gw-password", now=now)
         for who, community in (("here", gw.community), ("elsewhere", f"t-{uuid.uuid4().hex[:8]}")):
-            user = auth.create_user(
-                s,
-                f"{who}-{uuid.uuid4().hex[:6]}",
-                "duty-password",
-                "duty",
-                now=now,
+            user = m.User(
+                username=f"{who}-{uuid.uuid4().hex[:6]}",
+                password_hash="!",
+                role="duty",
                 community=community,
+                active=True,
+                created_at=now,
             )
-            tokens[who] = {
-                "Authorization": f"Bearer {auth.issue_token(s, user, now=now, ttl_s=3600)}"
-            }
+            s.add(user)
+            s.flush()
+            token = auth.issue_token(s, user, now=now, ttl_s=3600)
+            tokens[who] = {"Authorization": f"Bearer {token}"}
     return tokens
 
 
