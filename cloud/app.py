@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from fastapi import FastAPI
 from sqlalchemy import func, select
@@ -25,6 +26,7 @@ from cloud.db import make_engine, session_factory, transaction, upgrade
 from cloud.db import models as m
 from cloud.errors import Conflict
 from cloud.ingest import IngestWorker
+from cloud.permissions import Role
 from cloud.settings import Settings
 from cloud.site_sync import import_gateway_passwords, sync_site
 from microbrain.site import Site
@@ -40,7 +42,7 @@ class Scheduler:
         self.service = service
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
-        self._last_prune = None
+        self._last_prune: datetime | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -53,13 +55,16 @@ class Scheduler:
                 if escalation.run_due(svc.factory, now):
                     svc.state.notifier.notify()
                 with transaction(svc.factory) as s:
-                    expired = work_orders.expire_rechecks(s, now=now, timeout_s=svc.settings.recheck_timeout_s)
+                    expired = work_orders.expire_rechecks(
+                        s, now=now, timeout_s=svc.settings.recheck_timeout_s
+                    )
                 if expired:
                     svc.state.notifier.notify()
                 if self._last_prune is None or now - self._last_prune > timedelta(hours=1):
                     with transaction(svc.factory) as s:
-                        retention.prune_readings(s, now=now, keep_days=svc.settings.reading_retention_days)
-                        retention.prune_dead_letters(s, now=now, keep_days=svc.settings.reading_retention_days)
+                        keep_days = svc.settings.reading_retention_days
+                        retention.prune_readings(s, now=now, keep_days=keep_days)
+                        retention.prune_dead_letters(s, now=now, keep_days=keep_days)
                         retention.prune_tokens(s, now=now)
                     self._last_prune = now
             except Exception:
@@ -83,12 +88,13 @@ class CloudService:
         self.state = ApiState(settings=settings, factory=self.factory, clock=clock)
         self.worker: IngestWorker | None = None
         self.scheduler: Scheduler | None = None
+        self._commands: MqttCommandSender | None = None  # ours to close, whatever state holds
         self._want_ingest, self._want_scheduler = ingest, scheduler
         self.app = create_api(self.state)
         self.app.router.lifespan_context = self._lifespan
 
     @asynccontextmanager
-    async def _lifespan(self, _app: FastAPI):  # type: ignore[no-untyped-def]
+    async def _lifespan(self, _app: FastAPI) -> AsyncIterator[None]:
         self.start()
         try:
             yield
@@ -103,7 +109,9 @@ class CloudService:
                 try:
                     with transaction(self.factory) as s:
                         report = sync_site(s, self.site, clock=self.clock)
-                        passwords = import_gateway_passwords(s, self.site, os.environ, clock=self.clock)
+                        passwords = import_gateway_passwords(
+                            s, self.site, os.environ, clock=self.clock
+                        )
                     break
                 except IntegrityError:
                     # another process starting at the same moment inserted the same rows
@@ -117,17 +125,20 @@ class CloudService:
             with transaction(self.factory) as s:
                 if not s.scalar(select(func.count()).select_from(m.User)):
                     auth.create_user(s, "admin", self.settings.admin_password.get_secret_value(),
-                                     auth.Role.ADMIN, now=self.clock())
+                                     Role.ADMIN, now=self.clock())
                     log.info("created user 'admin' (password from MB_CLOUD_ADMIN_PASSWORD)")
         except (IntegrityError, Conflict):
             pass  # another process starting at the same moment made it
 
     def start(self) -> None:
         self.prepare()
-        self.state.commands = MqttCommandSender(self.settings)
+        self._commands = MqttCommandSender(self.settings)
+        self.state.commands = self._commands
         if self._want_ingest:
-            self.worker = IngestWorker(self.settings, self.factory, clock=self.clock,
-                                       on_commit=lambda r: self.state.notifier.notify() if r.alerts else None)
+            self.worker = IngestWorker(
+                self.settings, self.factory, clock=self.clock,
+                on_commit=lambda r: self.state.notifier.notify() if r.alerts else None,
+            )
             self.worker.start(wait=0)
             self.state.ingest_ready = self.worker.connected.is_set
         if self._want_scheduler:
@@ -139,6 +150,6 @@ class CloudService:
             self.scheduler.stop()
         if self.worker:
             self.worker.stop()
-        if self.state.commands is not None:
-            self.state.commands.close()  # type: ignore[attr-defined]
+        if self._commands is not None:
+            self._commands.close()
         self.engine.dispose()

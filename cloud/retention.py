@@ -3,26 +3,37 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete, func
+from sqlalchemy import CursorResult, Delete, delete, func
 from sqlalchemy.orm import Session
 
 from cloud.db import models as m
+
+
+def _deleted(session: Session, statement: Delete) -> int:
+    """Run a DELETE and return how many rows it removed."""
+    # a DML statement's result is a CursorResult (the one with rowcount); Session.execute
+    # is typed with the general Result
+    result = cast("CursorResult[Any]", session.execute(statement))
+    return result.rowcount or 0
 
 
 def prune_readings(session: Session, *, now: datetime, keep_days: int) -> int:
     """Delete readings older than ``keep_days``; returns how many went. Events and
     alerts are records of what happened and are kept."""
     cutoff = now - timedelta(days=keep_days)
-    gone = session.execute(delete(m.ReadingRow).where(m.ReadingRow.ts < cutoff)).rowcount
+    gone = _deleted(session, delete(m.ReadingRow).where(m.ReadingRow.ts < cutoff))
     # a gateway never resends an item this old, so its dedupe entry can go too
-    session.execute(delete(m.Ledger).where(m.Ledger.channel == "reading", m.Ledger.received_at < cutoff))
-    return gone or 0
+    session.execute(
+        delete(m.Ledger).where(m.Ledger.channel == "reading", m.Ledger.received_at < cutoff)
+    )
+    return gone
 
 
 def prune_tokens(session: Session, *, now: datetime) -> int:
     """Forget expired API tokens."""
-    return session.execute(delete(m.ApiToken).where(m.ApiToken.expires_at <= now)).rowcount or 0
+    return _deleted(session, delete(m.ApiToken).where(m.ApiToken.expires_at <= now))
 
 
 def prune_dead_letters(session: Session, *, now: datetime, keep_days: int) -> int:
@@ -31,4 +42,4 @@ def prune_dead_letters(session: Session, *, now: datetime, keep_days: int) -> in
     cutoff = now - timedelta(days=keep_days)
     # by when each was last seen: a row still being counted stays
     last = func.coalesce(m.DeadLetter.last_seen, m.DeadLetter.received_at)
-    return session.execute(delete(m.DeadLetter).where(last < cutoff)).rowcount or 0
+    return _deleted(session, delete(m.DeadLetter).where(last < cutoff))

@@ -44,7 +44,9 @@ class Settings(BaseSettings):
         default=600, ge=10, le=7 * 86_400,
         description="a work order verifying this long without the gateway's answer reopens "
         "(the recheck or its reply was lost)")
-    evidence_dir: Path = Field(default=Path("./evidence"), description="where uploaded snapshots/clips go")
+    evidence_dir: Path = Field(
+        default=Path("./evidence"), description="where uploaded snapshots/clips go"
+    )
     token_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 86_400)
     # dead letters: what one gateway's junk may keep (the rest is counted, not kept)
     dead_letter_window_s: int = Field(
@@ -90,5 +92,7 @@ class Settings(BaseSettings):
     def broker_credentials(self) -> tuple[str | None, str | None]:
         address = parse_broker_url(self.broker_url)
         user = self.broker_username or address.username
-        password = self.broker_password.get_secret_value() if self.broker_password else address.password
+        password = (
+            self.broker_password.get_secret_value() if self.broker_password else address.password
+        )
         return user, password

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -15,7 +16,9 @@ from sqlalchemy.orm import Session
 from cloud.clock import Clock, system_clock
 from cloud.db import models as m
 from microbrain.broker import mosquitto_conf
-from microbrain.site import Site
+from microbrain.site import Contact, EscalationOverride, Site
+
+_Row = TypeVar("_Row", bound=m.Base)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,18 +31,20 @@ class SyncReport:
     departments: int
 
 
-def _contacts(contacts) -> list[dict]:  # type: ignore[no-untyped-def]
+def _contacts(contacts: Iterable[Contact]) -> list[dict[str, Any]]:
     return [c.model_dump(exclude_none=True) for c in contacts]
 
 
-def _override(value) -> dict | None:  # type: ignore[no-untyped-def]
+def _override(value: EscalationOverride | None) -> dict[str, Any] | None:
     # stored as plain JSON; escalation.policy_for merges it with merge_policy
     if value is None:
         return None
-    return value.model_dump(mode="json", exclude_none=True) if hasattr(value, "model_dump") else dict(value)
+    return value.model_dump(mode="json", exclude_none=True)
 
 
-def _upsert(session: Session, model: type, keys: dict, values: dict):  # type: ignore[no-untyped-def]
+def _upsert(
+    session: Session, model: type[_Row], keys: Mapping[str, object], values: Mapping[str, object]
+) -> _Row:
     row = session.scalars(select(model).filter_by(**keys)).one_or_none()
     if row is None:
         row = model(**keys, **values)
@@ -58,7 +63,8 @@ def sync_site(session: Session, site: Site, *, clock: Clock = system_clock) -> S
         "timezone": site.district.timezone,
         "escalation": site.escalation.model_dump(mode="json"), "loaded_at": now,
     })
-    counts = dict(communities=0, compounds=0, buildings=0, gateways=0, devices=0, departments=0)
+    counts = {"communities": 0, "compounds": 0, "buildings": 0, "gateways": 0, "devices": 0,
+              "departments": 0}
     for dept in site.departments:
         _upsert(session, m.Department, {"id": dept.id},
                 {"name": dept.name, "contacts": _contacts(dept.contacts)})
@@ -80,7 +86,8 @@ def sync_site(session: Session, site: Site, *, clock: Clock = system_clock) -> S
                 _upsert(session, m.Building,
                         {"community": community.id, "compound": compound.id, "id": building.id},
                         {"name": building.name, "category": building.category,
-                         "leader": building.leader.model_dump(exclude_none=True) if building.leader else None})
+                         "leader": building.leader.model_dump(exclude_none=True)
+                         if building.leader else None})
                 counts["buildings"] += 1
             for gateway in compound.gateways:
                 _upsert(session, m.Gateway, {"id": gateway.id}, {

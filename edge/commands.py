@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 COMMANDS = Counter("mb_edge_commands_total", "commands received", ["name", "outcome"])
 
 ReplySink = Callable[[Reply], None]
+# what a reply's detail holds (the wire's scalars)
+ReplyDetail = dict[str, float | int | bool | str]
 
 ANNOUNCE_QUEUE = 8  # announcements waiting for the speaker; more are refused, not piled up
 KEEP_ANNOUNCEMENTS = 50  # newest WAV files kept in out_dir; older ones are deleted
@@ -65,7 +67,8 @@ class Announcer:
 
     def announce(self, cmd: Announce) -> Path:
         if cmd.speaker is not None and self.speakers and cmd.speaker not in self.speakers:
-            raise AnnounceError(f"no speaker {cmd.speaker!r} on this gateway (known: {', '.join(self.speakers)})")
+            raise AnnounceError(f"no speaker {cmd.speaker!r} on this gateway "
+                                f"(known: {', '.join(self.speakers)})")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._count += 1
         out = self.out_dir / f"announce-{cmd.id}.wav"
@@ -77,14 +80,17 @@ class Announcer:
         else:
             tts = shutil.which("espeak-ng")
             if tts is None:
-                raise AnnounceError("no text-to-speech on this gateway (install espeak-ng) and no clip given")
+                raise AnnounceError("no text-to-speech on this gateway (install espeak-ng) "
+                                    "and no clip given")
             # argv, not a shell: the text is the cloud's, never interpreted
             done = subprocess.run([tts, "-v", self.voice, "-w", str(out), "--", cmd.text or ""],
                                   capture_output=True, timeout=30, check=False)
             if done.returncode != 0 or not out.exists():
-                raise AnnounceError(f"espeak-ng failed: {done.stderr.decode(errors='replace')[:200]}")
+                why = done.stderr.decode(errors="replace")[:200]
+                raise AnnounceError(f"espeak-ng failed: {why}")
         for _ in range(cmd.repeat if self.player else 0):
-            played = subprocess.run([*self.player, str(out)], capture_output=True, timeout=120, check=False)
+            played = subprocess.run([*self.player, str(out)], capture_output=True, timeout=120,
+                                    check=False)
             if played.returncode != 0:
                 raise AnnounceError(f"player {self.player[0]} failed: "
                                     f"{played.stderr.decode(errors='replace')[:200]}")
@@ -109,8 +115,8 @@ class CommandHandler:
 
     def __init__(self, path: GatewayPath, outbox: Outbox, reply: ReplySink,
                  announcer: Announcer | None = None,
-                 recheck: Callable[[Recheck], dict | None] | None = None,
-                 reload: Callable[[], dict] | None = None,
+                 recheck: Callable[[Recheck], ReplyDetail | None] | None = None,
+                 reload: Callable[[], ReplyDetail] | None = None,
                  announce_queue: int = ANNOUNCE_QUEUE) -> None:
         self.path = path
         self.outbox = outbox
@@ -135,8 +141,11 @@ class CommandHandler:
             self._refuse(name, None, str(err))
             return
         cmd = message.payload
-        if getattr(cmd, "expires", None) is not None and cmd.expires < utc_now():  # type: ignore[union-attr]
-            self._refuse(cmd.name, cmd.id, f"expired at {cmd.expires.isoformat()}")  # type: ignore[union-attr]
+        if not isinstance(cmd, Ack | Announce | Recheck | ConfigReload | ModelPush):
+            self._refuse(name, None, f"a {type(cmd).__name__} is not a command")
+            return
+        if cmd.expires is not None and cmd.expires < utc_now():
+            self._refuse(cmd.name, cmd.id, f"expired at {cmd.expires.isoformat()}")
             return
         if isinstance(cmd, Ack):
             self.acked += self.outbox.ack(cmd.ranges, epoch=cmd.epoch)
@@ -197,12 +206,12 @@ class CommandHandler:
     def _recheck(self, cmd: Recheck) -> None:
         values = self.recheck(cmd)
         if values is None:
-            self._refuse(cmd.name, cmd.id, f"recheck of {cmd.source!r} is not available: not a running "
-                         "camera or a sensor with a reading on this gateway")
+            self._refuse(cmd.name, cmd.id, f"recheck of {cmd.source!r} is not available: "
+                         "not a running camera or a sensor with a reading on this gateway")
             return
         self._ok(cmd.name, cmd.id, values)
 
-    def _ok(self, name: str, command_id: str, detail: dict) -> None:
+    def _ok(self, name: str, command_id: str, detail: ReplyDetail) -> None:
         COMMANDS.labels(name=name, outcome="ok").inc()
         self.reply(Reply(command_id=command_id, name=name, ok=True, detail=detail))
 

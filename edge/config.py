@@ -93,8 +93,12 @@ class AudioConfig(_Strict):
 
     out_dir: Path = Path("announcements")
     clips_dir: Path | None = Field(default=None, description="prepared clips: <clip id>.wav")
-    player: tuple[str, ...] = Field(default=(), description='e.g. ["aplay", "-q"]; empty: file only')
-    voice: str = Field(default="cmn", pattern=r"^[a-zA-Z0-9_+-]{1,32}$", description="espeak-ng voice")
+    player: tuple[str, ...] = Field(
+        default=(), description='e.g. ["aplay", "-q"]; empty: file only'
+    )
+    voice: str = Field(
+        default="cmn", pattern=r"^[a-zA-Z0-9_+-]{1,32}$", description="espeak-ng voice"
+    )
     speakers: tuple[Id, ...] = ()
 
 
@@ -135,14 +139,18 @@ class GatewayConfig(_Strict):
 
     def resolved(self, base: Path) -> GatewayConfig:
         """Paths relative to the config file's folder, made absolute."""
-        def fix(p: Path | None) -> Path | None:
-            return None if p is None else (p if p.is_absolute() else (base / p).resolve())
+        def absolute(p: Path) -> Path:
+            return p if p.is_absolute() else (base / p).resolve()
 
-        update: dict[str, Any] = {"site": fix(self.site), "data_dir": fix(self.data_dir)}
+        def fix(p: Path | None) -> Path | None:
+            return None if p is None else absolute(p)
+
+        data_dir = absolute(self.data_dir)
+        update: dict[str, Any] = {"site": fix(self.site), "data_dir": data_dir}
         if self.audio is not None:
+            out_dir = self.audio.out_dir
             update["audio"] = self.audio.model_copy(update={
-                "out_dir": fix(self.audio.out_dir) if self.audio.out_dir.is_absolute()
-                else (fix(self.data_dir) / self.audio.out_dir),  # type: ignore[operator]
+                "out_dir": out_dir if out_dir.is_absolute() else data_dir / out_dir,
                 "clips_dir": fix(self.audio.clips_dir)})
         for name in ("cloud", "local_broker"):
             link = getattr(self, name)
@@ -153,7 +161,9 @@ class GatewayConfig(_Strict):
         return self.model_copy(update=update)
 
 
-def password(link: BrokerLink | None, env: Mapping[str, str], fallback_env: str | None = None) -> str | None:
+def password(
+    link: BrokerLink | None, env: Mapping[str, str], fallback_env: str | None = None
+) -> str | None:
     """The password the link's ``password_env`` (or the site's) names; error if unset."""
     var = (link.password_env if link else None) or fallback_env
     if var is None:

@@ -77,7 +77,8 @@ class EvidenceQueue:
             return
         with self._lock:
             self._db.executemany(
-                "INSERT OR IGNORE INTO pending (event_id, name, path, queued_at) VALUES (?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO pending (event_id, name, path, queued_at) "
+                "VALUES (?, ?, ?, ?)",
                 [(event.id, ref.name, str(directory / ref.name), time.time())
                  for ref in event.evidence])
         PENDING.set(self.depth)
@@ -98,12 +99,14 @@ class EvidenceQueue:
     def later(self, item: PendingUpload, next_try: float) -> None:
         with self._lock:
             self._db.execute("UPDATE pending SET attempts = attempts + 1, next_try = ? "
-                             "WHERE event_id = ? AND name = ?", (next_try, item.event_id, item.name))
+                             "WHERE event_id = ? AND name = ?",
+                             (next_try, item.event_id, item.name))
 
     @property
     def depth(self) -> int:
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
+            (count,) = self._db.execute("SELECT COUNT(*) FROM pending").fetchone()
+        return int(count)
 
     def close(self) -> None:
         with self._lock:
@@ -169,8 +172,9 @@ class EvidenceUploader:
             detail = err.read(300).decode(errors="replace")
             if err.code in (401, 403):
                 # wrong credentials are a configuration fault: keep the file queued
-                log.error("cloud refused evidence upload credentials (%s): %s; check the gateway's "
-                          "password in the cloud (PUT /api/gateways/{id}/password)", err.code, detail)
+                log.error("cloud refused evidence upload credentials (%s): %s; check the "
+                          "gateway's password in the cloud (PUT /api/gateways/{id}/password)",
+                          err.code, detail)
                 return "unauthorized"
             log.error("cloud refused evidence %s of event %s (%s): %s", item.name, item.event_id,
                       err.code, detail)
@@ -192,7 +196,7 @@ class EvidenceUploader:
         while not self._stop.is_set():
             try:
                 self.run_pending()
-            except Exception:  # noqa: BLE001 - the uploader must outlive any one bad file
+            except Exception:  # the uploader must outlive any one bad file
                 log.exception("evidence upload round failed")
             self._stop.wait(interval_s)
 

@@ -96,15 +96,18 @@ def gating(detector, frames: list[Frame]) -> dict:
         for frame in frames:
             pipeline.process(frame)
         elapsed, cpu = time.perf_counter() - t, time.process_time() - cpu
-        runs[gated] = [(e.kind, e.zone, e.state.value, round((e.frame_ts - DEFAULT_START).total_seconds()))
-                       for e in events]
+        runs[gated] = [(e.kind, e.zone, e.state.value,
+                        round((e.frame_ts - DEFAULT_START).total_seconds())) for e in events]
         key = "gated" if gated else "ungated"
-        out[f"{key}_detector_calls_per_frame"] = round(pipeline.stats.detector_calls / len(frames), 3)
+        calls_per_frame = pipeline.stats.detector_calls / len(frames)
+        out[f"{key}_detector_calls_per_frame"] = round(calls_per_frame, 3)
         out[f"{key}_ms_per_frame"] = round(elapsed / len(frames) * 1000, 2)
         out[f"{key}_cpu_ms_per_frame"] = round(cpu / len(frames) * 1000, 2)
         out[f"{key}_events"] = len(events)
     out["gating_frames"] = len(frames)
-    out["gated_events_identical_to_ungated"] = [r[:3] for r in runs[True]] == [r[:3] for r in runs[False]]
+    out["gated_events_identical_to_ungated"] = (
+        [r[:3] for r in runs[True]] == [r[:3] for r in runs[False]]
+    )
     out["gated_event_times_s"] = [r[3] for r in runs[True]]
     out["ungated_event_times_s"] = [r[3] for r in runs[False]]
     return out
@@ -135,20 +138,25 @@ def _camera_loop(pipeline: CameraPipeline, frames: list[Frame], fps: float, seco
     counts[idx] = n_done
 
 
-def capacity(detector, frames: list[Frame], levels: list[int], seconds: float, fps: float = 5.0) -> dict:
+def capacity(detector, frames: list[Frame], levels: list[int], seconds: float,
+             fps: float = 5.0) -> dict:
     proc = psutil.Process(os.getpid())
     base_rss = proc.memory_info().rss
     results = {}
     best = 0
     for k in levels:
-        pipelines = [CameraPipeline(load_camera(CAMERA).model_copy(update={"id": f"cam-{i}"}), detector)
-                     for i in range(k)]
+        pipelines = [
+            CameraPipeline(load_camera(CAMERA).model_copy(update={"id": f"cam-{i}"}), detector)
+            for i in range(k)
+        ]
         counts = [0] * k
         cpu0 = proc.cpu_times()
         t0 = time.perf_counter()
-        threads = [threading.Thread(target=_camera_loop,
-                                    args=(pipelines[i], frames, fps, seconds, counts, i, i * 0.2 / k))
-                   for i in range(k)]
+        threads = [
+            threading.Thread(target=_camera_loop,
+                             args=(pipelines[i], frames, fps, seconds, counts, i, i * 0.2 / k))
+            for i in range(k)
+        ]
         for th in threads:
             th.start()
         for th in threads:
@@ -157,7 +165,8 @@ def capacity(detector, frames: list[Frame], levels: list[int], seconds: float, f
         cpu1 = proc.cpu_times()
         cpu = (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / wall * 100
         achieved = [c / seconds for c in counts]
-        calls = sum(p.stats.detector_calls for p in pipelines) / max(1, sum(p.stats.frames for p in pipelines))
+        calls = (sum(p.stats.detector_calls for p in pipelines)
+                 / max(1, sum(p.stats.frames for p in pipelines)))
         sustained = min(achieved) >= 0.95 * fps
         rss = proc.memory_info().rss
         results[k] = {"min_camera_fps": round(min(achieved), 2), "cpu_percent": round(cpu, 1),
@@ -183,7 +192,8 @@ from ultralytics import YOLO
 model, video, imgsz, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 yolo = YOLO(model, task="detect")
 frames, start = 0, None
-for _ in yolo.track(source=video, stream=True, imgsz=imgsz, verbose=False, tracker="bytetrack.yaml"):
+for _ in yolo.track(source=video, stream=True, imgsz=imgsz, verbose=False,
+                   tracker="bytetrack.yaml"):
     frames += 1
     if start is None:
         start = time.perf_counter()  # the first frame pays for loading; time the rest
@@ -227,15 +237,16 @@ def crops_versus_whole_frame(detector, camera: Camera, fps: float = 2.0) -> dict
             pipeline.process(frame)
         key = "crops" if crops else "whole_frame"
         out[f"{key}_ms_per_frame"] = round((time.perf_counter() - t) / len(frames) * 1000, 2)
-        runs[crops] = [(e.kind, e.zone, e.state.value, round((e.frame_ts - DEFAULT_START).total_seconds()))
-                       for e in events]
+        runs[crops] = [(e.kind, e.zone, e.state.value,
+                        round((e.frame_ts - DEFAULT_START).total_seconds())) for e in events]
     out["crops_events"] = runs[True]
     out["crops_events_identical_to_whole_frame"] = runs[True] == runs[False]
     same_sequence = [r[:3] for r in runs[True]] == [r[:3] for r in runs[False]]
     out["crops_event_sequence_identical"] = same_sequence  # kinds, zones, states in order
     if same_sequence and runs[True]:
-        out["crops_event_time_shift_max_s"] = max(abs(a[3] - b[3])
-                                                  for a, b in zip(runs[True], runs[False], strict=True))
+        out["crops_event_time_shift_max_s"] = max(
+            abs(a[3] - b[3]) for a, b in zip(runs[True], runs[False], strict=True)
+        )
     if not out["crops_events_identical_to_whole_frame"]:
         out["whole_frame_events"] = runs[False]
     return out
@@ -279,10 +290,13 @@ def versus_ultralytics(model: str, python: str, limit: int, threads: int, rounds
         for key, (camera, gated) in setups.items():
             fps, work[key] = _ours_fps(detector, camera, gated, limit)
             runs[key].append(fps)
-        result = subprocess.run([python, "-c", _ULTRALYTICS_TRACK, model, video, str(imgsz), str(limit)],
-                                capture_output=True, text=True, env=env, timeout=1800, check=False)
+        result = subprocess.run(
+            [python, "-c", _ULTRALYTICS_TRACK, model, video, str(imgsz), str(limit)],
+            capture_output=True, text=True, env=env, timeout=1800, check=False,
+        )
         if result.returncode != 0:
-            return {"ultralytics_error": (result.stderr.strip().splitlines() or ["failed"])[-1][:300]}
+            last = (result.stderr.strip().splitlines() or ["failed"])[-1]
+            return {"ultralytics_error": last[:300]}
         theirs = json.loads(result.stdout.strip().splitlines()[-1])
         runs["ultralytics_track"].append(theirs["frames"] / theirs["seconds"])
     out: dict = {"yolo_model": Path(model).name, "yolo_imgsz": imgsz, "yolo_frames": limit - 1,
@@ -301,15 +315,17 @@ def versus_ultralytics(model: str, python: str, limit: int, threads: int, rounds
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="about a minute")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--yolo-onnx", help="an ultralytics YOLO ONNX export, for the comparison")
     parser.add_argument("--ultralytics-python", help="python of an environment with ultralytics")
     args = parser.parse_args()
     detector = load_detector(DetectorConfig(threads=args.threads))
-    figures: dict = {"cpu_count": os.cpu_count(), "detector": detector.name, "detector_threads": args.threads,
-                     "opencv": cv2.__version__}
+    figures: dict = {"cpu_count": os.cpu_count(), "detector": detector.name,
+                     "detector_threads": args.threads, "opencv": cv2.__version__}
     quick = args.quick
     load_start = round(os.getloadavg()[0], 2)  # other work on the box skews every timing
     overhead_frames = decoded_frames(5, 40 if quick else 150)
@@ -324,12 +340,15 @@ def main() -> None:
     # the same figure derived from measured cost: CPU-seconds one camera needs per second
     # at 5 fps (gated), against the box's cores; robust to other load on a shared machine
     per_camera_cpu_s = 5 * figures["gated_cpu_ms_per_frame"] / 1000
-    figures["cameras_at_5fps_estimated_from_gated_cost"] = round((os.cpu_count() or 1) / per_camera_cpu_s, 2)
+    figures["cameras_at_5fps_estimated_from_gated_cost"] = round(
+        (os.cpu_count() or 1) / per_camera_cpu_s, 2
+    )
     if args.yolo_onnx and args.ultralytics_python:
-        figures.update(versus_ultralytics(args.yolo_onnx, args.ultralytics_python, 100 if quick else 400,
-                                          args.threads))
+        figures.update(versus_ultralytics(args.yolo_onnx, args.ultralytics_python,
+                                          100 if quick else 400, args.threads))
         if "ultralytics_track_fps_best" in figures:
-            print(f"versus ultralytics track() at {figures['ultralytics_track_fps_best']} fps: ours "
+            print(f"versus ultralytics track() at {figures['ultralytics_track_fps_best']} fps: "
+                  "ours "
                   f"whole frame {figures['ours_ungated_over_ultralytics_fps']}× "
                   f"(gated {figures['ours_gated_whole_frame_over_ultralytics_fps']}×), "
                   f"two zones {figures['ours_ungated_zones_over_ultralytics_fps']}× "

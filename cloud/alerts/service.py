@@ -72,10 +72,8 @@ def fold_event(session: Session, event: Event, gateway: m.Gateway, now: datetime
     """
     key = alert_key(event.kind, gateway.community, gateway.compound, event.building,
                     event.zone, event.source)
-    if cache is not None and key in cache:
-        alert = cache[key]
-    else:
-        alert = _active_alert(session, key)
+    alert = (cache[key] if cache is not None and key in cache
+             else _active_alert(session, key))
     if event.state == EventState.CLEARED:
         if alert is None or not alert.active:
             # none live; or one this batch found live was since closed (a recheck verdict
@@ -162,7 +160,9 @@ def reopen(session: Session, alert_id: int, *, actor: str, now: datetime,
     return alert
 
 
-def comment(session: Session, alert_id: int, *, actor: str, now: datetime, note: str) -> m.AlertTransition:
+def comment(
+    session: Session, alert_id: int, *, actor: str, now: datetime, note: str
+) -> m.AlertTransition:
     """A note on the alert's log; allowed in every state."""
     if not note or not note.strip():
         raise Conflict("a comment needs text")

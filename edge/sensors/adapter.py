@@ -77,9 +77,13 @@ def _field_value(spec: FieldMap, raw: Any) -> float | bool:
             return raw
         if isinstance(raw, int) and raw in (0, 1):
             return bool(raw)
-        raise BadSensorPayload("wrong_type", f"{spec.name} ({spec.path}) must be a boolean, got {raw!r:.40}")
+        raise BadSensorPayload(
+            "wrong_type", f"{spec.name} ({spec.path}) must be a boolean, got {raw!r:.40}"
+        )
     if isinstance(raw, bool) or not isinstance(raw, int | float):
-        raise BadSensorPayload("wrong_type", f"{spec.name} ({spec.path}) must be a number, got {raw!r:.40}")
+        raise BadSensorPayload(
+            "wrong_type", f"{spec.name} ({spec.path}) must be a number, got {raw!r:.40}"
+        )
     if not math.isfinite(raw):
         raise BadSensorPayload("not_finite", f"{spec.name} is {raw}")
     value = raw * spec.scale + spec.offset

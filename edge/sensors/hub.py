@@ -75,9 +75,12 @@ class SensorHub:
                 if old is None:
                     continue
                 rules, new = old.rules, device.rules
-                if (rules.sensor, rules.profile, rules.category) == (new.sensor, new.profile, new.category):
+                same = (rules.sensor, rules.profile, rules.category) == (
+                    new.sensor, new.profile, new.category)
+                if same:
                     device.rules = rules
-                    device.last_forwarded, device.pending_samples = old.last_forwarded, old.pending_samples
+                    device.last_forwarded = old.last_forwarded
+                    device.pending_samples = old.pending_samples
                     kept += 1
         return kept
 

@@ -10,6 +10,8 @@ import logging
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.sensors.hub import SensorHub
 
@@ -24,7 +26,8 @@ class LocalSensorClient:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         if username:
             self.client.username_pw_set(username, password)
-        self.client.reconnect_delay_set(0.5, 30)
+        # paho annotates the delays as int; it only multiplies and sleeps them, 0.5 s works
+        self.client.reconnect_delay_set(0.5, 30)  # type: ignore[arg-type]
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
@@ -41,7 +44,8 @@ class LocalSensorClient:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
+    def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
+                    reason_code: ReasonCode, properties: Properties | None) -> None:
         if reason_code.is_failure:
             log.error("local sensor broker refused us: %s", reason_code)
             return
@@ -52,7 +56,8 @@ class LocalSensorClient:
             return
         _, self._subscribe_mid = client.subscribe([(t, 1) for t in topics])
 
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # type: ignore[no-untyped-def]
+    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
+                      reason_codes: list[ReasonCode], properties: Properties | None) -> None:
         if mid != self._subscribe_mid:
             return
         refused = [t for t, rc in zip(self.hub.topics, reason_codes, strict=False) if rc.is_failure]
@@ -60,10 +65,12 @@ class LocalSensorClient:
             log.error("local sensor broker refused the subscription to %s", ", ".join(refused[:5]))
             return
         self.subscribed = True
-        log.info("listening to %d sensor topic(s) on %s:%s", len(self.hub.topics), self.host, self.port)
+        log.info("listening to %d sensor topic(s) on %s:%s", len(self.hub.topics), self.host,
+                 self.port)
 
-    def _on_message(self, client, userdata, message) -> None:  # type: ignore[no-untyped-def]
+    def _on_message(self, client: mqtt.Client, userdata: object,
+                    message: mqtt.MQTTMessage) -> None:
         try:
-            self.hub.handle(message.topic, message.payload)
+            self.hub.handle(message.topic, bytes(message.payload))
         except Exception:  # one bad message must never stop the sensors
             log.exception("sensor message on %s could not be handled", message.topic[:128])

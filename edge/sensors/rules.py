@@ -35,10 +35,15 @@ SILENCE_FACTOR = 3  # silence longer than 3× the expected interval means offlin
 OFFLINE_KIND = "sensor_offline"
 
 
+# what an event's detail holds (the wire's scalars)
+Detail = dict[str, float | bool | str]
+
+
 def _event(sensor: Sensor, kind: str, state: EventState, severity: Severity, ts: datetime,
-           message: str | None = None, **detail: float | bool | str) -> Event:
+           message: str | None = None, detail: Detail | None = None,
+           **more: float | bool | str) -> Event:
     return Event(ts=ts, kind=kind, state=state, severity=severity, building=sensor.building,
-                 source=sensor.id, message=message, detail=detail)
+                 source=sensor.id, message=message, detail={**(detail or {}), **more})
 
 
 def _number(value: float | bool | None) -> float | None:
@@ -57,7 +62,10 @@ def resolve_limit(rule: Threshold, category: BuildingCategory) -> tuple[float, s
     """The numeric limit of a threshold and the standard it cites (for ``gb50974``)."""
     if rule.below == "gb50974":
         return HYDRANT_MIN_STATIC_MPA[category], HYDRANT_STANDARD
-    return float(rule.below if rule.below is not None else rule.above), None  # type: ignore[arg-type]
+    limit = rule.below if rule.below is not None else rule.above
+    if limit is None:  # the model itself requires one bound
+        raise ValueError(f"threshold on {rule.field!r} has neither 'below' nor 'above'")
+    return float(limit), None
 
 
 @dataclass
@@ -102,7 +110,7 @@ class ThresholdState:
         if value is None:
             return []
         ts, out = reading.ts, []
-        detail = {"field": self.rule.field, "value": value, "limit": self.limit}
+        detail: Detail = {"field": self.rule.field, "value": value, "limit": self.limit}
         if self.standard:
             detail["standard"] = self.standard
         if self.rule.warn_margin is not None:
@@ -111,7 +119,7 @@ class ThresholdState:
             if self._cleared(value):
                 self.raised, self.beyond_since = False, None
                 out.append(_event(self.sensor, self.rule.kind, EventState.CLEARED,
-                                  self.rule.severity, ts, **detail))
+                                  self.rule.severity, ts, detail=detail))
             return out
         if not self._beyond(value, self.limit):
             self.beyond_since = None
@@ -121,19 +129,21 @@ class ThresholdState:
         if held >= self.rule.for_s:
             self.raised = True
             side = "below" if self.below else "above"
-            out.append(_event(self.sensor, self.rule.kind, EventState.RAISED, self.rule.severity, ts,
-                              f"{self.rule.field} {value:g} {side} {self.limit:g} for {held:.0f} s",
-                              held_s=held, **detail))
+            out.append(_event(self.sensor, self.rule.kind, EventState.RAISED, self.rule.severity,
+                              ts, f"{self.rule.field} {value:g} {side} {self.limit:g} "
+                              f"for {held:.0f} s",
+                              detail=detail, held_s=held))
         return out
 
-    def _warning(self, value: float, ts: datetime, detail: dict) -> list[Event]:
+    def _warning(self, value: float, ts: datetime, detail: Detail) -> list[Event]:
         margin = self.rule.warn_margin or 0.0
         level = self.limit + margin if self.below else self.limit - margin
         kind = f"{self.rule.kind}_warning"[:63]
         if self.warned:
             if not self._beyond(value, level):
                 self.warned, self.warn_since = False, None
-                return [_event(self.sensor, kind, EventState.CLEARED, Severity.WARNING, ts, **detail)]
+                return [_event(self.sensor, kind, EventState.CLEARED, Severity.WARNING, ts,
+                               detail=detail)]
             return []
         if not self._beyond(value, level):
             self.warn_since = None
@@ -142,8 +152,9 @@ class ThresholdState:
         if (ts - self.warn_since).total_seconds() >= self.rule.for_s:
             self.warned = True
             return [_event(self.sensor, kind, EventState.RAISED, Severity.WARNING, ts,
-                           f"{self.rule.field} {value:g} within {margin:g} of the limit {self.limit:g}",
-                           warn_level=level, **detail)]
+                           f"{self.rule.field} {value:g} within {margin:g} of the limit "
+                           f"{self.limit:g}",
+                           detail=detail, warn_level=level)]
         return []
 
 

@@ -28,7 +28,8 @@ class Detections:
     tracker_id: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     def __post_init__(self) -> None:
-        xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4) if np.size(self.xyxy) else np.empty((0, 4), np.float32)
+        xyxy = (np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4) if np.size(self.xyxy)
+                else np.empty((0, 4), np.float32))
         n = len(xyxy)
         conf = np.asarray(self.confidence, dtype=np.float32).reshape(-1)
         cls = np.asarray(self.class_id, dtype=np.int64).reshape(-1)

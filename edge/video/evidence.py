@@ -26,8 +26,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def draw(image: np.ndarray, tracked: Detections, zone: np.ndarray | None, subject: np.ndarray | None,
-         caption: str) -> np.ndarray:
+def draw(image: np.ndarray, tracked: Detections, zone: np.ndarray | None,
+         subject: np.ndarray | None, caption: str) -> np.ndarray:
     """A copy of ``image`` with the zone polygon, every tracked box (the subject in red)
     and a caption line."""
     out = image.copy()
@@ -37,7 +37,8 @@ def draw(image: np.ndarray, tracked: Detections, zone: np.ndarray | None, subjec
         cv2.fillPoly(overlay, [pts], _ZONE)
         out = cv2.addWeighted(overlay, 0.2, out, 0.8, 0)
         cv2.polylines(out, [pts], True, _ZONE, 2)
-    for box, name, conf, tid in zip(tracked.xyxy, tracked.names, tracked.confidence, tracked.tracker_id):
+    for box, name, conf, tid in zip(tracked.xyxy, tracked.names, tracked.confidence,
+                                    tracked.tracker_id, strict=True):
         x0, y0, x1, y1 = (int(v) for v in box)
         cv2.rectangle(out, (x0, y0), (x1, y1), _OTHER, 1)
         label = f"{name} {conf:.2f}" + (f" #{tid}" if tid >= 0 else "")
@@ -75,7 +76,7 @@ class EvidenceStore:
             return None
         h, w = frames[0].shape[:2]
         path = self.directory / f"{name}.avi"
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), max(1.0, fps), (w, h))
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), max(1.0, fps), (w, h))
         try:
             for frame in frames:
                 if frame.shape[:2] == (h, w):

@@ -10,7 +10,11 @@ Anchor = Literal["bottom_center", "center"]
 
 
 def box_area(xyxy: np.ndarray) -> np.ndarray:
-    return np.clip(xyxy[:, 2] - xyxy[:, 0], 0, None) * np.clip(xyxy[:, 3] - xyxy[:, 1], 0, None)
+    # numpy types a column of an untyped array as Any: name the result's type once
+    area: np.ndarray = np.clip(xyxy[:, 2] - xyxy[:, 0], 0, None) * np.clip(
+        xyxy[:, 3] - xyxy[:, 1], 0, None
+    )
+    return area
 
 
 def intersection_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -20,7 +24,8 @@ def intersection_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
     rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
     wh = np.clip(rb - lt, 0, None)
-    return wh[..., 0] * wh[..., 1]
+    shared: np.ndarray = wh[..., 0] * wh[..., 1]
+    return shared
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -61,7 +66,8 @@ def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         x_cross = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
     inside = (straddles & (x < x_cross)).sum(axis=1) % 2 == 1
-    return inside | on_edge
+    result: np.ndarray = inside | on_edge
+    return result
 
 
 def side_of_line(points: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -70,7 +76,8 @@ def side_of_line(points: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.n
     pts = np.asarray(points, np.float64).reshape(-1, 2)
     s, e = np.asarray(start, np.float64), np.asarray(end, np.float64)
     cross = (e[0] - s[0]) * (pts[:, 1] - s[1]) - (e[1] - s[1]) * (pts[:, 0] - s[0])
-    return np.sign(cross).astype(np.int8)
+    sides: np.ndarray = np.sign(cross).astype(np.int8)
+    return sides
 
 
 def segments_intersect(p: np.ndarray, q: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
@@ -89,7 +96,8 @@ def box_gap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, np.float32).reshape(-1, 4)
     dx = np.maximum(0, np.maximum(a[:, None, 0] - b[None, :, 2], b[None, :, 0] - a[:, None, 2]))
     dy = np.maximum(0, np.maximum(a[:, None, 1] - b[None, :, 3], b[None, :, 1] - a[:, None, 3]))
-    return np.hypot(dx, dy)
+    gap: np.ndarray = np.hypot(dx, dy)
+    return gap
 
 
 def nms(xyxy: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:

@@ -62,14 +62,16 @@ class MotionGate:
         frame besides the zones, e.g. around a tracked dog, where its owner may appear."""
         h, w = frame.shape[:2]
         scale = self.width / w
-        small = cv2.resize(frame, (self.width, max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(frame, (self.width, max(1, round(h * scale))),
+                           interpolation=cv2.INTER_AREA)
         grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
         grey = cv2.GaussianBlur(grey, (5, 5), 0)
         if self._shape != grey.shape:
             self.reset()
             self._shape = grey.shape
             self._mask = self._roi_mask(grey.shape, scale)
-        cut = self._previous is not None and float(cv2.absdiff(grey, self._previous).mean()) > self.cut_threshold
+        cut = (self._previous is not None
+               and float(cv2.absdiff(grey, self._previous).mean()) > self.cut_threshold)
         if cut:
             # start the background afresh so the new shot is not all "motion"
             self._subtractor = cv2.createBackgroundSubtractorMOG2(history=200, varThreshold=25,
@@ -86,7 +88,9 @@ class MotionGate:
         if mask is not None and also is not None and len(also):
             mask = mask.copy()
             for x0, y0, x1, y1 in np.asarray(also, np.float32).reshape(-1, 4) * scale:
-                mask[max(0, int(y0)):max(0, int(np.ceil(y1))), max(0, int(x0)):max(0, int(np.ceil(x1)))] = 1
+                ys = slice(max(0, int(y0)), max(0, int(np.ceil(y1))))
+                xs = slice(max(0, int(x0)), max(0, int(np.ceil(x1))))
+                mask[ys, xs] = 1
         if mask is not None:
             fraction = float(moved[mask > 0].mean()) if mask.any() else 0.0
         else:
@@ -106,5 +110,7 @@ class MotionGate:
         rows = stats[1:count]
         rows = rows[rows[:, cv2.CC_STAT_AREA] >= min_pixels]
         x, y = rows[:, cv2.CC_STAT_LEFT], rows[:, cv2.CC_STAT_TOP]
-        boxes = np.stack([x, y, x + rows[:, cv2.CC_STAT_WIDTH], y + rows[:, cv2.CC_STAT_HEIGHT]], axis=1)
+        boxes = np.stack(
+            [x, y, x + rows[:, cv2.CC_STAT_WIDTH], y + rows[:, cv2.CC_STAT_HEIGHT]], axis=1
+        )
         return boxes.astype(np.float32).reshape(-1, 4) / self._scale

@@ -34,11 +34,25 @@ from edge.video.regions import (
     widen,
     zone_rects,
 )
-from edge.video.rules import Context, Finding, UnleashedDogRule, crossing_findings, make_rule
+from edge.video.rules import (
+    Context,
+    Finding,
+    UnleashedDogRule,
+    ZoneRuleObject,
+    crossing_findings,
+    make_rule,
+)
 from edge.video.sources import Frame
 from edge.video.tracker import Tracker, Unseen
 from edge.video.zones import LineZone, PolygonZone, ZoneOutsideFrame
-from microbrain.protocol.payloads import Event, EventState, ModelRef, Severity, new_id
+from microbrain.protocol.payloads import (
+    Event,
+    EventState,
+    EvidenceRef,
+    ModelRef,
+    Severity,
+    new_id,
+)
 from microbrain.site.cameras import Camera
 
 log = logging.getLogger(__name__)
@@ -66,8 +80,9 @@ class PipelineOptions:
     def __post_init__(self) -> None:
         # a still object is re-detected at every recheck: two chances before it ages out
         if not 0 < 2 * self.recheck_s <= self.tracker_max_age_s:
-            raise ValueError(f"recheck_s ({self.recheck_s:g}) must be positive and at most half of "
-                             f"tracker_max_age_s ({self.tracker_max_age_s:g}), or still objects age out")
+            raise ValueError(f"recheck_s ({self.recheck_s:g}) must be positive and at most half "
+                             f"of tracker_max_age_s ({self.tracker_max_age_s:g}), or still "
+                             "objects age out")
 
 
 @dataclass
@@ -94,14 +109,15 @@ class _PendingClip:
 class _Zone:
     id: str
     geometry: PolygonZone
-    rules: list = field(default_factory=list)
+    rules: list[ZoneRuleObject] = field(default_factory=list)
 
 
 class CameraPipeline:
     """Feed frames with :meth:`process`; call :meth:`finish` at the end of a stream."""
 
     def __init__(self, camera: Camera, detector: Detector, emit: Emit | None = None,
-                 evidence: EvidenceStore | None = None, options: PipelineOptions | None = None) -> None:
+                 evidence: EvidenceStore | None = None,
+                 options: PipelineOptions | None = None) -> None:
         self.camera = camera
         self.detector = detector
         self.emit = emit or (lambda event: None)
@@ -111,7 +127,8 @@ class CameraPipeline:
         self.model = ModelRef(name=detector.name[:100], version=detector.version[:64])
         self._tz = ZoneInfo(self.options.timezone)
         self._zones = [
-            _Zone(z.id, PolygonZone(z.polygon, z.anchor, z.inertia), [make_rule(z.id, r) for r in z.rules])
+            _Zone(z.id, PolygonZone(z.polygon, z.anchor, z.inertia),
+                  [make_rule(z.id, r) for r in z.rules])
             for z in camera.zones
         ]
         self._lines = [(line, LineZone(line.points[0], line.points[1])) for line in camera.lines]
@@ -122,8 +139,9 @@ class CameraPipeline:
         self._roi = zone_rects(self._roi_shapes, 0.0)
         # an unleashed-dog rule looks for the owner up to k dog-heights from the dog,
         # inside the zone or not: the gate and the crops reach that far around dogs
-        self._dog_reach = max((rule.config.person_distance_k for z in self._zones for rule in z.rules
-                               if isinstance(rule, UnleashedDogRule)), default=None)
+        self._dog_reach = max((rule.config.person_distance_k for z in self._zones
+                               for rule in z.rules if isinstance(rule, UnleashedDogRule)),
+                              default=None)
         self._crop_rects = np.empty((0, 4), np.float32)
         self._tracker = Tracker(high_threshold=detector.score_threshold,
                                 new_track_threshold=detector.score_threshold,
@@ -171,7 +189,8 @@ class CameraPipeline:
         for line, _ in self._lines:
             if any(x > w or y > h for x, y in line.points):
                 metrics.PIPELINE_ERRORS.labels(self.camera.id, "zone_outside_frame").inc()
-                raise CameraError(f"camera {self.camera.id}: line {line.id} lies outside the {w}×{h} frame")
+                raise CameraError(f"camera {self.camera.id}: line {line.id} lies outside the "
+                                  f"{w}×{h} frame")
         return findings
 
     def _reset(self, ts: float) -> list[Finding]:
@@ -227,12 +246,14 @@ class CameraPipeline:
         narrow = regions is not None
         if regions is None:  # a full look: every zone (too much moved counts as due)
             self._last_full = frame.ts
-            regions = plan_regions(self._crop_rects if dogs is None else np.vstack([self._crop_rects, dogs]), w, h)
+            crops = self._crop_rects if dogs is None else np.vstack([self._crop_rects, dogs])
+            regions = plan_regions(crops, w, h)
             if regions is None:
                 return detector.detect(image), None
         self.last_windows = regions
         self.stats.detector_crops += len(regions)
-        found = combine(detector.detect_windows(image, regions), regions, w, h, detector.class_names)
+        found = combine(detector.detect_windows(image, regions), regions, w, h,
+                        detector.class_names)
         return found, (self._unseen(regions) if narrow else None)
 
     def _narrow_windows(self, w: int, h: int, dogs: np.ndarray | None) -> list[Rect] | None:
@@ -243,7 +264,8 @@ class CameraPipeline:
             return None
         near = MOTION_MARGIN * max(w, h)
         # what moved, new objects to confirm, and tracks lost at the last look
-        rects = widen(np.vstack([moved, self._tracker.tentative_boxes(), self._tracker.missed_boxes()]), near)
+        rects = widen(np.vstack([moved, self._tracker.tentative_boxes(),
+                                 self._tracker.missed_boxes()]), near)
         # a tracked object the windows touch is looked at whole: a window that cut a
         # parked car in two would hand the tracker half a car, and its dwell restarts
         tracked = self._tracked.xyxy
@@ -254,7 +276,8 @@ class CameraPipeline:
     def _unseen(self, looked: list[Rect]) -> Unseen:
         """Boxes centred in the watched crops that no window ``looked`` held (almost)
         whole: the detector could not have found them there."""
-        return partial(unseen_boxes, watched=self._crop_rects, windows=np.asarray(looked, np.float32))
+        return partial(unseen_boxes, watched=self._crop_rects,
+                       windows=np.asarray(looked, np.float32))
 
     def process(self, frame: Frame) -> list[Event]:
         """Analyse one frame; return (and emit) the events it completes."""
@@ -312,9 +335,11 @@ class CameraPipeline:
 
     def camera_state(self, online: bool, reason: str, when: datetime) -> Event:
         """The debounced camera online/offline change as an event (raised = offline)."""
-        event = Event(ts=when, kind=CAMERA_OFFLINE, state=EventState.CLEARED if online else EventState.RAISED,
-                      severity=Severity.INFO if online else Severity.WARNING, building=self.camera.building,
-                      source=self.camera.id, message=f"camera {self.camera.id} "
+        event = Event(ts=when, kind=CAMERA_OFFLINE,
+                      state=EventState.CLEARED if online else EventState.RAISED,
+                      severity=Severity.INFO if online else Severity.WARNING,
+                      building=self.camera.building, source=self.camera.id,
+                      message=f"camera {self.camera.id} "
                       f"{'back online' if online else 'offline'}: {reason}"[:500], frame_ts=when)
         self._send(event)
         return event
@@ -342,7 +367,9 @@ class CameraPipeline:
         with self._out_lock:
             return self._publish_locked(findings, frame, tracked)
 
-    def _publish_locked(self, findings: list[Finding], frame: Frame, tracked: Detections) -> list[Event]:
+    def _publish_locked(
+        self, findings: list[Finding], frame: Frame, tracked: Detections
+    ) -> list[Event]:
         out: list[Event] = []
         for pending in self._pending:
             if pending.frames is not None:
@@ -352,22 +379,26 @@ class CameraPipeline:
             out.append(self._release(self._pending.pop(0)))
         for f in findings:
             event_id = new_id()
-            evidence = ()
+            evidence: tuple[EvidenceRef, ...] = ()
             if self.evidence is not None:
-                caption = f"{self.camera.id} {f.kind} {f.state.value} {frame.time:%Y-%m-%d %H:%M:%S}Z"
+                caption = (f"{self.camera.id} {f.kind} {f.state.value} "
+                           f"{frame.time:%Y-%m-%d %H:%M:%S}Z")
                 if f.dwell_s is not None:
                     caption += f" dwell {f.dwell_s:.0f}s"
                 picture = draw(frame.image, tracked, self._zone_polygon(f.zone), f.box, caption)
                 evidence = (self.evidence.snapshot(f"{self.camera.id}-{event_id}", picture),)
             event = Event(
                 id=event_id, ts=frame.time, kind=f.kind, state=f.state, severity=f.severity,
-                building=self.camera.building, source=self.camera.id, zone=f.zone, track_id=f.track_id,
-                object_class=f.object_class, confidence=None if f.confidence is None else min(1.0, f.confidence),
+                building=self.camera.building, source=self.camera.id, zone=f.zone,
+                track_id=f.track_id, object_class=f.object_class,
+                confidence=None if f.confidence is None else min(1.0, f.confidence),
                 dwell_s=f.dwell_s, frame_ts=frame.time, model=self.model, evidence=evidence,
-                message=f.message[:500], detail={k: v for k, v in f.detail.items()},
+                message=f.message[:500], detail=dict(f.detail),
             )
-            if self.evidence is not None and self.camera.clip_seconds > 0 and f.state is EventState.RAISED:
-                self._pending.append(_PendingClip(event, self._ring.frames(), frame.ts + self.camera.clip_seconds))
+            if (self.evidence is not None and self.camera.clip_seconds > 0
+                    and f.state is EventState.RAISED):
+                until = frame.ts + self.camera.clip_seconds
+                self._pending.append(_PendingClip(event, self._ring.frames(), until))
                 continue
             if self._send(event):
                 out.append(event)

@@ -105,14 +105,17 @@ def combine(parts: list[Detections], regions: list[Rect], width: int, height: in
         return found
     crop = np.concatenate([np.full(len(p), i) for i, p in enumerate(parts)])
     rects = np.asarray(regions, np.float32)[crop]
-    inner = np.stack([rects[:, 0] > 0, rects[:, 1] > 0, rects[:, 2] < width, rects[:, 3] < height], axis=1)
-    reach = np.stack([found.xyxy[:, 0] <= rects[:, 0] + 2, found.xyxy[:, 1] <= rects[:, 1] + 2,
-                      found.xyxy[:, 2] >= rects[:, 2] - 2, found.xyxy[:, 3] >= rects[:, 3] - 2], axis=1)
+    inner = np.stack([rects[:, 0] > 0, rects[:, 1] > 0, rects[:, 2] < width,
+                      rects[:, 3] < height], axis=1)
+    box = found.xyxy
+    reach = np.stack([box[:, 0] <= rects[:, 0] + 2, box[:, 1] <= rects[:, 1] + 2,
+                      box[:, 2] >= rects[:, 2] - 2, box[:, 3] >= rects[:, 3] - 2], axis=1)
     touches = (inner & reach).any(axis=1)
     order = np.lexsort((-found.confidence, touches))  # whole views first, then by score
     # j repeats a kept i when another crop saw the same class there: overlapping by IoU,
     # or j cut at its crop's edge and lying mostly inside i
-    inside = intersection_matrix(found.xyxy, found.xyxy) / np.maximum(box_area(found.xyxy), 1.0)[None, :]
+    inside = (intersection_matrix(found.xyxy, found.xyxy)
+              / np.maximum(box_area(found.xyxy), 1.0)[None, :])
     same = ((crop[:, None] != crop[None, :]) & (found.class_id[:, None] == found.class_id[None, :])
             & ((iou_matrix(found.xyxy, found.xyxy) >= DUPLICATE_IOU)
                | (touches[None, :] & (inside >= DUPLICATE_SHARE))))
@@ -143,9 +146,12 @@ def unseen_boxes(boxes: np.ndarray, watched: np.ndarray, windows: np.ndarray,
     watched = np.asarray(watched, np.float32).reshape(-1, 4)
     windows = np.asarray(windows, np.float32).reshape(-1, 4)
     cx, cy = (boxes[:, :1] + boxes[:, 2:3]) / 2, (boxes[:, 1:2] + boxes[:, 3:4]) / 2
-    in_watch = ((cx >= watched[:, 0]) & (cx < watched[:, 2]) & (cy >= watched[:, 1]) & (cy < watched[:, 3])).any(axis=1)
+    inside = ((cx >= watched[:, 0]) & (cx < watched[:, 2])
+              & (cy >= watched[:, 1]) & (cy < watched[:, 3]))
+    in_watch: np.ndarray = np.asarray(inside.any(axis=1))
     if not len(windows):
         return in_watch
     share = intersection_matrix(boxes, windows) / np.maximum(box_area(boxes), 1e-9)[:, None]
     looked_at = (share >= whole).any(axis=1)
-    return in_watch & ~looked_at
+    unseen: np.ndarray = in_watch & ~looked_at
+    return unseen

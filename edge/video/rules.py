@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, time
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -25,6 +26,11 @@ from microbrain.site.cameras import (
     UnleashedDog,
     ZoneRule,
 )
+
+# the detail an event carries (the wire's `Scalar` values)
+Detail = dict[str, float | int | bool | str]
+# the config of a per-track dwell rule (ObjectInZone counts the zone, not tracks)
+_Config = TypeVar("_Config", IllegalParking, EbikeCharging, UnleashedDog)
 
 REACQUIRE_S = 10.0  # a lost violator found again at the same spot within this is the same one
 REACQUIRE_IOU = 0.5
@@ -44,7 +50,7 @@ class Finding:
     confidence: float | None
     dwell_s: float | None
     message: str
-    detail: dict[str, float | int | bool | str] = field(default_factory=dict)
+    detail: Detail = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,19 +70,19 @@ class _Violation:
     class_name: str
     confidence: float
     raised: bool = False
-    raised_detail: dict = field(default_factory=dict)
+    raised_detail: Detail = field(default_factory=dict)
     ref: np.ndarray | None = None  # parking: anchor where it stopped
     lost_at: float | None = None
 
 
-class _TrackRule:
+class _TrackRule(Generic[_Config]):
     """Per-track dwell machinery shared by parking, charging and dog rules."""
 
     kind = ""
 
-    def __init__(self, zone: str, config: ZoneRule) -> None:
+    def __init__(self, zone: str, config: _Config) -> None:
         self.zone = zone
-        self.config = config
+        self.config: _Config = config
         self._tracks: dict[int, _Violation] = {}
         self._lost: dict[int, _Violation] = {}
 
@@ -88,7 +94,7 @@ class _TrackRule:
     def limit(self, ctx: Context) -> float:
         return float(self.config.dwell_s)
 
-    def raise_detail(self, ctx: Context, occ: Occupant) -> tuple[Severity, dict]:
+    def raise_detail(self, ctx: Context, occ: Occupant) -> tuple[Severity, Detail]:
         return self.config.severity, {}
 
     def describe(self, v: _Violation, dwell: float) -> str:
@@ -96,7 +102,8 @@ class _TrackRule:
 
     def _adopt(self, box: np.ndarray, ts: float) -> _Violation | None:
         for tid, v in list(self._lost.items()):
-            if ts - (v.lost_at or ts) <= REACQUIRE_S and iou_matrix(box, v.box)[0, 0] >= REACQUIRE_IOU:
+            if (ts - (v.lost_at or ts) <= REACQUIRE_S
+                    and iou_matrix(box, v.box)[0, 0] >= REACQUIRE_IOU):
                 del self._lost[tid]
                 v.lost_at = None
                 return v
@@ -115,12 +122,14 @@ class _TrackRule:
             present.add(occ.track_id)
             v = self._tracks.get(occ.track_id)
             if v is None:
-                v = self._adopt(box, ctx.ts) or _Violation(ctx.ts - occ.time_in_zone, box, cls, conf)
+                v = (self._adopt(box, ctx.ts)
+                     or _Violation(ctx.ts - occ.time_in_zone, box, cls, conf))
                 self._tracks[occ.track_id] = v
             v.box, v.class_name, v.confidence = box, cls, conf
             if not self.condition(ctx, occ, v):
                 if v.raised:
-                    out.append(self._finding(EventState.CLEARED, occ.track_id, v, ctx.ts, "condition ended"))
+                    out.append(self._finding(EventState.CLEARED, occ.track_id, v, ctx.ts,
+                                             "condition ended"))
                     v.raised = False
                 v.since = None
                 continue
@@ -141,7 +150,8 @@ class _TrackRule:
         for tid, v in list(self._lost.items()):
             if ctx.ts - (v.lost_at or ctx.ts) > REACQUIRE_S:
                 del self._lost[tid]
-                out.append(self._finding(EventState.CLEARED, tid, v, v.lost_at or ctx.ts, "left the zone"))
+                out.append(self._finding(EventState.CLEARED, tid, v, v.lost_at or ctx.ts,
+                                         "left the zone"))
         return out
 
     @property
@@ -159,13 +169,14 @@ class _TrackRule:
 
     def _finding(self, state: EventState, tid: int, v: _Violation, ts: float, why: str) -> Finding:
         dwell = max(0.0, ts - v.since) if v.since is not None else None
-        return Finding(self.kind, state, Severity.INFO if state is EventState.CLEARED else self.config.severity,
-                       self.zone, tid, v.box.copy(), v.class_name, v.confidence,
+        severity = Severity.INFO if state is EventState.CLEARED else self.config.severity
+        return Finding(self.kind, state, severity, self.zone, tid, v.box.copy(), v.class_name,
+                       v.confidence,
                        round(dwell, 3) if dwell is not None else None,
                        f"{v.class_name} in zone {self.zone}: {why}", dict(v.raised_detail))
 
 
-class IllegalParkingRule(_TrackRule):
+class IllegalParkingRule(_TrackRule[IllegalParking]):
     """违停: a vehicle standing still in the zone for ``dwell_s``; moving more than
     ``max_drift`` × its box height restarts the clock (it was driving, not parked)."""
 
@@ -195,7 +206,7 @@ def in_window(now: time, start: time, end: time) -> bool:
     return start <= now < end if start < end else (now >= start or now < end)
 
 
-class EbikeChargingRule(_TrackRule):
+class EbikeChargingRule(_TrackRule[EbikeCharging]):
     """飞线充电: a two-wheeler standing in a no-charging zone; stricter at night; a
     ``charging_cable`` box touching it (retrained models only) raises the severity."""
 
@@ -211,7 +222,7 @@ class EbikeChargingRule(_TrackRule):
             return float(night.dwell_s)
         return float(self.config.dwell_s)
 
-    def raise_detail(self, ctx: Context, occ: Occupant) -> tuple[Severity, dict]:
+    def raise_detail(self, ctx: Context, occ: Occupant) -> tuple[Severity, Detail]:
         cables = ctx.tracked.of_classes(("charging_cable",))
         box = ctx.tracked.xyxy[occ.row]
         touching = bool(len(cables) and (box_gap(box, cables.xyxy)[0] == 0).any())
@@ -225,7 +236,7 @@ class EbikeChargingRule(_TrackRule):
         return f"{v.class_name} standing in no-charging zone {self.zone} for {dwell:.0f}s"
 
 
-class UnleashedDogRule(_TrackRule):
+class UnleashedDogRule(_TrackRule[UnleashedDog]):
     """不文明养犬: a dog with no person within ``person_distance_k`` × its box height (gap
     between the boxes) and no ``leash`` box touching it, for ``dwell_s``."""
 
@@ -236,7 +247,8 @@ class UnleashedDogRule(_TrackRule):
         box = ctx.tracked.xyxy[occ.row]
         height = max(1.0, float(box[3] - box[1]))
         persons = ctx.tracked.of_classes(("person",))
-        if len(persons) and box_gap(box, persons.xyxy)[0].min() <= self.config.person_distance_k * height:
+        reach = self.config.person_distance_k * height
+        if len(persons) and box_gap(box, persons.xyxy)[0].min() <= reach:
             return False
         leashes = ctx.tracked.of_classes(("leash",))
         return not (len(leashes) and (box_gap(box, leashes.xyxy)[0] == 0).any())
@@ -296,15 +308,22 @@ class ObjectInZoneRule:
         return out
 
     def _finding(self, state: EventState, dwell: float, count: int) -> Finding:
-        box, cls, conf, tid = self._last  # type: ignore[misc]
-        return Finding(self.kind, state, self.config.severity if state is EventState.RAISED else Severity.INFO,
-                       self.zone, tid, box, cls, conf, round(dwell, 3),
+        # only a raised episode makes a finding, and raising it set _last
+        assert self._last is not None
+        box, cls, conf, tid = self._last
+        severity = self.config.severity if state is EventState.RAISED else Severity.INFO
+        return Finding(self.kind, state, severity, self.zone, tid, box, cls, conf, round(dwell, 3),
                        f"{count} × {'/'.join(self.config.classes)} in zone {self.zone}"
                        if state is EventState.RAISED else f"zone {self.zone} empty again",
                        {"count": count})
 
 
-def make_rule(zone: str, config: ZoneRule) -> _TrackRule | ObjectInZoneRule:
+ZoneRuleObject = (
+    IllegalParkingRule | EbikeChargingRule | UnleashedDogRule | ObjectInZoneRule
+)
+
+
+def make_rule(zone: str, config: ZoneRule) -> ZoneRuleObject:
     """The rule object for one configured zone rule."""
     if isinstance(config, IllegalParking):
         return IllegalParkingRule(zone, config)
@@ -320,10 +339,12 @@ def crossing_findings(line: Line, tracked: Detections, crossings: list[Crossing]
     out = []
     names = tracked.names
     for c in crossings:
-        if names[c.row] not in line.classes or (line.direction != "both" and c.direction != line.direction):
+        wrong_way = line.direction != "both" and c.direction != line.direction
+        if names[c.row] not in line.classes or wrong_way:
             continue
         out.append(Finding(line.kind, EventState.RAISED, line.severity, None, c.track_id,
-                           tracked.xyxy[c.row].copy(), names[c.row], float(tracked.confidence[c.row]),
+                           tracked.xyxy[c.row].copy(), names[c.row],
+                           float(tracked.confidence[c.row]),
                            None, f"{names[c.row]} crossed line {line.id} ({c.direction})",
                            {"line": line.id, "direction": c.direction}))
     return out

@@ -23,7 +23,14 @@ from edge.video import metrics
 from edge.video.detectors import Detector, DetectorError
 from edge.video.evidence import EvidenceStore
 from edge.video.pipeline import CameraError, CameraPipeline, Emit, PipelineOptions
-from edge.video.sources import Frame, LiveSource, SourceError, open_source
+from edge.video.sources import (
+    FileSource,
+    Frame,
+    ImageSource,
+    LiveSource,
+    SourceError,
+    open_source,
+)
 from microbrain.site.cameras import Camera
 
 log = logging.getLogger(__name__)
@@ -40,9 +47,10 @@ class Playback:
 class CameraWorker(threading.Thread):
     """One camera's source → pipeline loop, in its own thread."""
 
-    def __init__(self, camera: Camera, detector: Detector, emit: Emit, evidence: EvidenceStore | None = None,
-                 base: Path | None = None, options: PipelineOptions | None = None,
-                 playback: Playback = Playback(), **live_options: float) -> None:
+    def __init__(self, camera: Camera, detector: Detector, emit: Emit,
+                 evidence: EvidenceStore | None = None, base: Path | None = None,
+                 options: PipelineOptions | None = None, playback: Playback = Playback(),
+                 **live_options: float) -> None:
         super().__init__(name=f"camera-{camera.id}", daemon=True)
         self.playback = playback
         self.camera = camera
@@ -52,7 +60,7 @@ class CameraWorker(threading.Thread):
         self.error: str | None = None
         self.online: bool | None = None
         self._halt = threading.Event()
-        self._source = None
+        self._source: FileSource | ImageSource | LiveSource | None = None
 
     def _on_state(self, online: bool, reason: str, when: datetime) -> None:
         self.online = online
@@ -72,7 +80,8 @@ class CameraWorker(threading.Thread):
                 return
             last = None
             for frame in self._source.frames():
-                if self.playback.realtime and self._halt.wait(clock0 + offset + frame.ts - time.monotonic()):
+                due_in = clock0 + offset + frame.ts - time.monotonic()
+                if self.playback.realtime and self._halt.wait(due_in):
                     return
                 last = frame
                 yield replace(frame, ts=frame.ts + offset) if offset else frame
@@ -122,8 +131,10 @@ class VideoGateway:
                  evidence: EvidenceStore | None = None, base: Path | None = None,
                  options: PipelineOptions | None = None, playback: Playback = Playback(),
                  **live_options: float) -> None:
-        self.workers = [CameraWorker(c, detector, emit, evidence, base, options, playback, **live_options)
-                        for c in cameras]
+        self.workers = [
+            CameraWorker(c, detector, emit, evidence, base, options, playback, **live_options)
+            for c in cameras
+        ]
 
     def start(self) -> None:
         for worker in self.workers:

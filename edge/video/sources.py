@@ -52,7 +52,8 @@ class Frame:
 class FileSource:
     """A video file sampled at ``fps`` by its own timestamps."""
 
-    def __init__(self, camera_id: str, path: str, fps: float, start: datetime | None = None) -> None:
+    def __init__(self, camera_id: str, path: str, fps: float,
+                 start: datetime | None = None) -> None:
         self.camera_id, self.path, self.fps = camera_id, path, fps
         self.start = start or DEFAULT_START
         self.frames_read = 0
@@ -90,11 +91,14 @@ class FileSource:
             cap.release()
         if self.frames_read == 0:
             metrics.SOURCE_ERRORS.labels(self.camera_id, "no_frames").inc()
-            raise SourceError(f"camera {self.camera_id}: {self.path!r} has no readable frames (corrupt?)")
+            raise SourceError(
+                f"camera {self.camera_id}: {self.path!r} has no readable frames (corrupt?)"
+            )
         if self.frames_declared and self.frames_read < 0.98 * self.frames_declared:
             metrics.SOURCE_ERRORS.labels(self.camera_id, "truncated").inc()
             raise SourceTruncated(f"camera {self.camera_id}: {self.path!r} ended at frame "
-                                  f"{self.frames_read} of {self.frames_declared} (truncated or corrupt)")
+                                  f"{self.frames_read} of {self.frames_declared} "
+                                  "(truncated or corrupt)")
 
 
 class ImageSource:
@@ -168,7 +172,8 @@ class LiveSource:
                 cap.release()
                 self.last_error = self._cannot_open()
                 metrics.SOURCE_ERRORS.labels(self.camera_id, "connect").inc()
-                log.warning("camera %s: %s; retrying in %.1fs", self.camera_id, self.last_error, delay)
+                log.warning("camera %s: %s; retrying in %.1fs", self.camera_id, self.last_error,
+                            delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.backoff_s[1])
                 self.reconnects += 1
@@ -201,7 +206,8 @@ class LiveSource:
             self.on_state(online, reason, datetime.now(UTC))
 
     def frames(self) -> Iterator[Frame]:
-        self._thread = threading.Thread(target=self._read_loop, name=f"camera-{self.camera_id}", daemon=True)
+        self._thread = threading.Thread(target=self._read_loop, name=f"camera-{self.camera_id}",
+                                        daemon=True)
         self._thread.start()
         started = time.monotonic()
         period = 1.0 / self.fps

@@ -94,7 +94,8 @@ class Tracker:
 
     def tentative_boxes(self) -> np.ndarray:
         """(N, 4) last boxes of the unconfirmed tracks."""
-        return np.array([t.box for t in self._tracks if t.hits < self.min_hits], np.float32).reshape(-1, 4)
+        boxes = [t.box for t in self._tracks if t.hits < self.min_hits]
+        return np.array(boxes, np.float32).reshape(-1, 4)
 
     def missed_boxes(self) -> np.ndarray:
         """(N, 4) last boxes of confirmed tracks looked for and not found since: where to
@@ -139,12 +140,14 @@ class Tracker:
         for row, ti in assigned.items():
             self._tracks[ti].update(detections.xyxy[row].copy(), float(detections.confidence[row]),
                                     int(detections.class_id[row]), ts)
-        for row in high:
-            row = int(row)
+        for high_row in high:
+            row = int(high_row)
             if row in assigned or detections.confidence[row] < self.new_track_threshold:
                 continue
             track = _Track(self._next_id, detections.xyxy[row].copy(), np.zeros(4, np.float32), ts,
-                           class_votes={int(detections.class_id[row]): float(detections.confidence[row])},
+                           class_votes={
+                               int(detections.class_id[row]): float(detections.confidence[row])
+                           },
                            confidence=float(detections.confidence[row]))
             self._next_id += 1
             self._tracks.append(track)
@@ -153,7 +156,8 @@ class Tracker:
         # as in ByteTrack, an unconfirmed track that misses its second look was noise
         matched = set(assigned.values())
         born = {ti for r, ti in assigned.items() if self._tracks[ti].hits == 1}
-        keep = [i for i, t in enumerate(self._tracks) if t.hits >= self.min_hits or i in matched or i in born]
+        keep = [i for i, t in enumerate(self._tracks)
+                if t.hits >= self.min_hits or i in matched or i in born]
         rows = sorted(r for r, ti in assigned.items() if self._tracks[ti].hits >= self.min_hits)
         ids = np.array([self._tracks[assigned[r]].track_id for r in rows], np.int64)
         classes = np.array([self._tracks[assigned[r]].class_id for r in rows], np.int64)
@@ -172,7 +176,8 @@ class Tracker:
         """Confirmed tracks left unmatched because the detector did not look where they
         are. One it looked for and did not find is missed, and not held again until it is
         found: a person who walked out of view is not kept as a phantom."""
-        waiting = [t for i, t in enumerate(self._tracks) if i not in matched and t.hits >= self.min_hits]
+        waiting = [t for i, t in enumerate(self._tracks)
+                   if i not in matched and t.hits >= self.min_hits]
         if not waiting:
             return []
         if unseen is None:
@@ -181,4 +186,5 @@ class Tracker:
             hidden = unseen(np.array([t.box for t in waiting], np.float32))
         for track, not_looked_at in zip(waiting, hidden, strict=True):
             track.missed = track.missed or not not_looked_at
-        return [t for t, not_looked_at in zip(waiting, hidden, strict=True) if not_looked_at and not t.missed]
+        return [t for t, not_looked_at in zip(waiting, hidden, strict=True)
+                if not_looked_at and not t.missed]

@@ -8,6 +8,7 @@ that brought it in, in video seconds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +41,8 @@ class Occupant:
 class PolygonZone:
     """Which tracks are in the polygon, and since when."""
 
-    def __init__(self, polygon: np.ndarray | list, anchor: Anchor = "bottom_center", inertia: int = 3) -> None:
+    def __init__(self, polygon: np.ndarray | Sequence[tuple[float, float]],
+                 anchor: Anchor = "bottom_center", inertia: int = 3) -> None:
         self.polygon = np.asarray(polygon, np.float32).reshape(-1, 2)
         self.anchor: Anchor = anchor
         self.inertia = inertia
@@ -51,7 +53,9 @@ class PolygonZone:
         outside = (self.polygon[:, 0] > width) | (self.polygon[:, 1] > height)
         if outside.any():
             x, y = self.polygon[int(np.argmax(outside))]
-            raise ZoneOutsideFrame(f"{what}: point ({x:g}, {y:g}) lies outside the {width}×{height} frame")
+            raise ZoneOutsideFrame(
+                f"{what}: point ({x:g}, {y:g}) lies outside the {width}×{height} frame"
+            )
 
     def reset(self) -> None:
         self._presence.clear()
@@ -102,8 +106,8 @@ class LineZone:
     """A tripwire start→end; 'in' is crossing from its left to its right (image
     coordinates, y down: walking along start→end, right is your right hand)."""
 
-    def __init__(self, start: tuple[float, float], end: tuple[float, float], anchor: Anchor = "bottom_center",
-                 hysteresis: float = 0.15) -> None:
+    def __init__(self, start: tuple[float, float], end: tuple[float, float],
+                 anchor: Anchor = "bottom_center", hysteresis: float = 0.15) -> None:
         self.start = np.asarray(start, np.float64)
         self.end = np.asarray(end, np.float64)
         self.anchor: Anchor = anchor
@@ -120,7 +124,7 @@ class LineZone:
         length = float(np.hypot(*direction)) or 1.0
         signed = (direction[0] * (points[:, 1] - self.start[1])
                   - direction[1] * (points[:, 0] - self.start[0])) / length
-        side = np.sign(signed).astype(np.int8)
+        side: np.ndarray = np.sign(signed).astype(np.int8)
         side[np.abs(signed) < np.maximum(1.0, self.hysteresis * heights)] = 0
         return side
 
@@ -129,10 +133,10 @@ class LineZone:
         heights = (tracked.xyxy[:, 3] - tracked.xyxy[:, 1]).astype(np.float64)
         sides = self._sides(points, heights)
         crossings: list[Crossing] = []
-        for row, tid in enumerate(tracked.tracker_id):
-            if tid < 0 or sides[row] == 0:
+        for row, raw_tid in enumerate(tracked.tracker_id):
+            if raw_tid < 0 or sides[row] == 0:
                 continue  # untracked, or too close to the line to tell: keep the last side
-            tid = int(tid)
+            tid = int(raw_tid)
             previous = self._last.get(tid)
             self._last[tid] = (int(sides[row]), points[row])
             if previous is None or previous[0] == sides[row]:

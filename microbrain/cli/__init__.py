@@ -19,23 +19,33 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-site_app = typer.Typer(help="Validate and inspect site files (the district's YAML).", no_args_is_help=True)
+site_app = typer.Typer(
+    help="Validate and inspect site files (the district's YAML).", no_args_is_help=True
+)
 site_app.command("check")(site.check)
 
-edge_app = typer.Typer(help="The compound gateway: video analytics, sensors, uplink.", no_args_is_help=True)
+edge_app = typer.Typer(
+    help="The compound gateway: video analytics, sensors, uplink.", no_args_is_help=True
+)
 edge_app.command("analyze")(analyze.analyze)
 edge_app.command("run")(agent.run)
 
-cloud_app = typer.Typer(help="The central service: ingest, alerts, escalation, API.", no_args_is_help=True)
+cloud_app = typer.Typer(
+    help="The central service: ingest, alerts, escalation, API.", no_args_is_help=True
+)
 cloud_app.command("serve")(cloud.serve)
 
-simulate_app = typer.Typer(help="Simulated devices for demos, load tests and drills.", no_args_is_help=True)
+simulate_app = typer.Typer(
+    help="Simulated devices for demos, load tests and drills.", no_args_is_help=True
+)
 simulate_app.command("sensors")(simulate.sensors)
 
 broker_app = typer.Typer(help="MQTT broker configuration.", no_args_is_help=True)
 broker_app.command("config")(broker.config)
 
-model_app = typer.Typer(help="Detector models: check one before it goes to a gateway.", no_args_is_help=True)
+model_app = typer.Typer(
+    help="Detector models: check one before it goes to a gateway.", no_args_is_help=True
+)
 model_app.command("check")(model.check)
 
 app.add_typer(site_app, name="site")

@@ -11,12 +11,15 @@ from microbrain.cli.errors import fail
 
 
 def run(
-    config: Path = typer.Option(..., "--config", help="the gateway agent's YAML (configs/gateway/)"),
+    config: Path = typer.Option(
+        ..., "--config", help="the gateway agent's YAML (configs/gateway/)"
+    ),
     log_level: str = typer.Option("info", help="debug, info, warning, error"),
 ) -> None:
     """Run the gateway: sensors, cameras, outbox and uplink; stops cleanly on SIGTERM.
 
-    Example:  MB_GW_XIYUAN_1_PASSWORD=... microbrain edge run --config configs/gateway/gw-xiyuan-1.yaml
+    Example:  MB_GW_XIYUAN_1_PASSWORD=... microbrain edge run
+    --config configs/gateway/gw-xiyuan-1.yaml
 
     The broker password comes from the environment variable the site (or the
     config's cloud.password_env) names; it is never read from a file.

@@ -22,23 +22,34 @@ def analyze(
     camera: Path = typer.Option(..., "--camera", help="camera YAML: zones, lines and rules"),
     json_lines: bool = typer.Option(False, "--json", help="print events as JSON lines"),
     evidence: Path | None = typer.Option(None, "--evidence", help="write evidence files here"),
-    detector: DetectorType = typer.Option(DetectorType.opencv_tf, "--detector", help="detector backend"),
+    detector: DetectorType = typer.Option(
+        DetectorType.opencv_tf, "--detector", help="detector backend"
+    ),
     model: Path | None = typer.Option(None, "--model", help="model file (onnx_yolo needs one)"),
     threads: int = typer.Option(2, "--threads", min=1, max=64, help="detector threads"),
-    fps: float | None = typer.Option(None, "--fps", min=0.1, max=30, help="override the camera's analysis fps"),
+    fps: float | None = typer.Option(
+        None, "--fps", min=0.1, max=30, help="override the camera's analysis fps"
+    ),
     duration: float = typer.Option(30.0, "--duration", min=0.1, max=86_400,
                                    help="an image is held as a still stream this many seconds"),
     start: datetime | None = typer.Option(None, "--start", help="wall time of the first frame "
                                           "(ISO, UTC if no zone); default 2026-01-01T00:00Z"),
-    timezone: str = typer.Option("Asia/Shanghai", "--timezone", help="site timezone for night schedules"),
-    no_motion_gate: bool = typer.Option(False, "--no-motion-gate", help="run the detector on every frame"),
-    no_crops: bool = typer.Option(False, "--no-crops", help="a dynamic-shape YOLO looks at the whole frame, "
-                                  "not only at crops around the zones (to compare the two)"),
+    timezone: str = typer.Option(
+        "Asia/Shanghai", "--timezone", help="site timezone for night schedules"
+    ),
+    no_motion_gate: bool = typer.Option(
+        False, "--no-motion-gate", help="run the detector on every frame"
+    ),
+    no_crops: bool = typer.Option(
+        False, "--no-crops", help="a dynamic-shape YOLO looks at the whole frame, "
+        "not only at crops around the zones (to compare the two)"
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar on stderr"),
 ) -> None:
     """Run the whole pipeline at full speed on a recording; deterministic (video time).
 
-    Example:  microbrain edge analyze sample:vtest.avi --camera configs/cameras/vtest-fire-lane.yaml --json
+    Example:  microbrain edge analyze sample:vtest.avi
+    --camera configs/cameras/vtest-fire-lane.yaml --json
 
     Events print as JSON lines on stdout (a summary without --json); a progress bar
     goes to stderr. An image is analysed as a still stream of --duration seconds.
@@ -58,7 +69,7 @@ def analyze(
         cam = load_camera(camera)
     except SiteError as err:
         fail(str(err))
-    updates: dict = {"source": media}
+    updates: dict[str, object] = {"source": media}
     if fps is not None:
         updates["fps"] = fps
     cam = cam.model_copy(update=updates)
@@ -71,7 +82,9 @@ def analyze(
     if start is not None and start.tzinfo is None:
         start = start.replace(tzinfo=UTC)
     try:
-        config = DetectorConfig(type=detector.value, model=str(model) if model else None, threads=threads)
+        config = DetectorConfig(
+            type=detector.value, model=str(model) if model else None, threads=threads
+        )
         net = load_detector(config)
     except DetectorError as err:
         fail(str(err))
@@ -85,14 +98,17 @@ def analyze(
                        f"zone={event.zone} track={event.track_id} {event.object_class or ''} "
                        f"dwell={event.dwell_s}s {event.message or ''}")
 
-    options = PipelineOptions(motion_gate=not no_motion_gate, crop_to_zones=not no_crops, timezone=timezone)
+    options = PipelineOptions(
+        motion_gate=not no_motion_gate, crop_to_zones=not no_crops, timezone=timezone
+    )
     pipeline = CameraPipeline(cam, net, emit, store, options)
     try:
         source = open_source(cam, Path.cwd(), start, duration)
     except SourceError as err:
         fail(str(err))
     if isinstance(source, LiveSource):
-        fail(f"camera {cam.id}: analyze takes a file or an image; live URLs run under 'microbrain edge run'")
+        fail(f"camera {cam.id}: analyze takes a file or an image; "
+             "live URLs run under 'microbrain edge run'")
     total = None
     if isinstance(source, FileSource):
         import cv2
@@ -112,7 +128,9 @@ def analyze(
                 pipeline.process(frame)
                 bar.advance(task)
     except SourceTruncated as err:
-        console.print(f"warning: {err}; analysed what was readable", style="yellow", highlight=False)
+        console.print(
+            f"warning: {err}; analysed what was readable", style="yellow", highlight=False
+        )
         code = 1
     except (SourceError, CameraError, DetectorError) as err:
         fail(str(err))

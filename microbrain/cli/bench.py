@@ -31,4 +31,5 @@ def bench(
     script = SCRIPTS / f"bench_{name}.py"
     if not script.is_file():
         fail(f"{script} not found: benchmarks run from a source checkout (pip install -e .)")
-    raise typer.Exit(subprocess.call([sys.executable, str(script), *(["--quick"] if quick else [])]))
+    args = [sys.executable, str(script), *(["--quick"] if quick else [])]
+    raise typer.Exit(subprocess.call(args))

@@ -15,12 +15,16 @@ if TYPE_CHECKING:
 
 def config(
     site: Path = typer.Option(..., "--site", help="the site YAML"),
-    out: Path = typer.Option(..., "--out", help="directory for mosquitto.conf and dynamic-security.json"),
+    out: Path = typer.Option(
+        ..., "--out", help="directory for mosquitto.conf and dynamic-security.json"
+    ),
     port: int = typer.Option(1883, min=1, max=65535, help="listener port"),
     bind: str = typer.Option("0.0.0.0", help="listener address"),
     user: str = typer.Option(None, "--user", help="the user mosquitto drops to when started "
                              "as root (mosquitto's default: mosquitto)"),
-    tls_ca: Path = typer.Option(None, "--tls-ca", help="CA file; with --tls-cert/--tls-key the listener speaks TLS"),
+    tls_ca: Path = typer.Option(
+        None, "--tls-ca", help="CA file; with --tls-cert/--tls-key the listener speaks TLS"
+    ),
     tls_cert: Path = typer.Option(None, "--tls-cert", help="the broker's certificate"),
     tls_key: Path = typer.Option(None, "--tls-key", help="the broker's private key"),
     cloud_password_env: str = typer.Option(

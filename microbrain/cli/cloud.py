@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypedDict
 
 import typer
 
 from microbrain.cli.errors import fail
 
 
+class _Overrides(TypedDict, total=False):
+    """The settings given on the command line (the rest come from MB_CLOUD_*)."""
+
+    database_url: str
+    broker_url: str
+
+
 def serve(
-    db: Annotated[str | None, typer.Option(help="database URL (default: MB_CLOUD_DATABASE_URL or sqlite:///./microbrain.db)")] = None,
-    broker: Annotated[str | None, typer.Option(help="broker URL, e.g. mqtt://127.0.0.1:1883")] = None,
-    site: Annotated[Path | None, typer.Option(help="site YAML to load into the database on start")] = None,
+    db: Annotated[str | None, typer.Option(
+        help="database URL (default: MB_CLOUD_DATABASE_URL or sqlite:///./microbrain.db)"
+    )] = None,
+    broker: Annotated[
+        str | None, typer.Option(help="broker URL, e.g. mqtt://127.0.0.1:1883")
+    ] = None,
+    site: Annotated[
+        Path | None, typer.Option(help="site YAML to load into the database on start")
+    ] = None,
     host: Annotated[str, typer.Option(help="address the API listens on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="API port")] = 8000,
     no_ingest: Annotated[bool, typer.Option("--no-ingest", help="serve the API only")] = False,
@@ -34,7 +47,11 @@ def serve(
     from cloud.settings import Settings
     from microbrain.site import SiteError, load_site
 
-    overrides = {k: v for k, v in (("database_url", db), ("broker_url", broker)) if v}
+    overrides: _Overrides = {}
+    if db:
+        overrides["database_url"] = db
+    if broker:
+        overrides["broker_url"] = broker
     try:
         settings = Settings(**overrides)
     except ValidationError as err:
@@ -45,6 +62,8 @@ def serve(
             loaded = load_site(site)
         except SiteError as err:
             fail(str(err))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     service = CloudService(settings, site=loaded, ingest=not no_ingest)
     uvicorn.run(service.app, host=host, port=port, log_level="info")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -33,6 +34,8 @@ def sensors(
     """
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.properties import Properties
+    from paho.mqtt.reasoncodes import ReasonCode
 
     from microbrain.simulate.sensors import SensorSimulator
     from microbrain.site import SiteError, load_site
@@ -51,10 +54,11 @@ def sensors(
     if not sim.devices:
         fail("the site has no sensors to simulate")
     client = mqtt.Client(CallbackAPIVersion.VERSION2)
-    connack: list[object] = []
+    connack: list[ReasonCode] = []
     answered = threading.Event()
 
-    def on_connect(c, userdata, flags, reason_code, properties):  # type: ignore[no-untyped-def]
+    def on_connect(c: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
+                   reason_code: ReasonCode, properties: Properties | None) -> None:
         connack.append(reason_code)
         answered.set()
 
@@ -66,7 +70,7 @@ def sensors(
     client.loop_start()
     # a TCP connection is not a session: wait for the CONNACK, or every publish below
     # would be queued in memory and silently dropped at exit
-    if not answered.wait(CONNACK_TIMEOUT_S) or connack[0].is_failure:  # type: ignore[attr-defined]
+    if not answered.wait(CONNACK_TIMEOUT_S) or connack[0].is_failure:
         client.loop_stop()
         reason = connack[0] if connack else f"no answer within {CONNACK_TIMEOUT_S:g} s"
         fail(f"the broker at {broker} refused the connection: {reason}")
@@ -95,13 +99,13 @@ def sensors(
         # let the network thread finish what is in flight before hanging up
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         for info in pending:
-            try:
+            # the connection is gone (or the message was refused): not delivered
+            with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-            except (RuntimeError, ValueError):
-                pass  # the connection is gone (or the message was refused): not delivered
             delivered += info.is_published()
         client.disconnect()
         client.loop_stop()
     typer.echo(f"sent {sent} message(s), {delivered} delivered (acknowledged by the broker)")
     if delivered < sent:
-        fail(f"{sent - delivered} message(s) were not acknowledged within {DRAIN_TIMEOUT_S:g} s", code=1)
+        fail(f"{sent - delivered} message(s) were not acknowledged within "
+             f"{DRAIN_TIMEOUT_S:g} s", code=1)

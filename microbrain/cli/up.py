@@ -107,16 +107,27 @@ def _wait_http(url: str, timeout: float, alive: Callable[[], bool]) -> None:
 
 def up(
     site: Annotated[Path, typer.Option(help="site YAML")] = DEFAULT_SITE,
-    data_dir: Annotated[Path, typer.Option(help="databases, outboxes, evidence, logs")] = Path("var/up"),
+    data_dir: Annotated[
+        Path, typer.Option(help="databases, outboxes, evidence, logs")
+    ] = Path("var/up"),
     mqtt_port: Annotated[int, typer.Option(help="cloud broker port (gateways → cloud)")] = 1884,
-    sensor_port: Annotated[int, typer.Option(help="local sensor broker port (devices → gateways)")] = 1885,
+    sensor_port: Annotated[
+        int, typer.Option(help="local sensor broker port (devices → gateways)")
+    ] = 1885,
     api_port: Annotated[int, typer.Option(help="cloud API port (/docs, /metrics)")] = 8000,
     gateway: Annotated[list[str] | None, typer.Option(
-        "--gateway", help="run only these gateways (repeatable); default: all of the site's")] = None,
-    sensor_rate: Annotated[float, typer.Option(help="simulated messages per second per gateway")] = 2.0,
+        "--gateway", help="run only these gateways (repeatable); default: all of the site's"
+    )] = None,
+    sensor_rate: Annotated[
+        float, typer.Option(help="simulated messages per second per gateway")
+    ] = 2.0,
     faults: Annotated[bool, typer.Option(help="inject sensor fault episodes")] = True,
-    video: Annotated[bool, typer.Option(help="run the cameras (the default detector on the sample media)")] = True,
-    duration: Annotated[float, typer.Option(help="stop after this many seconds; 0: until Ctrl-C")] = 0.0,
+    video: Annotated[
+        bool, typer.Option(help="run the cameras (the default detector on the sample media)")
+    ] = True,
+    duration: Annotated[
+        float, typer.Option(help="stop after this many seconds; 0: until Ctrl-C")
+    ] = 0.0,
 ) -> None:
     """Run the whole system on this box: brokers, cloud on SQLite, gateways, simulated sensors.
 
@@ -131,6 +142,7 @@ def up(
     """
     from microbrain.broker.embedded import (
         BrokerStartError,
+        EmbeddedBroker,
         MosquittoBroker,
         mosquitto_executable,
         start_embedded_broker,
@@ -161,14 +173,15 @@ def up(
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     site_path = site.resolve()
-    names = [CLOUD_PASSWORD_ENV, ADMIN_PASSWORD_ENV] + [p.gateway.password_env for p in loaded.gateways()]
+    names = [CLOUD_PASSWORD_ENV, ADMIN_PASSWORD_ENV,
+             *(p.gateway.password_env for p in loaded.gateways())]
     try:
         secret = _load_secrets(data_dir / "secrets.yaml", [n for n in names if n])
     except ConfigFileError as err:
         fail(str(err))
     env = {**os.environ, **secret, "PYTHONUNBUFFERED": "1"}
 
-    brokers = []
+    brokers: list[EmbeddedBroker] = []
     children: list[Child] = []
     stopping = False
 
@@ -189,13 +202,17 @@ def up(
             if mosquitto_executable():
                 files = write_broker_config(loaded, data_dir / "broker", env=secret, port=mqtt_port,
                                             bind="127.0.0.1", run_as=run_as)
-                brokers.append(MosquittoBroker("127.0.0.1", mqtt_port, data_dir / "broker", conf=files.conf).start())
+                brokers.append(MosquittoBroker("127.0.0.1", mqtt_port, data_dir / "broker",
+                                               conf=files.conf).start())
                 say(f"cloud broker: mosquitto on 127.0.0.1:{mqtt_port} (passwords + ACL)")
             else:
-                brokers.append(start_embedded_broker("127.0.0.1", mqtt_port, data_dir=data_dir / "broker"))
-                say(f"cloud broker: embedded on 127.0.0.1:{mqtt_port} (no authentication: loopback only)")
+                brokers.append(start_embedded_broker("127.0.0.1", mqtt_port,
+                                                     data_dir=data_dir / "broker"))
+                say(f"cloud broker: embedded on 127.0.0.1:{mqtt_port} "
+                    "(no authentication: loopback only)")
             # 2. the compound's local sensor bus
-            brokers.append(start_embedded_broker("127.0.0.1", sensor_port, data_dir=data_dir / "sensor-broker"))
+            brokers.append(start_embedded_broker("127.0.0.1", sensor_port,
+                                                 data_dir=data_dir / "sensor-broker"))
             say(f"sensor broker: 127.0.0.1:{sensor_port}")
         except BrokerStartError as err:
             fail(str(err))
@@ -208,18 +225,21 @@ def up(
                      "MB_CLOUD_ADMIN_PASSWORD": secret[ADMIN_PASSWORD_ENV],
                      "MB_CLOUD_EVIDENCE_DIR": str(data_dir / "cloud-evidence"),
                      "MB_CLOUD_INGEST_CLIENT_ID": "up-cloud-1"}
-        cloud = Child("cloud", exe + ["cloud", "serve", "--db", f"sqlite:///{data_dir / 'cloud.db'}",
-                                     "--broker", f"mqtt://127.0.0.1:{mqtt_port}", "--site", str(site_path),
-                                     "--port", str(api_port)], logs / "cloud.log", cloud_env)
+        cloud_args = [*exe, "cloud", "serve", "--db", f"sqlite:///{data_dir / 'cloud.db'}",
+                      "--broker", f"mqtt://127.0.0.1:{mqtt_port}", "--site", str(site_path),
+                      "--port", str(api_port)]
+        cloud = Child("cloud", cloud_args, logs / "cloud.log", cloud_env)
         cloud.start()
         children.append(cloud)
         try:
-            _wait_http(f"http://127.0.0.1:{api_port}/healthz", 60, lambda: cloud.alive() and not stopping)
+            _wait_http(f"http://127.0.0.1:{api_port}/healthz", 60,
+                       lambda: cloud.alive() and not stopping)
         except RuntimeError as err:
             if stopping:
                 raise typer.Exit(0) from None
             fail(f"the cloud did not start ({err}); its log:\n{cloud.tail()}", code=1)
-        say(f"cloud: http://127.0.0.1:{api_port}/docs  (user admin, password in {data_dir / 'secrets.yaml'})")
+        say(f"cloud: http://127.0.0.1:{api_port}/docs  "
+            f"(user admin, password in {data_dir / 'secrets.yaml'})")
 
         # 4 + 5. gateways and their simulated devices
         for place in places:

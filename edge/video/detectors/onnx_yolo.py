@@ -65,7 +65,8 @@ def letterbox(image: np.ndarray, size: tuple[int, int],
     if scale is None:
         scale = min(th / h, tw / w)
     nh, nw = min(th, max(1, round(h * scale))), min(tw, max(1, round(w * scale)))
-    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (h, w) else image
+    resized = (cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+               if (nh, nw) != (h, w) else image)
     top, left = (th - nh) // 2, (tw - nw) // 2
     out = cv2.copyMakeBorder(resized, top, th - nh - top, left, tw - nw - left,
                              cv2.BORDER_CONSTANT, value=(114, 114, 114))
@@ -110,8 +111,11 @@ class OnnxYoloDetector:
         # yolov8n-320 on a loaded 2-core box)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-        except (Fail, InvalidArgument, InvalidGraph, InvalidProtobuf, NoSuchFile, RuntimeError) as err:
+            self._session = ort.InferenceSession(
+                str(model), options, providers=["CPUExecutionProvider"]
+            )
+        except (Fail, InvalidArgument, InvalidGraph, InvalidProtobuf, NoSuchFile,
+                RuntimeError) as err:
             raise DetectorError(f"model {where}: not an ONNX model onnxruntime can load "
                                 f"({str(err).strip()[:200]})") from None
         inputs = self._session.get_inputs()
@@ -127,16 +131,19 @@ class OnnxYoloDetector:
         # fixing them: it then sees each frame in its own aspect, the longer side resized
         # to ``input_size`` and padded only to the stride (windows: see detect_windows)
         self.any_input_size = not isinstance(h, int) and not isinstance(w, int)
-        self.input_hw = (h if isinstance(h, int) else input_size, w if isinstance(w, int) else input_size)
+        self.input_hw = (h if isinstance(h, int) else input_size,
+                         w if isinstance(w, int) else input_size)
         self.input_size = input_size if self.any_input_size else max(self.input_hw)
         self.stride = _stride(meta)
         self.name = model.stem
-        self.version = meta.get("version", "") + "-" + hashlib.sha256(model.read_bytes()).hexdigest()[:12]
+        digest = hashlib.sha256(model.read_bytes()).hexdigest()[:12]
+        self.version = meta.get("version", "") + "-" + digest
         self.version = self.version.lstrip("-")[:64]
         out_shape = self._session.get_outputs()[0].shape
         end_to_end = len(out_shape) == 3 and out_shape[2] == 6 and out_shape[1] != 6
         nc = None
-        if len(out_shape) == 3 and not end_to_end and isinstance(out_shape[1], int) and out_shape[1] > 4:
+        if (len(out_shape) == 3 and not end_to_end and isinstance(out_shape[1], int)
+                and out_shape[1] > 4):
             nc = out_shape[1] - 4
         self.class_names = _names_from_metadata(meta, nc, where)
         self.score_threshold = score_threshold
@@ -147,7 +154,9 @@ class OnnxYoloDetector:
     @classmethod
     def from_config(cls, config: DetectorConfig, base: Path | None = None) -> OnnxYoloDetector:
         if config.model is None:
-            raise DetectorError("detector type onnx_yolo needs 'model' (an ultralytics ONNX export)")
+            raise DetectorError(
+                "detector type onnx_yolo needs 'model' (an ultralytics ONNX export)"
+            )
         return cls(resolve_model_path(config.model, base), config.input_size,
                    config.score_threshold, config.nms_iou, config.threads)
 
@@ -159,13 +168,16 @@ class OnnxYoloDetector:
         h, w = image.shape[:2]
         scale = self.input_size / max(h, w)
         # the resized size as letterbox rounds it, so no extra stripe of padding appears
-        size = (_stride_up(max(1, round(h * scale)), self.stride), _stride_up(max(1, round(w * scale)), self.stride))
+        size = (_stride_up(max(1, round(h * scale)), self.stride),
+                _stride_up(max(1, round(w * scale)), self.stride))
         return letterbox(image, size, scale)
 
     def _run(self, padded: np.ndarray) -> np.ndarray:
         blob = cv2.dnn.blobFromImage(padded, 1 / 255.0, swapRB=True)
         with self._lock:
-            return self._session.run(None, {self._input: blob})[0]
+            # onnxruntime is untyped: its outputs are numpy arrays, this model has one
+            output: np.ndarray = self._session.run(None, {self._input: blob})[0]
+        return output
 
     def forward(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[float, float]]:
         """Raw first output for one frame, with the letterbox scale and padding."""
@@ -227,6 +239,7 @@ class OnnxYoloDetector:
         if len(cls) and (cls.min() < 0 or cls.max() >= nc):
             raise DetectorError(f"model {where}: class id {int(cls.max())} outside its {nc} names")
         h, w = frame_hw[:2]
-        xyxy = (np.asarray(xyxy, np.float32).reshape(-1, 4) - np.array([px, py, px, py], np.float32)) / scale
+        border = np.array([px, py, px, py], np.float32)
+        xyxy = (np.asarray(xyxy, np.float32).reshape(-1, 4) - border) / scale
         xyxy = np.clip(xyxy, 0, [w, h, w, h])
         return merge_relabelled(Detections(xyxy, scores, cls, self.class_names))

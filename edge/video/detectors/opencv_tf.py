@@ -40,7 +40,8 @@ class OpenCVTensorFlowDetector:
     def __init__(self, model: Path, config: Path, input_size: int = 300,
                  score_threshold: float = 0.4, threads: int = 2) -> None:
         self.model_path = model
-        self.name = model.stem if model.stem != "frozen_inference_graph" else "ssd_mobilenet_v2_coco"
+        self.name = (model.stem if model.stem != "frozen_inference_graph"
+                     else "ssd_mobilenet_v2_coco")
         self.version = _version(model)
         self.input_size = input_size
         self.score_threshold = score_threshold
@@ -56,7 +57,9 @@ class OpenCVTensorFlowDetector:
         self.detect(np.zeros((input_size, input_size, 3), np.uint8))  # validates the outputs
 
     @classmethod
-    def from_config(cls, config: DetectorConfig, base: Path | None = None) -> OpenCVTensorFlowDetector:
+    def from_config(
+        cls, config: DetectorConfig, base: Path | None = None
+    ) -> OpenCVTensorFlowDetector:
         if config.model is None:
             try:
                 model, graph = default_model()
