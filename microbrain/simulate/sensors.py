@@ -41,7 +41,8 @@ def set_path(doc: dict[str, Any], path: str, value: Any) -> None:
             else:
                 node = node.setdefault(key, nxt)
         else:
-            while len(node) <= index:  # type: ignore[operator]
+            assert index is not None  # no key: the pattern matched "[N]"
+            while len(node) <= index:
                 node.append(None)
             if last:
                 node[index] = value
