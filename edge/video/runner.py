@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Unpack
 
 from edge.video import metrics
 from edge.video.detectors import Detector, DetectorError
@@ -27,6 +28,7 @@ from edge.video.sources import (
     FileSource,
     Frame,
     ImageSource,
+    LiveOptions,
     LiveSource,
     SourceError,
     open_source,
@@ -50,7 +52,7 @@ class CameraWorker(threading.Thread):
     def __init__(self, camera: Camera, detector: Detector, emit: Emit,
                  evidence: EvidenceStore | None = None, base: Path | None = None,
                  options: PipelineOptions | None = None, playback: Playback = Playback(),
-                 **live_options: float) -> None:
+                 **live_options: Unpack[LiveOptions]) -> None:
         super().__init__(name=f"camera-{camera.id}", daemon=True)
         self.playback = playback
         self.camera = camera
@@ -130,7 +132,7 @@ class VideoGateway:
     def __init__(self, cameras: list[Camera], detector: Detector, emit: Emit,
                  evidence: EvidenceStore | None = None, base: Path | None = None,
                  options: PipelineOptions | None = None, playback: Playback = Playback(),
-                 **live_options: float) -> None:
+                 **live_options: Unpack[LiveOptions]) -> None:
         self.workers = [
             CameraWorker(c, detector, emit, evidence, base, options, playback, **live_options)
             for c in cameras

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import cv2
 import numpy as np
@@ -31,6 +32,16 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 # recorded media carry no wall-clock time; runs are reproducible from this start
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
 StateCallback = Callable[[bool, str, datetime], None]
+
+
+class LiveOptions(TypedDict, total=False):
+    """What a caller may tune of a :class:`LiveSource` (defaults: its constructor's)."""
+
+    open_timeout_s: float
+    read_timeout_s: float
+    backoff_s: tuple[float, float]
+    offline_after_s: float
+    online_after_s: float
 
 
 class SourceError(RuntimeError):
@@ -243,14 +254,14 @@ class LiveSource:
 
 def open_source(camera: Camera, base: Path | None = None, start: datetime | None = None,
                 still_duration_s: float = 30.0, on_state: StateCallback | None = None,
-                **live_options: float) -> FileSource | ImageSource | LiveSource:
+                **live_options: Unpack[LiveOptions]) -> FileSource | ImageSource | LiveSource:
     """The frame source for a camera's ``source`` (``sample:NAME``, a file, or a URL)."""
     try:
         where = resolve_source(camera.source, base)
     except ResourceMissing as err:
         raise SourceError(f"camera {camera.id}: {err}") from None
     if "://" in where or where.startswith(USB_SCHEME):
-        return LiveSource(camera.id, where, camera.fps, on_state, **live_options)  # type: ignore[arg-type]
+        return LiveSource(camera.id, where, camera.fps, on_state, **live_options)
     if Path(where).suffix.lower() in IMAGE_SUFFIXES:
         return ImageSource(camera.id, where, camera.fps, still_duration_s, start)
     return FileSource(camera.id, where, camera.fps, start)
