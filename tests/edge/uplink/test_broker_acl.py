@@ -61,7 +61,13 @@ def client(port: int, user: str | None, password: str | None, client_id: str | N
                     protocol=MQTTProtocolVersion.MQTTv5)
     if user:
         c.username_pw_set(user, password)
-    c.on_connect = lambda cl, u, f, rc, p: seen.__setitem__("connack", rc)
+
+    def on_connect(cl: mqtt.Client, _u: object, _f: object, rc: mqtt.ReasonCode, _p: object) -> None:
+        seen["connack"] = rc
+        if rc.is_failure:
+            cl.disconnect()  # refused: no reconnect, so loop_stop() need not wait out its delay
+
+    c.on_connect = on_connect
     c.on_disconnect = lambda cl, u, f, rc, p: seen["disconnects"].append(rc)
     c.on_subscribe = lambda cl, u, mid, rcs, p: seen.__setitem__("suback", rcs)
     c.on_message = lambda cl, u, m: seen["messages"].append(m.topic)
