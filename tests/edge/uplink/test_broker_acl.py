@@ -62,7 +62,8 @@ def client(port: int, user: str | None, password: str | None, client_id: str | N
     if user:
         c.username_pw_set(user, password)
 
-    def on_connect(cl: mqtt.Client, _u: object, _f: object, rc: mqtt.ReasonCode, _p: object) -> None:
+    def on_connect(cl: mqtt.Client, _u: object, _f: object, rc: mqtt.ReasonCode,
+                   _p: object) -> None:
         seen["connack"] = rc
         if rc.is_failure:
             cl.disconnect()  # refused: no reconnect, so loop_stop() need not wait out its delay
@@ -130,7 +131,8 @@ def test_wrong_credentials_refused(acl_broker: MosquittoProcess, user: str | Non
         c.loop_stop()
 
 
-def test_uplink_with_wrong_password_never_connects(tmp_path: Path, acl_broker: MosquittoProcess) -> None:
+def test_uplink_with_wrong_password_never_connects(tmp_path: Path,
+                                                   acl_broker: MosquittoProcess) -> None:
     rig = make_rig(X1, tmp_path / "o.db", acl_broker.port, username="gw-xiyuan-1", password="wrong")
     rig.uplink.start()
     rig.outbox.append(event(0))
@@ -277,7 +279,8 @@ def test_a_gateway_cannot_take_over_another_gateways_session(acl_broker: Mosquit
     other.loop_stop()
     # the cloud's logins are not bound: two ingest workers under one user coexist
     second, second_seen = client(acl_broker.port, "cloud", "pw-cloud", "mb-cloud-cmd-b")
-    assert wait(lambda: second_seen["connack"] is not None) and not second_seen["connack"].is_failure
+    assert wait(lambda: second_seen["connack"] is not None)
+    assert not second_seen["connack"].is_failure
     second.publish(X1.topic("cmd", "ack"), b"3", qos=1)
     assert wait(lambda: len(second_seen["pubacks"]) == 1)
     assert cloud.is_connected() and cloud_seen["disconnects"] == []
