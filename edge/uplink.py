@@ -36,6 +36,7 @@ from paho.mqtt.properties import Properties
 from prometheus_client import Counter, Gauge
 
 from edge.outbox import Outbox
+from microbrain.broker.mosquitto_conf import gateway_client_id
 from microbrain.protocol import Channel, GatewayPath, GatewayState, Reply, Status
 
 log = logging.getLogger(__name__)
@@ -118,8 +119,8 @@ class Uplink:
         s = self.settings
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=s.client_id
-            or f"mb-{self.path.community}-{self.path.compound}-{self.path.gateway}",
+            # the broker binds a gateway's login to this one id (no takeover of another's)
+            client_id=s.client_id or gateway_client_id(self.path),
             protocol=MQTTProtocolVersion.MQTTv5,
         )
         if s.username:
