@@ -78,8 +78,15 @@ class Scheduler:
 class CloudService:
     """The whole cloud in one process; ``app`` is the ASGI app to serve."""
 
-    def __init__(self, settings: Settings, *, site: Site | None = None, clock: Clock = system_clock,
-                 ingest: bool = True, scheduler: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        site: Site | None = None,
+        clock: Clock = system_clock,
+        ingest: bool = True,
+        scheduler: bool = True,
+    ) -> None:
         self.settings = settings
         self.site = site
         self.clock = clock
@@ -119,13 +126,21 @@ class CloudService:
                     if attempt == 3:
                         raise
                     log.info("site load raced another process; retrying")
-            log.info("site loaded: %s; %d gateway password(s) stored from the environment",
-                     report, passwords)
+            log.info(
+                "site loaded: %s; %d gateway password(s) stored from the environment",
+                report,
+                passwords,
+            )
         try:
             with transaction(self.factory) as s:
                 if not s.scalar(select(func.count()).select_from(m.User)):
-                    auth.create_user(s, "admin", self.settings.admin_password.get_secret_value(),
-                                     Role.ADMIN, now=self.clock())
+                    auth.create_user(
+                        s,
+                        "admin",
+                        self.settings.admin_password.get_secret_value(),
+                        Role.ADMIN,
+                        now=self.clock(),
+                    )
                     log.info("created user 'admin' (password from MB_CLOUD_ADMIN_PASSWORD)")
         except (IntegrityError, Conflict):
             pass  # another process starting at the same moment made it
@@ -136,7 +151,9 @@ class CloudService:
         self.state.commands = self._commands
         if self._want_ingest:
             self.worker = IngestWorker(
-                self.settings, self.factory, clock=self.clock,
+                self.settings,
+                self.factory,
+                clock=self.clock,
                 on_commit=lambda r: self.state.notifier.notify() if r.alerts else None,
             )
             self.worker.start(wait=0)

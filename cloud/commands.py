@@ -25,9 +25,11 @@ class MqttCommandSender:
     """A small QoS 1 publisher of its own (the ingest's client is busy with its batches)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
-                                  client_id=f"mb-cloud-cmd-{uuid.uuid4().hex[:10]}",
-                                  protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"mb-cloud-cmd-{uuid.uuid4().hex[:10]}",
+            protocol=mqtt.MQTTv5,
+        )
         user, password = settings.broker_credentials
         if user:
             self.client.username_pw_set(user, password)

@@ -50,31 +50,43 @@ def _still_open(alert_id: int) -> ColumnElement[bool]:
     return exists().where(and_(m.Alert.id == alert_id, m.Alert.status == AlertStatus.OPEN))
 
 
-def escalate_one(session: Session, alert_id: int, level: str, due_at: datetime,
-                 now: datetime) -> str | None:
+def escalate_one(
+    session: Session, alert_id: int, level: str, due_at: datetime, now: datetime
+) -> str | None:
     """Take one due deadline one step; returns the level reached, or None if another
     process (or an acknowledgement) got there first."""
     # the alert's row first, then its deadline: the order acknowledge/resolve take them in
     # (they lock the alert, then delete the deadline); the other order can deadlock on
     # PostgreSQL
     alert = session.scalars(
-        select(m.Alert).where(m.Alert.id == alert_id).with_for_update()
+        select(m.Alert)
+        .where(m.Alert.id == alert_id)
+        .with_for_update()
         .execution_options(populate_existing=True)
     ).one_or_none()
     if alert is None:
         return None
     nxt = NEXT_LEVEL[level]
-    guard = and_(m.EscalationDeadline.alert_id == alert_id, m.EscalationDeadline.level == level,
-                 m.EscalationDeadline.due_at == due_at, _still_open(alert_id))
+    guard = and_(
+        m.EscalationDeadline.alert_id == alert_id,
+        m.EscalationDeadline.level == level,
+        m.EscalationDeadline.due_at == due_at,
+        _still_open(alert_id),
+    )
     policy = policy_for(session, alert.community, alert.compound)
     if nxt == "whistle":
         won = _rowcount(session.execute(delete(m.EscalationDeadline).where(guard))) == 1
     else:
         # the next level's clock starts when this one ran out, so a long outage catches up
         new_due = due_at + timedelta(seconds=policy.deadline(nxt, Severity(alert.severity)))
-        won = _rowcount(session.execute(
-            update(m.EscalationDeadline).where(guard).values(level=nxt, due_at=new_due)
-        )) == 1
+        won = (
+            _rowcount(
+                session.execute(
+                    update(m.EscalationDeadline).where(guard).values(level=nxt, due_at=new_due)
+                )
+            )
+            == 1
+        )
     if not won:
         return None
     session.refresh(alert)
@@ -83,14 +95,34 @@ def escalate_one(session: Session, alert_id: int, level: str, due_at: datetime,
     if nxt == "whistle":
         department = policy.whistle.get(alert.kind)
         # the guard above saw the alert open, under its lock: the move cannot be refused
-        move(session, alert, Action.WHISTLED, actor="system:escalation", now=now,
-             note=f"吹哨: work order to {department or 'no department (none configured)'}")
-        work_orders.create(session, alert, department=department, reason="whistle",
-                           actor="system:escalation", now=now, note=None)
+        move(
+            session,
+            alert,
+            Action.WHISTLED,
+            actor="system:escalation",
+            now=now,
+            note=f"吹哨: work order to {department or 'no department (none configured)'}",
+        )
+        work_orders.create(
+            session,
+            alert,
+            department=department,
+            reason="whistle",
+            actor="system:escalation",
+            now=now,
+            note=None,
+        )
     else:
         # a level, not a status: the log says so with the status unchanged
-        record(session, alert, "escalated", from_status=alert.status, actor="system:escalation",
-               at=now, note=f"not acknowledged in time at {level} level; now {nxt}")
+        record(
+            session,
+            alert,
+            "escalated",
+            from_status=alert.status,
+            actor="system:escalation",
+            at=now,
+            note=f"not acknowledged in time at {level} level; now {nxt}",
+        )
     ESCALATIONS.labels(nxt).inc()
     log.info("alert %s escalated %s → %s", alert_id, level, nxt)
     return nxt
@@ -103,10 +135,14 @@ def run_due(factory: sessionmaker[Session], now: datetime, limit: int = 200) -> 
     while True:
         with factory() as session:
             due = session.execute(
-                select(m.EscalationDeadline.alert_id, m.EscalationDeadline.level,
-                       m.EscalationDeadline.due_at)
+                select(
+                    m.EscalationDeadline.alert_id,
+                    m.EscalationDeadline.level,
+                    m.EscalationDeadline.due_at,
+                )
                 .where(m.EscalationDeadline.due_at <= now)
-                .order_by(m.EscalationDeadline.due_at).limit(limit)
+                .order_by(m.EscalationDeadline.due_at)
+                .limit(limit)
             ).all()
         if not due:
             return steps

@@ -23,7 +23,9 @@ class Settings(BaseSettings):
         default="sqlite:///./microbrain.db",
         description="SQLAlchemy URL; SQLite runs in WAL mode, PostgreSQL via psycopg",
     )
-    broker_url: str = Field(default="mqtt://127.0.0.1:1883", description="mqtt://[user:pass@]host:port")
+    broker_url: str = Field(
+        default="mqtt://127.0.0.1:1883", description="mqtt://[user:pass@]host:port"
+    )
     broker_username: str | None = None
     broker_password: SecretStr | None = None
     secret_key: SecretStr = SecretStr(DEV_SECRET)
@@ -41,31 +43,45 @@ class Settings(BaseSettings):
     scheduler_interval_s: float = Field(default=1.0, gt=0, le=60)
     reading_retention_days: int = Field(default=90, ge=1, le=3650)
     recheck_timeout_s: int = Field(
-        default=600, ge=10, le=7 * 86_400,
+        default=600,
+        ge=10,
+        le=7 * 86_400,
         description="a work order verifying this long without the gateway's answer reopens "
-        "(the recheck or its reply was lost)")
+        "(the recheck or its reply was lost)",
+    )
     evidence_dir: Path = Field(
         default=Path("./evidence"), description="where uploaded snapshots/clips go"
     )
     token_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 86_400)
     # dead letters: what one gateway's junk may keep (the rest is counted, not kept)
     dead_letter_window_s: int = Field(
-        default=86_400, ge=60, le=30 * 86_400,
-        description="the rolling window over which each gateway's dead letters are capped")
+        default=86_400,
+        ge=60,
+        le=30 * 86_400,
+        description="the rolling window over which each gateway's dead letters are capped",
+    )
     dead_letter_max_rows: int = Field(
-        default=100, ge=1, le=1_000_000,
+        default=100,
+        ge=1,
+        le=1_000_000,
         description="new dead-letter rows kept per gateway within the window (the same bad "
-        "item resent only counts in its row)")
+        "item resent only counts in its row)",
+    )
     dead_letter_max_bytes: int = Field(
-        default=256 * 1024, ge=4096, le=1024**3,
+        default=256 * 1024,
+        ge=4096,
+        le=1024**3,
         description="bytes of dead letters (payload sample, reason, topic) kept per gateway "
-        "within the window")
+        "within the window",
+    )
 
     @field_validator("broker_url")
     @classmethod
     def _broker(cls, value: str) -> str:
         if parse_broker_url(value).tls:
-            raise ValueError(f"{value!r}: the cloud does not speak TLS to the broker yet; use mqtt://")
+            raise ValueError(
+                f"{value!r}: the cloud does not speak TLS to the broker yet; use mqtt://"
+            )
         return value
 
     @model_validator(mode="after")

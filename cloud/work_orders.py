@@ -48,38 +48,86 @@ MOVES: dict[str, tuple[tuple[WorkOrderStatus, ...], WorkOrderStatus]] = {
 }
 
 
-def _log(session: Session, wo: m.WorkOrder, before: str | None, *, actor: str, now: datetime,
-         note: str | None) -> None:
-    session.add(m.WorkOrderTransition(work_order_id=wo.id, from_status=before, to_status=wo.status,
-                                      actor=actor, at=now, note=note))
+def _log(
+    session: Session,
+    wo: m.WorkOrder,
+    before: str | None,
+    *,
+    actor: str,
+    now: datetime,
+    note: str | None,
+) -> None:
+    session.add(
+        m.WorkOrderTransition(
+            work_order_id=wo.id,
+            from_status=before,
+            to_status=wo.status,
+            actor=actor,
+            at=now,
+            note=note,
+        )
+    )
 
 
-def create(session: Session, alert: m.Alert, *, department: str | None, reason: str, actor: str,
-           now: datetime, note: str | None) -> m.WorkOrder:
-    wo = m.WorkOrder(alert_id=alert.id, department=department, status=S.CREATED,
-                     community=alert.community, compound=alert.compound, building=alert.building,
-                     reason=reason, created_at=now, updated_at=now, note=note)
+def create(
+    session: Session,
+    alert: m.Alert,
+    *,
+    department: str | None,
+    reason: str,
+    actor: str,
+    now: datetime,
+    note: str | None,
+) -> m.WorkOrder:
+    wo = m.WorkOrder(
+        alert_id=alert.id,
+        department=department,
+        status=S.CREATED,
+        community=alert.community,
+        compound=alert.compound,
+        building=alert.building,
+        reason=reason,
+        created_at=now,
+        updated_at=now,
+        note=note,
+    )
     session.add(wo)
     session.flush()
     _log(session, wo, None, actor=actor, now=now, note=note)
     return wo
 
 
-def dispatch(session: Session, alert_id: int, *, actor: str, now: datetime,
-             department: str | None = None, note: str | None = None) -> m.WorkOrder:
+def dispatch(
+    session: Session,
+    alert_id: int,
+    *,
+    actor: str,
+    now: datetime,
+    department: str | None = None,
+    note: str | None = None,
+) -> m.WorkOrder:
     """Alert open/acknowledged → dispatched, with a work order to ``department``
     (default: the whistle department for the alert's kind). Conflict from any other
     state, NotFound for a department that does not exist."""
     alert = alerts.get_alert(session, alert_id, for_update=True)
-    lifecycle.check(alert, Action.DISPATCHED)  # before the department: the state is the first problem
+    lifecycle.check(
+        alert, Action.DISPATCHED
+    )  # before the department: the state is the first problem
     if department is None:
         department = policy_for(session, alert.community, alert.compound).whistle.get(alert.kind)
     elif session.get(m.Department, department) is None:
         raise NotFound(f"department {department!r} does not exist")
-    lifecycle.move(session, alert, Action.DISPATCHED, actor=actor, now=now,
-                   note=note or (f"to {department}" if department else None))
-    return create(session, alert, department=department, reason="dispatch", actor=actor, now=now,
-                  note=note)
+    lifecycle.move(
+        session,
+        alert,
+        Action.DISPATCHED,
+        actor=actor,
+        now=now,
+        note=note or (f"to {department}" if department else None),
+    )
+    return create(
+        session, alert, department=department, reason="dispatch", actor=actor, now=now, note=note
+    )
 
 
 def get(session: Session, work_order_id: int) -> m.WorkOrder:
@@ -91,8 +139,15 @@ def get(session: Session, work_order_id: int) -> m.WorkOrder:
     return wo
 
 
-def move(session: Session, work_order_id: int, action: str, *, actor: str, now: datetime,
-         note: str | None = None) -> m.WorkOrder:
+def move(
+    session: Session,
+    work_order_id: int,
+    action: str,
+    *,
+    actor: str,
+    now: datetime,
+    note: str | None = None,
+) -> m.WorkOrder:
     """Apply ``accept``, ``start`` or ``done``; Conflict if the order is elsewhere."""
     if action not in MOVES:
         raise Conflict(f"unknown work order action {action!r}")
@@ -106,8 +161,9 @@ def move(session: Session, work_order_id: int, action: str, *, actor: str, now: 
     return wo
 
 
-def request_verification(session: Session, work_order_id: int, *, actor: str,
-                         now: datetime) -> tuple[m.WorkOrder, GatewayPath, Recheck]:
+def request_verification(
+    session: Session, work_order_id: int, *, actor: str, now: datetime
+) -> tuple[m.WorkOrder, GatewayPath, Recheck]:
     """done → verifying; returns the recheck to publish AFTER the caller commits.
 
     Also allowed from verifying: a recheck or its reply lost on the way would otherwise
@@ -115,20 +171,31 @@ def request_verification(session: Session, work_order_id: int, *, actor: str,
     old one changes nothing."""
     wo = get(session, work_order_id)
     if wo.status not in (S.DONE, S.VERIFYING):
-        raise Conflict(f"work order {wo.id} is {wo.status}; verification needs it to be done or verifying")
+        raise Conflict(
+            f"work order {wo.id} is {wo.status}; verification needs it to be done or verifying"
+        )
     alert = session.get(m.Alert, wo.alert_id)
     gateway = session.get(m.Gateway, alert.gateway) if alert else None
     if alert is None or gateway is None:
         raise NotFound(f"work order {wo.id} has no alert or gateway to recheck")
-    command = Recheck(id=new_id(), source=alert.source, zone=alert.zone, kind=alert.kind, alert=str(alert.id))
+    command = Recheck(
+        id=new_id(), source=alert.source, zone=alert.zone, kind=alert.kind, alert=str(alert.id)
+    )
     before, wo.status, wo.updated_at, wo.recheck_id = wo.status, S.VERIFYING, now, command.id
     wo.recheck_gateway = gateway.id  # only its reply counts
     _log(session, wo, before, actor=actor, now=now, note=f"recheck {command.id} sent")
     return wo, GatewayPath(gateway.community, gateway.compound, gateway.id), command
 
 
-def apply_recheck(session: Session, recheck_id: str, *, condition_present: bool | None,
-                  actor: str, now: datetime, reason: str | None = None) -> m.WorkOrder | None:
+def apply_recheck(
+    session: Session,
+    recheck_id: str,
+    *,
+    condition_present: bool | None,
+    actor: str,
+    now: datetime,
+    reason: str | None = None,
+) -> m.WorkOrder | None:
     """The gateway answered a recheck: close the order and its alert if the condition is
     gone; reopen both if it is still there or the gateway could not tell."""
     wo = session.scalars(
@@ -145,10 +212,16 @@ def apply_recheck(session: Session, recheck_id: str, *, condition_present: bool 
             if alert.status in alerts.ACTIVE:
                 alerts.resolve(session, alert.id, actor=actor, now=now, note="verified by recheck")
             if alert.status == alerts.AlertStatus.RESOLVED:
-                alerts.close(session, alert.id, actor=actor, now=now, note=f"work order {wo.id} verified")
+                alerts.close(
+                    session, alert.id, actor=actor, now=now, note=f"work order {wo.id} verified"
+                )
     else:
         wo.status = S.REOPENED
-        why = "condition still present" if condition_present else f"recheck failed: {reason or 'no answer'}"
+        why = (
+            "condition still present"
+            if condition_present
+            else f"recheck failed: {reason or 'no answer'}"
+        )
         note = why
         if alert is not None and alert.status == alerts.AlertStatus.RESOLVED:
             try:
@@ -157,14 +230,29 @@ def apply_recheck(session: Session, recheck_id: str, *, condition_present: bool 
                 # a newer alert for the same place is live (at most one may be): this one
                 # stays resolved; raising here would dead-letter the reply and leave the
                 # order in verifying for ever
-                live = session.scalar(select(m.Alert.id).where(m.Alert.key == alert.key,
-                                                               m.Alert.active.is_(True)))
+                live = session.scalar(
+                    select(m.Alert.id).where(m.Alert.key == alert.key, m.Alert.active.is_(True))
+                )
                 note = f"{why}; alert {alert.id} stays resolved, alert {live} for the same place is live"
-                record(session, alert, "verification_failed", from_status=alert.status,
-                       actor=actor, at=now, note=note)
+                record(
+                    session,
+                    alert,
+                    "verification_failed",
+                    from_status=alert.status,
+                    actor=actor,
+                    at=now,
+                    note=note,
+                )
         elif alert is not None:
-            record(session, alert, "verification_failed", from_status=alert.status, actor=actor,
-                   at=now, note=why)
+            record(
+                session,
+                alert,
+                "verification_failed",
+                from_status=alert.status,
+                actor=actor,
+                at=now,
+                note=why,
+            )
         _log(session, wo, before, actor=actor, now=now, note=note)
     wo.updated_at = now
     return wo
@@ -206,8 +294,9 @@ def recheck_verdict(reply: Reply) -> Verdict:
     return Verdict(None, why)
 
 
-def apply_recheck_reply(session: Session, reply: Reply, *, gateway: str,
-                        now: datetime) -> RecheckAnswer:
+def apply_recheck_reply(
+    session: Session, reply: Reply, *, gateway: str, now: datetime
+) -> RecheckAnswer:
     """Apply ``gateway``'s reply to a recheck. It counts only from the gateway the recheck
     was sent to: any other gateway's answer (on its own reply topic, which the broker lets
     it use) changes nothing and comes back FOREIGN, for the caller to refuse."""
@@ -226,8 +315,14 @@ def apply_recheck_reply(session: Session, reply: Reply, *, gateway: str,
     if sent_to != gateway:
         return RecheckAnswer(ReplyOutcome.FOREIGN, wo.id, sent_to)
     verdict = recheck_verdict(reply)
-    moved = apply_recheck(session, command_id, condition_present=verdict.present,
-                          actor=f"edge:{gateway}", now=now, reason=verdict.reason)
+    moved = apply_recheck(
+        session,
+        command_id,
+        condition_present=verdict.present,
+        actor=f"edge:{gateway}",
+        now=now,
+        reason=verdict.reason,
+    )
     return RecheckAnswer(ReplyOutcome.APPLIED if moved else ReplyOutcome.IGNORED, wo.id, sent_to)
 
 
@@ -235,10 +330,18 @@ def expire_rechecks(session: Session, *, now: datetime, timeout_s: float) -> int
     """Reopen orders left verifying longer than ``timeout_s`` (the recheck or its answer
     was lost, the gateway is offline): as if the gateway could not tell. Returns how many."""
     stale = session.scalars(
-        select(m.WorkOrder.recheck_id).where(m.WorkOrder.status == S.VERIFYING,
-                                             m.WorkOrder.updated_at < now - timedelta(seconds=timeout_s))
+        select(m.WorkOrder.recheck_id).where(
+            m.WorkOrder.status == S.VERIFYING,
+            m.WorkOrder.updated_at < now - timedelta(seconds=timeout_s),
+        )
     ).all()
     for recheck_id in stale:
-        apply_recheck(session, recheck_id, condition_present=None, actor="system:recheck-timeout",
-                      now=now, reason=f"no answer within {int(timeout_s)} s")
+        apply_recheck(
+            session,
+            recheck_id,
+            condition_present=None,
+            actor="system:recheck-timeout",
+            now=now,
+            reason=f"no answer within {int(timeout_s)} s",
+        )
     return len(stale)

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 class ReloadError(RuntimeError):
     """A new site file this running agent cannot take without a restart."""
 
+
 SILENCE_CHECK_S = 5.0
 
 
@@ -48,35 +49,57 @@ class GatewayAgent:
         self.site_dir = site_dir or config.site.parent
         env = environment()
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox(config.data_dir / "outbox.db", OutboxLimits(
-            max_bytes=int(config.outbox.max_mb * 2**20), max_items=config.outbox.max_items))
+        self.outbox = Outbox(
+            config.data_dir / "outbox.db",
+            OutboxLimits(
+                max_bytes=int(config.outbox.max_mb * 2**20), max_items=config.outbox.max_items
+            ),
+        )
         cloud = config.cloud
         tls = cloud.tls
-        self.uplink = Uplink(self.path, self.outbox, UplinkSettings(
-            host=cloud.host, port=cloud.port,
-            username=cloud.username or self.place.gateway.id, tls=cloud.uses_tls,
-            password=password(cloud, env, self.place.gateway.password_env),
-            tls_ca=tls.ca_file if tls else None, tls_cert=tls.cert_file if tls else None,
-            tls_key=tls.key_file if tls else None, keepalive_s=cloud.keepalive_s,
-            resend_after_s=config.outbox.resend_after_s, max_unacked=config.outbox.max_unacked,
-        ), software=f"microbrain {__version__}")
+        self.uplink = Uplink(
+            self.path,
+            self.outbox,
+            UplinkSettings(
+                host=cloud.host,
+                port=cloud.port,
+                username=cloud.username or self.place.gateway.id,
+                tls=cloud.uses_tls,
+                password=password(cloud, env, self.place.gateway.password_env),
+                tls_ca=tls.ca_file if tls else None,
+                tls_cert=tls.cert_file if tls else None,
+                tls_key=tls.key_file if tls else None,
+                keepalive_s=cloud.keepalive_s,
+                resend_after_s=config.outbox.resend_after_s,
+                max_unacked=config.outbox.max_unacked,
+            ),
+            software=f"microbrain {__version__}",
+        )
         self._local_password = password(config.local_broker, env) if config.local_broker else None
         self._rejected_before_reload = 0  # the health report counts across reloads
         self.hub: SensorHub
         self.local: LocalSensorClient | None = None
         self._build_sensors()
         audio = config.audio
-        announcer = Announcer(audio.out_dir, audio.clips_dir, audio.player, audio.voice,
-                              audio.speakers) if audio else None
-        self.commands = CommandHandler(self.path, self.outbox, self.uplink.publish_reply,
-                                       announcer, self._recheck, self.reload)
+        announcer = (
+            Announcer(audio.out_dir, audio.clips_dir, audio.player, audio.voice, audio.speakers)
+            if audio
+            else None
+        )
+        self.commands = CommandHandler(
+            self.path, self.outbox, self.uplink.publish_reply, announcer, self._recheck, self.reload
+        )
         self.uplink.on_command = self.commands.handle
         self.evidence_dir = config.data_dir / "evidence"
         self.evidence_queue = EvidenceQueue(config.data_dir / "evidence-queue.db")
         self.uploader = None
         if config.cloud_api is not None:
-            self.uploader = EvidenceUploader(self.evidence_queue, config.cloud_api,
-                                             self.uplink.settings.username, self.uplink.settings.password)
+            self.uploader = EvidenceUploader(
+                self.evidence_queue,
+                config.cloud_api,
+                self.uplink.settings.username,
+                self.uplink.settings.password,
+            )
         self.heartbeat_s = config.heartbeat_s or self.place.gateway.heartbeat_s
         self.video = None
         self.started = time.monotonic()
@@ -103,8 +126,10 @@ class GatewayAgent:
         if self.video is not None:
             active = self.video.active_kinds(cmd.source, cmd.zone)
             if active is not None:
-                return {"present": (cmd.kind in active) if cmd.kind else bool(active),
-                        "camera": self.video.cameras_state().get(cmd.source, "offline")}
+                return {
+                    "present": (cmd.kind in active) if cmd.kind else bool(active),
+                    "camera": self.video.cameras_state().get(cmd.source, "offline"),
+                }
         active = self.hub.active_kinds(cmd.source)
         reading = self.hub.last_reading(cmd.source)
         if active is None or reading is None:
@@ -122,13 +147,20 @@ class GatewayAgent:
         video = self.video  # a config reload may swap it meanwhile
         cameras = video.cameras_state() if video is not None else {}
         model = video.workers[0].pipeline.model if video is not None and video.workers else None
-        return Status(state=GatewayState.ONLINE, software=f"microbrain {__version__}",
-                      epoch=self.outbox.epoch,
-                      uptime_s=time.monotonic() - self.started,
-                      health=collect_health(self.outbox, self.config.data_dir,
-                                            sensors_silent=self.hub.silent_sensors(),
-                                            cameras=cameras, model=model,
-                                            rejected=self._rejected_before_reload + self.hub.rejected))
+        return Status(
+            state=GatewayState.ONLINE,
+            software=f"microbrain {__version__}",
+            epoch=self.outbox.epoch,
+            uptime_s=time.monotonic() - self.started,
+            health=collect_health(
+                self.outbox,
+                self.config.data_dir,
+                sensors_silent=self.hub.silent_sensors(),
+                cameras=cameras,
+                model=model,
+                rejected=self._rejected_before_reload + self.hub.rejected,
+            ),
+        )
 
     # -- inputs: sensors and cameras, rebuilt by a config reload ------------------------
 
@@ -141,8 +173,14 @@ class GatewayAgent:
         lb = self.config.local_broker
         if lb is not None and self.place.gateway.sensors:
             self.local = LocalSensorClient(
-                self.hub, lb.host, lb.port, username=lb.username, password=self._local_password,
-                client_id=f"mb-sensors-{self.place.gateway.id}", keepalive_s=lb.keepalive_s)
+                self.hub,
+                lb.host,
+                lb.port,
+                username=lb.username,
+                password=self._local_password,
+                client_id=f"mb-sensors-{self.place.gateway.id}",
+                keepalive_s=lb.keepalive_s,
+            )
 
     def _stop_inputs(self) -> None:
         if self.video is not None:
@@ -161,8 +199,10 @@ class GatewayAgent:
         site = load_site(self.config.site)  # SiteError: nothing changes
         place = site.gateway(self.config.gateway)  # KeyError: nothing changes
         if place.path != self.path:
-            raise ReloadError(f"the site now puts this gateway at {place.path}, not {self.path}; "
-                              "its topics and credentials change: restart the agent")
+            raise ReloadError(
+                f"the site now puts this gateway at {place.path}, not {self.path}; "
+                "its topics and credentials change: restart the agent"
+            )
         with self._reload_lock:
             if self._stop.is_set():
                 # shutdown has stopped (or is about to stop) the inputs: restarting them
@@ -175,9 +215,15 @@ class GatewayAgent:
             if self.local is not None:
                 self.local.start()
             video_error = self._start_video()
-        log.info("config reloaded: %d camera(s), %d sensor(s)", len(place.gateway.cameras),
-                 len(place.gateway.sensors))
-        detail: dict = {"cameras": len(place.gateway.cameras), "sensors": len(place.gateway.sensors)}
+        log.info(
+            "config reloaded: %d camera(s), %d sensor(s)",
+            len(place.gateway.cameras),
+            len(place.gateway.sensors),
+        )
+        detail: dict = {
+            "cameras": len(place.gateway.cameras),
+            "sensors": len(place.gateway.sensors),
+        }
         if video_error is not None:
             detail["video_error"] = video_error[:200]  # sensors run; the cameras do not
         return detail
@@ -195,9 +241,14 @@ class GatewayAgent:
             from edge.video.runner import Playback, VideoGateway
 
             detector = load_detector(self.place.gateway.detector, base=self.site_dir)
-            self.video = VideoGateway(cameras, detector, self.emit,
-                                      EvidenceStore(self.evidence_dir), base=self.site_dir,
-                                      playback=Playback(realtime=True, loop=self.config.loop_recordings))
+            self.video = VideoGateway(
+                cameras,
+                detector,
+                self.emit,
+                EvidenceStore(self.evidence_dir),
+                base=self.site_dir,
+                playback=Playback(realtime=True, loop=self.config.loop_recordings),
+            )
             self.video.start()
             log.info("video: %d camera(s) running", len(cameras))
         except Exception as err:  # cameras failing must not take the sensors and uplink down

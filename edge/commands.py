@@ -67,8 +67,9 @@ class Announcer:
 
     def announce(self, cmd: Announce) -> Path:
         if cmd.speaker is not None and self.speakers and cmd.speaker not in self.speakers:
-            raise AnnounceError(f"no speaker {cmd.speaker!r} on this gateway "
-                                f"(known: {', '.join(self.speakers)})")
+            raise AnnounceError(
+                f"no speaker {cmd.speaker!r} on this gateway (known: {', '.join(self.speakers)})"
+            )
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._count += 1
         out = self.out_dir / f"announce-{cmd.id}.wav"
@@ -80,44 +81,60 @@ class Announcer:
         else:
             tts = shutil.which("espeak-ng")
             if tts is None:
-                raise AnnounceError("no text-to-speech on this gateway (install espeak-ng) "
-                                    "and no clip given")
+                raise AnnounceError(
+                    "no text-to-speech on this gateway (install espeak-ng) and no clip given"
+                )
             # argv, not a shell: the text is the cloud's, never interpreted
-            done = subprocess.run([tts, "-v", self.voice, "-w", str(out), "--", cmd.text or ""],
-                                  capture_output=True, timeout=30, check=False)
+            done = subprocess.run(
+                [tts, "-v", self.voice, "-w", str(out), "--", cmd.text or ""],
+                capture_output=True,
+                timeout=30,
+                check=False,
+            )
             if done.returncode != 0 or not out.exists():
                 why = done.stderr.decode(errors="replace")[:200]
                 raise AnnounceError(f"espeak-ng failed: {why}")
         for _ in range(cmd.repeat if self.player else 0):
-            played = subprocess.run([*self.player, str(out)], capture_output=True, timeout=120,
-                                    check=False)
+            played = subprocess.run(
+                [*self.player, str(out)], capture_output=True, timeout=120, check=False
+            )
             if played.returncode != 0:
-                raise AnnounceError(f"player {self.player[0]} failed: "
-                                    f"{played.stderr.decode(errors='replace')[:200]}")
+                raise AnnounceError(
+                    f"player {self.player[0]} failed: "
+                    f"{played.stderr.decode(errors='replace')[:200]}"
+                )
         self._prune(out)
         return out
 
     def _prune(self, newest: Path) -> None:
         """Keep the newest ``keep`` announcement WAVs: one per command would fill the disk."""
+
         def age(p: Path) -> tuple[int, str]:
             try:
                 return p.stat().st_mtime_ns, p.name
             except FileNotFoundError:
                 return 0, p.name
-        files = sorted((p for p in self.out_dir.glob("announce-*.wav") if p != newest),
-                       key=age, reverse=True)
-        for old in files[max(0, self.keep - 1):]:
+
+        files = sorted(
+            (p for p in self.out_dir.glob("announce-*.wav") if p != newest), key=age, reverse=True
+        )
+        for old in files[max(0, self.keep - 1) :]:
             old.unlink(missing_ok=True)
 
 
 class CommandHandler:
     """Route one ``cmd/<name>`` message; give it to the uplink as its ``on_command``."""
 
-    def __init__(self, path: GatewayPath, outbox: Outbox, reply: ReplySink,
-                 announcer: Announcer | None = None,
-                 recheck: Callable[[Recheck], ReplyDetail | None] | None = None,
-                 reload: Callable[[], ReplyDetail] | None = None,
-                 announce_queue: int = ANNOUNCE_QUEUE) -> None:
+    def __init__(
+        self,
+        path: GatewayPath,
+        outbox: Outbox,
+        reply: ReplySink,
+        announcer: Announcer | None = None,
+        recheck: Callable[[Recheck], ReplyDetail | None] | None = None,
+        reload: Callable[[], ReplyDetail] | None = None,
+        announce_queue: int = ANNOUNCE_QUEUE,
+    ) -> None:
         self.path = path
         self.outbox = outbox
         self.reply = reply
@@ -166,14 +183,19 @@ class CommandHandler:
             return
         with self._worker_lock:
             if self._announce_worker is None:
-                self._announce_worker = threading.Thread(target=self._announce_loop,
-                                                         name="announcer", daemon=True)
+                self._announce_worker = threading.Thread(
+                    target=self._announce_loop, name="announcer", daemon=True
+                )
                 self._announce_worker.start()
         try:
             self._announcements.put_nowait(cmd)
         except queue.Full:
-            self._refuse(cmd.name, cmd.id, f"busy: {self._announcements.maxsize} announcements "
-                         "are already waiting; try again later")
+            self._refuse(
+                cmd.name,
+                cmd.id,
+                f"busy: {self._announcements.maxsize} announcements "
+                "are already waiting; try again later",
+            )
 
     def _announce_loop(self) -> None:
         while True:
@@ -206,8 +228,12 @@ class CommandHandler:
     def _recheck(self, cmd: Recheck) -> None:
         values = self.recheck(cmd)
         if values is None:
-            self._refuse(cmd.name, cmd.id, f"recheck of {cmd.source!r} is not available: "
-                         "not a running camera or a sensor with a reading on this gateway")
+            self._refuse(
+                cmd.name,
+                cmd.id,
+                f"recheck of {cmd.source!r} is not available: "
+                "not a running camera or a sensor with a reading on this gateway",
+            )
             return
         self._ok(cmd.name, cmd.id, values)
 
@@ -217,10 +243,12 @@ class CommandHandler:
 
     def _refuse(self, name: str | None, command_id: str | None, reason: str) -> None:
         name = name if name is not None and is_valid_id(name) else "unknown"
-        COMMANDS.labels(name=name if name in ("announce", "recheck", "config_reload",
-                                              "model_push", "ack") else "other",
-                        outcome="refused").inc()
+        COMMANDS.labels(
+            name=name
+            if name in ("announce", "recheck", "config_reload", "model_push", "ack")
+            else "other",
+            outcome="refused",
+        ).inc()
         reason = re.sub(r"[\x00-\x1f\x7f]", "?", reason)  # the reason may quote hostile input
         log.warning("command %s refused: %s", name, reason)
         self.reply(Reply(command_id=command_id, name=name, ok=False, reason=reason[:500]))
-

@@ -82,7 +82,9 @@ class OutboxConfig(_Strict):
     max_mb: float = Field(default=256, gt=0, le=1_000_000, description="bytes of payload kept")
     max_items: int = Field(default=2_000_000, ge=10)
     resend_after_s: Duration = Field(
-        default=30.0, ge=1, le=3600,
+        default=30.0,
+        ge=1,
+        le=3600,
         description="resend what the cloud has not acknowledged after this",
     )
     max_unacked: int = Field(default=100_000, ge=10, description="sent, not yet acknowledged")
@@ -108,11 +110,14 @@ class GatewayConfig(_Strict):
     cloud: BrokerLink
     local_broker: BrokerLink | None = Field(default=None, description="where the sensors publish")
     cloud_api: str | None = Field(
-        default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        default=None,
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
         description="the cloud's HTTP base URL, e.g. http://cloud:8000, for evidence uploads; "
-        "unset: snapshots and clips stay on the gateway")
+        "unset: snapshots and clips stay on the gateway",
+    )
     metrics_port: int | None = Field(
-        default=None, ge=1, le=65535, description="serve Prometheus metrics on 127.0.0.1:PORT")
+        default=None, ge=1, le=65535, description="serve Prometheus metrics on 127.0.0.1:PORT"
+    )
     data_dir: Path
     outbox: OutboxConfig = OutboxConfig()
     heartbeat_s: Duration | None = Field(
@@ -124,8 +129,10 @@ class GatewayConfig(_Strict):
     audio: AudioConfig | None = None
     video: bool = Field(default=True, description="run the gateway's cameras")
     loop_recordings: bool = Field(
-        default=False, description="cameras whose source is a file or image play it over and "
-        "over (demos, drills); a recording always plays at its own pace, stamped from now")
+        default=False,
+        description="cameras whose source is a file or image play it over and "
+        "over (demos, drills); a recording always plays at its own pace, stamped from now",
+    )
 
     @field_validator("local_broker")
     @classmethod
@@ -133,12 +140,15 @@ class GatewayConfig(_Strict):
         # the sensor client (edge/sensors/local_broker.py) has no TLS: refusing beats
         # silently talking plain MQTT to a port that expects TLS
         if link is not None and link.uses_tls:
-            raise ValueError("TLS (mqtts:// or a tls: block) is not supported for the local "
-                             "sensor broker yet; use mqtt:// on the gateway's own network")
+            raise ValueError(
+                "TLS (mqtts:// or a tls: block) is not supported for the local "
+                "sensor broker yet; use mqtt:// on the gateway's own network"
+            )
         return link
 
     def resolved(self, base: Path) -> GatewayConfig:
         """Paths relative to the config file's folder, made absolute."""
+
         def absolute(p: Path) -> Path:
             return p if p.is_absolute() else (base / p).resolve()
 
@@ -149,14 +159,20 @@ class GatewayConfig(_Strict):
         update: dict[str, Any] = {"site": fix(self.site), "data_dir": data_dir}
         if self.audio is not None:
             out_dir = self.audio.out_dir
-            update["audio"] = self.audio.model_copy(update={
-                "out_dir": out_dir if out_dir.is_absolute() else data_dir / out_dir,
-                "clips_dir": fix(self.audio.clips_dir)})
+            update["audio"] = self.audio.model_copy(
+                update={
+                    "out_dir": out_dir if out_dir.is_absolute() else data_dir / out_dir,
+                    "clips_dir": fix(self.audio.clips_dir),
+                }
+            )
         for name in ("cloud", "local_broker"):
             link = getattr(self, name)
             if link is not None and link.tls is not None:
-                tls = link.tls.model_copy(update={k: fix(getattr(link.tls, k))
-                                                  for k in ("ca_file", "cert_file", "key_file")})
+                tls = link.tls.model_copy(
+                    update={
+                        k: fix(getattr(link.tls, k)) for k in ("ca_file", "cert_file", "key_file")
+                    }
+                )
                 update[name] = link.model_copy(update={"tls": tls})
         return self.model_copy(update=update)
 

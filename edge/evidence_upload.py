@@ -28,8 +28,9 @@ from microbrain.protocol import Event
 
 log = logging.getLogger(__name__)
 
-UPLOADS = Counter("mb_edge_evidence_uploads_total", "evidence upload attempts, by outcome",
-                  ["outcome"])
+UPLOADS = Counter(
+    "mb_edge_evidence_uploads_total", "evidence upload attempts, by outcome", ["outcome"]
+)
 PENDING = Gauge("mb_edge_evidence_pending", "evidence files waiting to be uploaded")
 
 # the cloud does not know the event yet (still in the outbox / in flight): try again
@@ -63,7 +64,8 @@ class EvidenceQueue:
                 "CREATE TABLE IF NOT EXISTS pending (event_id TEXT NOT NULL, name TEXT NOT NULL, "
                 "path TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
                 "next_try REAL NOT NULL DEFAULT 0, queued_at REAL NOT NULL DEFAULT 0, "
-                "PRIMARY KEY (event_id, name))")
+                "PRIMARY KEY (event_id, name))"
+            )
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(pending)")}
             if "queued_at" not in columns:  # a queue written before orphans were given up
                 self._db.execute("ALTER TABLE pending ADD COLUMN queued_at REAL NOT NULL DEFAULT 0")
@@ -79,28 +81,36 @@ class EvidenceQueue:
             self._db.executemany(
                 "INSERT OR IGNORE INTO pending (event_id, name, path, queued_at) "
                 "VALUES (?, ?, ?, ?)",
-                [(event.id, ref.name, str(directory / ref.name), time.time())
-                 for ref in event.evidence])
+                [
+                    (event.id, ref.name, str(directory / ref.name), time.time())
+                    for ref in event.evidence
+                ],
+            )
         PENDING.set(self.depth)
 
     def due(self, now: float, limit: int = 20) -> list[PendingUpload]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT event_id, name, path, attempts, queued_at FROM pending WHERE next_try <= ? "
-                "ORDER BY next_try LIMIT ?", (now, limit)).fetchall()
+                "ORDER BY next_try LIMIT ?",
+                (now, limit),
+            ).fetchall()
         return [PendingUpload(e, n, Path(p), a, q) for e, n, p, a, q in rows]
 
     def done(self, item: PendingUpload) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM pending WHERE event_id = ? AND name = ?",
-                             (item.event_id, item.name))
+            self._db.execute(
+                "DELETE FROM pending WHERE event_id = ? AND name = ?", (item.event_id, item.name)
+            )
         PENDING.set(self.depth)
 
     def later(self, item: PendingUpload, next_try: float) -> None:
         with self._lock:
-            self._db.execute("UPDATE pending SET attempts = attempts + 1, next_try = ? "
-                             "WHERE event_id = ? AND name = ?",
-                             (next_try, item.event_id, item.name))
+            self._db.execute(
+                "UPDATE pending SET attempts = attempts + 1, next_try = ? "
+                "WHERE event_id = ? AND name = ?",
+                (next_try, item.event_id, item.name),
+            )
 
     @property
     def depth(self) -> int:
@@ -117,9 +127,17 @@ class EvidenceUploader:
     """A thread that PUTs queued files to ``{base_url}/api/evidence/{event}/{name}``
     with the gateway's credentials (HTTP Basic), backing off per file on failure."""
 
-    def __init__(self, queue: EvidenceQueue, base_url: str, username: str, password: str | None,
-                 *, timeout_s: float = 30.0, max_backoff_s: float = 600.0,
-                 orphan_after_s: float = ORPHAN_AFTER_S) -> None:
+    def __init__(
+        self,
+        queue: EvidenceQueue,
+        base_url: str,
+        username: str,
+        password: str | None,
+        *,
+        timeout_s: float = 30.0,
+        max_backoff_s: float = 600.0,
+        orphan_after_s: float = ORPHAN_AFTER_S,
+    ) -> None:
         self.queue = queue
         self.base_url = base_url.rstrip("/")
         token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
@@ -136,10 +154,15 @@ class EvidenceUploader:
         now = time.time() if now is None else now
         if outcome == "unknown_event":
             if now - item.queued_at >= self.orphan_after_s:
-                log.error("evidence %s of event %s given up: the cloud still does not know the "
-                          "event %.0f h after it was queued (evicted from the outbox?); the file "
-                          "stays at %s", item.name, item.event_id,
-                          (now - item.queued_at) / 3600, item.path)
+                log.error(
+                    "evidence %s of event %s given up: the cloud still does not know the "
+                    "event %.0f h after it was queued (evicted from the outbox?); the file "
+                    "stays at %s",
+                    item.name,
+                    item.event_id,
+                    (now - item.queued_at) / 3600,
+                    item.path,
+                )
                 outcome = "orphaned"
             else:
                 outcome = "retry"
@@ -155,12 +178,19 @@ class EvidenceUploader:
         try:
             body = item.path.read_bytes()
         except OSError as err:
-            log.error("evidence %s of event %s cannot be read (%s); not uploading it",
-                      item.name, item.event_id, err)
+            log.error(
+                "evidence %s of event %s cannot be read (%s); not uploading it",
+                item.name,
+                item.event_id,
+                err,
+            )
             return "missing_file"
         request = urllib.request.Request(
-            f"{self.base_url}/api/evidence/{item.event_id}/{item.name}", data=body, method="PUT",
-            headers={"Authorization": self._auth, "Content-Type": "application/octet-stream"})
+            f"{self.base_url}/api/evidence/{item.event_id}/{item.name}",
+            data=body,
+            method="PUT",
+            headers={"Authorization": self._auth, "Content-Type": "application/octet-stream"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 return "stored" if response.status in (200, 201) else "retry"
@@ -172,12 +202,20 @@ class EvidenceUploader:
             detail = err.read(300).decode(errors="replace")
             if err.code in (401, 403):
                 # wrong credentials are a configuration fault: keep the file queued
-                log.error("cloud refused evidence upload credentials (%s): %s; check the "
-                          "gateway's password in the cloud (PUT /api/gateways/{id}/password)",
-                          err.code, detail)
+                log.error(
+                    "cloud refused evidence upload credentials (%s): %s; check the "
+                    "gateway's password in the cloud (PUT /api/gateways/{id}/password)",
+                    err.code,
+                    detail,
+                )
                 return "unauthorized"
-            log.error("cloud refused evidence %s of event %s (%s): %s", item.name, item.event_id,
-                      err.code, detail)
+            log.error(
+                "cloud refused evidence %s of event %s (%s): %s",
+                item.name,
+                item.event_id,
+                err.code,
+                detail,
+            )
             return "refused"
         except OSError as err:
             log.debug("evidence upload to %s failed: %s", self.base_url, err)
@@ -201,8 +239,9 @@ class EvidenceUploader:
             self._stop.wait(interval_s)
 
     def start(self, interval_s: float = 2.0) -> None:
-        self._thread = threading.Thread(target=self._loop, args=(interval_s,),
-                                        name="evidence-upload", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, args=(interval_s,), name="evidence-upload", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

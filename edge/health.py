@@ -13,9 +13,15 @@ from microbrain.protocol import Health, ModelRef
 _PROCESS = psutil.Process()
 
 
-def collect_health(outbox: Outbox, data_dir: Path, *, sensors_silent: tuple[str, ...] = (),
-                   cameras: dict[str, str] | None = None, model: ModelRef | None = None,
-                   rejected: int = 0) -> Health:
+def collect_health(
+    outbox: Outbox,
+    data_dir: Path,
+    *,
+    sensors_silent: tuple[str, ...] = (),
+    cameras: dict[str, str] | None = None,
+    model: ModelRef | None = None,
+    rejected: int = 0,
+) -> Health:
     """A :class:`Health` snapshot; cheap enough to call every heartbeat."""
     return Health(
         cpu_percent=psutil.cpu_percent(interval=None),

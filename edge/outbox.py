@@ -37,9 +37,7 @@ from microbrain.protocol import Channel, Event, Reading
 
 log = logging.getLogger(__name__)
 
-EVICTED = Counter(
-    "mb_edge_outbox_evicted_total", "items evicted from a full outbox", ["priority"]
-)
+EVICTED = Counter("mb_edge_outbox_evicted_total", "items evicted from a full outbox", ["priority"])
 DEPTH = Gauge("mb_edge_outbox_depth", "items waiting for the cloud's ack")
 FOREIGN_ACKS = Counter(
     "mb_edge_outbox_foreign_acks_total", "acks ignored because they name another outbox epoch"
@@ -102,8 +100,9 @@ class Outbox:
     1
     """
 
-    def __init__(self, path: str | Path, limits: OutboxLimits | None = None,
-                 *, durable: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, limits: OutboxLimits | None = None, *, durable: bool = True
+    ) -> None:
         self.path = str(path)
         self.limits = limits or OutboxLimits()
         self._lock = threading.Lock()
@@ -187,8 +186,11 @@ class Outbox:
                 EVICTED.labels(priority=str(priority)).inc()
             self._db.executemany("DELETE FROM items WHERE seq = ?", ((s,) for s in taken))
             self._evicted += len(taken)
-            log.warning("outbox full: evicted %d item(s) of priority %s and below",
-                        len(taken), victims[len(taken) - 1][1] if taken else "?")
+            log.warning(
+                "outbox full: evicted %d item(s) of priority %s and below",
+                len(taken),
+                victims[len(taken) - 1][1] if taken else "?",
+            )
         if self._evicted != before:
             self._set_meta("evicted", self._evicted)
 
@@ -259,11 +261,13 @@ class Outbox:
                 for first, last in ranges:
                     row = self._db.execute(
                         "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM items "
-                        "WHERE seq BETWEEN ? AND ?", (first, last),
+                        "WHERE seq BETWEEN ? AND ?",
+                        (first, last),
                     ).fetchone()
                     if row[0]:
-                        self._db.execute("DELETE FROM items WHERE seq BETWEEN ? AND ?",
-                                         (first, last))
+                        self._db.execute(
+                            "DELETE FROM items WHERE seq BETWEEN ? AND ?", (first, last)
+                        )
                         removed += row[0]
                         self._count -= row[0]
                         self._bytes -= row[1]
@@ -275,12 +279,14 @@ class Outbox:
             DEPTH.set(self._count)
             return removed
 
-    def _legacy_ranges(self, ranges: Iterable[tuple[int, int]],
-                       epoch: str | None) -> list[tuple[int, int]]:
+    def _legacy_ranges(
+        self, ranges: Iterable[tuple[int, int]], epoch: str | None
+    ) -> list[tuple[int, int]]:
         if epoch is not None:
             FOREIGN_ACKS.inc()
-            log.warning("ignored an ack for outbox epoch %s (this outbox is epoch %s)", epoch,
-                        self.epoch)
+            log.warning(
+                "ignored an ack for outbox epoch %s (this outbox is epoch %s)", epoch, self.epoch
+            )
             return []
         top = self._legacy_last_seq
         return [(first, min(last, top)) for first, last in ranges if first <= top]
@@ -304,8 +310,12 @@ class Outbox:
             self._db.execute("ROLLBACK")
             raise
         if last_seq:
-            log.info("outbox %s: epoch %s from seq %d on (items up to it carry none)",
-                     self.path, epoch, last_seq + 1)
+            log.info(
+                "outbox %s: epoch %s from seq %d on (items up to it carry none)",
+                self.path,
+                epoch,
+                last_seq + 1,
+            )
         return epoch, last_seq
 
     def _meta(self, key: str) -> int:
@@ -315,12 +325,14 @@ class Outbox:
     def _set_meta(self, key: str, value: int) -> None:
         self._db.execute(
             "INSERT INTO meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value),
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
         )
 
     def _reload_totals(self) -> None:
         row = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM items").fetchone()
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM items"
+        ).fetchone()
         self._count, self._bytes = int(row[0]), int(row[1])
 
     def close(self) -> None:

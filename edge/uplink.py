@@ -89,8 +89,14 @@ def backoff_delays(low: float, high: float, rng: random.Random | None = None):  
 class Uplink:
     """Connects, keeps connecting, and drains the outbox; see the module docstring."""
 
-    def __init__(self, path: GatewayPath, outbox: Outbox, settings: UplinkSettings,
-                 on_command: CommandHandler | None = None, software: str | None = None) -> None:
+    def __init__(
+        self,
+        path: GatewayPath,
+        outbox: Outbox,
+        settings: UplinkSettings,
+        on_command: CommandHandler | None = None,
+        software: str | None = None,
+    ) -> None:
         self.path = path
         self.outbox = outbox
         self.settings = settings
@@ -127,10 +133,12 @@ class Uplink:
             client.username_pw_set(s.username, s.password)
         if s.tls or s.tls_ca or s.tls_cert:
             # no CA file: paho loads the system's default CAs (mqtts:// to a public CA)
-            client.tls_set(ca_certs=str(s.tls_ca) if s.tls_ca else None,
-                           certfile=str(s.tls_cert) if s.tls_cert else None,
-                           keyfile=str(s.tls_key) if s.tls_key else None,
-                           tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            client.tls_set(
+                ca_certs=str(s.tls_ca) if s.tls_ca else None,
+                certfile=str(s.tls_cert) if s.tls_cert else None,
+                keyfile=str(s.tls_key) if s.tls_key else None,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
         client.max_inflight_messages_set(s.max_inflight)
         client.max_queued_messages_set(0)
         will = self._status(GatewayState.OFFLINE)
@@ -164,8 +172,9 @@ class Uplink:
     def stop(self, timeout: float = 5.0) -> None:
         """Say ``offline`` (retained), disconnect cleanly, stop the threads."""
         if self.connected.is_set():
-            info = self._publish(Channel.STATUS, None, self._status(GatewayState.OFFLINE).to_json(),
-                                 retain=True)
+            info = self._publish(
+                Channel.STATUS, None, self._status(GatewayState.OFFLINE).to_json(), retain=True
+            )
             if info is not None:
                 with contextlib.suppress(RuntimeError, ValueError):
                     info.wait_for_publish(timeout=min(timeout, 2.0))
@@ -205,14 +214,24 @@ class Uplink:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # type: ignore[no-untyped-def]
         if reason_code.is_failure:
             self.connect_refusals.append(str(reason_code))
-            log.error("cloud broker %s:%s refused the connection: %s", self.settings.host,
-                      self.settings.port, reason_code)
+            log.error(
+                "cloud broker %s:%s refused the connection: %s",
+                self.settings.host,
+                self.settings.port,
+                reason_code,
+            )
             return
-        log.info("connected to %s:%s as %s (session present: %s)", self.settings.host,
-                 self.settings.port, self.settings.username, flags.session_present)
+        log.info(
+            "connected to %s:%s as %s (session present: %s)",
+            self.settings.host,
+            self.settings.port,
+            self.settings.username,
+            flags.session_present,
+        )
         client.subscribe(self.path.subscription(Channel.CMD), qos=1)
-        self._publish(Channel.STATUS, None, self._status(GatewayState.ONLINE).to_json(),
-                      retain=True)
+        self._publish(
+            Channel.STATUS, None, self._status(GatewayState.ONLINE).to_json(), retain=True
+        )
         self._rewind.set()  # replay everything the cloud has not acknowledged
         self.connected.set()
         CONNECTED.set(1)
@@ -281,14 +300,20 @@ class Uplink:
                     if sent and time.monotonic() - sent[0][1] > resend_after:
                         # the same item unacknowledged again: the cloud is stalled, not lossy;
                         # back off so a long stall is not a resend storm
-                        resend_after = (min(resend_after * 2, s.resend_after_s * 8)
-                                        if first == last_rewind_at else s.resend_after_s)
+                        resend_after = (
+                            min(resend_after * 2, s.resend_after_s * 8)
+                            if first == last_rewind_at
+                            else s.resend_after_s
+                        )
                         last_rewind_at = first
                         cursor, first = self._go_back(sent)
                         self.rewinds += 1
                         RESENT.inc()
-                        log.warning("no ack for seq %s: resending from there (next wait %.0f s)",
-                                    first, resend_after)
+                        log.warning(
+                            "no ack for seq %s: resending from there (next wait %.0f s)",
+                            first,
+                            resend_after,
+                        )
                     elif cursor - first + 1 >= s.max_unacked:
                         self._stop.wait(0.05)  # the cloud is behind: wait for its acks
                         continue
@@ -308,8 +333,10 @@ class Uplink:
                 for item in items:
                     info = publish(topics[item.channel], item.payload, qos=1)
                     self._handed_by_pump += 1
-                    if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS,
-                                       MQTTErrorCode.MQTT_ERR_NO_CONN):
+                    if info.rc not in (
+                        MQTTErrorCode.MQTT_ERR_SUCCESS,
+                        MQTTErrorCode.MQTT_ERR_NO_CONN,
+                    ):
                         self._handed_by_pump -= 1
                         break  # connection gone; on reconnect we go back anyway
                     cursor = item.seq
@@ -329,13 +356,15 @@ class Uplink:
 
     # -- publishing ----------------------------------------------------------------
 
-    def _publish(self, channel: Channel, name: str | None, payload: bytes,
-                 retain: bool = False) -> mqtt.MQTTMessageInfo | None:
+    def _publish(
+        self, channel: Channel, name: str | None, payload: bytes, retain: bool = False
+    ) -> mqtt.MQTTMessageInfo | None:
         """Status and replies (not the outbox's hot path): always under our own prefix."""
         return self._publish_topic(self.path.topic(channel, name), payload, retain)
 
-    def _publish_topic(self, topic: str, payload: bytes,
-                       retain: bool = False) -> mqtt.MQTTMessageInfo | None:
+    def _publish_topic(
+        self, topic: str, payload: bytes, retain: bool = False
+    ) -> mqtt.MQTTMessageInfo | None:
         with self._handed_lock:
             self._handed_other += 1
         info = self._client.publish(topic, payload, qos=1, retain=retain)

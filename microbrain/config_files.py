@@ -70,11 +70,16 @@ def _data_path(raw: Any, loc: tuple[Any, ...]) -> list[str | int]:
     node = raw
     for part in loc:
         if (isinstance(node, dict) and part in node) or (
-                isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        ):
             path.append(part)
             node = node[part]
-        elif (isinstance(node, dict) and isinstance(part, str) and part not in node
-              and loc[-1] == part):
+        elif (
+            isinstance(node, dict)
+            and isinstance(part, str)
+            and part not in node
+            and loc[-1] == part
+        ):
             path.append(part)  # a missing required key: name it
     return path
 
@@ -96,8 +101,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 continue  # an unhashable key: the constructor below reports it
             if first is not None:
                 raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark,
-                    f"duplicate key {key!r} (first at line {first})", key_node.start_mark)
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"duplicate key {key!r} (first at line {first})",
+                    key_node.start_mark,
+                )
             seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)
 
@@ -121,20 +129,29 @@ def _node_problems(root: yaml.Node) -> list[Problem]:
                 if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE:
                     line = key.start_mark.line + 1
                     if (key.tag, key.value) in first:
-                        problems.append(Problem(
-                            f"line {line}: {format_path([*parts, name])}",
-                            f"duplicate key {key.value!r} "
-                            f"(first at line {first[key.tag, key.value]}); keep one of them"))
+                        problems.append(
+                            Problem(
+                                f"line {line}: {format_path([*parts, name])}",
+                                f"duplicate key {key.value!r} "
+                                f"(first at line {first[key.tag, key.value]}); keep one of them",
+                            )
+                        )
                     else:
                         first[key.tag, key.value] = line
                 todo.append((value, parts if key.tag == _MERGE else [*parts, name]))
         elif isinstance(node, yaml.SequenceNode):
             todo.extend((item, [*parts, i]) for i, item in enumerate(node.value))
-        elif (isinstance(node, yaml.ScalarNode) and node.tag == _FLOAT
-              and not math.isfinite(floats.construct_yaml_float(node))):
-            problems.append(Problem(f"line {node.start_mark.line + 1}: {format_path(parts)}",
-                                    f"{node.value} is not a number a config may hold; "
-                                    "write a finite number"))
+        elif (
+            isinstance(node, yaml.ScalarNode)
+            and node.tag == _FLOAT
+            and not math.isfinite(floats.construct_yaml_float(node))
+        ):
+            problems.append(
+                Problem(
+                    f"line {node.start_mark.line + 1}: {format_path(parts)}",
+                    f"{node.value} is not a number a config may hold; write a finite number",
+                )
+            )
     return sorted(problems, key=lambda p: int(p.path.split(":")[0].removeprefix("line ")))
 
 
@@ -155,8 +172,11 @@ class YamlFile:
                 # the last match: building flattens '<<' merges into the front of the
                 # mapping, and an explicit key after them is the one that counts
                 node = next((v for k, v in reversed(node.value) if k.value == part), None)
-            elif (isinstance(node, yaml.SequenceNode) and isinstance(part, int)
-                  and part < len(node.value)):
+            elif (
+                isinstance(node, yaml.SequenceNode)
+                and isinstance(part, int)
+                and part < len(node.value)
+            ):
                 node = node.value[part]
             else:
                 node = None
@@ -206,8 +226,15 @@ def read_yaml(path: str | Path, *, error: type[ConfigFileError] = ConfigFileErro
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise error(name, [Problem("(file)", f"not UTF-8: byte {err.start} cannot be decoded; "
-                                   "save the file as UTF-8")]) from None
+        raise error(
+            name,
+            [
+                Problem(
+                    "(file)",
+                    f"not UTF-8: byte {err.start} cannot be decoded; save the file as UTF-8",
+                )
+            ],
+        ) from None
     loader = _UniqueKeyLoader(text)
     try:
         root = loader.get_single_node()
@@ -226,7 +253,8 @@ def read_yaml(path: str | Path, *, error: type[ConfigFileError] = ConfigFileErro
     return YamlFile(name, data, root)
 
 
-def load_yaml(path: str | Path, model: type[M], *,
-              error: type[ConfigFileError] = ConfigFileError) -> M:
+def load_yaml(
+    path: str | Path, model: type[M], *, error: type[ConfigFileError] = ConfigFileError
+) -> M:
     """Read ``path`` strictly and validate it as ``model``; raise ``error`` if unusable."""
     return read_yaml(path, error=error).validate(model, error=error)

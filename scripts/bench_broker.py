@@ -61,8 +61,9 @@ def payload(seq: int) -> bytes:
 
 
 def _client(client_id: str) -> mqtt.Client:
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                    protocol=mqtt.MQTTv311, clean_session=True)
+    c = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=True
+    )
     c.max_inflight_messages_set(1000)  # same client window for every broker
     return c
 
@@ -133,8 +134,11 @@ def run_once(port: int, qos: int, count: int) -> dict[str, float]:
     if "error" in p:
         raise RuntimeError(p["error"])
     elapsed = max(s["last_receipt"] - p["first_publish"], 1e-9)
-    return {"msg_s": s["received"] / elapsed, "lost": count - s["received"],
-            "duplicates": s["duplicates"]}
+    return {
+        "msg_s": s["received"] / elapsed,
+        "lost": count - s["received"],
+        "duplicates": s["duplicates"],
+    }
 
 
 def broker_cpu_s(children: list[psutil.Process]) -> float:
@@ -163,8 +167,9 @@ def brokers() -> dict[str, BrokerFactory]:
     try:
         from iotcore import Broker as IotcoreBroker  # optional candidate
 
-        found["iotcore"] = lambda port, _d: IotcoreBroker(port=port, listen=HOST,
-                                                          max_inflight_count=1000)
+        found["iotcore"] = lambda port, _d: IotcoreBroker(
+            port=port, listen=HOST, max_inflight_count=1000
+        )
     except ImportError:
         pass
     return found
@@ -172,8 +177,9 @@ def brokers() -> dict[str, BrokerFactory]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="about a minute: 8k messages, 3 runs of each")
+    parser.add_argument(
+        "--quick", action="store_true", help="about a minute: 8k messages, 3 runs of each"
+    )
     parser.add_argument("--messages", type=int, help="messages per run (default 50k; 8k quick)")
     parser.add_argument("--repeats", type=int, help="runs per broker and QoS (default 3)")
     args = parser.parse_args()
@@ -183,10 +189,13 @@ def main() -> None:
 
     candidates = brokers()
     if "mosquitto" not in candidates:
-        print("mosquitto is not installed (apt-get install mosquitto): no reference figure",
-              file=sys.stderr)
+        print(
+            "mosquitto is not installed (apt-get install mosquitto): no reference figure",
+            file=sys.stderr,
+        )
     results: dict[str, dict[int, list[dict[str, float]]]] = {
-        name: {0: [], 1: []} for name in candidates}
+        name: {0: [], 1: []} for name in candidates
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(repeats):
             for qos in (0, 1):
@@ -199,24 +208,32 @@ def main() -> None:
                         # broker CPU seconds per 1,000 messages = cores busy per 1k msg/s
                         r["cpu_s_per_1k"] = (broker_cpu_s(children) - cpu0) / (count / 1000)
                     results[name][qos].append(r)
-                    print(f"{name:9s} qos{qos} run {rep + 1}/{repeats}: {r['msg_s']:8.0f} msg/s "
-                          f"lost {r['lost']:.0f} dup {r['duplicates']:.0f} "
-                          f"broker cpu {r['cpu_s_per_1k']:.2f} s/1k msgs", flush=True)
+                    print(
+                        f"{name:9s} qos{qos} run {rep + 1}/{repeats}: {r['msg_s']:8.0f} msg/s "
+                        f"lost {r['lost']:.0f} dup {r['duplicates']:.0f} "
+                        f"broker cpu {r['cpu_s_per_1k']:.2f} s/1k msgs",
+                        flush=True,
+                    )
 
-    figures: dict[str, float | int] = {"messages_per_run": count, "repeats": repeats,
-                                       "payload_bytes": PAYLOAD_BYTES}
+    figures: dict[str, float | int] = {
+        "messages_per_run": count,
+        "repeats": repeats,
+        "payload_bytes": PAYLOAD_BYTES,
+    }
     for name, by_qos in results.items():
         for qos, runs in by_qos.items():
             figures[f"{name}_qos{qos}_msg_s"] = round(statistics.median(r["msg_s"] for r in runs))
             figures[f"{name}_qos{qos}_lost"] = int(sum(r["lost"] for r in runs))
             figures[f"{name}_qos{qos}_broker_cpu_s_per_1k_msgs"] = round(
-                statistics.median(r["cpu_s_per_1k"] for r in runs), 3)
+                statistics.median(r["cpu_s_per_1k"] for r in runs), 3
+            )
     for name in results:
         if name == "mosquitto" or "mosquitto" not in results:
             continue
         for qos in (0, 1):
             figures[f"{name}_over_mosquitto_qos{qos}"] = round(
-                figures[f"{name}_qos{qos}_msg_s"] / figures[f"mosquitto_qos{qos}_msg_s"], 2)
+                figures[f"{name}_qos{qos}_msg_s"] / figures[f"mosquitto_qos{qos}_msg_s"], 2
+            )
     print(json.dumps(figures))
 
 

@@ -68,7 +68,7 @@ def overhead(detector, frames: list[Frame]) -> dict:
     raw, whole = [], []
     for i, frame in enumerate(frames):
         # alternate which goes first, so neither always finds the caches warm
-        for job in ((0, 1) if i % 2 == 0 else (1, 0)):
+        for job in (0, 1) if i % 2 == 0 else (1, 0):
             t = time.perf_counter()
             if job == 0:
                 detector.forward(frame.image)
@@ -90,14 +90,17 @@ def gating(detector, frames: list[Frame]) -> dict:
     runs = {}
     for gated in (False, True):
         events: list[Event] = []
-        pipeline = CameraPipeline(load_camera(CAMERA), detector, events.append,
-                                  options=PipelineOptions(motion_gate=gated))
+        pipeline = CameraPipeline(
+            load_camera(CAMERA), detector, events.append, options=PipelineOptions(motion_gate=gated)
+        )
         t, cpu = time.perf_counter(), time.process_time()
         for frame in frames:
             pipeline.process(frame)
         elapsed, cpu = time.perf_counter() - t, time.process_time() - cpu
-        runs[gated] = [(e.kind, e.zone, e.state.value,
-                        round((e.frame_ts - DEFAULT_START).total_seconds())) for e in events]
+        runs[gated] = [
+            (e.kind, e.zone, e.state.value, round((e.frame_ts - DEFAULT_START).total_seconds()))
+            for e in events
+        ]
         key = "gated" if gated else "ungated"
         calls_per_frame = pipeline.stats.detector_calls / len(frames)
         out[f"{key}_detector_calls_per_frame"] = round(calls_per_frame, 3)
@@ -105,16 +108,23 @@ def gating(detector, frames: list[Frame]) -> dict:
         out[f"{key}_cpu_ms_per_frame"] = round(cpu / len(frames) * 1000, 2)
         out[f"{key}_events"] = len(events)
     out["gating_frames"] = len(frames)
-    out["gated_events_identical_to_ungated"] = (
-        [r[:3] for r in runs[True]] == [r[:3] for r in runs[False]]
-    )
+    out["gated_events_identical_to_ungated"] = [r[:3] for r in runs[True]] == [
+        r[:3] for r in runs[False]
+    ]
     out["gated_event_times_s"] = [r[3] for r in runs[True]]
     out["ungated_event_times_s"] = [r[3] for r in runs[False]]
     return out
 
 
-def _camera_loop(pipeline: CameraPipeline, frames: list[Frame], fps: float, seconds: float,
-                 counts: list[int], idx: int, offset: float) -> None:
+def _camera_loop(
+    pipeline: CameraPipeline,
+    frames: list[Frame],
+    fps: float,
+    seconds: float,
+    counts: list[int],
+    idx: int,
+    offset: float,
+) -> None:
     """A live camera at ``fps``: each tick takes the frame that is due now (newest wins);
     a tick missed because analysis was busy is a dropped frame."""
     period = 1.0 / fps
@@ -138,8 +148,9 @@ def _camera_loop(pipeline: CameraPipeline, frames: list[Frame], fps: float, seco
     counts[idx] = n_done
 
 
-def capacity(detector, frames: list[Frame], levels: list[int], seconds: float,
-             fps: float = 5.0) -> dict:
+def capacity(
+    detector, frames: list[Frame], levels: list[int], seconds: float, fps: float = 5.0
+) -> dict:
     proc = psutil.Process(os.getpid())
     base_rss = proc.memory_info().rss
     results = {}
@@ -153,8 +164,10 @@ def capacity(detector, frames: list[Frame], levels: list[int], seconds: float,
         cpu0 = proc.cpu_times()
         t0 = time.perf_counter()
         threads = [
-            threading.Thread(target=_camera_loop,
-                             args=(pipelines[i], frames, fps, seconds, counts, i, i * 0.2 / k))
+            threading.Thread(
+                target=_camera_loop,
+                args=(pipelines[i], frames, fps, seconds, counts, i, i * 0.2 / k),
+            )
             for i in range(k)
         ]
         for th in threads:
@@ -165,13 +178,18 @@ def capacity(detector, frames: list[Frame], levels: list[int], seconds: float,
         cpu1 = proc.cpu_times()
         cpu = (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / wall * 100
         achieved = [c / seconds for c in counts]
-        calls = (sum(p.stats.detector_calls for p in pipelines)
-                 / max(1, sum(p.stats.frames for p in pipelines)))
+        calls = sum(p.stats.detector_calls for p in pipelines) / max(
+            1, sum(p.stats.frames for p in pipelines)
+        )
         sustained = min(achieved) >= 0.95 * fps
         rss = proc.memory_info().rss
-        results[k] = {"min_camera_fps": round(min(achieved), 2), "cpu_percent": round(cpu, 1),
-                      "detector_calls_per_frame": round(calls, 3), "sustained": sustained,
-                      "rss_mb": round(rss / 2**20, 1)}
+        results[k] = {
+            "min_camera_fps": round(min(achieved), 2),
+            "cpu_percent": round(cpu, 1),
+            "detector_calls_per_frame": round(calls, 3),
+            "sustained": sustained,
+            "rss_mb": round(rss / 2**20, 1),
+        }
         if sustained:
             best = max(best, k)
         print(f"capacity {k} cameras: {results[k]}", flush=True)
@@ -216,9 +234,11 @@ def _ours_fps(detector, camera: Camera, gated: bool, limit: int) -> tuple[float,
             break
     fps = (n - 1) / (time.perf_counter() - start)
     stats = pipeline.stats
-    return fps, {"detector_calls_per_frame": round(stats.detector_calls / stats.frames, 3),
-                 "crops_per_call": round(stats.detector_crops / max(1, stats.detector_calls), 2),
-                 "events": stats.events}
+    return fps, {
+        "detector_calls_per_frame": round(stats.detector_calls / stats.frames, 3),
+        "crops_per_call": round(stats.detector_crops / max(1, stats.detector_calls), 2),
+        "events": stats.events,
+    }
 
 
 def crops_versus_whole_frame(detector, camera: Camera, fps: float = 2.0) -> dict:
@@ -230,15 +250,21 @@ def crops_versus_whole_frame(detector, camera: Camera, fps: float = 2.0) -> dict
     frames = decoded_frames(fps)
     for crops in (False, True):
         events: list[Event] = []
-        pipeline = CameraPipeline(camera.model_copy(update={"fps": fps}), detector, events.append,
-                                  options=PipelineOptions(crop_to_zones=crops))
+        pipeline = CameraPipeline(
+            camera.model_copy(update={"fps": fps}),
+            detector,
+            events.append,
+            options=PipelineOptions(crop_to_zones=crops),
+        )
         t = time.perf_counter()
         for frame in frames:
             pipeline.process(frame)
         key = "crops" if crops else "whole_frame"
         out[f"{key}_ms_per_frame"] = round((time.perf_counter() - t) / len(frames) * 1000, 2)
-        runs[crops] = [(e.kind, e.zone, e.state.value,
-                        round((e.frame_ts - DEFAULT_START).total_seconds())) for e in events]
+        runs[crops] = [
+            (e.kind, e.zone, e.state.value, round((e.frame_ts - DEFAULT_START).total_seconds()))
+            for e in events
+        ]
     out["crops_events"] = runs[True]
     out["crops_events_identical_to_whole_frame"] = runs[True] == runs[False]
     same_sequence = [r[:3] for r in runs[True]] == [r[:3] for r in runs[False]]
@@ -259,32 +285,77 @@ def versus_ultralytics(model: str, python: str, limit: int, threads: int, rounds
     import subprocess
 
     video = str(sample("vtest.avi"))
-    detector = load_detector(DetectorConfig(type="onnx_yolo", model=model, threads=threads,
-                                            score_threshold=0.25))
+    detector = load_detector(
+        DetectorConfig(type="onnx_yolo", model=model, threads=threads, score_threshold=0.25)
+    )
     imgsz = detector.input_hw[0]
     # every frame of the 10 fps video, one zone over the whole frame: like track(), we
     # watch everything: the gate and the windows get no help from small zones
-    whole_frame = Camera.model_validate({
-        "id": "cam-bench", "source": "sample:vtest.avi", "fps": 10,
-        "zones": [{"id": "all", "polygon": [[0, 0], [768, 0], [768, 576], [0, 576]],
-                   "rules": [{"type": "object_in_zone", "kind": "crowd", "classes": ["person"],
-                              "min_count": 4, "dwell_s": 3}]}]})
+    whole_frame = Camera.model_validate(
+        {
+            "id": "cam-bench",
+            "source": "sample:vtest.avi",
+            "fps": 10,
+            "zones": [
+                {
+                    "id": "all",
+                    "polygon": [[0, 0], [768, 0], [768, 576], [0, 576]],
+                    "rules": [
+                        {
+                            "type": "object_in_zone",
+                            "kind": "crowd",
+                            "classes": ["person"],
+                            "min_count": 4,
+                            "dwell_s": 3,
+                        }
+                    ],
+                }
+            ],
+        }
+    )
     # a camera watching part of the scene: the demo's fire lane around the parked van, and
     # a walkway in the middle that people cross (so the gate and the tracker have work)
-    zones = Camera.model_validate({
-        "id": "cam-bench-zones", "source": "sample:vtest.avi", "fps": 10,
-        "zones": [{"id": "fire-lane", "polygon": [[620, 30], [740, 30], [740, 120], [620, 120]],
-                   "rules": [{"type": "illegal_parking", "dwell_s": 20}]},
-                  {"id": "walkway", "polygon": [[300, 250], [480, 250], [480, 420], [300, 420]],
-                   "rules": [{"type": "object_in_zone", "kind": "people", "classes": ["person"],
-                              "dwell_s": 3}]}]})
+    zones = Camera.model_validate(
+        {
+            "id": "cam-bench-zones",
+            "source": "sample:vtest.avi",
+            "fps": 10,
+            "zones": [
+                {
+                    "id": "fire-lane",
+                    "polygon": [[620, 30], [740, 30], [740, 120], [620, 120]],
+                    "rules": [{"type": "illegal_parking", "dwell_s": 20}],
+                },
+                {
+                    "id": "walkway",
+                    "polygon": [[300, 250], [480, 250], [480, 420], [300, 420]],
+                    "rules": [
+                        {
+                            "type": "object_in_zone",
+                            "kind": "people",
+                            "classes": ["person"],
+                            "dwell_s": 3,
+                        }
+                    ],
+                },
+            ],
+        }
+    )
     env = {**os.environ, "YOLO_OFFLINE": "1"}
-    runs: dict[str, list[float]] = {"ours_ungated": [], "ours_gated_whole_frame": [],
-                                    "ours_ungated_zones": [], "ours_gated_zones": [],
-                                    "ultralytics_track": []}
-    setups = {"ours_ungated": (whole_frame, False), "ours_gated_whole_frame": (whole_frame, True),
-              # the detector on every frame, but (a dynamic-shape model) only on the zones' crops
-              "ours_ungated_zones": (zones, False), "ours_gated_zones": (zones, True)}
+    runs: dict[str, list[float]] = {
+        "ours_ungated": [],
+        "ours_gated_whole_frame": [],
+        "ours_ungated_zones": [],
+        "ours_gated_zones": [],
+        "ultralytics_track": [],
+    }
+    setups = {
+        "ours_ungated": (whole_frame, False),
+        "ours_gated_whole_frame": (whole_frame, True),
+        # the detector on every frame, but (a dynamic-shape model) only on the zones' crops
+        "ours_ungated_zones": (zones, False),
+        "ours_gated_zones": (zones, True),
+    }
     work: dict[str, dict] = {}
     for _ in range(rounds):
         for key, (camera, gated) in setups.items():
@@ -292,15 +363,23 @@ def versus_ultralytics(model: str, python: str, limit: int, threads: int, rounds
             runs[key].append(fps)
         result = subprocess.run(
             [python, "-c", _ULTRALYTICS_TRACK, model, video, str(imgsz), str(limit)],
-            capture_output=True, text=True, env=env, timeout=1800, check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=1800,
+            check=False,
         )
         if result.returncode != 0:
             last = (result.stderr.strip().splitlines() or ["failed"])[-1]
             return {"ultralytics_error": last[:300]}
         theirs = json.loads(result.stdout.strip().splitlines()[-1])
         runs["ultralytics_track"].append(theirs["frames"] / theirs["seconds"])
-    out: dict = {"yolo_model": Path(model).name, "yolo_imgsz": imgsz, "yolo_frames": limit - 1,
-                 "yolo_rounds": rounds}
+    out: dict = {
+        "yolo_model": Path(model).name,
+        "yolo_imgsz": imgsz,
+        "yolo_frames": limit - 1,
+        "yolo_rounds": rounds,
+    }
     for key, values in runs.items():
         out[f"{key}_fps_best"] = round(max(values), 2)
         out[f"{key}_fps_all"] = [round(v, 2) for v in values]
@@ -324,8 +403,12 @@ def main() -> None:
     parser.add_argument("--ultralytics-python", help="python of an environment with ultralytics")
     args = parser.parse_args()
     detector = load_detector(DetectorConfig(threads=args.threads))
-    figures: dict = {"cpu_count": os.cpu_count(), "detector": detector.name,
-                     "detector_threads": args.threads, "opencv": cv2.__version__}
+    figures: dict = {
+        "cpu_count": os.cpu_count(),
+        "detector": detector.name,
+        "detector_threads": args.threads,
+        "opencv": cv2.__version__,
+    }
     quick = args.quick
     load_start = round(os.getloadavg()[0], 2)  # other work on the box skews every timing
     overhead_frames = decoded_frames(5, 40 if quick else 150)
@@ -344,15 +427,21 @@ def main() -> None:
         (os.cpu_count() or 1) / per_camera_cpu_s, 2
     )
     if args.yolo_onnx and args.ultralytics_python:
-        figures.update(versus_ultralytics(args.yolo_onnx, args.ultralytics_python,
-                                          100 if quick else 400, args.threads))
+        figures.update(
+            versus_ultralytics(
+                args.yolo_onnx, args.ultralytics_python, 100 if quick else 400, args.threads
+            )
+        )
         if "ultralytics_track_fps_best" in figures:
-            print(f"versus ultralytics track() at {figures['ultralytics_track_fps_best']} fps: "
-                  "ours "
-                  f"whole frame {figures['ours_ungated_over_ultralytics_fps']}× "
-                  f"(gated {figures['ours_gated_whole_frame_over_ultralytics_fps']}×), "
-                  f"two zones {figures['ours_ungated_zones_over_ultralytics_fps']}× "
-                  f"(gated {figures['ours_gated_zones_over_ultralytics_fps']}×)", flush=True)
+            print(
+                f"versus ultralytics track() at {figures['ultralytics_track_fps_best']} fps: "
+                "ours "
+                f"whole frame {figures['ours_ungated_over_ultralytics_fps']}× "
+                f"(gated {figures['ours_gated_whole_frame_over_ultralytics_fps']}×), "
+                f"two zones {figures['ours_ungated_zones_over_ultralytics_fps']}× "
+                f"(gated {figures['ours_gated_zones_over_ultralytics_fps']}×)",
+                flush=True,
+            )
         else:
             print(f"versus ultralytics: {figures.get('ultralytics_error')}", flush=True)
     else:

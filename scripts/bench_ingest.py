@@ -51,18 +51,32 @@ def messages(n: int, seq0: int = 1) -> list[tuple[str, bytes]]:
     for i in range(n):
         seq = seq0 + i
         if i % 10 == 0:
-            item = Event(seq=seq, kind="illegal_parking", source="cam-1", zone=f"z{(i // 10) % 50}",
-                         building="b1", severity=Severity.WARNING)
+            item = Event(
+                seq=seq,
+                kind="illegal_parking",
+                source="cam-1",
+                zone=f"z{(i // 10) % 50}",
+                building="b1",
+                severity=Severity.WARNING,
+            )
         else:
-            item = Reading(seq=seq, sensor=f"s{i % 20}", kind="hydrant_pressure", building="b1",
-                           values={"pressure_mpa": 0.3 + (i % 7) * 0.01})
+            item = Reading(
+                seq=seq,
+                sensor=f"s{i % 20}",
+                kind="hydrant_pressure",
+                building="b1",
+                values={"pressure_mpa": 0.3 + (i % 7) * 0.01},
+            )
         out.append((GW.topic(item.type), item.to_json()))
     return out
 
 
 def _publish_proc(port: int, items: list[tuple[str, bytes]], rate: float, go) -> None:  # type: ignore[no-untyped-def]
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:6]}",
-                         protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"bench-pub-{uuid.uuid4().hex[:6]}",
+        protocol=mqtt.MQTTv5,
+    )
     client.max_inflight_messages_set(1000)
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", port)
@@ -108,8 +122,11 @@ def raw_rate(port: int, n: int) -> float:
             last[0] = time.perf_counter()
             done.set()
 
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-raw-{uuid.uuid4().hex[:6]}",
-                      protocol=mqtt.MQTTv5)
+    sub = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"bench-raw-{uuid.uuid4().hex[:6]}",
+        protocol=mqtt.MQTTv5,
+    )
     sub.on_message = on_message
     sub.connect("127.0.0.1", port)
     sub.subscribe("$share/raw/mb/v1/+/+/+/#", qos=1)
@@ -160,16 +177,31 @@ def ingest_rate(port: int, url: str, n: int, workers: int) -> dict:
     ws: list[IngestWorker] = []
     procs: list[subprocess.Popen[bytes]] = []
     if workers == 1:
-        settings = Settings(database_url=url, broker_url=f"mqtt://127.0.0.1:{port}", environment="test",
-                            ingest_group=group, session_expiry_s=0)
+        settings = Settings(
+            database_url=url,
+            broker_url=f"mqtt://127.0.0.1:{port}",
+            environment="test",
+            ingest_group=group,
+            session_expiry_s=0,
+        )
         ws.append(IngestWorker(settings, factory, on_commit=on_commit).start())
     else:
-        env = {**os.environ, "MB_CLOUD_DATABASE_URL": url, "MB_CLOUD_BROKER_URL": f"mqtt://127.0.0.1:{port}",
-               "MB_CLOUD_INGEST_GROUP": group, "MB_CLOUD_ENVIRONMENT": "test",
-               "PYTHONPATH": str(ROOT)}
+        env = {
+            **os.environ,
+            "MB_CLOUD_DATABASE_URL": url,
+            "MB_CLOUD_BROKER_URL": f"mqtt://127.0.0.1:{port}",
+            "MB_CLOUD_INGEST_GROUP": group,
+            "MB_CLOUD_ENVIRONMENT": "test",
+            "PYTHONPATH": str(ROOT),
+        }
         for _ in range(workers):
-            proc = subprocess.Popen([sys.executable, "-m", "cloud.ingest"], cwd=ROOT, env=env,
-                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "cloud.ingest"],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
             assert proc.stdout is not None and b"ingest ready" in proc.stdout.readline()
             procs.append(proc)
     pub, go = publisher(port, messages(n))
@@ -193,8 +225,12 @@ def ingest_rate(port: int, url: str, n: int, workers: int) -> dict:
         alerts = s.scalar(select(func.count()).select_from(m.Alert))
         folded = s.scalar(select(func.sum(m.Alert.count)))
     engine.dispose()
-    return {"msgs_per_s": round(n / elapsed, 1) if ok else 0.0, "stored": count(),
-            "alerts": alerts, "events_folded": folded}
+    return {
+        "msgs_per_s": round(n / elapsed, 1) if ok else 0.0,
+        "stored": count(),
+        "alerts": alerts,
+        "events_folded": folded,
+    }
 
 
 def stream_latency(port: int, url: str, probes: int, background_rate: float) -> dict:
@@ -206,11 +242,18 @@ def stream_latency(port: int, url: str, probes: int, background_rate: float) -> 
     from cloud.settings import Settings
     from cloud.site_sync import register_gateway
 
-    settings = Settings(database_url=url, broker_url=f"mqtt://127.0.0.1:{port}", environment="test",
-                        ingest_group=f"l{uuid.uuid4().hex[:8]}", session_expiry_s=0)
+    settings = Settings(
+        database_url=url,
+        broker_url=f"mqtt://127.0.0.1:{port}",
+        environment="test",
+        ingest_group=f"l{uuid.uuid4().hex[:8]}",
+        session_expiry_s=0,
+    )
     service = CloudService(settings)
     api_port = free_port()
-    server = uvicorn.Server(uvicorn.Config(service.app, host="127.0.0.1", port=api_port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(service.app, host="127.0.0.1", port=api_port, log_level="warning")
+    )
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
@@ -219,9 +262,19 @@ def stream_latency(port: int, url: str, probes: int, background_rate: float) -> 
         auth.create_user(s, "bench", "bench-password", "duty", now=service.clock())
     base = f"http://127.0.0.1:{api_port}"
     seconds = probes * 0.1 + 2
-    background = [(GW.topic("reading"), Reading(seq=0, sensor=f"s{i % 20}", kind="hydrant_pressure",
-                                                building="b1", values={"p": 0.3}).to_json())
-                  for i in range(int(background_rate * seconds))]
+    background = [
+        (
+            GW.topic("reading"),
+            Reading(
+                seq=0,
+                sensor=f"s{i % 20}",
+                kind="hydrant_pressure",
+                building="b1",
+                values={"p": 0.3},
+            ).to_json(),
+        )
+        for i in range(int(background_rate * seconds))
+    ]
     proc, go = publisher(port, background, rate=background_rate)
     go.set()
     time.sleep(1.0)  # background flowing
@@ -238,21 +291,27 @@ def stream_latency(port: int, url: str, probes: int, background_rate: float) -> 
     if not lat:
         return {"p50_ms": None, "p99_ms": None, "received": 0}
     lat.sort()
-    return {"p50_ms": round(statistics.median(lat), 1),
-            "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1),
-            "received": len(lat), "sent": probes}
+    return {
+        "p50_ms": round(statistics.median(lat), 1),
+        "p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1),
+        "received": len(lat),
+        "sent": probes,
+    }
 
 
 def _probe_proc(base: str, port: int, probes: int, results) -> None:  # type: ignore[no-untyped-def]
     import httpx
 
-    token = httpx.post(f"{base}/api/auth/token",
-                       json={"username": "bench", "password": "bench-password"}).json()["access_token"]
+    token = httpx.post(
+        f"{base}/api/auth/token", json={"username": "bench", "password": "bench-password"}
+    ).json()["access_token"]
     seen: dict[str, float] = {}
     ready = threading.Event()
 
     def listen() -> None:
-        with httpx.stream("GET", f"{base}/api/stream/alerts", params={"access_token": token}, timeout=None) as r:
+        with httpx.stream(
+            "GET", f"{base}/api/stream/alerts", params={"access_token": token}, timeout=None
+        ) as r:
             for line in r.iter_lines():
                 ready.set()
                 if line.startswith("data: "):
@@ -264,8 +323,11 @@ def _probe_proc(base: str, port: int, probes: int, results) -> None:  # type: ig
 
     threading.Thread(target=listen, daemon=True).start()
     ready.wait(10)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-probe-{uuid.uuid4().hex[:6]}",
-                         protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"bench-probe-{uuid.uuid4().hex[:6]}",
+        protocol=mqtt.MQTTv5,
+    )
     client.connect("127.0.0.1", port)
     client.loop_start()
     time.sleep(0.3)
@@ -289,7 +351,9 @@ def postgres_url() -> str | None:
         import psycopg
 
         name = f"mb_bench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3) as c:
+        with psycopg.connect(
+            "postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3
+        ) as c:
             c.execute(f'CREATE DATABASE "{name}"')
         return f"postgresql://postgres@127.0.0.1:5432/{name}"
     except Exception as err:  # noqa: BLE001
@@ -306,7 +370,9 @@ def drop_postgres(url: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="about a minute")
     parser.add_argument("--messages", type=int, default=None)
     parser.add_argument("--part", choices=("all", "throughput", "latency"), default="all")

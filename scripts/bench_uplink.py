@@ -44,9 +44,14 @@ def rss_mb() -> float:
 
 
 def sample_event(n: int) -> Event:
-    return Event(kind="hydrant_pressure_low", source="b1-hydrant-top", building="b1",
-                 severity=Severity.CRITICAL, message="pressure_mpa 0.06 below 0.07 for 30 s",
-                 detail={"value": 0.06, "limit": 0.07, "n": n})
+    return Event(
+        kind="hydrant_pressure_low",
+        source="b1-hydrant-top",
+        building="b1",
+        severity=Severity.CRITICAL,
+        message="pressure_mpa 0.06 below 0.07 for 30 s",
+        detail={"value": 0.06, "limit": 0.07, "n": n},
+    )
 
 
 def raw_paho_rate(port: int, path: GatewayPath, n: int) -> float:
@@ -125,11 +130,19 @@ def main() -> None:
             if k % 10 == 0:
                 rss_samples.append(rss_mb())
         rss_end = rss_mb()
-        print(f"backlog of {box.depth:,} items: RSS {rss_start:.1f} → {rss_end:.1f} MB "
-              f"(max {max(rss_samples):.1f})", flush=True)
+        print(
+            f"backlog of {box.depth:,} items: RSS {rss_start:.1f} → {rss_end:.1f} MB "
+            f"(max {max(rss_samples):.1f})",
+            flush=True,
+        )
 
-        uplink = Uplink(path, box, UplinkSettings(host="127.0.0.1", port=port,
-                                                  max_unacked=backlog + 1, resend_after_s=3600))
+        uplink = Uplink(
+            path,
+            box,
+            UplinkSettings(
+                host="127.0.0.1", port=port, max_unacked=backlog + 1, resend_after_s=3600
+            ),
+        )
         replay_rss = []
         start = time.perf_counter()
         uplink.start()
@@ -141,8 +154,11 @@ def main() -> None:
         replay_s = time.perf_counter() - start
         uplink.stop()
         replay = backlog / replay_s
-        print(f"replay of {backlog:,}: {replay:,.0f} msg/s ({replay_s:.1f} s), "
-              f"RSS max {max(replay_rss):.1f} MB", flush=True)
+        print(
+            f"replay of {backlog:,}: {replay:,.0f} msg/s ({replay_s:.1f} s), "
+            f"RSS max {max(replay_rss):.1f} MB",
+            flush=True,
+        )
         raw_after = raw_paho_rate(port, path, raw_n)
         print(f"raw paho QoS 1 publish (again): {raw_after:,.0f} msg/s", flush=True)
         # the machine is shared: take the reference on both sides of the replay
@@ -152,21 +168,28 @@ def main() -> None:
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    print(json.dumps({
-        "raw_paho_qos1_publish_msg_per_s": round(raw),
-        "raw_paho_qos1_publish_before_after_msg_per_s": [round(raw_before), round(raw_after)],
-        "outbox_append_durable_single_items_per_s": round(single),
-        "outbox_append_durable_batch100_items_per_s": round(batched),
-        "outbox_append_single_over_raw_publish": round(single / raw, 3),
-        "outbox_append_batch100_over_raw_publish": round(batched / raw, 3),
-        "replay_backlog_items": backlog,
-        "replay_qos1_msg_per_s": round(replay),
-        "replay_over_raw_publish": round(replay / raw, 3),
-        "replay_goal_ratio": 0.8,
-        "rss_mb_backlog_growth_start": round(rss_start, 1),
-        "rss_mb_backlog_growth_end": round(rss_end, 1),
-        "rss_mb_during_replay_max": round(max(replay_rss), 1),
-    }))
+    print(
+        json.dumps(
+            {
+                "raw_paho_qos1_publish_msg_per_s": round(raw),
+                "raw_paho_qos1_publish_before_after_msg_per_s": [
+                    round(raw_before),
+                    round(raw_after),
+                ],
+                "outbox_append_durable_single_items_per_s": round(single),
+                "outbox_append_durable_batch100_items_per_s": round(batched),
+                "outbox_append_single_over_raw_publish": round(single / raw, 3),
+                "outbox_append_batch100_over_raw_publish": round(batched / raw, 3),
+                "replay_backlog_items": backlog,
+                "replay_qos1_msg_per_s": round(replay),
+                "replay_over_raw_publish": round(replay / raw, 3),
+                "replay_goal_ratio": 0.8,
+                "rss_mb_backlog_growth_start": round(rss_start, 1),
+                "rss_mb_backlog_growth_end": round(rss_end, 1),
+                "rss_mb_during_replay_max": round(max(replay_rss), 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

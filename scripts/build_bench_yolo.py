@@ -62,9 +62,11 @@ def label(out: Path, fps: float, min_score: float = 0.5) -> int:
         name = f"vtest_{frame.index:04d}"
         cv2.imwrite(str(images / f"{name}.jpg"), frame.image)
         # YOLO labels: class, then centre and size as fractions of the frame
-        rows = [f"{c} {(x0 + x1) / 2 / w:.5f} {(y0 + y1) / 2 / h:.5f} "
-                f"{(x1 - x0) / w:.5f} {(y1 - y0) / h:.5f}"
-                for (x0, y0, x1, y1), c in zip(found.xyxy, found.class_id, strict=True)]
+        rows = [
+            f"{c} {(x0 + x1) / 2 / w:.5f} {(y0 + y1) / 2 / h:.5f} "
+            f"{(x1 - x0) / w:.5f} {(y1 - y0) / h:.5f}"
+            for (x0, y0, x1, y1), c in zip(found.xyxy, found.class_id, strict=True)
+        ]
         (labels / f"{name}.txt").write_text("".join(r + "\n" for r in rows))
         count += 1
         print(f"\rlabelled {count} frames", end="", file=sys.stderr, flush=True)
@@ -80,25 +82,43 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--ultralytics-python", required=True,
-                        help="python of an environment with ultralytics")
-    parser.add_argument("--out", type=Path, required=True,
-                        help="folder for the data set, the run and the model")
-    parser.add_argument("--epochs", type=int, default=80,
-                        help="training epochs (about 30 s each on 2 cores)")
+    parser.add_argument(
+        "--ultralytics-python", required=True, help="python of an environment with ultralytics"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for the data set, the run and the model"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=80, help="training epochs (about 30 s each on 2 cores)"
+    )
     parser.add_argument("--imgsz", type=int, default=320, help="training and export size")
-    parser.add_argument("--quick", action="store_true",
-                        help="3 epochs: checks the path, finds little")
+    parser.add_argument(
+        "--quick", action="store_true", help="3 epochs: checks the path, finds little"
+    )
     args = parser.parse_args()
     out = args.out.resolve()
     frames = label(out, fps=2.0)
     epochs = 3 if args.quick else args.epochs
-    print(f"training yolov8n from scratch: {frames} frames, {epochs} epochs at {args.imgsz}",
-          flush=True)
+    print(
+        f"training yolov8n from scratch: {frames} frames, {epochs} epochs at {args.imgsz}",
+        flush=True,
+    )
     env = {**os.environ, "YOLO_OFFLINE": "1"}
-    result = subprocess.run([args.ultralytics_python, "-c", _TRAIN, str(out / "data.yaml"),
-                             str(out), str(epochs), str(args.imgsz)], env=env, check=False,
-                            stdout=subprocess.PIPE, text=True)
+    result = subprocess.run(
+        [
+            args.ultralytics_python,
+            "-c",
+            _TRAIN,
+            str(out / "data.yaml"),
+            str(out),
+            str(epochs),
+            str(args.imgsz),
+        ],
+        env=env,
+        check=False,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     if result.returncode != 0:
         print(result.stdout, end="")
         sys.exit(f"training failed (exit {result.returncode}); its log is above")
@@ -108,9 +128,17 @@ def main() -> None:
     check = OnnxYoloDetector(Path(model), score_threshold=0.4)
     frame = next(iter(FileSource("check", str(sample("vtest.avi")), 1).frames()))
     found = check.detect(frame.image)
-    print(json.dumps({"onnx": model, "epochs": epochs, "imgsz": args.imgsz,
-                      "labelled_frames": frames,
-                      "boxes_on_first_frame": int((found.confidence >= 0.4).sum())}))
+    print(
+        json.dumps(
+            {
+                "onnx": model,
+                "epochs": epochs,
+                "imgsz": args.imgsz,
+                "labelled_frames": frames,
+                "boxes_on_first_frame": int((found.confidence >= 0.4).sum()),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

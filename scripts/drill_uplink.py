@@ -41,7 +41,9 @@ def check(store: CloudStore, path: GatewayPath, ids: list[str], timeout: float) 
     with sqlite3.connect(store.db) as conn:
         stored_total = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
     return {
-        "appended": len(ids), "stored": len(rows), "stored_rows_total": stored_total,
+        "appended": len(ids),
+        "stored": len(rows),
+        "stored_rows_total": stored_total,
         "lost": len(set(ids) - {i for _, i in rows}),
         "gaps": sum(1 for a, b in itertools.pairwise(seqs) if b != a + 1)
         + (0 if not seqs or seqs[0] == 1 else 1),
@@ -83,12 +85,20 @@ def drill(kind: str, seconds: float, rate: float, total: int, work: Path) -> dic
         deadline = time.monotonic() + 60
         while rig.outbox.depth and time.monotonic() < deadline:
             time.sleep(0.1)
-        result.update(outbox_left=rig.outbox.depth, rewinds=rig.uplink.rewinds,
-                      wall_s=round(time.monotonic() - started, 1), disruption_s=seconds)
+        result.update(
+            outbox_left=rig.outbox.depth,
+            rewinds=rig.uplink.rewinds,
+            wall_s=round(time.monotonic() - started, 1),
+            disruption_s=seconds,
+        )
         rig.close()
         store.stop()
-    result["ok"] = (result["lost"] == 0 and result["gaps"] == 0 and result["order_kept"]
-                    and result["outbox_left"] == 0)
+    result["ok"] = (
+        result["lost"] == 0
+        and result["gaps"] == 0
+        and result["order_kept"]
+        and result["outbox_left"] == 0
+    )
     print(f"{kind}: {result}", flush=True)
     return result
 
@@ -107,8 +117,12 @@ def main() -> None:
     for kind, seconds in (("broker_stop", outage), ("broker_kill", outage), ("stall", stall)):
         total = int(args.rate * (seconds + 6))
         results[kind] = drill(kind, seconds, args.rate, total, work)
-    print(json.dumps({f"{k}_{m}": v for k, r in results.items() for m, v in r.items()}
-                     | {"all_ok": all(r["ok"] for r in results.values())}))
+    print(
+        json.dumps(
+            {f"{k}_{m}": v for k, r in results.items() for m, v in r.items()}
+            | {"all_ok": all(r["ok"] for r in results.values())}
+        )
+    )
 
 
 if __name__ == "__main__":

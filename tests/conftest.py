@@ -26,8 +26,9 @@ from tests.utils.services import (
 
 # property tests: the machine's load must not fail them (hypothesis' per-example deadline
 # and its too-slow health check both measure wall time); a fixed derandomised run is CI's
-settings.register_profile("microbrain", deadline=None, derandomize=True,
-                         suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "microbrain", deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.load_profile("microbrain")
 
 

@@ -17,6 +17,15 @@ from cloud.alerts.service import (
 )
 
 __all__ = [
-    "ACTIVE", "Action", "AlertStatus", "acknowledge", "alert_key", "close", "comment",
-    "fold_event", "get_alert", "reopen", "resolve",
+    "ACTIVE",
+    "Action",
+    "AlertStatus",
+    "acknowledge",
+    "alert_key",
+    "close",
+    "comment",
+    "fold_event",
+    "get_alert",
+    "reopen",
+    "resolve",
 ]

@@ -85,8 +85,15 @@ def check(alert: m.Alert, action: Action) -> Move:
     return step
 
 
-def move(session: Session, alert: m.Alert, action: Action, *, actor: str, now: datetime,
-         note: str | None = None) -> m.AlertTransition:
+def move(
+    session: Session,
+    alert: m.Alert,
+    action: Action,
+    *,
+    actor: str,
+    now: datetime,
+    note: str | None = None,
+) -> m.AlertTransition:
     """Apply ``action`` to ``alert`` (locked by the caller) and log it; returns the audit
     row. Raises Conflict, changing nothing, if the alert is in a state the move cannot
     start from.
@@ -100,5 +107,12 @@ def move(session: Session, alert: m.Alert, action: Action, *, actor: str, now: d
     alert.updated_at = now
     if step.leads_to != AlertStatus.OPEN:
         stop_clock(session, alert.id)  # acting on an alert stops its escalation clock
-    return record(session, alert, action.value, from_status=before, actor=actor, at=now,
-                  note=(note or None) and note[:MAX_NOTE])
+    return record(
+        session,
+        alert,
+        action.value,
+        from_status=before,
+        actor=actor,
+        at=now,
+        note=(note or None) and note[:MAX_NOTE],
+    )

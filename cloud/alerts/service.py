@@ -23,8 +23,9 @@ from cloud.errors import Conflict, NotFound
 from microbrain.protocol import Event, EventState
 
 
-def alert_key(kind: str, community: str, compound: str, building: str | None,
-              zone: str | None, source: str) -> str:
+def alert_key(
+    kind: str, community: str, compound: str, building: str | None, zone: str | None, source: str
+) -> str:
     """The same thing at the same place is one alert: kind + place + zone (or device)."""
     return f"{kind}|{community}/{compound}/{building or '-'}|{source}/{zone or '-'}"
 
@@ -45,8 +46,10 @@ def _active_alert(session: Session, key: str) -> m.Alert | None:
     and the ingest's commit would otherwise be overwritten, or a raise counted in an
     alert that is no longer live."""
     alert = session.scalars(
-        select(m.Alert).where(m.Alert.key == key, m.Alert.active.is_(True))
-        .with_for_update().execution_options(populate_existing=True)
+        select(m.Alert)
+        .where(m.Alert.key == key, m.Alert.active.is_(True))
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).one_or_none()
     # checked again after the lock: the row may have been resolved while we waited for it
     return alert if alert is not None and alert.active else None
@@ -62,18 +65,23 @@ def _cleared_alert_covering(session: Session, key: str, event: Event) -> m.Alert
     return latest
 
 
-def fold_event(session: Session, event: Event, gateway: m.Gateway, now: datetime,
-               cache: dict[str, m.Alert | None] | None = None) -> m.Alert | None:
+def fold_event(
+    session: Session,
+    event: Event,
+    gateway: m.Gateway,
+    now: datetime,
+    cache: dict[str, m.Alert | None] | None = None,
+) -> m.Alert | None:
     """Fold one stored event into its alert; returns the alert it touched, if any.
 
     A raised event opens an alert or counts a repeat; a cleared event resolves the live
     alert with the same key (and touches nothing when there is none).
     ``cache`` keeps alerts found earlier in the same batch.
     """
-    key = alert_key(event.kind, gateway.community, gateway.compound, event.building,
-                    event.zone, event.source)
-    alert = (cache[key] if cache is not None and key in cache
-             else _active_alert(session, key))
+    key = alert_key(
+        event.kind, gateway.community, gateway.compound, event.building, event.zone, event.source
+    )
+    alert = cache[key] if cache is not None and key in cache else _active_alert(session, key)
     if event.state == EventState.CLEARED:
         if alert is None or not alert.active:
             # none live; or one this batch found live was since closed (a recheck verdict
@@ -84,8 +92,14 @@ def fold_event(session: Session, event: Event, gateway: m.Gateway, now: datetime
         # late) belongs to this alert, see _cleared_alert_covering
         alert.last_ts = max(alert.last_ts, event.ts)
         alert.updated_at = now
-        move(session, alert, Action.AUTO_RESOLVED, actor=f"edge:{gateway.id}", now=now,
-             note=event.message or "condition cleared")
+        move(
+            session,
+            alert,
+            Action.AUTO_RESOLVED,
+            actor=f"edge:{gateway.id}",
+            now=now,
+            note=event.message or "condition cleared",
+        )
         if cache is not None:
             cache[key] = None
         return alert
@@ -99,16 +113,37 @@ def fold_event(session: Session, event: Event, gateway: m.Gateway, now: datetime
         return late
     if alert is None:
         alert = m.Alert(
-            key=key, active=True, kind=event.kind, severity=int(event.severity),
-            status=AlertStatus.OPEN, level="building", community=gateway.community,
-            compound=gateway.compound, building=event.building, gateway=gateway.id,
-            source=event.source, zone=event.zone, count=1, message=event.message,
-            first_ts=event.ts, last_ts=event.ts, opened_at=now, updated_at=now, cleared=False,
+            key=key,
+            active=True,
+            kind=event.kind,
+            severity=int(event.severity),
+            status=AlertStatus.OPEN,
+            level="building",
+            community=gateway.community,
+            compound=gateway.compound,
+            building=event.building,
+            gateway=gateway.id,
+            source=event.source,
+            zone=event.zone,
+            count=1,
+            message=event.message,
+            first_ts=event.ts,
+            last_ts=event.ts,
+            opened_at=now,
+            updated_at=now,
+            cleared=False,
         )
         session.add(alert)
         session.flush()  # the id, and the unique index guards a racing worker now
-        record(session, alert, "opened", from_status=None, actor=f"edge:{gateway.id}", at=now,
-               note=event.message)
+        record(
+            session,
+            alert,
+            "opened",
+            from_status=None,
+            actor=f"edge:{gateway.id}",
+            at=now,
+            note=event.message,
+        )
         start_clock(session, alert, now)
     else:
         alert.count += 1
@@ -123,32 +158,36 @@ def fold_event(session: Session, event: Event, gateway: m.Gateway, now: datetime
     return alert
 
 
-def acknowledge(session: Session, alert_id: int, *, actor: str, now: datetime,
-                note: str | None = None) -> m.Alert:
+def acknowledge(
+    session: Session, alert_id: int, *, actor: str, now: datetime, note: str | None = None
+) -> m.Alert:
     """open → acknowledged; stops escalation. Raises Conflict from any other state."""
     alert = get_alert(session, alert_id, for_update=True)
     move(session, alert, Action.ACKNOWLEDGED, actor=actor, now=now, note=note)
     return alert
 
 
-def resolve(session: Session, alert_id: int, *, actor: str, now: datetime,
-            note: str | None = None) -> m.Alert:
+def resolve(
+    session: Session, alert_id: int, *, actor: str, now: datetime, note: str | None = None
+) -> m.Alert:
     """open/acknowledged/dispatched → resolved: the condition is handled."""
     alert = get_alert(session, alert_id, for_update=True)
     move(session, alert, Action.RESOLVED, actor=actor, now=now, note=note)
     return alert
 
 
-def close(session: Session, alert_id: int, *, actor: str, now: datetime,
-          note: str | None = None) -> m.Alert:
+def close(
+    session: Session, alert_id: int, *, actor: str, now: datetime, note: str | None = None
+) -> m.Alert:
     """resolved → closed."""
     alert = get_alert(session, alert_id, for_update=True)
     move(session, alert, Action.CLOSED, actor=actor, now=now, note=note)
     return alert
 
 
-def reopen(session: Session, alert_id: int, *, actor: str, now: datetime,
-           note: str | None = None) -> m.Alert:
+def reopen(
+    session: Session, alert_id: int, *, actor: str, now: datetime, note: str | None = None
+) -> m.Alert:
     """resolved → dispatched again (its work order is back in progress)."""
     alert = get_alert(session, alert_id, for_update=True)
     if alert.status in ACTIVE:
@@ -168,5 +207,12 @@ def comment(
         raise Conflict("a comment needs text")
     alert = get_alert(session, alert_id)
     alert.updated_at = now
-    return record(session, alert, "comment", from_status=alert.status, actor=actor, at=now,
-                  note=note[:MAX_NOTE])
+    return record(
+        session,
+        alert,
+        "comment",
+        from_status=alert.status,
+        actor=actor,
+        at=now,
+        note=note[:MAX_NOTE],
+    )

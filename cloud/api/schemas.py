@@ -84,7 +84,9 @@ class CommentIn(BaseModel):
 
 
 class DispatchIn(NoteIn):
-    department: str | None = Field(default=None, max_length=64, description="default: the whistle map's")
+    department: str | None = Field(
+        default=None, max_length=64, description="default: the whistle map's"
+    )
 
 
 class TokenOut(BaseModel):
@@ -141,7 +143,9 @@ class EventOut(Out):
     zone: str | None
     message: str | None
     alert_id: int | None
-    evidence: list[EvidenceRef] = Field(default_factory=list, description="download: /api/evidence/{id}/{name}")
+    evidence: list[EvidenceRef] = Field(
+        default_factory=list, description="download: /api/evidence/{id}/{name}"
+    )
 
     @model_validator(mode="before")
     @classmethod

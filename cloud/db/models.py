@@ -203,7 +203,10 @@ class ReadingRow(Base):
     """Sensor time series; indexed by device and time, pruned by retention."""
 
     __tablename__ = "readings"
-    __table_args__ = (Index("ix_readings_device_ts", "gateway", "sensor", "ts"), Index("ix_readings_ts", "ts"))
+    __table_args__ = (
+        Index("ix_readings_device_ts", "gateway", "sensor", "ts"),
+        Index("ix_readings_ts", "ts"),
+    )
     pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(36), unique=True)
     gateway: Mapped[str] = mapped_column(ID)
@@ -224,9 +227,11 @@ class DeadLetter(Base):
     """Every rejected message with its reason: never silently dropped."""
 
     __tablename__ = "dead_letters"
-    __table_args__ = (Index("ix_dead_letters_gateway_digest", "gateway", "digest"),
-                      # the per-gateway cap counts what was kept within a window
-                      Index("ix_dead_letters_gateway_received", "gateway", "received_at"))
+    __table_args__ = (
+        Index("ix_dead_letters_gateway_digest", "gateway", "digest"),
+        # the per-gateway cap counts what was kept within a window
+        Index("ix_dead_letters_gateway_received", "gateway", "received_at"),
+    )
     pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     received_at: Mapped[datetime] = mapped_column(index=True)
     topic: Mapped[str] = mapped_column(String(600))
@@ -251,8 +256,11 @@ class Alert(Base):
     __table_args__ = (
         # at most one live alert per key; two ingest workers racing to open it collide here
         Index(
-            "uq_alerts_active_key", "key", unique=True,
-            sqlite_where=text("active"), postgresql_where=text("active"),
+            "uq_alerts_active_key",
+            "key",
+            unique=True,
+            sqlite_where=text("active"),
+            postgresql_where=text("active"),
         ),
         Index("ix_alerts_place_status", "community", "compound", "building", "status"),
     )

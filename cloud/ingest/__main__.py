@@ -15,10 +15,14 @@ from cloud.settings import Settings
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     settings = Settings()
     upgrade(settings.database_url)
-    worker = IngestWorker(settings, session_factory(make_engine(settings.database_url))).start(wait=30)
+    worker = IngestWorker(settings, session_factory(make_engine(settings.database_url))).start(
+        wait=30
+    )
     print("ingest ready", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -44,9 +44,11 @@ class Caps:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Caps:
-        return cls(window=timedelta(seconds=settings.dead_letter_window_s),
-                   max_rows=settings.dead_letter_max_rows,
-                   max_bytes=settings.dead_letter_max_bytes)
+        return cls(
+            window=timedelta(seconds=settings.dead_letter_window_s),
+            max_rows=settings.dead_letter_max_rows,
+            max_bytes=settings.dead_letter_max_bytes,
+        )
 
 
 _caps: Caps | None = None
@@ -114,12 +116,20 @@ class SaveReport:
 def letter(row: Mapping[str, Any]) -> Letter:
     """A dead-letter row (as the store builds it) cut to what is kept."""
     payload = row.get("payload") or b""
-    return Letter(received_at=row["received_at"], topic=row["topic"], gateway=row.get("gateway"),
-                  reason=row["reason"], field=row.get("field"), payload=payload[:SAMPLE_BYTES],
-                  digest=row["digest"])
+    return Letter(
+        received_at=row["received_at"],
+        topic=row["topic"],
+        gateway=row.get("gateway"),
+        reason=row["reason"],
+        field=row.get("field"),
+        payload=payload[:SAMPLE_BYTES],
+        digest=row["digest"],
+    )
 
 
-def save(session: Session, rows: Sequence[Mapping[str, Any]], caps: Caps | None = None) -> SaveReport:
+def save(
+    session: Session, rows: Sequence[Mapping[str, Any]], caps: Caps | None = None
+) -> SaveReport:
     """Keep ``rows`` (dicts with received_at, topic, gateway, reason, field, payload,
     digest) in the caller's transaction, within each gateway's cap; see the module
     docstring."""
@@ -138,11 +148,23 @@ def save(session: Session, rows: Sequence[Mapping[str, Any]], caps: Caps | None 
     fresh = _count_repeats(session, pending, report)
     kept = _within_caps(session, fresh, caps, report)
     if kept:
-        session.execute(insert(m.DeadLetter), [
-            {"received_at": p.letter.received_at, "topic": p.letter.topic,
-             "gateway": p.letter.gateway, "reason": p.letter.reason, "field": p.letter.field,
-             "payload": p.letter.payload, "digest": p.letter.digest, "count": p.count,
-             "last_seen": p.last_seen} for p in kept])
+        session.execute(
+            insert(m.DeadLetter),
+            [
+                {
+                    "received_at": p.letter.received_at,
+                    "topic": p.letter.topic,
+                    "gateway": p.letter.gateway,
+                    "reason": p.letter.reason,
+                    "field": p.letter.field,
+                    "payload": p.letter.payload,
+                    "digest": p.letter.digest,
+                    "count": p.count,
+                    "last_seen": p.last_seen,
+                }
+                for p in kept
+            ],
+        )
         report.kept = len(kept)
         metrics.DEAD_LETTER_BYTES.inc(sum(p.letter.size for p in kept))
     if report.dropped:
@@ -150,13 +172,15 @@ def save(session: Session, rows: Sequence[Mapping[str, Any]], caps: Caps | None 
     return report
 
 
-def _count_repeats(session: Session, pending: dict[tuple[str | None, str, str], _Pending],
-                   report: SaveReport) -> list[_Pending]:
+def _count_repeats(
+    session: Session, pending: dict[tuple[str | None, str, str], _Pending], report: SaveReport
+) -> list[_Pending]:
     """Count repeats of items already kept in their rows; the rest, in arrival order."""
     digests = sorted({digest for _, _, digest in pending})
     latest: dict[tuple[str | None, str, str], m.DeadLetter] = {}
-    for row in session.scalars(select(m.DeadLetter).where(m.DeadLetter.digest.in_(digests))
-                               .order_by(m.DeadLetter.pk)):
+    for row in session.scalars(
+        select(m.DeadLetter).where(m.DeadLetter.digest.in_(digests)).order_by(m.DeadLetter.pk)
+    ):
         key = (row.gateway, row.topic, row.digest or "")
         if key in pending:
             latest[key] = row  # the newest row of each item
@@ -173,18 +197,27 @@ def _count_repeats(session: Session, pending: dict[tuple[str | None, str, str], 
     return fresh
 
 
-def _within_caps(session: Session, fresh: list[_Pending], caps: Caps,
-                 report: SaveReport) -> list[_Pending]:
+def _within_caps(
+    session: Session, fresh: list[_Pending], caps: Caps, report: SaveReport
+) -> list[_Pending]:
     if not fresh:
         return []
-    usage = _usage(session, {p.letter.gateway for p in fresh},
-                   max(p.letter.received_at for p in fresh) - caps.window)
+    usage = _usage(
+        session,
+        {p.letter.gateway for p in fresh},
+        max(p.letter.received_at for p in fresh) - caps.window,
+    )
     kept = []
     for p in fresh:
         gateway = p.letter.gateway
         used = usage.setdefault(gateway, _Usage())
-        over = ("rows_cap" if used.rows + 1 > caps.max_rows
-                else "bytes_cap" if used.bytes + p.letter.size > caps.max_bytes else None)
+        over = (
+            "rows_cap"
+            if used.rows + 1 > caps.max_rows
+            else "bytes_cap"
+            if used.bytes + p.letter.size > caps.max_bytes
+            else None
+        )
         if over is None:
             used.rows += 1
             used.bytes += p.letter.size
@@ -195,28 +228,44 @@ def _within_caps(session: Session, fresh: list[_Pending], caps: Caps,
     return kept
 
 
-def _usage(session: Session, gateways: set[str | None], since: datetime) -> dict[str | None, _Usage]:
+def _usage(
+    session: Session, gateways: set[str | None], since: datetime
+) -> dict[str | None, _Usage]:
     """Rows and bytes each gateway's dead letters hold since ``since``: one query."""
     named = sorted(g for g in gateways if g is not None)
     who = [m.DeadLetter.gateway.in_(named)] if named else []
     if None in gateways:
         who.append(m.DeadLetter.gateway.is_(None))
-    size = (func.coalesce(func.length(m.DeadLetter.payload), 0) + func.length(m.DeadLetter.reason)
-            + func.length(m.DeadLetter.topic))
-    query = (select(m.DeadLetter.gateway, func.count(), func.coalesce(func.sum(size), 0))
-             .where(m.DeadLetter.received_at >= since, or_(*who)).group_by(m.DeadLetter.gateway))
+    size = (
+        func.coalesce(func.length(m.DeadLetter.payload), 0)
+        + func.length(m.DeadLetter.reason)
+        + func.length(m.DeadLetter.topic)
+    )
+    query = (
+        select(m.DeadLetter.gateway, func.count(), func.coalesce(func.sum(size), 0))
+        .where(m.DeadLetter.received_at >= since, or_(*who))
+        .group_by(m.DeadLetter.gateway)
+    )
     return {gateway: _Usage(int(rows), int(used)) for gateway, rows, used in session.execute(query)}
 
 
-def _note_dropped(session: Session, dropped: dict[str | None, int], fresh: list[_Pending],
-                  caps: Caps) -> None:
+def _note_dropped(
+    session: Session, dropped: dict[str | None, int], fresh: list[_Pending], caps: Caps
+) -> None:
     """Count the dropped per gateway and raise (or count into) its ``gateway_junk`` alert."""
     latest = {p.letter.gateway: p.letter for p in fresh}
     for who, count in sorted(dropped.items(), key=lambda kv: kv[0] or ""):
         sample = latest[who]
-        log.warning("dead letters of gateway %s over the cap (%d rows / %d bytes per %s): %d "
-                    "dropped, counted only; latest: %s", who or "(unregistered)",
-                    caps.max_rows, caps.max_bytes, caps.window, count, sample.reason[:200])
+        log.warning(
+            "dead letters of gateway %s over the cap (%d rows / %d bytes per %s): %d "
+            "dropped, counted only; latest: %s",
+            who or "(unregistered)",
+            caps.max_rows,
+            caps.max_bytes,
+            caps.window,
+            count,
+            sample.reason[:200],
+        )
         gw = session.get(m.Gateway, who) if who is not None else None
         if gw is None:
             continue  # unregistered: the metric and the log are all there is to count on
@@ -224,12 +273,19 @@ def _note_dropped(session: Session, dropped: dict[str | None, int], fresh: list[
         gw.dead_letters_dropped = (gw.dead_letters_dropped or 0) + count
         now = max(p.letter.received_at for p in fresh if p.letter.gateway == gateway)
         # the alert folds like any other: one live alert per gateway, counting batches
-        note = (f"gateway {gateway} keeps sending bad messages: {gw.dead_letters_dropped} over "
-                f"its dead-letter cap counted, not kept ({caps.max_rows} rows / "
-                f"{caps.max_bytes} bytes per {int(caps.window.total_seconds())} s); latest: "
-                f"{sample.reason}")
-        junk = Event(kind=JUNK_ALERT_KIND, source=gateway, severity=Severity.WARNING, ts=now,
-                     message=_printable(note)[:500])
+        note = (
+            f"gateway {gateway} keeps sending bad messages: {gw.dead_letters_dropped} over "
+            f"its dead-letter cap counted, not kept ({caps.max_rows} rows / "
+            f"{caps.max_bytes} bytes per {int(caps.window.total_seconds())} s); latest: "
+            f"{sample.reason}"
+        )
+        junk = Event(
+            kind=JUNK_ALERT_KIND,
+            source=gateway,
+            severity=Severity.WARNING,
+            ts=now,
+            message=_printable(note)[:500],
+        )
         fold_event(session, junk, gw, now)
 
 

@@ -56,15 +56,21 @@ def _may_pass(err: IntegrityError | OperationalError) -> bool:
         return bool(state == "23505")
     name = getattr(orig, "sqlite_errorname", "")
     return name in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY") or (
-        not name and "UNIQUE constraint failed" in str(orig))
+        not name and "UNIQUE constraint failed" in str(orig)
+    )
 
 
 class IngestWorker:
     """One consumer of the shared subscription; run several, in one process or many."""
 
-    def __init__(self, settings: Settings, factory: sessionmaker[Session], *,
-                 clock: Clock = system_clock,
-                 on_commit: Callable[[BatchResult], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        factory: sessionmaker[Session],
+        *,
+        clock: Clock = system_clock,
+        on_commit: Callable[[BatchResult], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.factory = factory
         self.clock = clock
@@ -79,8 +85,12 @@ class IngestWorker:
         self._pending_lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self.connected = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                  protocol=mqtt.MQTTv5, manual_ack=True)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
         user, password = settings.broker_credentials
         if user:
             self.client.username_pw_set(user, password)
@@ -116,8 +126,9 @@ class IngestWorker:
     def _on_message(self, _client, _userdata, msg: mqtt.MQTTMessage) -> None:
         with self._pending_lock:
             self._pending += 1
-        self._queue.put((Incoming(msg.topic, msg.payload, self.clock()), msg.mid, msg.qos,
-                         self._generation))
+        self._queue.put(
+            (Incoming(msg.topic, msg.payload, self.clock()), msg.mid, msg.qos, self._generation)
+        )
 
     # --- writer side ----------------------------------------------------------------
     def _next_batch(self) -> list[tuple[Incoming, int, int, int]]:
@@ -133,16 +144,24 @@ class IngestWorker:
         while len(batch) < self.settings.ingest_batch_size:
             remaining = deadline - time.monotonic()
             try:
-                item = (self._queue.get(timeout=remaining) if remaining > 0 and not urgent
-                        else self._queue.get_nowait())
+                item = (
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0 and not urgent
+                    else self._queue.get_nowait()
+                )
             except queue.Empty:
                 break
             batch.append(item)
             urgent = urgent or item[0].topic.endswith("/event")
         return batch
 
-    def _commit(self, items: list[Incoming], *, retries: int = TRANSIENT_RETRIES,
-                retry_conflicts: bool = True) -> BatchResult:
+    def _commit(
+        self,
+        items: list[Incoming],
+        *,
+        retries: int = TRANSIENT_RETRIES,
+        retry_conflicts: bool = True,
+    ) -> BatchResult:
         """Commit ``items`` in one transaction, retrying only errors that may pass: a racing
         worker opened the same alert (a unique violation), a deadlock or the database
         restarting (OperationalError). The ledger makes a redone batch harmless. Anything
@@ -159,9 +178,12 @@ class IngestWorker:
                 return result
             except (IntegrityError, OperationalError) as err:
                 attempt += 1
-                if (not _may_pass(err) or attempt > retries
-                        or (isinstance(err, IntegrityError) and not retry_conflicts)
-                        or (self._stop.is_set() and attempt > 3)):
+                if (
+                    not _may_pass(err)
+                    or attempt > retries
+                    or (isinstance(err, IntegrityError) and not retry_conflicts)
+                    or (self._stop.is_set() and attempt > 3)
+                ):
                     raise
                 metrics.BATCH_RETRIES.inc()
                 log.warning("ingest batch failed (%s); retry %d", type(err).__name__, attempt)
@@ -176,8 +198,12 @@ class IngestWorker:
         try:
             return self._commit(items)
         except Exception as err:  # noqa: BLE001 - isolate the cause below
-            log.warning("ingest batch of %d failed (%s: %s); isolating the cause", len(items),
-                        type(err).__name__, str(err)[:300])
+            log.warning(
+                "ingest batch of %d failed (%s: %s); isolating the cause",
+                len(items),
+                type(err).__name__,
+                str(err)[:300],
+            )
             if isinstance(err, OperationalError):
                 # the database, not a message: wait for it without splitting
                 return self._isolate(items)
@@ -214,8 +240,12 @@ class IngestWorker:
 
     def _dead_letter(self, item: Incoming, err: Exception) -> BatchResult:
         # the poison message itself: keep it, with the reason
-        log.error("ingest message on %s failed alone (%s: %s); dead-lettered", item.topic[:120],
-                  type(err).__name__, str(err)[:300])
+        log.error(
+            "ingest message on %s failed alone (%s: %s); dead-lettered",
+            item.topic[:120],
+            type(err).__name__,
+            str(err)[:300],
+        )
         metrics.ISOLATION_COMMITS.inc()
         with self.factory() as session, session.begin():
             return dead_letter_internal(session, item, err)
@@ -224,12 +254,13 @@ class IngestWorker:
         for path, all_ranges in result.ack_ranges().items():
             # a seq salvaged from a payload refused for being beyond int64 is in no outbox
             # (and no Ack may carry it)
-            ranges = tuple((first, min(last, INT64_MAX)) for first, last in all_ranges
-                           if first <= INT64_MAX)
+            ranges = tuple(
+                (first, min(last, INT64_MAX)) for first, last in all_ranges if first <= INT64_MAX
+            )
             # a batch full of gaps can hold more ranges than one Ack may carry (the largest
             # must fit in a payload the gateway accepts): send several
             for start in range(0, len(ranges), MAX_ACK_RANGES):
-                ack = Ack(ranges=ranges[start:start + MAX_ACK_RANGES], epoch=path.epoch)
+                ack = Ack(ranges=ranges[start : start + MAX_ACK_RANGES], epoch=path.epoch)
                 self.client.publish(path.topic("cmd", "ack"), ack.to_json(), qos=1)
                 metrics.ACKS.inc()
 
@@ -267,13 +298,19 @@ class IngestWorker:
         persistent = self.settings.ingest_client_id is not None
         props.SessionExpiryInterval = self.settings.session_expiry_s if persistent else 0
         props.ReceiveMaximum = RECEIVE_MAXIMUM
-        self._writer = threading.Thread(target=self._run_writer, name=f"ingest-{self.client_id}",
-                                        daemon=True)
+        self._writer = threading.Thread(
+            target=self._run_writer, name=f"ingest-{self.client_id}", daemon=True
+        )
         self._writer.start()
         # connect in paho's thread, retrying: a broker that is down (or not up yet) must not
         # stop the cloud from starting; /healthz tells whether the ingest is subscribed
-        self.client.connect_async(self.settings.broker_host, self.settings.broker_port, keepalive=30,
-                                  clean_start=not persistent, properties=props)
+        self.client.connect_async(
+            self.settings.broker_host,
+            self.settings.broker_port,
+            keepalive=30,
+            clean_start=not persistent,
+            properties=props,
+        )
         self.client.loop_start()
         if wait and not self.connected.wait(wait):
             raise TimeoutError(f"ingest could not connect to {self.settings.broker_url}")

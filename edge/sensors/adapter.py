@@ -91,7 +91,8 @@ def _field_value(spec: FieldMap, raw: Any) -> float | bool:
         raise BadSensorPayload("not_finite", f"{spec.name} scales to {value}")
     if (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
         raise BadSensorPayload(
-            "out_of_range", f"{spec.name} = {value:g} outside [{spec.min}, {spec.max}]")
+            "out_of_range", f"{spec.name} = {value:g} outside [{spec.min}, {spec.max}]"
+        )
     return value
 
 
@@ -130,8 +131,13 @@ class SensorAdapter:
             wanted = ", ".join(f.path for f in self.profile.fields) or "(no fields)"
             raise BadSensorPayload("missing", f"none of the fields {wanted} present")
         reading = Reading(
-            ts=now or utc_now(), sensor=self.sensor.id, kind=self.profile.kind,
-            building=self.sensor.building, values=values, units=units, faults=faults or (),
+            ts=now or utc_now(),
+            sensor=self.sensor.id,
+            kind=self.profile.kind,
+            building=self.sensor.building,
+            values=values,
+            units=units,
+            faults=faults or (),
         )
         return reading, faults is not None
 

@@ -27,8 +27,7 @@ from microbrain.site.model import GatewayPlace, Site
 
 log = logging.getLogger(__name__)
 
-REJECTED = Counter("mb_edge_sensor_rejected_total",
-                   "sensor payloads rejected", ["reason"])
+REJECTED = Counter("mb_edge_sensor_rejected_total", "sensor payloads rejected", ["reason"])
 ACCEPTED = Counter("mb_edge_sensor_readings_total", "sensor payloads accepted")
 EVENTS = Counter("mb_edge_sensor_events_total", "events raised by sensor rules", ["kind"])
 
@@ -47,8 +46,9 @@ class _Device:
 class SensorHub:
     """Route payloads by topic to their sensor; see :meth:`handle`."""
 
-    def __init__(self, site: Site, place: GatewayPlace, sink: Sink,
-                 reading_min_interval_s: float = 0.0) -> None:
+    def __init__(
+        self, site: Site, place: GatewayPlace, sink: Sink, reading_min_interval_s: float = 0.0
+    ) -> None:
         self.sink = sink
         self.reading_min_interval_s = reading_min_interval_s
         categories = {b.id: b.category for b in place.compound.buildings}
@@ -76,7 +76,10 @@ class SensorHub:
                     continue
                 rules, new = old.rules, device.rules
                 same = (rules.sensor, rules.profile, rules.category) == (
-                    new.sensor, new.profile, new.category)
+                    new.sensor,
+                    new.profile,
+                    new.category,
+                )
                 if same:
                     device.rules = rules
                     device.last_forwarded = old.last_forwarded
@@ -118,8 +121,12 @@ class SensorHub:
     def _forward(self, device: _Device, reading: Reading, has_events: bool) -> bool:
         device.pending_samples += 1
         last = device.last_forwarded
-        due = (last is None or has_events or self.reading_min_interval_s <= 0
-               or (reading.ts - last).total_seconds() >= self.reading_min_interval_s)
+        due = (
+            last is None
+            or has_events
+            or self.reading_min_interval_s <= 0
+            or (reading.ts - last).total_seconds() >= self.reading_min_interval_s
+        )
         if due:
             device.last_forwarded = reading.ts
         return due

@@ -19,8 +19,17 @@ log = logging.getLogger(__name__)
 
 
 class LocalSensorClient:
-    def __init__(self, hub: SensorHub, host: str, port: int, *, username: str | None = None,
-                 password: str | None = None, client_id: str = "", keepalive_s: int = 30) -> None:
+    def __init__(
+        self,
+        hub: SensorHub,
+        host: str,
+        port: int,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        client_id: str = "",
+        keepalive_s: int = 30,
+    ) -> None:
         self.hub = hub
         self.host, self.port = host, port
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
@@ -44,8 +53,14 @@ class LocalSensorClient:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def _on_connect(self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
-                    reason_code: ReasonCode, properties: Properties | None) -> None:
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         if reason_code.is_failure:
             log.error("local sensor broker refused us: %s", reason_code)
             return
@@ -56,8 +71,14 @@ class LocalSensorClient:
             return
         _, self._subscribe_mid = client.subscribe([(t, 1) for t in topics])
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: object, mid: int,
-                      reason_codes: list[ReasonCode], properties: Properties | None) -> None:
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
         if mid != self._subscribe_mid:
             return
         refused = [t for t, rc in zip(self.hub.topics, reason_codes, strict=False) if rc.is_failure]
@@ -65,11 +86,11 @@ class LocalSensorClient:
             log.error("local sensor broker refused the subscription to %s", ", ".join(refused[:5]))
             return
         self.subscribed = True
-        log.info("listening to %d sensor topic(s) on %s:%s", len(self.hub.topics), self.host,
-                 self.port)
+        log.info(
+            "listening to %d sensor topic(s) on %s:%s", len(self.hub.topics), self.host, self.port
+        )
 
-    def _on_message(self, client: mqtt.Client, userdata: object,
-                    message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         try:
             self.hub.handle(message.topic, bytes(message.payload))
         except Exception:  # one bad message must never stop the sensors

@@ -39,11 +39,26 @@ OFFLINE_KIND = "sensor_offline"
 Detail = dict[str, float | bool | str]
 
 
-def _event(sensor: Sensor, kind: str, state: EventState, severity: Severity, ts: datetime,
-           message: str | None = None, detail: Detail | None = None,
-           **more: float | bool | str) -> Event:
-    return Event(ts=ts, kind=kind, state=state, severity=severity, building=sensor.building,
-                 source=sensor.id, message=message, detail={**(detail or {}), **more})
+def _event(
+    sensor: Sensor,
+    kind: str,
+    state: EventState,
+    severity: Severity,
+    ts: datetime,
+    message: str | None = None,
+    detail: Detail | None = None,
+    **more: float | bool | str,
+) -> Event:
+    return Event(
+        ts=ts,
+        kind=kind,
+        state=state,
+        severity=severity,
+        building=sensor.building,
+        source=sensor.id,
+        message=message,
+        detail={**(detail or {}), **more},
+    )
 
 
 def _number(value: float | bool | None) -> float | None:
@@ -92,7 +107,8 @@ class ThresholdState:
 
     def active_kinds(self) -> set[str]:
         return ({self.rule.kind} if self.raised else set()) | (
-            {f"{self.rule.kind}_warning"[:63]} if self.warned else set())
+            {f"{self.rule.kind}_warning"[:63]} if self.warned else set()
+        )
 
     @property
     def below(self) -> bool:
@@ -118,8 +134,16 @@ class ThresholdState:
         if self.raised:
             if self._cleared(value):
                 self.raised, self.beyond_since = False, None
-                out.append(_event(self.sensor, self.rule.kind, EventState.CLEARED,
-                                  self.rule.severity, ts, detail=detail))
+                out.append(
+                    _event(
+                        self.sensor,
+                        self.rule.kind,
+                        EventState.CLEARED,
+                        self.rule.severity,
+                        ts,
+                        detail=detail,
+                    )
+                )
             return out
         if not self._beyond(value, self.limit):
             self.beyond_since = None
@@ -129,10 +153,18 @@ class ThresholdState:
         if held >= self.rule.for_s:
             self.raised = True
             side = "below" if self.below else "above"
-            out.append(_event(self.sensor, self.rule.kind, EventState.RAISED, self.rule.severity,
-                              ts, f"{self.rule.field} {value:g} {side} {self.limit:g} "
-                              f"for {held:.0f} s",
-                              detail=detail, held_s=held))
+            out.append(
+                _event(
+                    self.sensor,
+                    self.rule.kind,
+                    EventState.RAISED,
+                    self.rule.severity,
+                    ts,
+                    f"{self.rule.field} {value:g} {side} {self.limit:g} for {held:.0f} s",
+                    detail=detail,
+                    held_s=held,
+                )
+            )
         return out
 
     def _warning(self, value: float, ts: datetime, detail: Detail) -> list[Event]:
@@ -142,8 +174,11 @@ class ThresholdState:
         if self.warned:
             if not self._beyond(value, level):
                 self.warned, self.warn_since = False, None
-                return [_event(self.sensor, kind, EventState.CLEARED, Severity.WARNING, ts,
-                               detail=detail)]
+                return [
+                    _event(
+                        self.sensor, kind, EventState.CLEARED, Severity.WARNING, ts, detail=detail
+                    )
+                ]
             return []
         if not self._beyond(value, level):
             self.warn_since = None
@@ -151,10 +186,18 @@ class ThresholdState:
         self.warn_since = self.warn_since or ts
         if (ts - self.warn_since).total_seconds() >= self.rule.for_s:
             self.warned = True
-            return [_event(self.sensor, kind, EventState.RAISED, Severity.WARNING, ts,
-                           f"{self.rule.field} {value:g} within {margin:g} of the limit "
-                           f"{self.limit:g}",
-                           detail=detail, warn_level=level)]
+            return [
+                _event(
+                    self.sensor,
+                    kind,
+                    EventState.RAISED,
+                    Severity.WARNING,
+                    ts,
+                    f"{self.rule.field} {value:g} within {margin:g} of the limit {self.limit:g}",
+                    detail=detail,
+                    warn_level=level,
+                )
+            ]
         return []
 
 
@@ -203,9 +246,19 @@ class RateOfChangeState(_SingleCondition):
             return []
         self.raised = fast
         state = EventState.RAISED if fast else EventState.CLEARED
-        return [_event(self.sensor, self.rule.kind, state, self.rule.severity, reading.ts,
-                       f"{self.rule.field} changing {per_min:+.3g}/min" if fast else None,
-                       field=self.rule.field, per_min=per_min, max_per_min=self.rule.max_per_min)]
+        return [
+            _event(
+                self.sensor,
+                self.rule.kind,
+                state,
+                self.rule.severity,
+                reading.ts,
+                f"{self.rule.field} changing {per_min:+.3g}/min" if fast else None,
+                field=self.rule.field,
+                per_min=per_min,
+                max_per_min=self.rule.max_per_min,
+            )
+        ]
 
 
 @dataclass
@@ -226,15 +279,34 @@ class StuckState(_SingleCondition):
             self.value, self.since = value, reading.ts
             if self.raised:
                 self.raised = False
-                return [_event(self.sensor, self.rule.kind, EventState.CLEARED, self.rule.severity,
-                               reading.ts, field=self.rule.field, value=value)]
+                return [
+                    _event(
+                        self.sensor,
+                        self.rule.kind,
+                        EventState.CLEARED,
+                        self.rule.severity,
+                        reading.ts,
+                        field=self.rule.field,
+                        value=value,
+                    )
+                ]
             return []
         held = (reading.ts - self.since).total_seconds()
         if not self.raised and held >= self.rule.for_s:
             self.raised = True
-            return [_event(self.sensor, self.rule.kind, EventState.RAISED, self.rule.severity,
-                           reading.ts, f"{self.rule.field} stuck at {value:g} for {held:.0f} s",
-                           field=self.rule.field, value=value, held_s=held)]
+            return [
+                _event(
+                    self.sensor,
+                    self.rule.kind,
+                    EventState.RAISED,
+                    self.rule.severity,
+                    reading.ts,
+                    f"{self.rule.field} stuck at {value:g} for {held:.0f} s",
+                    field=self.rule.field,
+                    value=value,
+                    held_s=held,
+                )
+            ]
         return []
 
 
@@ -254,12 +326,29 @@ class FaultState:
         out = []
         for category in sorted(now - self.active):
             severity = Severity.CRITICAL if category in self.rule.critical else self.rule.severity
-            out.append(_event(self.sensor, self.rule.kind, EventState.RAISED, severity, reading.ts,
-                              ELEVATOR_FAULTS.get(category, category), fault=category))
+            out.append(
+                _event(
+                    self.sensor,
+                    self.rule.kind,
+                    EventState.RAISED,
+                    severity,
+                    reading.ts,
+                    ELEVATOR_FAULTS.get(category, category),
+                    fault=category,
+                )
+            )
         for category in sorted(self.active - now):
             severity = Severity.CRITICAL if category in self.rule.critical else self.rule.severity
-            out.append(_event(self.sensor, self.rule.kind, EventState.CLEARED, severity, reading.ts,
-                              fault=category))
+            out.append(
+                _event(
+                    self.sensor,
+                    self.rule.kind,
+                    EventState.CLEARED,
+                    severity,
+                    reading.ts,
+                    fault=category,
+                )
+            )
         self.active = now
         return out
 
@@ -303,8 +392,9 @@ class SensorRules:
         out: list[Event] = []
         if self.offline:
             self.offline = False
-            out.append(_event(self.sensor, OFFLINE_KIND, EventState.CLEARED, Severity.WARNING,
-                              reading.ts))
+            out.append(
+                _event(self.sensor, OFFLINE_KIND, EventState.CLEARED, Severity.WARNING, reading.ts)
+            )
         self.last_seen, self.last_reading = reading.ts, reading
         for state in self.states:
             if isinstance(state, FaultState) and not faults_reported:
@@ -331,6 +421,15 @@ class SensorRules:
         if self.offline or silent < SILENCE_FACTOR * self.expected_interval_s:
             return []
         self.offline = True
-        return [_event(self.sensor, OFFLINE_KIND, EventState.RAISED, Severity.WARNING, now,
-                       f"no reading for {silent:.0f} s", silent_s=silent,
-                       expected_interval_s=self.expected_interval_s)]
+        return [
+            _event(
+                self.sensor,
+                OFFLINE_KIND,
+                EventState.RAISED,
+                Severity.WARNING,
+                now,
+                f"no reading for {silent:.0f} s",
+                silent_s=silent,
+                expected_interval_s=self.expected_interval_s,
+            )
+        ]

@@ -28,8 +28,11 @@ class Detections:
     tracker_id: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     def __post_init__(self) -> None:
-        xyxy = (np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4) if np.size(self.xyxy)
-                else np.empty((0, 4), np.float32))
+        xyxy = (
+            np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
+            if np.size(self.xyxy)
+            else np.empty((0, 4), np.float32)
+        )
         n = len(xyxy)
         conf = np.asarray(self.confidence, dtype=np.float32).reshape(-1)
         cls = np.asarray(self.class_id, dtype=np.int64).reshape(-1)
@@ -52,8 +55,12 @@ class Detections:
     @classmethod
     def empty(cls, class_names: Sequence[str] = ()) -> Detections:
         """No detections, with the detector's class names."""
-        return cls(np.empty((0, 4), np.float32), np.empty(0, np.float32), np.empty(0, np.int64),
-                   tuple(class_names))
+        return cls(
+            np.empty((0, 4), np.float32),
+            np.empty(0, np.float32),
+            np.empty(0, np.int64),
+            tuple(class_names),
+        )
 
     def __len__(self) -> int:
         return len(self.xyxy)
@@ -61,8 +68,13 @@ class Detections:
     def __getitem__(self, index: np.ndarray | slice | Sequence[int] | int) -> Detections:
         if isinstance(index, int | np.integer):
             index = [int(index)]
-        return Detections(self.xyxy[index], self.confidence[index], self.class_id[index],
-                          self.class_names, self.tracker_id[index])
+        return Detections(
+            self.xyxy[index],
+            self.confidence[index],
+            self.class_id[index],
+            self.class_names,
+            self.tracker_id[index],
+        )
 
     @property
     def names(self) -> list[str]:
@@ -82,11 +94,13 @@ class Detections:
         """Rows of every part, in order (all parts must share class names)."""
         if not parts:
             return Detections.empty(class_names)
-        return Detections(np.concatenate([p.xyxy for p in parts]),
-                          np.concatenate([p.confidence for p in parts]),
-                          np.concatenate([p.class_id for p in parts]),
-                          parts[0].class_names,
-                          np.concatenate([p.tracker_id for p in parts]))
+        return Detections(
+            np.concatenate([p.xyxy for p in parts]),
+            np.concatenate([p.confidence for p in parts]),
+            np.concatenate([p.class_id for p in parts]),
+            parts[0].class_names,
+            np.concatenate([p.tracker_id for p in parts]),
+        )
 
 
 def merge_relabelled(dets: Detections, iou: float = 0.9) -> Detections:

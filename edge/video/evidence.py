@@ -26,8 +26,13 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def draw(image: np.ndarray, tracked: Detections, zone: np.ndarray | None,
-         subject: np.ndarray | None, caption: str) -> np.ndarray:
+def draw(
+    image: np.ndarray,
+    tracked: Detections,
+    zone: np.ndarray | None,
+    subject: np.ndarray | None,
+    caption: str,
+) -> np.ndarray:
     """A copy of ``image`` with the zone polygon, every tracked box (the subject in red)
     and a caption line."""
     out = image.copy()
@@ -37,8 +42,9 @@ def draw(image: np.ndarray, tracked: Detections, zone: np.ndarray | None,
         cv2.fillPoly(overlay, [pts], _ZONE)
         out = cv2.addWeighted(overlay, 0.2, out, 0.8, 0)
         cv2.polylines(out, [pts], True, _ZONE, 2)
-    for box, name, conf, tid in zip(tracked.xyxy, tracked.names, tracked.confidence,
-                                    tracked.tracker_id, strict=True):
+    for box, name, conf, tid in zip(
+        tracked.xyxy, tracked.names, tracked.confidence, tracked.tracker_id, strict=True
+    ):
         x0, y0, x1, y1 = (int(v) for v in box)
         cv2.rectangle(out, (x0, y0), (x1, y1), _OTHER, 1)
         label = f"{name} {conf:.2f}" + (f" #{tid}" if tid >= 0 else "")
@@ -67,8 +73,13 @@ class EvidenceStore:
             raise OSError(f"could not encode evidence {name}")
         path = self.directory / f"{name}.jpg"
         path.write_bytes(buf.tobytes())
-        return EvidenceRef(kind=EvidenceKind.SNAPSHOT, name=path.name, sha256=_sha256(path),
-                           bytes=path.stat().st_size, content_type="image/jpeg")
+        return EvidenceRef(
+            kind=EvidenceKind.SNAPSHOT,
+            name=path.name,
+            sha256=_sha256(path),
+            bytes=path.stat().st_size,
+            content_type="image/jpeg",
+        )
 
     def clip(self, name: str, frames: list[np.ndarray], fps: float) -> EvidenceRef | None:
         """Write frames as a Motion-JPEG AVI (every OpenCV build can write it)."""
@@ -85,8 +96,13 @@ class EvidenceStore:
             writer.release()
         if not path.is_file() or path.stat().st_size == 0:
             return None
-        return EvidenceRef(kind=EvidenceKind.CLIP, name=path.name, sha256=_sha256(path),
-                           bytes=path.stat().st_size, content_type="video/x-msvideo")
+        return EvidenceRef(
+            kind=EvidenceKind.CLIP,
+            name=path.name,
+            sha256=_sha256(path),
+            bytes=path.stat().st_size,
+            content_type="video/x-msvideo",
+        )
 
 
 class FrameRing:

@@ -59,8 +59,12 @@ def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
     # on an edge counts as inside, so a box resting on the zone's border is in it
     cross = (x2 - x1) * (y - y1) - (y2 - y1) * (x - x1)
-    within = (np.minimum(x1, x2) - 1e-6 <= x) & (x <= np.maximum(x1, x2) + 1e-6) & \
-             (np.minimum(y1, y2) - 1e-6 <= y) & (y <= np.maximum(y1, y2) + 1e-6)
+    within = (
+        (np.minimum(x1, x2) - 1e-6 <= x)
+        & (x <= np.maximum(x1, x2) + 1e-6)
+        & (np.minimum(y1, y2) - 1e-6 <= y)
+        & (y <= np.maximum(y1, y2) + 1e-6)
+    )
     on_edge = ((np.abs(cross) < 1e-6) & within).any(axis=1)
     straddles = (y1 > y) != (y2 > y)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -82,6 +86,7 @@ def side_of_line(points: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.n
 
 def segments_intersect(p: np.ndarray, q: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
     """Does segment p→q cross segment a→b (touching counts)?"""
+
     def orient(u: np.ndarray, v: np.ndarray, w: np.ndarray) -> float:
         return float((v[0] - u[0]) * (w[1] - u[1]) - (v[1] - u[1]) * (w[0] - u[0]))
 
@@ -110,6 +115,6 @@ def nms(xyxy: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
         keep.append(i)
         if order.size == 1:
             break
-        overlaps = iou_matrix(boxes[i:i + 1], boxes[order[1:]])[0]
+        overlaps = iou_matrix(boxes[i : i + 1], boxes[order[1:]])[0]
         order = order[1:][overlaps <= iou]
     return np.asarray(keep, np.int64)

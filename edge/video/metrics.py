@@ -9,10 +9,11 @@ FRAMES_ANALYSED = Counter(
 )
 DETECTOR_CALLS = Counter("mb_edge_detector_calls_total", "Frames the detector ran on", ["camera"])
 EVENTS = Counter("mb_edge_events_total", "Events raised or cleared", ["camera", "kind", "state"])
-SOURCE_ERRORS = Counter("mb_edge_source_errors_total",
-                        "Camera sources that failed to open, stalled, ended early or gave "
-                        "bad frames",
-                        ["camera", "reason"])
+SOURCE_ERRORS = Counter(
+    "mb_edge_source_errors_total",
+    "Camera sources that failed to open, stalled, ended early or gave bad frames",
+    ["camera", "reason"],
+)
 FRAME_SIZE_CHANGES = Counter(
     "mb_edge_frame_size_changes_total", "Frames whose size differs from the last", ["camera"]
 )

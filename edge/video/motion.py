@@ -25,8 +25,14 @@ class MotionResult:
 class MotionGate:
     """``update(frame) -> MotionResult``; call ``reset()`` when the frame size changes."""
 
-    def __init__(self, width: int = 160, min_fraction: float = 0.002, cut_threshold: float = 40.0,
-                 roi: list[np.ndarray] | None = None, roi_margin: float = 0.03) -> None:
+    def __init__(
+        self,
+        width: int = 160,
+        min_fraction: float = 0.002,
+        cut_threshold: float = 40.0,
+        roi: list[np.ndarray] | None = None,
+        roi_margin: float = 0.03,
+    ) -> None:
         self.width = width
         self.min_fraction = min_fraction
         self.cut_threshold = cut_threshold  # mean absolute grey difference (0..255)
@@ -35,8 +41,9 @@ class MotionGate:
         self.reset()
 
     def reset(self) -> None:
-        self._subtractor = cv2.createBackgroundSubtractorMOG2(history=200, varThreshold=25,
-                                                              detectShadows=False)
+        self._subtractor = cv2.createBackgroundSubtractorMOG2(
+            history=200, varThreshold=25, detectShadows=False
+        )
         self._previous: np.ndarray | None = None
         self._mask: np.ndarray | None = None
         self._shape: tuple[int, int] | None = None
@@ -54,7 +61,7 @@ class MotionGate:
             pts = np.asarray(poly, np.float32) * scale
             x0, y0 = np.floor(pts.min(axis=0)).astype(int) - pad
             x1, y1 = np.ceil(pts.max(axis=0)).astype(int) + pad
-            mask[max(0, y0):max(0, y1) + 1, max(0, x0):max(0, x1) + 1] = 1
+            mask[max(0, y0) : max(0, y1) + 1, max(0, x0) : max(0, x1) + 1] = 1
         return mask
 
     def update(self, frame: np.ndarray, also: np.ndarray | None = None) -> MotionResult:
@@ -62,20 +69,24 @@ class MotionGate:
         frame besides the zones, e.g. around a tracked dog, where its owner may appear."""
         h, w = frame.shape[:2]
         scale = self.width / w
-        small = cv2.resize(frame, (self.width, max(1, round(h * scale))),
-                           interpolation=cv2.INTER_AREA)
+        small = cv2.resize(
+            frame, (self.width, max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+        )
         grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY) if small.ndim == 3 else small
         grey = cv2.GaussianBlur(grey, (5, 5), 0)
         if self._shape != grey.shape:
             self.reset()
             self._shape = grey.shape
             self._mask = self._roi_mask(grey.shape, scale)
-        cut = (self._previous is not None
-               and float(cv2.absdiff(grey, self._previous).mean()) > self.cut_threshold)
+        cut = (
+            self._previous is not None
+            and float(cv2.absdiff(grey, self._previous).mean()) > self.cut_threshold
+        )
         if cut:
             # start the background afresh so the new shot is not all "motion"
-            self._subtractor = cv2.createBackgroundSubtractorMOG2(history=200, varThreshold=25,
-                                                                  detectShadows=False)
+            self._subtractor = cv2.createBackgroundSubtractorMOG2(
+                history=200, varThreshold=25, detectShadows=False
+            )
         first = self._previous is None
         self._previous = grey
         fg = self._subtractor.apply(grey)

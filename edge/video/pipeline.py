@@ -80,9 +80,11 @@ class PipelineOptions:
     def __post_init__(self) -> None:
         # a still object is re-detected at every recheck: two chances before it ages out
         if not 0 < 2 * self.recheck_s <= self.tracker_max_age_s:
-            raise ValueError(f"recheck_s ({self.recheck_s:g}) must be positive and at most half "
-                             f"of tracker_max_age_s ({self.tracker_max_age_s:g}), or still "
-                             "objects age out")
+            raise ValueError(
+                f"recheck_s ({self.recheck_s:g}) must be positive and at most half "
+                f"of tracker_max_age_s ({self.tracker_max_age_s:g}), or still "
+                "objects age out"
+            )
 
 
 @dataclass
@@ -115,9 +117,14 @@ class _Zone:
 class CameraPipeline:
     """Feed frames with :meth:`process`; call :meth:`finish` at the end of a stream."""
 
-    def __init__(self, camera: Camera, detector: Detector, emit: Emit | None = None,
-                 evidence: EvidenceStore | None = None,
-                 options: PipelineOptions | None = None) -> None:
+    def __init__(
+        self,
+        camera: Camera,
+        detector: Detector,
+        emit: Emit | None = None,
+        evidence: EvidenceStore | None = None,
+        options: PipelineOptions | None = None,
+    ) -> None:
         self.camera = camera
         self.detector = detector
         self.emit = emit or (lambda event: None)
@@ -127,25 +134,37 @@ class CameraPipeline:
         self.model = ModelRef(name=detector.name[:100], version=detector.version[:64])
         self._tz = ZoneInfo(self.options.timezone)
         self._zones = [
-            _Zone(z.id, PolygonZone(z.polygon, z.anchor, z.inertia),
-                  [make_rule(z.id, r) for r in z.rules])
+            _Zone(
+                z.id,
+                PolygonZone(z.polygon, z.anchor, z.inertia),
+                [make_rule(z.id, r) for r in z.rules],
+            )
             for z in camera.zones
         ]
         self._lines = [(line, LineZone(line.points[0], line.points[1])) for line in camera.lines]
-        self._roi_shapes = ([z.geometry.polygon for z in self._zones]
-                            + [np.asarray(line.points, np.float32) for line in camera.lines])
+        self._roi_shapes = [z.geometry.polygon for z in self._zones] + [
+            np.asarray(line.points, np.float32) for line in camera.lines
+        ]
         # motion counts only in and near the zones and lines (MotionGate's own margin)
         self._gate = MotionGate(roi=self._roi_shapes or None)
         self._roi = zone_rects(self._roi_shapes, 0.0)
         # an unleashed-dog rule looks for the owner up to k dog-heights from the dog,
         # inside the zone or not: the gate and the crops reach that far around dogs
-        self._dog_reach = max((rule.config.person_distance_k for z in self._zones
-                               for rule in z.rules if isinstance(rule, UnleashedDogRule)),
-                              default=None)
+        self._dog_reach = max(
+            (
+                rule.config.person_distance_k
+                for z in self._zones
+                for rule in z.rules
+                if isinstance(rule, UnleashedDogRule)
+            ),
+            default=None,
+        )
         self._crop_rects = np.empty((0, 4), np.float32)
-        self._tracker = Tracker(high_threshold=detector.score_threshold,
-                                new_track_threshold=detector.score_threshold,
-                                max_age_s=self.options.tracker_max_age_s)
+        self._tracker = Tracker(
+            high_threshold=detector.score_threshold,
+            new_track_threshold=detector.score_threshold,
+            max_age_s=self.options.tracker_max_age_s,
+        )
         self._tracked = Detections.empty(detector.class_names)
         # what the detector found at its last call, before tracking, and where it looked
         # (crops in frame pixels; None: the whole frame), for overlays and tests
@@ -173,8 +192,12 @@ class CameraPipeline:
         if self._size is not None:
             self.stats.size_changes += 1
             metrics.FRAME_SIZE_CHANGES.labels(self.camera.id).inc()
-            log.warning("camera %s: frame size changed from %s to %s; tracks reset",
-                        self.camera.id, self._size, (w, h))
+            log.warning(
+                "camera %s: frame size changed from %s to %s; tracks reset",
+                self.camera.id,
+                self._size,
+                (w, h),
+            )
             findings = self._reset(frame.ts)
         self._size = (w, h)
         self._gate.reset()  # its mask and background were for the old size
@@ -189,8 +212,9 @@ class CameraPipeline:
         for line, _ in self._lines:
             if any(x > w or y > h for x, y in line.points):
                 metrics.PIPELINE_ERRORS.labels(self.camera.id, "zone_outside_frame").inc()
-                raise CameraError(f"camera {self.camera.id}: line {line.id} lies outside the "
-                                  f"{w}×{h} frame")
+                raise CameraError(
+                    f"camera {self.camera.id}: line {line.id} lies outside the {w}×{h} frame"
+                )
         return findings
 
     def _reset(self, ts: float) -> list[Finding]:
@@ -236,8 +260,12 @@ class CameraPipeline:
         did not look (for the tracker), or None when it looked everywhere it watches."""
         detector, image = self.detector, frame.image
         self.last_windows = None
-        if not (self.options.crop_to_zones and isinstance(detector, WindowDetector)
-                and detector.any_input_size and len(self._crop_rects)):
+        if not (
+            self.options.crop_to_zones
+            and isinstance(detector, WindowDetector)
+            and detector.any_input_size
+            and len(self._crop_rects)
+        ):
             return detector.detect(image), None
         h, w = image.shape[:2]
         dogs = self._dog_rects(CROP_MARGIN * max(w, h))
@@ -252,8 +280,9 @@ class CameraPipeline:
                 return detector.detect(image), None
         self.last_windows = regions
         self.stats.detector_crops += len(regions)
-        found = combine(detector.detect_windows(image, regions), regions, w, h,
-                        detector.class_names)
+        found = combine(
+            detector.detect_windows(image, regions), regions, w, h, detector.class_names
+        )
         return found, (self._unseen(regions) if narrow else None)
 
     def _narrow_windows(self, w: int, h: int, dogs: np.ndarray | None) -> list[Rect] | None:
@@ -264,8 +293,9 @@ class CameraPipeline:
             return None
         near = MOTION_MARGIN * max(w, h)
         # what moved, new objects to confirm, and tracks lost at the last look
-        rects = widen(np.vstack([moved, self._tracker.tentative_boxes(),
-                                 self._tracker.missed_boxes()]), near)
+        rects = widen(
+            np.vstack([moved, self._tracker.tentative_boxes(), self._tracker.missed_boxes()]), near
+        )
         # a tracked object the windows touch is looked at whole: a window that cut a
         # parked car in two would hand the tracker half a car, and its dwell restarts
         tracked = self._tracked.xyxy
@@ -276,8 +306,9 @@ class CameraPipeline:
     def _unseen(self, looked: list[Rect]) -> Unseen:
         """Boxes centred in the watched crops that no window ``looked`` held (almost)
         whole: the detector could not have found them there."""
-        return partial(unseen_boxes, watched=self._crop_rects,
-                       windows=np.asarray(looked, np.float32))
+        return partial(
+            unseen_boxes, watched=self._crop_rects, windows=np.asarray(looked, np.float32)
+        )
 
     def process(self, frame: Frame) -> list[Event]:
         """Analyse one frame; return (and emit) the events it completes."""
@@ -330,17 +361,28 @@ class CameraPipeline:
 
     def active_kinds(self, zone: str | None = None) -> set[str]:
         """Zone-rule conditions raised and not cleared, in ``zone`` or in every zone."""
-        return {rule.kind for z in self._zones if zone is None or z.id == zone
-                for rule in z.rules if rule.active}
+        return {
+            rule.kind
+            for z in self._zones
+            if zone is None or z.id == zone
+            for rule in z.rules
+            if rule.active
+        }
 
     def camera_state(self, online: bool, reason: str, when: datetime) -> Event:
         """The debounced camera online/offline change as an event (raised = offline)."""
-        event = Event(ts=when, kind=CAMERA_OFFLINE,
-                      state=EventState.CLEARED if online else EventState.RAISED,
-                      severity=Severity.INFO if online else Severity.WARNING,
-                      building=self.camera.building, source=self.camera.id,
-                      message=f"camera {self.camera.id} "
-                      f"{'back online' if online else 'offline'}: {reason}"[:500], frame_ts=when)
+        event = Event(
+            ts=when,
+            kind=CAMERA_OFFLINE,
+            state=EventState.CLEARED if online else EventState.RAISED,
+            severity=Severity.INFO if online else Severity.WARNING,
+            building=self.camera.building,
+            source=self.camera.id,
+            message=f"camera {self.camera.id} {'back online' if online else 'offline'}: {reason}"[
+                :500
+            ],
+            frame_ts=when,
+        )
         self._send(event)
         return event
 
@@ -381,22 +423,37 @@ class CameraPipeline:
             event_id = new_id()
             evidence: tuple[EvidenceRef, ...] = ()
             if self.evidence is not None:
-                caption = (f"{self.camera.id} {f.kind} {f.state.value} "
-                           f"{frame.time:%Y-%m-%d %H:%M:%S}Z")
+                caption = (
+                    f"{self.camera.id} {f.kind} {f.state.value} {frame.time:%Y-%m-%d %H:%M:%S}Z"
+                )
                 if f.dwell_s is not None:
                     caption += f" dwell {f.dwell_s:.0f}s"
                 picture = draw(frame.image, tracked, self._zone_polygon(f.zone), f.box, caption)
                 evidence = (self.evidence.snapshot(f"{self.camera.id}-{event_id}", picture),)
             event = Event(
-                id=event_id, ts=frame.time, kind=f.kind, state=f.state, severity=f.severity,
-                building=self.camera.building, source=self.camera.id, zone=f.zone,
-                track_id=f.track_id, object_class=f.object_class,
+                id=event_id,
+                ts=frame.time,
+                kind=f.kind,
+                state=f.state,
+                severity=f.severity,
+                building=self.camera.building,
+                source=self.camera.id,
+                zone=f.zone,
+                track_id=f.track_id,
+                object_class=f.object_class,
                 confidence=None if f.confidence is None else min(1.0, f.confidence),
-                dwell_s=f.dwell_s, frame_ts=frame.time, model=self.model, evidence=evidence,
-                message=f.message[:500], detail=dict(f.detail),
+                dwell_s=f.dwell_s,
+                frame_ts=frame.time,
+                model=self.model,
+                evidence=evidence,
+                message=f.message[:500],
+                detail=dict(f.detail),
             )
-            if (self.evidence is not None and self.camera.clip_seconds > 0
-                    and f.state is EventState.RAISED):
+            if (
+                self.evidence is not None
+                and self.camera.clip_seconds > 0
+                and f.state is EventState.RAISED
+            ):
                 until = frame.ts + self.camera.clip_seconds
                 self._pending.append(_PendingClip(event, self._ring.frames(), until))
                 continue

@@ -39,8 +39,12 @@ Rect = tuple[int, int, int, int]  # x0, y0, x1, y1 in whole frame pixels
 
 def zone_rects(shapes: Sequence[np.ndarray], margin: float) -> np.ndarray:
     """(N, 4) bounding box of each polygon or line, widened by ``margin`` pixels."""
-    return widen(np.array([np.concatenate([np.min(s, axis=0), np.max(s, axis=0)]) for s in shapes],
-                          np.float32), margin)
+    return widen(
+        np.array(
+            [np.concatenate([np.min(s, axis=0), np.max(s, axis=0)]) for s in shapes], np.float32
+        ),
+        margin,
+    )
 
 
 def widen(boxes: np.ndarray, margin: float) -> np.ndarray:
@@ -71,8 +75,11 @@ def merge_rects(rects: np.ndarray, width: int, height: int) -> list[Rect]:
     pair is left. Crops that still overlap are deduplicated by :func:`combine`."""
     limit = np.array([width, height, width, height], np.float32)
     boxes = [np.clip(r, 0, limit) for r in np.asarray(rects, np.float32).reshape(-1, 4)]
-    boxes = [np.array([np.floor(b[0]), np.floor(b[1]), np.ceil(b[2]), np.ceil(b[3])]) for b in boxes
-             if b[2] - b[0] >= 1 and b[3] - b[1] >= 1]
+    boxes = [
+        np.array([np.floor(b[0]), np.floor(b[1]), np.ceil(b[2]), np.ceil(b[3])])
+        for b in boxes
+        if b[2] - b[0] >= 1 and b[3] - b[1] >= 1
+    ]
     merged = True
     while merged:
         merged = False
@@ -91,8 +98,13 @@ def merge_rects(rects: np.ndarray, width: int, height: int) -> list[Rect]:
     return sorted((int(b[0]), int(b[1]), int(b[2]), int(b[3])) for b in boxes)
 
 
-def combine(parts: list[Detections], regions: list[Rect], width: int, height: int,
-            class_names: tuple[str, ...]) -> Detections:
+def combine(
+    parts: list[Detections],
+    regions: list[Rect],
+    width: int,
+    height: int,
+    class_names: tuple[str, ...],
+) -> Detections:
     """Detections of each crop (already in frame pixels) as one set. Where crops overlap,
     an object may be found twice, or cut by one crop's edge and whole in the other:
     boxes reaching an inner crop edge (the window the detector saw may be a little wider,
@@ -105,20 +117,34 @@ def combine(parts: list[Detections], regions: list[Rect], width: int, height: in
         return found
     crop = np.concatenate([np.full(len(p), i) for i, p in enumerate(parts)])
     rects = np.asarray(regions, np.float32)[crop]
-    inner = np.stack([rects[:, 0] > 0, rects[:, 1] > 0, rects[:, 2] < width,
-                      rects[:, 3] < height], axis=1)
+    inner = np.stack(
+        [rects[:, 0] > 0, rects[:, 1] > 0, rects[:, 2] < width, rects[:, 3] < height], axis=1
+    )
     box = found.xyxy
-    reach = np.stack([box[:, 0] <= rects[:, 0] + 2, box[:, 1] <= rects[:, 1] + 2,
-                      box[:, 2] >= rects[:, 2] - 2, box[:, 3] >= rects[:, 3] - 2], axis=1)
+    reach = np.stack(
+        [
+            box[:, 0] <= rects[:, 0] + 2,
+            box[:, 1] <= rects[:, 1] + 2,
+            box[:, 2] >= rects[:, 2] - 2,
+            box[:, 3] >= rects[:, 3] - 2,
+        ],
+        axis=1,
+    )
     touches = (inner & reach).any(axis=1)
     order = np.lexsort((-found.confidence, touches))  # whole views first, then by score
     # j repeats a kept i when another crop saw the same class there: overlapping by IoU,
     # or j cut at its crop's edge and lying mostly inside i
-    inside = (intersection_matrix(found.xyxy, found.xyxy)
-              / np.maximum(box_area(found.xyxy), 1.0)[None, :])
-    same = ((crop[:, None] != crop[None, :]) & (found.class_id[:, None] == found.class_id[None, :])
-            & ((iou_matrix(found.xyxy, found.xyxy) >= DUPLICATE_IOU)
-               | (touches[None, :] & (inside >= DUPLICATE_SHARE))))
+    inside = (
+        intersection_matrix(found.xyxy, found.xyxy) / np.maximum(box_area(found.xyxy), 1.0)[None, :]
+    )
+    same = (
+        (crop[:, None] != crop[None, :])
+        & (found.class_id[:, None] == found.class_id[None, :])
+        & (
+            (iou_matrix(found.xyxy, found.xyxy) >= DUPLICATE_IOU)
+            | (touches[None, :] & (inside >= DUPLICATE_SHARE))
+        )
+    )
     kept: list[int] = []
     for j in order:
         if not same[kept, j].any():
@@ -127,8 +153,9 @@ def combine(parts: list[Detections], regions: list[Rect], width: int, height: in
     return merge_relabelled(found[np.sort(np.asarray(kept, np.int64))])
 
 
-def plan_regions(rects: np.ndarray, width: int, height: int,
-                 whole_frame_share: float = WHOLE_FRAME_SHARE) -> list[Rect] | None:
+def plan_regions(
+    rects: np.ndarray, width: int, height: int, whole_frame_share: float = WHOLE_FRAME_SHARE
+) -> list[Rect] | None:
     """The crops to detect on, or None for the whole frame (no rects, or crops that
     together cover more than ``whole_frame_share`` of it)."""
     regions = merge_rects(rects, width, height)
@@ -138,16 +165,18 @@ def plan_regions(rects: np.ndarray, width: int, height: int,
     return None if area > whole_frame_share * width * height else regions
 
 
-def unseen_boxes(boxes: np.ndarray, watched: np.ndarray, windows: np.ndarray,
-                 whole: float = 0.9) -> np.ndarray:
+def unseen_boxes(
+    boxes: np.ndarray, watched: np.ndarray, windows: np.ndarray, whole: float = 0.9
+) -> np.ndarray:
     """(N,) bool: which boxes are centred in a ``watched`` rect but lie less than
     ``whole`` (share of their area) inside every one of the ``windows`` looked at."""
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     watched = np.asarray(watched, np.float32).reshape(-1, 4)
     windows = np.asarray(windows, np.float32).reshape(-1, 4)
     cx, cy = (boxes[:, :1] + boxes[:, 2:3]) / 2, (boxes[:, 1:2] + boxes[:, 3:4]) / 2
-    inside = ((cx >= watched[:, 0]) & (cx < watched[:, 2])
-              & (cy >= watched[:, 1]) & (cy < watched[:, 3]))
+    inside = (
+        (cx >= watched[:, 0]) & (cx < watched[:, 2]) & (cy >= watched[:, 1]) & (cy < watched[:, 3])
+    )
     in_watch: np.ndarray = np.asarray(inside.any(axis=1))
     if not len(windows):
         return in_watch

@@ -102,8 +102,10 @@ class _TrackRule(Generic[_Config]):
 
     def _adopt(self, box: np.ndarray, ts: float) -> _Violation | None:
         for tid, v in list(self._lost.items()):
-            if (ts - (v.lost_at or ts) <= REACQUIRE_S
-                    and iou_matrix(box, v.box)[0, 0] >= REACQUIRE_IOU):
+            if (
+                ts - (v.lost_at or ts) <= REACQUIRE_S
+                and iou_matrix(box, v.box)[0, 0] >= REACQUIRE_IOU
+            ):
                 del self._lost[tid]
                 v.lost_at = None
                 return v
@@ -122,14 +124,18 @@ class _TrackRule(Generic[_Config]):
             present.add(occ.track_id)
             v = self._tracks.get(occ.track_id)
             if v is None:
-                v = (self._adopt(box, ctx.ts)
-                     or _Violation(ctx.ts - occ.time_in_zone, box, cls, conf))
+                v = self._adopt(box, ctx.ts) or _Violation(
+                    ctx.ts - occ.time_in_zone, box, cls, conf
+                )
                 self._tracks[occ.track_id] = v
             v.box, v.class_name, v.confidence = box, cls, conf
             if not self.condition(ctx, occ, v):
                 if v.raised:
-                    out.append(self._finding(EventState.CLEARED, occ.track_id, v, ctx.ts,
-                                             "condition ended"))
+                    out.append(
+                        self._finding(
+                            EventState.CLEARED, occ.track_id, v, ctx.ts, "condition ended"
+                        )
+                    )
                     v.raised = False
                 v.since = None
                 continue
@@ -139,9 +145,21 @@ class _TrackRule(Generic[_Config]):
             if not v.raised and dwell >= self.limit(ctx):
                 severity, detail = self.raise_detail(ctx, occ)
                 v.raised, v.raised_detail = True, {**detail, "dwell_limit_s": self.limit(ctx)}
-                out.append(Finding(self.kind, EventState.RAISED, severity, self.zone, occ.track_id,
-                                   box.copy(), cls, conf, round(dwell, 3), self.describe(v, dwell),
-                                   v.raised_detail))
+                out.append(
+                    Finding(
+                        self.kind,
+                        EventState.RAISED,
+                        severity,
+                        self.zone,
+                        occ.track_id,
+                        box.copy(),
+                        cls,
+                        conf,
+                        round(dwell, 3),
+                        self.describe(v, dwell),
+                        v.raised_detail,
+                    )
+                )
         for tid in [t for t in self._tracks if t not in present]:
             v = self._tracks.pop(tid)
             if v.raised:
@@ -150,8 +168,9 @@ class _TrackRule(Generic[_Config]):
         for tid, v in list(self._lost.items()):
             if ctx.ts - (v.lost_at or ctx.ts) > REACQUIRE_S:
                 del self._lost[tid]
-                out.append(self._finding(EventState.CLEARED, tid, v, v.lost_at or ctx.ts,
-                                         "left the zone"))
+                out.append(
+                    self._finding(EventState.CLEARED, tid, v, v.lost_at or ctx.ts, "left the zone")
+                )
         return out
 
     @property
@@ -161,8 +180,11 @@ class _TrackRule(Generic[_Config]):
 
     def flush(self, ts: float) -> list[Finding]:
         """Clear every raised violation now (end of stream, scene cut, camera reset)."""
-        out = [self._finding(EventState.CLEARED, tid, v, ts, "no longer observed")
-               for tid, v in {**self._lost, **self._tracks}.items() if v.raised]
+        out = [
+            self._finding(EventState.CLEARED, tid, v, ts, "no longer observed")
+            for tid, v in {**self._lost, **self._tracks}.items()
+            if v.raised
+        ]
         self._tracks.clear()
         self._lost.clear()
         return out
@@ -170,10 +192,19 @@ class _TrackRule(Generic[_Config]):
     def _finding(self, state: EventState, tid: int, v: _Violation, ts: float, why: str) -> Finding:
         dwell = max(0.0, ts - v.since) if v.since is not None else None
         severity = Severity.INFO if state is EventState.CLEARED else self.config.severity
-        return Finding(self.kind, state, severity, self.zone, tid, v.box.copy(), v.class_name,
-                       v.confidence,
-                       round(dwell, 3) if dwell is not None else None,
-                       f"{v.class_name} in zone {self.zone}: {why}", dict(v.raised_detail))
+        return Finding(
+            self.kind,
+            state,
+            severity,
+            self.zone,
+            tid,
+            v.box.copy(),
+            v.class_name,
+            v.confidence,
+            round(dwell, 3) if dwell is not None else None,
+            f"{v.class_name} in zone {self.zone}: {why}",
+            dict(v.raised_detail),
+        )
 
 
 class IllegalParkingRule(_TrackRule[IllegalParking]):
@@ -278,8 +309,12 @@ class ObjectInZoneRule:
             if self._since is None:
                 self._since = ctx.ts - min(o.time_in_zone for o in inside)
             best = max(inside, key=lambda o: ctx.tracked.confidence[o.row])
-            self._last = (ctx.tracked.xyxy[best.row].copy(), names[best.row],
-                          float(ctx.tracked.confidence[best.row]), best.track_id)
+            self._last = (
+                ctx.tracked.xyxy[best.row].copy(),
+                names[best.row],
+                float(ctx.tracked.confidence[best.row]),
+                best.track_id,
+            )
             dwell = ctx.ts - self._since
             if not self._raised and dwell >= self.config.dwell_s:
                 self._raised = True
@@ -312,15 +347,24 @@ class ObjectInZoneRule:
         assert self._last is not None
         box, cls, conf, tid = self._last
         severity = self.config.severity if state is EventState.RAISED else Severity.INFO
-        return Finding(self.kind, state, severity, self.zone, tid, box, cls, conf, round(dwell, 3),
-                       f"{count} × {'/'.join(self.config.classes)} in zone {self.zone}"
-                       if state is EventState.RAISED else f"zone {self.zone} empty again",
-                       {"count": count})
+        return Finding(
+            self.kind,
+            state,
+            severity,
+            self.zone,
+            tid,
+            box,
+            cls,
+            conf,
+            round(dwell, 3),
+            f"{count} × {'/'.join(self.config.classes)} in zone {self.zone}"
+            if state is EventState.RAISED
+            else f"zone {self.zone} empty again",
+            {"count": count},
+        )
 
 
-ZoneRuleObject = (
-    IllegalParkingRule | EbikeChargingRule | UnleashedDogRule | ObjectInZoneRule
-)
+ZoneRuleObject = IllegalParkingRule | EbikeChargingRule | UnleashedDogRule | ObjectInZoneRule
 
 
 def make_rule(zone: str, config: ZoneRule) -> ZoneRuleObject:
@@ -342,9 +386,19 @@ def crossing_findings(line: Line, tracked: Detections, crossings: list[Crossing]
         wrong_way = line.direction != "both" and c.direction != line.direction
         if names[c.row] not in line.classes or wrong_way:
             continue
-        out.append(Finding(line.kind, EventState.RAISED, line.severity, None, c.track_id,
-                           tracked.xyxy[c.row].copy(), names[c.row],
-                           float(tracked.confidence[c.row]),
-                           None, f"{names[c.row]} crossed line {line.id} ({c.direction})",
-                           {"line": line.id, "direction": c.direction}))
+        out.append(
+            Finding(
+                line.kind,
+                EventState.RAISED,
+                line.severity,
+                None,
+                c.track_id,
+                tracked.xyxy[c.row].copy(),
+                names[c.row],
+                float(tracked.confidence[c.row]),
+                None,
+                f"{names[c.row]} crossed line {line.id} ({c.direction})",
+                {"line": line.id, "direction": c.direction},
+            )
+        )
     return out

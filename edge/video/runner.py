@@ -49,10 +49,17 @@ class Playback:
 class CameraWorker(threading.Thread):
     """One camera's source → pipeline loop, in its own thread."""
 
-    def __init__(self, camera: Camera, detector: Detector, emit: Emit,
-                 evidence: EvidenceStore | None = None, base: Path | None = None,
-                 options: PipelineOptions | None = None, playback: Playback = Playback(),
-                 **live_options: Unpack[LiveOptions]) -> None:
+    def __init__(
+        self,
+        camera: Camera,
+        detector: Detector,
+        emit: Emit,
+        evidence: EvidenceStore | None = None,
+        base: Path | None = None,
+        options: PipelineOptions | None = None,
+        playback: Playback = Playback(),
+        **live_options: Unpack[LiveOptions],
+    ) -> None:
         super().__init__(name=f"camera-{camera.id}", daemon=True)
         self.playback = playback
         self.camera = camera
@@ -75,8 +82,9 @@ class CameraWorker(threading.Thread):
         offset = 0.0  # video seconds played by earlier loops
         while not self._halt.is_set():
             when = start + timedelta(seconds=offset) if start is not None else None
-            self._source = open_source(self.camera, self.base, start=when, on_state=self._on_state,
-                                       **self.live_options)
+            self._source = open_source(
+                self.camera, self.base, start=when, on_state=self._on_state, **self.live_options
+            )
             if isinstance(self._source, LiveSource):
                 yield from self._source.frames()
                 return
@@ -129,10 +137,17 @@ class CameraWorker(threading.Thread):
 class VideoGateway:
     """All cameras of one gateway; ``cameras_state()`` feeds the gateway's health report."""
 
-    def __init__(self, cameras: list[Camera], detector: Detector, emit: Emit,
-                 evidence: EvidenceStore | None = None, base: Path | None = None,
-                 options: PipelineOptions | None = None, playback: Playback = Playback(),
-                 **live_options: Unpack[LiveOptions]) -> None:
+    def __init__(
+        self,
+        cameras: list[Camera],
+        detector: Detector,
+        emit: Emit,
+        evidence: EvidenceStore | None = None,
+        base: Path | None = None,
+        options: PipelineOptions | None = None,
+        playback: Playback = Playback(),
+        **live_options: Unpack[LiveOptions],
+    ) -> None:
         self.workers = [
             CameraWorker(c, detector, emit, evidence, base, options, playback, **live_options)
             for c in cameras

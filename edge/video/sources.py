@@ -63,8 +63,9 @@ class Frame:
 class FileSource:
     """A video file sampled at ``fps`` by its own timestamps."""
 
-    def __init__(self, camera_id: str, path: str, fps: float,
-                 start: datetime | None = None) -> None:
+    def __init__(
+        self, camera_id: str, path: str, fps: float, start: datetime | None = None
+    ) -> None:
         self.camera_id, self.path, self.fps = camera_id, path, fps
         self.start = start or DEFAULT_START
         self.frames_read = 0
@@ -78,8 +79,9 @@ class FileSource:
         try:
             if not cap.isOpened():
                 metrics.SOURCE_ERRORS.labels(self.camera_id, "open").inc()
-                raise SourceError(f"camera {self.camera_id}: cannot open {self.path!r} "
-                                  "(not a video, or corrupt)")
+                raise SourceError(
+                    f"camera {self.camera_id}: cannot open {self.path!r} (not a video, or corrupt)"
+                )
             native_fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
             self.frames_declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
             period, next_due = 1.0 / self.fps, 0.0
@@ -107,16 +109,24 @@ class FileSource:
             )
         if self.frames_declared and self.frames_read < 0.98 * self.frames_declared:
             metrics.SOURCE_ERRORS.labels(self.camera_id, "truncated").inc()
-            raise SourceTruncated(f"camera {self.camera_id}: {self.path!r} ended at frame "
-                                  f"{self.frames_read} of {self.frames_declared} "
-                                  "(truncated or corrupt)")
+            raise SourceTruncated(
+                f"camera {self.camera_id}: {self.path!r} ended at frame "
+                f"{self.frames_read} of {self.frames_declared} "
+                "(truncated or corrupt)"
+            )
 
 
 class ImageSource:
     """A still image held as a stream of ``duration_s`` seconds at ``fps``."""
 
-    def __init__(self, camera_id: str, path: str, fps: float, duration_s: float,
-                 start: datetime | None = None) -> None:
+    def __init__(
+        self,
+        camera_id: str,
+        path: str,
+        fps: float,
+        duration_s: float,
+        start: datetime | None = None,
+    ) -> None:
         self.camera_id, self.path, self.fps, self.duration_s = camera_id, path, fps, duration_s
         self.start = start or DEFAULT_START
 
@@ -134,10 +144,18 @@ class LiveSource:
     """A camera read by a background thread; ``frames()`` yields the newest frame at
     ``fps`` and calls ``on_state(online, reason, when)`` on debounced state changes."""
 
-    def __init__(self, camera_id: str, url: str, fps: float, on_state: StateCallback | None = None,
-                 open_timeout_s: float = 5.0, read_timeout_s: float = 5.0,
-                 backoff_s: tuple[float, float] = (0.5, 30.0), offline_after_s: float = 10.0,
-                 online_after_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        camera_id: str,
+        url: str,
+        fps: float,
+        on_state: StateCallback | None = None,
+        open_timeout_s: float = 5.0,
+        read_timeout_s: float = 5.0,
+        backoff_s: tuple[float, float] = (0.5, 30.0),
+        offline_after_s: float = 10.0,
+        online_after_s: float = 1.0,
+    ) -> None:
         self.camera_id, self.url, self.fps = camera_id, url, fps
         try:
             self.device = usb_device(url)
@@ -162,8 +180,12 @@ class LiveSource:
             # a capture whose backend cannot apply a parameter it was given (a V4L2 read
             # waits up to OPENCV_VIDEOIO_V4L_SELECT_TIMEOUT, 10 s by default)
             return cv2.VideoCapture(self.device, cv2.CAP_V4L2)
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.open_timeout_s * 1000),
-                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.read_timeout_s * 1000)]
+        params = [
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(self.open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(self.read_timeout_s * 1000),
+        ]
         return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
 
     def _cannot_open(self) -> str:
@@ -183,8 +205,9 @@ class LiveSource:
                 cap.release()
                 self.last_error = self._cannot_open()
                 metrics.SOURCE_ERRORS.labels(self.camera_id, "connect").inc()
-                log.warning("camera %s: %s; retrying in %.1fs", self.camera_id, self.last_error,
-                            delay)
+                log.warning(
+                    "camera %s: %s; retrying in %.1fs", self.camera_id, self.last_error, delay
+                )
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.backoff_s[1])
                 self.reconnects += 1
@@ -217,8 +240,9 @@ class LiveSource:
             self.on_state(online, reason, datetime.now(UTC))
 
     def frames(self) -> Iterator[Frame]:
-        self._thread = threading.Thread(target=self._read_loop, name=f"camera-{self.camera_id}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._read_loop, name=f"camera-{self.camera_id}", daemon=True
+        )
         self._thread.start()
         started = time.monotonic()
         period = 1.0 / self.fps
@@ -252,9 +276,14 @@ class LiveSource:
             self._lock.notify_all()
 
 
-def open_source(camera: Camera, base: Path | None = None, start: datetime | None = None,
-                still_duration_s: float = 30.0, on_state: StateCallback | None = None,
-                **live_options: Unpack[LiveOptions]) -> FileSource | ImageSource | LiveSource:
+def open_source(
+    camera: Camera,
+    base: Path | None = None,
+    start: datetime | None = None,
+    still_duration_s: float = 30.0,
+    on_state: StateCallback | None = None,
+    **live_options: Unpack[LiveOptions],
+) -> FileSource | ImageSource | LiveSource:
     """The frame source for a camera's ``source`` (``sample:NAME``, a file, or a URL)."""
     try:
         where = resolve_source(camera.source, base)

@@ -77,8 +77,14 @@ class Tracker:
     0
     """
 
-    def __init__(self, high_threshold: float = 0.4, new_track_threshold: float = 0.4,
-                 match_iou: float = 0.3, min_hits: int = 2, max_age_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        high_threshold: float = 0.4,
+        new_track_threshold: float = 0.4,
+        match_iou: float = 0.3,
+        min_hits: int = 2,
+        max_age_s: float = 5.0,
+    ) -> None:
         self.high_threshold = high_threshold
         self.new_track_threshold = new_track_threshold
         self.match_iou = match_iou
@@ -100,8 +106,9 @@ class Tracker:
     def missed_boxes(self) -> np.ndarray:
         """(N, 4) last boxes of confirmed tracks looked for and not found since: where to
         look again before they are given up."""
-        return np.array([t.box for t in self._tracks if t.hits >= self.min_hits and t.missed],
-                        np.float32).reshape(-1, 4)
+        return np.array(
+            [t.box for t in self._tracks if t.hits >= self.min_hits and t.missed], np.float32
+        ).reshape(-1, 4)
 
     @property
     def active(self) -> int:
@@ -138,17 +145,24 @@ class Tracker:
             assigned[int(low[k])] = free[fi]
 
         for row, ti in assigned.items():
-            self._tracks[ti].update(detections.xyxy[row].copy(), float(detections.confidence[row]),
-                                    int(detections.class_id[row]), ts)
+            self._tracks[ti].update(
+                detections.xyxy[row].copy(),
+                float(detections.confidence[row]),
+                int(detections.class_id[row]),
+                ts,
+            )
         for high_row in high:
             row = int(high_row)
             if row in assigned or detections.confidence[row] < self.new_track_threshold:
                 continue
-            track = _Track(self._next_id, detections.xyxy[row].copy(), np.zeros(4, np.float32), ts,
-                           class_votes={
-                               int(detections.class_id[row]): float(detections.confidence[row])
-                           },
-                           confidence=float(detections.confidence[row]))
+            track = _Track(
+                self._next_id,
+                detections.xyxy[row].copy(),
+                np.zeros(4, np.float32),
+                ts,
+                class_votes={int(detections.class_id[row]): float(detections.confidence[row])},
+                confidence=float(detections.confidence[row]),
+            )
             self._next_id += 1
             self._tracks.append(track)
             assigned[row] = len(self._tracks) - 1
@@ -156,8 +170,11 @@ class Tracker:
         # as in ByteTrack, an unconfirmed track that misses its second look was noise
         matched = set(assigned.values())
         born = {ti for r, ti in assigned.items() if self._tracks[ti].hits == 1}
-        keep = [i for i, t in enumerate(self._tracks)
-                if t.hits >= self.min_hits or i in matched or i in born]
+        keep = [
+            i
+            for i, t in enumerate(self._tracks)
+            if t.hits >= self.min_hits or i in matched or i in born
+        ]
         rows = sorted(r for r, ti in assigned.items() if self._tracks[ti].hits >= self.min_hits)
         ids = np.array([self._tracks[assigned[r]].track_id for r in rows], np.int64)
         classes = np.array([self._tracks[assigned[r]].class_id for r in rows], np.int64)
@@ -167,17 +184,27 @@ class Tracker:
         self._tracks = [self._tracks[i] for i in keep]
         if not held:
             return out
-        return Detections.concat([out, Detections(
-            np.array([t.box for t in held], np.float32), np.array([t.confidence for t in held]),
-            np.array([t.class_id for t in held]), detections.class_names,
-            np.array([t.track_id for t in held]))], detections.class_names)
+        return Detections.concat(
+            [
+                out,
+                Detections(
+                    np.array([t.box for t in held], np.float32),
+                    np.array([t.confidence for t in held]),
+                    np.array([t.class_id for t in held]),
+                    detections.class_names,
+                    np.array([t.track_id for t in held]),
+                ),
+            ],
+            detections.class_names,
+        )
 
     def _held(self, matched: set[int], unseen: Unseen | None) -> list[_Track]:
         """Confirmed tracks left unmatched because the detector did not look where they
         are. One it looked for and did not find is missed, and not held again until it is
         found: a person who walked out of view is not kept as a phantom."""
-        waiting = [t for i, t in enumerate(self._tracks)
-                   if i not in matched and t.hits >= self.min_hits]
+        waiting = [
+            t for i, t in enumerate(self._tracks) if i not in matched and t.hits >= self.min_hits
+        ]
         if not waiting:
             return []
         if unseen is None:
@@ -186,5 +213,8 @@ class Tracker:
             hidden = unseen(np.array([t.box for t in waiting], np.float32))
         for track, not_looked_at in zip(waiting, hidden, strict=True):
             track.missed = track.missed or not not_looked_at
-        return [t for t, not_looked_at in zip(waiting, hidden, strict=True)
-                if not_looked_at and not t.missed]
+        return [
+            t
+            for t, not_looked_at in zip(waiting, hidden, strict=True)
+            if not_looked_at and not t.missed
+        ]

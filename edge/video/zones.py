@@ -41,8 +41,12 @@ class Occupant:
 class PolygonZone:
     """Which tracks are in the polygon, and since when."""
 
-    def __init__(self, polygon: np.ndarray | Sequence[tuple[float, float]],
-                 anchor: Anchor = "bottom_center", inertia: int = 3) -> None:
+    def __init__(
+        self,
+        polygon: np.ndarray | Sequence[tuple[float, float]],
+        anchor: Anchor = "bottom_center",
+        inertia: int = 3,
+    ) -> None:
         self.polygon = np.asarray(polygon, np.float32).reshape(-1, 2)
         self.anchor: Anchor = anchor
         self.inertia = inertia
@@ -106,8 +110,13 @@ class LineZone:
     """A tripwire start→end; 'in' is crossing from its left to its right (image
     coordinates, y down: walking along start→end, right is your right hand)."""
 
-    def __init__(self, start: tuple[float, float], end: tuple[float, float],
-                 anchor: Anchor = "bottom_center", hysteresis: float = 0.15) -> None:
+    def __init__(
+        self,
+        start: tuple[float, float],
+        end: tuple[float, float],
+        anchor: Anchor = "bottom_center",
+        hysteresis: float = 0.15,
+    ) -> None:
         self.start = np.asarray(start, np.float64)
         self.end = np.asarray(end, np.float64)
         self.anchor: Anchor = anchor
@@ -122,8 +131,10 @@ class LineZone:
         the line, where a jittery box must not count as crossing back and forth."""
         direction = self.end - self.start
         length = float(np.hypot(*direction)) or 1.0
-        signed = (direction[0] * (points[:, 1] - self.start[1])
-                  - direction[1] * (points[:, 0] - self.start[0])) / length
+        signed = (
+            direction[0] * (points[:, 1] - self.start[1])
+            - direction[1] * (points[:, 0] - self.start[0])
+        ) / length
         side: np.ndarray = np.sign(signed).astype(np.int8)
         side[np.abs(signed) < np.maximum(1.0, self.hysteresis * heights)] = 0
         return side

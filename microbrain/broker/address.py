@@ -36,7 +36,9 @@ def parse_broker_url(url: str) -> BrokerAddress:
         raise ValueError(f"{url!r} has an invalid port") from None
     tls = SCHEMES[parts.scheme]
     return BrokerAddress(
-        host=parts.hostname, port=port or (8883 if tls else 1883), tls=tls,
+        host=parts.hostname,
+        port=port or (8883 if tls else 1883),
+        tls=tls,
         username=unquote(parts.username) if parts.username else None,
         password=unquote(parts.password) if parts.password else None,
     )

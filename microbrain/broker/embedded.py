@@ -95,8 +95,9 @@ def _wait_listening(host: str, port: int, timeout: float, alive: Callable[[], bo
                 return
         except OSError:
             time.sleep(0.02)
-    raise BrokerStartError(f"the embedded MQTT broker did not listen on {host}:{port} "
-                           f"within {timeout:.0f} s")
+    raise BrokerStartError(
+        f"the embedded MQTT broker did not listen on {host}:{port} within {timeout:.0f} s"
+    )
 
 
 class AmqttBroker:
@@ -112,8 +113,9 @@ class AmqttBroker:
     and retained messages live in memory only: they are lost when the process stops.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 1883, *,
-                 session_expiry_s: int | None = 24 * 3600) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 1883, *, session_expiry_s: int | None = 24 * 3600
+    ) -> None:
         self.host = host
         self.port = port
         self.session_expiry_s = session_expiry_s
@@ -143,8 +145,9 @@ class AmqttBroker:
         try:
             import amqtt.broker  # noqa: F401
         except ImportError as err:
-            raise BrokerStartError("amqtt is not installed: pip install amqtt "
-                                   "(or use mosquitto / iotcore)") from err
+            raise BrokerStartError(
+                "amqtt is not installed: pip install amqtt (or use mosquitto / iotcore)"
+            ) from err
         if self._thread is not None:
             raise BrokerStartError("this AmqttBroker was already started")
         _check_port_free(self.host, self.port)
@@ -157,8 +160,9 @@ class AmqttBroker:
             cause = self._error.__cause__ or self._error
             if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
                 raise BrokerStartError(_port_taken_message(self.host, self.port)) from cause
-            raise BrokerStartError(f"amqtt could not start on {self.host}:{self.port}: "
-                                   f"{self._error}") from self._error
+            raise BrokerStartError(
+                f"amqtt could not start on {self.host}:{self.port}: {self._error}"
+            ) from self._error
         log.info("embedded amqtt broker listening on %s:%s", self.host, self.port)
         return self
 
@@ -235,8 +239,7 @@ def minimal_mosquitto_conf(host: str, port: int, data_dir: Path, extra: str = ""
         "persistent_client_expiration 14d\n"
         "max_packet_size 262144\n"
         "set_tcp_nodelay true\n"
-        "log_dest stderr\n"
-        + extra
+        "log_dest stderr\n" + extra
     )
 
 
@@ -254,9 +257,15 @@ class MosquittoBroker:
     on ``host:port``.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 1883,
-                 data_dir: Path = Path("var/broker"), *, conf: Path | None = None,
-                 executable: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        data_dir: Path = Path("var/broker"),
+        *,
+        conf: Path | None = None,
+        executable: str | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.data_dir = Path(data_dir)
@@ -271,8 +280,10 @@ class MosquittoBroker:
     def start(self, timeout: float = 10.0) -> MosquittoBroker:
         """Start mosquitto; returns once clients can connect. Raises BrokerStartError."""
         if self.executable is None:
-            raise BrokerStartError("mosquitto is not installed: apt-get install mosquitto "
-                                   "(or the pip-only fallback: pip install iotcore)")
+            raise BrokerStartError(
+                "mosquitto is not installed: apt-get install mosquitto "
+                "(or the pip-only fallback: pip install iotcore)"
+            )
         if self._proc is not None:
             raise BrokerStartError("this MosquittoBroker was already started")
         _check_port_free(self.host, self.port)
@@ -283,8 +294,9 @@ class MosquittoBroker:
             conf.write_text(minimal_mosquitto_conf(self.host, self.port, self.data_dir.resolve()))
         log_path = self.data_dir / "mosquitto.log"
         with log_path.open("ab") as log_file:
-            self._proc = subprocess.Popen([self.executable, "-c", str(conf)],
-                                          stdout=log_file, stderr=subprocess.STDOUT)
+            self._proc = subprocess.Popen(
+                [self.executable, "-c", str(conf)], stdout=log_file, stderr=subprocess.STDOUT
+            )
         try:
             _wait_listening(self.host, self.port, timeout, alive=lambda: self.running)
         except BrokerStartError:
@@ -346,8 +358,7 @@ def rumqttd_toml(host: str, port: int, mqtt311_port: int | None = None) -> str:
         "max_outgoing_packet_count = 200\n"
         # the in-memory log that holds messages for away subscribers: up to 10 x 100 MiB
         "max_segment_size = 104857600\n"
-        "max_segment_count = 10\n"
-        + listener("v5", port)
+        "max_segment_count = 10\n" + listener("v5", port)
     )
     if mqtt311_port is not None:
         text += listener("v4", mqtt311_port)
@@ -366,8 +377,14 @@ class IotcoreBroker:
     and MQTT 5 session expiry is not honoured (a persistent session lives until restart).
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 1883,
-                 data_dir: Path = Path("var/broker"), *, mqtt311_port: int | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        data_dir: Path = Path("var/broker"),
+        *,
+        mqtt311_port: int | None = None,
+    ) -> None:
         self.host = host
         self.port = port
         self.data_dir = Path(data_dir)
@@ -383,8 +400,9 @@ class IotcoreBroker:
         try:
             from iotcore import Broker
         except ImportError as err:
-            raise BrokerStartError("iotcore is not installed: pip install iotcore "
-                                   "(or apt-get install mosquitto)") from err
+            raise BrokerStartError(
+                "iotcore is not installed: pip install iotcore (or apt-get install mosquitto)"
+            ) from err
         if self._broker is not None:
             raise BrokerStartError("this IotcoreBroker was already started")
         _check_port_free(self.host, self.port)
@@ -439,9 +457,13 @@ def iotcore_available() -> bool:
     return True
 
 
-def start_embedded_broker(host: str = "127.0.0.1", port: int = 1883, *,
-                          kind: BrokerKind = "auto",
-                          data_dir: Path = Path("var/broker")) -> EmbeddedBroker:
+def start_embedded_broker(
+    host: str = "127.0.0.1",
+    port: int = 1883,
+    *,
+    kind: BrokerKind = "auto",
+    data_dir: Path = Path("var/broker"),
+) -> EmbeddedBroker:
     """Start the broker ``microbrain up`` runs itself and return it (call ``stop()``).
 
     ``auto`` prefers the system's Mosquitto (what production runs; persistence on disk)
@@ -455,11 +477,14 @@ def start_embedded_broker(host: str = "127.0.0.1", port: int = 1883, *,
         return MosquittoBroker(host, port, data_dir).start()
     if kind == "iotcore" or (kind == "auto" and iotcore_available()):
         if kind == "auto":
-            log.warning("mosquitto is not installed; starting the embedded iotcore broker "
-                        "(in memory: queued and retained messages do not survive a restart). "
-                        "For production: apt-get install mosquitto")
+            log.warning(
+                "mosquitto is not installed; starting the embedded iotcore broker "
+                "(in memory: queued and retained messages do not survive a restart). "
+                "For production: apt-get install mosquitto"
+            )
         return IotcoreBroker(host, port, data_dir).start()
     if kind == "amqtt":
         return AmqttBroker(host, port).start()
-    raise BrokerStartError("no MQTT broker to embed: apt-get install mosquitto "
-                           "(preferred) or pip install iotcore")
+    raise BrokerStartError(
+        "no MQTT broker to embed: apt-get install mosquitto (preferred) or pip install iotcore"
+    )

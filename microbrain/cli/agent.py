@@ -28,8 +28,9 @@ def run(
     from edge.config import GatewayConfigError, load_gateway_config
     from microbrain.site import SiteError, load_site
 
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         cfg = load_gateway_config(config)
         site = load_site(cfg.site)

@@ -17,8 +17,9 @@ class DetectorType(StrEnum):
 
 
 def analyze(
-    media: str = typer.Argument(..., metavar="VIDEO_OR_IMAGE",
-                                help="video or image file, or sample:NAME (bundled media)"),
+    media: str = typer.Argument(
+        ..., metavar="VIDEO_OR_IMAGE", help="video or image file, or sample:NAME (bundled media)"
+    ),
     camera: Path = typer.Option(..., "--camera", help="camera YAML: zones, lines and rules"),
     json_lines: bool = typer.Option(False, "--json", help="print events as JSON lines"),
     evidence: Path | None = typer.Option(None, "--evidence", help="write evidence files here"),
@@ -30,10 +31,18 @@ def analyze(
     fps: float | None = typer.Option(
         None, "--fps", min=0.1, max=30, help="override the camera's analysis fps"
     ),
-    duration: float = typer.Option(30.0, "--duration", min=0.1, max=86_400,
-                                   help="an image is held as a still stream this many seconds"),
-    start: datetime | None = typer.Option(None, "--start", help="wall time of the first frame "
-                                          "(ISO, UTC if no zone); default 2026-01-01T00:00Z"),
+    duration: float = typer.Option(
+        30.0,
+        "--duration",
+        min=0.1,
+        max=86_400,
+        help="an image is held as a still stream this many seconds",
+    ),
+    start: datetime | None = typer.Option(
+        None,
+        "--start",
+        help="wall time of the first frame (ISO, UTC if no zone); default 2026-01-01T00:00Z",
+    ),
     timezone: str = typer.Option(
         "Asia/Shanghai", "--timezone", help="site timezone for night schedules"
     ),
@@ -41,8 +50,10 @@ def analyze(
         False, "--no-motion-gate", help="run the detector on every frame"
     ),
     no_crops: bool = typer.Option(
-        False, "--no-crops", help="a dynamic-shape YOLO looks at the whole frame, "
-        "not only at crops around the zones (to compare the two)"
+        False,
+        "--no-crops",
+        help="a dynamic-shape YOLO looks at the whole frame, "
+        "not only at crops around the zones (to compare the two)",
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar on stderr"),
 ) -> None:
@@ -94,9 +105,11 @@ def analyze(
         if json_lines:
             typer.echo(event.to_json().decode())
         else:
-            typer.echo(f"{event.frame_ts or event.ts:%H:%M:%S} {event.kind} {event.state.value} "
-                       f"zone={event.zone} track={event.track_id} {event.object_class or ''} "
-                       f"dwell={event.dwell_s}s {event.message or ''}")
+            typer.echo(
+                f"{event.frame_ts or event.ts:%H:%M:%S} {event.kind} {event.state.value} "
+                f"zone={event.zone} track={event.track_id} {event.object_class or ''} "
+                f"dwell={event.dwell_s}s {event.message or ''}"
+            )
 
     options = PipelineOptions(
         motion_gate=not no_motion_gate, crop_to_zones=not no_crops, timezone=timezone
@@ -107,8 +120,10 @@ def analyze(
     except SourceError as err:
         fail(str(err))
     if isinstance(source, LiveSource):
-        fail(f"camera {cam.id}: analyze takes a file or an image; "
-             "live URLs run under 'microbrain edge run'")
+        fail(
+            f"camera {cam.id}: analyze takes a file or an image; "
+            "live URLs run under 'microbrain edge run'"
+        )
     total = None
     if isinstance(source, FileSource):
         import cv2
@@ -136,7 +151,10 @@ def analyze(
         fail(str(err))
     pipeline.finish()
     s = pipeline.stats
-    console.print(f"{cam.id}: {s.frames} frames analysed, {s.detector_calls} detector runs, "
-                  f"{s.events} events", highlight=False)
+    console.print(
+        f"{cam.id}: {s.frames} frames analysed, {s.detector_calls} detector runs, "
+        f"{s.events} events",
+        highlight=False,
+    )
     if code:
         raise typer.Exit(code)

@@ -20,21 +20,31 @@ def config(
     ),
     port: int = typer.Option(1883, min=1, max=65535, help="listener port"),
     bind: str = typer.Option("0.0.0.0", help="listener address"),
-    user: str = typer.Option(None, "--user", help="the user mosquitto drops to when started "
-                             "as root (mosquitto's default: mosquitto)"),
+    user: str = typer.Option(
+        None,
+        "--user",
+        help="the user mosquitto drops to when started as root (mosquitto's default: mosquitto)",
+    ),
     tls_ca: Path = typer.Option(
         None, "--tls-ca", help="CA file; with --tls-cert/--tls-key the listener speaks TLS"
     ),
     tls_cert: Path = typer.Option(None, "--tls-cert", help="the broker's certificate"),
     tls_key: Path = typer.Option(None, "--tls-key", help="the broker's private key"),
     cloud_password_env: str = typer.Option(
-        "MB_CLOUD_PASSWORD", help="environment variable with the cloud user's password"),
+        "MB_CLOUD_PASSWORD", help="environment variable with the cloud user's password"
+    ),
     cloud_db: str = typer.Option(
-        None, "--cloud-db", help="take the gateways' credentials from the cloud's database "
-        "(set with PUT /api/gateways/{id}/password) instead of the site's password_env variables"),
+        None,
+        "--cloud-db",
+        help="take the gateways' credentials from the cloud's database "
+        "(set with PUT /api/gateways/{id}/password) instead of the site's password_env variables",
+    ),
     dynsec_plugin: Path = typer.Option(
-        None, "--dynsec-plugin", help="mosquitto_dynamic_security.so on the broker's machine "
-        "(default: the one installed here)"),
+        None,
+        "--dynsec-plugin",
+        help="mosquitto_dynamic_security.so on the broker's machine "
+        "(default: the one installed here)",
+    ),
 ) -> None:
     """Write a Mosquitto config: persistence, large queues, per-gateway passwords, client
     ids and access rules (Mosquitto's dynamic-security plugin: it refuses a gateway's
@@ -61,9 +71,17 @@ def config(
     try:
         loaded = load_site(site)
         accounts = _cloud_accounts(cloud_db) if cloud_db else None
-        files = write_broker_config(loaded, out, port=port, bind=bind,
-                                    cloud_password_env=cloud_password_env, run_as=user,
-                                    tls=tls, gateway_accounts=accounts, plugin=dynsec_plugin)
+        files = write_broker_config(
+            loaded,
+            out,
+            port=port,
+            bind=bind,
+            cloud_password_env=cloud_password_env,
+            run_as=user,
+            tls=tls,
+            gateway_accounts=accounts,
+            plugin=dynsec_plugin,
+        )
     except (SiteError, BrokerConfigError) as err:
         fail(str(err))
     typer.echo(f"wrote {files.conf}, {files.dynsec}")
@@ -95,10 +113,14 @@ def _cloud_accounts(url: str) -> list[BrokerAccount]:
             accounts = broker_accounts(session)
         engine.dispose()
     except SQLAlchemyError as err:
-        fail(f"cannot read gateway credentials from {shown}: {err.__class__.__name__}: "
-             f"{str(err).splitlines()[0]} (is it the cloud's database, migrated by 'cloud serve'?)")
+        fail(
+            f"cannot read gateway credentials from {shown}: {err.__class__.__name__}: "
+            f"{str(err).splitlines()[0]} (is it the cloud's database, migrated by 'cloud serve'?)"
+        )
     if not accounts:
-        fail(f"the cloud database {shown} stores no gateway credentials yet "
-             "(set them with PUT /api/gateways/{id}/password, or start 'cloud serve --site' "
-             "with the gateways' password variables set)")
+        fail(
+            f"the cloud database {shown} stores no gateway credentials yet "
+            "(set them with PUT /api/gateways/{id}/password, or start 'cloud serve --site' "
+            "with the gateways' password variables set)"
+        )
     return accounts

@@ -19,9 +19,12 @@ class _Overrides(TypedDict, total=False):
 
 
 def serve(
-    db: Annotated[str | None, typer.Option(
-        help="database URL (default: MB_CLOUD_DATABASE_URL or sqlite:///./microbrain.db)"
-    )] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="database URL (default: MB_CLOUD_DATABASE_URL or sqlite:///./microbrain.db)"
+        ),
+    ] = None,
     broker: Annotated[
         str | None, typer.Option(help="broker URL, e.g. mqtt://127.0.0.1:1883")
     ] = None,

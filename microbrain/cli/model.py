@@ -45,8 +45,13 @@ def check(
     try:
         # validated like a site file's detector: an unknown --type names the known ones
         detector_config = DetectorConfig.model_validate(
-            {"type": type_, "model": model, "config": config, "input_size": input_size,
-             "threads": threads}
+            {
+                "type": type_,
+                "model": model,
+                "config": config,
+                "input_size": input_size,
+                "threads": threads,
+            }
         )
         picture = cv2.imread(resolve_source(image))
         if picture is None:
@@ -61,17 +66,26 @@ def check(
         found = detector.detect(picture)
         times.append((time.perf_counter() - start) * 1000)
     digest = hashlib.sha256(model_file.read_bytes()).hexdigest()
-    typer.echo(f"model     {detector.name} {detector.version}  "
-               f"({model_file}, sha256 {digest[:16]}…)")
-    typer.echo(f"classes   {len(detector.class_names)}: {', '.join(detector.class_names[:12])}"
-               + (" …" if len(detector.class_names) > 12 else ""))
-    typer.echo(f"speed     median {statistics.median(times):.1f} ms over {runs} run(s), "
-               f"{threads} thread(s), input {detector.input_size}"
-               + (" (any shape: can look at windows around zones and motion)"
-                  if detector.any_input_size else " (fixed shape: always the whole frame)"))
+    typer.echo(
+        f"model     {detector.name} {detector.version}  ({model_file}, sha256 {digest[:16]}…)"
+    )
+    typer.echo(
+        f"classes   {len(detector.class_names)}: {', '.join(detector.class_names[:12])}"
+        + (" …" if len(detector.class_names) > 12 else "")
+    )
+    typer.echo(
+        f"speed     median {statistics.median(times):.1f} ms over {runs} run(s), "
+        f"{threads} thread(s), input {detector.input_size}"
+        + (
+            " (any shape: can look at windows around zones and motion)"
+            if detector.any_input_size
+            else " (fixed shape: always the whole frame)"
+        )
+    )
     keep = found.confidence >= detector.score_threshold
-    typer.echo(f"found     {int(keep.sum())} object(s) at score ≥ {detector.score_threshold} "
-               f"in {image}")
+    typer.echo(
+        f"found     {int(keep.sum())} object(s) at score ≥ {detector.score_threshold} in {image}"
+    )
     names = [n for n, k in zip(found.names, keep, strict=True) if k]
     for box, name, score in zip(found.xyxy[keep], names, found.confidence[keep], strict=True):
         typer.echo(f"          {name:<12} {score:.2f}  [{', '.join(str(int(v)) for v in box)}]")

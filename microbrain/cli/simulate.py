@@ -18,11 +18,13 @@ DRAIN_TIMEOUT_S = 10.0  # at the end, how long outstanding publishes may take to
 
 def sensors(
     site: Path = typer.Option(..., "--site", help="the site YAML"),
-    rate: float = typer.Option(1.0, "--rate", min=0.001, max=100_000,
-                               help="messages per second, over all sensors"),
+    rate: float = typer.Option(
+        1.0, "--rate", min=0.001, max=100_000, help="messages per second, over all sensors"
+    ),
     faults: bool = typer.Option(False, "--faults", help="inject fault episodes"),
-    garbage: float = typer.Option(0.0, "--garbage", min=0.0, max=1.0,
-                                  help="fraction of malformed payloads (for drills)"),
+    garbage: float = typer.Option(
+        0.0, "--garbage", min=0.0, max=1.0, help="fraction of malformed payloads (for drills)"
+    ),
     broker: str = typer.Option("mqtt://127.0.0.1:1883", "--broker", help="the local sensor broker"),
     gateway: str = typer.Option(None, "--gateway", help="only this gateway's sensors"),
     duration: float = typer.Option(0.0, "--duration", min=0.0, help="seconds; 0 runs until Ctrl-C"),
@@ -47,8 +49,9 @@ def sensors(
     if address.tls:
         fail(f"--broker {broker!r}: the simulator speaks plain MQTT only; use mqtt://")
     try:
-        sim = SensorSimulator(load_site(site), gateway=gateway, seed=seed, faults=faults,
-                              garbage_rate=garbage)
+        sim = SensorSimulator(
+            load_site(site), gateway=gateway, seed=seed, faults=faults, garbage_rate=garbage
+        )
     except (SiteError, KeyError, ValueError) as err:
         fail(str(err))
     if not sim.devices:
@@ -57,8 +60,13 @@ def sensors(
     connack: list[ReasonCode] = []
     answered = threading.Event()
 
-    def on_connect(c: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags,
-                   reason_code: ReasonCode, properties: Properties | None) -> None:
+    def on_connect(
+        c: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         connack.append(reason_code)
         answered.set()
 
@@ -107,5 +115,7 @@ def sensors(
         client.loop_stop()
     typer.echo(f"sent {sent} message(s), {delivered} delivered (acknowledged by the broker)")
     if delivered < sent:
-        fail(f"{sent - delivered} message(s) were not acknowledged within "
-             f"{DRAIN_TIMEOUT_S:g} s", code=1)
+        fail(
+            f"{sent - delivered} message(s) were not acknowledged within {DRAIN_TIMEOUT_S:g} s",
+            code=1,
+        )

@@ -50,8 +50,13 @@ class Child:
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
-                                         env=self.env, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+            )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -107,17 +112,20 @@ def _wait_http(url: str, timeout: float, alive: Callable[[], bool]) -> None:
 
 def up(
     site: Annotated[Path, typer.Option(help="site YAML")] = DEFAULT_SITE,
-    data_dir: Annotated[
-        Path, typer.Option(help="databases, outboxes, evidence, logs")
-    ] = Path("var/up"),
+    data_dir: Annotated[Path, typer.Option(help="databases, outboxes, evidence, logs")] = Path(
+        "var/up"
+    ),
     mqtt_port: Annotated[int, typer.Option(help="cloud broker port (gateways → cloud)")] = 1884,
     sensor_port: Annotated[
         int, typer.Option(help="local sensor broker port (devices → gateways)")
     ] = 1885,
     api_port: Annotated[int, typer.Option(help="cloud API port (/docs, /metrics)")] = 8000,
-    gateway: Annotated[list[str] | None, typer.Option(
-        "--gateway", help="run only these gateways (repeatable); default: all of the site's"
-    )] = None,
+    gateway: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gateway", help="run only these gateways (repeatable); default: all of the site's"
+        ),
+    ] = None,
     sensor_rate: Annotated[
         float, typer.Option(help="simulated messages per second per gateway")
     ] = 2.0,
@@ -161,8 +169,10 @@ def up(
     places = [p for p in loaded.gateways() if not gateway or p.gateway.id in gateway]
     unknown = set(gateway or ()) - {p.gateway.id for p in places}
     if unknown:
-        fail(f"unknown gateway(s) {', '.join(sorted(unknown))}; the site has "
-             + ", ".join(p.gateway.id for p in loaded.gateways()))
+        fail(
+            f"unknown gateway(s) {', '.join(sorted(unknown))}; the site has "
+            + ", ".join(p.gateway.id for p in loaded.gateways())
+        )
     if not places:
         fail(f"{site} declares no gateways")
     missing_env = [p.gateway.id for p in places if p.gateway.password_env is None]
@@ -173,8 +183,11 @@ def up(
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     site_path = site.resolve()
-    names = [CLOUD_PASSWORD_ENV, ADMIN_PASSWORD_ENV,
-             *(p.gateway.password_env for p in loaded.gateways())]
+    names = [
+        CLOUD_PASSWORD_ENV,
+        ADMIN_PASSWORD_ENV,
+        *(p.gateway.password_env for p in loaded.gateways()),
+    ]
     try:
         secret = _load_secrets(data_dir / "secrets.yaml", [n for n in names if n])
     except ConfigFileError as err:
@@ -200,46 +213,74 @@ def up(
         run_as = "root" if os.name == "posix" and os.geteuid() == 0 else None
         try:
             if mosquitto_executable():
-                files = write_broker_config(loaded, data_dir / "broker", env=secret, port=mqtt_port,
-                                            bind="127.0.0.1", run_as=run_as)
-                brokers.append(MosquittoBroker("127.0.0.1", mqtt_port, data_dir / "broker",
-                                               conf=files.conf).start())
+                files = write_broker_config(
+                    loaded,
+                    data_dir / "broker",
+                    env=secret,
+                    port=mqtt_port,
+                    bind="127.0.0.1",
+                    run_as=run_as,
+                )
+                brokers.append(
+                    MosquittoBroker(
+                        "127.0.0.1", mqtt_port, data_dir / "broker", conf=files.conf
+                    ).start()
+                )
                 say(f"cloud broker: mosquitto on 127.0.0.1:{mqtt_port} (passwords + ACL)")
             else:
-                brokers.append(start_embedded_broker("127.0.0.1", mqtt_port,
-                                                     data_dir=data_dir / "broker"))
-                say(f"cloud broker: embedded on 127.0.0.1:{mqtt_port} "
-                    "(no authentication: loopback only)")
+                brokers.append(
+                    start_embedded_broker("127.0.0.1", mqtt_port, data_dir=data_dir / "broker")
+                )
+                say(
+                    f"cloud broker: embedded on 127.0.0.1:{mqtt_port} "
+                    "(no authentication: loopback only)"
+                )
             # 2. the compound's local sensor bus
-            brokers.append(start_embedded_broker("127.0.0.1", sensor_port,
-                                                 data_dir=data_dir / "sensor-broker"))
+            brokers.append(
+                start_embedded_broker("127.0.0.1", sensor_port, data_dir=data_dir / "sensor-broker")
+            )
             say(f"sensor broker: 127.0.0.1:{sensor_port}")
         except BrokerStartError as err:
             fail(str(err))
 
         exe = [sys.executable, "-m", "microbrain"]
         # 3. the cloud
-        cloud_env = {**env,
-                     "MB_CLOUD_BROKER_USERNAME": CLOUD_USER,
-                     "MB_CLOUD_BROKER_PASSWORD": secret[CLOUD_PASSWORD_ENV],
-                     "MB_CLOUD_ADMIN_PASSWORD": secret[ADMIN_PASSWORD_ENV],
-                     "MB_CLOUD_EVIDENCE_DIR": str(data_dir / "cloud-evidence"),
-                     "MB_CLOUD_INGEST_CLIENT_ID": "up-cloud-1"}
-        cloud_args = [*exe, "cloud", "serve", "--db", f"sqlite:///{data_dir / 'cloud.db'}",
-                      "--broker", f"mqtt://127.0.0.1:{mqtt_port}", "--site", str(site_path),
-                      "--port", str(api_port)]
+        cloud_env = {
+            **env,
+            "MB_CLOUD_BROKER_USERNAME": CLOUD_USER,
+            "MB_CLOUD_BROKER_PASSWORD": secret[CLOUD_PASSWORD_ENV],
+            "MB_CLOUD_ADMIN_PASSWORD": secret[ADMIN_PASSWORD_ENV],
+            "MB_CLOUD_EVIDENCE_DIR": str(data_dir / "cloud-evidence"),
+            "MB_CLOUD_INGEST_CLIENT_ID": "up-cloud-1",
+        }
+        cloud_args = [
+            *exe,
+            "cloud",
+            "serve",
+            "--db",
+            f"sqlite:///{data_dir / 'cloud.db'}",
+            "--broker",
+            f"mqtt://127.0.0.1:{mqtt_port}",
+            "--site",
+            str(site_path),
+            "--port",
+            str(api_port),
+        ]
         cloud = Child("cloud", cloud_args, logs / "cloud.log", cloud_env)
         cloud.start()
         children.append(cloud)
         try:
-            _wait_http(f"http://127.0.0.1:{api_port}/healthz", 60,
-                       lambda: cloud.alive() and not stopping)
+            _wait_http(
+                f"http://127.0.0.1:{api_port}/healthz", 60, lambda: cloud.alive() and not stopping
+            )
         except RuntimeError as err:
             if stopping:
                 raise typer.Exit(0) from None
             fail(f"the cloud did not start ({err}); its log:\n{cloud.tail()}", code=1)
-        say(f"cloud: http://127.0.0.1:{api_port}/docs  "
-            f"(user admin, password in {data_dir / 'secrets.yaml'})")
+        say(
+            f"cloud: http://127.0.0.1:{api_port}/docs  "
+            f"(user admin, password in {data_dir / 'secrets.yaml'})"
+        )
 
         # 4 + 5. gateways and their simulated devices
         for place in places:
@@ -248,28 +289,54 @@ def up(
             gid = place.gateway.id
             config = data_dir / "gateways" / f"{gid}.yaml"
             config.parent.mkdir(parents=True, exist_ok=True)
-            config.write_text(yaml.safe_dump({
-                "site": str(site_path), "gateway": gid,
-                "cloud": {"url": f"mqtt://127.0.0.1:{mqtt_port}"},
-                "local_broker": {"url": f"mqtt://127.0.0.1:{sensor_port}"},
-                "cloud_api": f"http://127.0.0.1:{api_port}",
-                "data_dir": str(data_dir / "gateways" / gid),
-                "video": video,
-                "loop_recordings": True,
-            }))
-            agent = Child(f"gateway {gid}", exe + ["edge", "run", "--config", str(config)],
-                          logs / f"{gid}.log", env)
+            config.write_text(
+                yaml.safe_dump(
+                    {
+                        "site": str(site_path),
+                        "gateway": gid,
+                        "cloud": {"url": f"mqtt://127.0.0.1:{mqtt_port}"},
+                        "local_broker": {"url": f"mqtt://127.0.0.1:{sensor_port}"},
+                        "cloud_api": f"http://127.0.0.1:{api_port}",
+                        "data_dir": str(data_dir / "gateways" / gid),
+                        "video": video,
+                        "loop_recordings": True,
+                    }
+                )
+            )
+            agent = Child(
+                f"gateway {gid}",
+                exe + ["edge", "run", "--config", str(config)],
+                logs / f"{gid}.log",
+                env,
+            )
             agent.start()
             children.append(agent)
             if place.gateway.sensors:
-                sim = Child(f"sensors of {gid}", exe + [
-                    "simulate", "sensors", "--site", str(site_path), "--gateway", gid,
-                    "--rate", str(sensor_rate), "--broker", f"mqtt://127.0.0.1:{sensor_port}",
-                    *(["--faults"] if faults else [])], logs / f"simulate-{gid}.log", env)
+                sim = Child(
+                    f"sensors of {gid}",
+                    exe
+                    + [
+                        "simulate",
+                        "sensors",
+                        "--site",
+                        str(site_path),
+                        "--gateway",
+                        gid,
+                        "--rate",
+                        str(sensor_rate),
+                        "--broker",
+                        f"mqtt://127.0.0.1:{sensor_port}",
+                        *(["--faults"] if faults else []),
+                    ],
+                    logs / f"simulate-{gid}.log",
+                    env,
+                )
                 sim.start()
                 children.append(sim)
-            say(f"gateway {gid}: {len(place.gateway.cameras)} camera(s), "
-                f"{len(place.gateway.sensors)} sensor(s)")
+            say(
+                f"gateway {gid}: {len(place.gateway.cameras)} camera(s), "
+                f"{len(place.gateway.sensors)} sensor(s)"
+            )
         say(f"running; logs in {logs}; Ctrl-C stops everything")
 
         deadline = time.monotonic() + duration if duration > 0 else None
@@ -277,8 +344,10 @@ def up(
             dead = [c for c in children if not c.alive()]
             if dead:
                 for child in dead:
-                    say(f"{child.name} exited with {child.proc.returncode if child.proc else '?'}; "
-                        f"last lines of {child.log}:\n{child.tail()}")
+                    say(
+                        f"{child.name} exited with {child.proc.returncode if child.proc else '?'}; "
+                        f"last lines of {child.log}:\n{child.tail()}"
+                    )
                 raise typer.Exit(1)
             time.sleep(0.5)
         say("stopping")

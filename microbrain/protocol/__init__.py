@@ -1,6 +1,13 @@
 """The wire contract between gateways and the cloud: topics and payloads."""
 
-from microbrain.protocol.codec import MAX_CLOCK_SKEW, Message, Payload, decode, decode_payload, encode
+from microbrain.protocol.codec import (
+    MAX_CLOCK_SKEW,
+    Message,
+    Payload,
+    decode,
+    decode_payload,
+    encode,
+)
 from microbrain.protocol.errors import ProtocolError
 from microbrain.protocol.payloads import (
     COMMAND_NAMES,
@@ -38,10 +45,41 @@ from microbrain.protocol.topics import (
 )
 
 __all__ = [
-    "COMMAND_NAMES", "MAX_ACK_RANGES", "MAX_CLOCK_SKEW", "MAX_PAYLOAD_BYTES", "SCHEMA_VERSION",
-    "Ack", "Announce", "Channel", "Command", "ConfigReload", "Event", "EventState",
-    "EvidenceKind", "EvidenceRef", "GatewayPath", "GatewayState", "Health", "Message",
-    "ModelPush", "ModelRef", "Payload", "ProtocolError", "Reading", "Recheck", "Reply",
-    "Severity", "Status", "Topic", "check_id", "cloud_subscription", "decode",
-    "decode_payload", "encode", "is_valid_id", "new_id", "parse_topic", "utc_now",
+    "COMMAND_NAMES",
+    "MAX_ACK_RANGES",
+    "MAX_CLOCK_SKEW",
+    "MAX_PAYLOAD_BYTES",
+    "SCHEMA_VERSION",
+    "Ack",
+    "Announce",
+    "Channel",
+    "Command",
+    "ConfigReload",
+    "Event",
+    "EventState",
+    "EvidenceKind",
+    "EvidenceRef",
+    "GatewayPath",
+    "GatewayState",
+    "Health",
+    "Message",
+    "ModelPush",
+    "ModelRef",
+    "Payload",
+    "ProtocolError",
+    "Reading",
+    "Recheck",
+    "Reply",
+    "Severity",
+    "Status",
+    "Topic",
+    "check_id",
+    "cloud_subscription",
+    "decode",
+    "decode_payload",
+    "encode",
+    "is_valid_id",
+    "new_id",
+    "parse_topic",
+    "utc_now",
 ]

@@ -58,7 +58,9 @@ def describe_validation_error(err: ValidationError) -> ProtocolError:
     loc = ".".join(str(p) for p in first.get("loc", ()) if not _is_union_tag(p))
     msg = first.get("msg", "invalid")
     if first.get("type") == "json_invalid":
-        return ProtocolError(f"payload is not valid JSON ({first.get('ctx', {}).get('error', msg)})", field="payload")
+        return ProtocolError(
+            f"payload is not valid JSON ({first.get('ctx', {}).get('error', msg)})", field="payload"
+        )
     extra = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
     return ProtocolError(f"{msg}{extra}", field=loc or "payload")
 
@@ -80,8 +82,9 @@ def decode_payload(channel: Channel, raw: bytes | str, *, now: datetime | None =
     except (RecursionError, ValueError) as err:  # pydantic-core refusing deep nesting
         raise ProtocolError(f"payload could not be parsed: {err}", field="payload") from None
     except ArithmeticError as err:  # a bound missed in payloads.py must still be a refusal
-        raise ProtocolError(f"payload holds a number or time out of range ({err})",
-                            field="payload") from None
+        raise ProtocolError(
+            f"payload holds a number or time out of range ({err})", field="payload"
+        ) from None
     limit = (now or utc_now()) + MAX_CLOCK_SKEW
     if payload.ts > limit:
         raise ProtocolError(

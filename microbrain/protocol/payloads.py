@@ -59,7 +59,9 @@ Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 # An outbox's epoch: 16 random hex digits made when its file is created. ``seq`` counts
 # within an epoch, so a gateway whose outbox was reset (seq back at 1) starts a new one.
 Epoch = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
-EPOCH_FIELD = "the outbox's epoch, made with its file; seq counts within it (absent: an older gateway)"
+EPOCH_FIELD = (
+    "the outbox's epoch, made with its file; seq counts within it (absent: an older gateway)"
+)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -72,7 +74,9 @@ def _no_control_chars(value: str) -> str:
 
 def Bounded(max_length: int) -> Any:  # noqa: N802 - reads as a type
     """Free text of at most ``max_length`` characters, without control characters."""
-    return Annotated[str, StringConstraints(max_length=max_length), AfterValidator(_no_control_chars)]
+    return Annotated[
+        str, StringConstraints(max_length=max_length), AfterValidator(_no_control_chars)
+    ]
 
 
 def _in_calendar(value: datetime) -> datetime:
@@ -88,8 +92,10 @@ def _in_calendar(value: datetime) -> datetime:
 
 
 def _calendar_message(value: datetime) -> str:
-    return (f"{value.isoformat()} is outside {TS_MIN.date()} .. {TS_MAX.date()} UTC; "
-            "check the gateway's clock (NTP)")
+    return (
+        f"{value.isoformat()} is outside {TS_MIN.date()} .. {TS_MAX.date()} UTC; "
+        "check the gateway's clock (NTP)"
+    )
 
 
 # an aware time within TS_MIN .. TS_MAX, converted to UTC
@@ -140,8 +146,10 @@ def _finite(values: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{key}: {value} is not a finite number")
         if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
-            raise ValueError(f"{key}: integer {value} is outside the 64-bit range; send it as a "
-                             "float or a string")
+            raise ValueError(
+                f"{key}: integer {value} is outside the 64-bit range; send it as a "
+                "float or a string"
+            )
     return values
 
 
@@ -211,12 +219,11 @@ class Reading(_Payload):
     kind: Id = Field(description="sensor kind, e.g. hydrant_pressure, elevator")
     building: Id | None = None
     values: dict[Id, float | int | bool] = Field(default_factory=dict, max_length=32)
-    units: dict[Id, Bounded(16)] = Field(
-        default_factory=dict, max_length=32
-    )
+    units: dict[Id, Bounded(16)] = Field(default_factory=dict, max_length=32)
     faults: tuple[Id, ...] = Field(default=(), max_length=16)
-    samples: int = Field(default=1, ge=1, le=INT32_MAX,
-                         description="readings aggregated into this one")
+    samples: int = Field(
+        default=1, ge=1, le=INT32_MAX, description="readings aggregated into this one"
+    )
 
     _check_values = field_validator("values")(classmethod(lambda cls, v: _finite(v)))
 
@@ -279,7 +286,9 @@ class Recheck(_CommandBase):
     name: Literal["recheck"] = "recheck"
     source: Id
     zone: Id | None = None
-    kind: Id | None = Field(default=None, description="the condition to look for, e.g. elevator_fault")
+    kind: Id | None = Field(
+        default=None, description="the condition to look for, e.g. elevator_fault"
+    )
     alert: Bounded(64) | None = None
 
 

@@ -24,8 +24,14 @@ _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 # a fault episode lasts this many ticks of its sensor
 EPISODE_TICKS = (20, 60)
-GARBAGE = (b"not json", b'{"data": {"p_kpa": NaN}}', b"[1,2", b'{"status": {"floor": "x"}}',
-           b"\xff\xfe", b"{}")
+GARBAGE = (
+    b"not json",
+    b'{"data": {"p_kpa": NaN}}',
+    b"[1,2",
+    b'{"status": {"floor": "x"}}',
+    b"\xff\xfe",
+    b"{}",
+)
 
 
 def set_path(doc: dict[str, Any], path: str, value: Any) -> None:
@@ -72,8 +78,16 @@ class _Device:
 class SensorSimulator:
     """Generates one vendor payload per sensor per :meth:`tick`."""
 
-    def __init__(self, site: Site, *, gateway: str | None = None, seed: int | None = None,
-                 faults: bool = False, fault_rate: float = 0.01, garbage_rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        site: Site,
+        *,
+        gateway: str | None = None,
+        seed: int | None = None,
+        faults: bool = False,
+        fault_rate: float = 0.01,
+        garbage_rate: float = 0.0,
+    ) -> None:
         self.rng = random.Random(seed)
         self.faults = faults
         self.fault_rate = fault_rate
@@ -84,10 +98,14 @@ class SensorSimulator:
                 continue
             cats = {b.id: b.category for b in place.compound.buildings}
             for sensor in place.gateway.sensors:
-                self.devices.append(_Device(
-                    sensor, site.profile(sensor.profile),
-                    HYDRANT_MIN_STATIC_MPA[cats[sensor.building]],
-                    self.rng.uniform(0, 2 * math.pi)))
+                self.devices.append(
+                    _Device(
+                        sensor,
+                        site.profile(sensor.profile),
+                        HYDRANT_MIN_STATIC_MPA[cats[sensor.building]],
+                        self.rng.uniform(0, 2 * math.pi),
+                    )
+                )
         if gateway is not None and not self.devices:
             raise KeyError(f"gateway {gateway!r} has no sensors in the site")
 

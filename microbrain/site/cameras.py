@@ -32,11 +32,15 @@ class IllegalParking(_Rule):
     type: Literal["illegal_parking"]
     classes: ClassList = VEHICLES
     dwell_s: Duration = Field(
-        default=180.0, ge=5, le=86_400,
+        default=180.0,
+        ge=5,
+        le=86_400,
         description="how long a vehicle may stand before it is a violation",
     )
     max_drift: float = Field(
-        default=0.25, gt=0, le=2,
+        default=0.25,
+        gt=0,
+        le=2,
         description="movement of the anchor, as a fraction of the box height, still 'stationary'",
     )
 
@@ -89,7 +93,9 @@ class ObjectInZone(_Rule):
     dwell_s: Duration = Field(default=0.0, ge=0, le=86_400, description="how long before it counts")
     min_count: int = Field(default=1, ge=1, le=100)
     clear_after_s: Duration = Field(
-        default=5.0, ge=0, le=3_600,
+        default=5.0,
+        ge=0,
+        le=3_600,
         description="how long the zone must stay below min_count before a raised episode ends; "
         "bridges a missed detection",
     )
@@ -154,7 +160,8 @@ class Camera(Strict):
     name: Name | None = None
     building: Id | None = Field(default=None, description="building it watches, if any")
     source: str = Field(
-        min_length=1, max_length=1000,
+        min_length=1,
+        max_length=1000,
         description="rtsp://…, http(s)://…, a file path, 'usb:N' (/dev/videoN) or "
         "'usb:/dev/…', or 'sample:NAME' (bundled media)",
     )
@@ -180,9 +187,12 @@ class DetectorConfig(Strict):
     )
     config: str | None = Field(default=None, description="opencv_tf: the .pbtxt graph config")
     input_size: int | None = Field(
-        default=None, ge=32, le=2048,
+        default=None,
+        ge=32,
+        le=2048,
         description="the network's input side; default: 300 for opencv_tf, the model's own "
-        "for onnx_yolo (fixed exports: their shape; dynamic ones: the imgsz they were exported at)")
+        "for onnx_yolo (fixed exports: their shape; dynamic ones: the imgsz they were exported at)",
+    )
     score_threshold: float = Field(default=0.4, gt=0, lt=1)
     nms_iou: float = Field(default=0.45, gt=0, lt=1)
     threads: int = Field(default=2, ge=1, le=64)

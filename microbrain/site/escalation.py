@@ -24,8 +24,11 @@ class LevelDeadlines(Strict):
     )
 
     def for_severity(self, severity: Severity) -> float:
-        return {Severity.CRITICAL: self.critical, Severity.WARNING: self.warning,
-                Severity.INFO: self.info}[Severity(severity)]
+        return {
+            Severity.CRITICAL: self.critical,
+            Severity.WARNING: self.warning,
+            Severity.INFO: self.info,
+        }[Severity(severity)]
 
 
 class EscalationPolicy(Strict):

@@ -54,8 +54,10 @@ def verify_unique_ids(site: Site) -> Iterator[Problem]:
     for i, community in enumerate(site.communities):
         for j, compound in enumerate(community.compounds):
             yield from _duplicates(
-                ((f"communities[{i}].compounds[{j}].buildings[{b}]", x.id)
-                 for b, x in enumerate(compound.buildings)),
+                (
+                    (f"communities[{i}].compounds[{j}].buildings[{b}]", x.id)
+                    for b, x in enumerate(compound.buildings)
+                ),
                 "building",
             )
     yield from _duplicates(((p, g.id) for p, _, _, g in _walk(site)), "gateway")
@@ -91,22 +93,26 @@ def verify_camera(camera: Camera, path: str, base: Path | None) -> Iterator[Prob
         for r, rule in enumerate(zone.rules):
             for cls in getattr(rule, "classes", ()):
                 if cls not in KNOWN_CLASSES:
-                    yield Problem(f"{path}.zones[{n}].rules[{r}].classes",
-                                  f"unknown class {cls!r}; a detector names COCO classes "
-                                  "(car, bicycle, dog, …) or ebike, charging_cable, leash")
+                    yield Problem(
+                        f"{path}.zones[{n}].rules[{r}].classes",
+                        f"unknown class {cls!r}; a detector names COCO classes "
+                        "(car, bicycle, dog, …) or ebike, charging_cable, leash",
+                    )
         if camera.frame_size:
             width, height = camera.frame_size
             for p, (x, y) in enumerate(zone.polygon):
                 if x > width or y > height:
-                    yield Problem(f"{path}.zones[{n}].polygon[{p}]",
-                                  f"point ({x:g}, {y:g}) lies outside the {width}×{height} frame")
+                    yield Problem(
+                        f"{path}.zones[{n}].polygon[{p}]",
+                        f"point ({x:g}, {y:g}) lies outside the {width}×{height} frame",
+                    )
     for n, line in enumerate(camera.lines):
         for cls in line.classes:
             if cls not in KNOWN_CLASSES:
                 yield Problem(f"{path}.lines[{n}].classes", f"unknown class {cls!r}")
     source = camera.source
     if source.startswith(SAMPLE_SCHEME):
-        name = source[len(SAMPLE_SCHEME):]
+        name = source[len(SAMPLE_SCHEME) :]
         if name not in SAMPLES:
             yield Problem(
                 f"{path}.source", f"unknown sample {name!r} (known: {', '.join(SAMPLES)})"
@@ -121,8 +127,10 @@ def verify_camera(camera: Camera, path: str, base: Path | None) -> Iterator[Prob
         if not file.is_absolute() and base is not None:
             file = base / file
         if source.startswith("/dev/"):
-            yield Problem(f"{path}.source", f"{source!r} is a device, not a video file: "
-                          f"write 'usb:{source}' for a USB camera")
+            yield Problem(
+                f"{path}.source",
+                f"{source!r} is a device, not a video file: write 'usb:{source}' for a USB camera",
+            )
         elif not file.exists():
             yield Problem(f"{path}.source", f"video file {str(file)!r} does not exist")
 
@@ -135,13 +143,17 @@ def verify_references(site: Site, base: Path | None = None) -> Iterator[Problem]
         buildings = {b.id: b for b in compound.buildings}
         known = ", ".join(buildings)
         if gateway.building and gateway.building not in buildings:
-            yield Problem(f"{path}.building", f"unknown building {gateway.building!r} "
-                          f"in compound {compound.id!r} (known: {known})")
+            yield Problem(
+                f"{path}.building",
+                f"unknown building {gateway.building!r} "
+                f"in compound {compound.id!r} (known: {known})",
+            )
         for n, camera in enumerate(gateway.cameras):
             cpath = f"{path}.cameras[{n}]"
             if camera.building and camera.building not in buildings:
-                yield Problem(f"{cpath}.building",
-                              f"unknown building {camera.building!r} (known: {known})")
+                yield Problem(
+                    f"{cpath}.building", f"unknown building {camera.building!r} (known: {known})"
+                )
             yield from verify_camera(camera, cpath, base)
         # The gateway routes a message to the one sensor on its topic: a second sensor on
         # the same topic would never see a reading.
@@ -149,39 +161,56 @@ def verify_references(site: Site, base: Path | None = None) -> Iterator[Problem]
         for n, sensor in enumerate(gateway.sensors):
             spath = f"{path}.sensors[{n}]"
             if sensor.topic in topics:
-                yield Problem(f"{spath}.topic", f"topic {sensor.topic!r} is already used by sensor "
-                              f"{topics[sensor.topic]!r} on this gateway")
+                yield Problem(
+                    f"{spath}.topic",
+                    f"topic {sensor.topic!r} is already used by sensor "
+                    f"{topics[sensor.topic]!r} on this gateway",
+                )
             else:
                 topics[sensor.topic] = sensor.id
             if sensor.building not in buildings:
-                yield Problem(f"{spath}.building", f"unknown building {sensor.building!r} "
-                              f"in compound {compound.id!r} (known: {known})")
+                yield Problem(
+                    f"{spath}.building",
+                    f"unknown building {sensor.building!r} "
+                    f"in compound {compound.id!r} (known: {known})",
+                )
             profile = profiles.get(sensor.profile)
             if profile is None:
-                yield Problem(f"{spath}.profile", f"unknown sensor profile {sensor.profile!r} "
-                              f"(known: {', '.join(profiles) or 'none'})")
+                yield Problem(
+                    f"{spath}.profile",
+                    f"unknown sensor profile {sensor.profile!r} "
+                    f"(known: {', '.join(profiles) or 'none'})",
+                )
                 continue
             fields = {f.name for f in profile.fields}
             rules = sensor.rules if sensor.rules is not None else profile.rules
             where = (
-                f"{spath}.rules" if sensor.rules is not None
+                f"{spath}.rules"
+                if sensor.rules is not None
                 else f"sensor_profiles[{site.sensor_profiles.index(profile)}].rules"
             )
             for r, rule in enumerate(rules):
                 field = getattr(rule, "field", None)
                 if field is not None and field not in fields:
                     has = ", ".join(sorted(fields)) or "none"
-                    yield Problem(f"{where}[{r}].field",
-                                  f"profile {profile.id!r} has no field {field!r} (has: {has})")
+                    yield Problem(
+                        f"{where}[{r}].field",
+                        f"profile {profile.id!r} has no field {field!r} (has: {has})",
+                    )
                 if isinstance(rule, Fault) and profile.faults is None:
                     # fault categories come from the profile's fault code map: without
                     # one the rule can never fire
-                    yield Problem(f"{where}[{r}]", "a 'fault' rule needs 'faults:' (a fault "
-                                  f"code map) in profile {profile.id!r}")
+                    yield Problem(
+                        f"{where}[{r}]",
+                        "a 'fault' rule needs 'faults:' (a fault "
+                        f"code map) in profile {profile.id!r}",
+                    )
                 if isinstance(rule, Threshold) and rule.below == "gb50974":
                     if profile.kind != "hydrant_pressure":
-                        yield Problem(f"{where}[{r}].below",
-                                      "'gb50974' applies to hydrant_pressure sensors only")
+                        yield Problem(
+                            f"{where}[{r}].below",
+                            "'gb50974' applies to hydrant_pressure sensors only",
+                        )
                     elif sensor.building in buildings:
                         limit = HYDRANT_MIN_STATIC_MPA[buildings[sensor.building].category]
                         _, seen = gb_rules.get(f"{where}[{r}]", (rule, 0.0))
@@ -190,10 +219,12 @@ def verify_references(site: Site, base: Path | None = None) -> Iterator[Problem]
     # raise and clear in a loop for a value between the two in that building.
     for rpath, (rule, limit) in gb_rules.items():
         if rule.clear_at is not None and rule.clear_at < limit:
-            yield Problem(f"{rpath}.clear_at",
-                          f"clear_at {rule.clear_at:g} is below the GB 50974 limit {limit:g} MPa "
-                          "of a building whose sensor uses this rule; it must be at or above "
-                          "the limit")
+            yield Problem(
+                f"{rpath}.clear_at",
+                f"clear_at {rule.clear_at:g} is below the GB 50974 limit {limit:g} MPa "
+                "of a building whose sensor uses this rule; it must be at or above "
+                "the limit",
+            )
 
 
 def verify_escalation(site: Site) -> Iterator[Problem]:
@@ -212,8 +243,9 @@ def verify_escalation(site: Site) -> Iterator[Problem]:
         for kind, dept in whistle.items():
             if dept not in departments:
                 known = ", ".join(sorted(departments)) or "none"
-                yield Problem(f"{path}.whistle.{kind}",
-                              f"unknown department {dept!r} (known: {known})")
+                yield Problem(
+                    f"{path}.whistle.{kind}", f"unknown department {dept!r} (known: {known})"
+                )
 
 
 def verify_site(site: Site, base: Path | None = None) -> list[Problem]:

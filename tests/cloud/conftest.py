@@ -64,6 +64,7 @@ def gw(factory: sessionmaker[Session]) -> GatewayPath:
     across tests on PostgreSQL, so ids never repeat)."""
     path = unique_gateway()
     with transaction(factory) as session:
-        register_gateway(session, path.community, path.compound, path.gateway, building="b1",
-                         **DEVICES)
+        register_gateway(
+            session, path.community, path.compound, path.gateway, building="b1", **DEVICES
+        )
     return path

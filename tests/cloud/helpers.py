@@ -40,8 +40,11 @@ def wait_for(pred: Callable[[], Any], timeout: float = 30.0, every: float = 0.02
 
 @contextmanager
 def mqtt_client(host: str, port: int, client_id: str | None = None) -> Iterator[mqtt.Client]:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"t-{uuid.uuid4().hex[:8]}",
-                         protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id or f"t-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv5,
+    )
     client.max_inflight_messages_set(1000)
     client.connect(host, port)
     client.loop_start()
@@ -59,15 +62,17 @@ def publish_all(client: mqtt.Client, items: list[tuple[str, bytes]], qos: int = 
 
 
 def event(seq: int, **kw: Any) -> Event:
-    base: dict[str, Any] = dict(seq=seq, kind="illegal_parking", source="cam-1", zone="fire-lane",
-                                building="b1")
+    base: dict[str, Any] = dict(
+        seq=seq, kind="illegal_parking", source="cam-1", zone="fire-lane", building="b1"
+    )
     base.update(kw)
     return Event(**base)
 
 
 def reading(seq: int, **kw: Any) -> Reading:
-    base: dict[str, Any] = dict(seq=seq, sensor="h1", kind="hydrant_pressure", building="b1",
-                                values={"pressure_mpa": 0.3})
+    base: dict[str, Any] = dict(
+        seq=seq, sensor="h1", kind="hydrant_pressure", building="b1", values={"pressure_mpa": 0.3}
+    )
     base.update(kw)
     return Reading(**base)
 

@@ -28,8 +28,12 @@ from microbrain.protocol import EventState, GatewayPath, Severity
 from tests.cloud.helpers import DEVICES, event, ingest, unique_gateway
 
 # short, distinct deadlines so that the whistle comes after three steps of the clock
-POLICY = {"building": {"critical": 60}, "compound": {"critical": 60},
-          "community": {"critical": 60}, "whistle": {"illegal_parking": "urban"}}
+POLICY = {
+    "building": {"critical": 60},
+    "compound": {"critical": 60},
+    "community": {"critical": 60},
+    "whistle": {"illegal_parking": "urban"},
+}
 
 
 @pytest.fixture
@@ -50,8 +54,11 @@ def _open(factory: sessionmaker[Session], gw: GatewayPath, clock: ManualClock, s
 
 def _log(factory: sessionmaker[Session], alert_id: int) -> list[tuple[str, str | None, str, str]]:
     with factory() as s:
-        rows = s.scalars(select(m.AlertTransition).where(m.AlertTransition.alert_id == alert_id)
-                         .order_by(m.AlertTransition.id))
+        rows = s.scalars(
+            select(m.AlertTransition)
+            .where(m.AlertTransition.alert_id == alert_id)
+            .order_by(m.AlertTransition.id)
+        )
         return [(t.action, t.from_status, t.to_status, t.actor) for t in rows]
 
 
@@ -70,22 +77,42 @@ def _to(factory: sessionmaker[Session], alert_id: int, steps: list[Action], now:
 ILLEGAL = [
     ([], Action.CLOSED, "is open; closing needs it to be resolved"),
     ([], Action.REOPENED, "is open; reopening needs it to be resolved"),
-    ([Action.ACKNOWLEDGED], Action.ACKNOWLEDGED, "is acknowledged; acknowledging needs it to be open"),
+    (
+        [Action.ACKNOWLEDGED],
+        Action.ACKNOWLEDGED,
+        "is acknowledged; acknowledging needs it to be open",
+    ),
     ([Action.ACKNOWLEDGED], Action.WHISTLED, "is acknowledged; whistling needs it to be open"),
-    ([Action.RESOLVED], Action.DISPATCHED,
-     "is resolved; dispatching needs it to be open or acknowledged"),
-    ([Action.RESOLVED, Action.CLOSED], Action.RESOLVED,
-     "is closed; resolving needs it to be open or acknowledged or dispatched"),
-    ([Action.RESOLVED, Action.CLOSED], Action.AUTO_RESOLVED,
-     "is closed; resolving needs it to be open or acknowledged or dispatched"),
+    (
+        [Action.RESOLVED],
+        Action.DISPATCHED,
+        "is resolved; dispatching needs it to be open or acknowledged",
+    ),
+    (
+        [Action.RESOLVED, Action.CLOSED],
+        Action.RESOLVED,
+        "is closed; resolving needs it to be open or acknowledged or dispatched",
+    ),
+    (
+        [Action.RESOLVED, Action.CLOSED],
+        Action.AUTO_RESOLVED,
+        "is closed; resolving needs it to be open or acknowledged or dispatched",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("before", "illegal", "message"), ILLEGAL,
-                         ids=[f"{'+'.join(b) or 'open'}-{i}" for b, i, _ in ILLEGAL])
+@pytest.mark.parametrize(
+    ("before", "illegal", "message"),
+    ILLEGAL,
+    ids=[f"{'+'.join(b) or 'open'}-{i}" for b, i, _ in ILLEGAL],
+)
 def test_the_lifecycle_refuses_an_illegal_move_naming_both_states(
-        factory: sessionmaker[Session], place: GatewayPath, before: list[Action], illegal: Action,
-        message: str) -> None:
+    factory: sessionmaker[Session],
+    place: GatewayPath,
+    before: list[Action],
+    illegal: Action,
+    message: str,
+) -> None:
     clock = ManualClock(datetime.now(UTC))
     alert_id = _open(factory, place, clock)
     _to(factory, alert_id, before, clock())
@@ -124,11 +151,14 @@ def status_writes() -> Iterator[list[StatusWrite]]:
         if inspect(target).transient:
             return  # a new alert's first status, given in its constructor
         frame: FrameType | None = sys._getframe(1)
-        while frame is not None and ("/sqlalchemy/" in frame.f_code.co_filename
-                                     or frame.f_code.co_filename.startswith("<")):
+        while frame is not None and (
+            "/sqlalchemy/" in frame.f_code.co_filename or frame.f_code.co_filename.startswith("<")
+        ):
             frame = frame.f_back
         assert frame is not None
-        writes.append(StatusWrite(target.id, f"{frame.f_globals['__name__']}.{frame.f_code.co_name}"))
+        writes.append(
+            StatusWrite(target.id, f"{frame.f_globals['__name__']}.{frame.f_code.co_name}")
+        )
 
     sa_event.listen(m.Alert.status, "set", on_set)
     try:
@@ -138,7 +168,8 @@ def status_writes() -> Iterator[list[StatusWrite]]:
 
 
 def test_the_whistle_moves_the_status_through_the_lifecycle_with_an_audit_row(
-        factory: sessionmaker[Session], place: GatewayPath, status_writes: list[StatusWrite]) -> None:
+    factory: sessionmaker[Session], place: GatewayPath, status_writes: list[StatusWrite]
+) -> None:
     clock = ManualClock(datetime.now(UTC))
     alert_id = _open(factory, place, clock)
     for _ in range(3):
@@ -157,7 +188,8 @@ def test_the_whistle_moves_the_status_through_the_lifecycle_with_an_audit_row(
 
 
 def test_only_the_lifecycle_sets_an_alert_status(
-        factory: sessionmaker[Session], place: GatewayPath, status_writes: list[StatusWrite]) -> None:
+    factory: sessionmaker[Session], place: GatewayPath, status_writes: list[StatusWrite]
+) -> None:
     clock = ManualClock(datetime.now(UTC))
     # by hand: acknowledge, dispatch, resolve, close
     first = _open(factory, place, clock, seq=1)
@@ -178,7 +210,14 @@ def test_only_the_lifecycle_sets_an_alert_status(
     second = _open(factory, place, clock, seq=2)
     ingest(factory, place, [event(3, state=EventState.CLEARED)], now=clock())
     assert [a for a, *_ in _log(factory, first)] == [
-        "opened", "acknowledged", "dispatched", "resolved", "reopened", "resolved", "closed"]
+        "opened",
+        "acknowledged",
+        "dispatched",
+        "resolved",
+        "reopened",
+        "resolved",
+        "closed",
+    ]
     assert [a for a, *_ in _log(factory, second)] == ["opened", "auto_resolved"]
     assert _writers(status_writes, first) == ["cloud.alerts.lifecycle.move"] * 6
     assert _writers(status_writes, second) == ["cloud.alerts.lifecycle.move"]

@@ -20,7 +20,9 @@ def _rejected(reason: str) -> float:
 
 
 def _raw(topic: str, payload: bytes | str, now: datetime | None = None) -> Incoming:
-    return Incoming(topic, payload.encode() if isinstance(payload, str) else payload, now or datetime.now(UTC))
+    return Incoming(
+        topic, payload.encode() if isinstance(payload, str) else payload, now or datetime.now(UTC)
+    )
 
 
 def _cases(gw: GatewayPath):  # type: ignore[no-untyped-def]
@@ -28,21 +30,118 @@ def _cases(gw: GatewayPath):  # type: ignore[no-untyped-def]
     stranger = GatewayPath(gw.community, gw.compound, "gw-nobody-knows")
     future = datetime.now(UTC) + timedelta(hours=1)
     return [
-        ("unknown gateway", _raw(stranger.topic("event"), event(1).to_json()), "unknown_gateway", "not registered", None),
-        ("topic of another compound", _raw(other.topic("event"), event(2).to_json()), "place_mismatch", "registered in", None),
-        ("building not in the compound", _raw(gw.topic("reading"), reading(3, building="b9").to_json()), "place_mismatch", "'b9' is not in", 3),
-        ("future timestamp", _raw(gw.topic("event"), event(4, ts=future).to_json()), "future_timestamp", "in the future", 4),
-        ("oversize", _raw(gw.topic("event"), b'{"seq": 5, "x": "' + b"a" * 300_000 + b'"}'), "oversize", "exceeds", None),
+        (
+            "unknown gateway",
+            _raw(stranger.topic("event"), event(1).to_json()),
+            "unknown_gateway",
+            "not registered",
+            None,
+        ),
+        (
+            "topic of another compound",
+            _raw(other.topic("event"), event(2).to_json()),
+            "place_mismatch",
+            "registered in",
+            None,
+        ),
+        (
+            "building not in the compound",
+            _raw(gw.topic("reading"), reading(3, building="b9").to_json()),
+            "place_mismatch",
+            "'b9' is not in",
+            3,
+        ),
+        (
+            "future timestamp",
+            _raw(gw.topic("event"), event(4, ts=future).to_json()),
+            "future_timestamp",
+            "in the future",
+            4,
+        ),
+        (
+            "oversize",
+            _raw(gw.topic("event"), b'{"seq": 5, "x": "' + b"a" * 300_000 + b'"}'),
+            "oversize",
+            "exceeds",
+            None,
+        ),
         ("not json", _raw(gw.topic("reading"), b"\xff\xfe{{{"), "invalid_payload", "JSON", None),
-        ("deep nesting", _raw(gw.topic("reading"), "[" * 30_000 + "]" * 30_000), "invalid_payload", "recursion limit", None),
-        ("control characters", _raw(gw.topic("event"), json.dumps({**json.loads(event(6).to_json()), "message": "\x1b[2J\x00boom"})), "invalid_payload", "control characters", 6),
-        ("wrong types", _raw(gw.topic("reading"), json.dumps({"type": "reading", "seq": 7, "sensor": "h1", "kind": "x", "values": {"p": "NaN"}})), "invalid_payload", "finite number", 7),
-        ("topic outside the tree", _raw("mb/v1/../../etc/passwd", b"{}"), "invalid_topic", "'..' is not a valid id", None),
-        ("event on the reading topic", _raw(gw.topic("reading"), event(8).to_json()), "invalid_payload", "should be 'reading'", 8),
-        ("bad evidence name", _raw(gw.topic("event"), json.dumps({**json.loads(event(9).to_json()), "evidence": [
-            {"kind": "snapshot", "name": "../../x", "sha256": "0" * 64, "bytes": 1}]})), "invalid_payload", "evidence.0.name", 9),
-        ("reply named unlike its topic", _raw(gw.topic("reply", "recheck"), json.dumps(
-            {"type": "reply", "name": "announce", "ok": True})), "invalid_topic", "does not match topic name", None),
+        (
+            "deep nesting",
+            _raw(gw.topic("reading"), "[" * 30_000 + "]" * 30_000),
+            "invalid_payload",
+            "recursion limit",
+            None,
+        ),
+        (
+            "control characters",
+            _raw(
+                gw.topic("event"),
+                json.dumps({**json.loads(event(6).to_json()), "message": "\x1b[2J\x00boom"}),
+            ),
+            "invalid_payload",
+            "control characters",
+            6,
+        ),
+        (
+            "wrong types",
+            _raw(
+                gw.topic("reading"),
+                json.dumps(
+                    {
+                        "type": "reading",
+                        "seq": 7,
+                        "sensor": "h1",
+                        "kind": "x",
+                        "values": {"p": "NaN"},
+                    }
+                ),
+            ),
+            "invalid_payload",
+            "finite number",
+            7,
+        ),
+        (
+            "topic outside the tree",
+            _raw("mb/v1/../../etc/passwd", b"{}"),
+            "invalid_topic",
+            "'..' is not a valid id",
+            None,
+        ),
+        (
+            "event on the reading topic",
+            _raw(gw.topic("reading"), event(8).to_json()),
+            "invalid_payload",
+            "should be 'reading'",
+            8,
+        ),
+        (
+            "bad evidence name",
+            _raw(
+                gw.topic("event"),
+                json.dumps(
+                    {
+                        **json.loads(event(9).to_json()),
+                        "evidence": [
+                            {"kind": "snapshot", "name": "../../x", "sha256": "0" * 64, "bytes": 1}
+                        ],
+                    }
+                ),
+            ),
+            "invalid_payload",
+            "evidence.0.name",
+            9,
+        ),
+        (
+            "reply named unlike its topic",
+            _raw(
+                gw.topic("reply", "recheck"),
+                json.dumps({"type": "reply", "name": "announce", "ok": True}),
+            ),
+            "invalid_topic",
+            "does not match topic name",
+            None,
+        ),
     ]
 
 
@@ -54,8 +153,12 @@ def test_each_bad_message_is_dead_lettered_with_reason_and_counted(factory, gw, 
     assert result.rejected == 1 and result.stored == 1, name
     assert _rejected(label) == before + 1
     with factory() as s:
-        (dead,) = s.scalars(select(m.DeadLetter).where(m.DeadLetter.topic == msg.topic[:600])
-                            .order_by(m.DeadLetter.pk.desc()).limit(1))
+        (dead,) = s.scalars(
+            select(m.DeadLetter)
+            .where(m.DeadLetter.topic == msg.topic[:600])
+            .order_by(m.DeadLetter.pk.desc())
+            .limit(1)
+        )
         assert reason_part in dead.reason
         assert dead.payload == msg.payload[: len(dead.payload)] and dead.payload
     acked = {s for r in result.ack_ranges().values() for f, l in r for s in range(f, l + 1)}
@@ -86,7 +189,9 @@ def test_duplicates_out_of_order_and_gaps(factory, gw):  # type: ignore[no-untyp
     clash = ingest(factory, gw, [reading(2)])
     assert (clash.stored, clash.rejected, clash.collisions) == (1, 0, 1)
     with factory() as s:
-        events = s.scalars(select(m.EventRow).where(m.EventRow.gateway == gw.gateway).order_by(m.EventRow.ts)).all()
+        events = s.scalars(
+            select(m.EventRow).where(m.EventRow.gateway == gw.gateway).order_by(m.EventRow.ts)
+        ).all()
         assert [e.seq for e in events] == [3, 5]  # out-of-order timestamps stored as sent
         row = s.get(m.Gateway, gw.gateway)
         assert (row.last_seq, row.seq_collisions) == (5, 1)
@@ -101,20 +206,34 @@ def test_the_same_bad_item_resent_is_one_dead_letter_with_a_count(factory, gw): 
     ingest(factory, gw, [_raw(gw.topic("reading"), bad, first)], now=first)
     for _ in range(2):
         ingest(factory, gw, [_raw(gw.topic("reading"), bad)])
-    result = ingest(factory, gw, [_raw(gw.topic("reading"), bad), _raw(gw.topic("reading"), bad),
-                                  _raw(gw.topic("reading"), b"other junk")])
+    result = ingest(
+        factory,
+        gw,
+        [
+            _raw(gw.topic("reading"), bad),
+            _raw(gw.topic("reading"), bad),
+            _raw(gw.topic("reading"), b"other junk"),
+        ],
+    )
     assert result.rejected == 3  # each refusal is still counted (and acknowledged)
     with factory() as s:
-        rows = s.scalars(select(m.DeadLetter).where(m.DeadLetter.gateway == gw.gateway)
-                         .order_by(m.DeadLetter.pk)).all()
+        rows = s.scalars(
+            select(m.DeadLetter).where(m.DeadLetter.gateway == gw.gateway).order_by(m.DeadLetter.pk)
+        ).all()
         assert [(r.payload, r.count) for r in rows] == [(bad, 5), (b"other junk", 1)]
         assert rows[0].last_seen > first + timedelta(days=99)
     # last seen lately: retention keeps it though first received long ago
     with transaction(factory) as s:
         prune_dead_letters(s, now=datetime.now(UTC), keep_days=90)
     with factory() as s:
-        assert s.scalar(select(m.DeadLetter.count).where(m.DeadLetter.gateway == gw.gateway,
-                                                         m.DeadLetter.payload == bad)) == 5
+        assert (
+            s.scalar(
+                select(m.DeadLetter.count).where(
+                    m.DeadLetter.gateway == gw.gateway, m.DeadLetter.payload == bad
+                )
+            )
+            == 5
+        )
 
 
 # --- the API: what the database cannot hold answers 422 naming the field, never a 500 ---
@@ -140,8 +259,13 @@ def api(factory):
     now = datetime.now(UTC)
     with transaction(factory) as s:
         # no password (never logs in): a token is all these requests need, and no argon2 runs
-        admin = m.User(username=f"a-{uuid.uuid4().hex[:8]}", password_hash="!", role="admin",
-                       active=True, created_at=now)
+        admin = m.User(
+            username=f"a-{uuid.uuid4().hex[:8]}",
+            password_hash="!",
+            role="admin",
+            active=True,
+            created_at=now,
+        )
         s.add(admin)
         s.flush()
         token = auth.issue_token(s, admin, now=now, ttl_s=3600)
@@ -151,8 +275,13 @@ def api(factory):
 
 
 def _invalid_requests() -> float:
-    return sum(s.value for metric in REGISTRY.collect() if metric.name == "mb_api_invalid_requests"
-               for s in metric.samples if s.name.endswith("_total"))
+    return sum(
+        s.value
+        for metric in REGISTRY.collect()
+        if metric.name == "mb_api_invalid_requests"
+        for s in metric.samples
+        if s.name.endswith("_total")
+    )
 
 
 # (method, url, body or headers, the location the 422 must name); one app per store, so the
@@ -174,8 +303,12 @@ REFUSED: list[tuple[str, str, dict[str, str] | None, list[str]]] = [
     ("GET", f"/api/events?until={EARLY}", None, ["query", "until"]),
     ("GET", f"/api/readings?gateway=g&sensor=s&since={FAR}", None, ["query", "since"]),
     ("GET", f"/api/readings?gateway=g&sensor=s&until={EARLY}", None, ["query", "until"]),
-    ("GET", "/api/stream/alerts", {"Last-Event-ID": "99999999999999999999"},
-     ["header", "Last-Event-ID"]),
+    (
+        "GET",
+        "/api/stream/alerts",
+        {"Last-Event-ID": "99999999999999999999"},
+        ["header", "Last-Event-ID"],
+    ),
     # PostgreSQL's text holds no NUL: refused at the door on both stores
     ("GET", "/api/alerts?kind=a%00b", None, ["query", "kind"]),
     ("GET", "/api/events?kind=%00", None, ["query", "kind"]),
@@ -184,8 +317,12 @@ REFUSED: list[tuple[str, str, dict[str, str] | None, list[str]]] = [
     ("GET", "/api/devices?gateway=%00", None, ["query", "gateway"]),
     ("GET", "/api/evidence/a%00/b.jpg", None, ["path", "event_id"]),
     ("POST", "/api/alerts/1/comment", {"note": "a\x00b"}, ["body", "note"]),
-    ("POST", "/api/auth/token", {"username": "ad\x00min", "password": "whatever1"},
-     ["body", "username"]),
+    (
+        "POST",
+        "/api/auth/token",
+        {"username": "ad\x00min", "password": "whatever1"},
+        ["body", "username"],
+    ),
 ]
 
 
@@ -214,8 +351,13 @@ EDGES = [
     ("/api/events?since=9999-12-31T23:59:59.999999Z&until=9999-12-31T23:59:59.999999%2B00:00", 200),
     ("/api/events?since=0001-01-01T00:00:00Z", 200),
     ("/api/events?since=0001-01-01T08:00:00%2B08:00", 200),
-    (("/api/readings?gateway=g&sensor=s&since=0001-01-01T00:00:00Z"
-      "&until=9999-12-31T09:59:59-14:00"), 200),
+    (
+        (
+            "/api/readings?gateway=g&sensor=s&since=0001-01-01T00:00:00Z"
+            "&until=9999-12-31T09:59:59-14:00"
+        ),
+        200,
+    ),
 ]
 
 
@@ -246,15 +388,23 @@ def test_the_stream_resumes_after_any_id_the_database_holds(factory, gw):
     ingest(factory, gw, [event(1)])  # opens an alert: one change to replay
     now = datetime.now(UTC)
     with transaction(factory) as s:
-        user = m.User(username=f"a-{uuid.uuid4().hex[:8]}", password_hash="!", role="admin",
-                      active=True, created_at=now)
+        user = m.User(
+            username=f"a-{uuid.uuid4().hex[:8]}",
+            password_hash="!",
+            role="admin",
+            active=True,
+            created_at=now,
+        )
         s.add(user)
         s.flush()
         token = auth.issue_token(s, user, now=now, ttl_s=3600)
     port = free_port()
     app = create_api(ApiState(settings=Settings(environment="test"), factory=factory))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           timeout_graceful_shutdown=2))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -263,8 +413,12 @@ def test_the_stream_resumes_after_any_id_the_database_holds(factory, gw):
         def first_lines(last_event_id: str, until: str) -> list[str]:
             headers = {"Authorization": f"Bearer {token}", "Last-Event-ID": last_event_id}
             lines: list[str] = []
-            with httpx.stream("GET", f"http://127.0.0.1:{port}/api/stream/alerts", headers=headers,
-                              timeout=httpx.Timeout(20)) as r:
+            with httpx.stream(
+                "GET",
+                f"http://127.0.0.1:{port}/api/stream/alerts",
+                headers=headers,
+                timeout=httpx.Timeout(20),
+            ) as r:
                 assert r.status_code == 200
                 for line in r.iter_lines():
                     lines.append(line)
@@ -282,8 +436,12 @@ def test_the_stream_resumes_after_any_id_the_database_holds(factory, gw):
 
 def _parameters(openapi: dict) -> list[tuple[str, str, dict]]:
     """(method, path, parameter) for every parameter of every operation."""
-    return [(method, path, p) for path, ops in openapi["paths"].items()
-            for method, op in ops.items() for p in op.get("parameters", [])]
+    return [
+        (method, path, p)
+        for path, ops in openapi["paths"].items()
+        for method, op in ops.items()
+        for p in op.get("parameters", [])
+    ]
 
 
 def _alternatives(schema: dict) -> list[dict]:
@@ -310,15 +468,26 @@ def test_every_time_a_route_takes_refuses_what_the_database_cannot_store(api):
     (other parameters filled with plain values)."""
     client, admin = api
     openapi = client.get("/openapi.json").json()
-    times = [(m, path, p) for m, path, p in _parameters(openapi)
-             for s in _alternatives(p["schema"]) if s.get("format") == "date-time"]
+    times = [
+        (m, path, p)
+        for m, path, p in _parameters(openapi)
+        for s in _alternatives(p["schema"])
+        if s.get("format") == "date-time"
+    ]
     assert times  # since/until of events and readings at least
     wrong = []
     for method, path, param in times:
-        others = {p["name"]: "x" for m, pth, p in _parameters(openapi)
-                  if (m, pth) == (method, path) and p.get("required") and p["in"] == "query"}
-        r = client.request(method.upper(), path, headers=admin,
-                           params={**others, param["name"]: "9999-12-31T23:59:59-14:00"})
+        others = {
+            p["name"]: "x"
+            for m, pth, p in _parameters(openapi)
+            if (m, pth) == (method, path) and p.get("required") and p["in"] == "query"
+        }
+        r = client.request(
+            method.upper(),
+            path,
+            headers=admin,
+            params={**others, param["name"]: "9999-12-31T23:59:59-14:00"},
+        )
         named = [e["loc"] for e in r.json()["detail"]] if r.status_code == 422 else []
         if [param["in"], param["name"]] not in named:
             wrong.append((method, path, param["name"], r.status_code))

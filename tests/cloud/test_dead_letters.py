@@ -37,8 +37,10 @@ def _process_caps() -> Iterator[None]:
 
 
 def _dropped_metric() -> float:
-    return sum(REGISTRY.get_sample_value("mb_ingest_dead_letters_dropped_total", {"reason": r}) or 0.0
-               for r in ("rows_cap", "bytes_cap"))
+    return sum(
+        REGISTRY.get_sample_value("mb_ingest_dead_letters_dropped_total", {"reason": r}) or 0.0
+        for r in ("rows_cap", "bytes_cap")
+    )
 
 
 def _junk(gw: GatewayPath, n: int, at: datetime, seed: int = 1) -> list[Incoming]:
@@ -48,11 +50,17 @@ def _junk(gw: GatewayPath, n: int, at: datetime, seed: int = 1) -> list[Incoming
 
 def _kept(factory: sessionmaker[Session], gateway: str) -> tuple[int, int]:
     """Rows and bytes (payload, reason, topic) the gateway's dead letters hold."""
-    size = (func.length(m.DeadLetter.payload) + func.length(m.DeadLetter.reason)
-            + func.length(m.DeadLetter.topic))
+    size = (
+        func.length(m.DeadLetter.payload)
+        + func.length(m.DeadLetter.reason)
+        + func.length(m.DeadLetter.topic)
+    )
     with factory() as s:
-        rows, used = s.execute(select(func.count(), func.coalesce(func.sum(size), 0))
-                               .where(m.DeadLetter.gateway == gateway)).one()
+        rows, used = s.execute(
+            select(func.count(), func.coalesce(func.sum(size), 0)).where(
+                m.DeadLetter.gateway == gateway
+            )
+        ).one()
     return int(rows), int(used)
 
 
@@ -68,10 +76,14 @@ def _other_gateway(factory: sessionmaker[Session]) -> GatewayPath:
     return other
 
 
-@pytest.mark.parametrize("caps", [
-    None,  # the defaults (Settings): the row cap binds first
-    Caps(window=timedelta(days=1), max_rows=10_000, max_bytes=16 * 1024),  # the byte cap binds
-], ids=["defaults", "byte-cap"])
+@pytest.mark.parametrize(
+    "caps",
+    [
+        None,  # the defaults (Settings): the row cap binds first
+        Caps(window=timedelta(days=1), max_rows=10_000, max_bytes=16 * 1024),  # the byte cap binds
+    ],
+    ids=["defaults", "byte-cap"],
+)
 def test_a_junk_flood_keeps_at_most_the_cap_and_counts_the_rest(cloud_url, factory, gw, caps):  # type: ignore[no-untyped-def]
     dead_letters.configure(caps)
     cap = caps or Caps.from_settings(Settings())
@@ -83,8 +95,16 @@ def test_a_junk_flood_keeps_at_most_the_cap_and_counts_the_rest(cloud_url, facto
     # valid reading and another gateway's bad message in each batch
     for i in range(0, 200, 25):
         at = T0 + timedelta(seconds=i / 25)
-        result = ingest(factory, gw, [*junk[i:i + 25], reading(i + 1, ts=at),
-                                      Incoming(other.topic("reading"), b"not json %d" % i, at)], now=at)
+        result = ingest(
+            factory,
+            gw,
+            [
+                *junk[i : i + 25],
+                reading(i + 1, ts=at),
+                Incoming(other.topic("reading"), b"not json %d" % i, at),
+            ],
+            now=at,
+        )
         assert result.stored == 1 and result.rejected == 26
     rows, used = _kept(factory, gw.gateway)
     assert 0 < rows <= cap.max_rows and used <= cap.max_bytes, (rows, used)
@@ -95,16 +115,28 @@ def test_a_junk_flood_keeps_at_most_the_cap_and_counts_the_rest(cloud_url, facto
         digests = {hashlib.sha256(j.payload).hexdigest(): j.payload for j in junk}
         for row in kept:
             # a sample, and the hash of the whole payload it came from
-            assert row.payload == digests[row.digest][:dead_letters.SAMPLE_BYTES]
+            assert row.payload == digests[row.digest][: dead_letters.SAMPLE_BYTES]
             assert "exceeds" in row.reason
         assert s.get(m.Gateway, gw.gateway).dead_letters_dropped == 200 - rows
         assert s.get(m.Gateway, other.gateway).dead_letters_dropped == 0
-        alerts = s.scalars(select(m.Alert).where(m.Alert.kind == "gateway_junk",
-                                                 m.Alert.community.in_([gw.community, other.community]))).all()
-        assert [(a.gateway, a.source, a.status) for a in alerts] == [(gw.gateway, gw.gateway, "open")]
+        alerts = s.scalars(
+            select(m.Alert).where(
+                m.Alert.kind == "gateway_junk",
+                m.Alert.community.in_([gw.community, other.community]),
+            )
+        ).all()
+        assert [(a.gateway, a.source, a.status) for a in alerts] == [
+            (gw.gateway, gw.gateway, "open")
+        ]
         assert "keeps sending bad messages" in alerts[0].message
-        assert s.scalar(select(func.count()).select_from(m.ReadingRow).where(
-            m.ReadingRow.gateway == gw.gateway)) == 8
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(m.ReadingRow)
+                .where(m.ReadingRow.gateway == gw.gateway)
+            )
+            == 8
+        )
     assert _dropped_metric() - dropped_before == 200 - rows
     # the other gateway's dead letters are all kept
     assert _kept(factory, other.gateway)[0] == 8
@@ -121,7 +153,9 @@ def test_the_cap_is_a_rolling_window_and_repeats_only_count(cloud_url, factory, 
     # the same bad item again counts in its row, even over the cap
     ingest(factory, gw, [first[0], first[0]], now=T0 + timedelta(minutes=1))
     with factory() as s:
-        counts = sorted(s.scalars(select(m.DeadLetter.count).where(m.DeadLetter.gateway == gw.gateway)))
+        counts = sorted(
+            s.scalars(select(m.DeadLetter.count).where(m.DeadLetter.gateway == gw.gateway))
+        )
         assert counts == [1, 1, 1, 1, 3]
         assert s.get(m.Gateway, gw.gateway).dead_letters_dropped == 3
     # within the window: still dropped; once the first rows are older than it: kept again
@@ -133,8 +167,9 @@ def test_the_cap_is_a_rolling_window_and_repeats_only_count(cloud_url, factory, 
     assert _kept(factory, gw.gateway)[0] == 7
     with factory() as s:
         assert s.get(m.Gateway, gw.gateway).dead_letters_dropped == 5
-        (alert,) = s.scalars(select(m.Alert).where(m.Alert.kind == "gateway_junk",
-                                                   m.Alert.gateway == gw.gateway))
+        (alert,) = s.scalars(
+            select(m.Alert).where(m.Alert.kind == "gateway_junk", m.Alert.gateway == gw.gateway)
+        )
         assert alert.count == 2  # two batches went over the cap: one alert, counting
 
 
@@ -143,6 +178,7 @@ def test_the_caps_come_from_the_environment(monkeypatch):  # type: ignore[no-unt
     monkeypatch.setenv("MB_CLOUD_DEAD_LETTER_MAX_BYTES", "65536")
     monkeypatch.setenv("MB_CLOUD_DEAD_LETTER_WINDOW_S", "600")
     dead_letters.configure(None)
-    assert dead_letters.current_caps() == Caps(window=timedelta(minutes=10), max_rows=7,
-                                               max_bytes=65536)
+    assert dead_letters.current_caps() == Caps(
+        window=timedelta(minutes=10), max_rows=7, max_bytes=65536
+    )
     assert os.environ["MB_CLOUD_DEAD_LETTER_MAX_ROWS"] == "7"

@@ -22,17 +22,26 @@ def test_outbox_empties_only_through_cloud_acks(broker, cloud_url, factory, gw, 
     outbox.append_many([reading(0) if i % 5 else event(0, zone=f"z{i % 3}") for i in range(400)])
     assert outbox.depth == 400
     handler: list[CommandHandler] = []
-    uplink = Uplink(gw, outbox, UplinkSettings(host=host, port=port, client_id=f"gw-{uuid.uuid4().hex[:8]}",
-                                              resend_after_s=1.0),
-                    on_command=lambda topic, raw: handler[0].handle(topic, raw))
+    uplink = Uplink(
+        gw,
+        outbox,
+        UplinkSettings(
+            host=host, port=port, client_id=f"gw-{uuid.uuid4().hex[:8]}", resend_after_s=1.0
+        ),
+        on_command=lambda topic, raw: handler[0].handle(topic, raw),
+    )
     handler.append(CommandHandler(gw, outbox, uplink.publish_reply))
     uplink.start()
     try:
         # no cloud yet: the broker took everything, but nothing may leave the outbox
         wait_for(lambda: uplink.published >= 400, timeout=20)
         assert outbox.depth == 400
-        settings = Settings(database_url=cloud_url, broker_url=f"mqtt://{host}:{port}", environment="test",
-                            ingest_group=f"t{uuid.uuid4().hex[:10]}")
+        settings = Settings(
+            database_url=cloud_url,
+            broker_url=f"mqtt://{host}:{port}",
+            environment="test",
+            ingest_group=f"t{uuid.uuid4().hex[:10]}",
+        )
         worker = IngestWorker(settings, factory).start()
         try:
             # what went out before the cloud subscribed is resent after the uplink's timeout
@@ -40,7 +49,9 @@ def test_outbox_empties_only_through_cloud_acks(broker, cloud_url, factory, gw, 
         finally:
             worker.stop()
         with factory() as s:
-            stored = s.scalar(select(func.count()).select_from(m.Ledger).where(m.Ledger.gateway == gw.gateway))
+            stored = s.scalar(
+                select(func.count()).select_from(m.Ledger).where(m.Ledger.gateway == gw.gateway)
+            )
             alerts = s.scalars(select(m.Alert).where(m.Alert.gateway == gw.gateway)).all()
         assert stored == 400
         assert sorted(a.count for a in alerts) == [26, 27, 27]  # 80 events over 3 zones

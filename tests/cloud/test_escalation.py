@@ -18,8 +18,12 @@ from microbrain.protocol import EventState, Severity
 from tests.cloud.helpers import DEVICES, event, ingest, unique_gateway
 
 # compound-level override (merged over the district's): short, distinct deadlines
-POLICY = {"building": {"critical": 60}, "compound": {"critical": 120},
-          "community": {"critical": 180}, "whistle": {"illegal_parking": "urban"}}
+POLICY = {
+    "building": {"critical": 60},
+    "compound": {"critical": 120},
+    "community": {"critical": 180},
+    "whistle": {"illegal_parking": "urban"},
+}
 
 
 @pytest.fixture
@@ -40,8 +44,13 @@ def _open(factory, gw, clock) -> int:  # type: ignore[no-untyped-def]
 
 def _log(factory, alert_id) -> list[str]:  # type: ignore[no-untyped-def]
     with factory() as s:
-        return list(s.scalars(select(m.AlertTransition.action).where(m.AlertTransition.alert_id == alert_id)
-                              .order_by(m.AlertTransition.id)))
+        return list(
+            s.scalars(
+                select(m.AlertTransition.action)
+                .where(m.AlertTransition.alert_id == alert_id)
+                .order_by(m.AlertTransition.id)
+            )
+        )
 
 
 def _level(factory, alert_id) -> str:  # type: ignore[no-untyped-def]
@@ -129,8 +138,11 @@ def test_acknowledge_at_the_moment_the_deadline_fires(cloud_url, place, attempt)
         except BaseException as err:  # noqa: BLE001
             errors.append(err)
 
-    threads = [threading.Thread(target=tick, args=(f_a,)), threading.Thread(target=tick, args=(f_b,)),
-               threading.Thread(target=ack)]
+    threads = [
+        threading.Thread(target=tick, args=(f_a,)),
+        threading.Thread(target=tick, args=(f_b,)),
+        threading.Thread(target=ack),
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -174,17 +186,26 @@ def test_work_order_verification_reopens_then_closes(factory, place):  # type: i
         _, path, recheck = work_orders.request_verification(s, wo.id, actor="duty", now=clock())
     assert (path.gateway, recheck.source, recheck.zone) == (place.gateway, "cam-1", "fire-lane")
     with transaction(factory) as s:
-        still = work_orders.apply_recheck(s, recheck.id, condition_present=True, actor="edge", now=clock())
+        still = work_orders.apply_recheck(
+            s, recheck.id, condition_present=True, actor="edge", now=clock()
+        )
         assert still.status == "reopened"
     with transaction(factory) as s:
         for action in ("accept", "start", "done"):
             work_orders.move(s, wo.id, action, actor="urban-1", now=clock())
         _, _, recheck2 = work_orders.request_verification(s, wo.id, actor="duty", now=clock())
     with transaction(factory) as s:
-        gone = work_orders.apply_recheck(s, recheck2.id, condition_present=False, actor="edge", now=clock())
+        gone = work_orders.apply_recheck(
+            s, recheck2.id, condition_present=False, actor="edge", now=clock()
+        )
         assert gone.status == "verified"
         # a duplicate reply changes nothing
-        assert work_orders.apply_recheck(s, recheck2.id, condition_present=True, actor="edge", now=clock()) is None
+        assert (
+            work_orders.apply_recheck(
+                s, recheck2.id, condition_present=True, actor="edge", now=clock()
+            )
+            is None
+        )
     with factory() as s:
         assert s.get(m.Alert, alert_id).status == "closed"
 
@@ -192,13 +213,23 @@ def test_work_order_verification_reopens_then_closes(factory, place):  # type: i
 def test_a_raise_resent_after_its_clear_counts_in_the_cleared_alert(factory, place):  # type: ignore[no-untyped-def]
     clock = ManualClock(datetime.now(UTC))
     t0 = clock() - timedelta(minutes=5)
-    r = ingest(factory, place, [event(1, ts=t0, severity=Severity.CRITICAL),
-                                event(3, ts=t0 + timedelta(seconds=20), state=EventState.CLEARED)],
-               now=clock())
+    r = ingest(
+        factory,
+        place,
+        [
+            event(1, ts=t0, severity=Severity.CRITICAL),
+            event(3, ts=t0 + timedelta(seconds=20), state=EventState.CLEARED),
+        ],
+        now=clock(),
+    )
     (alert_id,) = r.alerts
     # seq 2, raised between the two, arrives late in another batch
-    late = ingest(factory, place, [event(2, ts=t0 + timedelta(seconds=10), severity=Severity.CRITICAL)],
-                  now=clock())
+    late = ingest(
+        factory,
+        place,
+        [event(2, ts=t0 + timedelta(seconds=10), severity=Severity.CRITICAL)],
+        now=clock(),
+    )
     assert late.alerts == {alert_id}
     with factory() as s:
         (a,) = s.scalars(select(m.Alert).where(m.Alert.gateway == place.gateway)).all()
@@ -223,18 +254,35 @@ def test_recheck_still_present_while_a_newer_alert_is_live_reopens_the_order(fac
     (live_id,) = ingest(factory, place, [event(3)], now=clock()).alerts  # and it happens again
     assert live_id != alert_id
     reply = Reply(name="recheck", command_id=recheck.id, ok=True, detail={"present": True})
-    r = ingest(factory, place, [Incoming(place.topic("reply", "recheck"), reply.to_json(), clock())],
-               now=clock())
+    r = ingest(
+        factory,
+        place,
+        [Incoming(place.topic("reply", "recheck"), reply.to_json(), clock())],
+        now=clock(),
+    )
     assert (r.applied, r.rejected) == (1, 0)
     with factory() as s:
         order = s.get(m.WorkOrder, wo.id)
         assert order.status == "reopened"
-        note = s.scalars(select(m.WorkOrderTransition.note).where(m.WorkOrderTransition.work_order_id == wo.id)
-                         .order_by(m.WorkOrderTransition.id.desc()).limit(1)).one()
+        note = s.scalars(
+            select(m.WorkOrderTransition.note)
+            .where(m.WorkOrderTransition.work_order_id == wo.id)
+            .order_by(m.WorkOrderTransition.id.desc())
+            .limit(1)
+        ).one()
         assert f"alert {live_id}" in note
-        assert (s.get(m.Alert, alert_id).status, s.get(m.Alert, live_id).status) == ("resolved", "open")
-        assert s.scalar(select(func.count()).select_from(m.DeadLetter).where(
-            m.DeadLetter.gateway == place.gateway)) == 0
+        assert (s.get(m.Alert, alert_id).status, s.get(m.Alert, live_id).status) == (
+            "resolved",
+            "open",
+        )
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(m.DeadLetter)
+                .where(m.DeadLetter.gateway == place.gateway)
+            )
+            == 0
+        )
 
 
 def test_an_order_left_verifying_can_be_verified_again(factory, place):  # type: ignore[no-untyped-def]
@@ -251,8 +299,13 @@ def test_an_order_left_verifying_can_be_verified_again(factory, place):  # type:
         assert again.status == "verifying" and recheck.id != lost.id
     with transaction(factory) as s:
         # a late reply to the first recheck changes nothing; the answer to the second counts
-        assert work_orders.apply_recheck(s, lost.id, condition_present=True, actor="edge", now=clock()) is None
-        done = work_orders.apply_recheck(s, recheck.id, condition_present=False, actor="edge", now=clock())
+        assert (
+            work_orders.apply_recheck(s, lost.id, condition_present=True, actor="edge", now=clock())
+            is None
+        )
+        done = work_orders.apply_recheck(
+            s, recheck.id, condition_present=False, actor="edge", now=clock()
+        )
         assert done.status == "verified"
 
 
@@ -263,7 +316,8 @@ def test_a_raise_meeting_a_resolve_in_flight_opens_a_new_alert(factory, place): 
     with factory() as api, api.begin():
         alerts.resolve(api, alert_id, actor="duty", now=clock())  # not committed yet
         worker = threading.Thread(
-            target=lambda: folded.append(ingest(factory, place, [event(2)], now=clock()).alerts))
+            target=lambda: folded.append(ingest(factory, place, [event(2)], now=clock()).alerts)
+        )
         worker.start()
         worker.join(0.5)  # the ingest waits for the alert's lock (SQLite: the write lock)
     worker.join(30)
@@ -299,8 +353,11 @@ def test_escalation_locks_the_alert_before_its_deadline(factory, place, cloud_ur
         assert worker.is_alive()  # waiting for the alert
         with factory() as probe, probe.begin():
             # the deadline is not held meanwhile (NOWAIT raises if it is)
-            probe.scalars(select(m.EscalationDeadline).where(m.EscalationDeadline.alert_id == alert_id)
-                          .with_for_update(nowait=True)).one()
+            probe.scalars(
+                select(m.EscalationDeadline)
+                .where(m.EscalationDeadline.alert_id == alert_id)
+                .with_for_update(nowait=True)
+            ).one()
     worker.join(30)
     assert reached == ["compound"]
 
@@ -325,6 +382,10 @@ def test_an_unanswered_recheck_reopens_the_order_after_the_timeout(factory, plac
         assert work_orders.expire_rechecks(s, now=clock.advance(seconds=2), timeout_s=600) >= 1
     assert status() == "reopened"
     with factory() as s:
-        note = s.scalars(select(m.WorkOrderTransition.note).where(m.WorkOrderTransition.work_order_id == wo.id)
-                         .order_by(m.WorkOrderTransition.id.desc()).limit(1)).one()
+        note = s.scalars(
+            select(m.WorkOrderTransition.note)
+            .where(m.WorkOrderTransition.work_order_id == wo.id)
+            .order_by(m.WorkOrderTransition.id.desc())
+            .limit(1)
+        ).one()
     assert "no answer within 600 s" in note

@@ -23,7 +23,9 @@ JPEG = b"\xff\xd8\xff\xe0" + b"snapshot with boxes" * 100 + b"\xff\xd9"
 
 @pytest.fixture
 def client(factory, tmp_path):  # type: ignore[no-untyped-def]
-    state = ApiState(settings=Settings(environment="test", evidence_dir=tmp_path / "evidence"), factory=factory)
+    state = ApiState(
+        settings=Settings(environment="test", evidence_dir=tmp_path / "evidence"), factory=factory
+    )
     with TestClient(create_api(state)) as c:
         yield c
 
@@ -31,15 +33,30 @@ def client(factory, tmp_path):  # type: ignore[no-untyped-def]
 def test_upload_checked_against_the_declared_hash(client, factory, gw):  # type: ignore[no-untyped-def]
     other = unique_gateway()
     with transaction(factory) as s:
-        register_gateway(s, other.community, other.compound, other.gateway, building="b1",
-                         **DEVICES)
+        register_gateway(
+            s, other.community, other.compound, other.gateway, building="b1", **DEVICES
+        )
         auth.set_gateway_password(s, gw.gateway, "gw-password", now=datetime.now(UTC))
         auth.set_gateway_password(s, other.gateway, "other-password", now=datetime.now(UTC))
-        duty = auth.create_user(s, f"d-{uuid.uuid4().hex[:6]}", "duty-password", "duty",
-                                now=datetime.now(UTC), community=gw.community).username
-        outsider = auth.create_user(s, f"o-{uuid.uuid4().hex[:6]}", "duty-password", "duty",
-                                    now=datetime.now(UTC), community=other.community).username
-    ref = EvidenceRef(kind="snapshot", name="snap.jpg", sha256=hashlib.sha256(JPEG).hexdigest(), bytes=len(JPEG))
+        duty = auth.create_user(
+            s,
+            f"d-{uuid.uuid4().hex[:6]}",
+            "duty-password",
+            "duty",
+            now=datetime.now(UTC),
+            community=gw.community,
+        ).username
+        outsider = auth.create_user(
+            s,
+            f"o-{uuid.uuid4().hex[:6]}",
+            "duty-password",
+            "duty",
+            now=datetime.now(UTC),
+            community=other.community,
+        ).username
+    ref = EvidenceRef(
+        kind="snapshot", name="snap.jpg", sha256=hashlib.sha256(JPEG).hexdigest(), bytes=len(JPEG)
+    )
     ev = event(1, evidence=(ref,))
     ingest(factory, gw, [ev])
     url = f"/api/evidence/{ev.id}/snap.jpg"
@@ -49,17 +66,30 @@ def test_upload_checked_against_the_declared_hash(client, factory, gw):  # type:
     assert client.put(url, content=JPEG, auth=(other.gateway, "other-password")).status_code == 404
     bad = client.put(url, content=JPEG[:-1] + b"x", auth=(gw.gateway, "gw-password"))
     assert bad.status_code == 422 and "does not match" in bad.json()["detail"]
-    assert client.put(url, content=JPEG + b"more", auth=(gw.gateway, "gw-password")).status_code == 422
-    assert client.put(f"/api/evidence/{ev.id}/other.jpg", content=JPEG, auth=(gw.gateway, "gw-password")).status_code == 404
+    assert (
+        client.put(url, content=JPEG + b"more", auth=(gw.gateway, "gw-password")).status_code == 422
+    )
+    assert (
+        client.put(
+            f"/api/evidence/{ev.id}/other.jpg", content=JPEG, auth=(gw.gateway, "gw-password")
+        ).status_code
+        == 404
+    )
     assert client.put(url, content=JPEG, auth=(gw.gateway, "gw-password")).status_code == 201
-    assert client.put(url, content=JPEG, auth=(gw.gateway, "gw-password")).status_code == 201  # again: harmless
+    assert (
+        client.put(url, content=JPEG, auth=(gw.gateway, "gw-password")).status_code == 201
+    )  # again: harmless
     assert client.get(url).status_code == 401
     tokens = {}
     for name in (duty, outsider):
         r = client.post("/api/auth/token", json={"username": name, "password": "duty-password"})
         tokens[name] = {"Authorization": f"Bearer {r.json()['access_token']}"}
     got = client.get(url, headers=tokens[duty])
-    assert got.status_code == 200 and got.content == JPEG and got.headers["content-type"] == "image/jpeg"
+    assert (
+        got.status_code == 200
+        and got.content == JPEG
+        and got.headers["content-type"] == "image/jpeg"
+    )
     assert client.get(url, headers=tokens[outsider]).status_code == 404  # outside: as if not there
 
 
@@ -78,9 +108,13 @@ def test_upload_is_refused_before_its_body_is_read(factory, gw, tmp_path):  # ty
         auth.set_gateway_password(s, gw.gateway, "gw-password", now=datetime.now(UTC))
     ev = event(1)
     ingest(factory, gw, [ev])
-    state = ApiState(settings=Settings(environment="test", evidence_dir=tmp_path / "evidence"), factory=factory)
+    state = ApiState(
+        settings=Settings(environment="test", evidence_dir=tmp_path / "evidence"), factory=factory
+    )
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_api(state), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_api(state), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -88,11 +122,14 @@ def test_upload_is_refused_before_its_body_is_read(factory, gw, tmp_path):  # ty
         time.sleep(0.02)
     try:
         import base64
+
         basic = base64.b64encode(f"{gw.gateway}:gw-password".encode()).decode()
         for headers, expected in (("", b" 401 "), (f"Authorization: Basic {basic}\r\n", b" 404 ")):
             with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-                sock.sendall(f"PUT /api/evidence/{ev.id}/clip.mp4 HTTP/1.1\r\nHost: x\r\n{headers}"
-                             f"Content-Length: {400 * 1024 * 1024}\r\n\r\n".encode())
+                sock.sendall(
+                    f"PUT /api/evidence/{ev.id}/clip.mp4 HTTP/1.1\r\nHost: x\r\n{headers}"
+                    f"Content-Length: {400 * 1024 * 1024}\r\n\r\n".encode()
+                )
                 status_line = sock.recv(200).split(b"\r\n", 1)[0]
             assert expected in status_line, status_line
     finally:

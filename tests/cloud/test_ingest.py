@@ -39,8 +39,10 @@ def test_events_and_readings_are_stored_once_and_acked_after_commit(broker, clou
             replay = wire + random.Random(5).sample(wire, len(wire))  # replayed and shuffled
             publish_all(pub, replay)
             wait_for(lambda: _count(factory, m.Ledger, gateway=gw.gateway) == 50)
+
             def acked() -> set[int]:
                 return {n for a in list(acks) for f, l in a.ranges for n in range(f, l + 1)}
+
             wait_for(lambda: acked() >= set(range(1, 51)))
         assert acked() == set(range(1, 51))
         assert _count(factory, m.ReadingRow, gateway=gw.gateway) == 40
@@ -54,13 +56,16 @@ def test_events_and_readings_are_stored_once_and_acked_after_commit(broker, clou
         worker.stop()
 
 
-def test_two_workers_share_the_subscription_and_store_each_message_once(broker, cloud_url, factory, gw):
+def test_two_workers_share_the_subscription_and_store_each_message_once(
+    broker, cloud_url, factory, gw
+):
     settings = _settings(broker, cloud_url, ingest_batch_size=200)
     stored = {0: 0, 1: 0}
 
     def counter(i):
         def hook(result):
             stored[i] += result.stored
+
         return hook
 
     workers = [IngestWorker(settings, factory, on_commit=counter(i)).start() for i in range(2)]
@@ -83,15 +88,21 @@ def test_bad_messages_through_the_broker_never_stop_the_worker(broker, cloud_url
     try:
         with mqtt_client(*broker) as pub:
             stranger = gw.__class__(gw.community, gw.compound, "gw-stranger")
-            publish_all(pub, [(stranger.topic("event"), event(1).to_json()),
-                              (gw.topic("reading"), b"\x00not json"),
-                              (gw.topic("event"), b"{" * 70_000),
-                              topic(gw, reading(1))])
+            publish_all(
+                pub,
+                [
+                    (stranger.topic("event"), event(1).to_json()),
+                    (gw.topic("reading"), b"\x00not json"),
+                    (gw.topic("event"), b"{" * 70_000),
+                    topic(gw, reading(1)),
+                ],
+            )
             wait_for(lambda: _count(factory, m.ReadingRow, gateway=gw.gateway) == 1)
             wait_for(lambda: _count(factory, m.DeadLetter, gateway=gw.gateway) == 2)
             with factory() as s:
-                reasons = s.scalars(select(m.DeadLetter.reason).where(
-                    m.DeadLetter.topic == stranger.topic("event"))).all()
+                reasons = s.scalars(
+                    select(m.DeadLetter.reason).where(m.DeadLetter.topic == stranger.topic("event"))
+                ).all()
             assert reasons and "not registered" in reasons[-1]
     finally:
         worker.stop()
@@ -115,7 +126,9 @@ def test_worker_rides_out_a_broker_restart(mosquitto, cloud_url, factory, gw):
         worker.stop()
 
 
-def test_a_poison_message_is_dead_lettered_and_the_rest_stored(broker, cloud_url, factory, gw, monkeypatch):
+def test_a_poison_message_is_dead_lettered_and_the_rest_stored(
+    broker, cloud_url, factory, gw, monkeypatch
+):
     # fault injection into our own code (not a library): storing one marked message raises
     # as a bug would
     import cloud.ingest.worker as worker_module
@@ -139,8 +152,12 @@ def test_a_poison_message_is_dead_lettered_and_the_rest_stored(broker, cloud_url
             publish_all(pub, items)
             wait_for(lambda: _count(factory, m.ReadingRow, gateway=gw.gateway) == 30)
             wait_for(lambda: _count(factory, m.DeadLetter, gateway=gw.gateway) == 1)
-            wait_for(lambda: {n for a in list(acks) for f, l in a.ranges for n in range(f, l + 1)}
-                     >= set(range(1, 32)))
+            wait_for(
+                lambda: (
+                    {n for a in list(acks) for f, l in a.ranges for n in range(f, l + 1)}
+                    >= set(range(1, 32))
+                )
+            )
         with factory() as s:
             (dead,) = s.scalars(select(m.DeadLetter).where(m.DeadLetter.gateway == gw.gateway))
         assert "internal error" in dead.reason and "RuntimeError" in dead.reason
@@ -148,7 +165,9 @@ def test_a_poison_message_is_dead_lettered_and_the_rest_stored(broker, cloud_url
         worker.stop()
 
 
-def test_a_value_the_database_would_refuse_is_dead_lettered_and_the_rest_stored(broker, cloud_url, factory, gw):
+def test_a_value_the_database_would_refuse_is_dead_lettered_and_the_rest_stored(
+    broker, cloud_url, factory, gw
+):
     # a number beyond its column (PostgreSQL: integer out of range, a DataError; SQLite:
     # an int beyond 64 bits) blocked every gateway; it is now refused at the door, naming
     # the field (a message the database itself refuses: tests/cloud/test_poison.py)
@@ -166,12 +185,22 @@ def test_a_value_the_database_would_refuse_is_dead_lettered_and_the_rest_stored(
             publish_all(pub, items)
             wait_for(lambda: _count(factory, m.ReadingRow, gateway=gw.gateway) == 20, timeout=20)
             wait_for(lambda: _count(factory, m.DeadLetter, gateway=gw.gateway) == 1)
-            wait_for(lambda: {n for a in list(acks) for f, l in a.ranges for n in range(f, l + 1)}
-                     >= set(range(1, 22)))
+            wait_for(
+                lambda: (
+                    {n for a in list(acks) for f, l in a.ranges for n in range(f, l + 1)}
+                    >= set(range(1, 22))
+                )
+            )
         with factory() as s:
             (dead,) = s.scalars(select(m.DeadLetter).where(m.DeadLetter.gateway == gw.gateway))
-            assert s.scalar(select(func.count()).select_from(m.ReadingRow).where(
-                m.ReadingRow.gateway == gw.gateway, m.ReadingRow.seq == 21)) == 0
+            assert (
+                s.scalar(
+                    select(func.count())
+                    .select_from(m.ReadingRow)
+                    .where(m.ReadingRow.gateway == gw.gateway, m.ReadingRow.seq == 21)
+                )
+                == 0
+            )
         assert dead.field == "samples" and "less than or equal to" in dead.reason
     finally:
         worker.stop()
@@ -186,14 +215,19 @@ def test_command_sender_is_not_connected_when_the_broker_refuses_it(tmp_path):
     (tmp_path / "passwd").write_text("")  # nobody may connect
     extra = f"allow_anonymous false\npassword_file {tmp_path / 'passwd'}\n"
     with private_mosquitto(tmp_path / "b", extra=extra) as broker:
-        settings = Settings(database_url=f"sqlite:///{tmp_path}/x.db", environment="test",
-                            broker_url=f"mqtt://cloud:wrong@127.0.0.1:{broker.port}")
+        settings = Settings(
+            database_url=f"sqlite:///{tmp_path}/x.db",
+            environment="test",
+            broker_url=f"mqtt://cloud:wrong@127.0.0.1:{broker.port}",
+        )
         sender = MqttCommandSender(settings)
         try:
             # the broker logs the refusal once it sent the CONNACK: poll for that, not a time
             deadline = time.monotonic() + 60
-            while "not authorised" not in broker.log.read_text(errors="replace") \
-                    and time.monotonic() < deadline:
+            while (
+                "not authorised" not in broker.log.read_text(errors="replace")
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.05)
             assert "not authorised" in broker.log.read_text(errors="replace")
             time.sleep(0.2)  # the CONNACK's way back to the sender's thread
@@ -250,8 +284,10 @@ def test_the_cloud_does_not_receive_its_own_commands(broker, cloud_url, factory,
     worker = IngestWorker(_settings(broker, cloud_url), factory, on_commit=results.append).start()
     try:
         with mqtt_client(*broker) as pub:
-            publish_all(pub, [(gw.topic("cmd", "ack"), Ack(ranges=((1, 1),)).to_json()),
-                              topic(gw, reading(1))])
+            publish_all(
+                pub,
+                [(gw.topic("cmd", "ack"), Ack(ranges=((1, 1),)).to_json()), topic(gw, reading(1))],
+            )
             wait_for(lambda: _count(factory, m.ReadingRow, gateway=gw.gateway) == 1)
             assert worker.drain(10)
         assert sum(r.ignored for r in results) == 0  # the cmd never reached the ingest
@@ -271,8 +307,13 @@ def test_acks_with_more_ranges_than_one_ack_may_carry_are_split(broker, cloud_ur
             pub.subscribe(gw.topic("cmd", "ack"), qos=1)
             seqs = range(1, 2 * (MAX_ACK_RANGES + 100), 2)  # every other one: a range each
             publish_all(pub, [topic(gw, reading(s)) for s in seqs])
-            wait_for(lambda: {n for a in list(acks) for f, l in a.ranges for n in range(f, l + 1)}
-                     >= set(seqs), timeout=30)
+            wait_for(
+                lambda: (
+                    {n for a in list(acks) for f, l in a.ranges for n in range(f, l + 1)}
+                    >= set(seqs)
+                ),
+                timeout=30,
+            )
         assert len(acks) >= 2 and all(len(a.ranges) <= MAX_ACK_RANGES for a in acks)
     finally:
         worker.stop()

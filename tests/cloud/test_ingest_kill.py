@@ -21,8 +21,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "cloud.ingest"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=log.open("ab"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cloud.ingest"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=log.open("ab"),
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()  # "ingest ready" once subscribed
     assert b"ingest ready" in line, log.read_text()[-2000:]
@@ -31,32 +36,49 @@ def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 def _stored(factory, gateway: str) -> tuple[int, int]:
     with factory() as s:
-        rows = s.scalar(select(func.count()).select_from(m.ReadingRow).where(m.ReadingRow.gateway == gateway))
-        seqs = s.scalar(select(func.count(func.distinct(m.ReadingRow.seq))).where(m.ReadingRow.gateway == gateway))
+        rows = s.scalar(
+            select(func.count()).select_from(m.ReadingRow).where(m.ReadingRow.gateway == gateway)
+        )
+        seqs = s.scalar(
+            select(func.count(func.distinct(m.ReadingRow.seq))).where(
+                m.ReadingRow.gateway == gateway
+            )
+        )
         return rows, seqs
 
 
-def test_sigkill_around_commits_loses_and_duplicates_nothing(mosquitto, cloud_url, factory, gw, tmp_path):
+def test_sigkill_around_commits_loses_and_duplicates_nothing(
+    mosquitto, cloud_url, factory, gw, tmp_path
+):
     total = 3000
-    env = {**os.environ, "MB_CLOUD_DATABASE_URL": cloud_url,
-           "MB_CLOUD_BROKER_URL": f"mqtt://127.0.0.1:{mosquitto.port}",
-           "MB_CLOUD_INGEST_CLIENT_ID": f"kill-{uuid.uuid4().hex[:8]}",
-           "MB_CLOUD_INGEST_GROUP": "cloud", "MB_CLOUD_SESSION_EXPIRY_S": "600",
-           "MB_CLOUD_INGEST_BATCH_SIZE": "100", "MB_CLOUD_ENVIRONMENT": "test"}
+    env = {
+        **os.environ,
+        "MB_CLOUD_DATABASE_URL": cloud_url,
+        "MB_CLOUD_BROKER_URL": f"mqtt://127.0.0.1:{mosquitto.port}",
+        "MB_CLOUD_INGEST_CLIENT_ID": f"kill-{uuid.uuid4().hex[:8]}",
+        "MB_CLOUD_INGEST_GROUP": "cloud",
+        "MB_CLOUD_SESSION_EXPIRY_S": "600",
+        "MB_CLOUD_INGEST_BATCH_SIZE": "100",
+        "MB_CLOUD_ENVIRONMENT": "test",
+    }
     acked: set[int] = set()
     at_kill: list[int] = []
     log = tmp_path / "ingest.log"
     proc = _start(env, log)
     try:
         with mqtt_client("127.0.0.1", mosquitto.port) as pub:
+
             def on_ack(_c, _u, msg):
                 for first, last in decode(msg.topic, msg.payload).payload.ranges:
                     acked.update(range(first, last + 1))
+
             pub.on_message = on_ack
             pub.subscribe(gw.topic("cmd", "ack"), qos=1)
             publish_all(pub, [topic(gw, reading(s)) for s in range(1, total + 1)])
             for kill_at in (total // 4, total // 2):  # twice, while batches are committing
-                wait_for(lambda k=kill_at: _stored(factory, gw.gateway)[0] >= k, timeout=60, every=0.005)
+                wait_for(
+                    lambda k=kill_at: _stored(factory, gw.gateway)[0] >= k, timeout=60, every=0.005
+                )
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
                 at_kill.append(_stored(factory, gw.gateway)[0])

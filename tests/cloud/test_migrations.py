@@ -24,21 +24,34 @@ def test_models_match_the_migrations(sqlite_url):  # type: ignore[no-untyped-def
 def test_concurrent_upgrades_of_a_fresh_postgres_database():  # type: ignore[no-untyped-def]
     with postgres_database() as url:
         # three cloud processes starting together (alembic's context is per process)
-        procs = [subprocess.Popen([sys.executable, "-c", f"from cloud.db import upgrade; upgrade({url!r})"],
-                                  cwd=ROOT, stderr=subprocess.PIPE) for _ in range(3)]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", f"from cloud.db import upgrade; upgrade({url!r})"],
+                cwd=ROOT,
+                stderr=subprocess.PIPE,
+            )
+            for _ in range(3)
+        ]
         for p in procs:
             _, err = p.communicate(timeout=120)
             assert p.returncode == 0, err.decode()[-2000:]
         engine = make_engine(url)
         assert {"alerts", "events", "readings", "ingest_ledger", "escalation_deadlines"} <= set(
-            inspect(engine).get_table_names())
+            inspect(engine).get_table_names()
+        )
         engine.dispose()
 
 
 def test_concurrent_upgrades_of_a_fresh_sqlite_file(tmp_path):  # type: ignore[no-untyped-def]
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
-    procs = [subprocess.Popen([sys.executable, "-c", f"from cloud.db import upgrade; upgrade({url!r})"],
-                              cwd=ROOT, stderr=subprocess.PIPE) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", f"from cloud.db import upgrade; upgrade({url!r})"],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err.decode()[-2000:]

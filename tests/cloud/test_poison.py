@@ -55,8 +55,11 @@ def test_out_of_range_numbers_and_times_are_refused_at_the_door(factory, gw, nam
     # among 60 valid readings: on PostgreSQL 50 or more go through COPY, the batch path
     # that a bigint out of range used to fail as a whole
     poison = _raw(gw, "reading", 1000, **fields)
-    result = ingest(factory, gw, [reading(s) for s in range(1, 31)] + [poison]
-                    + [reading(s) for s in range(31, 61)])
+    result = ingest(
+        factory,
+        gw,
+        [reading(s) for s in range(1, 31)] + [poison] + [reading(s) for s in range(31, 61)],
+    )
     assert (result.stored, result.rejected) == (60, 1), name
     with factory() as s:
         (dead,) = s.scalars(select(m.DeadLetter).where(m.DeadLetter.gateway == gw.gateway))
@@ -72,35 +75,53 @@ def _refusing_trigger(factory: sessionmaker[Session], marker: str) -> Iterator[N
     a bug meeting a strange row)."""
     with factory() as s, s.begin():
         if s.get_bind().dialect.name == "postgresql":
-            s.execute(text(f"""
+            s.execute(
+                text(f"""
                 CREATE FUNCTION {marker}() RETURNS trigger LANGUAGE plpgsql AS $$
                 BEGIN
                     IF NEW."values"::text LIKE '%{marker}%' THEN
                         RAISE EXCEPTION 'reading refused by trigger {marker}';
                     END IF;
                     RETURN NEW;
-                END $$"""))
-            s.execute(text(f"CREATE TRIGGER {marker} BEFORE INSERT ON readings "
-                           f"FOR EACH ROW EXECUTE FUNCTION {marker}()"))
+                END $$""")
+            )
+            s.execute(
+                text(
+                    f"CREATE TRIGGER {marker} BEFORE INSERT ON readings "
+                    f"FOR EACH ROW EXECUTE FUNCTION {marker}()"
+                )
+            )
         else:
-            s.execute(text(f"""
+            s.execute(
+                text(f"""
                 CREATE TRIGGER {marker} BEFORE INSERT ON readings
                 WHEN NEW."values" LIKE '%{marker}%'
-                BEGIN SELECT RAISE(ABORT, 'reading refused by trigger {marker}'); END"""))
+                BEGIN SELECT RAISE(ABORT, 'reading refused by trigger {marker}'); END""")
+            )
     try:
         yield
     finally:
         with factory() as s, s.begin():
-            s.execute(text(f"DROP TRIGGER {marker}"
-                           + (" ON readings" if s.get_bind().dialect.name == "postgresql" else "")))
+            s.execute(
+                text(
+                    f"DROP TRIGGER {marker}"
+                    + (" ON readings" if s.get_bind().dialect.name == "postgresql" else "")
+                )
+            )
             if s.get_bind().dialect.name == "postgresql":
                 s.execute(text(f"DROP FUNCTION {marker}()"))
 
 
 def _settings(url: str, broker: tuple[str, int] | None = None, **kw: Any) -> Settings:
     host, port = broker or ("127.0.0.1", 1883)
-    return Settings(database_url=url, broker_url=f"mqtt://{host}:{port}", environment="test",
-                    ingest_group=f"t{uuid.uuid4().hex[:12]}", session_expiry_s=0, **kw)
+    return Settings(
+        database_url=url,
+        broker_url=f"mqtt://{host}:{port}",
+        environment="test",
+        ingest_group=f"t{uuid.uuid4().hex[:12]}",
+        session_expiry_s=0,
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("size", [500, 2])
@@ -111,11 +132,15 @@ def test_one_poison_in_a_batch_is_found_by_bisection(cloud_url, factory, gw, siz
     poison_seq = size
     items.insert(size * 2 // 7, Incoming(*topic(gw, reading(poison_seq, values={marker: 1})), now))
     worker = IngestWorker(_settings(cloud_url), factory)  # not connected: its commit path only
-    commits, retries = _metric("mb_ingest_isolation_commits_total"), _metric("mb_ingest_batch_retries_total")
+    commits, retries = (
+        _metric("mb_ingest_isolation_commits_total"),
+        _metric("mb_ingest_batch_retries_total"),
+    )
     transactions: list[object] = []
 
     def began(conn: object) -> None:  # what the database itself saw
         transactions.append(conn)
+
     engine = factory.kw["bind"]
     with _refusing_trigger(factory, marker):
         event.listen(engine, "begin", began)
@@ -136,14 +161,21 @@ def test_one_poison_in_a_batch_is_found_by_bisection(cloud_url, factory, gw, siz
     assert _count(factory, m.ReadingRow, gateway=gw.gateway) == size - 1
     with factory() as s:
         (dead,) = s.scalars(select(m.DeadLetter).where(m.DeadLetter.gateway == gw.gateway))
-        assert s.scalar(select(func.count()).select_from(m.ReadingRow).where(
-            m.ReadingRow.gateway == gw.gateway, m.ReadingRow.seq == poison_seq)) == 0
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(m.ReadingRow)
+                .where(m.ReadingRow.gateway == gw.gateway, m.ReadingRow.seq == poison_seq)
+            )
+            == 0
+        )
     assert "internal error" in dead.reason and marker in dead.reason
     assert marker.encode() in dead.payload
 
 
 def test_poison_through_the_broker_leaves_every_valid_message_stored_and_acked(  # type: ignore[no-untyped-def]
-        broker, cloud_url, factory, gw):
+    broker, cloud_url, factory, gw
+):
     marker = f"poison_{uuid.uuid4().hex[:10]}"
     acks: list[Ack] = []
     worker = IngestWorker(_settings(cloud_url, broker, ingest_batch_latency_s=0.2), factory)
@@ -152,19 +184,28 @@ def test_poison_through_the_broker_leaves_every_valid_message_stored_and_acked( 
         try:
             with mqtt_client(*broker) as pub:
                 pub.on_message = lambda c, u, msg: acks.append(
-                    decode(msg.topic, bytes(msg.payload)).payload)  # type: ignore[arg-type]
+                    decode(msg.topic, bytes(msg.payload)).payload
+                )  # type: ignore[arg-type]
                 pub.subscribe(gw.topic("cmd", "ack"), qos=1)
                 wire = [topic(gw, reading(s)) for s in range(1, 201)]
                 wire.insert(50, topic(gw, reading(201, values={marker: 1})))  # the database refuses
                 wire.insert(120, (gw.topic("reading"), _raw(gw, "reading", 202, seq=2**63).payload))
-                wire.insert(150, (gw.topic("reading"), _raw(gw, "reading", 203,
-                                                           ts="0001-01-01T00:00:00+08:00").payload))
+                wire.insert(
+                    150,
+                    (
+                        gw.topic("reading"),
+                        _raw(gw, "reading", 203, ts="0001-01-01T00:00:00+08:00").payload,
+                    ),
+                )
                 publish_all(pub, wire)
-                wait_for(lambda: _count(factory, m.ReadingRow, gateway=gw.gateway) == 200, timeout=30)
+                wait_for(
+                    lambda: _count(factory, m.ReadingRow, gateway=gw.gateway) == 200, timeout=30
+                )
                 wait_for(lambda: _count(factory, m.DeadLetter, gateway=gw.gateway) == 3)
 
                 def acked() -> set[int]:
                     return {n for a in list(acks) for f, l in a.ranges for n in range(f, l + 1)}
+
                 # the seq 2^63 is never acknowledged (no outbox holds it); 203's ts was bad
                 # but its seq is the gateway's, so it is
                 wait_for(lambda: acked() >= set(range(1, 202)) | {203})
@@ -172,7 +213,9 @@ def test_poison_through_the_broker_leaves_every_valid_message_stored_and_acked( 
         finally:
             worker.stop()
     with factory() as s:
-        reasons = {d.field: d.reason for d in s.scalars(
-            select(m.DeadLetter).where(m.DeadLetter.gateway == gw.gateway))}
+        reasons = {
+            d.field: d.reason
+            for d in s.scalars(select(m.DeadLetter).where(m.DeadLetter.gateway == gw.gateway))
+        }
     assert set(reasons) == {None, "seq", "ts"}
     assert marker in reasons[None] and "internal error" in reasons[None]

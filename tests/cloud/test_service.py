@@ -35,7 +35,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _serve(service: CloudService, port: int) -> tuple[uvicorn.Server, threading.Thread]:
-    server = uvicorn.Server(uvicorn.Config(service.app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(service.app, host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, timeout=20)
@@ -44,9 +46,14 @@ def _serve(service: CloudService, port: int) -> tuple[uvicorn.Server, threading.
 
 def test_published_event_reaches_the_live_stream(broker, cloud_url):  # type: ignore[no-untyped-def]
     host, bport = broker
-    settings = Settings(database_url=cloud_url, broker_url=f"mqtt://{host}:{bport}", environment="test",
-                        ingest_group=f"t{uuid.uuid4().hex[:10]}", session_expiry_s=0,
-                        admin_password=f"pw-{uuid.uuid4().hex}")
+    settings = Settings(
+        database_url=cloud_url,
+        broker_url=f"mqtt://{host}:{bport}",
+        environment="test",
+        ingest_group=f"t{uuid.uuid4().hex[:10]}",
+        session_expiry_s=0,
+        admin_password=f"pw-{uuid.uuid4().hex}",
+    )
     service = CloudService(settings)
     port = free_port()
     server, thread = _serve(service, port)
@@ -57,15 +64,22 @@ def test_published_event_reaches_the_live_stream(broker, cloud_url):  # type: ig
         base = f"http://127.0.0.1:{port}"
         # the first admin exists only on a fresh database; otherwise make our own user
         from cloud import auth
+
         name = f"duty-{uuid.uuid4().hex[:6]}"
         with transaction(service.factory) as s:
-            auth.create_user(s, name, "a long password", "duty", now=service.clock(), community=gw.community)
-        token = httpx.post(f"{base}/api/auth/token", json={"username": name, "password": "a long password"}).json()["access_token"]
+            auth.create_user(
+                s, name, "a long password", "duty", now=service.clock(), community=gw.community
+            )
+        token = httpx.post(
+            f"{base}/api/auth/token", json={"username": name, "password": "a long password"}
+        ).json()["access_token"]
         seen: list[dict] = []
         streaming = threading.Event()
 
         def listen() -> None:
-            with httpx.stream("GET", f"{base}/api/stream/alerts", params={"access_token": token}, timeout=30) as r:
+            with httpx.stream(
+                "GET", f"{base}/api/stream/alerts", params={"access_token": token}, timeout=30
+            ) as r:
                 for line in r.iter_lines():
                     streaming.set()  # the first line (": connected") comes after the start point
                     if line.startswith("data: "):
@@ -80,10 +94,17 @@ def test_published_event_reaches_the_live_stream(broker, cloud_url):  # type: ig
         with mqtt_client(host, bport) as pub:
             publish_all(pub, [topic(gw, event(1))])
         wait_for(lambda: seen, timeout=10)
-        assert (seen[0]["action"], seen[0]["status"], seen[0]["compound"]) == ("opened", "open", gw.compound)
+        assert (seen[0]["action"], seen[0]["status"], seen[0]["compound"]) == (
+            "opened",
+            "open",
+            gw.compound,
+        )
         alert_id = seen[0]["alert_id"]
-        r = httpx.post(f"{base}/api/alerts/{alert_id}/acknowledge", json={},
-                       headers={"Authorization": f"Bearer {token}"})
+        r = httpx.post(
+            f"{base}/api/alerts/{alert_id}/acknowledge",
+            json={},
+            headers={"Authorization": f"Bearer {token}"},
+        )
         assert r.status_code == 200, r.text
         listener.join(10)
         assert seen[1]["action"] == "acknowledged"
@@ -99,9 +120,14 @@ def test_service_starts_without_the_broker_and_subscribes_once_it_is_up(cloud_ur
     from tests.utils.services import private_mosquitto
 
     bport = free_port()  # nothing listens here yet
-    settings = Settings(database_url=cloud_url, broker_url=f"mqtt://127.0.0.1:{bport}", environment="test",
-                        ingest_group=f"t{uuid.uuid4().hex[:10]}", session_expiry_s=0,
-                        admin_password=f"pw-{uuid.uuid4().hex}")
+    settings = Settings(
+        database_url=cloud_url,
+        broker_url=f"mqtt://127.0.0.1:{bport}",
+        environment="test",
+        ingest_group=f"t{uuid.uuid4().hex[:10]}",
+        session_expiry_s=0,
+        admin_password=f"pw-{uuid.uuid4().hex}",
+    )
     service = CloudService(settings)
     port = free_port()
     server, thread = _serve(service, port)
@@ -118,16 +144,41 @@ def test_service_starts_without_the_broker_and_subscribes_once_it_is_up(cloud_ur
 def test_cli_serve_starts_and_answers(broker, sqlite_url, demo_site_path):  # type: ignore[no-untyped-def]
     host, bport = broker
     port = free_port()
-    env = {**os.environ, "MB_CLOUD_INGEST_GROUP": f"t{uuid.uuid4().hex[:10]}", "MB_CLOUD_SESSION_EXPIRY_S": "0"}
+    env = {
+        **os.environ,
+        "MB_CLOUD_INGEST_GROUP": f"t{uuid.uuid4().hex[:10]}",
+        "MB_CLOUD_SESSION_EXPIRY_S": "0",
+    }
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from microbrain.cli import main; main()", "cloud", "serve", "--db", sqlite_url,
-         "--broker", f"mqtt://{host}:{bport}", "--site", str(demo_site_path), "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-c",
+            "from microbrain.cli import main; main()",
+            "cloud",
+            "serve",
+            "--db",
+            sqlite_url,
+            "--broker",
+            f"mqtt://{host}:{bport}",
+            "--site",
+            str(demo_site_path),
+            "--port",
+            str(port),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         wait_for(lambda: _get(f"http://127.0.0.1:{port}/healthz"), timeout=30, every=0.2)
-        token = httpx.post(f"http://127.0.0.1:{port}/api/auth/token",
-                           json={"username": "admin", "password": "changethis"}).json()["access_token"]
-        tree = httpx.get(f"http://127.0.0.1:{port}/api/site", headers={"Authorization": f"Bearer {token}"}).json()
+        token = httpx.post(
+            f"http://127.0.0.1:{port}/api/auth/token",
+            json={"username": "admin", "password": "changethis"},
+        ).json()["access_token"]
+        tree = httpx.get(
+            f"http://127.0.0.1:{port}/api/site", headers={"Authorization": f"Bearer {token}"}
+        ).json()
         assert {c["id"] for c in tree["communities"]} == {"xiyuan", "dongcheng"}
     finally:
         proc.terminate()
@@ -149,8 +200,22 @@ def _subscribed(url: str) -> bool:
 
 
 def test_cli_refuses_bad_settings():  # type: ignore[no-untyped-def]
-    r = subprocess.run([sys.executable, "-c", "from microbrain.cli import main; main()", "cloud", "serve", "--broker", "http://x"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from microbrain.cli import main; main()",
+            "cloud",
+            "serve",
+            "--broker",
+            "http://x",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert r.returncode == 2 and "mqtt://host:1883" in r.stderr
 
 
@@ -166,19 +231,44 @@ def test_two_processes_start_together_and_share_the_ingest(broker, tmp_path, sto
 
     host, bport = broker
     with ExitStack() as stack:
-        url = (f"sqlite:///{tmp_path / 'shared.db'}" if store == "sqlite"
-               else stack.enter_context(postgres_database()))
+        url = (
+            f"sqlite:///{tmp_path / 'shared.db'}"
+            if store == "sqlite"
+            else stack.enter_context(postgres_database())
+        )
         env = {**os.environ, "MB_CLOUD_INGEST_GROUP": f"t{uuid.uuid4().hex[:10]}"}
         ports = [free_port(), free_port()]
-        procs = [subprocess.Popen(
-            [sys.executable, "-c", "from microbrain.cli import main; main()", "cloud", "serve", "--db", url,
-             "--broker", f"mqtt://{host}:{bport}", "--site", str(demo_site_path), "--port", str(p)],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in ports]
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "from microbrain.cli import main; main()",
+                    "cloud",
+                    "serve",
+                    "--db",
+                    url,
+                    "--broker",
+                    f"mqtt://{host}:{bport}",
+                    "--site",
+                    str(demo_site_path),
+                    "--port",
+                    str(p),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for p in ports
+        ]
         for p in procs:
             stack.callback(p.wait, 20)
             stack.callback(p.terminate)
         for p in ports:  # both migrated/started on an empty database at once, and subscribed
-            wait_for(lambda p=p: _subscribed(f"http://127.0.0.1:{p}/healthz"), timeout=60, every=0.2)
+            wait_for(
+                lambda p=p: _subscribed(f"http://127.0.0.1:{p}/healthz"), timeout=60, every=0.2
+            )
         engine = make_engine(url)
         stack.callback(engine.dispose)
         factory = session_factory(engine)
@@ -190,7 +280,12 @@ def test_two_processes_start_together_and_share_the_ingest(broker, tmp_path, sto
 
         def stored() -> int:
             with factory() as s:
-                return s.scalar(select(func.count()).select_from(m.EventRow).where(m.EventRow.gateway == gw.gateway))
+                return s.scalar(
+                    select(func.count())
+                    .select_from(m.EventRow)
+                    .where(m.EventRow.gateway == gw.gateway)
+                )
+
         wait_for(lambda: stored() == 400, timeout=30)
         time.sleep(0.5)
         with factory() as s:

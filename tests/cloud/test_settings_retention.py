@@ -17,17 +17,20 @@ from microbrain.protocol import EventState
 from tests.cloud.helpers import event, ingest, reading
 
 
-@pytest.mark.parametrize(("env", "ok"), [
-    ({"environment": "dev"}, True),
-    ({"environment": "production"}, False),
-    ({"environment": "production", "secret_key": "s" * 32}, False),
-    ({"environment": "production", "secret_key": "s" * 32, "admin_password": "a" * 16}, True),
-    ({"broker_url": "http://broker"}, False),
-    ({"broker_url": "mqtt://broker:99999"}, False),  # refused at the door, not at connect time
-    ({"broker_url": "mqtts://broker"}, False),  # the cloud has no TLS to the broker yet
-    ({"broker_url": "mqtt://cloud:s3cret@broker:1884"}, True),
-    ({"ingest_batch_size": 0}, False),
-])
+@pytest.mark.parametrize(
+    ("env", "ok"),
+    [
+        ({"environment": "dev"}, True),
+        ({"environment": "production"}, False),
+        ({"environment": "production", "secret_key": "s" * 32}, False),
+        ({"environment": "production", "secret_key": "s" * 32, "admin_password": "a" * 16}, True),
+        ({"broker_url": "http://broker"}, False),
+        ({"broker_url": "mqtt://broker:99999"}, False),  # refused at the door, not at connect time
+        ({"broker_url": "mqtts://broker"}, False),  # the cloud has no TLS to the broker yet
+        ({"broker_url": "mqtt://cloud:s3cret@broker:1884"}, True),
+        ({"ingest_batch_size": 0}, False),
+    ],
+)
 def test_settings_validated_at_the_door(env, ok):  # type: ignore[no-untyped-def]
     if ok:
         Settings(**env)
@@ -38,13 +41,33 @@ def test_settings_validated_at_the_door(env, ok):  # type: ignore[no-untyped-def
 
 def test_readings_age_out_and_events_stay(factory, gw):  # type: ignore[no-untyped-def]
     now = datetime.now(UTC)
-    ingest(factory, gw, [reading(1, ts=now - timedelta(days=100)), reading(2, ts=now - timedelta(days=1)),
-                         event(3, ts=now - timedelta(days=100))], now=now)
+    ingest(
+        factory,
+        gw,
+        [
+            reading(1, ts=now - timedelta(days=100)),
+            reading(2, ts=now - timedelta(days=1)),
+            event(3, ts=now - timedelta(days=100)),
+        ],
+        now=now,
+    )
     with transaction(factory) as s:
         assert prune_readings(s, now=now, keep_days=90) >= 1
     with factory() as s:
-        assert s.scalar(select(func.count()).select_from(m.ReadingRow).where(m.ReadingRow.gateway == gw.gateway)) == 1
-        assert s.scalar(select(func.count()).select_from(m.EventRow).where(m.EventRow.gateway == gw.gateway)) == 1
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(m.ReadingRow)
+                .where(m.ReadingRow.gateway == gw.gateway)
+            )
+            == 1
+        )
+        assert (
+            s.scalar(
+                select(func.count()).select_from(m.EventRow).where(m.EventRow.gateway == gw.gateway)
+            )
+            == 1
+        )
 
 
 def test_replayed_and_shuffled_duplicates_give_one_row_and_one_alert_each(factory, gw):  # type: ignore[no-untyped-def]
@@ -56,10 +79,19 @@ def test_replayed_and_shuffled_duplicates_give_one_row_and_one_alert_each(factor
     for chunk in (replay[:90], replay[90:200], replay[200:]):  # across batches, too
         ingest(factory, gw, chunk)
     with factory() as s:
-        rows = s.scalar(select(func.count()).select_from(m.EventRow).where(m.EventRow.gateway == gw.gateway))
+        rows = s.scalar(
+            select(func.count()).select_from(m.EventRow).where(m.EventRow.gateway == gw.gateway)
+        )
         alerts = s.scalars(select(m.Alert).where(m.Alert.gateway == gw.gateway)).all()
         assert rows == 60
-        assert s.scalar(select(func.count()).select_from(m.ReadingRow).where(m.ReadingRow.gateway == gw.gateway)) == 40
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(m.ReadingRow)
+                .where(m.ReadingRow.gateway == gw.gateway)
+            )
+            == 40
+        )
         assert len(alerts) == 15 and sum(a.count for a in alerts) == 60  # 5 zones × 3 cameras
         assert len({a.key for a in alerts}) == 15
 
@@ -84,5 +116,7 @@ def test_dead_letters_age_out(factory, gw):  # type: ignore[no-untyped-def]
     with transaction(factory) as s:
         assert prune_dead_letters(s, now=now, keep_days=90) >= 1
     with factory() as s:
-        kept = s.scalars(select(m.DeadLetter.received_at).where(m.DeadLetter.gateway == gw.gateway)).all()
+        kept = s.scalars(
+            select(m.DeadLetter.received_at).where(m.DeadLetter.gateway == gw.gateway)
+        ).all()
     assert [k > now - timedelta(days=2) for k in kept] == [True]

@@ -20,8 +20,14 @@ def test_demo_site_loads_twice_without_duplicates(factory, demo_site_path):  # t
     with transaction(factory) as s:
         again = sync_site(s, site)
         assert first == again and first.gateways == len(list(site.gateways()))
-        assert s.scalar(select(func.count()).select_from(m.Compound).where(
-            m.Compound.community.in_(["xiyuan", "dongcheng"]))) == first.compounds
+        assert (
+            s.scalar(
+                select(func.count())
+                .select_from(m.Compound)
+                .where(m.Compound.community.in_(["xiyuan", "dongcheng"]))
+            )
+            == first.compounds
+        )
         # dongcheng overrides the building level's critical deadline (3 minutes)
         compound = next(c.id for c in site.communities if c.id == "dongcheng" for c in c.compounds)
         policy = escalation.policy_for(s, "dongcheng", compound)
@@ -56,7 +62,10 @@ def test_exported_password_file_works_in_a_real_mosquitto(factory, gw, tmp_path)
         passwd, _ = auth.broker_files(s)
     pw_file = tmp_path / "passwd"
     pw_file.write_text(passwd)
-    with private_mosquitto(tmp_path / "b", extra=f"allow_anonymous false\npassword_file {pw_file}\n") as broker:
+    with private_mosquitto(
+        tmp_path / "b", extra=f"allow_anonymous false\npassword_file {pw_file}\n"
+    ) as broker:
+
         def connect(password: str) -> int:
             c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
             c.username_pw_set(gw.gateway, password)
@@ -64,6 +73,7 @@ def test_exported_password_file_works_in_a_real_mosquitto(factory, gw, tmp_path)
                 return int(c.connect("127.0.0.1", broker.port) == 0 and _wait_connack(c))
             finally:
                 c.disconnect()
+
         assert connect("right-password") == 1
         assert connect("wrong-password") == 0
 

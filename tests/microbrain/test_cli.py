@@ -13,8 +13,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def microbrain(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "microbrain", *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "microbrain", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 def test_site_check_accepts_the_demo() -> None:
@@ -25,12 +30,17 @@ def test_site_check_accepts_the_demo() -> None:
 
 def test_site_check_rejects_a_broken_copy_with_exit_2(tmp_path: Path) -> None:
     data = yaml.safe_load((ROOT / "configs/demo/site.yaml").read_text(encoding="utf-8"))
-    data["communities"][0]["compounds"][2 - 2]["gateways"][0]["cameras"][1]["zones"][0]["polygon"] = [[1, 1]]
+    data["communities"][0]["compounds"][2 - 2]["gateways"][0]["cameras"][1]["zones"][0][
+        "polygon"
+    ] = [[1, 1]]
     bad = tmp_path / "site.yaml"
     bad.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     result = microbrain("site", "check", str(bad))
     assert result.returncode == 2
-    assert "communities[0].compounds[0].gateways[0].cameras[1].zones[0].polygon: needs at least 3 points" in result.stderr
+    assert (
+        "communities[0].compounds[0].gateways[0].cameras[1].zones[0].polygon: needs at least 3 points"
+        in result.stderr
+    )
     assert result.stdout == ""
 
 
@@ -40,9 +50,22 @@ def test_site_check_missing_file() -> None:
     assert "no such file" in result.stderr
 
 
-@pytest.mark.parametrize("command", [[], ["site", "check"], ["doctor"], ["edge", "analyze"], ["edge", "run"],
-                                     ["cloud", "serve"], ["simulate", "sensors"], ["broker", "config"],
-                                     ["up"], ["model", "check"], ["bench"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["site", "check"],
+        ["doctor"],
+        ["edge", "analyze"],
+        ["edge", "run"],
+        ["cloud", "serve"],
+        ["simulate", "sensors"],
+        ["broker", "config"],
+        ["up"],
+        ["model", "check"],
+        ["bench"],
+    ],
+)
 def test_every_command_has_help(command: list[str]) -> None:
     result = microbrain(*command, "--help")
     assert result.returncode == 0, result.stderr
@@ -64,8 +87,11 @@ def test_doctor_reports_each_item_with_a_fix() -> None:
     for n, line in enumerate(lines):
         if line.startswith("[missing") or line.startswith("[MISSING"):
             # the fix for this item, on the line right after it
-            assert n + 1 < len(lines) and lines[n + 1].startswith("    fix: ") \
-                and lines[n + 1].strip() != "fix:", result.stdout
+            assert (
+                n + 1 < len(lines)
+                and lines[n + 1].startswith("    fix: ")
+                and lines[n + 1].strip() != "fix:"
+            ), result.stdout
 
 
 def test_model_check_runs_the_default_detector_on_a_sample() -> None:
@@ -104,8 +130,19 @@ def test_bench_refuses_unknown_names() -> None:
 
 def test_broker_config_never_prints_the_cloud_db_password(tmp_path: Path) -> None:
     # nothing listens on port 1: the error names the database, with its password hidden
-    result = microbrain("broker", "config", "--site", "configs/demo/site.yaml", "--out", str(tmp_path),
-                        "--cloud-db", "postgresql+psycopg://cloud:s3cret-pw@127.0.0.1:1/microbrain")
+    result = microbrain(
+        "broker",
+        "config",
+        "--site",
+        "configs/demo/site.yaml",
+        "--out",
+        str(tmp_path),
+        "--cloud-db",
+        "postgresql+psycopg://cloud:s3cret-pw@127.0.0.1:1/microbrain",
+    )
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "cannot read gateway credentials from postgresql+psycopg://cloud:***@127.0.0.1:1/microbrain" in result.stderr
+    assert (
+        "cannot read gateway credentials from postgresql+psycopg://cloud:***@127.0.0.1:1/microbrain"
+        in result.stderr
+    )
     assert "s3cret-pw" not in result.stdout + result.stderr

@@ -40,29 +40,91 @@ NOW = datetime(2026, 3, 1, 4, 0, tzinfo=UTC)
 SHA = "a" * 64
 
 SAMPLES = [
-    ("event", None, Event(
-        seq=7, kind="illegal_parking", building="b1", source="cam-fire-lane", zone="fire-lane",
-        track_id=3, object_class="truck", confidence=0.51, dwell_s=21.5,
-        frame_ts=datetime(2026, 11, 27, 8, tzinfo=UTC), model=ModelRef(name="ssd", version="2018.03"),
-        evidence=(EvidenceRef(kind="snapshot", name="e1.jpg", sha256=SHA, bytes=1234),),
-        message="货车占用消防通道", detail={"zone_area": 0.2, "night": False},
-    )),
-    ("event", None, Event(seq=8, kind="illegal_parking", source="cam-1", state=EventState.CLEARED,
-                          severity=Severity.INFO)),
-    ("reading", None, Reading(seq=9, sensor="b1-hydrant-top", kind="hydrant_pressure",
-                              building="b1", values={"pressure_mpa": 0.31}, units={"pressure_mpa": "MPa"})),
-    ("reading", None, Reading(seq=10, sensor="b1-elevator-a", kind="elevator",
-                              values={"running": True, "floor": 12}, faults=("trapped_passenger",))),
-    ("status", None, Status(state=GatewayState.ONLINE, software="0.1.0", uptime_s=12.5,
-                            health=Health(cpu_percent=12, memory_mb=210, disk_free_mb=9000,
-                                          cameras={"cam-1": "online"}, outbox_depth=3))),
+    (
+        "event",
+        None,
+        Event(
+            seq=7,
+            kind="illegal_parking",
+            building="b1",
+            source="cam-fire-lane",
+            zone="fire-lane",
+            track_id=3,
+            object_class="truck",
+            confidence=0.51,
+            dwell_s=21.5,
+            frame_ts=datetime(2026, 11, 27, 8, tzinfo=UTC),
+            model=ModelRef(name="ssd", version="2018.03"),
+            evidence=(EvidenceRef(kind="snapshot", name="e1.jpg", sha256=SHA, bytes=1234),),
+            message="货车占用消防通道",
+            detail={"zone_area": 0.2, "night": False},
+        ),
+    ),
+    (
+        "event",
+        None,
+        Event(
+            seq=8,
+            kind="illegal_parking",
+            source="cam-1",
+            state=EventState.CLEARED,
+            severity=Severity.INFO,
+        ),
+    ),
+    (
+        "reading",
+        None,
+        Reading(
+            seq=9,
+            sensor="b1-hydrant-top",
+            kind="hydrant_pressure",
+            building="b1",
+            values={"pressure_mpa": 0.31},
+            units={"pressure_mpa": "MPa"},
+        ),
+    ),
+    (
+        "reading",
+        None,
+        Reading(
+            seq=10,
+            sensor="b1-elevator-a",
+            kind="elevator",
+            values={"running": True, "floor": 12},
+            faults=("trapped_passenger",),
+        ),
+    ),
+    (
+        "status",
+        None,
+        Status(
+            state=GatewayState.ONLINE,
+            software="0.1.0",
+            uptime_s=12.5,
+            health=Health(
+                cpu_percent=12,
+                memory_mb=210,
+                disk_free_mb=9000,
+                cameras={"cam-1": "online"},
+                outbox_depth=3,
+            ),
+        ),
+    ),
     ("status", None, Status(state=GatewayState.OFFLINE)),
     ("cmd", "ack", Ack(ranges=((1, 10), (12, 12)))),
     ("cmd", "announce", Announce(text="请勿在楼道内停放电动车", repeat=2)),
     ("cmd", "recheck", Recheck(source="cam-1", zone="fire-lane")),
     ("cmd", "config_reload", ConfigReload()),
-    ("cmd", "model_push", ModelPush(model=ModelRef(name="mb-ebike", version="3"),
-                                    url="http://cloud/models/3.onnx", sha256=SHA, signature="sig")),
+    (
+        "cmd",
+        "model_push",
+        ModelPush(
+            model=ModelRef(name="mb-ebike", version="3"),
+            url="http://cloud/models/3.onnx",
+            sha256=SHA,
+            signature="sig",
+        ),
+    ),
     ("reply", "recheck", Reply(name="recheck", ok=False, reason="camera offline")),
 ]
 
@@ -77,11 +139,13 @@ def test_every_model_round_trips(channel: str, name: str | None, payload) -> Non
 
 
 def _reading(**override):  # type: ignore[no-untyped-def]
-    data = json.loads(Reading(seq=1, sensor="s1", kind="hydrant_pressure", ts=NOW,
-                              values={"pressure_mpa": 0.3}).to_json())
+    data = json.loads(
+        Reading(
+            seq=1, sensor="s1", kind="hydrant_pressure", ts=NOW, values={"pressure_mpa": 0.3}
+        ).to_json()
+    )
     data.update(override)
     return json.dumps(data).encode()
-
 
 
 @pytest.mark.parametrize(
@@ -144,8 +208,11 @@ def test_largest_ack_fits_in_one_payload() -> None:
     # worst case: int64 seqs (19 digits; 12-digit seqs are smaller still), disjoint
     # ranges, an expiry; the gateway must accept it or its outbox never drains
     big = 2**63 - 1 - 2 * MAX_ACK_RANGES
-    ack = Ack(ranges=tuple((big + 2 * i, big + 2 * i + 1) for i in range(MAX_ACK_RANGES)),
-              ts=NOW, expires=NOW + timedelta(minutes=5))
+    ack = Ack(
+        ranges=tuple((big + 2 * i, big + 2 * i + 1) for i in range(MAX_ACK_RANGES)),
+        ts=NOW,
+        expires=NOW + timedelta(minutes=5),
+    )
     raw = ack.to_json()
     assert len(raw) < MAX_PAYLOAD_BYTES, len(raw)
     assert decode(GW.topic("cmd", "ack"), raw, now=NOW).payload == ack
@@ -158,7 +225,9 @@ def test_evidence_name_is_a_plain_file_name(name: str) -> None:
     with pytest.raises(ValueError, match="pattern"):
         EvidenceRef(kind="snapshot", name=name, sha256=SHA, bytes=1)
     assert EvidenceRef(kind="snapshot", name="a" * 128, sha256=SHA, bytes=1).name == "a" * 128
-    assert EvidenceRef(kind="clip", name="0.e1-x_y.mp4", sha256=SHA, bytes=1, content_type="video/mp4")
+    assert EvidenceRef(
+        kind="clip", name="0.e1-x_y.mp4", sha256=SHA, bytes=1, content_type="video/mp4"
+    )
 
 
 def test_timestamps_are_normalised_to_utc() -> None:
@@ -183,11 +252,16 @@ def test_ids_are_unique_and_sortable() -> None:
     assert stepped == sorted(stepped)
 
 
-@pytest.mark.parametrize(("channel", "payload", "field"), [
-    (("event",), Event(kind="k", source="s", seq=1, message="ok", ts=NOW), "message"),
-    (("reply", "recheck"), Reply(name="recheck", ok=False, reason="ok", ts=NOW), "reason"),
-])
-def test_control_characters_in_free_text_are_refused(channel: tuple[str, ...], payload, field: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("channel", "payload", "field"),
+    [
+        (("event",), Event(kind="k", source="s", seq=1, message="ok", ts=NOW), "message"),
+        (("reply", "recheck"), Reply(name="recheck", ok=False, reason="ok", ts=NOW), "reason"),
+    ],
+)
+def test_control_characters_in_free_text_are_refused(
+    channel: tuple[str, ...], payload, field: str
+) -> None:  # type: ignore[no-untyped-def]
     # free text has no pattern: only the control-character check stands between a
     # terminal escape and the console or logs
     raw = json.loads(payload.to_json())

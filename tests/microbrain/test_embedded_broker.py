@@ -65,8 +65,13 @@ def amqtt_defect(reason: str):  # type: ignore[no-untyped-def]
 
 # (broker, MQTT version) pairs: Mosquitto serves both versions on one port; iotcore's
 # rumqttd needs a second listener for 3.1.1; amqtt speaks 3.1.1 only.
-EVERY_TARGET = [("mosquitto", 5), ("mosquitto", 311), ("iotcore", 5), ("iotcore", 311),
-                ("amqtt", 311)]
+EVERY_TARGET = [
+    ("mosquitto", 5),
+    ("mosquitto", 311),
+    ("iotcore", 5),
+    ("iotcore", 311),
+    ("amqtt", 311),
+]
 
 
 def target_id(param: tuple[str, int]) -> str:
@@ -124,8 +129,15 @@ class Conn:
         sock.close()
 
 
-def connect(t: Target, client_id: str = "", *, clean: bool = True, expiry_s: int | None = None,
-            will: tuple[str, bytes] | None = None, threaded: bool = True) -> Conn:
+def connect(
+    t: Target,
+    client_id: str = "",
+    *,
+    clean: bool = True,
+    expiry_s: int | None = None,
+    will: tuple[str, bytes] | None = None,
+    threaded: bool = True,
+) -> Conn:
     """A connected paho client; waits for the CONNACK and fails on a refusal.
 
     ``threaded=False`` runs no network thread: the client only connects (see drop()).
@@ -133,8 +145,12 @@ def connect(t: Target, client_id: str = "", *, clean: bool = True, expiry_s: int
     if t.version == 5:
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     else:
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                        protocol=mqtt.MQTTv311, clean_session=clean)
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=clean,
+        )
     c.max_inflight_messages_set(200)
     conn = Conn(c)
     c.on_message = lambda _c, _u, msg: conn.messages.put(msg)
@@ -166,14 +182,16 @@ def session_present(conn: Conn) -> bool:
     return conn.connack.queue[-1][1]
 
 
-def publish_all(conn: Conn, topic: str, payloads: list[bytes], *, qos: int = 1,
-                retain: bool = False) -> None:
+def publish_all(
+    conn: Conn, topic: str, payloads: list[bytes], *, qos: int = 1, retain: bool = False
+) -> None:
     infos = [conn.client.publish(topic, p, qos=qos, retain=retain) for p in payloads]
     for info in infos:
         info.wait_for_publish(WAIT_S)
 
 
 # --- QoS 1 delivery -----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("target", EVERY_TARGET, indirect=True, ids=target_id)
 def test_qos1_messages_arrive_once_and_in_order(target: Target) -> None:
@@ -191,6 +209,7 @@ def test_qos1_messages_arrive_once_and_in_order(target: Target) -> None:
 
 
 # --- retained messages --------------------------------------------------------------
+
 
 @pytest.mark.parametrize("target", EVERY_TARGET, indirect=True, ids=target_id)
 def test_retained_status_reaches_a_late_subscriber_and_can_be_cleared(target: Target) -> None:
@@ -212,12 +231,14 @@ def test_retained_status_reaches_a_late_subscriber_and_can_be_cleared(target: Ta
 
 # --- last will ----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("target", EVERY_TARGET, indirect=True, ids=target_id)
 def test_last_will_is_published_and_retained_when_a_gateway_vanishes(target: Target) -> None:
     watcher = connect(target, "cloud")
     watcher.subscribe("mb/v1/c/k/+/status")
-    gw = connect(target, "gw-1", will=("mb/v1/c/k/gw-1/status", b'{"state": "offline"}'),
-                 threaded=False)
+    gw = connect(
+        target, "gw-1", will=("mb/v1/c/k/gw-1/status", b'{"state": "offline"}'), threaded=False
+    )
     gw.drop()
     (msg,) = watcher.take(1)
     assert (msg.topic, msg.payload) == ("mb/v1/c/k/gw-1/status", b'{"state": "offline"}')
@@ -241,6 +262,7 @@ def test_no_will_after_a_clean_disconnect(target: Target) -> None:
 
 # --- persistent sessions ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("target", EVERY_TARGET, indirect=True, ids=target_id)
 def test_persistent_session_gets_what_was_published_while_away(target: Target) -> None:
     ingest = connect(target, "ingest", clean=False, expiry_s=3600)
@@ -257,10 +279,17 @@ def test_persistent_session_gets_what_was_published_while_away(target: Target) -
     pub.close()
 
 
-@pytest.mark.parametrize("target", [("mosquitto", 5), ("mosquitto", 311), ("iotcore", 5),
-                                    amqtt_defect("amqtt re-sends queued messages with "
-                                                 "the retain flag set")],
-                         indirect=True, ids=target_id)
+@pytest.mark.parametrize(
+    "target",
+    [
+        ("mosquitto", 5),
+        ("mosquitto", 311),
+        ("iotcore", 5),
+        amqtt_defect("amqtt re-sends queued messages with the retain flag set"),
+    ],
+    indirect=True,
+    ids=target_id,
+)
 def test_queued_messages_are_not_flagged_retained(target: Target) -> None:
     ingest = connect(target, "ingest", clean=False, expiry_s=3600)
     ingest.subscribe("mb/v1/+/+/+/event")
@@ -274,11 +303,21 @@ def test_queued_messages_are_not_flagged_retained(target: Target) -> None:
     pub.close()
 
 
-@pytest.mark.parametrize("target", [("mosquitto", 5), ("mosquitto", 311), ("iotcore", 5),
-                                    amqtt_defect("amqtt sends a reconnecting persistent "
-                                                 "session the retained messages of every "
-                                                 "other client's subscriptions")],
-                         indirect=True, ids=target_id)
+@pytest.mark.parametrize(
+    "target",
+    [
+        ("mosquitto", 5),
+        ("mosquitto", 311),
+        ("iotcore", 5),
+        amqtt_defect(
+            "amqtt sends a reconnecting persistent "
+            "session the retained messages of every "
+            "other client's subscriptions"
+        ),
+    ],
+    indirect=True,
+    ids=target_id,
+)
 def test_reconnecting_session_gets_only_its_own_topics(target: Target) -> None:
     # another client's subscription and a retained message outside our filter
     other = connect(target, "other")
@@ -295,11 +334,21 @@ def test_reconnecting_session_gets_only_its_own_topics(target: Target) -> None:
     pub.close()
 
 
-@pytest.mark.parametrize("target", [("mosquitto", 5),
-                                    pytest.param(("iotcore", 5), marks=pytest.mark.xfail(
-                                        strict=True, reason="rumqttd ignores MQTT 5 session "
-                                        "expiry: the session lives until restart"))],
-                         indirect=True, ids=target_id)
+@pytest.mark.parametrize(
+    "target",
+    [
+        ("mosquitto", 5),
+        pytest.param(
+            ("iotcore", 5),
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="rumqttd ignores MQTT 5 session expiry: the session lives until restart",
+            ),
+        ),
+    ],
+    indirect=True,
+    ids=target_id,
+)
 def test_session_expires_after_its_interval(target: Target) -> None:
     s = connect(target, "short", clean=False, expiry_s=1)
     s.subscribe("mb/v1/+/+/+/event")
@@ -329,9 +378,18 @@ def test_amqtt_expires_idle_persistent_sessions_after_its_global_interval() -> N
 
 # --- what the cloud's ingest needs: MQTT 5 and shared subscriptions -----------------
 
-@pytest.mark.parametrize("target", [("mosquitto", 5), ("mosquitto", 311), ("iotcore", 5),
-                                    amqtt_defect("amqtt has no shared subscriptions")],
-                         indirect=True, ids=target_id)
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        ("mosquitto", 5),
+        ("mosquitto", 311),
+        ("iotcore", 5),
+        amqtt_defect("amqtt has no shared subscriptions"),
+    ],
+    indirect=True,
+    ids=target_id,
+)
 def test_shared_subscription_splits_the_stream_between_workers(target: Target) -> None:
     workers = [connect(target, f"w{i}") for i in range(2)]
     for w in workers:
@@ -369,14 +427,18 @@ def test_amqtt_refuses_mqtt5_clients(tmp_path: Path) -> None:
 
 # --- surviving a broker restart -----------------------------------------------------
 
-@pytest.mark.parametrize(("name", "survives"), [("mosquitto", True), ("iotcore", False),
-                                                ("amqtt", False)])
+
+@pytest.mark.parametrize(
+    ("name", "survives"), [("mosquitto", True), ("iotcore", False), ("amqtt", False)]
+)
 def test_what_a_broker_restart_keeps(name: str, survives: bool, tmp_path: Path) -> None:
     """Mosquitto persists sessions and queues on disk; the embedded fallbacks do not."""
     port = free_port()
-    make = {"mosquitto": lambda: MosquittoBroker(HOST, port, tmp_path),
-            "iotcore": lambda: IotcoreBroker(HOST, port, tmp_path),
-            "amqtt": lambda: AmqttBroker(HOST, port)}[name]
+    make = {
+        "mosquitto": lambda: MosquittoBroker(HOST, port, tmp_path),
+        "iotcore": lambda: IotcoreBroker(HOST, port, tmp_path),
+        "amqtt": lambda: AmqttBroker(HOST, port),
+    }[name]
     t = Target(name, port, 311 if name == "amqtt" else 5)
     with make():
         ingest = connect(t, "ingest", clean=False, expiry_s=3600)
@@ -396,17 +458,21 @@ def test_what_a_broker_restart_keeps(name: str, survives: bool, tmp_path: Path) 
 
 # --- starting and stopping ----------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["mosquitto", "iotcore", "amqtt"])
 def test_a_taken_port_gives_an_error_that_names_the_fix(name: str, tmp_path: Path) -> None:
     with socket.socket() as squatter:
         squatter.bind((HOST, 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        broker = {"mosquitto": MosquittoBroker(HOST, port, tmp_path),
-                  "iotcore": IotcoreBroker(HOST, port, tmp_path),
-                  "amqtt": AmqttBroker(HOST, port)}[name]
-        with pytest.raises(BrokerStartError, match=f"{HOST}:{port} is already in use.*"
-                           "another port"):
+        broker = {
+            "mosquitto": MosquittoBroker(HOST, port, tmp_path),
+            "iotcore": IotcoreBroker(HOST, port, tmp_path),
+            "amqtt": AmqttBroker(HOST, port),
+        }[name]
+        with pytest.raises(
+            BrokerStartError, match=f"{HOST}:{port} is already in use.*another port"
+        ):
             broker.start()
         assert not broker.running
 
@@ -415,9 +481,11 @@ def test_a_taken_port_gives_an_error_that_names_the_fix(name: str, tmp_path: Pat
 def test_stop_releases_the_port_for_a_new_broker(name: str, tmp_path: Path) -> None:
     port = free_port()
     for _ in range(2):
-        broker = {"mosquitto": MosquittoBroker(HOST, port, tmp_path),
-                  "iotcore": IotcoreBroker(HOST, port, tmp_path),
-                  "amqtt": AmqttBroker(HOST, port)}[name].start()
+        broker = {
+            "mosquitto": MosquittoBroker(HOST, port, tmp_path),
+            "iotcore": IotcoreBroker(HOST, port, tmp_path),
+            "amqtt": AmqttBroker(HOST, port),
+        }[name].start()
         assert broker.running
         conn = connect(Target(name, port, 311 if name == "amqtt" else 5), "c")
         conn.close()
@@ -451,20 +519,32 @@ def test_importing_the_brokers_does_not_load_amqtt() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from microbrain.broker.embedded import free_port, MosquittoBroker; "
-            "sys.exit('amqtt' in sys.modules)")
+    code = (
+        "import sys; from microbrain.broker.embedded import free_port, MosquittoBroker; "
+        "sys.exit('amqtt' in sys.modules)"
+    )
     assert subprocess.run([sys.executable, "-c", code], timeout=60, check=False).returncode == 0
 
 
-def test_mosquitto_runs_the_site_config_with_passwords(tmp_path: Path,
-                                                       demo_site_path: Path) -> None:
+def test_mosquitto_runs_the_site_config_with_passwords(
+    tmp_path: Path, demo_site_path: Path
+) -> None:
     # `microbrain up` with a site: the credentials and ACL from `microbrain broker config`
-    env = {"MB_CLOUD_PASSWORD": "pw-cloud", "MB_GW_XIYUAN_1_PASSWORD": "pw-x1",
-           "MB_GW_XIYUAN_2_PASSWORD": "pw-x2", "MB_GW_DONGCHENG_GARDEN_PASSWORD": "pw-dg",
-           "MB_GW_DONGCHENG_PLAZA_PASSWORD": "pw-dp"}
-    files = write_broker_config(load_site(demo_site_path), tmp_path / "site", env=env,
-                                port=free_port(), bind=HOST,
-                                run_as="root" if os.geteuid() == 0 else None)
+    env = {
+        "MB_CLOUD_PASSWORD": "pw-cloud",
+        "MB_GW_XIYUAN_1_PASSWORD": "pw-x1",
+        "MB_GW_XIYUAN_2_PASSWORD": "pw-x2",
+        "MB_GW_DONGCHENG_GARDEN_PASSWORD": "pw-dg",
+        "MB_GW_DONGCHENG_PLAZA_PASSWORD": "pw-dp",
+    }
+    files = write_broker_config(
+        load_site(demo_site_path),
+        tmp_path / "site",
+        env=env,
+        port=free_port(),
+        bind=HOST,
+        run_as="root" if os.geteuid() == 0 else None,
+    )
     with MosquittoBroker(HOST, files.port, tmp_path / "site", conf=files.conf) as broker:
         codes: list[str] = []
         for user, password in ((None, None), ("cloud", "wrong"), ("cloud", "pw-cloud")):
@@ -491,8 +571,9 @@ def test_auto_prefers_the_system_mosquitto(tmp_path: Path) -> None:
         broker.stop()
 
 
-def test_auto_falls_back_to_iotcore_without_mosquitto(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_falls_back_to_iotcore_without_mosquitto(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(embedded, "mosquitto_executable", lambda: None)
     broker = start_embedded_broker(HOST, free_port(), data_dir=tmp_path)
     try:
@@ -502,8 +583,9 @@ def test_auto_falls_back_to_iotcore_without_mosquitto(tmp_path: Path,
         broker.stop()
 
 
-def test_auto_without_any_broker_names_both_fixes(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_without_any_broker_names_both_fixes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(embedded, "mosquitto_executable", lambda: None)
     monkeypatch.setattr(embedded, "iotcore_available", lambda: False)
     with pytest.raises(BrokerStartError, match="apt-get install mosquitto.*pip install iotcore"):

@@ -29,9 +29,13 @@ def test_write_private_creates_and_narrows_to_0600(tmp_path: Path) -> None:
 
 
 def test_broker_passwd_is_written_private(tmp_path: Path, demo_site_path: Path) -> None:
-    env = {"MB_CLOUD_PASSWORD": "pw-cloud", "MB_GW_XIYUAN_1_PASSWORD": "pw-x1",
-           "MB_GW_XIYUAN_2_PASSWORD": "pw-x2", "MB_GW_DONGCHENG_GARDEN_PASSWORD": "pw-dg",
-           "MB_GW_DONGCHENG_PLAZA_PASSWORD": "pw-dp"}
+    env = {
+        "MB_CLOUD_PASSWORD": "pw-cloud",
+        "MB_GW_XIYUAN_1_PASSWORD": "pw-x1",
+        "MB_GW_XIYUAN_2_PASSWORD": "pw-x2",
+        "MB_GW_DONGCHENG_GARDEN_PASSWORD": "pw-dg",
+        "MB_GW_DONGCHENG_PLAZA_PASSWORD": "pw-dp",
+    }
     (tmp_path / "dynamic-security.json").write_text("left over\n")
     (tmp_path / "dynamic-security.json").chmod(0o644)
     files = write_broker_config(load_site(demo_site_path), tmp_path, env=env)

@@ -47,17 +47,29 @@ def test_resolve_source(tmp_path: Path) -> None:
     assert resolve_source("sample:vtest.avi").endswith("vtest.avi")
 
 
-@pytest.mark.parametrize(("source", "device"), [
-    ("usb:0", 0), ("usb:12", 12), ("usb:/dev/video2", "/dev/video2"),
-    ("usb:/dev/v4l/by-id/usb-046d_C920-video-index0", "/dev/v4l/by-id/usb-046d_C920-video-index0"),
-    ("rtsp://cam/1", None), ("clip.mp4", None), ("/dev/video0", None),
-])
+@pytest.mark.parametrize(
+    ("source", "device"),
+    [
+        ("usb:0", 0),
+        ("usb:12", 12),
+        ("usb:/dev/video2", "/dev/video2"),
+        (
+            "usb:/dev/v4l/by-id/usb-046d_C920-video-index0",
+            "/dev/v4l/by-id/usb-046d_C920-video-index0",
+        ),
+        ("rtsp://cam/1", None),
+        ("clip.mp4", None),
+        ("/dev/video0", None),
+    ],
+)
 def test_usb_device(source: str, device: int | str | None) -> None:
     assert usb_device(source) == device
 
 
-@pytest.mark.parametrize("source", ["usb:", "usb:front-door", "usb:-1", "usb:0x1", "usb:video0",
-                                    "usb:/tmp/cam.avi", "usb:1 2"])
+@pytest.mark.parametrize(
+    "source",
+    ["usb:", "usb:front-door", "usb:-1", "usb:0x1", "usb:video0", "usb:/tmp/cam.avi", "usb:1 2"],
+)
 def test_usb_device_refuses_what_is_not_a_device(source: str) -> None:
     with pytest.raises(ValueError, match="is not a USB camera: write usb:N"):
         usb_device(source)

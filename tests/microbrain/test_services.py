@@ -12,7 +12,8 @@ from tests.utils import services
 
 
 def test_postgres_database_needs_no_existing_database_but_the_builtin_one(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import psycopg
 
     # MB_TEST_PG_URL may name any database, even one that does not exist: the fresh one
@@ -24,8 +25,9 @@ def test_postgres_database_needs_no_existing_database_but_the_builtin_one(
         with psycopg.connect(url) as conn:
             assert conn.execute("SELECT current_database()").fetchone()[0] == url.rsplit("/", 1)[1]
     with psycopg.connect(services.PG_URL, dbname="postgres") as conn:
-        gone = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s",
-                            (url.rsplit("/", 1)[1],)).fetchone()[0]
+        gone = conn.execute(
+            "SELECT count(*) FROM pg_database WHERE datname = %s", (url.rsplit("/", 1)[1],)
+        ).fetchone()[0]
     assert gone == 0
 
 
@@ -35,8 +37,13 @@ def test_private_broker_runs_the_settings_up_runs(tmp_path: Path) -> None:
     with services.private_mosquitto(tmp_path / "b") as broker:
         conf = broker.config.read_text()
         assert conf == minimal_mosquitto_conf("127.0.0.1", broker.port, tmp_path / "b")
-        for line in ("autosave_on_changes false", "max_queued_bytes 0", "max_packet_size 262144",
-                     "persistent_client_expiration 14d", "allow_anonymous true"):
+        for line in (
+            "autosave_on_changes false",
+            "max_queued_bytes 0",
+            "max_packet_size 262144",
+            "persistent_client_expiration 14d",
+            "allow_anonymous true",
+        ):
             assert f"\n{line}\n" in conf
     # auth given as extra replaces the anonymous access
     with services.private_mosquitto(tmp_path / "c", extra="allow_anonymous false\n") as broker:

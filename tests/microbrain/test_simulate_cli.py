@@ -17,13 +17,27 @@ from tests.utils.services import MosquittoProcess, free_port, private_mosquitto
 
 
 def _simulate(demo_site_path: Path, port: int, *extra: str):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(app, [
-        "simulate", "sensors", "--site", str(demo_site_path), "--gateway", "gw-dongcheng-garden",
-        "--broker", f"mqtt://127.0.0.1:{port}", "--seed", "3", *extra])
+    return CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            "sensors",
+            "--site",
+            str(demo_site_path),
+            "--gateway",
+            "gw-dongcheng-garden",
+            "--broker",
+            f"mqtt://127.0.0.1:{port}",
+            "--seed",
+            "3",
+            *extra,
+        ],
+    )
 
 
 def test_every_message_reported_delivered_reaches_a_subscriber(
-        mosquitto: MosquittoProcess, demo_site_path: Path) -> None:
+    mosquitto: MosquittoProcess, demo_site_path: Path
+) -> None:
     got: list[bytes] = []
     subscribed = threading.Event()
     sub = mqtt.Client(CallbackAPIVersion.VERSION2)

@@ -16,14 +16,17 @@ FIX = re.compile(rf"apt-get install ({NAME}(?: {NAME})*)")
 
 
 def packages() -> set[str]:
-    out = subprocess.run([str(SCRIPT), "--list"], capture_output=True, text=True, check=True,
-                         timeout=30).stdout
+    out = subprocess.run(
+        [str(SCRIPT), "--list"], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
     return set(out.split())
 
 
 def _bash_block_after(text: str, marker: str) -> str:
     start = text.index(marker)
-    return text[text.index("```bash", start):text.index("```\n", text.index("```bash", start) + 7)]
+    return text[
+        text.index("```bash", start) : text.index("```\n", text.index("```bash", start) + 7)
+    ]
 
 
 def test_readme_install_and_ci_call_the_one_list() -> None:
@@ -51,6 +54,7 @@ def test_every_package_a_fix_names_is_in_the_list() -> None:
 
 def test_this_machine_has_every_package() -> None:
     # what the suite needs, said up front with the command that fixes it
-    check = subprocess.run([str(SCRIPT), "--check"], capture_output=True, text=True, timeout=60,
-                           check=False)
+    check = subprocess.run(
+        [str(SCRIPT), "--check"], capture_output=True, text=True, timeout=60, check=False
+    )
     assert check.returncode == 0, f"{check.stdout.strip()}; run: {SCRIPT.relative_to(ROOT)}"

@@ -1,6 +1,13 @@
 import pytest
 
-from microbrain.protocol import Channel, GatewayPath, ProtocolError, Topic, cloud_subscription, parse_topic
+from microbrain.protocol import (
+    Channel,
+    GatewayPath,
+    ProtocolError,
+    Topic,
+    cloud_subscription,
+    parse_topic,
+)
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _get(url: str, token: str | None = None) -> dict:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    request = urllib.request.Request(
+        url, headers={"Authorization": f"Bearer {token}"} if token else {}
+    )
     with urllib.request.urlopen(request, timeout=5) as response:
         return json.loads(response.read())
 
@@ -33,8 +35,9 @@ def _get_bytes(url: str, token: str) -> bytes:
 
 def _token(api: str, password: str) -> str:
     body = json.dumps({"username": "admin", "password": password}).encode()
-    request = urllib.request.Request(f"{api}/api/auth/token", data=body,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{api}/api/auth/token", data=body, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=5) as response:
         return json.loads(response.read())["access_token"]
 
@@ -43,11 +46,32 @@ def test_up_runs_the_system_and_stops_cleanly(tmp_path: Path) -> None:
     api_port, mqtt_port, sensor_port = free_port(), free_port(), free_port()
     api = f"http://127.0.0.1:{api_port}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "microbrain", "up", "--data-dir", str(tmp_path),
-         "--gateway", "gw-xiyuan-2", "--gateway", "gw-dongcheng-garden",
-         "--api-port", str(api_port), "--mqtt-port", str(mqtt_port), "--sensor-port", str(sensor_port),
-         "--sensor-rate", "5", "--duration", "150"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "microbrain",
+            "up",
+            "--data-dir",
+            str(tmp_path),
+            "--gateway",
+            "gw-xiyuan-2",
+            "--gateway",
+            "gw-dongcheng-garden",
+            "--api-port",
+            str(api_port),
+            "--mqtt-port",
+            str(mqtt_port),
+            "--sensor-port",
+            str(sensor_port),
+            "--sensor-rate",
+            "5",
+            "--duration",
+            "150",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         kinds: set[str] = set()
@@ -59,7 +83,9 @@ def test_up_runs_the_system_and_stops_cleanly(tmp_path: Path) -> None:
             secrets = tmp_path / "secrets.yaml"
             if token is None and secrets.exists():
                 try:
-                    token = _token(api, yaml.safe_load(secrets.read_text())["MB_CLOUD_ADMIN_PASSWORD"])
+                    token = _token(
+                        api, yaml.safe_load(secrets.read_text())["MB_CLOUD_ADMIN_PASSWORD"]
+                    )
                 except OSError:
                     continue
             if token:
@@ -93,17 +119,47 @@ def test_up_runs_the_system_and_stops_cleanly(tmp_path: Path) -> None:
 
 
 def test_up_refuses_an_unknown_gateway(tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "microbrain", "up", "--data-dir", str(tmp_path),
-                             "--gateway", "gw-nowhere"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "microbrain",
+            "up",
+            "--data-dir",
+            str(tmp_path),
+            "--gateway",
+            "gw-nowhere",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "unknown gateway(s) gw-nowhere" in result.stderr
 
 
 def test_up_stops_promptly_when_interrupted_while_starting(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "microbrain", "up", "--data-dir", str(tmp_path),
-         "--api-port", str(free_port()), "--mqtt-port", str(free_port()), "--sensor-port", str(free_port())],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "microbrain",
+            "up",
+            "--data-dir",
+            str(tmp_path),
+            "--api-port",
+            str(free_port()),
+            "--mqtt-port",
+            str(free_port()),
+            "--sensor-port",
+            str(free_port()),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while not (tmp_path / "logs" / "cloud.log").exists() and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -53,16 +53,25 @@ def to_ranges(seqs: list[int]) -> list[tuple[int, int]]:
     return out
 
 
-def run(host: str, port: int, db_path: str, client_id: str, username: str | None,
-        password: str | None, batch: int = 1000, linger_s: float = 0.05) -> None:
+def run(
+    host: str,
+    port: int,
+    db_path: str,
+    client_id: str,
+    username: str | None,
+    password: str | None,
+    batch: int = 1000,
+    linger_s: float = 0.05,
+) -> None:
     db = sqlite3.connect(db_path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     db.executescript(SCHEMA)
     inbox: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=MQTTProtocolVersion.MQTTv5)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+    )
     if username:
         client.username_pw_set(username, password)
     client.max_inflight_messages_set(1000)
@@ -106,12 +115,24 @@ def run(host: str, port: int, db_path: str, client_id: str, username: str | None
             gw = message.topic.gateway
             seq = message.payload.seq  # type: ignore[union-attr]
             epoch = message.payload.epoch  # type: ignore[union-attr]
-            rows.append((str(gw), seq, message.payload.id, message.topic.channel.value, raw,
-                         time.time(), epoch or ""))
+            rows.append(
+                (
+                    str(gw),
+                    seq,
+                    message.payload.id,
+                    message.topic.channel.value,
+                    raw,
+                    time.time(),
+                    epoch or "",
+                )
+            )
             seqs[(gw, epoch)].append(seq)
         db.execute("BEGIN")
-        db.executemany("INSERT OR IGNORE INTO items (gateway, seq, id, channel, payload, stored, "
-                       "epoch) VALUES (?,?,?,?,?,?,?)", rows)
+        db.executemany(
+            "INSERT OR IGNORE INTO items (gateway, seq, id, channel, payload, stored, "
+            "epoch) VALUES (?,?,?,?,?,?,?)",
+            rows,
+        )
         db.executemany("INSERT INTO dead_letters VALUES (?,?,?,?)", dead)
         db.execute("COMMIT")
         # only now, with the rows on disk, tell each gateway what it may forget
@@ -119,7 +140,7 @@ def run(host: str, port: int, db_path: str, client_id: str, username: str | None
             ranges = to_ranges(gw_seqs)
             # one Ack carries at most MAX_ACK_RANGES, so that it fits in one payload
             for i in range(0, len(ranges), MAX_ACK_RANGES):
-                ack = Ack(ranges=tuple(ranges[i:i + MAX_ACK_RANGES]), epoch=epoch)
+                ack = Ack(ranges=tuple(ranges[i : i + MAX_ACK_RANGES]), epoch=epoch)
                 client.publish(gw.topic("cmd", "ack"), ack.to_json(), qos=1)
     client.loop_stop()
     client.disconnect()

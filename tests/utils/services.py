@@ -44,7 +44,9 @@ def wait_port(host: str, port: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
 
 
-def end_process(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+def end_process(
+    proc: subprocess.Popen | None, sig: int = signal.SIGTERM, timeout: float = 10.0
+) -> None:
     """Signal a child and wait for it; kill it if it does not exit within ``timeout``.
     A paused (SIGSTOP) child is continued first, so it can act on the signal."""
     if proc is None or proc.poll() is not None:
@@ -72,21 +74,25 @@ class MosquittoProcess:
         if exe is None:
             raise RuntimeError("mosquitto is not installed: apt-get install mosquitto")
         with self.log.open("ab") as log:  # the child keeps its own copy of the handle
-            self.proc = subprocess.Popen([exe, "-c", str(self.config)],
-                                         stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [exe, "-c", str(self.config)], stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 # a broken config: say why now, not after the whole timeout
                 code, self.proc = self.proc.returncode, None
-                raise RuntimeError(f"mosquitto exited with {code} at start-up "
-                                   f"({self.config}): {self._log_tail()}")
+                raise RuntimeError(
+                    f"mosquitto exited with {code} at start-up ({self.config}): {self._log_tail()}"
+                )
             if port_open("127.0.0.1", self.port, 0.2):
                 return self
             time.sleep(0.05)
         self.stop()  # running but not listening: no orphan holding the port
-        raise TimeoutError(f"mosquitto did not listen on 127.0.0.1:{self.port} within "
-                           f"{timeout:g} s: {self._log_tail()}")
+        raise TimeoutError(
+            f"mosquitto did not listen on 127.0.0.1:{self.port} within "
+            f"{timeout:g} s: {self._log_tail()}"
+        )
 
     def _log_tail(self, lines: int = 5) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -119,8 +125,9 @@ def write_mosquitto_conf(directory: Path, port: int, extra: str = "") -> Path:
 
 
 @contextmanager
-def private_mosquitto(directory: Path, extra: str = "", conf: Path | None = None,
-                      port: int | None = None) -> Iterator[MosquittoProcess]:
+def private_mosquitto(
+    directory: Path, extra: str = "", conf: Path | None = None, port: int | None = None
+) -> Iterator[MosquittoProcess]:
     port = port or free_port()
     conf = conf or write_mosquitto_conf(directory, port, extra)
     broker = MosquittoProcess(conf, port, directory / "mosquitto.log").start()

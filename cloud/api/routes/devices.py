@@ -19,11 +19,16 @@ MISSED_HEARTBEATS = 3  # silent for this many heartbeat periods = not alive
 def gateways(db: DB, user: CurrentUser, st: State) -> list[GatewayOut]:
     """Gateways in your area with liveness: online and heard from within 3 heartbeats."""
     now = st.clock()
-    rows = db.scalars(select(m.Gateway).where(auth.scope_clause(user, m.Gateway)).order_by(m.Gateway.id))
+    rows = db.scalars(
+        select(m.Gateway).where(auth.scope_clause(user, m.Gateway)).order_by(m.Gateway.id)
+    )
     out = []
     for g in rows:
-        alive = (g.state == "online" and g.last_seen is not None
-                 and now - g.last_seen <= timedelta(seconds=MISSED_HEARTBEATS * g.heartbeat_s))
+        alive = (
+            g.state == "online"
+            and g.last_seen is not None
+            and now - g.last_seen <= timedelta(seconds=MISSED_HEARTBEATS * g.heartbeat_s)
+        )
         out.append(GatewayOut.model_validate(g).model_copy(update={"alive": alive}))
     return out
 
@@ -36,6 +41,8 @@ def devices(db: DB, user: CurrentUser, gateway: str | None = None) -> list[Devic
         stmt = stmt.where(m.Device.gateway == gateway)
     out = []
     for device, gw in db.execute(stmt.order_by(m.Device.gateway, m.Device.id)):
-        if auth.in_scope(user, gw.community, gw.compound, device.building if user.building else None):
+        if auth.in_scope(
+            user, gw.community, gw.compound, device.building if user.building else None
+        ):
             out.append(DeviceOut.model_validate(device))
     return out

@@ -20,8 +20,15 @@ When = StoredTime | None
 
 
 @router.get("/events", response_model=list[EventOut], responses=documented(*AUTHED))
-def events(db: DB, user: CurrentUser, kind: str | None = None, alert_id: RowIdFilter = None,
-           since: When = None, until: When = None, limit: Limit = 100) -> list[EventOut]:
+def events(
+    db: DB,
+    user: CurrentUser,
+    kind: str | None = None,
+    alert_id: RowIdFilter = None,
+    since: When = None,
+    until: When = None,
+    limit: Limit = 100,
+) -> list[EventOut]:
     """Events in your area, newest first."""
     stmt = select(m.EventRow).where(auth.scope_clause(user, m.EventRow))
     if kind:
@@ -32,34 +39,63 @@ def events(db: DB, user: CurrentUser, kind: str | None = None, alert_id: RowIdFi
         stmt = stmt.where(m.EventRow.ts >= since)
     if until:
         stmt = stmt.where(m.EventRow.ts < until)
-    return [EventOut.model_validate(r) for r in db.scalars(stmt.order_by(m.EventRow.ts.desc()).limit(limit))]
+    return [
+        EventOut.model_validate(r)
+        for r in db.scalars(stmt.order_by(m.EventRow.ts.desc()).limit(limit))
+    ]
 
 
 @router.get("/readings", response_model=list[ReadingOut], responses=documented(*AUTHED))
-def readings(db: DB, user: CurrentUser, gateway: str, sensor: str, since: When = None,
-             until: When = None, limit: Limit = 1000) -> list[ReadingOut]:
+def readings(
+    db: DB,
+    user: CurrentUser,
+    gateway: str,
+    sensor: str,
+    since: When = None,
+    until: When = None,
+    limit: Limit = 1000,
+) -> list[ReadingOut]:
     """One sensor's time series (uses the device+time index), newest first."""
-    stmt = select(m.ReadingRow).where(auth.scope_clause(user, m.ReadingRow),
-                                      m.ReadingRow.gateway == gateway, m.ReadingRow.sensor == sensor)
+    stmt = select(m.ReadingRow).where(
+        auth.scope_clause(user, m.ReadingRow),
+        m.ReadingRow.gateway == gateway,
+        m.ReadingRow.sensor == sensor,
+    )
     if since:
         stmt = stmt.where(m.ReadingRow.ts >= since)
     if until:
         stmt = stmt.where(m.ReadingRow.ts < until)
-    return [ReadingOut.model_validate(r) for r in db.scalars(stmt.order_by(m.ReadingRow.ts.desc()).limit(limit))]
+    return [
+        ReadingOut.model_validate(r)
+        for r in db.scalars(stmt.order_by(m.ReadingRow.ts.desc()).limit(limit))
+    ]
 
 
-@router.get("/dead-letters", response_model=list[DeadLetterOut],
-            responses=documented(*AUTHED, 403))
-def dead_letters(db: DB,
-                 user: Annotated[m.User, allowed(Action.READ_DEAD_LETTERS)], gateway: str | None = None,
-                 limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[DeadLetterOut]:
+@router.get("/dead-letters", response_model=list[DeadLetterOut], responses=documented(*AUTHED, 403))
+def dead_letters(
+    db: DB,
+    user: Annotated[m.User, allowed(Action.READ_DEAD_LETTERS)],
+    gateway: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[DeadLetterOut]:
     """Rejected messages with their reasons, newest first (district engineers and admins:
     a reject may come from a gateway nobody registered, so it has no place)."""
     stmt = select(m.DeadLetter)
     if gateway:
         stmt = stmt.where(m.DeadLetter.gateway == gateway)
     rows = db.scalars(stmt.order_by(m.DeadLetter.pk.desc()).limit(limit))
-    return [DeadLetterOut(id=r.pk, received_at=r.received_at, topic=r.topic, gateway=r.gateway, reason=r.reason,
-                          field=r.field, size=len(r.payload or b""),
-                          preview=(r.payload or b"")[:200].decode("utf-8", "replace"),
-                          count=r.count or 1, last_seen=r.last_seen or r.received_at) for r in rows]
+    return [
+        DeadLetterOut(
+            id=r.pk,
+            received_at=r.received_at,
+            topic=r.topic,
+            gateway=r.gateway,
+            reason=r.reason,
+            field=r.field,
+            size=len(r.payload or b""),
+            preview=(r.payload or b"")[:200].decode("utf-8", "replace"),
+            count=r.count or 1,
+            last_seen=r.last_seen or r.received_at,
+        )
+        for r in rows
+    ]

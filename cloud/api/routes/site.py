@@ -25,12 +25,23 @@ def site_tree(db: DB, user: CurrentUser) -> dict:
         for k in compounds:
             if k.community != c.id or user.compound not in (None, k.id):
                 continue
-            node["compounds"].append({
-                "id": k.id, "name": k.name, "contacts": k.contacts,
-                "buildings": [{"id": b.id, "name": b.name, "category": b.category}
-                              for b in buildings if b.community == c.id and b.compound == k.id
-                              and auth.in_scope(user, c.id, k.id, b.id)],
-            })
+            node["compounds"].append(
+                {
+                    "id": k.id,
+                    "name": k.name,
+                    "contacts": k.contacts,
+                    "buildings": [
+                        {"id": b.id, "name": b.name, "category": b.category}
+                        for b in buildings
+                        if b.community == c.id
+                        and b.compound == k.id
+                        and auth.in_scope(user, c.id, k.id, b.id)
+                    ],
+                }
+            )
         tree.append(node)
-    departments = [{"id": d.id, "name": d.name} for d in db.scalars(select(m.Department).order_by(m.Department.id))]
+    departments = [
+        {"id": d.id, "name": d.name}
+        for d in db.scalars(select(m.Department).order_by(m.Department.id))
+    ]
     return {"communities": tree, "departments": departments}

@@ -26,9 +26,14 @@ def _scoped(db: DB, user: m.User, work_order_id: int) -> m.WorkOrder:
 
 
 @router.get("", response_model=Page[WorkOrderOut], responses=documented(*AUTHED))
-def list_work_orders(db: DB, user: CurrentUser, status_: Annotated[str | None, Query(alias="status")] = None,
-                     department: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                     offset: Offset = 0) -> Page[WorkOrderOut]:
+def list_work_orders(
+    db: DB,
+    user: CurrentUser,
+    status_: Annotated[str | None, Query(alias="status")] = None,
+    department: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Offset = 0,
+) -> Page[WorkOrderOut]:
     """Work orders in your area."""
     where = [auth.scope_clause(user, m.WorkOrder)]
     if status_:
@@ -36,8 +41,19 @@ def list_work_orders(db: DB, user: CurrentUser, status_: Annotated[str | None, Q
     if department:
         where.append(m.WorkOrder.department == department)
     total = db.scalar(select(func.count()).select_from(m.WorkOrder).where(*where)) or 0
-    rows = db.scalars(select(m.WorkOrder).where(*where).order_by(m.WorkOrder.id.desc()).limit(limit).offset(offset))
-    return Page(total=total, limit=limit, offset=offset, items=[WorkOrderOut.model_validate(r) for r in rows])
+    rows = db.scalars(
+        select(m.WorkOrder)
+        .where(*where)
+        .order_by(m.WorkOrder.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return Page(
+        total=total,
+        limit=limit,
+        offset=offset,
+        items=[WorkOrderOut.model_validate(r) for r in rows],
+    )
 
 
 @router.get("/{work_order_id}", response_model=WorkOrderOut, responses=documented(*LOOKUP))
@@ -45,22 +61,35 @@ def get_work_order(work_order_id: RowId, db: DB, user: CurrentUser) -> WorkOrder
     return WorkOrderOut.model_validate(_scoped(db, user, work_order_id))
 
 
-@router.post("/{work_order_id}/{action}", response_model=WorkOrderOut,
-             responses=documented(*ACTION, 503))
-def act(work_order_id: RowId, action: Literal["accept", "start", "done", "verify"], body: NoteIn,
-        db: DB, user: Annotated[m.User, allowed(Action.WORK_ON_ORDERS)], st: State) -> WorkOrderOut:
+@router.post(
+    "/{work_order_id}/{action}", response_model=WorkOrderOut, responses=documented(*ACTION, 503)
+)
+def act(
+    work_order_id: RowId,
+    action: Literal["accept", "start", "done", "verify"],
+    body: NoteIn,
+    db: DB,
+    user: Annotated[m.User, allowed(Action.WORK_ON_ORDERS)],
+    st: State,
+) -> WorkOrderOut:
     """accept / start / done; verify sends the gateway a recheck and closes the order
     only if the condition is gone (otherwise it reopens)."""
     _scoped(db, user, work_order_id)
     if action == "verify":
         if st.commands is None:
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "no broker connection to send the recheck")
-        wo, path, command = work_orders.request_verification(db, work_order_id, actor=user.username, now=st.clock())
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, "no broker connection to send the recheck"
+            )
+        wo, path, command = work_orders.request_verification(
+            db, work_order_id, actor=user.username, now=st.clock()
+        )
         out = WorkOrderOut.model_validate(wo)
         db.commit()
         st.commands.send(path, command)  # after the commit, so the reply finds the order
         return out
-    wo = work_orders.move(db, work_order_id, action, actor=user.username, now=st.clock(), note=body.note)
+    wo = work_orders.move(
+        db, work_order_id, action, actor=user.username, now=st.clock(), note=body.note
+    )
     out = WorkOrderOut.model_validate(wo)
     db.commit()
     return out

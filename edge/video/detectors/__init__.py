@@ -21,8 +21,15 @@ from microbrain.site.cameras import DetectorConfig
 LOW_SCORE = 0.1
 
 
-__all__ = ["LOW_SCORE", "Detector", "DetectorError", "WindowDetector", "load_detector",
-           "merge_relabelled", "resolve_model_path"]
+__all__ = [
+    "LOW_SCORE",
+    "Detector",
+    "DetectorError",
+    "WindowDetector",
+    "load_detector",
+    "merge_relabelled",
+    "resolve_model_path",
+]
 
 
 class DetectorError(RuntimeError):

@@ -55,8 +55,9 @@ def _names_from_metadata(meta: dict[str, str], nc: int | None, where: str) -> tu
     raise DetectorError(f"model {where}: metadata 'names' is not a dict or list")
 
 
-def letterbox(image: np.ndarray, size: tuple[int, int],
-              scale: float | None = None) -> tuple[np.ndarray, float, tuple[float, float]]:
+def letterbox(
+    image: np.ndarray, size: tuple[int, int], scale: float | None = None
+) -> tuple[np.ndarray, float, tuple[float, float]]:
     """Resize keeping the aspect ratio (by ``scale``, or to fit) and pad with grey to
     ``size`` (h, w); returns the padded image, the scale and the (x, y) padding, to map
     boxes back."""
@@ -65,11 +66,19 @@ def letterbox(image: np.ndarray, size: tuple[int, int],
     if scale is None:
         scale = min(th / h, tw / w)
     nh, nw = min(th, max(1, round(h * scale))), min(tw, max(1, round(w * scale)))
-    resized = (cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
-               if (nh, nw) != (h, w) else image)
+    resized = (
+        cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR) if (nh, nw) != (h, w) else image
+    )
     top, left = (th - nh) // 2, (tw - nw) // 2
-    out = cv2.copyMakeBorder(resized, top, th - nh - top, left, tw - nw - left,
-                             cv2.BORDER_CONSTANT, value=(114, 114, 114))
+    out = cv2.copyMakeBorder(
+        resized,
+        top,
+        th - nh - top,
+        left,
+        tw - nw - left,
+        cv2.BORDER_CONSTANT,
+        value=(114, 114, 114),
+    )
     return out, scale, (float(left), float(top))
 
 
@@ -99,8 +108,14 @@ def _stride(meta: dict[str, str]) -> int:
 class OnnxYoloDetector:
     """A YOLO ONNX model; one session (with ``threads`` intra-op threads) for all cameras."""
 
-    def __init__(self, model: Path, input_size: int | None = None, score_threshold: float = 0.4,
-                 nms_iou: float = 0.45, threads: int = 2) -> None:
+    def __init__(
+        self,
+        model: Path,
+        input_size: int | None = None,
+        score_threshold: float = 0.4,
+        nms_iou: float = 0.45,
+        threads: int = 2,
+    ) -> None:
         self.model_path = model
         where = repr(str(model))
         options = ort.SessionOptions()
@@ -114,14 +129,23 @@ class OnnxYoloDetector:
             self._session = ort.InferenceSession(
                 str(model), options, providers=["CPUExecutionProvider"]
             )
-        except (Fail, InvalidArgument, InvalidGraph, InvalidProtobuf, NoSuchFile,
-                RuntimeError) as err:
-            raise DetectorError(f"model {where}: not an ONNX model onnxruntime can load "
-                                f"({str(err).strip()[:200]})") from None
+        except (
+            Fail,
+            InvalidArgument,
+            InvalidGraph,
+            InvalidProtobuf,
+            NoSuchFile,
+            RuntimeError,
+        ) as err:
+            raise DetectorError(
+                f"model {where}: not an ONNX model onnxruntime can load ({str(err).strip()[:200]})"
+            ) from None
         inputs = self._session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
-            raise DetectorError(f"model {where}: expects one image input [1, 3, H, W], "
-                                f"has {[(i.name, i.shape) for i in inputs]}")
+            raise DetectorError(
+                f"model {where}: expects one image input [1, 3, H, W], "
+                f"has {[(i.name, i.shape) for i in inputs]}"
+            )
         self._input = inputs[0].name
         _, _, h, w = inputs[0].shape
         meta = self._session.get_modelmeta().custom_metadata_map
@@ -131,8 +155,10 @@ class OnnxYoloDetector:
         # fixing them: it then sees each frame in its own aspect, the longer side resized
         # to ``input_size`` and padded only to the stride (windows: see detect_windows)
         self.any_input_size = not isinstance(h, int) and not isinstance(w, int)
-        self.input_hw = (h if isinstance(h, int) else input_size,
-                         w if isinstance(w, int) else input_size)
+        self.input_hw = (
+            h if isinstance(h, int) else input_size,
+            w if isinstance(w, int) else input_size,
+        )
         self.input_size = input_size if self.any_input_size else max(self.input_hw)
         self.stride = _stride(meta)
         self.name = model.stem
@@ -142,8 +168,12 @@ class OnnxYoloDetector:
         out_shape = self._session.get_outputs()[0].shape
         end_to_end = len(out_shape) == 3 and out_shape[2] == 6 and out_shape[1] != 6
         nc = None
-        if (len(out_shape) == 3 and not end_to_end and isinstance(out_shape[1], int)
-                and out_shape[1] > 4):
+        if (
+            len(out_shape) == 3
+            and not end_to_end
+            and isinstance(out_shape[1], int)
+            and out_shape[1] > 4
+        ):
             nc = out_shape[1] - 4
         self.class_names = _names_from_metadata(meta, nc, where)
         self.score_threshold = score_threshold
@@ -157,8 +187,13 @@ class OnnxYoloDetector:
             raise DetectorError(
                 "detector type onnx_yolo needs 'model' (an ultralytics ONNX export)"
             )
-        return cls(resolve_model_path(config.model, base), config.input_size,
-                   config.score_threshold, config.nms_iou, config.threads)
+        return cls(
+            resolve_model_path(config.model, base),
+            config.input_size,
+            config.score_threshold,
+            config.nms_iou,
+            config.threads,
+        )
 
     def _letterboxed(self, image: np.ndarray) -> tuple[np.ndarray, float, tuple[float, float]]:
         """The frame as the network sees it: a fixed export's square, or (dynamic) the
@@ -168,8 +203,10 @@ class OnnxYoloDetector:
         h, w = image.shape[:2]
         scale = self.input_size / max(h, w)
         # the resized size as letterbox rounds it, so no extra stripe of padding appears
-        size = (_stride_up(max(1, round(h * scale)), self.stride),
-                _stride_up(max(1, round(w * scale)), self.stride))
+        size = (
+            _stride_up(max(1, round(h * scale)), self.stride),
+            _stride_up(max(1, round(w * scale)), self.stride),
+        )
         return letterbox(image, size, scale)
 
     def _run(self, padded: np.ndarray) -> np.ndarray:
@@ -194,8 +231,10 @@ class OnnxYoloDetector:
         the stride grid, so the network sees exactly the pixels, scale and grid it sees
         on the whole frame there; only what lies outside the part is missing."""
         if not self.any_input_size:
-            raise ValueError(f"model {str(self.model_path)!r} has a fixed input size; "
-                             "export it with dynamic=True to detect in windows")
+            raise ValueError(
+                f"model {str(self.model_path)!r} has a fixed input size; "
+                "export it with dynamic=True to detect in windows"
+            )
         padded, scale, (px, py) = self._letterboxed(image)
         th, tw = padded.shape[:2]
         stride = self.stride
@@ -209,8 +248,9 @@ class OnnxYoloDetector:
             found.append(self._decode(out, scale, (px - ix0, py - iy0), image.shape[:2]))
         return found
 
-    def _decode(self, out: np.ndarray, scale: float, pad: tuple[float, float],
-                frame_hw: tuple[int, ...]) -> Detections:
+    def _decode(
+        self, out: np.ndarray, scale: float, pad: tuple[float, float], frame_hw: tuple[int, ...]
+    ) -> Detections:
         """Raw output → boxes in frame pixels: the input pixel (x, y) is the frame pixel
         ((x − pad x) / scale, (y − pad y) / scale)."""
         px, py = pad
@@ -234,8 +274,10 @@ class OnnxYoloDetector:
             kept = nms(xyxy + offset, scores, self.nms_iou) if len(xyxy) else np.zeros(0, np.int64)
             xyxy, scores, cls = xyxy[kept], scores[kept], cls[kept]
         else:
-            raise DetectorError(f"model {where}: unexpected output shape {tuple(out.shape)}; "
-                                f"expected [1, 4+{nc}, N] or [1, N, 6]")
+            raise DetectorError(
+                f"model {where}: unexpected output shape {tuple(out.shape)}; "
+                f"expected [1, 4+{nc}, N] or [1, N, 6]"
+            )
         if len(cls) and (cls.min() < 0 or cls.max() >= nc):
             raise DetectorError(f"model {where}: class id {int(cls.max())} outside its {nc} names")
         h, w = frame_hw[:2]

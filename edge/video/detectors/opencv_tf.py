@@ -37,11 +37,18 @@ class OpenCVTensorFlowDetector:
     class_names = COCO_CLASSES
     any_input_size = False  # the graph squashes every frame to input_size × input_size
 
-    def __init__(self, model: Path, config: Path, input_size: int = 300,
-                 score_threshold: float = 0.4, threads: int = 2) -> None:
+    def __init__(
+        self,
+        model: Path,
+        config: Path,
+        input_size: int = 300,
+        score_threshold: float = 0.4,
+        threads: int = 2,
+    ) -> None:
         self.model_path = model
-        self.name = (model.stem if model.stem != "frozen_inference_graph"
-                     else "ssd_mobilenet_v2_coco")
+        self.name = (
+            model.stem if model.stem != "frozen_inference_graph" else "ssd_mobilenet_v2_coco"
+        )
         self.version = _version(model)
         self.input_size = input_size
         self.score_threshold = score_threshold
@@ -80,14 +87,18 @@ class OpenCVTensorFlowDetector:
             try:
                 return self._net.forward()
             except cv2.error as err:
-                raise DetectorError(f"model {str(self.model_path)!r}: inference failed "
-                                    f"({str(err).strip().splitlines()[-1][:200]})") from None
+                raise DetectorError(
+                    f"model {str(self.model_path)!r}: inference failed "
+                    f"({str(err).strip().splitlines()[-1][:200]})"
+                ) from None
 
     def detect(self, image: np.ndarray) -> Detections:
         out = self.forward(image)
         if out.ndim != 4 or out.shape[:2] != (1, 1) or out.shape[3] != 7:
-            raise DetectorError(f"model {str(self.model_path)!r}: unexpected output shape "
-                                f"{tuple(out.shape)}; an SSD gives [1, 1, N, 7]")
+            raise DetectorError(
+                f"model {str(self.model_path)!r}: unexpected output shape "
+                f"{tuple(out.shape)}; an SSD gives [1, 1, N, 7]"
+            )
         rows = out[0, 0]
         rows = rows[rows[:, 2] >= min(self.score_threshold, LOW_SCORE)]
         labels = rows[:, 1].astype(np.int64)
@@ -95,6 +106,10 @@ class OpenCVTensorFlowDetector:
         rows, labels = rows[known], labels[known]
         h, w = image.shape[:2]
         xyxy = np.clip(rows[:, 3:7], 0, 1) * np.array([w, h, w, h], np.float32)
-        dets = Detections(xyxy, rows[:, 2], np.array([TF90_TO_COCO80[x] for x in labels], np.int64),
-                          self.class_names)
+        dets = Detections(
+            xyxy,
+            rows[:, 2],
+            np.array([TF90_TO_COCO80[x] for x in labels], np.int64),
+            self.class_names,
+        )
         return merge_relabelled(dets)

@@ -19,8 +19,9 @@ def rejected(reason: str) -> float:
 
 def test_hub_routes_coalesces_and_counts(demo_site: Site, caplog) -> None:  # type: ignore[no-untyped-def]
     sunk: list[Event | Reading] = []
-    hub = SensorHub(demo_site, demo_site.gateway("gw-xiyuan-1"), sunk.extend,
-                    reading_min_interval_s=10)
+    hub = SensorHub(
+        demo_site, demo_site.gateway("gw-xiyuan-1"), sunk.extend, reading_min_interval_s=10
+    )
     topic = "devices/hydrant/b1-top"
     for n in range(5):  # 5 samples within 4 s → one reading forwarded now
         hub.handle(topic, b'{"data": {"p_kpa": 300}}', T0 + timedelta(seconds=n))
@@ -73,12 +74,16 @@ def test_status_only_update_keeps_an_active_fault(demo_site: Site) -> None:
     raised = events()
     assert len(raised) == 1 and raised[0][0] == "raised"
     fault = raised[0][1]
-    hub.handle(topic, b'{"status": {"running": true, "floor": 3, "speed": 1.0}}',
-               T0 + timedelta(seconds=5))
+    hub.handle(
+        topic, b'{"status": {"running": true, "floor": 3, "speed": 1.0}}', T0 + timedelta(seconds=5)
+    )
     assert events() == []
     assert hub.active_kinds("b1-elevator-a") == {"elevator_fault"}
-    hub.handle(topic, b'{"status": {"running": false, "floor": 3, "speed": 0}, "fault": {"code": null}}',
-               T0 + timedelta(seconds=10))
+    hub.handle(
+        topic,
+        b'{"status": {"running": false, "floor": 3, "speed": 0}, "fault": {"code": null}}',
+        T0 + timedelta(seconds=10),
+    )
     assert events() == [("cleared", fault)]
     assert hub.active_kinds("b1-elevator-a") == set()
 
@@ -106,6 +111,9 @@ def test_events_reach_the_sink_in_the_order_the_rules_made_them(demo_site: Site)
     assert slow_first.wait(5)
     hub.handle("devices/door/b2", b'{"open": false}', T0 + timedelta(seconds=901))
     silence.join(5)
-    door = [e.state.value for e in sunk if isinstance(e, Event)
-            and e.kind == "sensor_offline" and e.source == "x2-b2-firedoor"]
+    door = [
+        e.state.value
+        for e in sunk
+        if isinstance(e, Event) and e.kind == "sensor_offline" and e.source == "x2-b2-firedoor"
+    ]
     assert door == ["raised", "cleared"]

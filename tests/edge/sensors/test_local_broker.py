@@ -75,7 +75,9 @@ class HoldingProxy:
             s.close()
 
 
-def test_not_subscribed_until_the_broker_acknowledges(demo_site: Site, mosquitto: MosquittoProcess) -> None:
+def test_not_subscribed_until_the_broker_acknowledges(
+    demo_site: Site, mosquitto: MosquittoProcess
+) -> None:
     proxy = HoldingProxy(mosquitto.port)
     client = sensor_client(demo_site, proxy.port)
     client.start()

@@ -28,8 +28,12 @@ def hydrant(site: Site, sensor_id: str) -> tuple[Sensor, SensorProfile, str]:
     raise KeyError(sensor_id)
 
 
-def feed(rules: SensorRules, series: list[tuple[float, float]], field: str = "pressure_mpa",
-         kind: str = "hydrant_pressure") -> list[tuple[float, Event]]:
+def feed(
+    rules: SensorRules,
+    series: list[tuple[float, float]],
+    field: str = "pressure_mpa",
+    kind: str = "hydrant_pressure",
+) -> list[tuple[float, Event]]:
     out = []
     for t, v in series:
         r = Reading(ts=at(t), sensor=rules.sensor.id, kind=kind, values={field: v})
@@ -50,14 +54,20 @@ def test_gb50974_limit_per_building_category(demo_site: Site) -> None:
 
 def test_hydrant_low_needs_duration_and_clears_with_hysteresis(demo_site: Site) -> None:
     rules = SensorRules(*hydrant(demo_site, "b1-hydrant-top"))  # residential high-rise: 0.07
-    events = feed(rules, [
-        (0, 0.30),
-        (10, 0.065), (20, 0.30),          # a 10 s dip: shorter than for_s 30 s → nothing
-        (30, 0.06), (50, 0.06), (60, 0.06),   # held 30 s → alarm (and the warning band)
-        (70, 0.075),                      # above the limit but under clear_at 0.08: still raised
-        (80, 0.085),                      # past clear_at: cleared (still in the warning band)
-        (90, 0.2),                        # out of the warning band
-    ])
+    events = feed(
+        rules,
+        [
+            (0, 0.30),
+            (10, 0.065),
+            (20, 0.30),  # a 10 s dip: shorter than for_s 30 s → nothing
+            (30, 0.06),
+            (50, 0.06),
+            (60, 0.06),  # held 30 s → alarm (and the warning band)
+            (70, 0.075),  # above the limit but under clear_at 0.08: still raised
+            (80, 0.085),  # past clear_at: cleared (still in the warning band)
+            (90, 0.2),  # out of the warning band
+        ],
+    )
     events = [(t, e) for t, e in events if e.kind != "hydrant_pressure_drop"]
     assert summary(events) == [
         (60, "hydrant_pressure_low_warning", "raised"),
@@ -89,11 +99,26 @@ def test_rate_of_change(demo_site: Site) -> None:
     rules = SensorRules(*hydrant(demo_site, "b2-hydrant-top"))
     # 0.05 MPa/min allowed, measured over ≥ 60 s: noise between close samples is not a
     # drop; a 0.1 fall within a minute is, and it clears once a minute passes steady
-    events = feed(rules, [(0, 0.40), (10, 0.37), (20, 0.40), (30, 0.38), (40, 0.40),
-                          (50, 0.40), (60, 0.40), (90, 0.30), (120, 0.30), (150, 0.30),
-                          (180, 0.30)])
-    assert summary(events) == [(90, "hydrant_pressure_drop", "raised"),
-                               (150, "hydrant_pressure_drop", "cleared")]
+    events = feed(
+        rules,
+        [
+            (0, 0.40),
+            (10, 0.37),
+            (20, 0.40),
+            (30, 0.38),
+            (40, 0.40),
+            (50, 0.40),
+            (60, 0.40),
+            (90, 0.30),
+            (120, 0.30),
+            (150, 0.30),
+            (180, 0.30),
+        ],
+    )
+    assert summary(events) == [
+        (90, "hydrant_pressure_drop", "raised"),
+        (150, "hydrant_pressure_drop", "cleared"),
+    ]
     # measured against the newest sample at least a minute old (t=30, 0.38)
     assert events[0][1].detail["per_min"] == pytest.approx(-0.08)
 
@@ -101,10 +126,13 @@ def test_rate_of_change(demo_site: Site) -> None:
 def test_stuck_value(demo_site: Site) -> None:
     rules = SensorRules(*hydrant(demo_site, "b2-hydrant-top"))  # stuck after 12 h
     hour = 3600.0
-    events = feed(rules, [(0, 0.3), (6 * hour, 0.3), (12 * hour, 0.3), (13 * hour, 0.3),
-                          (14 * hour, 0.31)])
-    assert summary(events) == [(12 * hour, "sensor_stuck", "raised"),
-                               (14 * hour, "sensor_stuck", "cleared")]
+    events = feed(
+        rules, [(0, 0.3), (6 * hour, 0.3), (12 * hour, 0.3), (13 * hour, 0.3), (14 * hour, 0.31)]
+    )
+    assert summary(events) == [
+        (12 * hour, "sensor_stuck", "raised"),
+        (14 * hour, "sensor_stuck", "cleared"),
+    ]
 
 
 def elevator(site: Site) -> SensorRules:
@@ -116,8 +144,9 @@ def test_elevator_faults_raise_and_clear_per_category(demo_site: Site) -> None:
     rules = elevator(demo_site)
 
     def faults(t: float, *codes: str) -> list[Event]:
-        return rules.on_reading(Reading(ts=at(t), sensor="b1-elevator-a", kind="elevator",
-                                        faults=codes))
+        return rules.on_reading(
+            Reading(ts=at(t), sensor="b1-elevator-a", kind="elevator", faults=codes)
+        )
 
     raised = faults(0, "trapped_passenger", "power_loss")
     assert [(e.detail["fault"], e.severity, e.state) for e in raised] == [
@@ -127,7 +156,9 @@ def test_elevator_faults_raise_and_clear_per_category(demo_site: Site) -> None:
     assert raised[1].message == "困人" and raised[1].kind == "elevator_fault"
     assert faults(5, "trapped_passenger", "power_loss") == []  # still on: no repeat
     cleared = faults(10, "power_loss")
-    assert [(e.detail["fault"], e.state) for e in cleared] == [("trapped_passenger", EventState.CLEARED)]
+    assert [(e.detail["fault"], e.state) for e in cleared] == [
+        ("trapped_passenger", EventState.CLEARED)
+    ]
 
 
 def test_silence_raises_sensor_offline_once_and_clears_on_reading(demo_site: Site) -> None:
@@ -137,8 +168,9 @@ def test_silence_raises_sensor_offline_once_and_clears_on_reading(demo_site: Sit
     offline = rules.check_silence(at(91))
     assert [(e.kind, e.state) for e in offline] == [("sensor_offline", EventState.RAISED)]
     assert rules.check_silence(at(200)) == []
-    back = rules.on_reading(Reading(ts=at(210), sensor="b1-elevator-a", kind="elevator",
-                                    values={"running": False}))
+    back = rules.on_reading(
+        Reading(ts=at(210), sensor="b1-elevator-a", kind="elevator", values={"running": False})
+    )
     assert [(e.kind, e.state) for e in back] == [("sensor_offline", EventState.CLEARED)]
 
 

@@ -15,25 +15,35 @@ from microbrain.site.model import Site
 T0 = datetime(2026, 11, 27, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("path, expected", [
-    ("a", {"a": 1}), ("a.b.c", {"a": {"b": {"c": 1}}}), ("v[1]", {"v": [None, 1]}),
-    ("a.v[0].x", {"a": {"v": [{"x": 1}]}}),
-])
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("a", {"a": 1}),
+        ("a.b.c", {"a": {"b": {"c": 1}}}),
+        ("v[1]", {"v": [None, 1]}),
+        ("a.v[0].x", {"a": {"v": [{"x": 1}]}}),
+    ],
+)
 def test_set_path(path: str, expected: dict) -> None:
     doc: dict = {}
     set_path(doc, path, 1)
     assert doc == expected
 
 
-def run(site: Site, gateway: str, faults: bool, ticks: int) -> tuple[list[Reading], list[Event], int]:
+def run(
+    site: Site, gateway: str, faults: bool, ticks: int
+) -> tuple[list[Reading], list[Event], int]:
     out: list[Event | Reading] = []
     hub = SensorHub(site, site.gateway(gateway), out.extend)
     sim = SensorSimulator(site, gateway=gateway, seed=7, faults=faults, fault_rate=0.05)
     for n in range(ticks):
         for topic, payload in sim.tick(n * 10.0):
             hub.handle(topic, payload, T0 + timedelta(seconds=n * 10))
-    return ([x for x in out if isinstance(x, Reading)], [x for x in out if isinstance(x, Event)],
-            hub.rejected)
+    return (
+        [x for x in out if isinstance(x, Reading)],
+        [x for x in out if isinstance(x, Event)],
+        hub.rejected,
+    )
 
 
 def test_normal_run_maps_cleanly_and_raises_nothing(demo_site: Site) -> None:
@@ -79,10 +89,26 @@ def test_cli_publishes_vendor_payloads(mosquitto, demo_site_path) -> None:  # ty
     sub.subscribe("devices/#", qos=1)
     sub.loop_start()
     assert subscribed.wait(30)  # the SUBACK, not a guess at how long it takes
-    result = CliRunner().invoke(app, [
-        "simulate", "sensors", "--site", str(demo_site_path), "--rate", "100", "--faults",
-        "--gateway", "gw-dongcheng-garden", "--duration", "1",
-        "--broker", f"mqtt://127.0.0.1:{mosquitto.port}", "--seed", "3"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            "sensors",
+            "--site",
+            str(demo_site_path),
+            "--rate",
+            "100",
+            "--faults",
+            "--gateway",
+            "gw-dongcheng-garden",
+            "--duration",
+            "1",
+            "--broker",
+            f"mqtt://127.0.0.1:{mosquitto.port}",
+            "--seed",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     # the simulator keeps its schedule (it catches up when late), so the count is the rate's
     sent = int(re.search(r"sent (\d+) message", result.output).group(1))  # type: ignore[union-attr]
@@ -91,7 +117,12 @@ def test_cli_publishes_vendor_payloads(mosquitto, demo_site_path) -> None:  # ty
         time.sleep(0.02)
     sub.loop_stop()
     assert 60 <= sent <= 130 and len(got) == sent
-    assert {t for t, _ in got} == {"devices/hydrant/t1", "devices/elevator/t1-a", "devices/elevator/t2-a"}
-    bad = CliRunner().invoke(app, ["simulate", "sensors", "--site", str(demo_site_path),
-                                   "--broker", "http://x"])
+    assert {t for t, _ in got} == {
+        "devices/hydrant/t1",
+        "devices/elevator/t1-a",
+        "devices/elevator/t2-a",
+    }
+    bad = CliRunner().invoke(
+        app, ["simulate", "sensors", "--site", str(demo_site_path), "--broker", "http://x"]
+    )
     assert bad.exit_code == 2 and "mqtt://" in bad.output

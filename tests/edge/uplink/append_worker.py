@@ -14,8 +14,11 @@ def main(path: str) -> None:
     n = 0
     while True:
         n += 1
-        item = (Event(kind="smoke_alarm", source="s1", severity=Severity.CRITICAL)
-                if n % 10 == 0 else Reading(sensor="s1", kind="smoke", values={"n": n}))
+        item = (
+            Event(kind="smoke_alarm", source="s1", severity=Severity.CRITICAL)
+            if n % 10 == 0
+            else Reading(sensor="s1", kind="smoke", values={"n": n})
+        )
         stamped = box.append(item)
         sys.stdout.write(f"{stamped.seq} {stamped.id}\n")
         sys.stdout.flush()

@@ -37,11 +37,22 @@ class CloudStore:
     client_id: str = field(default_factory=lambda: f"ack-{uuid.uuid4().hex[:8]}")
 
     def start(self) -> CloudStore:
-        cmd = [sys.executable, "-m", "tests.utils.ack_consumer", "--port", str(self.port),
-               "--db", str(self.db), "--client-id", self.client_id]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tests.utils.ack_consumer",
+            "--port",
+            str(self.port),
+            "--db",
+            str(self.db),
+            "--client-id",
+            self.client_id,
+        ]
         if self.username:
             cmd += ["--username", self.username, "--password", self.password or ""]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # "connected" once subscribed
         assert b"connected" in line, line
@@ -64,8 +75,9 @@ class CloudStore:
             return []
         with sqlite3.connect(self.db) as conn:
             try:
-                return conn.execute("SELECT seq, id FROM items WHERE gateway = ? ORDER BY seq",
-                                    (gateway,)).fetchall()
+                return conn.execute(
+                    "SELECT seq, id FROM items WHERE gateway = ? ORDER BY seq", (gateway,)
+                ).fetchall()
             except sqlite3.OperationalError:
                 return []
 
@@ -93,15 +105,29 @@ class CloudIngest(CloudStore):
         engine = make_engine(url)
         with transaction(session_factory(engine)) as session:
             for path in self.gateways:
-                register_gateway(session, path.community, path.compound, path.gateway, building="b1",
-                                 sensors=("b1-elevator-a",))  # gateway_rig's events
+                register_gateway(
+                    session,
+                    path.community,
+                    path.compound,
+                    path.gateway,
+                    building="b1",
+                    sensors=("b1-elevator-a",),
+                )  # gateway_rig's events
         engine.dispose()
-        env = {**os.environ, "MB_CLOUD_DATABASE_URL": url,
-               "MB_CLOUD_BROKER_URL": f"mqtt://127.0.0.1:{self.port}",
-               # a stable id: the broker keeps this worker's session across a stall
-               "MB_CLOUD_INGEST_CLIENT_ID": self.client_id}
-        self.proc = subprocess.Popen([sys.executable, "-m", "cloud.ingest"], cwd=ROOT, env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        env = {
+            **os.environ,
+            "MB_CLOUD_DATABASE_URL": url,
+            "MB_CLOUD_BROKER_URL": f"mqtt://127.0.0.1:{self.port}",
+            # a stable id: the broker keeps this worker's session across a stall
+            "MB_CLOUD_INGEST_CLIENT_ID": self.client_id,
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cloud.ingest"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         assert b"ingest ready" in line, line
@@ -112,8 +138,9 @@ class CloudIngest(CloudStore):
             return []
         gateway_id = gateway.rsplit("/", 1)[-1]
         with sqlite3.connect(self.db) as conn:
-            return conn.execute("SELECT seq, id FROM events WHERE gateway = ? ORDER BY seq",
-                                (gateway_id,)).fetchall()
+            return conn.execute(
+                "SELECT seq, id FROM events WHERE gateway = ? ORDER BY seq", (gateway_id,)
+            ).fetchall()
 
 
 @pytest.fixture

@@ -24,19 +24,39 @@ class Rig:
         self.outbox.close()
 
 
-def make_rig(path: GatewayPath, db: Path, port: int, *, username: str | None = None,
-             password: str | None = None, limits: OutboxLimits | None = None,
-             resend_after_s: float = 3.0, **settings: object) -> Rig:
+def make_rig(
+    path: GatewayPath,
+    db: Path,
+    port: int,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    limits: OutboxLimits | None = None,
+    resend_after_s: float = 3.0,
+    **settings: object,
+) -> Rig:
     outbox = Outbox(db, limits or OutboxLimits())
     replies: list[Reply] = []
-    uplink = Uplink(path, outbox, UplinkSettings(
-        host="127.0.0.1", port=port, username=username, password=password,
-        resend_after_s=resend_after_s, backoff_min_s=0.1, backoff_max_s=1.0, **settings))  # type: ignore[arg-type]
+    uplink = Uplink(
+        path,
+        outbox,
+        UplinkSettings(
+            host="127.0.0.1",
+            port=port,
+            username=username,
+            password=password,
+            resend_after_s=resend_after_s,
+            backoff_min_s=0.1,
+            backoff_max_s=1.0,
+            **settings,
+        ),
+    )  # type: ignore[arg-type]
     handler = CommandHandler(path, outbox, lambda r: (replies.append(r), uplink.publish_reply(r)))
     uplink.on_command = handler.handle
     return Rig(path, outbox, uplink, replies)
 
 
 def event(n: int) -> Event:
-    return Event(kind="elevator_fault", source="b1-elevator-a", severity=Severity.CRITICAL,
-                 detail={"n": n})
+    return Event(
+        kind="elevator_fault", source="b1-elevator-a", severity=Severity.CRITICAL, detail={"n": n}
+    )

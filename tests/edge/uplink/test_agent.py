@@ -41,11 +41,15 @@ HYDRANT = "devices/hydrant/b1-top"
 
 def write_config(tmp_path: Path, demo_site_path: Path, port: int, **over: object) -> Path:
     cfg = {
-        "site": str(demo_site_path), "gateway": "gw-xiyuan-1",
+        "site": str(demo_site_path),
+        "gateway": "gw-xiyuan-1",
         "cloud": {"url": f"mqtt://127.0.0.1:{port}"},
         "local_broker": {"url": f"mqtt://127.0.0.1:{port}"},
-        "data_dir": str(tmp_path / "data"), "heartbeat_s": 1, "reading_min_interval_s": 0,
-        "audio": {"out_dir": "announcements"}, "video": False,
+        "data_dir": str(tmp_path / "data"),
+        "heartbeat_s": 1,
+        "reading_min_interval_s": 0,
+        "audio": {"out_dir": "announcements"},
+        "video": False,
         "outbox": {"resend_after_s": 3},
     }
     cfg.update(over)
@@ -66,13 +70,19 @@ class Observer:
     def __init__(self, port: int) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
-        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload, m.retain))
+        self.client.on_message = lambda c, u, m: self.messages.append(
+            (m.topic, m.payload, m.retain)
+        )
         self.client.connect("127.0.0.1", port)
         self.client.subscribe([(GW.topic("status"), 1), (GW.subscription("reply"), 1)])
         self.client.loop_start()
 
     def statuses(self) -> list[Status]:
-        return [Status.model_validate_json(p) for t, p, _ in list(self.messages) if t.endswith("/status")]
+        return [
+            Status.model_validate_json(p)
+            for t, p, _ in list(self.messages)
+            if t.endswith("/status")
+        ]
 
     def replies(self) -> list[Reply]:
         return [Reply.model_validate_json(p) for t, p, _ in list(self.messages) if "/reply/" in t]
@@ -93,7 +103,9 @@ def wait(cond: Callable[[], object], timeout: float = 30.0) -> bool:
 
 
 @pytest.fixture
-def running(tmp_path: Path, demo_site_path: Path, mosquitto: MosquittoProcess) -> Iterator[Callable[..., GatewayAgent]]:
+def running(
+    tmp_path: Path, demo_site_path: Path, mosquitto: MosquittoProcess
+) -> Iterator[Callable[..., GatewayAgent]]:
     agents: list[tuple[GatewayAgent, threading.Thread]] = []
 
     def start(**over: object) -> GatewayAgent:
@@ -120,13 +132,18 @@ def sensor_client(port: int) -> mqtt.Client:
 
 
 def test_readings_and_events_reach_the_store_and_heartbeat_reports(
-        running, mosquitto: MosquittoProcess, cloud_store) -> None:  # type: ignore[no-untyped-def]
+    running, mosquitto: MosquittoProcess, cloud_store
+) -> None:  # type: ignore[no-untyped-def]
     store: CloudStore = cloud_store(mosquitto.port)
     observer = Observer(mosquitto.port)
     agent = running()
     dev = sensor_client(mosquitto.port)
     dev.publish(HYDRANT, b'{"data": {"p_kpa": 320}}', qos=1)
-    dev.publish("devices/elevator/b1-a", b'{"status": {"running": true, "floor": 3}, "fault": {"code": "E01"}}', qos=1)
+    dev.publish(
+        "devices/elevator/b1-a",
+        b'{"status": {"running": true, "floor": 3}, "fault": {"code": "E01"}}',
+        qos=1,
+    )
     rows = store.wait_for(str(GW), 3, 10)
     kinds = [json.loads(p)["type"] for p in _payloads(store)]
     assert len(rows) == 3 and kinds.count("reading") == 2 and kinds.count("event") == 1
@@ -142,11 +159,14 @@ def test_readings_and_events_reach_the_store_and_heartbeat_reports(
 
 def _payloads(store: CloudStore) -> list[bytes]:
     import sqlite3
+
     with sqlite3.connect(store.db) as conn:
         return [r[0] for r in conn.execute("SELECT payload FROM items ORDER BY seq")]
 
 
-def test_commands_announce_recheck_refusals(running, mosquitto: MosquittoProcess, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_commands_announce_recheck_refusals(
+    running, mosquitto: MosquittoProcess, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     observer = Observer(mosquitto.port)
     agent = running()
     dev = sensor_client(mosquitto.port)
@@ -158,8 +178,15 @@ def test_commands_announce_recheck_refusals(running, mosquitto: MosquittoProcess
     recheck = Recheck(source="b1-hydrant-top", kind="hydrant_pressure_low")
     observer.send("recheck", recheck.to_json())
     observer.send("recheck", Recheck(source="cam-fire-lane").to_json())
-    observer.send("model_push", ModelPush(model=ModelRef(name="m", version="2"), url="http://cloud/m.onnx",
-                                          sha256="0" * 64, signature="s").to_json())
+    observer.send(
+        "model_push",
+        ModelPush(
+            model=ModelRef(name="m", version="2"),
+            url="http://cloud/m.onnx",
+            sha256="0" * 64,
+            signature="s",
+        ).to_json(),
+    )
     observer.send("self_destruct", b'{"name": "self_destruct"}')
     observer.send("announce", b'{"name": "announce", "text": "x", "clip": "y"}')
     observer.send("announce", b"\x00not json")
@@ -170,8 +197,12 @@ def test_commands_announce_recheck_refusals(running, mosquitto: MosquittoProcess
     assert ok.ok and ok.detail["repeat"] == 2
     wav = tmp_path / "data" / "announcements" / str(ok.detail["file"])
     assert wav.read_bytes()[:4] == b"RIFF" and wav.stat().st_size > 10_000
-    assert by_id[recheck.id].ok and by_id[recheck.id].detail["value_pressure_mpa"] == pytest.approx(0.3)
-    assert by_id[recheck.id].detail["present"] is False  # 0.3 MPa: the low-pressure condition is gone
+    assert by_id[recheck.id].ok and by_id[recheck.id].detail["value_pressure_mpa"] == pytest.approx(
+        0.3
+    )
+    assert (
+        by_id[recheck.id].detail["present"] is False
+    )  # 0.3 MPa: the low-pressure condition is gone
     refused = [r for r in replies if not r.ok]
     assert len(refused) == 5
     reasons = " | ".join(r.reason or "" for r in refused)
@@ -185,12 +216,19 @@ def test_commands_announce_recheck_refusals(running, mosquitto: MosquittoProcess
 
 
 def test_garbage_flood_is_rejected_and_the_agent_keeps_going(
-        running, mosquitto: MosquittoProcess, cloud_store) -> None:  # type: ignore[no-untyped-def]
+    running, mosquitto: MosquittoProcess, cloud_store
+) -> None:  # type: ignore[no-untyped-def]
     store: CloudStore = cloud_store(mosquitto.port)
     agent = running()
     rss_before = psutil.Process().memory_info().rss
-    garbage = [b"not json", b'{"data": {"p_kpa": NaN}}', b'{"data": {"p_kpa": 1e9}}',
-               b'{"data": {"p_kpa": "high"}}', b"\xff" * 100, b'{"data": {}}']
+    garbage = [
+        b"not json",
+        b'{"data": {"p_kpa": NaN}}',
+        b'{"data": {"p_kpa": 1e9}}',
+        b'{"data": {"p_kpa": "high"}}',
+        b"\xff" * 100,
+        b'{"data": {}}',
+    ]
     dev = sensor_client(mosquitto.port)
     dev.publish(HYDRANT, b'{"data": {"p_kpa": "' + b"x" * 1_000_000 + b'"}}', qos=0)  # 1 MB
     sent, start = 0, time.monotonic()
@@ -212,7 +250,9 @@ def test_garbage_flood_is_rejected_and_the_agent_keeps_going(
     dev.loop_stop()
 
 
-def test_full_outbox_keeps_critical_and_reports_evictions(running, mosquitto: MosquittoProcess) -> None:  # type: ignore[no-untyped-def]
+def test_full_outbox_keeps_critical_and_reports_evictions(
+    running, mosquitto: MosquittoProcess
+) -> None:  # type: ignore[no-untyped-def]
     observer = Observer(mosquitto.port)  # no store: nothing is ever acknowledged
     agent = running(outbox={"max_items": 20, "resend_after_s": 60})
     dev = sensor_client(mosquitto.port)
@@ -224,7 +264,9 @@ def test_full_outbox_keeps_critical_and_reports_evictions(running, mosquitto: Mo
     kept = [json.loads(i.payload) for i in agent.outbox.after(0)]
     assert any(k["type"] == "event" and k["kind"] == "elevator_fault" for k in kept)
     assert len(kept) == 20
-    assert wait(lambda: any(s.health and s.health.outbox_evicted >= 22 for s in observer.statuses()), 5)
+    assert wait(
+        lambda: any(s.health and s.health.outbox_evicted >= 22 for s in observer.statuses()), 5
+    )
     beat = [s for s in observer.statuses() if s.health][-1].health
     assert beat.outbox_depth == 20
     dev.loop_stop()
@@ -238,15 +280,26 @@ def test_config_errors_are_named(tmp_path: Path, demo_site_path: Path) -> None:
     assert "cloud.url" in str(err.value) and "typo" in str(err.value)
 
 
-def test_cli_runs_and_stops_cleanly_on_sigterm(tmp_path: Path, demo_site_path: Path,
-                                               mosquitto: MosquittoProcess) -> None:
+def test_cli_runs_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, demo_site_path: Path, mosquitto: MosquittoProcess
+) -> None:
     config = write_config(tmp_path, demo_site_path, mosquitto.port)
     observer = Observer(mosquitto.port)
     env = {**os.environ, "MB_GW_XIYUAN_1_PASSWORD": "x"}
-    proc = subprocess.Popen([sys.executable, "-m", "microbrain.cli", "edge", "run", "--config", str(config)]
-                            if (ROOT / "microbrain" / "cli" / "__main__.py").exists() else
-                            [str(Path(sys.executable).parent / "microbrain"), "edge", "run", "--config", str(config)],
-                            cwd=ROOT, env=env, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "microbrain.cli", "edge", "run", "--config", str(config)]
+        if (ROOT / "microbrain" / "cli" / "__main__.py").exists()
+        else [
+            str(Path(sys.executable).parent / "microbrain"),
+            "edge",
+            "run",
+            "--config",
+            str(config),
+        ],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert wait(lambda: any(s.state == "online" for s in observer.statuses()), 20)
         proc.send_signal(signal.SIGTERM)
@@ -266,7 +319,9 @@ def test_cli_runs_and_stops_cleanly_on_sigterm(tmp_path: Path, demo_site_path: P
         observer.close()
 
 
-def test_cli_refuses_a_missing_password(tmp_path: Path, demo_site_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_refuses_a_missing_password(
+    tmp_path: Path, demo_site_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from typer.testing import CliRunner
 
     from microbrain.cli import app
@@ -278,14 +333,24 @@ def test_cli_refuses_a_missing_password(tmp_path: Path, demo_site_path: Path, mo
 
 
 def test_cameras_emit_through_the_outbox_to_the_store(
-        tmp_path: Path, demo_site_path: Path, mosquitto: MosquittoProcess, cloud_store,  # type: ignore[no-untyped-def]
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path,
+    demo_site_path: Path,
+    mosquitto: MosquittoProcess,
+    cloud_store,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The video seam: gw-xiyuan-2's camera (dog.jpg, no person) raises unleashed_dog,
     which goes through agent.emit → outbox → uplink → store, evidence attached."""
     monkeypatch.setenv("MB_GW_XIYUAN_2_PASSWORD", "unused-here")
     store: CloudStore = cloud_store(mosquitto.port)
-    path = write_config(tmp_path, demo_site_path, mosquitto.port, gateway="gw-xiyuan-2",
-                        video=True, local_broker=None)
+    path = write_config(
+        tmp_path,
+        demo_site_path,
+        mosquitto.port,
+        gateway="gw-xiyuan-2",
+        video=True,
+        local_broker=None,
+    )
     cfg = load_gateway_config(path)
     agent = GatewayAgent(cfg, load_site(cfg.site))
     thread = threading.Thread(target=agent.run, kwargs={"install_signals": False}, daemon=True)
@@ -305,7 +370,8 @@ def test_cameras_emit_through_the_outbox_to_the_store(
 
 
 def test_config_reload_applies_a_valid_site_and_refuses_a_broken_one(
-        running, mosquitto: MosquittoProcess, tmp_path: Path, demo_site_path: Path) -> None:  # type: ignore[no-untyped-def]
+    running, mosquitto: MosquittoProcess, tmp_path: Path, demo_site_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     site_file = tmp_path / "site.yaml"
     data = yaml.safe_load(demo_site_path.read_text(encoding="utf-8"))
     gateway = data["communities"][0]["compounds"][0]["gateways"][0]
@@ -320,8 +386,14 @@ def test_config_reload_applies_a_valid_site_and_refuses_a_broken_one(
     hub_before = agent.hub
 
     # a new smoke detector is added in the site file, then the cloud says "reload"
-    gateway["sensors"].append({"id": "b1-smoke-new", "building": "b1", "profile": "smoke-generic",
-                               "topic": "devices/smoke/b1-new"})
+    gateway["sensors"].append(
+        {
+            "id": "b1-smoke-new",
+            "building": "b1",
+            "profile": "smoke-generic",
+            "topic": "devices/smoke/b1-new",
+        }
+    )
     site_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     good = ConfigReload()
     observer.send("config_reload", good.to_json())
@@ -369,8 +441,9 @@ def test_config_reload_applies_a_valid_site_and_refuses_a_broken_one(
 def test_mqtts_cloud_uses_tls_with_the_system_cas(tmp_path: Path, demo_site_path: Path) -> None:
     """An mqtts:// cloud link without a tls: block still uses TLS (verified against the
     system's CAs); a plain mqtt:// link does not."""
-    cfg = load_gateway_config(write_config(tmp_path, demo_site_path, 1883,
-                                           cloud={"url": "mqtts://cloud.example"}))
+    cfg = load_gateway_config(
+        write_config(tmp_path, demo_site_path, 1883, cloud={"url": "mqtts://cloud.example"})
+    )
     agent = GatewayAgent(cfg, load_site(cfg.site))
     try:
         settings = agent.uplink.settings
@@ -390,10 +463,13 @@ def test_mqtts_cloud_uses_tls_with_the_system_cas(tmp_path: Path, demo_site_path
         agent.evidence_queue.close()
 
 
-@pytest.mark.parametrize("local", [{"url": "mqtts://127.0.0.1"},
-                                   {"url": "mqtt://127.0.0.1", "tls": {"ca_file": "ca.pem"}}])
-def test_tls_to_the_local_sensor_broker_is_refused(tmp_path: Path, demo_site_path: Path,
-                                                   local: dict) -> None:
+@pytest.mark.parametrize(
+    "local",
+    [{"url": "mqtts://127.0.0.1"}, {"url": "mqtt://127.0.0.1", "tls": {"ca_file": "ca.pem"}}],
+)
+def test_tls_to_the_local_sensor_broker_is_refused(
+    tmp_path: Path, demo_site_path: Path, local: dict
+) -> None:
     path = write_config(tmp_path, demo_site_path, 1883, local_broker=local)
     with pytest.raises(GatewayConfigError, match="local_broker: TLS .* not supported"):
         load_gateway_config(path)

@@ -31,8 +31,10 @@ from tests.edge.uplink.gateway_rig import event, make_rig
 from tests.utils.services import MosquittoProcess, free_port, private_mosquitto
 
 PASSWORDS = {
-    "MB_GW_XIYUAN_1_PASSWORD": "pw-x1-secret", "MB_GW_XIYUAN_2_PASSWORD": "pw-x2-secret",
-    "MB_GW_DONGCHENG_GARDEN_PASSWORD": "pw-dg", "MB_GW_DONGCHENG_PLAZA_PASSWORD": "pw-dp",
+    "MB_GW_XIYUAN_1_PASSWORD": "pw-x1-secret",
+    "MB_GW_XIYUAN_2_PASSWORD": "pw-x2-secret",
+    "MB_GW_DONGCHENG_GARDEN_PASSWORD": "pw-dg",
+    "MB_GW_DONGCHENG_PLAZA_PASSWORD": "pw-dp",
     "MB_CLOUD_PASSWORD": "pw-cloud",
 }
 X1 = GatewayPath("xiyuan", "xiyuan-1", "gw-xiyuan-1")
@@ -41,29 +43,41 @@ X2 = GatewayPath("xiyuan", "xiyuan-2", "gw-xiyuan-2")
 
 @pytest.fixture
 def acl_broker(tmp_path: Path, demo_site_path: Path) -> Iterator[MosquittoProcess]:
-    files = write_broker_config(load_site(demo_site_path), tmp_path / "broker", env=PASSWORDS,
-                                port=free_port(), bind="127.0.0.1",
-                                run_as="root" if os.geteuid() == 0 else None)
+    files = write_broker_config(
+        load_site(demo_site_path),
+        tmp_path / "broker",
+        env=PASSWORDS,
+        port=free_port(),
+        bind="127.0.0.1",
+        run_as="root" if os.geteuid() == 0 else None,
+    )
     with private_mosquitto(tmp_path / "broker", conf=files.conf, port=files.port) as proc:
         yield proc
 
 
-def client(port: int, user: str | None, password: str | None, client_id: str | None = None,
-           *, session_expiry: int = 0) -> tuple[mqtt.Client, dict]:
+def client(
+    port: int,
+    user: str | None,
+    password: str | None,
+    client_id: str | None = None,
+    *,
+    session_expiry: int = 0,
+) -> tuple[mqtt.Client, dict]:
     """A connected MQTT 5 client; a gateway's login gets the client id bound to it unless
     ``client_id`` says otherwise. ``session_expiry`` > 0: resume/keep a persistent session."""
-    seen: dict = {"connack": None, "suback": None, "messages": [], "pubacks": {},
-                  "disconnects": []}
+    seen: dict = {"connack": None, "suback": None, "messages": [], "pubacks": {}, "disconnects": []}
     gateway = {X1.gateway: X1, X2.gateway: X2}.get(user or "")
     if client_id is None:
         client_id = gateway_client_id(gateway) if gateway else ""
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                    protocol=MQTTProtocolVersion.MQTTv5)
+    c = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTTProtocolVersion.MQTTv5
+    )
     if user:
         c.username_pw_set(user, password)
 
-    def on_connect(cl: mqtt.Client, _u: object, _f: object, rc: mqtt.ReasonCode,
-                   _p: object) -> None:
+    def on_connect(
+        cl: mqtt.Client, _u: object, _f: object, rc: mqtt.ReasonCode, _p: object
+    ) -> None:
         seen["connack"] = rc
         if rc.is_failure:
             cl.disconnect()  # refused: no reconnect, so loop_stop() need not wait out its delay
@@ -99,12 +113,14 @@ def test_missing_password_env_is_a_clear_error(tmp_path: Path, demo_site_path: P
         write_broker_config(load_site(demo_site_path), tmp_path, env=env)
 
 
-def test_cli_writes_the_config_and_the_accounts(tmp_path: Path, demo_site_path: Path,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_writes_the_config_and_the_accounts(
+    tmp_path: Path, demo_site_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for k, v in PASSWORDS.items():
         monkeypatch.setenv(k, v)
-    result = CliRunner().invoke(app, ["broker", "config", "--site", str(demo_site_path),
-                                      "--out", str(tmp_path / "b")])
+    result = CliRunner().invoke(
+        app, ["broker", "config", "--site", str(demo_site_path), "--out", str(tmp_path / "b")]
+    )
     assert result.exit_code == 0, result.output
     conf = (tmp_path / "b" / "mosquitto.conf").read_text()
     assert "autosave_interval 1" in conf and "allow_anonymous false" in conf
@@ -113,16 +129,24 @@ def test_cli_writes_the_config_and_the_accounts(tmp_path: Path, demo_site_path: 
     assert "pw-x1-secret" not in json.dumps(accounts)
     assert (tmp_path / "b" / "dynamic-security.json").stat().st_mode & 0o777 == 0o600
     monkeypatch.delenv("MB_CLOUD_PASSWORD")
-    bad = CliRunner().invoke(app, ["broker", "config", "--site", str(demo_site_path),
-                                   "--out", str(tmp_path / "c")])
+    bad = CliRunner().invoke(
+        app, ["broker", "config", "--site", str(demo_site_path), "--out", str(tmp_path / "c")]
+    )
     assert bad.exit_code == 2 and "MB_CLOUD_PASSWORD" in bad.output
 
 
-@pytest.mark.parametrize("user, password", [
-    ("gw-xiyuan-1", "wrong"), ("gw-xiyuan-1", "pw-x2-secret"), ("nobody", "x"), (None, None),
-])
-def test_wrong_credentials_refused(acl_broker: MosquittoProcess, user: str | None,
-                                   password: str | None) -> None:
+@pytest.mark.parametrize(
+    "user, password",
+    [
+        ("gw-xiyuan-1", "wrong"),
+        ("gw-xiyuan-1", "pw-x2-secret"),
+        ("nobody", "x"),
+        (None, None),
+    ],
+)
+def test_wrong_credentials_refused(
+    acl_broker: MosquittoProcess, user: str | None, password: str | None
+) -> None:
     c, seen = client(acl_broker.port, user, password)
     try:
         assert wait(lambda: seen["connack"] is not None)
@@ -131,8 +155,9 @@ def test_wrong_credentials_refused(acl_broker: MosquittoProcess, user: str | Non
         c.loop_stop()
 
 
-def test_uplink_with_wrong_password_never_connects(tmp_path: Path,
-                                                   acl_broker: MosquittoProcess) -> None:
+def test_uplink_with_wrong_password_never_connects(
+    tmp_path: Path, acl_broker: MosquittoProcess
+) -> None:
     rig = make_rig(X1, tmp_path / "o.db", acl_broker.port, username="gw-xiyuan-1", password="wrong")
     rig.uplink.start()
     rig.outbox.append(event(0))
@@ -174,11 +199,13 @@ def test_gateway_confined_to_its_prefix(tmp_path: Path, acl_broker: MosquittoPro
     cloud.loop_stop()
 
 
-def test_authenticated_uplink_end_to_end(tmp_path: Path, acl_broker: MosquittoProcess,
-                                         cloud_store) -> None:  # type: ignore[no-untyped-def]
+def test_authenticated_uplink_end_to_end(
+    tmp_path: Path, acl_broker: MosquittoProcess, cloud_store
+) -> None:  # type: ignore[no-untyped-def]
     store: CloudStore = cloud_store(acl_broker.port, "cloud", "pw-cloud")
-    rig = make_rig(X1, tmp_path / "o.db", acl_broker.port, username="gw-xiyuan-1",
-                   password="pw-x1-secret")
+    rig = make_rig(
+        X1, tmp_path / "o.db", acl_broker.port, username="gw-xiyuan-1", password="pw-x1-secret"
+    )
     rig.uplink.start()
     ids = [rig.outbox.append(event(k)).id for k in range(200)]
     rows = store.wait_for(str(X1), 200, 20)
@@ -213,9 +240,16 @@ def subscribed(c: mqtt.Client, seen: dict, topic_filter: str) -> list[mqtt.Reaso
 
 
 # issue 9 item 7: with the ACL file a gateway on $share/cloud/... took half the cloud's events
-STOLEN_FILTERS = ["$share/cloud/mb/v1/+/+/+/event", "$share/x/mb/v1/#", "mb/v1/#", "#",
-                  "$share/cloud/" + X2.subscription("cmd"), X1.subscription("cmd"),
-                  "$CONTROL/dynamic-security/#", "$SYS/#"]
+STOLEN_FILTERS = [
+    "$share/cloud/mb/v1/+/+/+/event",
+    "$share/x/mb/v1/#",
+    "mb/v1/#",
+    "#",
+    "$share/cloud/" + X2.subscription("cmd"),
+    X1.subscription("cmd"),
+    "$CONTROL/dynamic-security/#",
+    "$SYS/#",
+]
 
 
 def test_a_gateway_cannot_join_the_clouds_shared_subscription(acl_broker: MosquittoProcess) -> None:
@@ -249,8 +283,9 @@ def test_a_gateway_cannot_take_over_another_gateways_session(acl_broker: Mosquit
     victim, seen = client(acl_broker.port, "gw-xiyuan-1", "pw-x1-secret", session_expiry=3600)
     assert wait(lambda: seen["connack"] is not None) and not seen["connack"].is_failure
     assert not subscribed(victim, seen, X1.subscription("cmd"))[0].is_failure
-    thief, thief_seen = client(acl_broker.port, "gw-xiyuan-2", "pw-x2-secret",
-                               gateway_client_id(X1))
+    thief, thief_seen = client(
+        acl_broker.port, "gw-xiyuan-2", "pw-x2-secret", gateway_client_id(X1)
+    )
     assert wait(lambda: thief_seen["connack"] is not None)
     assert thief_seen["connack"].is_failure  # not authorised: the id is gw-xiyuan-1's
     thief.loop_stop()
@@ -265,8 +300,9 @@ def test_a_gateway_cannot_take_over_another_gateways_session(acl_broker: Mosquit
     victim.loop_stop()
     cloud.publish(X1.topic("cmd", "recheck"), b"2", qos=1)
     assert wait(lambda: len(cloud_seen["pubacks"]) == 2)
-    thief, thief_seen = client(acl_broker.port, "gw-xiyuan-2", "pw-x2-secret",
-                               gateway_client_id(X1))
+    thief, thief_seen = client(
+        acl_broker.port, "gw-xiyuan-2", "pw-x2-secret", gateway_client_id(X1)
+    )
     assert wait(lambda: thief_seen["connack"] is not None) and thief_seen["connack"].is_failure
     thief.loop_stop()
     back, back_seen = client(acl_broker.port, "gw-xiyuan-1", "pw-x1-secret", session_expiry=3600)

@@ -34,8 +34,9 @@ def clips(tmp_path: Path) -> Path:
     return d
 
 
-def handler(tmp_path: Path, player: tuple[str, ...], keep: int = 50,
-            announce_queue: int = 8) -> tuple[CommandHandler, list[Reply]]:
+def handler(
+    tmp_path: Path, player: tuple[str, ...], keep: int = 50, announce_queue: int = 8
+) -> tuple[CommandHandler, list[Reply]]:
     replies: list[Reply] = []
     lock = threading.Lock()
 
@@ -44,16 +45,21 @@ def handler(tmp_path: Path, player: tuple[str, ...], keep: int = 50,
             replies.append(r)
 
     announcer = Announcer(tmp_path / "out", clips(tmp_path), player, keep=keep)
-    return CommandHandler(GW, Outbox(tmp_path / "o.db"), reply, announcer,
-                          announce_queue=announce_queue), replies
+    return CommandHandler(
+        GW, Outbox(tmp_path / "o.db"), reply, announcer, announce_queue=announce_queue
+    ), replies
 
 
 def send(h: CommandHandler, cmd: Announce) -> None:
     h.handle(GW.topic("cmd", "announce"), cmd.to_json())
 
 
-def test_a_flood_of_announcements_is_queued_on_one_thread_and_the_excess_refused(tmp_path: Path) -> None:
-    gate = tmp_path / "go"  # the player waits for this file: the first announcement holds the speaker
+def test_a_flood_of_announcements_is_queued_on_one_thread_and_the_excess_refused(
+    tmp_path: Path,
+) -> None:
+    gate = (
+        tmp_path / "go"
+    )  # the player waits for this file: the first announcement holds the speaker
     script = f"import os, time\nwhile not os.path.exists({str(gate)!r}): time.sleep(0.02)"
     player = (sys.executable, "-c", script)
     h, replies = handler(tmp_path, player, announce_queue=3)

@@ -45,7 +45,9 @@ def wait_until(cond: Callable[[], object], timeout: float = 30.0) -> bool:
     return bool(cond())
 
 
-def assert_all_stored(store: CloudStore, path: GatewayPath, ids: list[str], timeout: float = 30) -> None:
+def assert_all_stored(
+    store: CloudStore, path: GatewayPath, ids: list[str], timeout: float = 30
+) -> None:
     rows = store.wait_for(str(path), len(ids), timeout)
     assert [seq for seq, _ in rows] == list(range(1, len(ids) + 1)), "gap or loss in the store"
     assert [i for _, i in rows] == ids, "store order differs from the append order"
@@ -64,14 +66,18 @@ def stream(rig, n: int, per_s: float, ids: list[str], done: threading.Event) -> 
             ids.append(rig.outbox.append(event(k)).id)
             time.sleep(1 / per_s)
         done.set()
+
     t = threading.Thread(target=run, daemon=True)
     t.start()
     return t
 
 
-def test_steady_stream_reaches_the_store(tmp_path: Path, mosquitto: MosquittoProcess,
-                                         cloud_ingest: Callable[..., CloudStore],
-                                         gateway_path: GatewayPath) -> None:
+def test_steady_stream_reaches_the_store(
+    tmp_path: Path,
+    mosquitto: MosquittoProcess,
+    cloud_ingest: Callable[..., CloudStore],
+    gateway_path: GatewayPath,
+) -> None:
     store = cloud_ingest(mosquitto.port, gateway_path)
     rig = make_rig(gateway_path, tmp_path / "outbox.db", mosquitto.port)
     rig.uplink.start()
@@ -81,8 +87,14 @@ def test_steady_stream_reaches_the_store(tmp_path: Path, mosquitto: MosquittoPro
     rig.close()
 
 
-def _outage_drill(tmp_path: Path, broker: MosquittoProcess, store_factory, path: GatewayPath,  # type: ignore[no-untyped-def]
-                  how: Callable[[MosquittoProcess], None], outage_s: float) -> None:
+def _outage_drill(
+    tmp_path: Path,
+    broker: MosquittoProcess,
+    store_factory,
+    path: GatewayPath,  # type: ignore[no-untyped-def]
+    how: Callable[[MosquittoProcess], None],
+    outage_s: float,
+) -> None:
     store = store_factory(broker.port, path)
     rig = make_rig(path, tmp_path / "outbox.db", broker.port)
     rig.uplink.start()
@@ -100,18 +112,21 @@ def _outage_drill(tmp_path: Path, broker: MosquittoProcess, store_factory, path:
     rig.close()
 
 
-def test_broker_stopped_mid_stream_and_restarted(tmp_path: Path, mosquitto: MosquittoProcess,
-                                                 cloud_ingest, gateway_path: GatewayPath) -> None:  # type: ignore[no-untyped-def]
+def test_broker_stopped_mid_stream_and_restarted(
+    tmp_path: Path, mosquitto: MosquittoProcess, cloud_ingest, gateway_path: GatewayPath
+) -> None:  # type: ignore[no-untyped-def]
     _outage_drill(tmp_path, mosquitto, cloud_ingest, gateway_path, lambda b: b.stop(), 3.0)
 
 
-def test_broker_sigkilled_mid_stream(tmp_path: Path, mosquitto: MosquittoProcess,
-                                     cloud_ingest, gateway_path: GatewayPath) -> None:  # type: ignore[no-untyped-def]
+def test_broker_sigkilled_mid_stream(
+    tmp_path: Path, mosquitto: MosquittoProcess, cloud_ingest, gateway_path: GatewayPath
+) -> None:  # type: ignore[no-untyped-def]
     _outage_drill(tmp_path, mosquitto, cloud_ingest, gateway_path, lambda b: b.kill(), 2.0)
 
 
-def test_consumer_stalled_during_a_burst(tmp_path: Path, mosquitto: MosquittoProcess,
-                                         cloud_ingest, gateway_path: GatewayPath) -> None:  # type: ignore[no-untyped-def]
+def test_consumer_stalled_during_a_burst(
+    tmp_path: Path, mosquitto: MosquittoProcess, cloud_ingest, gateway_path: GatewayPath
+) -> None:  # type: ignore[no-untyped-def]
     store = cloud_ingest(mosquitto.port, gateway_path)
     rig = make_rig(gateway_path, tmp_path / "outbox.db", mosquitto.port, resend_after_s=2.0)
     rig.uplink.start()
@@ -126,12 +141,21 @@ def test_consumer_stalled_during_a_burst(tmp_path: Path, mosquitto: MosquittoPro
     rig.close()
 
 
-def test_gateway_sigkilled_while_appending_and_restarted(tmp_path: Path, mosquitto: MosquittoProcess,
-                                                         cloud_ingest, gateway_path: GatewayPath) -> None:  # type: ignore[no-untyped-def]
+def test_gateway_sigkilled_while_appending_and_restarted(
+    tmp_path: Path, mosquitto: MosquittoProcess, cloud_ingest, gateway_path: GatewayPath
+) -> None:  # type: ignore[no-untyped-def]
     store = cloud_ingest(mosquitto.port, gateway_path)
     db = tmp_path / "outbox.db"
-    args = [sys.executable, "-m", "tests.edge.uplink.gateway_worker", str(db), str(mosquitto.port),
-            gateway_path.community, gateway_path.compound, gateway_path.gateway]
+    args = [
+        sys.executable,
+        "-m",
+        "tests.edge.uplink.gateway_worker",
+        str(db),
+        str(mosquitto.port),
+        gateway_path.community,
+        gateway_path.compound,
+        gateway_path.gateway,
+    ]
     proc = subprocess.Popen([*args, "append"], cwd=ROOT, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     confirmed: list[tuple[int, str]] = []

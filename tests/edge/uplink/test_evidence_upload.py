@@ -50,7 +50,9 @@ def test_missing_file_is_dropped_from_the_queue_with_a_reason(tmp_path: Path, ca
     assert "gone.jpg" in caplog.text and "cannot be read" in caplog.text
 
 
-def test_an_event_the_cloud_never_learns_of_is_given_up_after_two_days(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_an_event_the_cloud_never_learns_of_is_given_up_after_two_days(
+    tmp_path: Path, caplog
+) -> None:  # type: ignore[no-untyped-def]
     """404: the cloud does not know the event. Retried while the event may still be on its
     way; once it is 48 h old it is "orphaned" (evicted from the outbox, it never comes):
     counted, logged, out of the queue, the file left on disk."""
@@ -86,10 +88,16 @@ def test_an_event_the_cloud_never_learns_of_is_given_up_after_two_days(tmp_path:
         assert queue.depth == 1
         item = queue.due(time.time() + 3600)[0]
         assert item.attempts == 1
-        before = REGISTRY.get_sample_value("mb_edge_evidence_uploads_total", {"outcome": "orphaned"}) or 0
+        before = (
+            REGISTRY.get_sample_value("mb_edge_evidence_uploads_total", {"outcome": "orphaned"})
+            or 0
+        )
         assert uploader.upload_once(item, item.queued_at + ORPHAN_AFTER_S) == "orphaned"
         assert queue.depth == 0 and (tmp_path / "e1.jpg").read_bytes() == b"abc"
-        assert REGISTRY.get_sample_value("mb_edge_evidence_uploads_total", {"outcome": "orphaned"}) == before + 1
+        assert (
+            REGISTRY.get_sample_value("mb_edge_evidence_uploads_total", {"outcome": "orphaned"})
+            == before + 1
+        )
         assert "e1.jpg" in caplog.text and "given up" in caplog.text
     finally:
         server.shutdown()
@@ -100,9 +108,11 @@ def test_a_queue_from_before_orphans_counts_its_rows_from_now(tmp_path: Path) ->
     import sqlite3
 
     db = sqlite3.connect(tmp_path / "q.db")
-    db.execute("CREATE TABLE pending (event_id TEXT NOT NULL, name TEXT NOT NULL, path TEXT NOT NULL, "
-               "attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL DEFAULT 0, "
-               "PRIMARY KEY (event_id, name))")
+    db.execute(
+        "CREATE TABLE pending (event_id TEXT NOT NULL, name TEXT NOT NULL, path TEXT NOT NULL, "
+        "attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL DEFAULT 0, "
+        "PRIMARY KEY (event_id, name))"
+    )
     db.execute("INSERT INTO pending (event_id, name, path) VALUES ('e', 'a.jpg', '/x/a.jpg')")
     db.commit()
     db.close()

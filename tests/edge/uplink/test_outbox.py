@@ -106,7 +106,8 @@ def test_sigkill_while_appending_loses_nothing_acknowledged(tmp_path: Path) -> N
     path = tmp_path / "o.db"
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.edge.uplink.append_worker", str(path)],
-        stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[3],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[3],
     )
     assert proc.stdout is not None
     confirmed: list[tuple[int, str]] = []
@@ -126,8 +127,10 @@ def test_sigkill_while_appending_loses_nothing_acknowledged(tmp_path: Path) -> N
             confirmed.append((int(seq), ident.decode()))
     assert len(confirmed) >= 300, "the worker did not get going"
     box = Outbox(path)
-    stored = {json.loads(i.payload)["seq"]: json.loads(i.payload)["id"]
-              for i in box.after(0, limit=1_000_000)}
+    stored = {
+        json.loads(i.payload)["seq"]: json.loads(i.payload)["id"]
+        for i in box.after(0, limit=1_000_000)
+    }
     for seq, ident in confirmed:
         assert stored.get(seq) == ident, f"seq {seq} acknowledged but lost"
     # no gaps: the store holds exactly 1..max

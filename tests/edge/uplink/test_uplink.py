@@ -23,8 +23,11 @@ def wait(cond, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
 
 
 def start_uplink(outbox: Outbox, port: int) -> Uplink:
-    uplink = Uplink(GatewayPath("t-uplink", "compound-1", "gw-1"), outbox, UplinkSettings(
-        host="127.0.0.1", port=port, backoff_min_s=0.1, backoff_max_s=0.5)).start()
+    uplink = Uplink(
+        GatewayPath("t-uplink", "compound-1", "gw-1"),
+        outbox,
+        UplinkSettings(host="127.0.0.1", port=port, backoff_min_s=0.1, backoff_max_s=0.5),
+    ).start()
     assert uplink.wait_connected(10)
     return uplink
 
@@ -33,7 +36,9 @@ def critical() -> Event:
     return Event(kind="fire_alarm", source="s1", severity=Severity.CRITICAL)
 
 
-def test_pump_does_not_spin_when_new_items_were_evicted(tmp_path: Path, mosquitto: MosquittoProcess) -> None:
+def test_pump_does_not_spin_when_new_items_were_evicted(
+    tmp_path: Path, mosquitto: MosquittoProcess
+) -> None:
     # full of unacknowledged criticals (nobody acks here): each new reading is evicted
     # the moment it is appended, so the seq above the pump's cursor never exists
     outbox = Outbox(tmp_path / "o.db", OutboxLimits(max_items=5))
@@ -79,8 +84,9 @@ def test_pump_survives_a_failing_database(tmp_path: Path, mosquitto: MosquittoPr
             db.close()
         time.sleep(1.5)  # the pump's reads fail meanwhile
         with outbox._lock:
-            outbox._db = sqlite3.connect(tmp_path / "o.db", check_same_thread=False,
-                                         isolation_level=None)
+            outbox._db = sqlite3.connect(
+                tmp_path / "o.db", check_same_thread=False, isolation_level=None
+            )
         outbox.append(critical())
         assert wait(lambda: uplink.published == 2), "the pump died on the failing database"
     finally:
@@ -88,7 +94,9 @@ def test_pump_survives_a_failing_database(tmp_path: Path, mosquitto: MosquittoPr
         outbox.close()
 
 
-def test_stop_disconnects_cleanly_and_closes_the_socket(tmp_path: Path, mosquitto: MosquittoProcess) -> None:
+def test_stop_disconnects_cleanly_and_closes_the_socket(
+    tmp_path: Path, mosquitto: MosquittoProcess
+) -> None:
     outbox = Outbox(tmp_path / "o.db")
     uplink = start_uplink(outbox, mosquitto.port)
     client_id = uplink._client._client_id.decode()
@@ -97,5 +105,6 @@ def test_stop_disconnects_cleanly_and_closes_the_socket(tmp_path: Path, mosquitt
     assert uplink._client.socket() is None
     # the broker saw a DISCONNECT ("disconnected."), not a dropped socket ("closed its
     # connection") nor a keepalive timeout, either of which publishes the last will
-    assert wait(lambda: f"Client {client_id} disconnected." in mosquitto.log.read_text(), 5), \
+    assert wait(lambda: f"Client {client_id} disconnected." in mosquitto.log.read_text(), 5), (
         mosquitto.log.read_text()[-2000:]
+    )

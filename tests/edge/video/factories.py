@@ -18,4 +18,6 @@ def dets(*rows: tuple, names: tuple[str, ...] = NAMES) -> Detections:
     conf = [r[5] if len(r) > 5 else 0.9 for r in rows]
     cls = [names.index(r[0]) for r in rows]
     tid = [r[6] if len(r) > 6 else -1 for r in rows]
-    return Detections(np.array(xyxy, np.float32), np.array(conf), np.array(cls), names, np.array(tid))
+    return Detections(
+        np.array(xyxy, np.float32), np.array(conf), np.array(cls), names, np.array(tid)
+    )

@@ -28,15 +28,19 @@ def main() -> None:
     Gst.init(None)
     missing = [name for name in ELEMENTS if Gst.ElementFactory.find(name) is None]
     if missing:
-        sys.exit(f"GStreamer elements missing: {', '.join(missing)} "
-                 "(apt-get install gstreamer1.0-plugins-good)")
+        sys.exit(
+            f"GStreamer elements missing: {', '.join(missing)} "
+            "(apt-get install gstreamer1.0-plugins-good)"
+        )
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(port)
     factory = GstRtspServer.RTSPMediaFactory()
     location = path.replace("\\", "\\\\").replace('"', '\\"')
-    factory.set_launch(f'( filesrc location="{location}" ! avidemux ! jpegdec ! jpegenc '
-                       "! rtpjpegpay name=pay0 pt=26 )")
+    factory.set_launch(
+        f'( filesrc location="{location}" ! avidemux ! jpegdec ! jpegenc '
+        "! rtpjpegpay name=pay0 pt=26 )"
+    )
     factory.set_shared(False)  # every client starts at the first frame
     server.get_mount_points().add_factory(mount, factory)
     if server.attach(None) == 0:

@@ -127,15 +127,20 @@ class RtspCamera:
         with self.log.open("a") as log:  # the child keeps its own copy of the handle
             self.proc = subprocess.Popen(
                 [SYSTEM_PYTHON, str(script), str(self.port), self.mount, str(self.video)],
-                stdout=subprocess.PIPE, stderr=log, text=True)
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
         line = self.proc.stdout.readline() if ready else ""
         if not line.startswith("ready "):
             self.stop()
             tail = " | ".join(self.log.read_text(errors="replace").strip().splitlines()[-3:])
-            raise RuntimeError(f"the RTSP camera did not start within {timeout:g} s "
-                               f"({tail or 'no log'}); it needs: apt-get install {RTSP_PACKAGES}")
+            raise RuntimeError(
+                f"the RTSP camera did not start within {timeout:g} s "
+                f"({tail or 'no log'}); it needs: apt-get install {RTSP_PACKAGES}"
+            )
         self.port = int(line.split()[1])
         return self
 

@@ -71,30 +71,39 @@ def test_a_file_that_is_not_a_model_names_the_model(tmp_path, content):
         load_detector(DetectorConfig(type="onnx_yolo", model=str(onnx_file)))
 
 
-@pytest.mark.parametrize(("last", "shape"), [
-    ("FeatureExtractor/MobilenetV2/Conv/Relu6", "(1, 32, 150, 150)"),  # the first conv's output
-    ("BoxEncodingPredictor/concat", "(1, 7668)"),  # box deltas, before DetectionOutput
-])
-def test_tf_graph_that_ends_early_names_the_model_and_what_was_expected(tmp_path,
-                                                                        default_model_files, last,
-                                                                        shape):
+@pytest.mark.parametrize(
+    ("last", "shape"),
+    [
+        ("FeatureExtractor/MobilenetV2/Conv/Relu6", "(1, 32, 150, 150)"),  # the first conv's output
+        ("BoxEncodingPredictor/concat", "(1, 7668)"),  # box deltas, before DetectionOutput
+    ],
+)
+def test_tf_graph_that_ends_early_names_the_model_and_what_was_expected(
+    tmp_path, default_model_files, last, shape
+):
     """The real frozen weights under a text graph cut off before its SSD head: OpenCV
     loads and runs it, and what comes out is not detections."""
     pb, pbtxt = default_model_files
     cut = cut_text_graph(pbtxt, last, tmp_path / "cut.pbtxt")
-    expected = (rf"model '{re.escape(str(pb))}': unexpected output shape {re.escape(shape)}; "
-                r"an SSD gives \[1, 1, N, 7\]")
+    expected = (
+        rf"model '{re.escape(str(pb))}': unexpected output shape {re.escape(shape)}; "
+        r"an SSD gives \[1, 1, N, 7\]"
+    )
     with pytest.raises(DetectorError, match=expected):
         load_detector(DetectorConfig(model=str(pb), config=str(cut)))
 
 
-@pytest.mark.parametrize("content", [
-    b"not a graph at all\n" * 10,
-    "the .pbtxt in place of the .pb",
-    "the first MB of the real .pb",
-])
-def test_a_pb_that_is_not_a_graph_names_it_even_with_the_real_pbtxt(tmp_path, default_model_files,
-                                                                     content):
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"not a graph at all\n" * 10,
+        "the .pbtxt in place of the .pb",
+        "the first MB of the real .pb",
+    ],
+)
+def test_a_pb_that_is_not_a_graph_names_it_even_with_the_real_pbtxt(
+    tmp_path, default_model_files, content
+):
     pb, pbtxt = default_model_files
     if content == "the .pbtxt in place of the .pb":
         content = pbtxt.read_bytes()
@@ -102,22 +111,29 @@ def test_a_pb_that_is_not_a_graph_names_it_even_with_the_real_pbtxt(tmp_path, de
         content = pb.read_bytes()[: 1 << 20]
     bad = tmp_path / "bad_graph.pb"
     bad.write_bytes(content)
-    with pytest.raises(DetectorError,
-                       match=r"model '.*bad_graph\.pb': not a TensorFlow frozen graph"):
+    with pytest.raises(
+        DetectorError, match=r"model '.*bad_graph\.pb': not a TensorFlow frozen graph"
+    ):
         load_detector(DetectorConfig(model=str(bad), config=str(pbtxt)))
 
 
-@pytest.mark.parametrize(("old", "new", "why"), [
-    # a layer whose weights the .pb does not hold
-    ('input: "FeatureExtractor/MobilenetV2/Conv/weights"',
-     'input: "FeatureExtractor/MobilenetV2/Conv/w"',
-     r"not a TensorFlow frozen graph OpenCV can read with the text graph '.*other\.pbtxt' "
-     r"\(.*weights not found"),
-    # a head for 7 classes on weights trained for 91: loads, then fails on the first frame
-    ("      i: 91\n", "      i: 7\n", r"inference failed \(.*"),
-])
-def test_a_pbtxt_that_does_not_match_the_weights_names_the_model(tmp_path, default_model_files,
-                                                                 old, new, why):
+@pytest.mark.parametrize(
+    ("old", "new", "why"),
+    [
+        # a layer whose weights the .pb does not hold
+        (
+            'input: "FeatureExtractor/MobilenetV2/Conv/weights"',
+            'input: "FeatureExtractor/MobilenetV2/Conv/w"',
+            r"not a TensorFlow frozen graph OpenCV can read with the text graph '.*other\.pbtxt' "
+            r"\(.*weights not found",
+        ),
+        # a head for 7 classes on weights trained for 91: loads, then fails on the first frame
+        ("      i: 91\n", "      i: 7\n", r"inference failed \(.*"),
+    ],
+)
+def test_a_pbtxt_that_does_not_match_the_weights_names_the_model(
+    tmp_path, default_model_files, old, new, why
+):
     pb, pbtxt = default_model_files
     edited = edit_text_graph(pbtxt, old, new, tmp_path / "other.pbtxt")
     with pytest.raises(DetectorError, match=rf"model '{re.escape(str(pb))}': {why}"):
@@ -131,8 +147,10 @@ def test_missing_model_file_is_named(tmp_path):
 
 def test_yolo_v8_layout_runs_nms_and_maps_boxes_back(tmp_path):
     # two overlapping 'dog' boxes (NMS keeps the better) and one 'person', 320 input
-    pred = v8_layout([(100, 100, 40, 40), (102, 101, 40, 40), (250, 200, 60, 100)],
-                     [[0.0, 0.0, 0.9], [0.0, 0.0, 0.7], [0.8, 0.0, 0.0]])
+    pred = v8_layout(
+        [(100, 100, 40, 40), (102, 101, 40, 40), (250, 200, 60, 100)],
+        [[0.0, 0.0, 0.9], [0.0, 0.0, 0.7], [0.8, 0.0, 0.0]],
+    )
     det = OnnxYoloDetector(build(tmp_path / "v8.onnx", pred, NAMES), score_threshold=0.4)
     assert det.class_names == ("person", "bicycle", "dog")
     image = np.zeros((320, 640, 3), np.uint8)  # letterboxed: scale 0.5, 80 px top pad
@@ -145,7 +163,9 @@ def test_yolo_v8_layout_runs_nms_and_maps_boxes_back(tmp_path):
 
 
 def test_yolo_end_to_end_layout(tmp_path):
-    pred = end_to_end_layout([(10, 90, 110, 190, 0.95, 1), (0, 0, 5, 5, 0.05, 0), (200, 200, 250, 250, 0.2, 2)])
+    pred = end_to_end_layout(
+        [(10, 90, 110, 190, 0.95, 1), (0, 0, 5, 5, 0.05, 0), (200, 200, 250, 250, 0.2, 2)]
+    )
     det = OnnxYoloDetector(build(tmp_path / "e2e.onnx", pred, NAMES), score_threshold=0.4)
     dets = det.detect(np.zeros((320, 320, 3), np.uint8))
     assert dets.names == ["bicycle", "dog"]  # the 0.2 dog may extend a track, never start one
@@ -174,4 +194,6 @@ def test_onnx_yolo_needs_a_model_path():
 def test_yolo_class_ids_beyond_names_are_refused(tmp_path):
     pred = end_to_end_layout([(10, 10, 50, 50, 0.9, 7)])
     with pytest.raises(DetectorError, match="class id 7"):
-        OnnxYoloDetector(build(tmp_path / "ids.onnx", pred, NAMES)).detect(np.zeros((320, 320, 3), np.uint8))
+        OnnxYoloDetector(build(tmp_path / "ids.onnx", pred, NAMES)).detect(
+            np.zeros((320, 320, 3), np.uint8)
+        )

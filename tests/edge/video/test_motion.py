@@ -8,7 +8,9 @@ from edge.video.motion import MotionGate
 
 def scene(square_x: int | None = None, shade: int = 90) -> np.ndarray:
     rng = np.random.default_rng(0)
-    img = np.full((240, 320, 3), shade, np.uint8) + rng.integers(0, 5, (240, 320, 3), dtype=np.uint8)
+    img = np.full((240, 320, 3), shade, np.uint8) + rng.integers(
+        0, 5, (240, 320, 3), dtype=np.uint8
+    )
     if square_x is not None:
         cv2.rectangle(img, (square_x, 100), (square_x + 30, 130), (255, 255, 255), -1)
     return img
@@ -64,7 +66,7 @@ def test_moving_boxes_surround_what_moved_in_frame_pixels():
         gate.update(scene())
     assert gate.moving_boxes().shape == (0, 4)  # a still scene
     gate.update(scene(100))  # a square at x 100..130, y 100..130 appears
-    (x0, y0, x1, y1), = gate.moving_boxes()
+    ((x0, y0, x1, y1),) = gate.moving_boxes()
     assert x0 <= 100 <= 130 <= x1 and y0 <= 100 <= 130 <= y1
     assert x1 - x0 < 80 and y1 - y0 < 80  # around the square, not the frame
 

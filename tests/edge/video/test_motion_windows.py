@@ -43,8 +43,12 @@ class ScriptedWindowDetector:
     def _rows(rows: list[tuple[str, np.ndarray]]) -> Detections:
         if not rows:
             return Detections.empty(NAMES)
-        return Detections(np.array([r[1] for r in rows], np.float32), np.full(len(rows), 0.9),
-                          np.array([NAMES.index(r[0]) for r in rows]), NAMES)
+        return Detections(
+            np.array([r[1] for r in rows], np.float32),
+            np.full(len(rows), 0.9),
+            np.array([NAMES.index(r[0]) for r in rows]),
+            NAMES,
+        )
 
     def detect(self, image: np.ndarray) -> Detections:
         return self._rows([(c, np.array(b, np.float32)) for c, b in self._visible()])
@@ -66,33 +70,58 @@ class ScriptedWindowDetector:
 
 def _frame(i: int, fps: float, person: tuple[int, int]) -> Frame:
     rng = np.random.default_rng(0)
-    image = (np.full((H, W, 3), 90, np.uint8) + rng.integers(0, 5, (H, W, 3), dtype=np.uint8)).astype(np.uint8)
-    image[CAR[1]:CAR[3], CAR[0]:CAR[2]] = 40  # the parked car, always there
+    image = (
+        np.full((H, W, 3), 90, np.uint8) + rng.integers(0, 5, (H, W, 3), dtype=np.uint8)
+    ).astype(np.uint8)
+    image[CAR[1] : CAR[3], CAR[0] : CAR[2]] = 40  # the parked car, always there
     x, y = person
-    image[y:y + 60, x:x + 30] = 255
+    image[y : y + 60, x : x + 30] = 255
     return Frame(image, i / fps, DEFAULT_START + timedelta(seconds=i / fps), i)
 
 
 def _camera(fps: float) -> Camera:
-    return Camera.model_validate({"id": "cam-lane", "source": "sample:vtest.avi", "fps": fps, "zones": [
-        {"id": "lane", "polygon": [[250, 250], [550, 250], [550, 450], [250, 450]],
-         "rules": [{"type": "illegal_parking", "classes": ["car"], "dwell_s": 8}]},
-        {"id": "walk", "polygon": [[600, 400], [760, 400], [760, 570], [600, 570]],
-         "rules": [{"type": "object_in_zone", "kind": "people", "classes": ["person"]}]}]})
+    return Camera.model_validate(
+        {
+            "id": "cam-lane",
+            "source": "sample:vtest.avi",
+            "fps": fps,
+            "zones": [
+                {
+                    "id": "lane",
+                    "polygon": [[250, 250], [550, 250], [550, 450], [250, 450]],
+                    "rules": [{"type": "illegal_parking", "classes": ["car"], "dwell_s": 8}],
+                },
+                {
+                    "id": "walk",
+                    "polygon": [[600, 400], [760, 400], [760, 570], [600, 570]],
+                    "rules": [{"type": "object_in_zone", "kind": "people", "classes": ["person"]}],
+                },
+            ],
+        }
+    )
 
 
 def _run(walk, windows: bool, blind_at: int | None = None, fps: float = 5, frames: int = 80):
     """Events, the frames the car was missing from the tracked objects, and its ids."""
     detector = ScriptedWindowDetector()
-    pipeline = CameraPipeline(_camera(fps), detector, options=PipelineOptions(crop_to_zones=windows))
+    pipeline = CameraPipeline(
+        _camera(fps), detector, options=PipelineOptions(crop_to_zones=windows)
+    )
     events, absent, ids = [], [], set()
     for i in range(frames):
         px, py = walk(i)
         if blind_at == i:
             detector.blind_calls.add(detector.calls + 1)
         detector.objects = [("car", CAR), ("person", (px, py, px + 30, py + 60))]
-        events += [(round(i / fps, 1), e.kind, e.state.value) for e in pipeline.process(_frame(i, fps, (px, py)))]
-        cars = [int(t) for t, n in zip(pipeline.tracked.tracker_id, pipeline.tracked.names, strict=True) if n == "car"]
+        events += [
+            (round(i / fps, 1), e.kind, e.state.value)
+            for e in pipeline.process(_frame(i, fps, (px, py)))
+        ]
+        cars = [
+            int(t)
+            for t, n in zip(pipeline.tracked.tracker_id, pipeline.tracked.names, strict=True)
+            if n == "car"
+        ]
         if not cars and i > 2:
             absent.append(i)
         ids.update(cars)
@@ -110,7 +139,9 @@ def in_the_other_zone(i: int) -> tuple[int, int]:
 def test_a_person_walking_past_a_parked_car_does_not_restart_its_dwell():
     whole = _run(in_front_of_the_car, windows=False)
     windowed = _run(in_front_of_the_car, windows=True)
-    assert [e for e in whole[0] if e[1] == "illegal_parking"] == [(8.4, "illegal_parking", "raised")]
+    assert [e for e in whole[0] if e[1] == "illegal_parking"] == [
+        (8.4, "illegal_parking", "raised")
+    ]
     assert windowed[0] == whole[0]
     assert len(windowed[2]) == 1  # one car, one track id: never cut in two
 
@@ -131,12 +162,15 @@ def test_a_recheck_that_would_let_still_objects_age_out_is_refused(recheck, max_
         PipelineOptions(recheck_s=recheck, tracker_max_age_s=max_age)
 
 
-@pytest.mark.parametrize(("box", "unseen"), [
-    ((100, 100, 140, 180), False),  # wholly inside the window: looked at
-    ((150, 100, 260, 180), True),  # mostly outside the window: the detector saw a part
-    ((400, 100, 440, 180), True),  # watched, not in any window
-    ((700, 500, 740, 560), False),  # outside the watched area: nobody holds it
-])
+@pytest.mark.parametrize(
+    ("box", "unseen"),
+    [
+        ((100, 100, 140, 180), False),  # wholly inside the window: looked at
+        ((150, 100, 260, 180), True),  # mostly outside the window: the detector saw a part
+        ((400, 100, 440, 180), True),  # watched, not in any window
+        ((700, 500, 740, 560), False),  # outside the watched area: nobody holds it
+    ],
+)
 def test_unseen_boxes(box, unseen):
     watched = np.array([[0, 0, 600, 400]], np.float32)
     windows = np.array([[50, 50, 200, 250]], np.float32)

@@ -18,7 +18,9 @@ CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "cameras"
 def test_events_land_in_the_outbox_with_sequence_numbers(tmp_path):
     camera = load_camera(CONFIGS / "dog-courtyard.yaml")
     with Outbox(tmp_path / "outbox.db") as outbox:
-        pipeline = CameraPipeline(camera, load_detector(), outbox.append, EvidenceStore(tmp_path / "evidence"))
+        pipeline = CameraPipeline(
+            camera, load_detector(), outbox.append, EvidenceStore(tmp_path / "evidence")
+        )
         for frame in open_source(camera, still_duration_s=12).frames():
             pipeline.process(frame)
         items = outbox.after(0)

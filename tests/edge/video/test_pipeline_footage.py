@@ -26,9 +26,13 @@ def detector():
     return load_detector()
 
 
-def run(camera: Camera, detector, evidence: Path | None = None, duration: float = 20.0) -> tuple[list[Event], CameraPipeline]:
+def run(
+    camera: Camera, detector, evidence: Path | None = None, duration: float = 20.0
+) -> tuple[list[Event], CameraPipeline]:
     events: list[Event] = []
-    pipeline = CameraPipeline(camera, detector, events.append, EvidenceStore(evidence) if evidence else None)
+    pipeline = CameraPipeline(
+        camera, detector, events.append, EvidenceStore(evidence) if evidence else None
+    )
     for frame in open_source(camera, still_duration_s=duration).frames():
         pipeline.process(frame)
     pipeline.finish()
@@ -36,8 +40,13 @@ def run(camera: Camera, detector, evidence: Path | None = None, duration: float 
 
 
 def raised(events: list[Event], kind: str | None = None, zone: str | None = None) -> list[Event]:
-    return [e for e in events if e.state is EventState.RAISED and (kind is None or e.kind == kind)
-            and (zone is None or e.zone == zone)]
+    return [
+        e
+        for e in events
+        if e.state is EventState.RAISED
+        and (kind is None or e.kind == kind)
+        and (zone is None or e.zone == zone)
+    ]
 
 
 def test_vtest_van_in_the_fire_lane_raises_exactly_one_parking_event(detector, tmp_path):
@@ -69,17 +78,27 @@ def test_dog_beside_its_owner_in_person_jpg_raises_nothing(detector):
     assert events == [] and pipeline.stats.detector_calls >= 2
 
 
-@pytest.mark.parametrize("config, zone, expected", [
-    ("motorcycle-stairwell.yaml", None, 1),
-    ("motorcycle-stairwell.yaml", [[0, 0], [120, 0], [120, 80], [0, 80]], 0),  # a corner, no bike
-    ("dog-courtyard.yaml", None, 1),  # the bicycle under the stairwell-door zone
-    ("dog-courtyard.yaml", [[600, 400], [760, 400], [760, 570], [600, 570]], 0),
-])
+@pytest.mark.parametrize(
+    "config, zone, expected",
+    [
+        ("motorcycle-stairwell.yaml", None, 1),
+        (
+            "motorcycle-stairwell.yaml",
+            [[0, 0], [120, 0], [120, 80], [0, 80]],
+            0,
+        ),  # a corner, no bike
+        ("dog-courtyard.yaml", None, 1),  # the bicycle under the stairwell-door zone
+        ("dog-courtyard.yaml", [[600, 400], [760, 400], [760, 570], [600, 570]], 0),
+    ],
+)
 def test_two_wheeler_in_a_no_charging_zone(detector, config, zone, expected):
     camera = load_camera(CONFIGS / config)
     if zone is not None:
-        zones = [z.model_copy(update={"polygon": tuple(map(tuple, zone))}) for z in camera.zones
-                 if any(r.type == "ebike_charging" for r in z.rules)]
+        zones = [
+            z.model_copy(update={"polygon": tuple(map(tuple, zone))})
+            for z in camera.zones
+            if any(r.type == "ebike_charging" for r in z.rules)
+        ]
         camera = camera.model_copy(update={"zones": tuple(zones)})
     events, _ = run(camera, detector)
     charging = raised(events, "ebike_charging")
@@ -90,14 +109,29 @@ def test_two_wheeler_in_a_no_charging_zone(detector, config, zone, expected):
 
 
 def test_bikes_mp4_scene_cuts_make_no_phantoms(detector):
-    camera = Camera.model_validate({
-        "id": "cam-street", "source": "sample:bikes.mp4", "fps": 5,
-        "zones": [{"id": "all", "polygon": [[0, 0], [640, 0], [640, 272], [0, 272]],
-                   "rules": [{"type": "illegal_parking", "dwell_s": 5},
-                             {"type": "ebike_charging", "dwell_s": 3},
-                             {"type": "object_in_zone", "kind": "seen", "classes": ["car", "bicycle"],
-                              "dwell_s": 1}]}],
-    })
+    camera = Camera.model_validate(
+        {
+            "id": "cam-street",
+            "source": "sample:bikes.mp4",
+            "fps": 5,
+            "zones": [
+                {
+                    "id": "all",
+                    "polygon": [[0, 0], [640, 0], [640, 272], [0, 272]],
+                    "rules": [
+                        {"type": "illegal_parking", "dwell_s": 5},
+                        {"type": "ebike_charging", "dwell_s": 3},
+                        {
+                            "type": "object_in_zone",
+                            "kind": "seen",
+                            "classes": ["car", "bicycle"],
+                            "dwell_s": 1,
+                        },
+                    ],
+                }
+            ],
+        }
+    )
     events, pipeline = run(camera, detector)
     assert pipeline.stats.scene_cuts >= 5
     # every shot is shorter than 3 s: an event needing 3 s of presence would be a phantom
@@ -109,6 +143,7 @@ def test_bikes_mp4_scene_cuts_make_no_phantoms(detector):
 
 def _frame(image: np.ndarray, ts: float, i: int) -> Frame:
     from datetime import timedelta
+
     return Frame(image, ts, DEFAULT_START + timedelta(seconds=ts), i)
 
 
@@ -121,7 +156,9 @@ def test_frames_of_changing_size_reset_tracks_without_crashing(detector, sample_
         pipeline.process(_frame(image if (i // 3) % 2 == 0 else bigger, i * 0.5, i))
     assert pipeline.stats.size_changes == 3
     smaller = cv2.resize(image, (320, 240))
-    with pytest.raises(CameraError, match="camera cam-courtyard: zone garden: point .* 320×240 frame"):
+    with pytest.raises(
+        CameraError, match="camera cam-courtyard: zone garden: point .* 320×240 frame"
+    ):
         pipeline.process(_frame(smaller, 7.0, 13))
 
 
@@ -141,7 +178,8 @@ def test_events_leave_in_order_while_a_raised_waits_for_its_clip(detector, tmp_p
     """A CLEARED (and a camera state change) inside the clip window of its RAISED is held
     behind it, so the outbox stamps the RAISED first."""
     camera = load_camera(CONFIGS / "dog-courtyard.yaml").model_copy(
-        update={"clip_seconds": 4, "frame_size": None})
+        update={"clip_seconds": 4, "frame_size": None}
+    )
     events: list[Event] = []
     pipeline = CameraPipeline(camera, detector, events.append, EvidenceStore(tmp_path))
     image = cv2.imread(str(sample_media("dog.jpg")))
@@ -157,9 +195,15 @@ def test_events_leave_in_order_while_a_raised_waits_for_its_clip(detector, tmp_p
     assert events == []  # held behind the RAISED, not sent ahead of it
     pipeline.finish()
     dog = [(e.state, e.kind) for e in events if e.kind in ("unleashed_dog", "camera_offline")]
-    assert dog == [(EventState.RAISED, "unleashed_dog"), (EventState.CLEARED, "unleashed_dog"),
-                   (EventState.RAISED, "camera_offline")], [(e.kind, e.state) for e in events]
-    assert [e.kind.value for e in raised(events, "unleashed_dog")[0].evidence] == ["snapshot", "clip"]
+    assert dog == [
+        (EventState.RAISED, "unleashed_dog"),
+        (EventState.CLEARED, "unleashed_dog"),
+        (EventState.RAISED, "camera_offline"),
+    ], [(e.kind, e.state) for e in events]
+    assert [e.kind.value for e in raised(events, "unleashed_dog")[0].evidence] == [
+        "snapshot",
+        "clip",
+    ]
 
 
 def test_motion_gating_skips_detector_runs_but_not_events(detector):
@@ -174,19 +218,40 @@ def test_motion_gating_skips_detector_runs_but_not_events(detector):
     outcome = {}
     for gated in (False, True):
         events: list[Event] = []
-        pipeline = CameraPipeline(camera, detector, events.append, options=PipelineOptions(motion_gate=gated))
+        pipeline = CameraPipeline(
+            camera, detector, events.append, options=PipelineOptions(motion_gate=gated)
+        )
         for frame in frames:
             pipeline.process(frame)
-        outcome[gated] = ([(e.kind, e.zone, e.state) for e in events], pipeline.stats.detector_calls)
-    assert outcome[True][0] == outcome[False][0] == [("illegal_parking", "fire-lane", EventState.RAISED)]
+        outcome[gated] = (
+            [(e.kind, e.zone, e.state) for e in events],
+            pipeline.stats.detector_calls,
+        )
+    assert (
+        outcome[True][0]
+        == outcome[False][0]
+        == [("illegal_parking", "fire-lane", EventState.RAISED)]
+    )
     assert outcome[False][1] == 50 and outcome[True][1] < 0.85 * 50
 
 
 def test_people_crossing_a_tripwire_in_vtest(detector):
-    camera = Camera.model_validate({
-        "id": "cam-plaza", "source": "sample:vtest.avi", "fps": 3,
-        "lines": [{"id": "mid", "kind": "person_crossing", "points": [[384, 0], [384, 576]],
-                   "direction": "both", "classes": ["person"]}]})
+    camera = Camera.model_validate(
+        {
+            "id": "cam-plaza",
+            "source": "sample:vtest.avi",
+            "fps": 3,
+            "lines": [
+                {
+                    "id": "mid",
+                    "kind": "person_crossing",
+                    "points": [[384, 0], [384, 576]],
+                    "direction": "both",
+                    "classes": ["person"],
+                }
+            ],
+        }
+    )
     events: list[Event] = []
     pipeline = CameraPipeline(camera, detector, events.append)
     for frame in open_source(camera).frames():
@@ -194,7 +259,9 @@ def test_people_crossing_a_tripwire_in_vtest(detector):
         if frame.ts > 30:
             break
     assert len(events) >= 2
-    assert {e.kind for e in events} == {"person_crossing"} and {e.object_class for e in events} == {"person"}
+    assert {e.kind for e in events} == {"person_crossing"} and {e.object_class for e in events} == {
+        "person"
+    }
     assert {e.detail["direction"] for e in events} <= {"in", "out"}
     # one walker crossing once is one event, not a burst from a jittery box
     per_track = {}
@@ -203,7 +270,7 @@ def test_people_crossing_a_tripwire_in_vtest(detector):
     for times in per_track.values():
         assert all((b - a).total_seconds() >= 2 for a, b in zip(times, times[1:]))
     # the tripwire keeps no state for walkers the tracker has dropped
-    (_, line), = pipeline._lines
+    ((_, line),) = pipeline._lines
     assert set(line._last) <= pipeline._tracker.track_ids()
 
 

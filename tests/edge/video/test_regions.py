@@ -22,18 +22,21 @@ from tests.edge.video.test_motion import scene
 W, H = 768, 576
 
 
-@pytest.mark.parametrize(("rects", "expected"), [
-    ([], []),
-    ([(10, 10, 50, 50)], [(10, 10, 50, 50)]),
-    ([(-5.5, -3, 20.2, 30.7)], [(0, 0, 21, 31)]),  # clipped, rounded outward
-    ([(10, 10, 50, 50), (20, 10, 60, 50)], [(10, 10, 60, 50)]),  # mostly shared: merged
-    # touching at a corner: their bounding box would cost 1.6× the two, so two crops
-    ([(10, 10, 50, 50), (40, 40, 90, 90)], [(10, 10, 50, 50), (40, 40, 90, 90)]),
-    ([(10, 10, 50, 50), (60, 60, 90, 90)], [(10, 10, 50, 50), (60, 60, 90, 90)]),
-    # a merge that makes a new cheap overlap merges again
-    ([(0, 0, 20, 20), (30, 0, 50, 20), (15, 0, 35, 20)], [(0, 0, 50, 20)]),
-    ([(800, 600, 900, 700)], []),  # wholly outside the frame
-])
+@pytest.mark.parametrize(
+    ("rects", "expected"),
+    [
+        ([], []),
+        ([(10, 10, 50, 50)], [(10, 10, 50, 50)]),
+        ([(-5.5, -3, 20.2, 30.7)], [(0, 0, 21, 31)]),  # clipped, rounded outward
+        ([(10, 10, 50, 50), (20, 10, 60, 50)], [(10, 10, 60, 50)]),  # mostly shared: merged
+        # touching at a corner: their bounding box would cost 1.6× the two, so two crops
+        ([(10, 10, 50, 50), (40, 40, 90, 90)], [(10, 10, 50, 50), (40, 40, 90, 90)]),
+        ([(10, 10, 50, 50), (60, 60, 90, 90)], [(10, 10, 50, 50), (60, 60, 90, 90)]),
+        # a merge that makes a new cheap overlap merges again
+        ([(0, 0, 20, 20), (30, 0, 50, 20), (15, 0, 35, 20)], [(0, 0, 50, 20)]),
+        ([(800, 600, 900, 700)], []),  # wholly outside the frame
+    ],
+)
 def test_merge_rects_table(rects, expected):
     assert merge_rects(np.array(rects, np.float32).reshape(-1, 4), W, H) == expected
 
@@ -53,16 +56,19 @@ def _found(*rows: tuple) -> Detections:
     return dets(*rows, names=CLASSES)
 
 
-@pytest.mark.parametrize(("a", "b", "kept"), [
-    # the same person whole in both crops: found once, the higher score stays
-    ([("person", 95, 100, 105, 160, 0.9)], [("person", 95, 101, 105, 161, 0.8)], [0.9]),
-    # cut by crop A's right edge (x 110) and whole in crop B: B's view stays, though weaker
-    ([("person", 100, 100, 110, 160, 0.95)], [("person", 100, 100, 120, 160, 0.7)], [0.7]),
-    # a car and a person in the overlap: different classes, both stay
-    ([("car", 100, 100, 110, 160, 0.9)], [("person", 100, 100, 120, 160, 0.7)], [0.9, 0.7]),
-    # two people side by side, one in each crop: both stay
-    ([("person", 60, 100, 80, 160, 0.9)], [("person", 130, 100, 150, 160, 0.8)], [0.9, 0.8]),
-])
+@pytest.mark.parametrize(
+    ("a", "b", "kept"),
+    [
+        # the same person whole in both crops: found once, the higher score stays
+        ([("person", 95, 100, 105, 160, 0.9)], [("person", 95, 101, 105, 161, 0.8)], [0.9]),
+        # cut by crop A's right edge (x 110) and whole in crop B: B's view stays, though weaker
+        ([("person", 100, 100, 110, 160, 0.95)], [("person", 100, 100, 120, 160, 0.7)], [0.7]),
+        # a car and a person in the overlap: different classes, both stay
+        ([("car", 100, 100, 110, 160, 0.9)], [("person", 100, 100, 120, 160, 0.7)], [0.9, 0.7]),
+        # two people side by side, one in each crop: both stay
+        ([("person", 60, 100, 80, 160, 0.9)], [("person", 130, 100, 150, 160, 0.8)], [0.9, 0.8]),
+    ],
+)
 def test_combine_keeps_one_view_of_an_object_seen_by_two_crops(a, b, kept):
     regions = [(0, 50, 110, 200), (90, 50, 300, 200)]  # overlapping at x 90..110
     out = combine([_found(*a), _found(*b)], regions, W, H, CLASSES)
@@ -80,8 +86,13 @@ def test_combine_keeps_a_person_only_one_crop_saw_whole():
 
 def test_combine_keeps_one_box_for_one_object_under_two_labels():
     regions = [(0, 50, 110, 200), (90, 50, 300, 200)]
-    out = combine([_found(("car", 92, 100, 108, 140, 0.7)), _found(("truck", 92, 100, 108, 140, 0.6))],
-                  regions, W, H, CLASSES)
+    out = combine(
+        [_found(("car", 92, 100, 108, 140, 0.7)), _found(("truck", 92, 100, 108, 140, 0.6))],
+        regions,
+        W,
+        H,
+        CLASSES,
+    )
     assert out.names == ["car"]
 
 
@@ -102,13 +113,19 @@ def test_zone_and_reach_rects():
 
 
 def _camera(zones: list[dict]) -> Camera:
-    return Camera.model_validate({"id": "cam-crops", "source": "sample:vtest.avi", "fps": 1,
-                                  "zones": zones})
+    return Camera.model_validate(
+        {"id": "cam-crops", "source": "sample:vtest.avi", "fps": 1, "zones": zones}
+    )
 
 
 def _zone(zone_id: str, x0: int, y0: int, x1: int, y1: int) -> dict:
-    return {"id": zone_id, "polygon": [[x0, y0], [x1, y0], [x1, y1], [x0, y1]],
-            "rules": [{"type": "object_in_zone", "kind": "people", "classes": ["person"], "dwell_s": 5}]}
+    return {
+        "id": zone_id,
+        "polygon": [[x0, y0], [x1, y0], [x1, y1], [x0, y1]],
+        "rules": [
+            {"type": "object_in_zone", "kind": "people", "classes": ["person"], "dwell_s": 5}
+        ],
+    }
 
 
 def _frame(i: int = 0) -> Frame:
@@ -137,7 +154,9 @@ def test_a_dynamic_model_looks_only_at_the_zones_crops(centre_finder):
     # (543, 0, 768, 197) and (0, 323, 277, 576), scaled and widened to the 32-px grid, are
     # the input windows (448, 0, 640, 192) and (0, 256, 256, 480): the model finds its
     # object at their centres, (544, 96) and (128, 368), i.e. frame (652.8, 115.2), (153.6, 441.6)
-    found = sorted(((x0 + x1) / 2, (y0 + y1) / 2) for x0, y0, x1, y1 in pipeline.last_detections.xyxy)
+    found = sorted(
+        ((x0 + x1) / 2, (y0 + y1) / 2) for x0, y0, x1, y1 in pipeline.last_detections.xyxy
+    )
     assert np.allclose(found, [(153.6, 441.6), (652.8, 115.2)], atol=0.5), found
     # seen at the whole frame's scale: a 20-px box is 24 px in the frame
     widths = pipeline.last_detections.xyxy[:, 2] - pipeline.last_detections.xyxy[:, 0]
@@ -162,14 +181,18 @@ def test_windows_map_back_through_the_letterbox_padding(centre_finder):
 
 def test_windows_outside_or_empty_do_not_crash(centre_finder):
     frame = np.zeros((H, W, 3), np.uint8)
-    found = centre_finder.detect_windows(frame, [(-50, -50, -10, -10), (300, 300, 300, 300), (760, 570, 900, 700)])
+    found = centre_finder.detect_windows(
+        frame, [(-50, -50, -10, -10), (300, 300, 300, 300), (760, 570, 900, 700)]
+    )
     assert len(found) == 3  # each window grows to at least one stride cell inside the input
 
 
 def test_windows_follow_the_models_own_stride(tmp_path):
     # a P6-style export (stride 64): 640 × 480 pads to 640 × 512 (16 rows above), and the
     # fire-lane crop (543, 0, 768, 197) becomes the 64-grid window (448, 0, 640, 192)
-    model = OnnxYoloDetector(build_centre_finder(tmp_path / "p6.onnx", stride=64), score_threshold=0.4)
+    model = OnnxYoloDetector(
+        build_centre_finder(tmp_path / "p6.onnx", stride=64), score_threshold=0.4
+    )
     assert model.stride == 64
     found = model.detect_windows(np.zeros((H, W, 3), np.uint8), [(543, 0, 768, 197)])[0]
     centre = ((found.xyxy[0, 0] + found.xyxy[0, 2]) / 2, (found.xyxy[0, 1] + found.xyxy[0, 3]) / 2)
@@ -177,9 +200,14 @@ def test_windows_follow_the_models_own_stride(tmp_path):
 
 
 def test_a_tracked_dog_widens_the_crops_to_its_owners_reach(centre_finder):
-    dog_zone = {"id": "lawn", "polygon": [[60, 400], [200, 400], [200, 520], [60, 520]],
-                "rules": [{"type": "unleashed_dog", "dwell_s": 10, "person_distance_k": 1.5}]}
-    pipeline = CameraPipeline(_camera([_zone("fire-lane", 620, 30, 740, 120), dog_zone]), centre_finder)
+    dog_zone = {
+        "id": "lawn",
+        "polygon": [[60, 400], [200, 400], [200, 520], [60, 520]],
+        "rules": [{"type": "unleashed_dog", "dwell_s": 10, "person_distance_k": 1.5}],
+    }
+    pipeline = CameraPipeline(
+        _camera([_zone("fire-lane", 620, 30, 740, 120), dog_zone]), centre_finder
+    )
     pipeline.process(_frame(0))
     assert pipeline.stats.detector_crops == 2
     # as if the tracker followed a 60-px-high dog at the lawn's right edge: its owner may
@@ -197,8 +225,15 @@ def test_a_tracked_dog_widens_the_crops_to_its_owners_reach(centre_finder):
 
 
 def test_a_fixed_size_model_always_sees_the_whole_frame(tmp_path):
-    fixed = OnnxYoloDetector(build(tmp_path / "fixed.onnx", v8_layout([(320, 320, 20, 20)], [[0.9]]),
-                                   {0: "person"}, size=640), score_threshold=0.4)
+    fixed = OnnxYoloDetector(
+        build(
+            tmp_path / "fixed.onnx",
+            v8_layout([(320, 320, 20, 20)], [[0.9]]),
+            {0: "person"},
+            size=640,
+        ),
+        score_threshold=0.4,
+    )
     assert not fixed.any_input_size
     with pytest.raises(ValueError, match="fixed input size.*dynamic=True"):
         fixed.detect_windows(np.zeros((100, 100, 3), np.uint8), [(0, 0, 50, 50)])
@@ -222,9 +257,11 @@ def test_motion_near_a_tracked_dog_counts_though_outside_the_zones():
 
 def _moving_square(i: int, x: int | None) -> Frame:
     rng = np.random.default_rng(0)
-    image = (np.full((H, W, 3), 90, np.uint8) + rng.integers(0, 5, (H, W, 3), dtype=np.uint8)).astype(np.uint8)
+    image = (
+        np.full((H, W, 3), 90, np.uint8) + rng.integers(0, 5, (H, W, 3), dtype=np.uint8)
+    ).astype(np.uint8)
     if x is not None:
-        image[100:160, x:x + 60] = 255
+        image[100:160, x : x + 60] = 255
     return Frame(image, i * 0.5, DEFAULT_START + timedelta(seconds=i * 0.5), i)
 
 
@@ -240,7 +277,10 @@ def test_between_full_looks_the_detector_looks_only_where_something_moved(centre
     assert len(centre_track) == 1
     pipeline.process(_moving_square(2, 100))  # a square appears at x 100..160, y 100..160
     assert pipeline.last_windows and all(x1 < W / 2 for x0, y0, x1, y1 in pipeline.last_windows)
-    assert any(x0 <= 100 and 160 <= x1 and y0 <= 100 and 160 <= y1 for x0, y0, x1, y1 in pipeline.last_windows)
+    assert any(
+        x0 <= 100 and 160 <= x1 and y0 <= 100 and 160 <= y1
+        for x0, y0, x1, y1 in pipeline.last_windows
+    )
     # the object at the centre was not looked at: held with its id, not lost
     assert set(centre_track) <= set(pipeline.tracked.tracker_id.tolist())
     for i, x in ((3, 110), (4, 120)):
@@ -251,8 +291,11 @@ def test_between_full_looks_the_detector_looks_only_where_something_moved(centre
 def test_without_the_gate_every_look_is_a_full_one(centre_finder):
     from edge.video.pipeline import PipelineOptions
 
-    pipeline = CameraPipeline(_camera([_zone("yard", 0, 0, W, H)]), centre_finder,
-                              options=PipelineOptions(motion_gate=False))
+    pipeline = CameraPipeline(
+        _camera([_zone("yard", 0, 0, W, H)]),
+        centre_finder,
+        options=PipelineOptions(motion_gate=False),
+    )
     for i, x in enumerate((None, None, 100, 110)):
         pipeline.process(_moving_square(i, x))
         assert pipeline.last_windows is None

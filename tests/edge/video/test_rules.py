@@ -56,7 +56,13 @@ def test_parking_raises_once_after_the_dwell(dwell, seconds, raised_at):
     assert [ts for ts, _ in raised] == ([raised_at] if raised_at is not None else [])
     if raised:
         f = raised[0][1]
-        assert (f.kind, f.zone, f.track_id, f.object_class, f.dwell_s) == ("illegal_parking", "lane", 1, "car", dwell)
+        assert (f.kind, f.zone, f.track_id, f.object_class, f.dwell_s) == (
+            "illegal_parking",
+            "lane",
+            1,
+            "car",
+            dwell,
+        )
 
 
 def test_parking_clears_once_after_the_car_is_gone():
@@ -89,21 +95,32 @@ def test_parking_ignores_classes_it_does_not_watch():
 
 @pytest.mark.parametrize("utc_hour, expected_at", [(4, 30.0), (15, 5.0)])  # 12:00 / 23:00 Shanghai
 def test_charging_is_stricter_at_night(utc_hour, expected_at):
-    rule = make_rule("stair", EbikeCharging(type="ebike_charging", dwell_s=30,
-                                            night=NightSchedule(start=time(22), end=time(6), dwell_s=5)))
+    rule = make_rule(
+        "stair",
+        EbikeCharging(
+            type="ebike_charging",
+            dwell_s=30,
+            night=NightSchedule(start=time(22), end=time(6), dwell_s=5),
+        ),
+    )
     bike = ("bicycle", 100, 100, 200, 200, 0.9, 3)
     found = drive(rule, [[bike]] * 40, start=datetime(2026, 1, 1, utc_hour, tzinfo=UTC))
     assert [ts for ts, f in found] == [expected_at]
     assert found[0][1].detail["night"] is (utc_hour == 15)
 
 
-@pytest.mark.parametrize("cable, severity", [
-    (None, Severity.WARNING),
-    (("charging_cable", 190, 150, 260, 160, 0.6, 8), Severity.CRITICAL),  # touches the bike
-    (("charging_cable", 300, 250, 350, 260, 0.6, 8), Severity.WARNING),  # elsewhere
-])
+@pytest.mark.parametrize(
+    "cable, severity",
+    [
+        (None, Severity.WARNING),
+        (("charging_cable", 190, 150, 260, 160, 0.6, 8), Severity.CRITICAL),  # touches the bike
+        (("charging_cable", 300, 250, 350, 260, 0.6, 8), Severity.WARNING),  # elsewhere
+    ],
+)
 def test_a_cable_touching_the_bike_raises_the_severity(cable, severity):
-    rule = make_rule("stair", EbikeCharging(type="ebike_charging", dwell_s=3, severity=Severity.WARNING))
+    rule = make_rule(
+        "stair", EbikeCharging(type="ebike_charging", dwell_s=3, severity=Severity.WARNING)
+    )
     bike = ("ebike", 100, 100, 200, 200, 0.9, 3)
     rows = [bike] + ([cable] if cable else [])
     found = drive(rule, [rows] * 6)
@@ -111,11 +128,16 @@ def test_a_cable_touching_the_bike_raises_the_severity(cable, severity):
     assert found[0][1].detail["cable_touching"] is (severity is Severity.CRITICAL)
 
 
-@pytest.mark.parametrize("in_, start, end, inside", [
-    (time(23), time(22), time(6), True), (time(5, 59), time(22), time(6), True),
-    (time(6), time(22), time(6), False), (time(12), time(9), time(17), True),
-    (time(18), time(9), time(17), False),
-])
+@pytest.mark.parametrize(
+    "in_, start, end, inside",
+    [
+        (time(23), time(22), time(6), True),
+        (time(5, 59), time(22), time(6), True),
+        (time(6), time(22), time(6), False),
+        (time(12), time(9), time(17), True),
+        (time(18), time(9), time(17), False),
+    ],
+)
 def test_night_window_wraps_midnight(in_, start, end, inside):
     assert in_window(in_, start, end) is inside
 
@@ -123,12 +145,15 @@ def test_night_window_wraps_midnight(in_, start, end, inside):
 DOG = ("dog", 140, 208, 313, 535 - 235, 0.9, 2)  # 92 px tall
 
 
-@pytest.mark.parametrize("person, alone", [
-    (None, True),
-    (("person", 320, 100, 380, 300, 0.9, 5), False),  # 7 px away
-    (("person", 313 + 130, 100, 500, 300, 0.9, 5), True),  # 130 px > 1.2 × 92
-    (("person", 313 + 100, 100, 500, 300, 0.9, 5), False),  # 100 px < 1.2 × 92
-])
+@pytest.mark.parametrize(
+    "person, alone",
+    [
+        (None, True),
+        (("person", 320, 100, 380, 300, 0.9, 5), False),  # 7 px away
+        (("person", 313 + 130, 100, 500, 300, 0.9, 5), True),  # 130 px > 1.2 × 92
+        (("person", 313 + 100, 100, 500, 300, 0.9, 5), False),  # 100 px < 1.2 × 92
+    ],
+)
 def test_dog_alone_depends_on_k_times_its_height(person, alone):
     rule = make_rule("garden", UnleashedDog(type="unleashed_dog", dwell_s=5, person_distance_k=1.2))
     rows = [DOG] + ([person] if person else [])
@@ -150,26 +175,50 @@ def test_owner_arriving_clears_the_dog_event():
 
 
 def test_object_in_zone_counts_and_names_its_kind():
-    rule = make_rule("lift", ObjectInZone(type="object_in_zone", kind="ebike_in_elevator",
-                                          classes=("bicycle", "ebike"), dwell_s=2, min_count=2,
-                                          clear_after_s=0))
+    rule = make_rule(
+        "lift",
+        ObjectInZone(
+            type="object_in_zone",
+            kind="ebike_in_elevator",
+            classes=("bicycle", "ebike"),
+            dwell_s=2,
+            min_count=2,
+            clear_after_s=0,
+        ),
+    )
     one = [("ebike", 10, 10, 50, 50, 0.9, 1)]
     two = one + [("bicycle", 100, 10, 150, 50, 0.9, 2)]
     found = drive(rule, [one] * 5 + [two] * 4 + [one] * 2)
     assert [(ts, f.kind, f.state) for ts, f in found] == [
-        (7.0, "ebike_in_elevator", EventState.RAISED), (9.0, "ebike_in_elevator", EventState.CLEARED)]
+        (7.0, "ebike_in_elevator", EventState.RAISED),
+        (9.0, "ebike_in_elevator", EventState.CLEARED),
+    ]
 
 
-@pytest.mark.parametrize("gap, expected", [
-    # a person missed for 2 s: the episode goes on, no clear, no second raise
-    (2, [(3.0, EventState.RAISED), (20.0, EventState.CLEARED)]),
-    # gone for 6 s (> clear_after_s 4): cleared 4 s after leaving, raised again on return
-    (6, [(3.0, EventState.RAISED), (9.0, EventState.CLEARED), (14.0, EventState.RAISED),
-         (20.0, EventState.CLEARED)]),
-])
+@pytest.mark.parametrize(
+    "gap, expected",
+    [
+        # a person missed for 2 s: the episode goes on, no clear, no second raise
+        (2, [(3.0, EventState.RAISED), (20.0, EventState.CLEARED)]),
+        # gone for 6 s (> clear_after_s 4): cleared 4 s after leaving, raised again on return
+        (
+            6,
+            [
+                (3.0, EventState.RAISED),
+                (9.0, EventState.CLEARED),
+                (14.0, EventState.RAISED),
+                (20.0, EventState.CLEARED),
+            ],
+        ),
+    ],
+)
 def test_object_in_zone_ends_an_episode_only_after_clear_after_s(gap, expected):
-    rule = make_rule("plaza", ObjectInZone(type="object_in_zone", kind="crowd", classes=("person",),
-                                           dwell_s=3, clear_after_s=4))
+    rule = make_rule(
+        "plaza",
+        ObjectInZone(
+            type="object_in_zone", kind="crowd", classes=("person",), dwell_s=3, clear_after_s=4
+        ),
+    )
     person = [("person", 10, 10, 50, 120, 0.9, 1)]
     found = drive(rule, [person] * 5 + [[]] * gap + [person] * (11 - gap) + [[]] * 8)
     assert [(ts, f.state) for ts, f in found] == expected
@@ -179,12 +228,19 @@ def test_object_in_zone_ends_an_episode_only_after_clear_after_s(gap, expected):
 
 @pytest.mark.parametrize("direction, expected", [("in", 1), ("out", 0), ("both", 1)])
 def test_line_crossing_rule_filters_direction_and_class(direction, expected):
-    line = Line(id="door", kind="ebike_entering", points=((0, 100), (100, 100)), direction=direction,
-                classes=("ebike", "bicycle"))
+    line = Line(
+        id="door",
+        kind="ebike_entering",
+        points=((0, 100), (100, 100)),
+        direction=direction,
+        classes=("ebike", "bicycle"),
+    )
     geometry = LineZone(*line.points)
     found = []
     for y in (80, 120):
-        tracked = dets(("bicycle", 45, y - 10, 55, y, 0.9, 4), ("person", 60, y - 10, 70, y, 0.9, 5))
+        tracked = dets(
+            ("bicycle", 45, y - 10, 55, y, 0.9, 4), ("person", 60, y - 10, 70, y, 0.9, 5)
+        )
         found += crossing_findings(line, tracked, geometry.update(tracked))
     assert len(found) == expected
     assert all(f.kind == "ebike_entering" and f.object_class == "bicycle" for f in found)

@@ -11,15 +11,26 @@ from microbrain.protocol.payloads import Event, EventState
 from microbrain.site.cameras import Camera
 from tests.edge.video.servers import closed_port, mjpeg_copy, rtsp_camera
 
-GARDEN = {"id": "garden", "polygon": [[0, 0], [768, 0], [768, 576], [0, 576]],
-          "rules": [{"type": "unleashed_dog", "dwell_s": 5}]}
+GARDEN = {
+    "id": "garden",
+    "polygon": [[0, 0], [768, 0], [768, 576], [0, 576]],
+    "rules": [{"type": "unleashed_dog", "dwell_s": 5}],
+}
 
 
 def test_a_broken_camera_goes_offline_and_the_others_keep_running():
-    good = Camera.model_validate({"id": "cam-good", "source": "sample:dog.jpg", "fps": 2, "zones": [GARDEN]})
+    good = Camera.model_validate(
+        {"id": "cam-good", "source": "sample:dog.jpg", "fps": 2, "zones": [GARDEN]}
+    )
     refusing = Camera(id="cam-refusing", source=f"rtsp://127.0.0.1:{closed_port()}/live", fps=5)
-    too_small = Camera.model_validate({  # person.jpg is 640×424: the zone does not fit
-        "id": "cam-misdrawn", "source": "sample:person.jpg", "fps": 2, "zones": [GARDEN]})
+    too_small = Camera.model_validate(
+        {  # person.jpg is 640×424: the zone does not fit
+            "id": "cam-misdrawn",
+            "source": "sample:person.jpg",
+            "fps": 2,
+            "zones": [GARDEN],
+        }
+    )
     events: list[Event] = []
     lock = threading.Lock()
 
@@ -27,8 +38,14 @@ def test_a_broken_camera_goes_offline_and_the_others_keep_running():
         with lock:
             events.append(event)
 
-    gateway = VideoGateway([good, refusing, too_small], load_detector(), emit,
-                           open_timeout_s=1.0, backoff_s=(0.1, 0.5), offline_after_s=1.0)
+    gateway = VideoGateway(
+        [good, refusing, too_small],
+        load_detector(),
+        emit,
+        open_timeout_s=1.0,
+        backoff_s=(0.1, 0.5),
+        offline_after_s=1.0,
+    )
     gateway.start()
     gateway.workers[0].join(30)
     gateway.workers[2].join(30)
@@ -60,9 +77,16 @@ def test_a_recording_plays_in_real_time_from_now_and_loops(sample_media):  # typ
 
     from edge.video.runner import CameraWorker, Playback
 
-    camera = Camera.model_validate({"id": "cam-still", "source": "sample:dog.jpg", "fps": 4, "zones": []})
-    worker = CameraWorker(camera, load_detector(), lambda e: None, playback=Playback(realtime=True, loop=True),
-                          still_duration_s=0.5)
+    camera = Camera.model_validate(
+        {"id": "cam-still", "source": "sample:dog.jpg", "fps": 4, "zones": []}
+    )
+    worker = CameraWorker(
+        camera,
+        load_detector(),
+        lambda e: None,
+        playback=Playback(realtime=True, loop=True),
+        still_duration_s=0.5,
+    )
     began = datetime.now(UTC)
     frames = []
     first_seen = None
@@ -91,8 +115,15 @@ def test_a_camera_that_fails_still_sends_the_events_waiting_for_their_clip(sampl
     from edge.video.runner import CameraWorker
     from edge.video.sources import Frame
 
-    camera = Camera.model_validate({"id": "cam-dog", "source": "sample:dog.jpg", "fps": 2,
-                                    "clip_seconds": 30, "zones": [GARDEN]})
+    camera = Camera.model_validate(
+        {
+            "id": "cam-dog",
+            "source": "sample:dog.jpg",
+            "fps": 2,
+            "clip_seconds": 30,
+            "zones": [GARDEN],
+        }
+    )
     image = cv2.imread(str(sample_media("dog.jpg")))
     t0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 
@@ -108,12 +139,15 @@ def test_a_camera_that_fails_still_sends_the_events_waiting_for_their_clip(sampl
     worker.join(60)
     assert not worker.is_alive() and worker.error and "320×240" in worker.error
     assert [(e.kind, e.state) for e in events] == [
-        ("unleashed_dog", EventState.RAISED), (CAMERA_OFFLINE, EventState.RAISED)]
+        ("unleashed_dog", EventState.RAISED),
+        (CAMERA_OFFLINE, EventState.RAISED),
+    ]
     assert [e.kind.value for e in events[0].evidence] == ["snapshot", "clip"]
 
 
 def test_an_rtsp_camera_that_stops_goes_offline_and_comes_back_while_the_other_runs_on(
-        tmp_path, sample_media):  # type: ignore[no-untyped-def]
+    tmp_path, sample_media
+):  # type: ignore[no-untyped-def]
     """A real RTSP camera (GStreamer's server) beside a still played in real time: the
     camera stops, one offline event names it and why, the still is analysed all along;
     the camera comes back on its port and the offline is cleared."""
@@ -140,10 +174,18 @@ def test_an_rtsp_camera_that_stops_goes_offline_and_comes_back_while_the_other_r
         gate = Camera(id="cam-gate", source=url, fps=5)
         still = Camera(id="cam-still", source="sample:dog.jpg", fps=2)
         # offline_after_s above the ~2 s FFmpeg takes to open an RTSP stream
-        gateway = VideoGateway([gate, still], load_detector(), emit,
-                               playback=Playback(realtime=True, loop=True), open_timeout_s=5.0,
-                               read_timeout_s=2.0, backoff_s=(0.2, 1.0), offline_after_s=3.0,
-                               online_after_s=0.3, still_duration_s=1.0)
+        gateway = VideoGateway(
+            [gate, still],
+            load_detector(),
+            emit,
+            playback=Playback(realtime=True, loop=True),
+            open_timeout_s=5.0,
+            read_timeout_s=2.0,
+            backoff_s=(0.2, 1.0),
+            offline_after_s=3.0,
+            online_after_s=0.3,
+            still_duration_s=1.0,
+        )
         gate_worker, still_worker = gateway.workers
         gateway.start()
         try:

@@ -72,7 +72,9 @@ def test_truncated_video_yields_what_it_has_then_says_so(tmp_path, sample_media)
     cut.write_bytes(data[: len(data) // 3])
     source = FileSource("cam-cut", str(cut), fps=2)
     frames = []
-    with pytest.raises(SourceTruncated, match=r"camera cam-cut: .*truncated.avi.* ended at frame \d+ of 795"):
+    with pytest.raises(
+        SourceTruncated, match=r"camera cam-cut: .*truncated.avi.* ended at frame \d+ of 795"
+    ):
         for frame in source.frames():
             frames.append(frame)
     assert 50 < len(frames) < 795 / 5  # about a third of 40 s at 2 fps
@@ -80,12 +82,18 @@ def test_truncated_video_yields_what_it_has_then_says_so(tmp_path, sample_media)
 
 def test_missing_sample_or_file_names_the_camera(tmp_path):
     cam = Camera(id="cam-missing", source=str(tmp_path / "nope.mp4"))
-    with pytest.raises(SourceError, match="camera cam-missing: video file .*nope.mp4.* does not exist"):
+    with pytest.raises(
+        SourceError, match="camera cam-missing: video file .*nope.mp4.* does not exist"
+    ):
         list(open_source(cam).frames())
 
 
-def _consume(source: LiveSource, seconds: float, until: Callable[[list], bool] | None = None,
-             deadline_s: float = 30.0) -> list:
+def _consume(
+    source: LiveSource,
+    seconds: float,
+    until: Callable[[list], bool] | None = None,
+    deadline_s: float = 30.0,
+) -> list:
     """Read ``source`` for ``seconds``, then on until ``until(frames)`` holds (polled, at most
     ``deadline_s``): what must have happened is waited for, not assumed done in time."""
     frames: list = []
@@ -109,12 +117,20 @@ def _consume(source: LiveSource, seconds: float, until: Callable[[list], bool] |
 def test_refusing_camera_goes_offline_with_the_reason():
     states = []
     url = f"http://127.0.0.1:{closed_port()}/stream.mjpg"
-    source = LiveSource("cam-door", url, fps=5, on_state=lambda *s: states.append(s),
-                        open_timeout_s=1, backoff_s=(0.1, 0.4), offline_after_s=1.0)
+    source = LiveSource(
+        "cam-door",
+        url,
+        fps=5,
+        on_state=lambda *s: states.append(s),
+        open_timeout_s=1,
+        backoff_s=(0.1, 0.4),
+        offline_after_s=1.0,
+    )
     cpu, wall = time.process_time(), time.monotonic()
     frames = _consume(source, 2.0, lambda _: bool(states) and source.reconnects >= 2)
-    assert time.process_time() - cpu < 0.3 * (time.monotonic() - wall), \
+    assert time.process_time() - cpu < 0.3 * (time.monotonic() - wall), (
         "a silent camera must not spin the CPU"
+    )
     assert frames == []
     assert [s[0] for s in states] == [False]
     assert "cannot connect" in states[0][1] and url in states[0][1]
@@ -124,9 +140,16 @@ def test_refusing_camera_goes_offline_with_the_reason():
 def test_stalling_camera_goes_offline():
     states = []
     with stalling_server() as port:
-        source = LiveSource("cam-stall", f"http://127.0.0.1:{port}/video", fps=5,
-                            on_state=lambda *s: states.append(s), open_timeout_s=1, read_timeout_s=1,
-                            backoff_s=(0.1, 0.2), offline_after_s=1.5)
+        source = LiveSource(
+            "cam-stall",
+            f"http://127.0.0.1:{port}/video",
+            fps=5,
+            on_state=lambda *s: states.append(s),
+            open_timeout_s=1,
+            read_timeout_s=1,
+            backoff_s=(0.1, 0.2),
+            offline_after_s=1.5,
+        )
         frames = _consume(source, 3.0, lambda _: bool(states))
     assert frames == [] and [s[0] for s in states] == [False]
 
@@ -135,8 +158,14 @@ def test_network_camera_comes_online_and_newest_frame_wins(tmp_path, sample_medi
     shutil.copy(sample_media("vtest.avi"), tmp_path / "cam.avi")
     states = []
     with file_server(tmp_path) as port:
-        source = LiveSource("cam-http", f"http://127.0.0.1:{port}/cam.avi", fps=5,
-                            on_state=lambda *s: states.append(s), offline_after_s=2.0, online_after_s=0.2)
+        source = LiveSource(
+            "cam-http",
+            f"http://127.0.0.1:{port}/cam.avi",
+            fps=5,
+            on_state=lambda *s: states.append(s),
+            offline_after_s=2.0,
+            online_after_s=0.2,
+        )
         began = time.monotonic()
         frames = _consume(source, 2.5, lambda f: len(f) >= 3)
         took = time.monotonic() - began
@@ -150,6 +179,7 @@ def test_network_camera_comes_online_and_newest_frame_wins(tmp_path, sample_medi
 
 # -- USB: no camera device here (v4l2loopback needs a kernel module), so what is tested
 # is the camera that is not there: named, offline, counted, retried without spinning
+
 
 def _absent_video_node() -> int:
     return next(n for n in range(64) if not Path(f"/dev/video{n}").exists())
@@ -167,13 +197,15 @@ def test_usb_camera_that_cannot_open_goes_offline_naming_it_without_spinning(for
     camera = Camera(id=f"cam-usb-{form.replace(' ', '-')}", source=where, fps=5)
     connect_errors = metrics.SOURCE_ERRORS.labels(camera.id, "connect")._value.get()
     states = []
-    source = open_source(camera, on_state=lambda *s: states.append(s), backoff_s=(0.1, 0.4),
-                         offline_after_s=1.0)
+    source = open_source(
+        camera, on_state=lambda *s: states.append(s), backoff_s=(0.1, 0.4), offline_after_s=1.0
+    )
     assert isinstance(source, LiveSource)
     cpu, wall = time.process_time(), time.monotonic()
     frames = _consume(source, 2.0, lambda _: bool(states) and source.reconnects >= 2)
-    assert time.process_time() - cpu < 0.3 * (time.monotonic() - wall), \
+    assert time.process_time() - cpu < 0.3 * (time.monotonic() - wall), (
         "a missing camera must not spin the CPU"
+    )
     assert frames == []
     assert [(s[0], s[1]) for s in states] == [(False, f"cannot open USB camera {where} ({why})")]
     assert source.reconnects >= 2  # it kept trying, with backoff
@@ -184,8 +216,11 @@ def test_usb_camera_that_cannot_open_goes_offline_naming_it_without_spinning(for
 
 @pytest.mark.parametrize("where", ["usb:front-door", "usb:", "usb:/tmp/cam.avi"])
 def test_usb_source_that_names_no_device_is_refused_naming_the_camera(where):
-    with pytest.raises(SourceError, match=rf"camera cam-usb: '{where}' is not a USB camera: write usb:N"):
+    with pytest.raises(
+        SourceError, match=rf"camera cam-usb: '{where}' is not a USB camera: write usb:N"
+    ):
         open_source(Camera(id="cam-usb", source=where, fps=5))
+
 
 # -- RTSP: GStreamer's RTSP server, Debian's packages (tests/edge/video/rtsp_camera.py) --
 
@@ -194,8 +229,9 @@ RTSP_FRAMES = 200  # 20 s of vtest.avi: each connection plays it from the start
 
 @pytest.fixture(scope="module")
 def rtsp_video(tmp_path_factory, sample_media) -> Path:  # type: ignore[no-untyped-def]
-    return mjpeg_copy(sample_media("vtest.avi"), tmp_path_factory.mktemp("rtsp") / "vtest.avi",
-                      RTSP_FRAMES)
+    return mjpeg_copy(
+        sample_media("vtest.avi"), tmp_path_factory.mktemp("rtsp") / "vtest.avi", RTSP_FRAMES
+    )
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +276,8 @@ class _Reader:
         self.frames: list = []
         self.states: list[tuple[bool, str, float]] = []  # online, reason, monotonic time
         source.on_state = lambda online, reason, when: self.states.append(
-            (online, reason, time.monotonic()))
+            (online, reason, time.monotonic())
+        )
         self.thread = threading.Thread(target=self._read, daemon=True)
 
     def _read(self) -> None:
@@ -259,8 +296,15 @@ class _Reader:
 
 def test_rtsp_camera_delivers_the_sample_videos_frames_in_order(tmp_path, rtsp_video, vtest_thumbs):
     with rtsp_camera(rtsp_video, tmp_path / "rtsp.log") as camera:
-        source = LiveSource("cam-rtsp", camera.url, fps=5, open_timeout_s=5, read_timeout_s=2,
-                            offline_after_s=3.0, online_after_s=0.3)
+        source = LiveSource(
+            "cam-rtsp",
+            camera.url,
+            fps=5,
+            open_timeout_s=5,
+            read_timeout_s=2,
+            offline_after_s=3.0,
+            online_after_s=0.3,
+        )
         with _Reader(source) as reader:
             assert _wait(lambda: len(reader.frames) >= 8, 15), (reader.states, source.last_error)
     assert [s[0] for s in reader.states] == [True]
@@ -277,14 +321,23 @@ def test_rtsp_camera_delivers_the_sample_videos_frames_in_order(tmp_path, rtsp_v
     assert numbers == sorted(numbers) and numbers[-1] - numbers[0] >= len(numbers)
 
 
-def test_rtsp_camera_goes_offline_when_it_stops_and_online_when_it_is_back(tmp_path, rtsp_video,
-                                                                            vtest_thumbs, caplog):
+def test_rtsp_camera_goes_offline_when_it_stops_and_online_when_it_is_back(
+    tmp_path, rtsp_video, vtest_thumbs, caplog
+):
     caplog.set_level(logging.WARNING, logger="edge.video.sources")
     # offline_after_s above the ~2 s FFmpeg takes to open an RTSP stream (it probes it)
     with rtsp_camera(rtsp_video, tmp_path / "rtsp.log") as camera:
         url = camera.url
-        source = LiveSource("cam-gate", url, fps=5, open_timeout_s=5, read_timeout_s=2,
-                            backoff_s=(0.2, 1.0), offline_after_s=3.0, online_after_s=0.3)
+        source = LiveSource(
+            "cam-gate",
+            url,
+            fps=5,
+            open_timeout_s=5,
+            read_timeout_s=2,
+            backoff_s=(0.2, 1.0),
+            offline_after_s=3.0,
+            online_after_s=0.3,
+        )
         connect_errors = metrics.SOURCE_ERRORS.labels("cam-gate", "connect")._value.get()
         with _Reader(source) as reader:
             assert _wait(lambda: source.online is True, 15), (reader.states, source.last_error)

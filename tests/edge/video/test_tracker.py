@@ -30,8 +30,12 @@ def test_a_track_is_confirmed_on_its_second_sighting_and_keeps_its_id():
 
 def test_two_objects_get_two_ids_and_do_not_swap():
     t = Tracker()
-    frames = [dets(("person", 10 + 5 * i, 10, 30 + 5 * i, 60), ("person", 200 - 5 * i, 10, 220 - 5 * i, 60))
-              for i in range(6)]
+    frames = [
+        dets(
+            ("person", 10 + 5 * i, 10, 30 + 5 * i, 60), ("person", 200 - 5 * i, 10, 220 - 5 * i, 60)
+        )
+        for i in range(6)
+    ]
     outs = run(t, frames)
     first = {int(tid): float(x) for tid, x in zip(outs[1].tracker_id, outs[1].xyxy[:, 0])}
     last = {int(tid): float(x) for tid, x in zip(outs[-1].tracker_id, outs[-1].xyxy[:, 0])}
@@ -50,8 +54,14 @@ def test_class_is_a_running_vote_so_label_flicker_keeps_one_track():
 
 def test_low_score_detection_keeps_a_track_alive_but_does_not_start_one():
     t = Tracker(high_threshold=0.5, new_track_threshold=0.5)
-    outs = run(t, [dets(("car", 10, 10, 50, 50, 0.9)), dets(("car", 10, 10, 50, 50, 0.9)),
-                   dets(("car", 11, 10, 51, 50, 0.2), ("dog", 300, 300, 320, 320, 0.3))])
+    outs = run(
+        t,
+        [
+            dets(("car", 10, 10, 50, 50, 0.9)),
+            dets(("car", 10, 10, 50, 50, 0.9)),
+            dets(("car", 11, 10, 51, 50, 0.2), ("dog", 300, 300, 320, 320, 0.3)),
+        ],
+    )
     assert outs[2].names == ["car"] and outs[2].tracker_id[0] == outs[1].tracker_id[0]
     assert t.active == 1  # the weak dog started nothing
 

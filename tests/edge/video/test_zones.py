@@ -14,9 +14,15 @@ def feed(zone, rows, dt=1.0):
     return [zone.update(dets(*r) if r else dets(), i * dt) for i, r in enumerate(rows)]
 
 
-@pytest.mark.parametrize("inertia, inside_updates, enters", [
-    (1, 1, True), (3, 2, False), (3, 3, True), (5, 4, False),
-])
+@pytest.mark.parametrize(
+    "inertia, inside_updates, enters",
+    [
+        (1, 1, True),
+        (3, 2, False),
+        (3, 3, True),
+        (5, 4, False),
+    ],
+)
 def test_inertia_to_enter(inertia, inside_updates, enters):
     zone = PolygonZone(ZONE, inertia=inertia)
     results = feed(zone, [[INSIDE]] * inside_updates)
@@ -71,19 +77,24 @@ def test_zone_outside_frame_is_named():
     PolygonZone(ZONE).check_fits(200, 200, "fits exactly")
 
 
-@pytest.mark.parametrize("path, expected", [
-    ([(50, 80), (50, 120)], ["in"]),  # downward across a left→right line: left → right hand
-    ([(50, 120), (50, 80)], ["out"]),
-    ([(50, 80), (50, 90)], []),  # approaches, never crosses
-    ([(150, 80), (150, 120)], []),  # crosses the line's extension, not the line
-    ([(50, 80), (50, 100), (50, 120)], ["in"]),  # pauses on the line: one crossing
-    ([(50, 80), (50, 120), (50, 80)], ["in", "out"]),
-])
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ([(50, 80), (50, 120)], ["in"]),  # downward across a left→right line: left → right hand
+        ([(50, 120), (50, 80)], ["out"]),
+        ([(50, 80), (50, 90)], []),  # approaches, never crosses
+        ([(150, 80), (150, 120)], []),  # crosses the line's extension, not the line
+        ([(50, 80), (50, 100), (50, 120)], ["in"]),  # pauses on the line: one crossing
+        ([(50, 80), (50, 120), (50, 80)], ["in", "out"]),
+    ],
+)
 def test_line_crossing_direction(path, expected):
     line = LineZone((0, 100), (100, 100))
     seen = []
     for x, y in path:
-        seen += [c.direction for c in line.update(dets(("bicycle", x - 5, y - 10, x + 5, y, 0.9, 4)))]
+        seen += [
+            c.direction for c in line.update(dets(("bicycle", x - 5, y - 10, x + 5, y, 0.9, 4)))
+        ]
     assert seen == expected
 
 
