@@ -80,7 +80,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("postgres_url")
 
 
-def _require(fn, *args):  # type: ignore[no-untyped-def]
+def _require(fn, *args):
     try:
         return fn(*args)
     except ResourceMissing as err:
@@ -94,7 +94,7 @@ def default_model_files() -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def sample_media():  # type: ignore[no-untyped-def]
+def sample_media():
     """``sample_media("vtest.avi")`` → path; fails naming the package if missing."""
     return lambda name: _require(sample, name)
 

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.db import make_engine, session_factory, transaction, upgrade
+from cloud.ingest import dead_letters
 from cloud.site_sync import register_gateway
 from microbrain.protocol import GatewayPath
 from tests.cloud.helpers import DEVICES, unique_gateway
@@ -30,6 +31,21 @@ def migrated(url: str, template: Path | None = None) -> str:
             upgrade(url)
         _migrated.add(url)
     return url
+
+
+@pytest.fixture(autouse=True, scope="session")
+def roomy_dead_letter_caps() -> Iterator[None]:
+    """Every test's ingest sees the retained statuses other tests' gateways left on the shared
+    broker (127.0.0.1:1883): each is a dead letter of an unregistered gateway, and on the
+    session's one PostgreSQL database they soon filled the cap that unregistered senders share,
+    so a test's own stranger was counted instead of kept. The caps have their own tests
+    (test_dead_letters.py sets its own)."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MB_CLOUD_DEAD_LETTER_MAX_ROWS", "1000000")
+    dead_letters.configure(None)
+    yield
+    patch.undo()
+    dead_letters.configure(None)
 
 
 @pytest.fixture(scope="session")

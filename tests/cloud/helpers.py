@@ -81,7 +81,7 @@ def topic(gw: GatewayPath, item: Event | Reading) -> tuple[str, bytes]:
     return gw.topic(item.type), item.to_json()
 
 
-def ingest(factory, gw: GatewayPath, items, now=None):  # type: ignore[no-untyped-def]
+def ingest(factory, gw: GatewayPath, items, now=None):
     """Store items through the real decode/store path in one transaction (no MQTT)."""
     from datetime import UTC, datetime
 

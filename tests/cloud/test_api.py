@@ -25,32 +25,32 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def client(factory, clock):  # type: ignore[no-untyped-def]
+def client(factory, clock):
     state = ApiState(settings=Settings(environment="test"), factory=factory, clock=clock)
     with TestClient(create_api(state)) as c:
         yield c
 
 
-def _user(factory, clock, role="duty", **scope) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def _user(factory, clock, role="duty", **scope) -> tuple[str, str]:
     name = f"u-{uuid.uuid4().hex[:8]}"
     with transaction(factory) as s:
         auth.create_user(s, name, "correct horse", role, now=clock(), **scope)
     return name, "correct horse"
 
 
-def _token(client, name, password) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _token(client, name, password) -> dict[str, str]:
     r = client.post("/api/auth/token", json={"username": name, "password": password})
     assert r.status_code == 200, r.text
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
-def _alert(factory, gw, clock) -> int:  # type: ignore[no-untyped-def]
+def _alert(factory, gw, clock) -> int:
     result = ingest(factory, gw, [event(1, severity=Severity.CRITICAL)], now=clock())
     (alert_id,) = result.alerts
     return alert_id
 
 
-def test_unauthenticated_calls_get_401(client):  # type: ignore[no-untyped-def]
+def test_unauthenticated_calls_get_401(client):
     assert client.get("/api/alerts").status_code == 401
     assert client.get("/api/alerts", headers={"Authorization": "Bearer nope"}).status_code == 401
     assert (
@@ -60,7 +60,7 @@ def test_unauthenticated_calls_get_401(client):  # type: ignore[no-untyped-def]
     assert client.get("/healthz").json() == {"ok": True}
 
 
-def test_users_see_and_act_only_in_their_subtree(client, factory, clock, gw):  # type: ignore[no-untyped-def]
+def test_users_see_and_act_only_in_their_subtree(client, factory, clock, gw):
     other = unique_gateway()
     with transaction(factory) as s:
         register_gateway(
@@ -85,7 +85,7 @@ def test_users_see_and_act_only_in_their_subtree(client, factory, clock, gw):  #
     assert client.post(f"/api/alerts/{mine}/acknowledge", headers=eng, json={}).status_code == 403
 
 
-def test_lifecycle_is_audited_and_acknowledging_a_resolved_alert_is_409(client, factory, clock, gw):  # type: ignore[no-untyped-def]
+def test_lifecycle_is_audited_and_acknowledging_a_resolved_alert_is_409(client, factory, clock, gw):
     alert_id = _alert(factory, gw, clock)
     duty = _token(client, *_user(factory, clock, community=gw.community))
     sup = _token(client, *_user(factory, clock, role="supervisor"))
@@ -131,7 +131,7 @@ def test_lifecycle_is_audited_and_acknowledging_a_resolved_alert_is_409(client, 
     assert client.get("/api/alerts/999999999", headers=duty).status_code == 404
 
 
-def test_filters_pagination_and_queries(client, factory, clock, gw):  # type: ignore[no-untyped-def]
+def test_filters_pagination_and_queries(client, factory, clock, gw):
     ingest(factory, gw, [event(i, zone=f"z{i}") for i in range(1, 8)], now=clock())
     headers = _token(client, *_user(factory, clock, community=gw.community))
     page = client.get("/api/alerts", headers=headers, params={"limit": 3, "offset": 3}).json()
@@ -146,7 +146,7 @@ def test_filters_pagination_and_queries(client, factory, clock, gw):  # type: ig
     assert "mb_ingest_messages_total" in client.get("/metrics").text
 
 
-def test_status_heartbeat_makes_the_gateway_alive(client, factory, clock, gw):  # type: ignore[no-untyped-def]
+def test_status_heartbeat_makes_the_gateway_alive(client, factory, clock, gw):
     from cloud.ingest.store import Incoming
     from microbrain.protocol import Health, Status
 
@@ -166,7 +166,7 @@ def test_status_heartbeat_makes_the_gateway_alive(client, factory, clock, gw):  
 
 def test_verify_sends_recheck_on_the_broker_and_the_reply_closes_the_order(
     broker, factory, clock, gw
-):  # type: ignore[no-untyped-def]
+):
     import queue
 
     from cloud.commands import MqttCommandSender
@@ -227,7 +227,7 @@ def test_verify_sends_recheck_on_the_broker_and_the_reply_closes_the_order(
         sender.close()
 
 
-def test_admins_manage_users_and_gateway_credentials_within_their_area(client, factory, clock, gw):  # type: ignore[no-untyped-def]
+def test_admins_manage_users_and_gateway_credentials_within_their_area(client, factory, clock, gw):
     admin = _token(client, *_user(factory, clock, role="admin", community=gw.community))
     duty = _token(client, *_user(factory, clock, community=gw.community))
     body = {
@@ -270,7 +270,7 @@ def test_admins_manage_users_and_gateway_credentials_within_their_area(client, f
     assert f"user {gw.gateway}" in client.get("/api/broker/acl", headers=district).text
 
 
-def test_readings_dead_letters_and_stream_scope(client, factory, clock, gw):  # type: ignore[no-untyped-def]
+def test_readings_dead_letters_and_stream_scope(client, factory, clock, gw):
     from datetime import timedelta
 
     from cloud.api.routes.stream import _changes, _latest
@@ -319,7 +319,7 @@ def test_readings_dead_letters_and_stream_scope(client, factory, clock, gw):  # 
     assert not any(c["alert_id"] == alert_id for c in unseen)
 
 
-def test_a_login_token_is_committed_before_the_response_is_sent(client, factory, clock):  # type: ignore[no-untyped-def]
+def test_a_login_token_is_committed_before_the_response_is_sent(client, factory, clock):
     # driven through the ASGI interface itself, to look at the database at the moment
     # the response body goes out (TestClient returns only once the app is done)
     import asyncio
@@ -351,14 +351,14 @@ def test_a_login_token_is_committed_before_the_response_is_sent(client, factory,
         }
         sent = False
 
-        async def receive():  # type: ignore[no-untyped-def]
+        async def receive():
             nonlocal sent
             if not sent:
                 sent = True
                 return {"type": "http.request", "body": body, "more_body": False}
             await asyncio.sleep(3600)
 
-        async def send(message):  # type: ignore[no-untyped-def]
+        async def send(message):
             if message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
                 if not message.get("more_body"):
@@ -372,7 +372,7 @@ def test_a_login_token_is_committed_before_the_response_is_sent(client, factory,
         assert stored_when_sent == [True]
 
 
-def test_times_without_an_offset_are_refused_not_a_500(client, factory, clock, gw):  # type: ignore[no-untyped-def]
+def test_times_without_an_offset_are_refused_not_a_500(client, factory, clock, gw):
     duty = _token(client, *_user(factory, clock, community=gw.community))
     naive = "2026-01-01T08:00:00"
     for path, extra in (
@@ -388,7 +388,7 @@ def test_times_without_an_offset_are_refused_not_a_500(client, factory, clock, g
             )
 
 
-def test_a_token_in_the_url_is_refused_outside_the_stream(client, factory, clock):  # type: ignore[no-untyped-def]
+def test_a_token_in_the_url_is_refused_outside_the_stream(client, factory, clock):
     headers = _token(client, *_user(factory, clock))
     token = headers["Authorization"].split(" ", 1)[1]
     assert client.get("/api/alerts", headers=headers).status_code == 200

@@ -425,7 +425,7 @@ def _permission(route: APIRoute) -> Action | None:
         dep = stack.pop()
         action = getattr(dep.call, "action", None)
         if action is not None:
-            return action  # type: ignore[no-any-return]
+            return action
         stack.extend(dep.dependencies)
     return None
 

@@ -25,7 +25,7 @@ def _raw(topic: str, payload: bytes | str, now: datetime | None = None) -> Incom
     )
 
 
-def _cases(gw: GatewayPath):  # type: ignore[no-untyped-def]
+def _cases(gw: GatewayPath):
     other = GatewayPath(gw.community, "another-compound", gw.gateway)
     stranger = GatewayPath(gw.community, gw.compound, "gw-nobody-knows")
     future = datetime.now(UTC) + timedelta(hours=1)
@@ -146,7 +146,7 @@ def _cases(gw: GatewayPath):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("index", range(13))
-def test_each_bad_message_is_dead_lettered_with_reason_and_counted(factory, gw, index):  # type: ignore[no-untyped-def]
+def test_each_bad_message_is_dead_lettered_with_reason_and_counted(factory, gw, index):
     name, msg, label, reason_part, acked_seq = _cases(gw)[index]
     before = _rejected(label)
     result = ingest(factory, gw, [msg, reading(100)])  # a good message in the same batch survives
@@ -167,7 +167,7 @@ def test_each_bad_message_is_dead_lettered_with_reason_and_counted(factory, gw, 
     assert acked == ({100, acked_seq} if acked_seq else {100})
 
 
-def test_hostile_but_valid_strings_are_stored_verbatim(factory, gw):  # type: ignore[no-untyped-def]
+def test_hostile_but_valid_strings_are_stored_verbatim(factory, gw):
     hostile = "'); DROP TABLE events;-- <img src=x onerror=alert(1)> \u202e 楼道 ☃ %s %n {0}"
     result = ingest(factory, gw, [event(1, message=hostile, detail={"note": hostile[:200]})])
     assert result.stored == 1
@@ -176,7 +176,7 @@ def test_hostile_but_valid_strings_are_stored_verbatim(factory, gw):  # type: ig
         assert row.message == hostile and row.payload["detail"]["note"] == hostile[:200]
 
 
-def test_duplicates_out_of_order_and_gaps(factory, gw):  # type: ignore[no-untyped-def]
+def test_duplicates_out_of_order_and_gaps(factory, gw):
     now = datetime.now(UTC)
     old = event(3, ts=now - timedelta(days=2))
     first = ingest(factory, gw, [event(5, ts=now), old, old, reading(1)])
@@ -197,7 +197,7 @@ def test_duplicates_out_of_order_and_gaps(factory, gw):  # type: ignore[no-untyp
         assert (row.last_seq, row.seq_collisions) == (5, 1)
 
 
-def test_the_same_bad_item_resent_is_one_dead_letter_with_a_count(factory, gw):  # type: ignore[no-untyped-def]
+def test_the_same_bad_item_resent_is_one_dead_letter_with_a_count(factory, gw):
     from cloud.db import transaction
     from cloud.retention import prune_dead_letters
 

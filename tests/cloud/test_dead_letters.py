@@ -84,7 +84,7 @@ def _other_gateway(factory: sessionmaker[Session]) -> GatewayPath:
     ],
     ids=["defaults", "byte-cap"],
 )
-def test_a_junk_flood_keeps_at_most_the_cap_and_counts_the_rest(cloud_url, factory, gw, caps):  # type: ignore[no-untyped-def]
+def test_a_junk_flood_keeps_at_most_the_cap_and_counts_the_rest(cloud_url, factory, gw, caps):
     dead_letters.configure(caps)
     cap = caps or Caps.from_settings(Settings())
     other = _other_gateway(factory)
@@ -145,7 +145,7 @@ def test_a_junk_flood_keeps_at_most_the_cap_and_counts_the_rest(cloud_url, facto
         assert _db_bytes(cloud_url) - size_before < 2 * 1024 * 1024
 
 
-def test_the_cap_is_a_rolling_window_and_repeats_only_count(cloud_url, factory, gw):  # type: ignore[no-untyped-def]
+def test_the_cap_is_a_rolling_window_and_repeats_only_count(cloud_url, factory, gw):
     dead_letters.configure(Caps(window=timedelta(hours=1), max_rows=5, max_bytes=1024**2))
     first = _junk(gw, 8, T0, seed=2)
     ingest(factory, gw, first, now=T0)
@@ -173,7 +173,7 @@ def test_the_cap_is_a_rolling_window_and_repeats_only_count(cloud_url, factory, 
         assert alert.count == 2  # two batches went over the cap: one alert, counting
 
 
-def test_the_caps_come_from_the_environment(monkeypatch):  # type: ignore[no-untyped-def]
+def test_the_caps_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("MB_CLOUD_DEAD_LETTER_MAX_ROWS", "7")
     monkeypatch.setenv("MB_CLOUD_DEAD_LETTER_MAX_BYTES", "65536")
     monkeypatch.setenv("MB_CLOUD_DEAD_LETTER_WINDOW_S", "600")

@@ -16,7 +16,7 @@ from edge.uplink import Uplink, UplinkSettings
 from tests.cloud.helpers import event, reading, wait_for
 
 
-def test_outbox_empties_only_through_cloud_acks(broker, cloud_url, factory, gw, tmp_path):  # type: ignore[no-untyped-def]
+def test_outbox_empties_only_through_cloud_acks(broker, cloud_url, factory, gw, tmp_path):
     host, port = broker
     outbox = Outbox(tmp_path / "outbox.db")
     outbox.append_many([reading(0) if i % 5 else event(0, zone=f"z{i % 3}") for i in range(400)])

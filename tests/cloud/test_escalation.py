@@ -27,7 +27,7 @@ POLICY = {
 
 
 @pytest.fixture
-def place(factory):  # type: ignore[no-untyped-def]
+def place(factory):
     gw = unique_gateway()
     with transaction(factory) as s:
         register_gateway(s, gw.community, gw.compound, gw.gateway, building="b1", **DEVICES)
@@ -37,12 +37,12 @@ def place(factory):  # type: ignore[no-untyped-def]
     return gw
 
 
-def _open(factory, gw, clock) -> int:  # type: ignore[no-untyped-def]
+def _open(factory, gw, clock) -> int:
     (alert_id,) = ingest(factory, gw, [event(1, severity=Severity.CRITICAL)], now=clock()).alerts
     return alert_id
 
 
-def _log(factory, alert_id) -> list[str]:  # type: ignore[no-untyped-def]
+def _log(factory, alert_id) -> list[str]:
     with factory() as s:
         return list(
             s.scalars(
@@ -53,14 +53,14 @@ def _log(factory, alert_id) -> list[str]:  # type: ignore[no-untyped-def]
         )
 
 
-def _level(factory, alert_id) -> str:  # type: ignore[no-untyped-def]
+def _level(factory, alert_id) -> str:
     with factory() as s:
         return s.get(m.Alert, alert_id).level
 
 
 # on PostgreSQL the database is shared by the whole session, so run_due may also move
 # other tests' alerts: assertions look at this test's alert only
-def test_climbs_building_compound_community_then_whistles(factory, place):  # type: ignore[no-untyped-def]
+def test_climbs_building_compound_community_then_whistles(factory, place):
     clock = ManualClock(datetime.now(UTC))
     t0 = clock()
     alert_id = _open(factory, place, clock)
@@ -85,7 +85,7 @@ def test_climbs_building_compound_community_then_whistles(factory, place):  # ty
         assert (wo.department, wo.status, wo.reason) == ("urban", "created", "whistle")
 
 
-def test_acknowledged_alerts_do_not_climb(factory, place):  # type: ignore[no-untyped-def]
+def test_acknowledged_alerts_do_not_climb(factory, place):
     clock = ManualClock(datetime.now(UTC))
     alert_id = _open(factory, place, clock)
     with transaction(factory) as s:
@@ -94,7 +94,7 @@ def test_acknowledged_alerts_do_not_climb(factory, place):  # type: ignore[no-un
     assert _log(factory, alert_id) == ["opened", "acknowledged"]
 
 
-def test_restart_mid_escalation_and_catch_up_after_downtime(cloud_url, place):  # type: ignore[no-untyped-def]
+def test_restart_mid_escalation_and_catch_up_after_downtime(cloud_url, place):
     clock = ManualClock(datetime.now(UTC))
     engine = make_engine(cloud_url)
     factory = session_factory(engine)
@@ -112,7 +112,7 @@ def test_restart_mid_escalation_and_catch_up_after_downtime(cloud_url, place):  
 
 
 @pytest.mark.parametrize("attempt", range(4))
-def test_acknowledge_at_the_moment_the_deadline_fires(cloud_url, place, attempt):  # type: ignore[no-untyped-def]
+def test_acknowledge_at_the_moment_the_deadline_fires(cloud_url, place, attempt):
     clock = ManualClock(datetime.now(UTC))
     engines = [make_engine(cloud_url) for _ in range(3)]
     f_ack, f_a, f_b = (session_factory(e) for e in engines)
@@ -121,7 +121,7 @@ def test_acknowledge_at_the_moment_the_deadline_fires(cloud_url, place, attempt)
     barrier = threading.Barrier(3)
     errors: list[BaseException] = []
 
-    def tick(f) -> None:  # type: ignore[no-untyped-def]
+    def tick(f) -> None:
         barrier.wait()
         try:
             escalation.run_due(f, due)
@@ -159,7 +159,7 @@ def test_acknowledge_at_the_moment_the_deadline_fires(cloud_url, place, attempt)
         e.dispose()
 
 
-def test_edge_clear_resolves_and_repeats_count(factory, place):  # type: ignore[no-untyped-def]
+def test_edge_clear_resolves_and_repeats_count(factory, place):
     clock = ManualClock(datetime.now(UTC))
     r = ingest(factory, place, [event(1), event(2), event(3)], now=clock())
     (alert_id,) = r.alerts
@@ -173,7 +173,7 @@ def test_edge_clear_resolves_and_repeats_count(factory, place):  # type: ignore[
     assert again != alert_id
 
 
-def test_work_order_verification_reopens_then_closes(factory, place):  # type: ignore[no-untyped-def]
+def test_work_order_verification_reopens_then_closes(factory, place):
     clock = ManualClock(datetime.now(UTC))
     alert_id = _open(factory, place, clock)
     with transaction(factory) as s:
@@ -210,7 +210,7 @@ def test_work_order_verification_reopens_then_closes(factory, place):  # type: i
         assert s.get(m.Alert, alert_id).status == "closed"
 
 
-def test_a_raise_resent_after_its_clear_counts_in_the_cleared_alert(factory, place):  # type: ignore[no-untyped-def]
+def test_a_raise_resent_after_its_clear_counts_in_the_cleared_alert(factory, place):
     clock = ManualClock(datetime.now(UTC))
     t0 = clock() - timedelta(minutes=5)
     r = ingest(
@@ -239,7 +239,7 @@ def test_a_raise_resent_after_its_clear_counts_in_the_cleared_alert(factory, pla
     assert "escalated" not in _log(factory, alert_id)
 
 
-def test_recheck_still_present_while_a_newer_alert_is_live_reopens_the_order(factory, place):  # type: ignore[no-untyped-def]
+def test_recheck_still_present_while_a_newer_alert_is_live_reopens_the_order(factory, place):
     from cloud.ingest.store import Incoming
     from microbrain.protocol import Reply
 
@@ -285,7 +285,7 @@ def test_recheck_still_present_while_a_newer_alert_is_live_reopens_the_order(fac
         )
 
 
-def test_an_order_left_verifying_can_be_verified_again(factory, place):  # type: ignore[no-untyped-def]
+def test_an_order_left_verifying_can_be_verified_again(factory, place):
     clock = ManualClock(datetime.now(UTC))
     alert_id = _open(factory, place, clock)
     with transaction(factory) as s:
@@ -309,7 +309,7 @@ def test_an_order_left_verifying_can_be_verified_again(factory, place):  # type:
         assert done.status == "verified"
 
 
-def test_a_raise_meeting_a_resolve_in_flight_opens_a_new_alert(factory, place):  # type: ignore[no-untyped-def]
+def test_a_raise_meeting_a_resolve_in_flight_opens_a_new_alert(factory, place):
     clock = ManualClock(datetime.now(UTC))
     alert_id = _open(factory, place, clock)
     folded: list[set[int]] = []
@@ -328,7 +328,7 @@ def test_a_raise_meeting_a_resolve_in_flight_opens_a_new_alert(factory, place): 
         assert (old.status, old.count) == ("resolved", 1)
 
 
-def test_escalation_locks_the_alert_before_its_deadline(factory, place, cloud_url):  # type: ignore[no-untyped-def]
+def test_escalation_locks_the_alert_before_its_deadline(factory, place, cloud_url):
     # acknowledge locks the alert, then deletes the deadline; escalation taking the
     # deadline first and then the alert could deadlock with it on PostgreSQL
     if not cloud_url.startswith("postgresql"):
@@ -362,7 +362,7 @@ def test_escalation_locks_the_alert_before_its_deadline(factory, place, cloud_ur
     assert reached == ["compound"]
 
 
-def test_an_unanswered_recheck_reopens_the_order_after_the_timeout(factory, place):  # type: ignore[no-untyped-def]
+def test_an_unanswered_recheck_reopens_the_order_after_the_timeout(factory, place):
     clock = ManualClock(datetime.now(UTC))
     alert_id = _open(factory, place, clock)
     with transaction(factory) as s:

@@ -22,7 +22,7 @@ JPEG = b"\xff\xd8\xff\xe0" + b"snapshot with boxes" * 100 + b"\xff\xd9"
 
 
 @pytest.fixture
-def client(factory, tmp_path):  # type: ignore[no-untyped-def]
+def client(factory, tmp_path):
     state = ApiState(
         settings=Settings(environment="test", evidence_dir=tmp_path / "evidence"), factory=factory
     )
@@ -30,7 +30,7 @@ def client(factory, tmp_path):  # type: ignore[no-untyped-def]
         yield c
 
 
-def test_upload_checked_against_the_declared_hash(client, factory, gw):  # type: ignore[no-untyped-def]
+def test_upload_checked_against_the_declared_hash(client, factory, gw):
     other = unique_gateway()
     with transaction(factory) as s:
         register_gateway(
@@ -93,7 +93,7 @@ def test_upload_checked_against_the_declared_hash(client, factory, gw):  # type:
     assert client.get(url, headers=tokens[outsider]).status_code == 404  # outside: as if not there
 
 
-def test_upload_is_refused_before_its_body_is_read(factory, gw, tmp_path):  # type: ignore[no-untyped-def]
+def test_upload_is_refused_before_its_body_is_read(factory, gw, tmp_path):
     # a raw request announcing a huge body and sending none of it: the answer (401 without
     # credentials, 404 for an undeclared file) must come without waiting for the body
     import socket

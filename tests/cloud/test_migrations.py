@@ -16,12 +16,12 @@ from tests.utils.services import postgres_database
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_models_match_the_migrations(sqlite_url):  # type: ignore[no-untyped-def]
+def test_models_match_the_migrations(sqlite_url):
     upgrade(sqlite_url)
     command.check(alembic_config(sqlite_url))  # raises if a model change lacks a migration
 
 
-def test_concurrent_upgrades_of_a_fresh_postgres_database():  # type: ignore[no-untyped-def]
+def test_concurrent_upgrades_of_a_fresh_postgres_database():
     with postgres_database() as url:
         # three cloud processes starting together (alembic's context is per process)
         procs = [
@@ -42,7 +42,7 @@ def test_concurrent_upgrades_of_a_fresh_postgres_database():  # type: ignore[no-
         engine.dispose()
 
 
-def test_concurrent_upgrades_of_a_fresh_sqlite_file(tmp_path):  # type: ignore[no-untyped-def]
+def test_concurrent_upgrades_of_a_fresh_sqlite_file(tmp_path):
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     procs = [
         subprocess.Popen(

@@ -51,7 +51,7 @@ NAMED = [
 
 
 @pytest.mark.parametrize(("name", "fields", "field"), NAMED, ids=[n for n, _, _ in NAMED])
-def test_out_of_range_numbers_and_times_are_refused_at_the_door(factory, gw, name, fields, field):  # type: ignore[no-untyped-def]
+def test_out_of_range_numbers_and_times_are_refused_at_the_door(factory, gw, name, fields, field):
     # among 60 valid readings: on PostgreSQL 50 or more go through COPY, the batch path
     # that a bigint out of range used to fail as a whole
     poison = _raw(gw, "reading", 1000, **fields)
@@ -125,7 +125,7 @@ def _settings(url: str, broker: tuple[str, int] | None = None, **kw: Any) -> Set
 
 
 @pytest.mark.parametrize("size", [500, 2])
-def test_one_poison_in_a_batch_is_found_by_bisection(cloud_url, factory, gw, size):  # type: ignore[no-untyped-def]
+def test_one_poison_in_a_batch_is_found_by_bisection(cloud_url, factory, gw, size):
     marker = f"poison_{uuid.uuid4().hex[:10]}"
     now = datetime.now(UTC)
     items = [Incoming(*topic(gw, reading(s)), now) for s in range(1, size)]
@@ -173,7 +173,7 @@ def test_one_poison_in_a_batch_is_found_by_bisection(cloud_url, factory, gw, siz
     assert marker.encode() in dead.payload
 
 
-def test_poison_through_the_broker_leaves_every_valid_message_stored_and_acked(  # type: ignore[no-untyped-def]
+def test_poison_through_the_broker_leaves_every_valid_message_stored_and_acked(
     broker, cloud_url, factory, gw
 ):
     marker = f"poison_{uuid.uuid4().hex[:10]}"
@@ -185,7 +185,7 @@ def test_poison_through_the_broker_leaves_every_valid_message_stored_and_acked( 
             with mqtt_client(*broker) as pub:
                 pub.on_message = lambda c, u, msg: acks.append(
                     decode(msg.topic, bytes(msg.payload)).payload
-                )  # type: ignore[arg-type]
+                )
                 pub.subscribe(gw.topic("cmd", "ack"), qos=1)
                 wire = [topic(gw, reading(s)) for s in range(1, 201)]
                 wire.insert(50, topic(gw, reading(201, values={marker: 1})))  # the database refuses

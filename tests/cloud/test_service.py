@@ -44,7 +44,7 @@ def _serve(service: CloudService, port: int) -> tuple[uvicorn.Server, threading.
     return server, thread
 
 
-def test_published_event_reaches_the_live_stream(broker, cloud_url):  # type: ignore[no-untyped-def]
+def test_published_event_reaches_the_live_stream(broker, cloud_url):
     host, bport = broker
     settings = Settings(
         database_url=cloud_url,
@@ -116,7 +116,7 @@ def test_published_event_reaches_the_live_stream(broker, cloud_url):  # type: ig
         thread.join(20)
 
 
-def test_service_starts_without_the_broker_and_subscribes_once_it_is_up(cloud_url, tmp_path):  # type: ignore[no-untyped-def]
+def test_service_starts_without_the_broker_and_subscribes_once_it_is_up(cloud_url, tmp_path):
     from tests.utils.services import private_mosquitto
 
     bport = free_port()  # nothing listens here yet
@@ -141,7 +141,7 @@ def test_service_starts_without_the_broker_and_subscribes_once_it_is_up(cloud_ur
         thread.join(20)
 
 
-def test_cli_serve_starts_and_answers(broker, sqlite_url, demo_site_path):  # type: ignore[no-untyped-def]
+def test_cli_serve_starts_and_answers(broker, sqlite_url, demo_site_path):
     host, bport = broker
     port = free_port()
     env = {
@@ -199,7 +199,7 @@ def _subscribed(url: str) -> bool:
         return False
 
 
-def test_cli_refuses_bad_settings():  # type: ignore[no-untyped-def]
+def test_cli_refuses_bad_settings():
     r = subprocess.run(
         [
             sys.executable,
@@ -220,7 +220,7 @@ def test_cli_refuses_bad_settings():  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])
-def test_two_processes_start_together_and_share_the_ingest(broker, tmp_path, store, demo_site_path):  # type: ignore[no-untyped-def]
+def test_two_processes_start_together_and_share_the_ingest(broker, tmp_path, store, demo_site_path):
     from contextlib import ExitStack
 
     from sqlalchemy import func, select

@@ -31,7 +31,7 @@ from tests.cloud.helpers import event, ingest, reading
         ({"ingest_batch_size": 0}, False),
     ],
 )
-def test_settings_validated_at_the_door(env, ok):  # type: ignore[no-untyped-def]
+def test_settings_validated_at_the_door(env, ok):
     if ok:
         Settings(**env)
     else:
@@ -39,7 +39,7 @@ def test_settings_validated_at_the_door(env, ok):  # type: ignore[no-untyped-def
             Settings(**env)
 
 
-def test_readings_age_out_and_events_stay(factory, gw):  # type: ignore[no-untyped-def]
+def test_readings_age_out_and_events_stay(factory, gw):
     now = datetime.now(UTC)
     ingest(
         factory,
@@ -70,7 +70,7 @@ def test_readings_age_out_and_events_stay(factory, gw):  # type: ignore[no-untyp
         )
 
 
-def test_replayed_and_shuffled_duplicates_give_one_row_and_one_alert_each(factory, gw):  # type: ignore[no-untyped-def]
+def test_replayed_and_shuffled_duplicates_give_one_row_and_one_alert_each(factory, gw):
     items = [event(i, zone=f"z{i % 5}", source=f"cam-{i % 3}") for i in range(1, 61)]
     items += [reading(i) for i in range(61, 101)]
     rng = random.Random(7)
@@ -96,7 +96,7 @@ def test_replayed_and_shuffled_duplicates_give_one_row_and_one_alert_each(factor
         assert len({a.key for a in alerts}) == 15
 
 
-def test_clear_before_raise_in_a_shuffled_batch_ends_cleared(factory, gw):  # type: ignore[no-untyped-def]
+def test_clear_before_raise_in_a_shuffled_batch_ends_cleared(factory, gw):
     now = datetime.now(UTC)
     raised = event(1, ts=now - timedelta(seconds=10))
     cleared = event(2, ts=now, state=EventState.CLEARED)
@@ -106,7 +106,7 @@ def test_clear_before_raise_in_a_shuffled_batch_ends_cleared(factory, gw):  # ty
         assert alert.status == "resolved" and alert.cleared
 
 
-def test_dead_letters_age_out(factory, gw):  # type: ignore[no-untyped-def]
+def test_dead_letters_age_out(factory, gw):
     from cloud.ingest.store import Incoming
 
     now = datetime.now(UTC)

@@ -13,7 +13,7 @@ from microbrain.protocol import Severity
 from microbrain.site import load_site
 
 
-def test_demo_site_loads_twice_without_duplicates(factory, demo_site_path):  # type: ignore[no-untyped-def]
+def test_demo_site_loads_twice_without_duplicates(factory, demo_site_path):
     site = load_site(demo_site_path)
     with transaction(factory) as s:
         first = sync_site(s, site)
@@ -36,7 +36,7 @@ def test_demo_site_loads_twice_without_duplicates(factory, demo_site_path):  # t
         assert policy.whistle["elevator_fault"] == "elevator"
 
 
-def test_gateway_credentials_export_for_mosquitto(factory, gw):  # type: ignore[no-untyped-def]
+def test_gateway_credentials_export_for_mosquitto(factory, gw):
     from datetime import UTC, datetime
 
     with transaction(factory) as s:
@@ -48,7 +48,7 @@ def test_gateway_credentials_export_for_mosquitto(factory, gw):  # type: ignore[
     assert f"topic write mb/v1/{gw.community}/{gw.compound}/{gw.gateway}/event" in acl
 
 
-def test_exported_password_file_works_in_a_real_mosquitto(factory, gw, tmp_path):  # type: ignore[no-untyped-def]
+def test_exported_password_file_works_in_a_real_mosquitto(factory, gw, tmp_path):
     from datetime import UTC, datetime
 
     import paho.mqtt.client as mqtt
@@ -78,7 +78,7 @@ def test_exported_password_file_works_in_a_real_mosquitto(factory, gw, tmp_path)
         assert connect("wrong-password") == 0
 
 
-def _wait_connack(c) -> bool:  # type: ignore[no-untyped-def]
+def _wait_connack(c) -> bool:
     import time
 
     result: list[bool] = []
@@ -89,7 +89,7 @@ def _wait_connack(c) -> bool:  # type: ignore[no-untyped-def]
     return bool(result and result[0])
 
 
-def test_gateway_passwords_are_imported_from_the_environment(factory, demo_site_path):  # type: ignore[no-untyped-def]
+def test_gateway_passwords_are_imported_from_the_environment(factory, demo_site_path):
     from cloud.site_sync import import_gateway_passwords
 
     site = load_site(demo_site_path)

@@ -130,7 +130,7 @@ SAMPLES = [
 
 
 @pytest.mark.parametrize(("channel", "name", "payload"), SAMPLES)
-def test_every_model_round_trips(channel: str, name: str | None, payload) -> None:  # type: ignore[no-untyped-def]
+def test_every_model_round_trips(channel: str, name: str | None, payload) -> None:
     topic = GW.topic(channel, name)
     message = decode(topic, payload.to_json())
     assert message.payload == payload
@@ -138,7 +138,7 @@ def test_every_model_round_trips(channel: str, name: str | None, payload) -> Non
     assert json.loads(payload.to_json())["schema"] == 1
 
 
-def _reading(**override):  # type: ignore[no-untyped-def]
+def _reading(**override):
     data = json.loads(
         Reading(
             seq=1, sensor="s1", kind="hydrant_pressure", ts=NOW, values={"pressure_mpa": 0.3}
@@ -199,7 +199,7 @@ def test_command_name_must_match_topic() -> None:
         lambda: Event(kind="k", source="s", ts=datetime(2026, 1, 1)),
     ],
 )
-def test_models_refuse_invalid_construction(bad) -> None:  # type: ignore[no-untyped-def]
+def test_models_refuse_invalid_construction(bad) -> None:
     with pytest.raises(ValueError):
         bad()
 
@@ -261,7 +261,7 @@ def test_ids_are_unique_and_sortable() -> None:
 )
 def test_control_characters_in_free_text_are_refused(
     channel: tuple[str, ...], payload, field: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     # free text has no pattern: only the control-character check stands between a
     # terminal escape and the console or logs
     raw = json.loads(payload.to_json())

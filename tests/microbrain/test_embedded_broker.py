@@ -50,7 +50,7 @@ class Target:
         return mqtt.MQTTv5 if self.version == 5 else mqtt.MQTTv311
 
 
-def start_broker(name: str, data_dir: Path, mqtt311_port: int | None = None):  # type: ignore[no-untyped-def]
+def start_broker(name: str, data_dir: Path, mqtt311_port: int | None = None):
     port = free_port()
     if name == "mosquitto":
         return MosquittoBroker(HOST, port, data_dir).start()
@@ -59,7 +59,7 @@ def start_broker(name: str, data_dir: Path, mqtt311_port: int | None = None):  #
     return AmqttBroker(HOST, port).start()
 
 
-def amqtt_defect(reason: str):  # type: ignore[no-untyped-def]
+def amqtt_defect(reason: str):
     return pytest.param(("amqtt", 311), marks=pytest.mark.xfail(strict=True, reason=reason))
 
 

@@ -16,7 +16,7 @@ from microbrain.cli import app
 from tests.utils.services import MosquittoProcess, free_port, private_mosquitto
 
 
-def _simulate(demo_site_path: Path, port: int, *extra: str):  # type: ignore[no-untyped-def]
+def _simulate(demo_site_path: Path, port: int, *extra: str):
     return CliRunner().invoke(
         app,
         [

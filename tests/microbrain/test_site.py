@@ -312,7 +312,7 @@ BROKEN = [
 @pytest.mark.parametrize(("case", "mutate", "path", "message"), BROKEN, ids=[b[0] for b in BROKEN])
 def test_broken_copies_are_rejected_by_path(
     tmp_path: Path, case: str, mutate, path: str, message: str
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     data = copy.deepcopy(RAW)
     mutate(data)
     file = tmp_path / "site.yaml"

@@ -76,7 +76,7 @@ def run(
         client.username_pw_set(username, password)
     client.max_inflight_messages_set(1000)
 
-    def on_connect(c, userdata, flags, reason_code, properties):  # type: ignore[no-untyped-def]
+    def on_connect(c, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
             print(f"refused: {reason_code}", file=sys.stderr, flush=True)
             return

@@ -17,7 +17,7 @@ def rejected(reason: str) -> float:
     return REGISTRY.get_sample_value("mb_edge_sensor_rejected_total", {"reason": reason}) or 0.0
 
 
-def test_hub_routes_coalesces_and_counts(demo_site: Site, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_hub_routes_coalesces_and_counts(demo_site: Site, caplog) -> None:
     sunk: list[Event | Reading] = []
     hub = SensorHub(
         demo_site, demo_site.gateway("gw-xiyuan-1"), sunk.extend, reading_min_interval_s=10
@@ -98,7 +98,7 @@ def test_events_reach_the_sink_in_the_order_the_rules_made_them(demo_site: Site)
     sunk: list[Event | Reading] = []
     slow_first = threading.Event()
 
-    def sink(items) -> None:  # type: ignore[no-untyped-def]
+    def sink(items) -> None:
         if not slow_first.is_set():
             slow_first.set()
             time.sleep(0.3)  # a slow fsync of the outbox append

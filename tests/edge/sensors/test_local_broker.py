@@ -12,7 +12,7 @@ from microbrain.site.model import Site
 from tests.utils.services import MosquittoProcess
 
 
-def wait(cond, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+def wait(cond, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while not cond() and time.monotonic() < deadline:
         time.sleep(0.05)

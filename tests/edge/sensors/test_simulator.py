@@ -69,7 +69,7 @@ def test_unknown_gateway(demo_site: Site) -> None:
         SensorSimulator(demo_site, gateway="nope")
 
 
-def test_cli_publishes_vendor_payloads(mosquitto, demo_site_path) -> None:  # type: ignore[no-untyped-def]
+def test_cli_publishes_vendor_payloads(mosquitto, demo_site_path) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
     from typer.testing import CliRunner

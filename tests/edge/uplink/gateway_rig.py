@@ -50,7 +50,7 @@ def make_rig(
             backoff_max_s=1.0,
             **settings,
         ),
-    )  # type: ignore[arg-type]
+    )
     handler = CommandHandler(path, outbox, lambda r: (replies.append(r), uplink.publish_reply(r)))
     uplink.on_command = handler.handle
     return Rig(path, outbox, uplink, replies)

@@ -133,7 +133,7 @@ def sensor_client(port: int) -> mqtt.Client:
 
 def test_readings_and_events_reach_the_store_and_heartbeat_reports(
     running, mosquitto: MosquittoProcess, cloud_store
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     store: CloudStore = cloud_store(mosquitto.port)
     observer = Observer(mosquitto.port)
     agent = running()
@@ -166,7 +166,7 @@ def _payloads(store: CloudStore) -> list[bytes]:
 
 def test_commands_announce_recheck_refusals(
     running, mosquitto: MosquittoProcess, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     observer = Observer(mosquitto.port)
     agent = running()
     dev = sensor_client(mosquitto.port)
@@ -217,7 +217,7 @@ def test_commands_announce_recheck_refusals(
 
 def test_garbage_flood_is_rejected_and_the_agent_keeps_going(
     running, mosquitto: MosquittoProcess, cloud_store
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     store: CloudStore = cloud_store(mosquitto.port)
     agent = running()
     rss_before = psutil.Process().memory_info().rss
@@ -252,7 +252,7 @@ def test_garbage_flood_is_rejected_and_the_agent_keeps_going(
 
 def test_full_outbox_keeps_critical_and_reports_evictions(
     running, mosquitto: MosquittoProcess
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     observer = Observer(mosquitto.port)  # no store: nothing is ever acknowledged
     agent = running(outbox={"max_items": 20, "resend_after_s": 60})
     dev = sensor_client(mosquitto.port)
@@ -336,7 +336,7 @@ def test_cameras_emit_through_the_outbox_to_the_store(
     tmp_path: Path,
     demo_site_path: Path,
     mosquitto: MosquittoProcess,
-    cloud_store,  # type: ignore[no-untyped-def]
+    cloud_store,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The video seam: gw-xiyuan-2's camera (dog.jpg, no person) raises unleashed_dog,
@@ -371,7 +371,7 @@ def test_cameras_emit_through_the_outbox_to_the_store(
 
 def test_config_reload_applies_a_valid_site_and_refuses_a_broken_one(
     running, mosquitto: MosquittoProcess, tmp_path: Path, demo_site_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     site_file = tmp_path / "site.yaml"
     data = yaml.safe_load(demo_site_path.read_text(encoding="utf-8"))
     gateway = data["communities"][0]["compounds"][0]["gateways"][0]

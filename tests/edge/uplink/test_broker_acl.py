@@ -94,7 +94,7 @@ def client(
     return c, seen
 
 
-def wait(cond, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+def wait(cond, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while not cond() and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -201,7 +201,7 @@ def test_gateway_confined_to_its_prefix(tmp_path: Path, acl_broker: MosquittoPro
 
 def test_authenticated_uplink_end_to_end(
     tmp_path: Path, acl_broker: MosquittoProcess, cloud_store
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     store: CloudStore = cloud_store(acl_broker.port, "cloud", "pw-cloud")
     rig = make_rig(
         X1, tmp_path / "o.db", acl_broker.port, username="gw-xiyuan-1", password="pw-x1-secret"

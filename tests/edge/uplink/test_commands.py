@@ -16,7 +16,7 @@ from microbrain.protocol import Announce, GatewayPath, Reply
 GW = GatewayPath("xiyuan", "xiyuan-1", "gw-xiyuan-1")
 
 
-def wait(cond, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+def wait(cond, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while not cond() and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -53,14 +53,14 @@ def assert_all_stored(
     assert [i for _, i in rows] == ids, "store order differs from the append order"
 
 
-def wait_empty(outbox, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
+def wait_empty(outbox, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while outbox.depth and time.monotonic() < deadline:
         time.sleep(0.05)
     assert outbox.depth == 0, f"{outbox.depth} items never acknowledged"
 
 
-def stream(rig, n: int, per_s: float, ids: list[str], done: threading.Event) -> threading.Thread:  # type: ignore[no-untyped-def]
+def stream(rig, n: int, per_s: float, ids: list[str], done: threading.Event) -> threading.Thread:
     def run() -> None:
         for k in range(n):
             ids.append(rig.outbox.append(event(k)).id)
@@ -91,7 +91,7 @@ def _outage_drill(
     tmp_path: Path,
     broker: MosquittoProcess,
     store_factory,
-    path: GatewayPath,  # type: ignore[no-untyped-def]
+    path: GatewayPath,
     how: Callable[[MosquittoProcess], None],
     outage_s: float,
 ) -> None:
@@ -114,19 +114,19 @@ def _outage_drill(
 
 def test_broker_stopped_mid_stream_and_restarted(
     tmp_path: Path, mosquitto: MosquittoProcess, cloud_ingest, gateway_path: GatewayPath
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     _outage_drill(tmp_path, mosquitto, cloud_ingest, gateway_path, lambda b: b.stop(), 3.0)
 
 
 def test_broker_sigkilled_mid_stream(
     tmp_path: Path, mosquitto: MosquittoProcess, cloud_ingest, gateway_path: GatewayPath
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     _outage_drill(tmp_path, mosquitto, cloud_ingest, gateway_path, lambda b: b.kill(), 2.0)
 
 
 def test_consumer_stalled_during_a_burst(
     tmp_path: Path, mosquitto: MosquittoProcess, cloud_ingest, gateway_path: GatewayPath
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     store = cloud_ingest(mosquitto.port, gateway_path)
     rig = make_rig(gateway_path, tmp_path / "outbox.db", mosquitto.port, resend_after_s=2.0)
     rig.uplink.start()
@@ -143,7 +143,7 @@ def test_consumer_stalled_during_a_burst(
 
 def test_gateway_sigkilled_while_appending_and_restarted(
     tmp_path: Path, mosquitto: MosquittoProcess, cloud_ingest, gateway_path: GatewayPath
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     store = cloud_ingest(mosquitto.port, gateway_path)
     db = tmp_path / "outbox.db"
     args = [

@@ -41,7 +41,7 @@ def test_unreachable_cloud_keeps_the_file_queued_with_backoff(tmp_path: Path) ->
     assert item.attempts == 1
 
 
-def test_missing_file_is_dropped_from_the_queue_with_a_reason(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_missing_file_is_dropped_from_the_queue_with_a_reason(tmp_path: Path, caplog) -> None:
     queue = EvidenceQueue(tmp_path / "q.db")
     queue.add(_event("gone.jpg"), tmp_path)
     uploader = EvidenceUploader(queue, "http://127.0.0.1:9", "gw-1", "pw")
@@ -52,7 +52,7 @@ def test_missing_file_is_dropped_from_the_queue_with_a_reason(tmp_path: Path, ca
 
 def test_an_event_the_cloud_never_learns_of_is_given_up_after_two_days(
     tmp_path: Path, caplog
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     """404: the cloud does not know the event. Retried while the event may still be on its
     way; once it is 48 h old it is "orphaned" (evicted from the outbox, it never comes):
     counted, logged, out of the queue, the file left on disk."""

@@ -13,7 +13,7 @@ from microbrain.protocol import Event, GatewayPath, Reading, Severity
 from tests.utils.services import MosquittoProcess
 
 
-def wait(cond, timeout: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+def wait(cond, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
@@ -54,7 +54,7 @@ def test_pump_does_not_spin_when_new_items_were_evicted(
         reads: list[float] = []
         real_after = outbox.after
 
-        def counted_after(seq: int, limit: int = 500) -> list:  # type: ignore[type-arg]
+        def counted_after(seq: int, limit: int = 500) -> list:
             reads.append(time.monotonic())
             return real_after(seq, limit)
 

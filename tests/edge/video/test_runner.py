@@ -70,7 +70,7 @@ def test_a_broken_camera_goes_offline_and_the_others_keep_running():
     assert gateway.workers[2].error and "640×424" in gateway.workers[2].error
 
 
-def test_a_recording_plays_in_real_time_from_now_and_loops(sample_media):  # type: ignore[no-untyped-def]
+def test_a_recording_plays_in_real_time_from_now_and_loops(sample_media):
     """How `microbrain up` uses sample media as cameras: wall-clock times, looping, video
     time running on across loops."""
     from datetime import UTC, datetime, timedelta
@@ -104,7 +104,7 @@ def test_a_recording_plays_in_real_time_from_now_and_loops(sample_media):  # typ
     assert began - timedelta(milliseconds=50) <= frames[0].time <= first_seen
 
 
-def test_a_camera_that_fails_still_sends_the_events_waiting_for_their_clip(sample_media, tmp_path):  # type: ignore[no-untyped-def]
+def test_a_camera_that_fails_still_sends_the_events_waiting_for_their_clip(sample_media, tmp_path):
     """The dog is raised, its clip waits 30 s for the after-part, then the frames shrink so
     the zone no longer fits (CameraError): the RAISED still goes out, before the offline."""
     from datetime import UTC, datetime, timedelta
@@ -128,7 +128,7 @@ def test_a_camera_that_fails_still_sends_the_events_waiting_for_their_clip(sampl
     t0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 
     class ShrinkingCamera(CameraWorker):
-        def _frames(self):  # type: ignore[no-untyped-def]
+        def _frames(self):
             for i in range(30):  # 15 s of the dog: raised after 5 s of dwell
                 yield Frame(image, i * 0.5, t0 + timedelta(seconds=i * 0.5), i)
             yield Frame(cv2.resize(image, (320, 240)), 15.0, t0 + timedelta(seconds=15), 30)
@@ -147,7 +147,7 @@ def test_a_camera_that_fails_still_sends_the_events_waiting_for_their_clip(sampl
 
 def test_an_rtsp_camera_that_stops_goes_offline_and_comes_back_while_the_other_runs_on(
     tmp_path, sample_media
-):  # type: ignore[no-untyped-def]
+):
     """A real RTSP camera (GStreamer's server) beside a still played in real time: the
     camera stops, one offline event names it and why, the still is analysed all along;
     the camera comes back on its port and the offline is cleared."""
@@ -163,7 +163,7 @@ def test_an_rtsp_camera_that_stops_goes_offline_and_comes_back_while_the_other_r
         with lock:
             events.append(event)
 
-    def wait(condition, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+    def wait(condition, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while not condition() and time.monotonic() < deadline:
             time.sleep(0.05)

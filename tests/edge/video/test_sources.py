@@ -228,14 +228,14 @@ RTSP_FRAMES = 200  # 20 s of vtest.avi: each connection plays it from the start
 
 
 @pytest.fixture(scope="module")
-def rtsp_video(tmp_path_factory, sample_media) -> Path:  # type: ignore[no-untyped-def]
+def rtsp_video(tmp_path_factory, sample_media) -> Path:
     return mjpeg_copy(
         sample_media("vtest.avi"), tmp_path_factory.mktemp("rtsp") / "vtest.avi", RTSP_FRAMES
     )
 
 
 @pytest.fixture(scope="module")
-def vtest_thumbs(sample_media) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
+def vtest_thumbs(sample_media) -> list[np.ndarray]:
     """vtest.avi's frames, small and grey, to tell which one a camera sent."""
     cap = cv2.VideoCapture(str(sample_media("vtest.avi")))
     thumbs = []
