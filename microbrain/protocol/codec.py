@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -29,7 +28,7 @@ Payload = Event | Reading | Status | Command | Reply
 # clocks on gateways drift; anything further ahead than this is refused
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 
-_ADAPTERS: dict[Channel, TypeAdapter[Any]] = {
+_ADAPTERS: dict[Channel, TypeAdapter[Payload]] = {
     Channel.EVENT: TypeAdapter(Event),
     Channel.READING: TypeAdapter(Reading),
     Channel.STATUS: TypeAdapter(Status),

@@ -12,7 +12,7 @@ import math
 import re
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum, StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -28,7 +28,7 @@ from ulid import ULID
 
 from microbrain.protocol.topics import ID_PATTERN
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 MAX_PAYLOAD_BYTES = 64 * 1024  # evidence images travel separately, over HTTP
 # Ranges in one Ack: the largest Ack, with 19-digit (int64) seqs, must still fit in
 # MAX_PAYLOAD_BYTES, or the gateway refuses it and its outbox never drains. A cloud
@@ -72,13 +72,6 @@ def _no_control_chars(value: str) -> str:
     return value
 
 
-def Bounded(max_length: int) -> Any:  # noqa: N802 - reads as a type
-    """Free text of at most ``max_length`` characters, without control characters."""
-    return Annotated[
-        str, StringConstraints(max_length=max_length), AfterValidator(_no_control_chars)
-    ]
-
-
 def _in_calendar(value: datetime) -> datetime:
     # compare the wall time first: astimezone(UTC) itself overflows at the calendar's edge
     # (0001-01-01T00:00:00+08:00), and OverflowError is not a validation error
@@ -103,8 +96,17 @@ Timestamp = Annotated[AwareDatetime, AfterValidator(_in_calendar)]
 Seq = Annotated[int, Field(ge=0, le=INT64_MAX)]
 Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
 
-Text = Bounded(500)  # shown to people
-Scalar = float | int | bool | Bounded(200)
+# Free text of at most N characters, without control characters. Spelled out one alias per
+# length (not made by a function): a type checker reads only a literal Annotated as a type.
+Text16 = Annotated[str, StringConstraints(max_length=16), AfterValidator(_no_control_chars)]
+Text32 = Annotated[str, StringConstraints(max_length=32), AfterValidator(_no_control_chars)]
+Text64 = Annotated[str, StringConstraints(max_length=64), AfterValidator(_no_control_chars)]
+Text100 = Annotated[str, StringConstraints(max_length=100), AfterValidator(_no_control_chars)]
+Text200 = Annotated[str, StringConstraints(max_length=200), AfterValidator(_no_control_chars)]
+Text1000 = Annotated[str, StringConstraints(max_length=1000), AfterValidator(_no_control_chars)]
+Text = Annotated[str, StringConstraints(max_length=500), AfterValidator(_no_control_chars)]
+"""Free text shown to people: at most 500 characters, without control characters."""
+Scalar = float | int | bool | Text200
 
 
 def new_id() -> str:
@@ -175,8 +177,8 @@ class EvidenceRef(BaseModel):
 class ModelRef(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: Bounded(100)
-    version: Bounded(64)
+    name: Text100
+    version: Text64
 
 
 class EventState(StrEnum):
@@ -197,7 +199,7 @@ class Event(_Payload):
     source: Id = Field(description="camera or sensor id the event comes from")
     zone: Id | None = None
     track_id: Count | None = None
-    object_class: Bounded(64) | None = None
+    object_class: Text64 | None = None
     confidence: float | None = Field(default=None, ge=0.0, le=1.0)
     dwell_s: float | None = Field(default=None, ge=0.0, le=30 * 86400)
     frame_ts: Timestamp | None = Field(default=None, description="time of the evidence frame")
@@ -219,7 +221,7 @@ class Reading(_Payload):
     kind: Id = Field(description="sensor kind, e.g. hydrant_pressure, elevator")
     building: Id | None = None
     values: dict[Id, float | int | bool] = Field(default_factory=dict, max_length=32)
-    units: dict[Id, Bounded(16)] = Field(default_factory=dict, max_length=32)
+    units: dict[Id, Text16] = Field(default_factory=dict, max_length=32)
     faults: tuple[Id, ...] = Field(default=(), max_length=16)
     samples: int = Field(
         default=1, ge=1, le=INT32_MAX, description="readings aggregated into this one"
@@ -253,7 +255,7 @@ class Status(_Payload):
 
     type: Literal["status"] = "status"
     state: GatewayState
-    software: Bounded(32) | None = None
+    software: Text32 | None = None
     epoch: Epoch | None = Field(default=None, description=EPOCH_FIELD)
     uptime_s: float | None = Field(default=None, ge=0)
     health: Health | None = None
@@ -289,7 +291,7 @@ class Recheck(_CommandBase):
     kind: Id | None = Field(
         default=None, description="the condition to look for, e.g. elevator_fault"
     )
-    alert: Bounded(64) | None = None
+    alert: Text64 | None = None
 
 
 class ConfigReload(_CommandBase):
@@ -301,9 +303,9 @@ class ModelPush(_CommandBase):
 
     name: Literal["model_push"] = "model_push"
     model: ModelRef
-    url: Bounded(1000)
+    url: Text1000
     sha256: Sha256
-    signature: Bounded(1000)
+    signature: Text1000
 
 
 SeqRange = tuple[Seq, Seq]
