@@ -10,7 +10,7 @@ from amqtt.plugins.base import BaseAuthPlugin
 from amqtt.session import Session
 
 
-class OpenAuthPlugin(BaseAuthPlugin):
+class OpenAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]  # amqtt ships no types: its base is Any
     """Accept every client *without* flagging its session anonymous.
 
     amqtt's own AnonymousAuthPlugin(allow_anonymous=True) marks every session

@@ -29,7 +29,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, Protocol, Self
+from typing import TYPE_CHECKING, Literal, Protocol, Self
+
+if TYPE_CHECKING:  # imported when an IotcoreBroker starts, not with this module
+    from iotcore import Broker as IotcoreProcess
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +70,8 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on right now (for private brokers in tests and benchmarks)."""
     with socket.socket() as probe:
         probe.bind((host, 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -138,7 +142,7 @@ class AmqttBroker:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and self._error is None
 
-    def start(self, timeout: float = 10.0) -> AmqttBroker:
+    def start(self, timeout: float = 10.0) -> Self:
         """Start listening; returns once clients can connect. Raises BrokerStartError."""
         # amqtt is imported here, not at module level: it is a dev extra (MQTT 3.1.1
         # only, never the automatic choice), and mosquitto/iotcore users do not need it
@@ -277,7 +281,7 @@ class MosquittoBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def start(self, timeout: float = 10.0) -> MosquittoBroker:
+    def start(self, timeout: float = 10.0) -> Self:
         """Start mosquitto; returns once clients can connect. Raises BrokerStartError."""
         if self.executable is None:
             raise BrokerStartError(
@@ -389,13 +393,13 @@ class IotcoreBroker:
         self.port = port
         self.data_dir = Path(data_dir)
         self.mqtt311_port = mqtt311_port
-        self._broker: object | None = None
+        self._broker: IotcoreProcess | None = None
 
     @property
     def running(self) -> bool:
-        return self._broker is not None and bool(getattr(self._broker, "is_running", False))
+        return self._broker is not None and self._broker.is_running
 
-    def start(self, timeout: float = 10.0) -> IotcoreBroker:
+    def start(self, timeout: float = 10.0) -> Self:
         """Start rumqttd; returns once clients can connect. Raises BrokerStartError."""
         try:
             from iotcore import Broker
@@ -428,7 +432,7 @@ class IotcoreBroker:
         """Stop the child process; safe to call twice."""
         broker, self._broker = self._broker, None
         if broker is not None:
-            broker.stop(timeout)  # type: ignore[attr-defined]
+            broker.stop(timeout)
 
     def __enter__(self) -> Self:
         return self.start()
