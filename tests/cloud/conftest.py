@@ -42,6 +42,7 @@ def roomy_dead_letter_caps() -> Iterator[None]:
     (test_dead_letters.py sets its own)."""
     patch = pytest.MonkeyPatch()
     patch.setenv("MB_CLOUD_DEAD_LETTER_MAX_ROWS", "1000000")
+    patch.setenv("MB_CLOUD_DEAD_LETTER_MAX_BYTES", str(1024**3))
     dead_letters.configure(None)
     yield
     patch.undo()

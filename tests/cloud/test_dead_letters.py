@@ -84,7 +84,12 @@ def _other_gateway(factory: sessionmaker[Session]) -> GatewayPath:
     ],
     ids=["defaults", "byte-cap"],
 )
-def test_a_junk_flood_keeps_at_most_the_cap_and_counts_the_rest(cloud_url, factory, gw, caps):
+def test_a_junk_flood_keeps_at_most_the_cap_and_counts_the_rest(
+    cloud_url, factory, gw, caps, monkeypatch
+):
+    # the product's defaults, not the roomy cap the other cloud tests run with (conftest)
+    monkeypatch.delenv("MB_CLOUD_DEAD_LETTER_MAX_ROWS", raising=False)
+    monkeypatch.delenv("MB_CLOUD_DEAD_LETTER_MAX_BYTES", raising=False)
     dead_letters.configure(caps)
     cap = caps or Caps.from_settings(Settings())
     other = _other_gateway(factory)
