@@ -14,8 +14,9 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edge.commands import Announcer, CommandHandler
+from edge.commands import Announcer, CommandHandler, ReplyDetail
 from edge.config import GatewayConfig, environment, password
 from edge.evidence_upload import EvidenceQueue, EvidenceUploader
 from edge.health import collect_health
@@ -27,6 +28,9 @@ from microbrain import __version__
 from microbrain.protocol import Event, GatewayState, Reading, Recheck, Status
 from microbrain.site import load_site
 from microbrain.site.model import Site
+
+if TYPE_CHECKING:  # imported when the cameras start: a sensors-only gateway needs no OpenCV
+    from edge.video.runner import VideoGateway
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +61,14 @@ class GatewayAgent:
         )
         cloud = config.cloud
         tls = cloud.tls
+        username = cloud.username or self.place.gateway.id
         self.uplink = Uplink(
             self.path,
             self.outbox,
             UplinkSettings(
                 host=cloud.host,
                 port=cloud.port,
-                username=cloud.username or self.place.gateway.id,
+                username=username,
                 tls=cloud.uses_tls,
                 password=password(cloud, env, self.place.gateway.password_env),
                 tls_ca=tls.ca_file if tls else None,
@@ -92,16 +97,16 @@ class GatewayAgent:
         self.uplink.on_command = self.commands.handle
         self.evidence_dir = config.data_dir / "evidence"
         self.evidence_queue = EvidenceQueue(config.data_dir / "evidence-queue.db")
-        self.uploader = None
+        self.uploader: EvidenceUploader | None = None
         if config.cloud_api is not None:
             self.uploader = EvidenceUploader(
                 self.evidence_queue,
                 config.cloud_api,
-                self.uplink.settings.username,
+                username,
                 self.uplink.settings.password,
             )
         self.heartbeat_s = config.heartbeat_s or self.place.gateway.heartbeat_s
-        self.video = None
+        self.video: VideoGateway | None = None
         self.started = time.monotonic()
         self._stop = threading.Event()
         self._reload_lock = threading.Lock()
@@ -120,7 +125,7 @@ class GatewayAgent:
     def _sink(self, items: Sequence[Event | Reading]) -> None:
         self.outbox.append_many(list(items))
 
-    def _recheck(self, cmd: Recheck) -> dict | None:
+    def _recheck(self, cmd: Recheck) -> ReplyDetail | None:
         """A recheck's verdict: ``present`` — is ``cmd.kind`` (or, without a kind, any
         condition) still raised on the camera zone or sensor? None: not ours to judge."""
         if self.video is not None:
@@ -134,7 +139,7 @@ class GatewayAgent:
         reading = self.hub.last_reading(cmd.source)
         if active is None or reading is None:
             return None
-        detail: dict = {"present": (cmd.kind in active) if cmd.kind else bool(active)}
+        detail: ReplyDetail = {"present": (cmd.kind in active) if cmd.kind else bool(active)}
         detail.update({f"value_{k}"[:63]: v for k, v in reading.values.items()})
         detail["age_s"] = round(time.time() - reading.ts.timestamp(), 3)
         if reading.faults:
@@ -189,7 +194,7 @@ class GatewayAgent:
         if self.local is not None:
             self.local.stop()
 
-    def reload(self) -> dict:
+    def reload(self) -> ReplyDetail:
         """Re-read the site file and restart this gateway's cameras and sensors with it.
 
         The uplink, outbox and credentials stay as they are (changing those needs a
@@ -220,7 +225,7 @@ class GatewayAgent:
             len(place.gateway.cameras),
             len(place.gateway.sensors),
         )
-        detail: dict = {
+        detail: ReplyDetail = {
             "cameras": len(place.gateway.cameras),
             "sensors": len(place.gateway.sensors),
         }
