@@ -1,4 +1,4 @@
-"""ingest: outbox epochs, deterministic ids, dead-letter caps (filled by the ingest hardening work)
+"""ingest: outbox epochs, seq collisions, undeclared devices counted, the recheck's gateway
 
 Revision ID: 0003
 Revises: 0002

@@ -1,4 +1,4 @@
-"""api: user deactivation, token revocation, login throttling (filled by the API hardening work)
+"""api: the general audit log and failed-login counts (deactivation, revocation, throttling)
 
 A general audit log (users deactivated, tokens revoked: not bound to an alert) and the
 failed-login counters that every cloud process throttles against. Written by hand, for
