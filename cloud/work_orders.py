@@ -233,7 +233,10 @@ def apply_recheck(
                 live = session.scalar(
                     select(m.Alert.id).where(m.Alert.key == alert.key, m.Alert.active.is_(True))
                 )
-                note = f"{why}; alert {alert.id} stays resolved, alert {live} for the same place is live"
+                note = (
+                    f"{why}; alert {alert.id} stays resolved, "
+                    f"alert {live} for the same place is live"
+                )
                 record(
                     session,
                     alert,
@@ -329,12 +332,18 @@ def apply_recheck_reply(
 def expire_rechecks(session: Session, *, now: datetime, timeout_s: float) -> int:
     """Reopen orders left verifying longer than ``timeout_s`` (the recheck or its answer
     was lost, the gateway is offline): as if the gateway could not tell. Returns how many."""
-    stale = session.scalars(
-        select(m.WorkOrder.recheck_id).where(
-            m.WorkOrder.status == S.VERIFYING,
-            m.WorkOrder.updated_at < now - timedelta(seconds=timeout_s),
+    # request_verification sets the status and the recheck id together: a verifying order
+    # always has one (a None would make apply_recheck's `== recheck_id` an IS NULL)
+    stale = [
+        recheck_id
+        for recheck_id in session.scalars(
+            select(m.WorkOrder.recheck_id).where(
+                m.WorkOrder.status == S.VERIFYING,
+                m.WorkOrder.updated_at < now - timedelta(seconds=timeout_s),
+            )
         )
-    ).all()
+        if recheck_id is not None
+    ]
     for recheck_id in stale:
         apply_recheck(
             session,

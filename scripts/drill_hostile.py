@@ -634,7 +634,7 @@ def client_id_takeover(rig: Rig, tally: Tally) -> dict[str, Any]:
     thief.close()
     victim_dropped = len(victim.disconnects) > drops
     if victim_dropped:  # reconnects by itself; let it come back before the next case
-        wait_until(lambda: victim.client.is_connected(), 30)
+        wait_until(victim.client.is_connected, 30)
     mark = len(tally.valid)
     epoch = new_epoch()
     victim.publish(

@@ -9,7 +9,7 @@ building) so that scoping, routing and statistics use plain column filters.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -24,6 +24,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
 
 from cloud.db.types import UTCDateTime
 
@@ -34,7 +35,12 @@ ID = String(64)
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+    # a class attribute SQLAlchemy reads once, when the registry is made
+    type_annotation_map: ClassVar[dict[Any, TypeEngine[Any]]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+    }
 
 
 # --- the site tree -------------------------------------------------------------------

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 from sqlalchemy import select
 
@@ -12,20 +14,21 @@ router = APIRouter(prefix="/api/site", tags=["site"])
 
 
 @router.get("", responses=documented(401))
-def site_tree(db: DB, user: CurrentUser) -> dict:
+def site_tree(db: DB, user: CurrentUser) -> dict[str, Any]:
     """The community → compound → building tree in your area."""
     communities = db.scalars(select(m.Community).order_by(m.Community.id)).all()
     compounds = db.scalars(select(m.Compound).order_by(m.Compound.id)).all()
     buildings = db.scalars(select(m.Building).order_by(m.Building.id)).all()
-    tree = []
+    tree: list[dict[str, Any]] = []
     for c in communities:
         if user.community not in (None, c.id):
             continue
-        node = {"id": c.id, "name": c.name, "contacts": c.contacts, "compounds": []}
+        node_compounds: list[dict[str, Any]] = []
+        node = {"id": c.id, "name": c.name, "contacts": c.contacts, "compounds": node_compounds}
         for k in compounds:
             if k.community != c.id or user.compound not in (None, k.id):
                 continue
-            node["compounds"].append(
+            node_compounds.append(
                 {
                     "id": k.id,
                     "name": k.name,

@@ -11,8 +11,8 @@ from cloud.api.params import Offset, RowId
 from cloud.api.responses import ACTION, AUTHED, LOOKUP, documented
 from cloud.api.schemas import NoteIn, Page, WorkOrderOut
 from cloud.db import models as m
-from cloud.permissions import Action
 from cloud.errors import NotFound
+from cloud.permissions import Action
 
 router = APIRouter(prefix="/api/work-orders", tags=["work orders"])
 
