@@ -8,7 +8,7 @@ from pathlib import Path
 import psutil
 
 from edge.outbox import Outbox
-from microbrain.protocol import Health, ModelRef
+from microbrain.protocol import CameraState, Health, ModelRef
 
 _PROCESS = psutil.Process()
 
@@ -18,7 +18,7 @@ def collect_health(
     data_dir: Path,
     *,
     sensors_silent: tuple[str, ...] = (),
-    cameras: dict[str, str] | None = None,
+    cameras: dict[str, CameraState] | None = None,
     model: ModelRef | None = None,
     rejected: int = 0,
 ) -> Health:
@@ -27,7 +27,7 @@ def collect_health(
         cpu_percent=psutil.cpu_percent(interval=None),
         memory_mb=_PROCESS.memory_info().rss / 2**20,
         disk_free_mb=shutil.disk_usage(data_dir).free / 2**20,
-        cameras=cameras or {},  # type: ignore[arg-type]
+        cameras=cameras or {},
         sensors_silent=sensors_silent,
         model=model,
         outbox_depth=outbox.depth,

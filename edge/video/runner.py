@@ -33,6 +33,7 @@ from edge.video.sources import (
     SourceError,
     open_source,
 )
+from microbrain.protocol import CameraState
 from microbrain.site.cameras import Camera
 
 log = logging.getLogger(__name__)
@@ -174,5 +175,5 @@ class VideoGateway:
                 return worker.pipeline.active_kinds(zone)
         return None
 
-    def cameras_state(self) -> dict[str, str]:
+    def cameras_state(self) -> dict[str, CameraState]:
         return {w.camera.id: "online" if w.online else "offline" for w in self.workers}

@@ -235,13 +235,16 @@ class GatewayState(StrEnum):
     OFFLINE = "offline"
 
 
+CameraState = Literal["online", "offline"]
+
+
 class Health(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     cpu_percent: float = Field(ge=0, le=100 * 1024)
     memory_mb: float = Field(ge=0)
     disk_free_mb: float = Field(ge=0)
-    cameras: dict[Id, Literal["online", "offline"]] = Field(default_factory=dict)
+    cameras: dict[Id, CameraState] = Field(default_factory=dict)
     sensors_silent: tuple[Id, ...] = ()
     model: ModelRef | None = None
     outbox_depth: Count = 0
