@@ -9,16 +9,17 @@ from typing import Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from cloud.settings import Settings
-from microbrain.protocol import GatewayPath
-from microbrain.protocol.payloads import _CommandBase
+from microbrain.protocol import Command, GatewayPath
 
 log = logging.getLogger(__name__)
 
 
 class CommandSender(Protocol):
-    def send(self, path: GatewayPath, command: _CommandBase) -> None: ...
+    def send(self, path: GatewayPath, command: Command) -> None: ...
 
 
 class MqttCommandSender:
@@ -39,18 +40,25 @@ class MqttCommandSender:
         self.client.connect_async(settings.broker_host, settings.broker_port)
         self.client.loop_start()
 
-    def _on_connect(self, _client, _userdata, _flags, reason_code, _props=None):  # type: ignore[no-untyped-def]
+    def _on_connect(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        _flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        _props: Properties | None = None,
+    ) -> None:
         # a refused CONNACK (bad credentials, not authorised) is not a connection
         if reason_code.is_failure:
             log.error("broker refused the command connection: %s", reason_code)
             return
         self._connected.set()
 
-    def send(self, path: GatewayPath, command: _CommandBase) -> None:
-        topic = path.topic("cmd", command.name)  # type: ignore[attr-defined]
+    def send(self, path: GatewayPath, command: Command) -> None:
+        topic = path.topic("cmd", command.name)
         self._connected.wait(5)
         self.client.publish(topic, command.to_json(), qos=1)
-        log.info("sent %s to %s", command.name, path)  # type: ignore[attr-defined]
+        log.info("sent %s to %s", command.name, path)
 
     def close(self) -> None:
         self.client.disconnect()
