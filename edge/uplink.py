@@ -36,6 +36,7 @@ from paho.mqtt.properties import Properties
 from prometheus_client import Counter, Gauge
 
 from edge.outbox import Outbox
+from microbrain.broker.buffered_client import BufferedClient
 from microbrain.broker.mosquitto_conf import gateway_client_id
 from microbrain.protocol import Channel, GatewayPath, GatewayState, Reply, Status
 
@@ -123,7 +124,8 @@ class Uplink:
 
     def _make_client(self) -> mqtt.Client:
         s = self.settings
-        client = mqtt.Client(
+        # reads PUBACKs in 64 KiB chunks, not three recv (and GIL hand-overs) each
+        client = BufferedClient(
             CallbackAPIVersion.VERSION2,
             # the broker binds a gateway's login to this one id (no takeover of another's)
             client_id=s.client_id or gateway_client_id(self.path),

@@ -1,7 +1,8 @@
 """Benchmark the gateway's store-and-forward path against raw paho, in one run.
 
 Measures, against a private Mosquitto started here (persistence on, large queues):
-  * raw paho QoS 1 publish rate (MQTT 5, the uplink's in-flight window, all PUBACKed) — the reference;
+  * raw paho QoS 1 publish rate (MQTT 5, the uplink's in-flight window, all PUBACKed):
+    the reference;
   * durable outbox append rate: one fsynced transaction per item, and in batches of 100;
   * replay rate of a backlog through the uplink (QoS 1, until every item is PUBACKed);
   * resident memory while the backlog grows and while it replays (should stay flat).

@@ -51,22 +51,27 @@ class Caps:
         )
 
 
-_caps: Caps | None = None
+@dataclass(slots=True)
+class _Configured:
+    """This process's caps (a holder, so that configuring needs no ``global``)."""
+
+    caps: Caps | None = None
+
+
+_configured = _Configured()
 
 
 def configure(caps: Caps | None) -> None:
     """Set the caps of this process (the ingest worker does, from its settings); ``None``
     goes back to the environment's."""
-    global _caps
-    _caps = caps
+    _configured.caps = caps
 
 
 def current_caps() -> Caps:
     """The configured caps, else the environment's (``MB_CLOUD_DEAD_LETTER_*``)."""
-    global _caps
-    if _caps is None:
-        _caps = Caps.from_settings(Settings())
-    return _caps
+    if _configured.caps is None:
+        _configured.caps = Caps.from_settings(Settings())
+    return _configured.caps
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,10 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import JSON, Table, insert, update
+from sqlalchemy import JSON, Table, insert, select, update
 from sqlalchemy.orm import Session
 
-from cloud.alerts import fold_event
+from cloud.alerts import alert_key, fold_event
 from cloud.db import models as m
 from cloud.ingest.places import device_of
 from cloud.ingest.records import Accepted, BatchResult
@@ -84,7 +84,7 @@ def store_items(
         insert_many(session, m.ReadingRow, readings)
     events = [a for a in fresh if isinstance(a.item, Event)]
     if events:
-        cache: dict[str, m.Alert | None] = {}
+        cache = _live_alerts(session, events)
         rows = []
         # fold in time order, so a raise and its clear in one shuffled batch end cleared
         for a in sorted(events, key=lambda e: (e.item.ts, e.item.seq)):
@@ -95,6 +95,30 @@ def store_items(
             rows.append(_event_row(a, a.item, alert, now))
         insert_many(session, m.EventRow, rows)
     _touch_devices(session, fresh, now)
+
+
+def _live_alerts(session: Session, events: list[Accepted]) -> dict[str, m.Alert | None]:
+    """The live alert (or None) of every key the batch's events fold into, in one select
+    locked in id order: one query per event (each flushing the last one's changes first)
+    took 40 % of a batch's time."""
+    keys: set[str] = set()
+    for a in events:
+        ev, gw = a.item, a.gateway
+        assert isinstance(ev, Event)
+        keys.add(alert_key(ev.kind, gw.community, gw.compound, ev.building, ev.zone, ev.source))
+    cache: dict[str, m.Alert | None] = dict.fromkeys(keys)
+    found = session.scalars(
+        select(m.Alert)
+        .where(m.Alert.key.in_(sorted(keys)), m.Alert.active.is_(True))
+        .order_by(m.Alert.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    for alert in found:
+        # checked again after the lock, as fold_event's own lookup does
+        if alert.active:
+            cache[alert.key] = alert
+    return cache
 
 
 def _touch_devices(session: Session, fresh: list[Accepted], now: datetime) -> None:

@@ -167,7 +167,7 @@ def _apply_reply(session: Session, r: ReplyFrom, now: datetime) -> Rejection | N
     )
 
 
-def _save_dead(session: Session, rows: list[dict]) -> None:
+def _save_dead(session: Session, rows: list[dict[str, Any]]) -> None:
     dead_letters.save(session, rows)  # samples, repeats counted, caps per gateway: see there
 
 

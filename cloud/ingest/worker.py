@@ -28,6 +28,7 @@ from cloud.clock import Clock, system_clock
 from cloud.ingest import dead_letters, metrics
 from cloud.ingest.store import BatchResult, Incoming, dead_letter_internal, store_batch
 from cloud.settings import Settings
+from microbrain.broker.buffered_client import BufferedClient
 from microbrain.protocol import MAX_ACK_RANGES, Ack, cloud_subscription
 from microbrain.protocol.payloads import INT64_MAX
 
@@ -85,7 +86,7 @@ class IngestWorker:
         self._pending_lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self.connected = threading.Event()
-        self.client = mqtt.Client(
+        self.client = BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=mqtt.MQTTv5,
@@ -100,7 +101,8 @@ class IngestWorker:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
-        self.client.reconnect_delay_set(0.5, 10)
+        # paho declares ints; its backoff arithmetic takes the half second as well
+        self.client.reconnect_delay_set(0.5, 10)  # type: ignore[arg-type]
 
     # --- MQTT side (paho's thread) ---------------------------------------------------
     def _on_connect(self, client, _userdata, _flags, reason_code, _props=None):  # type: ignore[no-untyped-def]
@@ -123,11 +125,17 @@ class IngestWorker:
         if not self._stop.is_set():
             log.warning("ingest %s lost the broker (%s); reconnecting", self.client_id, reason_code)
 
-    def _on_message(self, _client, _userdata, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         with self._pending_lock:
             self._pending += 1
         self._queue.put(
-            (Incoming(msg.topic, msg.payload, self.clock()), msg.mid, msg.qos, self._generation)
+            # bytes() of a bytes object is that object: no copy
+            (
+                Incoming(msg.topic, bytes(msg.payload), self.clock()),
+                msg.mid,
+                msg.qos,
+                self._generation,
+            )
         )
 
     # --- writer side ----------------------------------------------------------------
@@ -292,7 +300,7 @@ class IngestWorker:
     def start(self, wait: float = 10.0) -> IngestWorker:
         """Connect (persistent session), subscribe and start the writer thread; with
         ``wait``, raise TimeoutError unless subscribed within that many seconds."""
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         # a persistent session only under a stable id: a random id's session would keep
         # taking its share of the subscription after the process is gone, until it expired
         persistent = self.settings.ingest_client_id is not None
