@@ -12,8 +12,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from microbrain.protocol import Event, GatewayPath, Reading
-
+from microbrain.protocol import Ack, Event, GatewayPath, Reading, decode
 
 # the cameras and sensors the factories below send from: register them with the gateway
 # (``register_gateway(..., **DEVICES)``), or the ingest refuses their items (unknown_device)
@@ -55,6 +54,13 @@ def mqtt_client(host: str, port: int, client_id: str | None = None) -> Iterator[
         client.loop_stop()
 
 
+def ack_of(msg: mqtt.MQTTMessage) -> Ack:
+    """The :class:`Ack` a cmd/ack message carries (a test subscribes to that topic only)."""
+    ack = decode(msg.topic, bytes(msg.payload)).payload
+    assert isinstance(ack, Ack), f"{msg.topic}: expected an Ack, got {type(ack).__name__}"
+    return ack
+
+
 def publish_all(client: mqtt.Client, items: list[tuple[str, bytes]], qos: int = 1) -> None:
     infos = [client.publish(topic, payload, qos=qos) for topic, payload in items]
     for info in infos:
@@ -62,17 +68,25 @@ def publish_all(client: mqtt.Client, items: list[tuple[str, bytes]], qos: int = 
 
 
 def event(seq: int, **kw: Any) -> Event:
-    base: dict[str, Any] = dict(
-        seq=seq, kind="illegal_parking", source="cam-1", zone="fire-lane", building="b1"
-    )
+    base: dict[str, Any] = {
+        "seq": seq,
+        "kind": "illegal_parking",
+        "source": "cam-1",
+        "zone": "fire-lane",
+        "building": "b1",
+    }
     base.update(kw)
     return Event(**base)
 
 
 def reading(seq: int, **kw: Any) -> Reading:
-    base: dict[str, Any] = dict(
-        seq=seq, sensor="h1", kind="hydrant_pressure", building="b1", values={"pressure_mpa": 0.3}
-    )
+    base: dict[str, Any] = {
+        "seq": seq,
+        "sensor": "h1",
+        "kind": "hydrant_pressure",
+        "building": "b1",
+        "values": {"pressure_mpa": 0.3},
+    }
     base.update(kw)
     return Reading(**base)
 

@@ -148,12 +148,12 @@ def test_filters_pagination_and_queries(client, factory, clock, gw):
 
 def test_status_heartbeat_makes_the_gateway_alive(client, factory, clock, gw):
     from cloud.ingest.store import Incoming
-    from microbrain.protocol import Health, Status
+    from microbrain.protocol import GatewayState, Health, Status
 
     headers = _token(client, *_user(factory, clock, community=gw.community))
     assert client.get("/api/devices/gateways", headers=headers).json()[0]["alive"] is False
     status = Status(
-        state="online",
+        state=GatewayState.ONLINE,
         ts=clock(),
         health=Health(cpu_percent=12, memory_mb=300, disk_free_mb=9000, outbox_depth=4),
     )
@@ -181,7 +181,9 @@ def test_verify_sends_recheck_on_the_broker_and_the_reply_closes_the_order(
     got: queue.Queue = queue.Queue()
     try:
         with TestClient(create_api(state)) as c, mqtt_client(host, port) as gateway:
-            gateway.on_message = lambda _c, _u, msg: got.put(decode(msg.topic, msg.payload).payload)
+            gateway.on_message = lambda _c, _u, msg: got.put(
+                decode(msg.topic, bytes(msg.payload)).payload
+            )
             gateway.subscribe(gw.topic("cmd", "recheck"), qos=1)
             alert_id = _alert(factory, gw, clock)
             headers = _token(c, *_user(factory, clock, community=gw.community))
@@ -351,14 +353,15 @@ def test_a_login_token_is_committed_before_the_response_is_sent(client, factory,
         }
         sent = False
 
-        async def receive():
+        # this iteration's body and lists, bound now (asyncio.run below runs them at once)
+        async def receive(body=body):
             nonlocal sent
             if not sent:
                 sent = True
                 return {"type": "http.request", "body": body, "more_body": False}
             await asyncio.sleep(3600)
 
-        async def send(message):
+        async def send(message, chunks=chunks, stored_when_sent=stored_when_sent):
             if message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
                 if not message.get("more_body"):

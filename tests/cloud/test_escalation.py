@@ -189,7 +189,7 @@ def test_work_order_verification_reopens_then_closes(factory, place):
         still = work_orders.apply_recheck(
             s, recheck.id, condition_present=True, actor="edge", now=clock()
         )
-        assert still.status == "reopened"
+        assert still is not None and still.status == "reopened"
     with transaction(factory) as s:
         for action in ("accept", "start", "done"):
             work_orders.move(s, wo.id, action, actor="urban-1", now=clock())
@@ -198,7 +198,7 @@ def test_work_order_verification_reopens_then_closes(factory, place):
         gone = work_orders.apply_recheck(
             s, recheck2.id, condition_present=False, actor="edge", now=clock()
         )
-        assert gone.status == "verified"
+        assert gone is not None and gone.status == "verified"
         # a duplicate reply changes nothing
         assert (
             work_orders.apply_recheck(
@@ -306,7 +306,7 @@ def test_an_order_left_verifying_can_be_verified_again(factory, place):
         done = work_orders.apply_recheck(
             s, recheck.id, condition_present=False, actor="edge", now=clock()
         )
-        assert done.status == "verified"
+        assert done is not None and done.status == "verified"
 
 
 def test_a_raise_meeting_a_resolve_in_flight_opens_a_new_alert(factory, place):

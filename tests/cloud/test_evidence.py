@@ -15,7 +15,7 @@ from cloud.api.deps import ApiState
 from cloud.db import transaction
 from cloud.settings import Settings
 from cloud.site_sync import register_gateway
-from microbrain.protocol import EvidenceRef
+from microbrain.protocol import EvidenceKind, EvidenceRef
 from tests.cloud.helpers import DEVICES, event, ingest, unique_gateway
 
 JPEG = b"\xff\xd8\xff\xe0" + b"snapshot with boxes" * 100 + b"\xff\xd9"
@@ -55,7 +55,10 @@ def test_upload_checked_against_the_declared_hash(client, factory, gw):
             community=other.community,
         ).username
     ref = EvidenceRef(
-        kind="snapshot", name="snap.jpg", sha256=hashlib.sha256(JPEG).hexdigest(), bytes=len(JPEG)
+        kind=EvidenceKind.SNAPSHOT,
+        name="snap.jpg",
+        sha256=hashlib.sha256(JPEG).hexdigest(),
+        bytes=len(JPEG),
     )
     ev = event(1, evidence=(ref,))
     ingest(factory, gw, [ev])
@@ -102,7 +105,7 @@ def test_upload_is_refused_before_its_body_is_read(factory, gw, tmp_path):
 
     import uvicorn
 
-    from tests.utils.services import free_port
+    from microbrain.broker.embedded import free_port
 
     with transaction(factory) as s:
         auth.set_gateway_password(s, gw.gateway, "gw-password", now=datetime.now(UTC))

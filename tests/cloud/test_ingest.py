@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from cloud.db import models as m
 from cloud.ingest import IngestWorker
 from cloud.settings import Settings
-from microbrain.protocol import Ack, decode
-from tests.cloud.helpers import event, mqtt_client, publish_all, reading, topic, wait_for
+from microbrain.protocol import Ack
+from tests.cloud.helpers import ack_of, event, mqtt_client, publish_all, reading, topic, wait_for
 
 
 def _settings(broker, url, **kw) -> Settings:
@@ -32,7 +32,7 @@ def test_events_and_readings_are_stored_once_and_acked_after_commit(broker, clou
     worker = IngestWorker(_settings(broker, cloud_url), factory).start()
     try:
         with mqtt_client(*broker) as pub:
-            pub.on_message = lambda c, u, msg: acks.append(decode(msg.topic, msg.payload).payload)
+            pub.on_message = lambda c, u, msg: acks.append(ack_of(msg))
             pub.subscribe(gw.topic("cmd", "ack"), qos=1)
             items = [reading(s) for s in range(1, 41)] + [event(s) for s in range(41, 51)]
             wire = [topic(gw, i) for i in items]
@@ -132,8 +132,7 @@ def test_a_poison_message_is_dead_lettered_and_the_rest_stored(
     # fault injection into our own code (not a library): storing one marked message raises
     # as a bug would
     import cloud.ingest.worker as worker_module
-
-    real = worker_module.store_batch
+    from cloud.ingest.store import store_batch as real
 
     def buggy(session, items, now):
         if any(b"poison" in i.payload for i in items):
@@ -145,7 +144,7 @@ def test_a_poison_message_is_dead_lettered_and_the_rest_stored(
     worker = IngestWorker(_settings(broker, cloud_url, ingest_batch_latency_s=0.2), factory).start()
     try:
         with mqtt_client(*broker) as pub:
-            pub.on_message = lambda c, u, msg: acks.append(decode(msg.topic, msg.payload).payload)
+            pub.on_message = lambda c, u, msg: acks.append(ack_of(msg))
             pub.subscribe(gw.topic("cmd", "ack"), qos=1)
             items = [topic(gw, reading(s)) for s in range(1, 31)]
             items.insert(10, topic(gw, event(31, message="poison")))
@@ -178,7 +177,7 @@ def test_a_value_the_database_would_refuse_is_dead_lettered_and_the_rest_stored(
     worker = IngestWorker(_settings(broker, cloud_url, ingest_batch_latency_s=0.2), factory).start()
     try:
         with mqtt_client(*broker) as pub:
-            pub.on_message = lambda c, u, msg: acks.append(decode(msg.topic, msg.payload).payload)
+            pub.on_message = lambda c, u, msg: acks.append(ack_of(msg))
             pub.subscribe(gw.topic("cmd", "ack"), qos=1)
             items = [topic(gw, reading(s)) for s in range(1, 21)]
             items.insert(7, (gw.topic("reading"), too_big))
@@ -256,7 +255,7 @@ def test_sqlite_transactions_on_one_file_serialise_read_then_write(sqlite_cloud_
     def bump(factory) -> None:
         try:
             with transaction(factory) as s:
-                gw = s.get(m.Gateway, path.gateway)
+                gw = s.get_one(m.Gateway, path.gateway)
                 seen = gw.seq_gaps or 0
                 time.sleep(0.3)
                 gw.seq_gaps = seen + 1
@@ -271,7 +270,7 @@ def test_sqlite_transactions_on_one_file_serialise_read_then_write(sqlite_cloud_
     try:
         assert errors == []
         with factories[0]() as s:
-            assert s.get(m.Gateway, path.gateway).seq_gaps == 2
+            assert s.get_one(m.Gateway, path.gateway).seq_gaps == 2
     finally:
         for e in engines:
             e.dispose()
@@ -303,7 +302,7 @@ def test_acks_with_more_ranges_than_one_ack_may_carry_are_split(broker, cloud_ur
     worker = IngestWorker(settings, factory).start()
     try:
         with mqtt_client(*broker) as pub:
-            pub.on_message = lambda c, u, msg: acks.append(decode(msg.topic, msg.payload).payload)
+            pub.on_message = lambda c, u, msg: acks.append(ack_of(msg))
             pub.subscribe(gw.topic("cmd", "ack"), qos=1)
             seqs = range(1, 2 * (MAX_ACK_RANGES + 100), 2)  # every other one: a range each
             publish_all(pub, [topic(gw, reading(s)) for s in seqs])

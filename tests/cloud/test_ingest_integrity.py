@@ -9,6 +9,7 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -38,10 +39,10 @@ from microbrain.protocol import (
     Reply,
     Severity,
     Status,
-    decode,
 )
 from tests.cloud.helpers import (
     DEVICES,
+    ack_of,
     event,
     ingest,
     mqtt_client,
@@ -54,7 +55,7 @@ from tests.cloud.helpers import (
 EPOCH_A, EPOCH_B = "aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"
 
 
-def _settings(broker: tuple[str, int], url: str, **kw: object) -> Settings:
+def _settings(broker: tuple[str, int], url: str, **kw: Any) -> Settings:
     host, port = broker
     return Settings(
         database_url=url,
@@ -142,9 +143,9 @@ def test_a_reset_outbox_loses_nothing(
     assert _dead(factory, gw.gateway) == []
     with factory() as s:
         alerts = s.scalars(select(m.Alert).where(m.Alert.gateway == gw.gateway)).all()
-        assert sorted(a.zone for a in alerts) == ["z0", "z1", "z2", "z3", "z4", "z5"]
+        assert sorted((a.zone for a in alerts), key=str) == ["z0", "z1", "z2", "z3", "z4", "z5"]
         assert {a.severity for a in alerts} == {3}
-        row = s.get(m.Gateway, gw.gateway)
+        row = s.get_one(m.Gateway, gw.gateway)
         assert (row.epoch, row.epochs_seen, row.last_seq, row.seq_collisions) == (
             epochs[1],
             2,
@@ -175,7 +176,7 @@ def test_new_epochs_are_counted_and_late_items_of_an_old_one_are_stored(
     assert second.ack_ranges() == {AckTarget(gw, EPOCH_B): ((1, 2),)}
     assert late.ack_ranges() == {AckTarget(gw, EPOCH_A): ((4, 4),)}
     with factory() as s:
-        row = s.get(m.Gateway, gw.gateway)
+        row = s.get_one(m.Gateway, gw.gateway)
         assert (row.epoch, row.epochs_seen, row.last_seq, row.seq_gaps) == (EPOCH_B, 2, 2, 0)
     after = REGISTRY.get_sample_value("mb_ingest_epochs_total", {"gateway": gw.gateway})
     assert after == before + 2
@@ -193,7 +194,7 @@ def test_an_older_gateway_reset_without_epochs_is_stored_not_refused(
     assert again.alerts  # the critical event opened its alert
     assert _count(factory, m.Ledger, gateway=gw.gateway) == 6
     with factory() as s:
-        assert s.get(m.Gateway, gw.gateway).seq_collisions == 3
+        assert s.get_one(m.Gateway, gw.gateway).seq_collisions == 3
     # and their redelivery is a duplicate, not a second collision
     redelivered = ingest(factory, gw, reset)
     assert (redelivered.stored, redelivered.duplicates, redelivered.collisions) == (0, 3, 0)
@@ -207,7 +208,7 @@ def test_the_worker_acknowledges_each_epoch_with_its_own_ack(
     worker = IngestWorker(_settings(broker, cloud_url, ingest_batch_latency_s=0.3), factory).start()
     try:
         with mqtt_client(*broker) as pub:
-            pub.on_message = lambda c, u, msg: acks.append(decode(msg.topic, msg.payload).payload)
+            pub.on_message = lambda c, u, msg: acks.append(ack_of(msg))
             pub.subscribe(gw.topic("cmd", "ack"), qos=1)
             items = [_with(reading(s), EPOCH_A) for s in (1, 2)]
             items += [_with(reading(s), EPOCH_B) for s in (1, 2, 3)] + [reading(9)]
@@ -239,7 +240,7 @@ def test_an_item_without_an_id_is_refused_once_per_delivery_and_kept_once(
     worker = IngestWorker(_settings(broker, cloud_url), factory).start()
     try:
         with mqtt_client(*broker) as pub:
-            pub.on_message = lambda c, u, msg: acks.append(decode(msg.topic, msg.payload).payload)
+            pub.on_message = lambda c, u, msg: acks.append(ack_of(msg))
             pub.subscribe(gw.topic("cmd", "ack"), qos=1)
             for _ in range(3):  # the same id-less event delivered three times
                 publish_all(pub, [(gw.topic("event"), raw)])
@@ -310,7 +311,7 @@ def test_an_undeclared_device_is_dead_lettered_not_alerted(
     worker = IngestWorker(_settings(broker, cloud_url), factory).start()
     try:
         with mqtt_client(*broker) as pub:
-            pub.on_message = lambda c, u, msg: acks.append(decode(msg.topic, msg.payload).payload)
+            pub.on_message = lambda c, u, msg: acks.append(ack_of(msg))
             pub.subscribe(gw.topic("cmd", "ack"), qos=1)
             publish_all(pub, [topic(gw, i) for i in (ghost, stray, own, event(4))])
             wait_for(
@@ -328,7 +329,7 @@ def test_an_undeclared_device_is_dead_lettered_not_alerted(
     with factory() as s:
         kinds = set(s.scalars(select(m.Alert.source).where(m.Alert.gateway == gw.gateway)))
         assert "ghost-cam" not in kinds and "cam-1" in kinds
-        assert s.get(m.Gateway, gw.gateway).unknown_device_items == 2
+        assert s.get_one(m.Gateway, gw.gateway).unknown_device_items == 2
     assert _count(factory, m.EventRow, gateway=gw.gateway) == 2  # its own and cam-1's
 
 
@@ -398,7 +399,7 @@ def test_only_the_gateway_a_recheck_went_to_may_answer_it(
             publish_all(pub, [(other.topic("reply", "recheck"), answer.to_json())])
             wait_for(lambda: _dead(factory, other.gateway))
             with factory() as s:
-                assert s.get(m.WorkOrder, wo_id).status == "verifying"
+                assert s.get_one(m.WorkOrder, wo_id).status == "verifying"
             (dead,) = _dead(factory, other.gateway)
             assert dead.field == "command_id" and mine.gateway in dead.reason
             # the gateway it was sent to answers: that counts
@@ -416,12 +417,12 @@ def test_only_the_gateway_a_recheck_went_to_may_answer_it(
             )
         )
         assert actors == [f"edge:{mine.gateway}"]
-        assert s.get(m.WorkOrder, wo_id).recheck_gateway == mine.gateway
+        assert s.get_one(m.WorkOrder, wo_id).recheck_gateway == mine.gateway
 
 
 def _status(factory: sessionmaker[Session], wo_id: int) -> str:
     with factory() as s:
-        return str(s.get(m.WorkOrder, wo_id).status)
+        return str(s.get_one(m.WorkOrder, wo_id).status)
 
 
 @pytest.mark.parametrize(

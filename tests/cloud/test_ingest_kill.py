@@ -14,8 +14,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from cloud.db import models as m
-from microbrain.protocol import decode
-from tests.cloud.helpers import mqtt_client, publish_all, reading, topic, wait_for
+from tests.cloud.helpers import ack_of, mqtt_client, publish_all, reading, topic, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,16 +68,18 @@ def test_sigkill_around_commits_loses_and_duplicates_nothing(
         with mqtt_client("127.0.0.1", mosquitto.port) as pub:
 
             def on_ack(_c, _u, msg):
-                for first, last in decode(msg.topic, msg.payload).payload.ranges:
+                for first, last in ack_of(msg).ranges:
                     acked.update(range(first, last + 1))
 
             pub.on_message = on_ack
             pub.subscribe(gw.topic("cmd", "ack"), qos=1)
             publish_all(pub, [topic(gw, reading(s)) for s in range(1, total + 1)])
             for kill_at in (total // 4, total // 2):  # twice, while batches are committing
-                wait_for(
-                    lambda k=kill_at: _stored(factory, gw.gateway)[0] >= k, timeout=60, every=0.005
-                )
+
+                def reached(k: int = kill_at) -> bool:
+                    return _stored(factory, gw.gateway)[0] >= k
+
+                wait_for(reached, timeout=60, every=0.005)
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
                 at_kill.append(_stored(factory, gw.gateway)[0])

@@ -21,8 +21,8 @@ from cloud.db import models as m
 from cloud.ingest import IngestWorker
 from cloud.ingest.store import Incoming
 from cloud.settings import Settings
-from microbrain.protocol import Ack, GatewayPath, decode
-from tests.cloud.helpers import ingest, mqtt_client, publish_all, reading, topic, wait_for
+from microbrain.protocol import Ack, GatewayPath
+from tests.cloud.helpers import ack_of, ingest, mqtt_client, publish_all, reading, topic, wait_for
 
 
 def _metric(name: str) -> float:
@@ -183,9 +183,7 @@ def test_poison_through_the_broker_leaves_every_valid_message_stored_and_acked(
         worker.start()
         try:
             with mqtt_client(*broker) as pub:
-                pub.on_message = lambda c, u, msg: acks.append(
-                    decode(msg.topic, bytes(msg.payload)).payload
-                )
+                pub.on_message = lambda c, u, msg: acks.append(ack_of(msg))
                 pub.subscribe(gw.topic("cmd", "ack"), qos=1)
                 wire = [topic(gw, reading(s)) for s in range(1, 201)]
                 wire.insert(50, topic(gw, reading(201, values={marker: 1})))  # the database refuses

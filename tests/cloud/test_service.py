@@ -10,16 +10,19 @@ import sys
 import threading
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
+from pydantic import SecretStr
 
 from cloud.app import CloudService
 from cloud.db import transaction
 from cloud.settings import Settings
 from cloud.site_sync import register_gateway
+from microbrain.broker.embedded import free_port
 from tests.cloud.helpers import (
     DEVICES,
     event,
@@ -29,7 +32,6 @@ from tests.cloud.helpers import (
     unique_gateway,
     wait_for,
 )
-from tests.utils.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,7 +54,7 @@ def test_published_event_reaches_the_live_stream(broker, cloud_url):
         environment="test",
         ingest_group=f"t{uuid.uuid4().hex[:10]}",
         session_expiry_s=0,
-        admin_password=f"pw-{uuid.uuid4().hex}",
+        admin_password=SecretStr(f"pw-{uuid.uuid4().hex}"),
     )
     service = CloudService(settings)
     port = free_port()
@@ -126,7 +128,7 @@ def test_service_starts_without_the_broker_and_subscribes_once_it_is_up(cloud_ur
         environment="test",
         ingest_group=f"t{uuid.uuid4().hex[:10]}",
         session_expiry_s=0,
-        admin_password=f"pw-{uuid.uuid4().hex}",
+        admin_password=SecretStr(f"pw-{uuid.uuid4().hex}"),
     )
     service = CloudService(settings)
     port = free_port()
@@ -265,9 +267,9 @@ def test_two_processes_start_together_and_share_the_ingest(broker, tmp_path, sto
         for p in procs:
             stack.callback(p.wait, 20)
             stack.callback(p.terminate)
-        for p in ports:  # both migrated/started on an empty database at once, and subscribed
+        for port in ports:  # both migrated/started on an empty database at once, and subscribed
             wait_for(
-                lambda p=p: _subscribed(f"http://127.0.0.1:{p}/healthz"), timeout=60, every=0.2
+                partial(_subscribed, f"http://127.0.0.1:{port}/healthz"), timeout=60, every=0.2
             )
         engine = make_engine(url)
         stack.callback(engine.dispose)
@@ -280,11 +282,11 @@ def test_two_processes_start_together_and_share_the_ingest(broker, tmp_path, sto
 
         def stored() -> int:
             with factory() as s:
-                return s.scalar(
+                return s.scalars(
                     select(func.count())
                     .select_from(m.EventRow)
                     .where(m.EventRow.gateway == gw.gateway)
-                )
+                ).one()
 
         wait_for(lambda: stored() == 400, timeout=30)
         time.sleep(0.5)

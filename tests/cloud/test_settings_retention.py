@@ -13,7 +13,7 @@ from cloud.db import models as m
 from cloud.db import transaction
 from cloud.retention import prune_dead_letters, prune_readings
 from cloud.settings import Settings
-from microbrain.protocol import EventState
+from microbrain.protocol import Event, EventState, Reading
 from tests.cloud.helpers import event, ingest, reading
 
 
@@ -71,7 +71,9 @@ def test_readings_age_out_and_events_stay(factory, gw):
 
 
 def test_replayed_and_shuffled_duplicates_give_one_row_and_one_alert_each(factory, gw):
-    items = [event(i, zone=f"z{i % 5}", source=f"cam-{i % 3}") for i in range(1, 61)]
+    items: list[Event | Reading] = [
+        event(i, zone=f"z{i % 5}", source=f"cam-{i % 3}") for i in range(1, 61)
+    ]
     items += [reading(i) for i in range(61, 101)]
     rng = random.Random(7)
     replay = items * 3

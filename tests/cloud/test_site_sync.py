@@ -29,7 +29,7 @@ def test_demo_site_loads_twice_without_duplicates(factory, demo_site_path):
             == first.compounds
         )
         # dongcheng overrides the building level's critical deadline (3 minutes)
-        compound = next(c.id for c in site.communities if c.id == "dongcheng" for c in c.compounds)
+        compound = next(k.id for c in site.communities if c.id == "dongcheng" for k in c.compounds)
         policy = escalation.policy_for(s, "dongcheng", compound)
         assert policy.deadline("building", Severity.CRITICAL) == 180
         assert policy.deadline("compound", Severity.CRITICAL) == site.escalation.compound.critical

@@ -30,7 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from microbrain.protocol import MAX_ACK_RANGES, Ack, ProtocolError, decode
+from microbrain.protocol import MAX_ACK_RANGES, Ack, Event, ProtocolError, Reading, decode
 from microbrain.protocol.topics import PREFIX
 
 SCHEMA = """
@@ -84,10 +84,11 @@ def run(
         print("connected", flush=True)
 
     client.on_connect = on_connect
-    client.on_message = lambda c, u, msg: inbox.put((msg.topic, msg.payload))
+    client.on_message = lambda c, u, msg: inbox.put((msg.topic, bytes(msg.payload)))
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 86_400
-    client.reconnect_delay_set(0.1, 1.0)
+    # paho annotates the delays as int; its backoff arithmetic takes any float
+    client.reconnect_delay_set(0.1, 1.0)  # type: ignore[arg-type]
     client.connect_async(host, port, 30, clean_start=False, properties=props)
     client.loop_start()
 
@@ -113,8 +114,9 @@ def run(
                 dead.append((topic, str(err), raw, time.time()))
                 continue
             gw = message.topic.gateway
-            seq = message.payload.seq  # type: ignore[union-attr]
-            epoch = message.payload.epoch  # type: ignore[union-attr]
+            payload = message.payload
+            assert isinstance(payload, Event | Reading), topic  # what it subscribes to
+            seq, epoch = payload.seq, payload.epoch
             rows.append(
                 (
                     str(gw),

@@ -65,8 +65,10 @@ def test_status_only_update_keeps_an_active_fault(demo_site: Site) -> None:
     hub = SensorHub(demo_site, demo_site.gateway("gw-xiyuan-1"), sunk.extend)
     topic = "devices/elevator/b1-a"
 
-    def events() -> list[tuple[str, str]]:
-        out = [(e.state.value, e.detail.get("fault")) for e in sunk if isinstance(e, Event)]
+    def events() -> list[tuple[str, object]]:
+        out: list[tuple[str, object]] = [
+            (e.state.value, e.detail.get("fault")) for e in sunk if isinstance(e, Event)
+        ]
         sunk.clear()
         return out
 

@@ -82,7 +82,7 @@ def test_not_subscribed_until_the_broker_acknowledges(
     client = sensor_client(demo_site, proxy.port)
     client.start()
     try:
-        assert wait(lambda: client.client.is_connected())  # CONNACK through, SUBACK held
+        assert wait(client.client.is_connected)  # CONNACK through, SUBACK held
         time.sleep(0.5)
         assert not client.subscribed
         proxy.release()

@@ -3,6 +3,7 @@ silence — driven by reading timestamps, no sleeping."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from edge.sensors.rules import SensorRules, resolve_limit
 from microbrain.protocol import Event, EventState, Reading, Severity
 from microbrain.site.model import Site
 from microbrain.site.sensors import Sensor, SensorProfile, Threshold
+from microbrain.site.standards import BuildingCategory
 
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 
@@ -19,7 +21,7 @@ def at(s: float) -> datetime:
     return T0 + timedelta(seconds=s)
 
 
-def hydrant(site: Site, sensor_id: str) -> tuple[Sensor, SensorProfile, str]:
+def hydrant(site: Site, sensor_id: str) -> tuple[Sensor, SensorProfile, BuildingCategory]:
     for place in site.gateways():
         cats = {b.id: b.category for b in place.compound.buildings}
         for sensor in place.gateway.sensors:
@@ -30,7 +32,7 @@ def hydrant(site: Site, sensor_id: str) -> tuple[Sensor, SensorProfile, str]:
 
 def feed(
     rules: SensorRules,
-    series: list[tuple[float, float]],
+    series: Sequence[tuple[float, float]],
     field: str = "pressure_mpa",
     kind: str = "hydrant_pressure",
 ) -> list[tuple[float, Event]]:

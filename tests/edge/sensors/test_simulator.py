@@ -70,20 +70,20 @@ def test_unknown_gateway(demo_site: Site) -> None:
 
 
 def test_cli_publishes_vendor_payloads(mosquitto, demo_site_path) -> None:
+    import re
+    import threading
+    import time
+
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
     from typer.testing import CliRunner
 
     from microbrain.cli import app
 
-    import re
-    import threading
-    import time
-
     got: list[tuple[str, bytes]] = []
     subscribed = threading.Event()
     sub = mqtt.Client(CallbackAPIVersion.VERSION2)
-    sub.on_message = lambda c, u, m: got.append((m.topic, m.payload))
+    sub.on_message = lambda c, u, m: got.append((m.topic, bytes(m.payload)))
     sub.on_subscribe = lambda *_: subscribed.set()
     sub.connect("127.0.0.1", mosquitto.port)
     sub.subscribe("devices/#", qos=1)
@@ -111,7 +111,9 @@ def test_cli_publishes_vendor_payloads(mosquitto, demo_site_path) -> None:
     )
     assert result.exit_code == 0, result.output
     # the simulator keeps its schedule (it catches up when late), so the count is the rate's
-    sent = int(re.search(r"sent (\d+) message", result.output).group(1))  # type: ignore[union-attr]
+    found = re.search(r"sent (\d+) message", result.output)
+    assert found, result.output
+    sent = int(found.group(1))
     deadline = time.monotonic() + 30
     while len(got) < sent and time.monotonic() < deadline:
         time.sleep(0.02)

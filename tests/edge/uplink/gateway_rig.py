@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edge.commands import CommandHandler
 from edge.outbox import Outbox, OutboxLimits
@@ -33,7 +34,7 @@ def make_rig(
     password: str | None = None,
     limits: OutboxLimits | None = None,
     resend_after_s: float = 3.0,
-    **settings: object,
+    **settings: Any,  # more UplinkSettings fields, each of its own type
 ) -> Rig:
     outbox = Outbox(db, limits or OutboxLimits())
     replies: list[Reply] = []
@@ -51,7 +52,12 @@ def make_rig(
             **settings,
         ),
     )
-    handler = CommandHandler(path, outbox, lambda r: (replies.append(r), uplink.publish_reply(r)))
+
+    def reply(r: Reply) -> None:
+        replies.append(r)
+        uplink.publish_reply(r)
+
+    handler = CommandHandler(path, outbox, reply)
     uplink.on_command = handler.handle
     return Rig(path, outbox, uplink, replies)
 

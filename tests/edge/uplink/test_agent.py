@@ -71,7 +71,7 @@ class Observer:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
         self.client.on_message = lambda c, u, m: self.messages.append(
-            (m.topic, m.payload, m.retain)
+            (m.topic, bytes(m.payload), m.retain)
         )
         self.client.connect("127.0.0.1", port)
         self.client.subscribe([(GW.topic("status"), 1), (GW.subscription("reply"), 1)])
@@ -151,8 +151,10 @@ def test_readings_and_events_reach_the_store_and_heartbeat_reports(
     assert event["kind"] == "elevator_fault" and event["detail"]["fault"] == "trapped_passenger"
     assert wait(lambda: agent.outbox.depth == 0)
     assert wait(lambda: any(s.health for s in observer.statuses()))
+    health = [s.health for s in observer.statuses() if s.health][-1]
+    assert health.memory_mb > 0
     status = [s for s in observer.statuses() if s.health][-1]
-    assert status.state == "online" and status.health.memory_mb > 0
+    assert status.state == "online"
     dev.loop_stop()
     observer.close()
 
@@ -267,7 +269,7 @@ def test_full_outbox_keeps_critical_and_reports_evictions(
     assert wait(
         lambda: any(s.health and s.health.outbox_evicted >= 22 for s in observer.statuses()), 5
     )
-    beat = [s for s in observer.statuses() if s.health][-1].health
+    beat = [s.health for s in observer.statuses() if s.health][-1]
     assert beat.outbox_depth == 20
     dev.loop_stop()
     observer.close()
@@ -363,6 +365,7 @@ def test_cameras_emit_through_the_outbox_to_the_store(
         snapshot = event["evidence"][0]["name"]
         assert (tmp_path / "data" / "evidence" / snapshot).is_file()
         health = agent.status().health
+        assert health is not None
         assert health.cameras == {"cam-courtyard": "online"} and health.model is not None
     finally:
         agent.stop()
@@ -471,5 +474,5 @@ def test_tls_to_the_local_sensor_broker_is_refused(
     tmp_path: Path, demo_site_path: Path, local: dict
 ) -> None:
     path = write_config(tmp_path, demo_site_path, 1883, local_broker=local)
-    with pytest.raises(GatewayConfigError, match="local_broker: TLS .* not supported"):
+    with pytest.raises(GatewayConfigError, match=r"local_broker: TLS .* not supported"):
         load_gateway_config(path)

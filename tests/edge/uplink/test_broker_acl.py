@@ -15,8 +15,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from typer.testing import CliRunner
 
+from microbrain.broker.embedded import free_port
 from microbrain.broker.mosquitto_conf import (
     BrokerConfigError,
     gateway_client_id,
@@ -28,7 +30,7 @@ from microbrain.protocol import GatewayPath
 from microbrain.site import load_site
 from tests.edge.uplink.conftest import CloudStore
 from tests.edge.uplink.gateway_rig import event, make_rig
-from tests.utils.services import MosquittoProcess, free_port, private_mosquitto
+from tests.utils.services import MosquittoProcess, private_mosquitto
 
 PASSWORDS = {
     "MB_GW_XIYUAN_1_PASSWORD": "pw-x1-secret",
@@ -75,9 +77,7 @@ def client(
     if user:
         c.username_pw_set(user, password)
 
-    def on_connect(
-        cl: mqtt.Client, _u: object, _f: object, rc: mqtt.ReasonCode, _p: object
-    ) -> None:
+    def on_connect(cl: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:
         seen["connack"] = rc
         if rc.is_failure:
             cl.disconnect()  # refused: no reconnect, so loop_stop() need not wait out its delay
@@ -231,7 +231,7 @@ def test_cloud_reads_through_a_shared_subscription(acl_broker: MosquittoProcess)
     cloud.loop_stop()
 
 
-def subscribed(c: mqtt.Client, seen: dict, topic_filter: str) -> list[mqtt.ReasonCode]:
+def subscribed(c: mqtt.Client, seen: dict, topic_filter: str) -> list[ReasonCode]:
     """SUBSCRIBE one filter and wait for its SUBACK's reason codes."""
     seen["suback"] = None
     c.subscribe(topic_filter, qos=1)

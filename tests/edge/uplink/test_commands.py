@@ -66,7 +66,7 @@ def test_a_flood_of_announcements_is_queued_on_one_thread_and_the_excess_refused
     threads = threading.active_count()
     first = Announce(clip="no_parking")
     send(h, first)
-    assert wait(lambda: h._announcements.empty())  # the worker took it and is playing
+    assert wait(h._announcements.empty)  # the worker took it and is playing
     cmds = [Announce(clip="no_parking") for _ in range(10)]
     for cmd in cmds:
         send(h, cmd)

@@ -179,8 +179,8 @@ def test_gateway_sigkilled_while_appending_and_restarted(
     try:
         rows = store.wait_for(str(gateway_path), len(confirmed), 30)
         stored = dict(rows)
-        for seq, ident in confirmed:
-            assert stored.get(seq) == ident, f"seq {seq} appended before the kill but never stored"
+        for n, want in confirmed:
+            assert stored.get(n) == want, f"seq {n} appended before the kill but never stored"
         assert sorted(stored) == list(range(1, max(stored) + 1))
         assert drain.stdout is not None
         assert drain.stdout.readline().strip() == b"empty"  # everything acked after restart

@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 
 from edge.evidence_upload import EvidenceQueue, EvidenceUploader
-from microbrain.protocol import Event, EvidenceRef
-from tests.utils.services import free_port
+from microbrain.broker.embedded import free_port
+from microbrain.protocol import Event, EvidenceKind, EvidenceRef
 
 
 def _event(name: str = "e1.jpg") -> Event:
-    ref = EvidenceRef(kind="snapshot", name=name, sha256="0" * 64, bytes=3)
+    ref = EvidenceRef(kind=EvidenceKind.SNAPSHOT, name=name, sha256="0" * 64, bytes=3)
     return Event(kind="unleashed_dog", source="cam-1", evidence=(ref,))
 
 

@@ -25,13 +25,19 @@ def _foreign_acks() -> float:
     return REGISTRY.get_sample_value("mb_edge_outbox_foreign_acks_total") or 0.0
 
 
+def _reading(raw: bytes) -> Reading:
+    item = decode(GW.topic("reading"), raw).payload
+    assert isinstance(item, Reading)
+    return item
+
+
 def test_a_new_file_has_its_own_epoch_stamped_on_every_item(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
     box = Outbox(path)
     assert re.fullmatch(r"[0-9a-f]{16}", box.epoch)
     stamped = box.append_many([reading(n) for n in range(3)])
     assert {p.epoch for p in stamped} == {box.epoch}
-    wire = [decode(GW.topic("reading"), i.payload).payload for i in box.after(0)]
+    wire = [_reading(i.payload) for i in box.after(0)]
     assert [(r.seq, r.epoch) for r in wire] == [(1, box.epoch), (2, box.epoch), (3, box.epoch)]
     first = box.epoch
     box.close()

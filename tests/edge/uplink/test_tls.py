@@ -11,16 +11,20 @@ from typer.testing import CliRunner
 
 from edge.outbox import Outbox
 from edge.uplink import Uplink, UplinkSettings
+from microbrain.broker.embedded import free_port
 from microbrain.cli import app
 from microbrain.protocol import GatewayPath
 from tests.edge.uplink.test_broker_acl import PASSWORDS, wait
-from tests.utils.services import free_port, private_mosquitto
+from tests.utils.services import private_mosquitto
 
 
 def make_ca(d: Path) -> tuple[Path, Path, Path]:
     """A throwaway CA and a server certificate for 127.0.0.1, made by the real openssl."""
     d.mkdir(parents=True, exist_ok=True)
-    run = lambda *a: subprocess.run(["openssl", *a], cwd=d, check=True, capture_output=True)
+
+    def run(*a: str) -> None:
+        subprocess.run(["openssl", *a], cwd=d, check=True, capture_output=True)
+
     run(
         "req",
         "-x509",
@@ -126,7 +130,7 @@ def test_uplink_over_tls(
                 backoff_max_s=0.5,
             ),
         ).start()
-        assert not wait(lambda: plain.connected.is_set(), 2)
+        assert not wait(plain.connected.is_set, 2)
         plain.stop()
 
 
