@@ -15,6 +15,7 @@ from microbrain.protocol import (
     ConfigReload,
     Event,
     EventState,
+    EvidenceKind,
     EvidenceRef,
     GatewayPath,
     GatewayState,
@@ -55,7 +56,9 @@ SAMPLES = [
             dwell_s=21.5,
             frame_ts=datetime(2026, 11, 27, 8, tzinfo=UTC),
             model=ModelRef(name="ssd", version="2018.03"),
-            evidence=(EvidenceRef(kind="snapshot", name="e1.jpg", sha256=SHA, bytes=1234),),
+            evidence=(
+                EvidenceRef(kind=EvidenceKind.SNAPSHOT, name="e1.jpg", sha256=SHA, bytes=1234),
+            ),
             message="货车占用消防通道",
             detail={"zone_area": 0.2, "night": False},
         ),
@@ -192,11 +195,11 @@ def test_command_name_must_match_topic() -> None:
     [
         lambda: Ack(ranges=((5, 1),)),
         lambda: Ack(ranges=()),
-        lambda: Announce(),
+        Announce,
         lambda: Announce(text="x", clip="c"),
         lambda: Reading(seq=1, sensor="s", kind="k", values={"v": float("nan")}),
         lambda: Event(kind="k", source="s", confidence=1.5),
-        lambda: Event(kind="k", source="s", ts=datetime(2026, 1, 1)),
+        lambda: Event(kind="k", source="s", ts=datetime(2026, 1, 1)),  # noqa: DTZ001 (naive: refused)
     ],
 )
 def test_models_refuse_invalid_construction(bad) -> None:
@@ -223,10 +226,13 @@ def test_largest_ack_fits_in_one_payload() -> None:
 @pytest.mark.parametrize("name", [".", "..", ".upload-x", "-e1.jpg", "_x", "a/b", "", "a" * 129])
 def test_evidence_name_is_a_plain_file_name(name: str) -> None:
     with pytest.raises(ValueError, match="pattern"):
-        EvidenceRef(kind="snapshot", name=name, sha256=SHA, bytes=1)
-    assert EvidenceRef(kind="snapshot", name="a" * 128, sha256=SHA, bytes=1).name == "a" * 128
+        EvidenceRef(kind=EvidenceKind.SNAPSHOT, name=name, sha256=SHA, bytes=1)
+    assert (
+        EvidenceRef(kind=EvidenceKind.SNAPSHOT, name="a" * 128, sha256=SHA, bytes=1).name
+        == "a" * 128
+    )
     assert EvidenceRef(
-        kind="clip", name="0.e1-x_y.mp4", sha256=SHA, bytes=1, content_type="video/mp4"
+        kind=EvidenceKind.CLIP, name="0.e1-x_y.mp4", sha256=SHA, bytes=1, content_type="video/mp4"
     )
 
 
@@ -272,5 +278,5 @@ def test_control_characters_in_free_text_are_refused(
 
 
 def test_message_dataclass_keeps_topic() -> None:
-    message = Message(parse_topic(GW.topic("status")), Status(state="online"))
+    message = Message(parse_topic(GW.topic("status")), Status(state=GatewayState.ONLINE))
     assert message.topic.gateway == GW

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from microbrain.broker.embedded import free_port
 from tests.utils import services
 
 
@@ -23,11 +24,15 @@ def test_postgres_database_needs_no_existing_database_but_the_builtin_one(
     with services.postgres_database() as url:
         assert url.startswith(f"{base}/mb_test_")
         with psycopg.connect(url) as conn:
-            assert conn.execute("SELECT current_database()").fetchone()[0] == url.rsplit("/", 1)[1]
+            row = conn.execute("SELECT current_database()").fetchone()
+            assert row is not None
+            assert row[0] == url.rsplit("/", 1)[1]
     with psycopg.connect(services.PG_URL, dbname="postgres") as conn:
-        gone = conn.execute(
+        row = conn.execute(
             "SELECT count(*) FROM pg_database WHERE datname = %s", (url.rsplit("/", 1)[1],)
-        ).fetchone()[0]
+        ).fetchone()
+        assert row is not None
+        gone = row[0]
     assert gone == 0
 
 
@@ -54,9 +59,9 @@ def test_private_broker_runs_the_settings_up_runs(tmp_path: Path) -> None:
 def test_a_mosquitto_that_exits_fails_fast_with_its_log(tmp_path: Path) -> None:
     conf = tmp_path / "bad.conf"
     conf.write_text("listener 1 127.0.0.1\nno_such_option true\n")
-    broker = services.MosquittoProcess(conf, services.free_port(), tmp_path / "mosquitto.log")
+    broker = services.MosquittoProcess(conf, free_port(), tmp_path / "mosquitto.log")
     began = time.monotonic()
-    with pytest.raises(RuntimeError, match="mosquitto exited with .*no_such_option"):
+    with pytest.raises(RuntimeError, match=r"mosquitto exited with .*no_such_option"):
         broker.start(timeout=300)
     # fails fast: long before its timeout, with room for a loaded machine's slow start
     assert time.monotonic() - began < 150

@@ -12,8 +12,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from typer.testing import CliRunner
 
+from microbrain.broker.embedded import free_port
 from microbrain.cli import app
-from tests.utils.services import MosquittoProcess, free_port, private_mosquitto
+from tests.utils.services import MosquittoProcess, private_mosquitto
 
 
 def _simulate(demo_site_path: Path, port: int, *extra: str):
@@ -41,7 +42,7 @@ def test_every_message_reported_delivered_reaches_a_subscriber(
     got: list[bytes] = []
     subscribed = threading.Event()
     sub = mqtt.Client(CallbackAPIVersion.VERSION2)
-    sub.on_message = lambda c, u, m: got.append(m.payload)
+    sub.on_message = lambda c, u, m: got.append(bytes(m.payload))
     sub.on_subscribe = lambda *a: subscribed.set()
     sub.max_inflight_messages_set(1000)
     sub.connect("127.0.0.1", mosquitto.port)

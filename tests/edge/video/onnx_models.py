@@ -53,7 +53,7 @@ def v8_layout(
     """[1, 4 + nc, anchors]: the first len(boxes) anchors hold the given boxes/scores."""
     nc = len(scores[0])
     out = np.zeros((1, 4 + nc, anchors), np.float32)
-    for i, (box, sc) in enumerate(zip(boxes_cxcywh, scores)):
+    for i, (box, sc) in enumerate(zip(boxes_cxcywh, scores, strict=True)):
         out[0, :4, i] = box
         out[0, 4:, i] = sc
     return out
@@ -76,7 +76,7 @@ def build_centre_finder(
     writes) that "detects" one ``name`` of ``box`` × ``box`` input pixels at the centre of
     whatever it is shown: output [1, 5, 1] = (W/2, H/2, box, box, score). Where the
     detection lands in a frame tells which crop, at which scale, the model really saw."""
-    const = {
+    const: dict[str, np.ndarray] = {
         "two": np.array([2.0], np.float32),
         "size": np.array([box], np.float32),
         "score": np.array([score], np.float32),

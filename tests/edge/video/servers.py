@@ -90,7 +90,7 @@ def mjpeg_copy(video: Path, out: Path, frames: int) -> Path:
     src = cv2.VideoCapture(str(video))
     fps = src.get(cv2.CAP_PROP_FPS) or 10.0
     size = int(src.get(cv2.CAP_PROP_FRAME_WIDTH)), int(src.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    writer = cv2.VideoWriter(str(out), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    writer = cv2.VideoWriter(str(out), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"MJPG"), fps, size)
     try:
         for _ in range(frames):
             ok, image = src.read()

@@ -135,7 +135,8 @@ def test_analyze_looks_at_zone_crops_unless_told_not_to(tmp_path):
     cam.write_text(
         "id: cam-crop\nsource: sample:dog.jpg\nfps: 2\nzones:\n  - id: corner\n"
         "    polygon: [[600, 30], [760, 30], [760, 150], [600, 150]]\n"
-        "    rules: [{type: object_in_zone, kind: someone_in_corner, classes: [person], dwell_s: 1}]\n"
+        "    rules: [{type: object_in_zone, kind: someone_in_corner, classes: [person],"
+        " dwell_s: 1}]\n"
     )
     kinds = {}
     for flag in ([], ["--no-crops"]):

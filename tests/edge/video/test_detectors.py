@@ -40,8 +40,8 @@ def test_default_ssd_sees_dog_and_bicycle_in_dog_jpg(ssd, sample_media):
     dets = found[found.confidence >= ssd.score_threshold]
     by_name = {n: dets.xyxy[i] for i, n in enumerate(dets.names)}
     assert {"dog", "bicycle"} <= set(by_name)
-    assert iou_matrix(by_name["dog"], [140, 208, 313, 535])[0, 0] > 0.8
-    assert iou_matrix(by_name["bicycle"], [76, 134, 548, 408])[0, 0] > 0.8
+    assert iou_matrix(by_name["dog"], np.array([140, 208, 313, 535]))[0, 0] > 0.8
+    assert iou_matrix(by_name["bicycle"], np.array([76, 134, 548, 408]))[0, 0] > 0.8
     assert "person" not in by_name
 
 
@@ -52,7 +52,7 @@ def test_ssd_reports_the_van_once_not_as_car_and_truck(ssd, sample_media):
     assert ok
     dets = ssd.detect(frame)
     dets = dets[dets.confidence >= ssd.score_threshold]
-    van = iou_matrix(dets.xyxy, [642, 41, 725, 100])[:, 0] > 0.7
+    van = iou_matrix(dets.xyxy, np.array([642, 41, 725, 100]))[:, 0] > 0.7
     assert van.sum() == 1
     assert dets.names[int(np.argmax(van))] in ("car", "truck")
 
@@ -63,11 +63,11 @@ def test_a_file_that_is_not_a_model_names_the_model(tmp_path, content):
     bad.write_bytes(content)
     pbtxt = tmp_path / "broken.pbtxt"
     pbtxt.write_text("garbage {")
-    with pytest.raises(DetectorError, match="broken.pb"):
+    with pytest.raises(DetectorError, match=r"broken.pb"):
         load_detector(DetectorConfig(model=str(bad), config=str(pbtxt)))
     onnx_file = tmp_path / "broken.onnx"
     onnx_file.write_bytes(content)
-    with pytest.raises(DetectorError, match="broken.onnx"):
+    with pytest.raises(DetectorError, match=r"broken.onnx"):
         load_detector(DetectorConfig(type="onnx_yolo", model=str(onnx_file)))
 
 
@@ -124,8 +124,10 @@ def test_a_pb_that_is_not_a_graph_names_it_even_with_the_real_pbtxt(
         (
             'input: "FeatureExtractor/MobilenetV2/Conv/weights"',
             'input: "FeatureExtractor/MobilenetV2/Conv/w"',
-            r"not a TensorFlow frozen graph OpenCV can read with the text graph '.*other\.pbtxt' "
-            r"\(.*weights not found",
+            (
+                r"not a TensorFlow frozen graph OpenCV can read with the text graph "
+                r"'.*other\.pbtxt' \(.*weights not found"
+            ),
         ),
         # a head for 7 classes on weights trained for 91: loads, then fails on the first frame
         ("      i: 91\n", "      i: 7\n", r"inference failed \(.*"),
@@ -141,7 +143,7 @@ def test_a_pbtxt_that_does_not_match_the_weights_names_the_model(
 
 
 def test_missing_model_file_is_named(tmp_path):
-    with pytest.raises(DetectorError, match="nope.onnx.*no such file"):
+    with pytest.raises(DetectorError, match=r"nope.onnx.*no such file"):
         load_detector(DetectorConfig(type="onnx_yolo", model=str(tmp_path / "nope.onnx")))
 
 

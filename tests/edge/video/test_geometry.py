@@ -40,7 +40,7 @@ def test_iou_of_empty_sets_has_the_right_shape():
 
 @pytest.mark.parametrize("anchor, expected", [("bottom_center", [5, 20]), ("center", [5, 15])])
 def test_anchors(anchor, expected):
-    np.testing.assert_allclose(anchors([[0, 10, 10, 20]], anchor)[0], expected)
+    np.testing.assert_allclose(anchors(np.array([[0, 10, 10, 20]]), anchor)[0], expected)
 
 
 @pytest.mark.parametrize(

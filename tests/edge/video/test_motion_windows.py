@@ -27,7 +27,8 @@ CAR = (300, 300, 500, 400)
 class ScriptedWindowDetector:
     """Finds the scripted objects; in windows, only what each window shows of them."""
 
-    name, version, class_names, score_threshold = "scripted", "1", NAMES, 0.4
+    name, version, score_threshold = "scripted", "1", 0.4
+    class_names: tuple[str, ...] = NAMES  # the Detector protocol's type, not NAMES' own
     input_size, any_input_size = 640, True
 
     def __init__(self) -> None:

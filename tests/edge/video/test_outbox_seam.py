@@ -18,8 +18,12 @@ CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "cameras"
 def test_events_land_in_the_outbox_with_sequence_numbers(tmp_path):
     camera = load_camera(CONFIGS / "dog-courtyard.yaml")
     with Outbox(tmp_path / "outbox.db") as outbox:
+
+        def emit(event: Event) -> None:
+            outbox.append(event)  # the stamped copy it returns is the outbox's business
+
         pipeline = CameraPipeline(
-            camera, load_detector(), outbox.append, EvidenceStore(tmp_path / "evidence")
+            camera, load_detector(), emit, EvidenceStore(tmp_path / "evidence")
         )
         for frame in open_source(camera, still_duration_s=12).frames():
             pipeline.process(frame)

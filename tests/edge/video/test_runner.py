@@ -57,7 +57,7 @@ def test_a_broken_camera_goes_offline_and_the_others_keep_running():
     state = gateway.cameras_state()
     gateway.stop()
 
-    by_camera = {}
+    by_camera: dict[str, list[Event]] = {}
     for e in events:
         by_camera.setdefault(e.source, []).append(e)
     assert [e.kind for e in by_camera["cam-good"]] == ["unleashed_dog"]
@@ -65,7 +65,8 @@ def test_a_broken_camera_goes_offline_and_the_others_keep_running():
     assert [(e.kind, e.state) for e in offline] == [(CAMERA_OFFLINE, EventState.RAISED)]
     misdrawn = by_camera["cam-misdrawn"]
     assert [(e.kind, e.state) for e in misdrawn] == [(CAMERA_OFFLINE, EventState.RAISED)]
-    assert "camera cam-misdrawn: zone garden" in misdrawn[0].message
+    message = misdrawn[0].message
+    assert message is not None and "camera cam-misdrawn: zone garden" in message
     assert state == {"cam-good": "online", "cam-refusing": "offline", "cam-misdrawn": "offline"}
     assert gateway.workers[2].error and "640×424" in gateway.workers[2].error
 
@@ -110,6 +111,7 @@ def test_a_camera_that_fails_still_sends_the_events_waiting_for_their_clip(sampl
     from datetime import UTC, datetime, timedelta
 
     import cv2
+    import numpy as np
 
     from edge.video.evidence import EvidenceStore
     from edge.video.runner import CameraWorker
@@ -125,13 +127,15 @@ def test_a_camera_that_fails_still_sends_the_events_waiting_for_their_clip(sampl
         }
     )
     image = cv2.imread(str(sample_media("dog.jpg")))
+    assert image is not None
+    dog: np.ndarray = image  # the narrowed type, for the generator below
     t0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
 
     class ShrinkingCamera(CameraWorker):
         def _frames(self):
             for i in range(30):  # 15 s of the dog: raised after 5 s of dwell
-                yield Frame(image, i * 0.5, t0 + timedelta(seconds=i * 0.5), i)
-            yield Frame(cv2.resize(image, (320, 240)), 15.0, t0 + timedelta(seconds=15), 30)
+                yield Frame(dog, i * 0.5, t0 + timedelta(seconds=i * 0.5), i)
+            yield Frame(cv2.resize(dog, (320, 240)), 15.0, t0 + timedelta(seconds=15), 30)
 
     events: list[Event] = []
     worker = ShrinkingCamera(camera, load_detector(), events.append, EvidenceStore(tmp_path))

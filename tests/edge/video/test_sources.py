@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Self
 
 import cv2
 import numpy as np
@@ -54,7 +55,7 @@ def test_image_is_a_still_stream(sample_media):
 def test_corrupt_video_names_the_camera(tmp_path, content):
     bad = tmp_path / "broken.avi"
     bad.write_bytes(content)
-    with pytest.raises(SourceError, match="camera cam-bad:.*broken.avi"):
+    with pytest.raises(SourceError, match=r"camera cam-bad:.*broken.avi"):
         list(FileSource("cam-bad", str(bad), fps=5).frames())
 
 
@@ -83,7 +84,7 @@ def test_truncated_video_yields_what_it_has_then_says_so(tmp_path, sample_media)
 def test_missing_sample_or_file_names_the_camera(tmp_path):
     cam = Camera(id="cam-missing", source=str(tmp_path / "nope.mp4"))
     with pytest.raises(
-        SourceError, match="camera cam-missing: video file .*nope.mp4.* does not exist"
+        SourceError, match=r"camera cam-missing: video file .*nope.mp4.* does not exist"
     ):
         list(open_source(cam).frames())
 
@@ -284,7 +285,7 @@ class _Reader:
         for frame in self.source.frames():
             self.frames.append(frame)
 
-    def __enter__(self) -> _Reader:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 

@@ -37,10 +37,14 @@ def test_two_objects_get_two_ids_and_do_not_swap():
         for i in range(6)
     ]
     outs = run(t, frames)
-    first = {int(tid): float(x) for tid, x in zip(outs[1].tracker_id, outs[1].xyxy[:, 0])}
-    last = {int(tid): float(x) for tid, x in zip(outs[-1].tracker_id, outs[-1].xyxy[:, 0])}
+    first = {
+        int(tid): float(x) for tid, x in zip(outs[1].tracker_id, outs[1].xyxy[:, 0], strict=True)
+    }
+    last = {
+        int(tid): float(x) for tid, x in zip(outs[-1].tracker_id, outs[-1].xyxy[:, 0], strict=True)
+    }
     assert set(first) == set(last) and len(first) == 2
-    left = min(first, key=first.get)
+    left = min(first, key=first.__getitem__)
     assert last[left] < 100  # the left walker is still the one on the left
 
 
