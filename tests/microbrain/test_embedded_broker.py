@@ -11,7 +11,7 @@ import os
 import queue
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,13 +27,15 @@ from microbrain.broker.embedded import (
     BrokerStartError,
     IotcoreBroker,
     MosquittoBroker,
+    free_port,
     start_embedded_broker,
 )
 from microbrain.broker.mosquitto_conf import write_broker_config
 from microbrain.site import load_site
-from tests.utils.services import free_port
 
 HOST = "127.0.0.1"
+# the three embedded brokers; each is a context manager as well as an EmbeddedBroker
+AnyBroker = MosquittoBroker | IotcoreBroker | AmqttBroker
 WAIT_S = 5.0
 
 
@@ -102,7 +104,7 @@ class Conn:
 
     def take(self, n: int, timeout: float = WAIT_S) -> list[mqtt.MQTTMessage]:
         deadline = time.monotonic() + timeout
-        got = []
+        got: list[mqtt.MQTTMessage] = []
         while len(got) < n:
             got.append(self.messages.get(timeout=max(deadline - time.monotonic(), 0.01)))
         return got
@@ -434,20 +436,20 @@ def test_amqtt_refuses_mqtt5_clients(tmp_path: Path) -> None:
 def test_what_a_broker_restart_keeps(name: str, survives: bool, tmp_path: Path) -> None:
     """Mosquitto persists sessions and queues on disk; the embedded fallbacks do not."""
     port = free_port()
-    make = {
+    make: dict[str, Callable[[], AnyBroker]] = {
         "mosquitto": lambda: MosquittoBroker(HOST, port, tmp_path),
         "iotcore": lambda: IotcoreBroker(HOST, port, tmp_path),
         "amqtt": lambda: AmqttBroker(HOST, port),
-    }[name]
+    }
     t = Target(name, port, 311 if name == "amqtt" else 5)
-    with make():
+    with make[name]():
         ingest = connect(t, "ingest", clean=False, expiry_s=3600)
         ingest.subscribe("mb/v1/+/+/+/event")
         ingest.close()
         pub = connect(t, "gw")
         publish_all(pub, "mb/v1/c/k/gw/event", [b'{"seq": 1}', b'{"seq": 2}'])
         pub.close()
-    with make():
+    with make[name]():
         back = connect(t, "ingest", clean=False, expiry_s=3600)
         queued = [m.payload for m in back.take(2)] if survives else []
         assert back.nothing_more(0.5)
@@ -465,11 +467,12 @@ def test_a_taken_port_gives_an_error_that_names_the_fix(name: str, tmp_path: Pat
         squatter.bind((HOST, 0))
         squatter.listen()
         port = squatter.getsockname()[1]
-        broker = {
+        brokers: dict[str, AnyBroker] = {
             "mosquitto": MosquittoBroker(HOST, port, tmp_path),
             "iotcore": IotcoreBroker(HOST, port, tmp_path),
             "amqtt": AmqttBroker(HOST, port),
-        }[name]
+        }
+        broker = brokers[name]
         with pytest.raises(
             BrokerStartError, match=f"{HOST}:{port} is already in use.*another port"
         ):
@@ -481,11 +484,12 @@ def test_a_taken_port_gives_an_error_that_names_the_fix(name: str, tmp_path: Pat
 def test_stop_releases_the_port_for_a_new_broker(name: str, tmp_path: Path) -> None:
     port = free_port()
     for _ in range(2):
-        broker = {
+        brokers: dict[str, AnyBroker] = {
             "mosquitto": MosquittoBroker(HOST, port, tmp_path),
             "iotcore": IotcoreBroker(HOST, port, tmp_path),
             "amqtt": AmqttBroker(HOST, port),
-        }[name].start()
+        }
+        broker = brokers[name].start()
         assert broker.running
         conn = connect(Target(name, port, 311 if name == "amqtt" else 5), "c")
         conn.close()
@@ -497,7 +501,7 @@ def test_stop_releases_the_port_for_a_new_broker(name: str, tmp_path: Path) -> N
 def test_a_broken_mosquitto_config_names_the_log(tmp_path: Path) -> None:
     conf = tmp_path / "bad.conf"
     conf.write_text("listener 1 127.0.0.1\nno_such_option true\n")
-    with pytest.raises(BrokerStartError, match="mosquitto exited at start-up.*mosquitto.log"):
+    with pytest.raises(BrokerStartError, match=r"mosquitto exited at start-up.*mosquitto.log"):
         MosquittoBroker(HOST, free_port(), tmp_path, conf=conf).start()
 
 
@@ -588,7 +592,7 @@ def test_auto_without_any_broker_names_both_fixes(
 ) -> None:
     monkeypatch.setattr(embedded, "mosquitto_executable", lambda: None)
     monkeypatch.setattr(embedded, "iotcore_available", lambda: False)
-    with pytest.raises(BrokerStartError, match="apt-get install mosquitto.*pip install iotcore"):
+    with pytest.raises(BrokerStartError, match=r"apt-get install mosquitto.*pip install iotcore"):
         start_embedded_broker(HOST, free_port(), data_dir=tmp_path)
 
 
