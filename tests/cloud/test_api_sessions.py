@@ -162,7 +162,7 @@ def test_a_stream_ends_within_the_check_interval_when_its_session_is_ended(
         served.factory, duty_id, "user_deactivated" if how == "deactivate" else "tokens_revoked"
     )
     with served.factory() as s:
-        assert entry.actor == s.get(m.User, admin_id).username  # type: ignore[union-attr]
+        assert entry.actor == s.get_one(m.User, admin_id).username
     assert entry.at == at
     # reconnecting with the old token is refused
     assert (
@@ -186,7 +186,7 @@ def test_revoked_users_log_in_again_deactivated_ones_cannot(served: Served) -> N
     admin_id, admin = served.user("admin")
     duty_id, duty = served.user("duty")
     with served.factory() as s:
-        name = s.get(m.User, duty_id).username  # type: ignore[union-attr]
+        name = s.get_one(m.User, duty_id).username
     login = {"username": name, "password": "correct horse"}
     assert served.post(f"/api/users/{duty_id}/revoke-tokens", admin).json() == {
         "user_id": duty_id,
