@@ -19,7 +19,7 @@ def _subscriber(port: int, topic: str, got: list[bytes]) -> BufferedClient:
     sub = BufferedClient(
         CallbackAPIVersion.VERSION2, client_id=f"buf-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv5
     )
-    sub.on_message = lambda _c, _u, msg: got.append(msg.payload)
+    sub.on_message = lambda _c, _u, msg: got.append(bytes(msg.payload))
     sub.connect("127.0.0.1", port)
     subscribed: list[int] = []
     sub.on_subscribe = lambda *_a: subscribed.append(1)
