@@ -28,9 +28,9 @@ from edge.video.sources import (
     FileSource,
     Frame,
     ImageSource,
-    LiveOptions,
     LiveSource,
     SourceError,
+    SourceOptions,
     open_source,
 )
 from microbrain.protocol import CameraState
@@ -59,14 +59,14 @@ class CameraWorker(threading.Thread):
         base: Path | None = None,
         options: PipelineOptions | None = None,
         playback: Playback = Playback(),
-        **live_options: Unpack[LiveOptions],
+        **source_options: Unpack[SourceOptions],
     ) -> None:
         super().__init__(name=f"camera-{camera.id}", daemon=True)
         self.playback = playback
         self.camera = camera
         self.pipeline = CameraPipeline(camera, detector, emit, evidence, options)
         self.base = base
-        self.live_options = live_options
+        self.source_options = source_options
         self.error: str | None = None
         self.online: bool | None = None
         self._halt = threading.Event()
@@ -84,7 +84,7 @@ class CameraWorker(threading.Thread):
         while not self._halt.is_set():
             when = start + timedelta(seconds=offset) if start is not None else None
             self._source = open_source(
-                self.camera, self.base, start=when, on_state=self._on_state, **self.live_options
+                self.camera, self.base, start=when, on_state=self._on_state, **self.source_options
             )
             if isinstance(self._source, LiveSource):
                 yield from self._source.frames()
@@ -147,10 +147,10 @@ class VideoGateway:
         base: Path | None = None,
         options: PipelineOptions | None = None,
         playback: Playback = Playback(),
-        **live_options: Unpack[LiveOptions],
+        **source_options: Unpack[SourceOptions],
     ) -> None:
         self.workers = [
-            CameraWorker(c, detector, emit, evidence, base, options, playback, **live_options)
+            CameraWorker(c, detector, emit, evidence, base, options, playback, **source_options)
             for c in cameras
         ]
 

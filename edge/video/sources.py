@@ -44,6 +44,12 @@ class LiveOptions(TypedDict, total=False):
     online_after_s: float
 
 
+class SourceOptions(LiveOptions, total=False):
+    """:class:`LiveOptions`, and how long a still image plays (``open_source``)."""
+
+    still_duration_s: float
+
+
 class SourceError(RuntimeError):
     """A camera source that cannot deliver frames; the message names the camera."""
 
