@@ -10,7 +10,6 @@ import logging
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud import auth
@@ -29,8 +27,8 @@ from cloud.db import make_engine, session_factory, transaction
 from cloud.login_throttle import ThrottlePolicy
 from cloud.settings import Settings
 from cloud.site_sync import register_gateway
-from microbrain.broker.embedded import free_port
-from tests.cloud.helpers import DEVICES, event, ingest, unique_gateway, wait_for
+from tests.cloud.helpers import DEVICES, event, ingest, unique_gateway
+from tests.utils.api_server import serve
 from tests.utils.services import MosquittoProcess
 
 SEED = 20261201
@@ -111,38 +109,23 @@ def served(sqlite_cloud_url: str, tmp_path: Path, mosquitto: MosquittoProcess) -
     # fuzzer reuses the names it knows), and the run must not lock its own admin out
     throttle = ThrottlePolicy(max_failures_per_user=10**9, max_failures_per_address=10**9)
     state = ApiState(settings=settings, factory=factory, commands=commands, login_throttle=throttle)
-    port = free_port()
-    # log_config=None: uvicorn's loggers propagate, so a traceback would be seen here
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_api(state),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            access_log=False,
-            log_config=None,
-        )
-    )
     records: list[logging.LogRecord] = []
     handler = _Errors(records)
     logging.getLogger().addHandler(handler)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        wait_for(lambda: server.started, timeout=30)
-        base = f"http://127.0.0.1:{port}"
-        headers = {"Authorization": f"Bearer {token}"}
-        (alert,) = httpx.get(f"{base}/api/alerts", headers=headers).json()["items"]
-        assert (
-            httpx.post(
-                f"{base}/api/alerts/{alert['id']}/dispatch", headers=headers, json={}
-            ).status_code
-            == 200
-        )  # a work order to find
-        yield Served(base, gateway, records)
+        # log_config=None: uvicorn's loggers propagate, so a traceback would be seen here
+        with serve(create_api(state), access_log=False, log_config=None) as server:
+            base = server.url
+            headers = {"Authorization": f"Bearer {token}"}
+            (alert,) = httpx.get(f"{base}/api/alerts", headers=headers).json()["items"]
+            assert (
+                httpx.post(
+                    f"{base}/api/alerts/{alert['id']}/dispatch", headers=headers, json={}
+                ).status_code
+                == 200
+            )  # a work order to find
+            yield Served(base, gateway, records)
     finally:
-        server.should_exit = True
-        thread.join(30)
         logging.getLogger().removeHandler(handler)
         commands.close()
         engine.dispose()

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud import auth
@@ -23,8 +22,8 @@ from cloud.clock import ManualClock
 from cloud.db import models as m
 from cloud.db import transaction
 from cloud.settings import Settings
-from microbrain.broker.embedded import free_port
 from tests.cloud.helpers import wait_for
+from tests.utils.api_server import serve
 
 CHECK_S = 30.0
 TTL_S = 3600
@@ -111,24 +110,8 @@ def served(factory: sessionmaker[Session]) -> Iterator[Served]:
         stream_poll_s=0.05,
         stream_auth_check_s=CHECK_S,
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_api(state),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            timeout_graceful_shutdown=2,
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, timeout=20)
-    try:
-        yield Served(f"http://127.0.0.1:{port}", clock, factory)
-    finally:
-        server.should_exit = True
-        thread.join(20)
+    with serve(create_api(state), timeout_graceful_shutdown=2) as server:
+        yield Served(server.url, clock, factory)
 
 
 def _audit(factory: sessionmaker[Session], user_id: int, action: str) -> m.AuditEntry:

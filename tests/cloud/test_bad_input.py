@@ -13,6 +13,7 @@ from cloud.db import models as m
 from cloud.ingest.store import Incoming
 from microbrain.protocol import GatewayPath
 from tests.cloud.helpers import event, ingest, reading
+from tests.utils.api_server import serve
 
 
 def _rejected(reason: str) -> float:
@@ -371,19 +372,15 @@ def test_the_stream_resumes_after_any_id_the_database_holds(factory, gw):
     """Last-Event-ID is parsed with the ids' bound: 0 replays what is stored, 2^63-1 (the
     largest) waits for what comes next; both open the stream (before, 2^63 was a 500 in
     the stream's first query, and a non-number was silently ignored)."""
-    import threading
     import uuid
 
     import httpx
-    import uvicorn
 
     from cloud import auth
     from cloud.api import create_api
     from cloud.api.deps import ApiState
     from cloud.db import transaction
     from cloud.settings import Settings
-    from microbrain.broker.embedded import free_port
-    from tests.cloud.helpers import wait_for
 
     ingest(factory, gw, [event(1)])  # opens an alert: one change to replay
     now = datetime.now(UTC)
@@ -398,24 +395,15 @@ def test_the_stream_resumes_after_any_id_the_database_holds(factory, gw):
         s.add(user)
         s.flush()
         token = auth.issue_token(s, user, now=now, ttl_s=3600)
-    port = free_port()
     app = create_api(ApiState(settings=Settings(environment="test"), factory=factory))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=2
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: server.started, timeout=20)
+    with serve(app, timeout_graceful_shutdown=2) as server:
 
         def first_lines(last_event_id: str, until: str) -> list[str]:
             headers = {"Authorization": f"Bearer {token}", "Last-Event-ID": last_event_id}
             lines: list[str] = []
             with httpx.stream(
                 "GET",
-                f"http://127.0.0.1:{port}/api/stream/alerts",
+                f"{server.url}/api/stream/alerts",
                 headers=headers,
                 timeout=httpx.Timeout(20),
             ) as r:
@@ -429,9 +417,6 @@ def test_the_stream_resumes_after_any_id_the_database_holds(factory, gw):
         replayed = first_lines("0", "data: ")
         assert replayed[0] == ": connected" and any(line.startswith("id: ") for line in replayed)
         assert first_lines(str(2**63 - 1), ": connected") == [": connected"]
-    finally:
-        server.should_exit = True
-        thread.join(20)
 
 
 def _parameters(openapi: dict) -> list[tuple[str, str, dict]]:

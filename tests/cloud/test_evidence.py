@@ -99,13 +99,10 @@ def test_upload_checked_against_the_declared_hash(client, factory, gw):
 def test_upload_is_refused_before_its_body_is_read(factory, gw, tmp_path):
     # a raw request announcing a huge body and sending none of it: the answer (401 without
     # credentials, 404 for an undeclared file) must come without waiting for the body
+    import base64
     import socket
-    import threading
-    import time
 
-    import uvicorn
-
-    from microbrain.broker.embedded import free_port
+    from tests.utils.api_server import serve
 
     with transaction(factory) as s:
         auth.set_gateway_password(s, gw.gateway, "gw-password", now=datetime.now(UTC))
@@ -114,27 +111,13 @@ def test_upload_is_refused_before_its_body_is_read(factory, gw, tmp_path):
     state = ApiState(
         settings=Settings(environment="test", evidence_dir=tmp_path / "evidence"), factory=factory
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_api(state), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        import base64
-
+    with serve(create_api(state)) as server:
         basic = base64.b64encode(f"{gw.gateway}:gw-password".encode()).decode()
         for headers, expected in (("", b" 401 "), (f"Authorization: Basic {basic}\r\n", b" 404 ")):
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
                 sock.sendall(
                     f"PUT /api/evidence/{ev.id}/clip.mp4 HTTP/1.1\r\nHost: x\r\n{headers}"
                     f"Content-Length: {400 * 1024 * 1024}\r\n\r\n".encode()
                 )
                 status_line = sock.recv(200).split(b"\r\n", 1)[0]
             assert expected in status_line, status_line
-    finally:
-        server.should_exit = True
-        thread.join(20)

@@ -10,14 +10,12 @@ import hashlib
 import logging
 import re
 import socket
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 from sqlalchemy import select
@@ -31,9 +29,9 @@ from cloud.db import transaction
 from cloud.errors import Invalid
 from cloud.settings import Settings
 from cloud.site_sync import register_gateway
-from microbrain.broker.embedded import free_port
 from microbrain.protocol import Event, EvidenceRef, GatewayPath
 from tests.cloud.helpers import event, ingest, unique_gateway, wait_for
+from tests.utils.api_server import serve
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01" + b"pixels" * 50 + b"\xff\xd9"
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"pixels" * 50
@@ -294,39 +292,29 @@ def test_a_sender_that_disconnects_mid_upload_leaves_one_line_and_no_file(
     state = ApiState(
         settings=Settings(environment="test", evidence_dir=evidence_dir), factory=factory
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_api(state), host="127.0.0.1", port=port, log_level="info", log_config=None
-        )
-    )
     records = _Records()
     root = logging.getLogger()
     old_level = root.level
     root.addHandler(records)
     root.setLevel(logging.DEBUG)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        wait_for(lambda: server.started, timeout=20)
-        before = _uploads("disconnected")
-        basic = base64.b64encode(f"{gw.gateway}:gw-password".encode()).decode()
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-            sock.sendall(
-                f"PUT /api/evidence/{ev.id}/snap.jpg HTTP/1.1\r\nHost: x\r\n"
-                f"Authorization: Basic {basic}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-            )
-            sock.sendall(body[: len(body) // 2])
-            # the upload has begun (its temporary file is there) before we go away
-            wait_for(
-                lambda: any(p.name.startswith(".upload-") for p in evidence_dir.rglob("*")),
-                timeout=20,
-            )
-        wait_for(lambda: _uploads("disconnected") == before + 1, timeout=20)
-        wait_for(lambda: not any(evidence_dir.rglob(".upload-*")), timeout=20)
+        with serve(create_api(state), log_level="info", log_config=None) as server:
+            before = _uploads("disconnected")
+            basic = base64.b64encode(f"{gw.gateway}:gw-password".encode()).decode()
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(
+                    f"PUT /api/evidence/{ev.id}/snap.jpg HTTP/1.1\r\nHost: x\r\n"
+                    f"Authorization: Basic {basic}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                )
+                sock.sendall(body[: len(body) // 2])
+                # the upload has begun (its temporary file is there) before we go away
+                wait_for(
+                    lambda: any(p.name.startswith(".upload-") for p in evidence_dir.rglob("*")),
+                    timeout=20,
+                )
+            wait_for(lambda: _uploads("disconnected") == before + 1, timeout=20)
+            wait_for(lambda: not any(evidence_dir.rglob(".upload-*")), timeout=20)
     finally:
-        server.should_exit = True
-        thread.join(20)
         root.removeHandler(records)
         root.setLevel(old_level)
     assert not evidence.path_for(evidence_dir, _row(factory, ev.id), "snap.jpg").exists()
