@@ -14,11 +14,11 @@ topic is not anyone's to count against.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func, insert, or_, select
 from sqlalchemy.orm import Session
@@ -86,6 +86,33 @@ class Letter:
     payload: bytes
     digest: str  # sha256 of the whole payload, not of the sample
 
+    @classmethod
+    def refused(
+        cls,
+        *,
+        received_at: datetime,
+        topic: str,
+        gateway: str | None,
+        reason: str,
+        field: str | None,
+        payload: bytes,
+    ) -> Letter:
+        """A refused message as it is kept: the first :data:`SAMPLE_BYTES` of its payload
+        (the reason says when it was cut), the sha256 of the whole, text fields bounded
+        to their columns."""
+        sample = payload[:SAMPLE_BYTES]
+        if len(payload) > SAMPLE_BYTES:
+            reason += f" (payload of {len(payload)} bytes kept truncated to {len(sample)})"
+        return cls(
+            received_at=received_at,
+            topic=topic[:600],
+            gateway=gateway,
+            reason=reason[:1000],
+            field=field[:200] if field else None,
+            payload=sample,
+            digest=hashlib.sha256(payload).hexdigest(),
+        )
+
     @property
     def size(self) -> int:
         """What the row costs against the cap (characters of text, bytes of payload)."""
@@ -118,33 +145,15 @@ class SaveReport:
     dropped: dict[str | None, int] = field(default_factory=dict)
 
 
-def letter(row: Mapping[str, Any]) -> Letter:
-    """A dead-letter row (as the store builds it) cut to what is kept."""
-    payload = row.get("payload") or b""
-    return Letter(
-        received_at=row["received_at"],
-        topic=row["topic"],
-        gateway=row.get("gateway"),
-        reason=row["reason"],
-        field=row.get("field"),
-        payload=payload[:SAMPLE_BYTES],
-        digest=row["digest"],
-    )
-
-
-def save(
-    session: Session, rows: Sequence[Mapping[str, Any]], caps: Caps | None = None
-) -> SaveReport:
-    """Keep ``rows`` (dicts with received_at, topic, gateway, reason, field, payload,
-    digest) in the caller's transaction, within each gateway's cap; see the module
-    docstring."""
+def save(session: Session, letters: Sequence[Letter], caps: Caps | None = None) -> SaveReport:
+    """Keep ``letters`` (see :meth:`Letter.refused`) in the caller's transaction, within
+    each gateway's cap; see the module docstring."""
     report = SaveReport()
-    if not rows:
+    if not letters:
         return report
     caps = caps or current_caps()
     pending: dict[tuple[str | None, str, str], _Pending] = {}
-    for row in rows:
-        one = letter(row)
+    for one in letters:
         if one.key in pending:
             pending[one.key].count += 1
             pending[one.key].last_seen = max(pending[one.key].last_seen, one.received_at)

@@ -19,11 +19,9 @@ with one batched select and writes with one batched insert: no query per message
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -51,7 +49,6 @@ from microbrain.protocol import ProtocolError, parse_topic
 __all__ = ["BatchResult", "Incoming", "ack_ranges", "dead_letter_internal", "store_batch"]
 
 log = logging.getLogger(__name__)
-DEAD_LETTER_KEEP_BYTES = dead_letters.SAMPLE_BYTES  # a sample; the sha256 covers the whole
 
 
 class _DeadLetters:
@@ -59,37 +56,33 @@ class _DeadLetters:
 
     def __init__(self, result: BatchResult) -> None:
         self.result = result
-        self.rows: list[dict[str, Any]] = []
+        self.letters: list[dead_letters.Letter] = []
 
     def add(self, r: Rejection) -> None:
-        msg, reason = r.msg, r.reason
-        payload = msg.payload[:DEAD_LETTER_KEEP_BYTES]
-        if len(msg.payload) > DEAD_LETTER_KEEP_BYTES:
-            reason += f" (payload of {len(msg.payload)} bytes kept truncated to {len(payload)})"
-        self.rows.append(
-            {
-                "received_at": msg.received_at,
-                "topic": msg.topic[:600],
-                "gateway": r.gateway,
-                "reason": reason[:1000],
-                "field": (r.field or None) and r.field[:200],
-                "payload": payload,
-                "digest": hashlib.sha256(msg.payload).hexdigest(),
-            }
+        letter = dead_letters.Letter.refused(
+            received_at=r.msg.received_at,
+            topic=r.msg.topic,
+            gateway=r.gateway,
+            reason=r.reason,
+            field=r.field,
+            payload=r.msg.payload,
         )
+        self.letters.append(letter)
         self.result.rejected += 1
         metrics.REJECTED.labels(r.label).inc()
         metrics.MESSAGES.labels(r.channel, "rejected").inc()
         self.result.ack(r.ack)
-        log.warning("dead-lettered %s from %s: %s", msg.topic[:120], r.gateway or "?", reason[:200])
+        log.warning(
+            "dead-lettered %s from %s: %s", letter.topic[:120], r.gateway or "?", r.reason[:200]
+        )
 
     def extend(self, rejections: list[Rejection]) -> None:
         for r in rejections:
             self.add(r)
 
     def save(self, session: Session) -> None:
-        if self.rows:
-            _save_dead(session, self.rows)
+        # samples, repeats counted in their rows, caps per gateway: see dead_letters
+        dead_letters.save(session, self.letters)
 
 
 def store_batch(session: Session, messages: list[Incoming], now: datetime) -> BatchResult:
@@ -165,10 +158,6 @@ def _apply_reply(session: Session, r: ReplyFrom, now: datetime) -> Rejection | N
         field="command_id",
         channel="reply",
     )
-
-
-def _save_dead(session: Session, rows: list[dict[str, Any]]) -> None:
-    dead_letters.save(session, rows)  # samples, repeats counted, caps per gateway: see there
 
 
 def dead_letter_internal(session: Session, msg: Incoming, err: Exception) -> BatchResult:
