@@ -135,11 +135,6 @@ def acl_entries(gateways: Iterable[tuple[str, GatewayPath]], cloud_user: str = C
     return "\n".join(lines)
 
 
-def acl_text(site: Site, cloud_user: str = CLOUD_USER) -> str:
-    """The ACL for every gateway of a site (username = gateway id)."""
-    return acl_entries(((p.gateway.id, p.path) for p in site.gateways()), cloud_user)
-
-
 def _rule(acltype: str, topic: str) -> dict[str, Any]:
     return {"acltype": acltype, "topic": topic, "allow": True}
 
@@ -249,7 +244,7 @@ def passwords(
 
 def _hand_over(run_as: str | None, paths: list[Path]) -> None:
     """Running as root: give the files to the user mosquitto will drop to (default
-    'mosquitto'), so that a 0600 password file is still readable by the broker."""
+    'mosquitto'), so that the 0600 dynamic-security file is still readable by the broker."""
     if os.name != "posix" or os.geteuid() != 0:
         return
     import pwd
