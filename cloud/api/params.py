@@ -21,7 +21,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator, AwareDatetime
 
-MAX_DB_INT = 2**63 - 1  # BIGINT (PostgreSQL), INTEGER (SQLite)
+from microbrain.protocol.payloads import INT64_MAX
+
+MAX_DB_INT = INT64_MAX  # BIGINT (PostgreSQL), INTEGER (SQLite)
 EARLIEST = datetime.min.replace(tzinfo=UTC)
 LATEST = datetime.max.replace(tzinfo=UTC)
 

@@ -30,8 +30,8 @@ from microbrain.protocol import (
     decode,
     parse_topic,
 )
+from microbrain.protocol.payloads import INT64_MAX
 
-_SEQ_MAX = 2**63 - 1  # what the ledger's BIGINT holds
 _EPOCH = re.compile(r"[0-9a-f]{16}")
 MISSING_ID = (
     "no 'id': every event and reading needs its own id (a ULID or UUID made once, "
@@ -55,8 +55,8 @@ def reason_label(err: ProtocolError) -> str:
     # "name" inside the payload (evidence.0.name, a reply's own name) is not
     if err.field == "topic" or (err.field == "name" and "does not match topic name" in err.reason):
         return "invalid_topic"
-    if err.field == "ts":
-        return "future_timestamp"
+    if err.field == "ts" and "in the future" in err.reason:
+        return "future_timestamp"  # not a time outside the calendar: that is a bad payload
     if "exceeds" in err.reason:
         return "oversize"
     return "invalid_payload"
@@ -77,7 +77,7 @@ def salvage(raw: bytes) -> Salvaged | None:
     if not isinstance(doc, dict):
         return None
     seq, epoch = doc.get("seq"), doc.get("epoch")
-    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 < seq <= _SEQ_MAX:
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 < seq <= INT64_MAX:
         return None
     return Salvaged(seq, epoch if isinstance(epoch, str) and _EPOCH.fullmatch(epoch) else None)
 

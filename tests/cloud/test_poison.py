@@ -55,6 +55,9 @@ def test_out_of_range_numbers_and_times_are_refused_at_the_door(factory, gw, nam
     # among 60 valid readings: on PostgreSQL 50 or more go through COPY, the batch path
     # that a bigint out of range used to fail as a whole
     poison = _raw(gw, "reading", 1000, **fields)
+    bad_payloads = REGISTRY.get_sample_value(
+        "mb_ingest_rejected_total", {"reason": "invalid_payload"}
+    )
     result = ingest(
         factory,
         gw,
@@ -65,6 +68,9 @@ def test_out_of_range_numbers_and_times_are_refused_at_the_door(factory, gw, nam
         (dead,) = s.scalars(select(m.DeadLetter).where(m.DeadLetter.gateway == gw.gateway))
     assert dead.field == field, dead.reason
     assert "internal error" not in dead.reason  # refused by the protocol, not by the database
+    # counted as a bad payload: a time outside the calendar is no clock running ahead
+    after = REGISTRY.get_sample_value("mb_ingest_rejected_total", {"reason": "invalid_payload"})
+    assert (after or 0.0) - (bad_payloads or 0.0) == 1, name
     assert _count(factory, m.ReadingRow, gateway=gw.gateway) == 60
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from cloud import auth
 from cloud.api.deps import DB, State, allowed
+from cloud.api.params import MAX_DB_INT
 from cloud.api.schemas import NoteIn
 from cloud.db import models as m
 from cloud.errors import NotFound
@@ -16,7 +17,7 @@ from cloud.permissions import Action
 
 router = APIRouter(prefix="/api", tags=["access"])
 IdField = Annotated[str | None, Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
-UserId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a user's id (GET /api/users)")]
+UserId = Annotated[int, Path(ge=1, le=MAX_DB_INT, description="a user's id (GET /api/users)")]
 
 
 class UserIn(BaseModel):
