@@ -62,8 +62,8 @@ _configured = _Configured()
 
 
 def configure(caps: Caps | None) -> None:
-    """Set the caps of this process (the ingest worker does, from its settings); ``None``
-    goes back to the environment's."""
+    """Set the caps of this process for callers that pass none (tests, tools; each ingest
+    worker passes its own, from its settings); ``None`` goes back to the environment's."""
     _configured.caps = caps
 
 

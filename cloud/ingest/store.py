@@ -80,13 +80,20 @@ class _DeadLetters:
         for r in rejections:
             self.add(r)
 
-    def save(self, session: Session) -> None:
+    def save(self, session: Session, caps: dead_letters.Caps | None = None) -> None:
         # samples, repeats counted in their rows, caps per gateway: see dead_letters
-        dead_letters.save(session, self.letters)
+        dead_letters.save(session, self.letters, caps)
 
 
-def store_batch(session: Session, messages: list[Incoming], now: datetime) -> BatchResult:
-    """Store ``messages`` in the caller's transaction; see the module docstring."""
+def store_batch(
+    session: Session,
+    messages: list[Incoming],
+    now: datetime,
+    *,
+    caps: dead_letters.Caps | None = None,
+) -> BatchResult:
+    """Store ``messages`` in the caller's transaction; see the module docstring.
+    ``caps``: the dead-letter caps (default: the process's, ``dead_letters.current_caps``)."""
     result = BatchResult()
     dead = _DeadLetters(result)
     decoded = decode_batch(messages, now)
@@ -122,7 +129,7 @@ def store_batch(session: Session, messages: list[Incoming], now: datetime) -> Ba
     result.collisions += len(claims.collided)
     collided = {id(a) for a in claims.collided}
     track_gaps([a for a in claims.fresh if id(a) not in collided], result)
-    dead.save(session)
+    dead.save(session, caps)
     return result
 
 

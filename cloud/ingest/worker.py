@@ -76,7 +76,8 @@ class IngestWorker:
         self.factory = factory
         self.clock = clock
         self.on_commit = on_commit
-        dead_letters.configure(dead_letters.Caps.from_settings(settings))
+        # this worker's own caps, not the process's: two workers may be set differently
+        self.dead_letter_caps = dead_letters.Caps.from_settings(settings)
         self.client_id = settings.ingest_client_id or f"mb-cloud-{uuid.uuid4().hex[:12]}"
         # (message, mid, qos, connection generation)
         self._queue: queue.Queue[tuple[Incoming, int, int, int]] = queue.Queue()
@@ -181,7 +182,7 @@ class IngestWorker:
             started = time.perf_counter()
             try:
                 with self.factory() as session, session.begin():
-                    result = store_batch(session, items, self.clock())
+                    result = store_batch(session, items, self.clock(), caps=self.dead_letter_caps)
                 metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
                 return result
             except (IntegrityError, OperationalError) as err:

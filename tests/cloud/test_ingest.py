@@ -134,10 +134,10 @@ def test_a_poison_message_is_dead_lettered_and_the_rest_stored(
     import cloud.ingest.worker as worker_module
     from cloud.ingest.store import store_batch as real
 
-    def buggy(session, items, now):
+    def buggy(session, items, now, **kw):
         if any(b"poison" in i.payload for i in items):
             raise RuntimeError("a bug met a strange message")
-        return real(session, items, now)
+        return real(session, items, now, **kw)
 
     monkeypatch.setattr(worker_module, "store_batch", buggy)
     acks: list[Ack] = []
