@@ -22,6 +22,7 @@ from cloud.api import create_api
 from cloud.api.deps import ApiState
 from cloud.clock import Clock, system_clock
 from cloud.commands import MqttCommandSender
+from cloud.console import mount_console
 from cloud.db import make_engine, session_factory, transaction, upgrade
 from cloud.db import models as m
 from cloud.errors import Conflict
@@ -98,6 +99,7 @@ class CloudService:
         self._commands: MqttCommandSender | None = None  # ours to close, whatever state holds
         self._want_ingest, self._want_scheduler = ingest, scheduler
         self.app = create_api(self.state)
+        mount_console(self.app, self.state)
         self.app.router.lifespan_context = self._lifespan
 
     @asynccontextmanager

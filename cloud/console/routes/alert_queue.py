@@ -1,0 +1,262 @@
+"""The live queue (告警队列): the page, its rows for a filter, the live stream of row
+changes, and the quick actions (acknowledge, bulk acknowledge and verdicts)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, StreamingResponse
+from markupsafe import escape
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+from starlette.concurrency import run_in_threadpool
+
+from cloud import alerts, auth
+from cloud.alerts import verdicts
+from cloud.api.deps import DB, State
+from cloud.api.params import RowId
+from cloud.console.filters import LEVELS, PAGE, STATUSES, QueueFilter
+from cloud.console.live import KEEPALIVE_S, Change, feed_of
+from cloud.console.session import COOKIE, Signed
+from cloud.console.templating import environment, render, template_values
+from cloud.db import models as m
+from cloud.errors import Conflict, DomainError, Forbidden, NotFound
+from cloud.permissions import Action, require
+
+router = APIRouter()
+MAX_BULK = 200
+CRITICAL = 3
+_STATUS = {NotFound: 404, Conflict: 409, Forbidden: 403}
+
+
+def _rows(db: DB, user: m.User, flt: QueueFilter) -> tuple[int, list[m.Alert]]:
+    where = flt.where(user)
+    total = db.scalar(select(func.count()).select_from(m.Alert).where(where)) or 0
+    rows = db.scalars(
+        select(m.Alert)
+        .where(where)
+        .options(selectinload(m.Alert.verdict_row))
+        .order_by(m.Alert.updated_at.desc(), m.Alert.id.desc())
+        .limit(PAGE)
+        .offset(flt.offset)
+    ).all()
+    return total, list(rows)
+
+
+def _unreviewed(db: DB, user: m.User, flt: QueueFilter) -> int:
+    return (
+        db.scalar(
+            select(func.count())
+            .select_from(m.Alert)
+            .where(QueueFilter(**{**flt.__dict__, "unreviewed": True}).where(user))
+        )
+        or 0
+    )
+
+
+def _kinds(db: DB, user: m.User) -> list[str]:
+    return list(
+        db.scalars(
+            select(m.Alert.kind).where(auth.scope_clause(user, m.Alert)).distinct().limit(100)
+        )
+    )
+
+
+@router.get("/", response_class=HTMLResponse)
+def queue_page(request: Request, db: DB, signed: Signed) -> HTMLResponse:
+    flt = QueueFilter.from_request(request)
+    total, rows = _rows(db, signed.user, flt)
+    return render(
+        request,
+        "queue.html",
+        {
+            "flt": flt,
+            "rows": rows,
+            "total": total,
+            "unreviewed": _unreviewed(db, signed.user, flt),
+            "kinds": _kinds(db, signed.user),
+            "levels": LEVELS,
+            "statuses": STATUSES,
+            "page": PAGE,
+        },
+        signed=signed,
+    )
+
+
+@router.get("/console/rows", response_class=HTMLResponse)
+def queue_rows(request: Request, db: DB, signed: Signed) -> HTMLResponse:
+    """The rows for a filter (the filter form and "more" ask for these), with the counts
+    as out-of-band swaps."""
+    flt = QueueFilter.from_request(request)
+    total, rows = _rows(db, signed.user, flt)
+    return render(
+        request,
+        "partials/rows.html",
+        {
+            "flt": flt,
+            "rows": rows,
+            "total": total,
+            "unreviewed": _unreviewed(db, signed.user, flt),
+            "page": PAGE,
+            "counts_oob": True,
+        },
+        signed=signed,
+    )
+
+
+def _fragment(template: str, values: dict[str, Any], **extra: Any) -> str:
+    return environment.get_template(template).render({**values, **extra})
+
+
+def _sees(user: m.User, alert: m.Alert) -> bool:
+    return auth.in_scope(user, alert.community, alert.compound, alert.building)
+
+
+@router.get("/console/stream")
+async def queue_stream(request: Request, signed: Signed, st: State) -> StreamingResponse:
+    """Server-sent events for the queue: each change is one ``change`` event whose data
+    are out-of-band swaps (the row removed where it was, put on top if it still matches
+    the filter, the unreviewed count, a popup for a new critical alert). It ends (event
+    ``end``) when the session expires or is revoked; the page then reloads to the login."""
+    flt = QueueFilter.from_request(request)
+    user = signed.user
+    token = request.cookies.get(COOKIE, "")
+    values = template_values(request, signed)
+    feed = feed_of(st, request.app.state)
+
+    def _still_valid() -> bool:
+        with st.factory() as s:
+            return auth.grant_for_token(s, token, now=st.clock()) is not None
+
+    def _counts() -> tuple[int, int]:
+        with st.factory() as s:
+            total = s.scalar(select(func.count()).select_from(m.Alert).where(flt.where(user)))
+            return total or 0, _unreviewed(s, user, flt)
+
+    async def events() -> AsyncIterator[bytes]:
+        sub = feed.subscribe()
+        checked_at = st.clock()
+        wait_s = max(0.05, min(KEEPALIVE_S, st.stream_auth_check_s))
+        try:
+            yield b"retry: 2000\n: connected\n\n"
+            while not await request.is_disconnected():
+                now = st.clock()
+                ended = now >= signed.expires_at
+                if not ended and (now - checked_at).total_seconds() >= st.stream_auth_check_s:
+                    checked_at = now
+                    ended = not await run_in_threadpool(_still_valid)
+                if ended:
+                    yield b"event: end\ndata: login\n\n"
+                    return
+                batch = await sub.next(wait_s)
+                if batch is None:  # cut off for falling behind: the page reloads
+                    yield b"event: end\ndata: reload\n\n"
+                    return
+                mine = [c for c in batch if _sees(user, c.alert)]
+                if not batch:
+                    yield b": keep-alive\n\n"  # proxies close silent connections
+                if not mine:
+                    continue
+                data = await run_in_threadpool(_swaps, mine)
+                yield f"id: {mine[-1].transition_id}\nevent: change\ndata: {data}\n\n".encode()
+        finally:
+            sub.close()
+
+    def _swaps(mine: list[Change]) -> str:
+        latest = {c.alert.id: c for c in mine}  # each alert once, in its newest state
+        parts: list[str] = []
+        for change in latest.values():
+            alert = change.alert
+            parts.append(f'<div id="alert-{alert.id}" hx-swap-oob="delete"></div>')
+            if flt.matches(user, alert):
+                row = _fragment("partials/row.html", values, alert=alert)
+                # table parts cannot stand alone in HTML: htmx takes them from a <template>
+                oob = f'<tbody hx-swap-oob="afterbegin:#queue-rows">{row}</tbody>'
+                parts.append(f"<template>{oob}</template>")
+            if change.action == "opened" and alert.severity >= CRITICAL:
+                parts.append(_fragment("partials/popup.html", values, alert=alert))
+        total, unreviewed = _counts()
+        parts.append(f'<span id="unreviewed-count" hx-swap-oob="true">{unreviewed}</span>')
+        parts.append(
+            f'<span id="queue-total" hx-swap-oob="true">'
+            f"{escape(values['t']('queue.total', n=total))}</span>"
+        )
+        # SSE data: one "data:" line per line of HTML
+        return "\n".join(parts).replace("\n", "\ndata: ")
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _action_error(request: Request, signed: Signed, err: DomainError, status: int) -> HTMLResponse:
+    return render(
+        request,
+        "partials/toast.html",
+        {"message": str(err), "kind": "error"},
+        signed=signed,
+        status_code=status,
+        headers={"HX-Retarget": "#toast", "HX-Reswap": "innerHTML"},
+    )
+
+
+@router.post("/console/alerts/{alert_id}/acknowledge", response_class=HTMLResponse)
+def acknowledge_row(
+    alert_id: RowId, request: Request, db: DB, signed: Signed, st: State
+) -> HTMLResponse:
+    """``a`` on a row: acknowledge it; the row comes back in its new state."""
+    user = signed.user
+    try:
+        require(user, Action.ACKNOWLEDGE_ALERT)
+        alert = alerts.get_alert(db, alert_id)
+        auth.require_place(
+            user, alert.community, alert.compound, alert.building, f"alert {alert_id}"
+        )
+        alerts.acknowledge(db, alert_id, actor=user.username, now=st.clock())
+    except DomainError as err:
+        return _action_error(request, signed, err, _status_of(err))
+    db.commit()
+    st.notifier.notify()
+    db.refresh(alert)
+    return render(request, "partials/row.html", {"alert": alert, "selected": False}, signed=signed)
+
+
+def _status_of(err: DomainError) -> int:
+    return next((c for t, c in _STATUS.items() if isinstance(err, t)), 422)
+
+
+@router.post("/console/bulk", response_class=HTMLResponse)
+def bulk(
+    request: Request,
+    db: DB,
+    signed: Signed,
+    st: State,
+    action: Annotated[str, Form(pattern="^(acknowledge|confirmed|false_positive)$")],
+    ids: Annotated[list[int], Form(max_length=MAX_BULK)],
+) -> HTMLResponse:
+    """Bulk acknowledge or bulk verdict on the selected rows; a toast says how many
+    succeeded and why the others did not."""
+    user = signed.user
+    now = st.clock()
+    try:
+        if action == "acknowledge":
+            require(user, Action.ACKNOWLEDGE_ALERT)
+            results = alerts.bulk_acknowledge(db, user, ids, now=now)
+        else:
+            require(user, Action.GIVE_VERDICT)
+            results = verdicts.bulk_verdict(db, user, ids, action, now=now)
+    except DomainError as err:
+        return _action_error(request, signed, err, _status_of(err))
+    db.commit()
+    st.notifier.notify()
+    return render(
+        request,
+        "partials/bulk_result.html",
+        {"results": results, "action": action},
+        signed=signed,
+        headers={"HX-Retarget": "#toast", "HX-Reswap": "innerHTML"},
+    )

@@ -1,0 +1,7 @@
+"""Console pages: dead_letters (being built)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter()
