@@ -145,6 +145,11 @@ def user_for_token(session: Session, token: str, *, now: datetime) -> m.User | N
     return grant.user if grant else None
 
 
+def revoke_token(session: Session, token: str) -> None:
+    """End one session (a console logout): the token's row goes."""
+    session.execute(delete(m.ApiToken).where(m.ApiToken.token_hash == _token_hash(token)))
+
+
 def revoke_tokens(
     session: Session, actor: m.User, user_id: int, *, now: datetime, note: str | None = None
 ) -> int:
@@ -181,6 +186,51 @@ def deactivate_user(
         target=f"user:{target.id}",
         at=now,
         note=note or target.username,
+    )
+    session.flush()
+    return target
+
+
+def reactivate_user(
+    session: Session, actor: m.User, user_id: int, *, now: datetime, note: str | None = None
+) -> m.User:
+    """Let a deactivated user of ``actor``'s subtree log in again (with their password;
+    their old sessions stay ended); audited. Idempotent."""
+    target = manageable_user(session, actor, user_id)
+    target.active = True
+    audit.record(
+        session,
+        actor=actor.username,
+        action="user_reactivated",
+        target=f"user:{target.id}",
+        at=now,
+        note=note or target.username,
+    )
+    session.flush()
+    return target
+
+
+def reset_password(
+    session: Session, actor: m.User, user_id: int, password: str, *, now: datetime
+) -> m.User:
+    """Set a new password for a user of ``actor``'s subtree and end all their sessions
+    (whoever knew the old one is logged out); audited, without the password. Not for
+    one's own: a stolen admin token must not be able to take over the account."""
+    target = manageable_user(session, actor, user_id)
+    if target.id == actor.id:
+        raise Conflict("you cannot reset your own password; ask another admin")
+    if len(password) < 8:
+        raise Invalid("password: a password needs at least 8 characters")
+    target.password_hash = hash_password(password)
+    result = session.execute(delete(m.ApiToken).where(m.ApiToken.user_id == target.id))
+    revoked = int(cast(CursorResult[Any], result).rowcount)
+    audit.record(
+        session,
+        actor=actor.username,
+        action="password_reset",
+        target=f"user:{target.id}",
+        at=now,
+        note=f"password of {target.username!r} reset; {revoked} token(s) ended",
     )
     session.flush()
     return target

@@ -25,15 +25,17 @@ from sqlalchemy import ColumnElement, CursorResult, Result, and_, delete, exists
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud import work_orders
-from cloud.alerts import Action, AlertStatus
+from cloud.alerts import Action, AlertStatus, get_alert
 from cloud.alerts.audit import record
-from cloud.alerts.lifecycle import move
+from cloud.alerts.lifecycle import MAX_NOTE, move
 from cloud.alerts.policy import policy_for
 from cloud.db import models as m
+from cloud.errors import Conflict
 from microbrain.protocol import Severity
+from microbrain.site import EscalationPolicy
 
 # policy_for is cloud.alerts.policy's, named here too for the callers that know it here
-__all__ = ["ESCALATIONS", "NEXT_LEVEL", "escalate_one", "policy_for", "run_due"]
+__all__ = ["ESCALATIONS", "NEXT_LEVEL", "escalate_by_hand", "escalate_one", "policy_for", "run_due"]
 
 log = logging.getLogger(__name__)
 
@@ -90,16 +92,81 @@ def escalate_one(
     if not won:
         return None
     session.refresh(alert)
+    return _climb(
+        session,
+        alert,
+        nxt,
+        policy,
+        actor="system:escalation",
+        now=now,
+        note=f"not acknowledged in time at {level} level; now {nxt}",
+    )
+
+
+def escalate_by_hand(
+    session: Session, alert_id: int, *, actor: str, now: datetime, note: str | None = None
+) -> m.Alert:
+    """``actor`` moves an active alert one level up (building → compound → community),
+    logged as ``escalated`` with the note; an open alert's escalation clock moves with it
+    and restarts at the new level. Conflict when the alert is no longer active or is at
+    the community level already (the top a person escalates to; a work order to a
+    department is a dispatch). Caller checks the user may see the alert."""
+    # the alert's row first, as escalate_one takes it: the scheduler then finds the
+    # deadline changed under its guard and does nothing
+    alert = get_alert(session, alert_id, for_update=True)
+    if not alert.active:
+        raise Conflict(f"alert {alert_id} is {alert.status}; escalating needs it to be active")
+    nxt = NEXT_LEVEL.get(alert.level)
+    if nxt is None or nxt == "whistle":
+        raise Conflict(
+            f"alert {alert_id} is at the {alert.level} level, the top one; "
+            "dispatch it to send a work order to a department"
+        )
+    policy = policy_for(session, alert.community, alert.compound)
+    session.execute(
+        update(m.EscalationDeadline)
+        .where(m.EscalationDeadline.alert_id == alert_id)
+        .values(
+            level=nxt,
+            due_at=now + timedelta(seconds=policy.deadline(nxt, Severity(alert.severity))),
+        )
+    )
+    by_hand = f"escalated by hand from {alert.level} level; now {nxt}"
+    _climb(
+        session,
+        alert,
+        nxt,
+        policy,
+        actor=actor,
+        now=now,
+        note=f"{by_hand}: {note}"[:MAX_NOTE] if note else by_hand,
+    )
+    return alert
+
+
+def _climb(
+    session: Session,
+    alert: m.Alert,
+    nxt: str,
+    policy: EscalationPolicy,
+    *,
+    actor: str,
+    now: datetime,
+    note: str,
+) -> str:
+    """Put ``alert`` (locked, its deadline already moved or taken) at level ``nxt`` and
+    log it; at ``whistle``, whistle a work order. Returns ``nxt``."""
+    previous = alert.level
     alert.level = nxt
     alert.updated_at = now
     if nxt == "whistle":
         department = policy.whistle.get(alert.kind)
-        # the guard above saw the alert open, under its lock: the move cannot be refused
+        # the caller saw the alert open, under its lock: the move cannot be refused
         move(
             session,
             alert,
             Action.WHISTLED,
-            actor="system:escalation",
+            actor=actor,
             now=now,
             note=f"吹哨: work order to {department or 'no department (none configured)'}",
         )
@@ -108,7 +175,7 @@ def escalate_one(
             alert,
             department=department,
             reason="whistle",
-            actor="system:escalation",
+            actor=actor,
             now=now,
             note=None,
         )
@@ -119,12 +186,12 @@ def escalate_one(
             alert,
             "escalated",
             from_status=alert.status,
-            actor="system:escalation",
+            actor=actor,
             at=now,
-            note=f"not acknowledged in time at {level} level; now {nxt}",
+            note=note,
         )
     ESCALATIONS.labels(nxt).inc()
-    log.info("alert %s escalated %s → %s", alert_id, level, nxt)
+    log.info("alert %s escalated %s → %s by %s", alert.id, previous, nxt, actor)
     return nxt
 
 

@@ -30,6 +30,8 @@ class Action(StrEnum):
     RESOLVE_ALERT = "resolve alerts"
     CLOSE_ALERT = "close alerts"
     COMMENT_ALERT = "comment on alerts"
+    GIVE_VERDICT = "give verdicts on alerts"
+    ESCALATE_ALERT = "escalate alerts"
     WORK_ON_ORDERS = "work on orders"
     READ_DEAD_LETTERS = "read dead letters"
     MANAGE_GATEWAYS = "manage gateway credentials"
@@ -44,6 +46,8 @@ _WORKS_ALERTS = frozenset(
         Action.DISPATCH_ALERT,
         Action.RESOLVE_ALERT,
         Action.COMMENT_ALERT,
+        Action.GIVE_VERDICT,
+        Action.ESCALATE_ALERT,
         Action.WORK_ON_ORDERS,
     }
 )

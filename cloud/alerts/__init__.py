@@ -5,27 +5,55 @@ contracts in pyproject.toml): alerts import neither.
 """
 
 from cloud.alerts.lifecycle import ACTIVE, Action, AlertStatus
+from cloud.alerts.queries import (
+    AlertCounts,
+    AlertFilter,
+    Similar,
+    counts,
+    list_alerts,
+    similar,
+    timeline,
+)
 from cloud.alerts.service import (
+    MAX_BULK,
+    Outcome,
     acknowledge,
     alert_key,
+    bulk_acknowledge,
     close,
     comment,
     fold_event,
     get_alert,
     reopen,
     resolve,
+    scoped_alert,
 )
+from cloud.alerts.verdicts import Verdict, bulk_verdict, give_verdict
 
 __all__ = [
     "ACTIVE",
+    "MAX_BULK",
     "Action",
+    "AlertCounts",
+    "AlertFilter",
     "AlertStatus",
+    "Outcome",
+    "Similar",
+    "Verdict",
     "acknowledge",
     "alert_key",
+    "bulk_acknowledge",
+    "bulk_verdict",
     "close",
     "comment",
+    "counts",
     "fold_event",
     "get_alert",
+    "give_verdict",
+    "list_alerts",
     "reopen",
     "resolve",
+    "scoped_alert",
+    "similar",
+    "timeline",
 ]

@@ -10,17 +10,22 @@ alert instead of opening a new one.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cloud import auth
 from cloud.alerts.audit import record
 from cloud.alerts.lifecycle import ACTIVE, MAX_NOTE, Action, AlertStatus, check, move
 from cloud.alerts.policy import start_clock
 from cloud.db import models as m
-from cloud.errors import Conflict, NotFound
+from cloud.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from microbrain.protocol import Event, EventState
+
+MAX_BULK = 200  # ids in one bulk action: a page of the console's list, and a bound
 
 
 def alert_key(
@@ -215,4 +220,74 @@ def comment(
         actor=actor,
         at=now,
         note=note[:MAX_NOTE],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a bulk action did to one id: ``ok``, or the ``error`` (``not_found``,
+    ``conflict``, ``forbidden``, ``invalid``) with the service's ``detail``."""
+
+    id: int
+    ok: bool
+    error: str | None = None
+    detail: str | None = None
+
+
+_ERROR_NAMES: tuple[tuple[type[DomainError], str], ...] = (
+    (NotFound, "not_found"),
+    (Conflict, "conflict"),
+    (Forbidden, "forbidden"),
+    (Invalid, "invalid"),
+)
+
+
+def scoped_alert(session: Session, user: m.User, alert_id: int) -> m.Alert:
+    """The alert if it lies in ``user``'s subtree; NotFound with the same words as for
+    an id that does not exist otherwise (ids do not tell what exists elsewhere)."""
+    alert = get_alert(session, alert_id)
+    auth.require_place(user, alert.community, alert.compound, alert.building, f"alert {alert_id}")
+    return alert
+
+
+def each_alert(
+    session: Session, user: m.User, ids: Sequence[int], act: Callable[[int], object]
+) -> list[Outcome]:
+    """Run ``act(alert_id)`` for each distinct id in ``user``'s scope, each on its own: an
+    id that fails is reported and the others go on. Answers in the order asked (repeats
+    dropped); acts in id order, so two bulk calls lock their alerts in the same order.
+
+    The caller commits once. This relies on the services refusing (raising a domain
+    error) before they change anything, as :func:`cloud.alerts.lifecycle.move` does.
+    """
+    if len(ids) > MAX_BULK:
+        raise Invalid(f"ids: at most {MAX_BULK} in one call, got {len(ids)}")
+    distinct = list(dict.fromkeys(ids))
+    done: dict[int, Outcome] = {}
+    for alert_id in sorted(distinct):
+        try:
+            scoped_alert(session, user, alert_id)
+            act(alert_id)
+        except DomainError as err:
+            name = next((n for t, n in _ERROR_NAMES if isinstance(err, t)), "refused")
+            done[alert_id] = Outcome(alert_id, False, name, str(err))
+        else:
+            done[alert_id] = Outcome(alert_id, True)
+    return [done[i] for i in distinct]
+
+
+def bulk_acknowledge(
+    session: Session,
+    user: m.User,
+    ids: Sequence[int],
+    *,
+    now: datetime,
+    note: str | None = None,
+) -> list[Outcome]:
+    """Acknowledge each alert of ``ids`` as ``user`` (see :func:`each_alert`)."""
+    return each_alert(
+        session,
+        user,
+        ids,
+        lambda alert_id: acknowledge(session, alert_id, actor=user.username, now=now, note=note),
     )

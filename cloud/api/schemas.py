@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cloud.alerts import MAX_BULK, Verdict
+from cloud.api.params import MAX_DB_INT
 from microbrain.protocol import EvidenceRef
 
 T = TypeVar("T")
@@ -42,6 +44,24 @@ class AlertOut(Out):
     opened_at: datetime
     updated_at: datetime
     cleared: bool
+    verdict: Verdict | None = Field(None, description="confirmed or false_positive; None: none yet")
+    verdict_by: str | None = Field(None, description="who gave the verdict")
+    verdict_at: datetime | None = Field(None, description="when the verdict was given")
+
+
+class SimilarOut(AlertOut):
+    match: Literal["place", "compound"] = Field(
+        description="place: same kind at the same device or building; compound: elsewhere in it"
+    )
+    resolved_by: str | None = Field(description="who resolved it last (None: unresolved)")
+    resolved_at: datetime | None
+
+
+class CountsOut(BaseModel):
+    total: int
+    by_status: dict[str, int]
+    by_severity: dict[str, int] = Field(description="keyed by severity (1 … 3)")
+    unreviewed: int = Field(description="how many have no verdict yet")
 
 
 class TransitionOut(Out):
@@ -81,6 +101,37 @@ class NoteIn(BaseModel):
 class CommentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     note: str = Field(min_length=1, max_length=2000)
+
+
+class VerdictIn(NoteIn):
+    verdict: Verdict
+
+
+AlertIds = Annotated[
+    list[Annotated[int, Field(ge=1, le=MAX_DB_INT)]],
+    Field(min_length=1, max_length=MAX_BULK, description=f"alert ids, 1 … {MAX_BULK}"),
+]
+
+
+class BulkIn(NoteIn):
+    ids: AlertIds
+
+
+class BulkVerdictIn(VerdictIn):
+    ids: AlertIds
+
+
+class BulkResultOut(BaseModel):
+    id: int
+    ok: bool
+    error: Literal["not_found", "conflict", "forbidden", "invalid", "refused"] | None = Field(
+        None, description="why not; not_found also for an alert outside your area"
+    )
+    detail: str | None = None
+
+
+class BulkOut(BaseModel):
+    results: list[BulkResultOut] = Field(description="one per distinct id, in the order asked")
 
 
 class DispatchIn(NoteIn):

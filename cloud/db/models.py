@@ -23,7 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeEngine
 
 from cloud.db.types import UTCDateTime
@@ -269,6 +269,11 @@ class Alert(Base):
             postgresql_where=text("active"),
         ),
         Index("ix_alerts_place_status", "community", "compound", "building", "status"),
+        # the duty console's filters and orders: a kind at a place (and similar past
+        # alerts), an opened_at range, the list's newest-change-first order
+        Index("ix_alerts_kind_place", "kind", "community", "compound", "building"),
+        Index("ix_alerts_opened_at", "opened_at"),
+        Index("ix_alerts_updated_at", "updated_at"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(300))
@@ -290,6 +295,34 @@ class Alert(Base):
     opened_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     cleared: Mapped[bool] = mapped_column(Boolean, default=False)
+    # loaded when read (one query per alert); list queries load it for all rows at once
+    # with ``selectinload(Alert.verdict_row)``
+    verdict_row: Mapped[AlertVerdict | None] = relationship(uselist=False)
+
+    # the verdict's fields as the alert's, so that an alert validates into AlertOut
+    @property
+    def verdict(self) -> str | None:
+        return self.verdict_row.verdict if self.verdict_row else None
+
+    @property
+    def verdict_by(self) -> str | None:
+        return self.verdict_row.actor if self.verdict_row else None
+
+    @property
+    def verdict_at(self) -> datetime | None:
+        return self.verdict_row.at if self.verdict_row else None
+
+
+class AlertVerdict(Base):
+    """Whether an alert was real (``confirmed``) or a ``false_positive``, by whom and when:
+    the latest word replaces the earlier (the alert's log keeps every one)."""
+
+    __tablename__ = "alert_verdicts"
+    alert_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("alerts.id"), primary_key=True)
+    verdict: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime]
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class AlertTransition(Base):

@@ -179,6 +179,28 @@ CASES = [
         _alert,
         body={"note": "seen"},
     ),
+    Case("GET", "/api/alerts/{alert_id}/similar", None, _alert, body=None),
+    Case(
+        "POST",
+        "/api/alerts/{alert_id}/verdict",
+        Action.GIVE_VERDICT,
+        _alert,
+        body={"verdict": "confirmed"},
+    ),
+    Case("POST", "/api/alerts/{alert_id}/escalate", Action.ESCALATE_ALERT, _alert),
+    Case(
+        "POST",
+        "/api/users/{user_id}/password",
+        Action.MANAGE_USERS,
+        lambda w, p: str(w.duty_user(p)),
+        body={"password": "battery staple"},
+    ),
+    Case(
+        "POST",
+        "/api/users/{user_id}/reactivate",
+        Action.MANAGE_USERS,
+        lambda w, p: str(w.duty_user(p)),
+    ),
     Case(
         "GET",
         "/api/work-orders/{work_order_id}",

@@ -30,6 +30,11 @@ class UserIn(BaseModel):
     building: IdField = None
 
 
+class PasswordIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    password: str = Field(min_length=8, max_length=256)
+
+
 class UserOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
@@ -90,6 +95,36 @@ def deactivate_user(
     target = auth.deactivate_user(
         db, user, user_id, now=st.clock(), note=body.note if body else None
     )
+    return UserOut.model_validate(target)
+
+
+@router.post("/users/{user_id}/reactivate", response_model=UserOut)
+def reactivate_user(
+    user_id: UserId,
+    db: DB,
+    user: Annotated[m.User, allowed(Action.MANAGE_USERS)],
+    st: State,
+    body: NoteIn | None = None,
+) -> UserOut:
+    """Let a deactivated user of your area log in again (admins; their old sessions stay
+    ended); audited."""
+    target = auth.reactivate_user(
+        db, user, user_id, now=st.clock(), note=body.note if body else None
+    )
+    return UserOut.model_validate(target)
+
+
+@router.post("/users/{user_id}/password", response_model=UserOut)
+def reset_password(
+    user_id: UserId,
+    body: PasswordIn,
+    db: DB,
+    user: Annotated[m.User, allowed(Action.MANAGE_USERS)],
+    st: State,
+) -> UserOut:
+    """Set a new password for a user of your area (admins; not your own): every session
+    of theirs ends; audited."""
+    target = auth.reset_password(db, user, user_id, body.password, now=st.clock())
     return UserOut.model_validate(target)
 
 
