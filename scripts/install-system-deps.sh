@@ -24,6 +24,10 @@ PACKAGES=(
   gir1.2-gst-rtsp-server-1.0
   gstreamer1.0-plugins-base    # appsrc
   gstreamer1.0-plugins-good    # rtpjpegpay
+  # the console's browser tests and benchmark: Playwright drives Debian's Chromium (its own
+  # browser download does not work offline), and Chinese needs a CJK font or renders as boxes
+  chromium
+  fonts-noto-cjk
 )
 
 if [ "${1:-}" = "--list" ]; then printf '%s\n' "${PACKAGES[@]}"; exit 0; fi
