@@ -26,6 +26,13 @@ def _login(console: Console, username: str, next_path: str = "/") -> Iterator[ht
         yield client
 
 
+def _status(console: Console, alert_id: int) -> str:
+    with console.factory() as s:
+        alert = s.get(m.Alert, alert_id)
+        assert alert is not None
+        return alert.status
+
+
 def test_login_sets_a_strict_httponly_cookie_and_redirects_home(console: Console) -> None:
     name = console.user("duty", console.gateway())
     with _login(console, name) as client:
@@ -73,12 +80,10 @@ def test_a_change_without_the_csrf_token_is_refused(console: Console) -> None:
         url = f"/console/alerts/{alert_id}/acknowledge"
         assert client.post(url).status_code == 403
         assert client.post(url, headers={CSRF_HEADER: "0" * 64}).status_code == 403
-        with console.factory() as s:
-            assert s.get(m.Alert, alert_id).status == "open"  # nothing changed
+        assert _status(console, alert_id) == "open"  # nothing changed
         token = client.cookies[COOKIE]
         assert client.post(url, headers={CSRF_HEADER: csrf_for(token)}).status_code == 200
-        with console.factory() as s:
-            assert s.get(m.Alert, alert_id).status == "acknowledged"
+        assert _status(console, alert_id) == "acknowledged"
 
 
 def test_logout_ends_the_token(console: Console) -> None:
