@@ -6,12 +6,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud import alerts
+from cloud import alerts, auth
 from cloud.alerts import AlertFilter
+from cloud.api import create_api
+from cloud.api.deps import ApiState
+from cloud.clock import ManualClock
 from cloud.db import models as m
 from cloud.db import transaction
+from cloud.settings import Settings
 from cloud.site_sync import register_gateway
 from microbrain.protocol import GatewayPath, Severity
 from tests.cloud.helpers import DEVICES, event, ingest
@@ -183,3 +188,55 @@ def test_reviewed_filter_with_nothing_to_find(
         me = _user(community="nobody-here")
         assert alerts.list_alerts(s, me, AlertFilter(reviewed=reviewed)) == (0, [])
         assert alerts.counts(s, me, AlertFilter(reviewed=reviewed)).total == 0
+
+
+def test_the_api_lists_counts_and_finds_similar_alerts(
+    factory: sessionmaker[Session], gw: GatewayPath
+) -> None:
+    first = _open(factory, gw, 1, T0)
+    smoke = _open(factory, gw, 2, T0 + timedelta(minutes=1), kind="smoke")
+    latest = _open(factory, gw, 3, T0 + timedelta(minutes=2))
+    with transaction(factory) as s:
+        alerts.resolve(s, first, actor="duty-x", now=T0 + timedelta(minutes=3))
+        reader = m.User(
+            username=f"r-{gw.gateway}",
+            password_hash="-",
+            role="engineer",  # reading needs no action
+            community=gw.community,
+            active=True,
+            created_at=T0,
+        )
+        s.add(reader)
+        s.flush()
+        headers = {"Authorization": f"Bearer {auth.issue_token(s, reader, now=T0, ttl_s=60)}"}
+    state = ApiState(settings=Settings(environment="test"), factory=factory, clock=ManualClock(T0))
+    with TestClient(create_api(state)) as client:
+
+        def ids(**params: object) -> list[int]:
+            r = client.get("/api/alerts", headers=headers, params=params)
+            assert r.status_code == 200, r.text
+            return [a["id"] for a in r.json()["items"]]
+
+        assert ids(kind=["smoke", "illegal_parking"]) == [first, latest, smoke]
+        assert ids(kind="smoke") == [smoke]  # one kind, as before
+        since = (T0 + timedelta(minutes=1)).isoformat()
+        until = (T0 + timedelta(minutes=2)).isoformat()
+        assert ids(since=since, until=until) == [smoke]
+        assert ids(status="resolved", reviewed="false") == [first]
+        counts = client.get("/api/alerts/counts", headers=headers, params={"kind": "smoke"})
+        assert counts.json() == {
+            "total": 1,
+            "by_status": {"open": 1},
+            "by_severity": {"2": 1},
+            "unreviewed": 1,
+        }
+        r = client.get(f"/api/alerts/{latest}/similar", headers=headers)
+        assert r.status_code == 200, r.text
+        (found,) = r.json()
+        assert (found["id"], found["match"], found["status"], found["resolved_by"]) == (
+            first,
+            "place",
+            "resolved",
+            "duty-x",
+        )
+        assert client.get("/api/alerts/987654321/similar", headers=headers).status_code == 404
