@@ -10,6 +10,9 @@ Every step is a guarded UPDATE/DELETE (level, due time and "alert still open" in
 WHERE clause), so two schedulers, a restart, or an acknowledgement racing the deadline
 give exactly one escalation or none.
 
+A person may also escalate an active alert by hand (:func:`escalate_by_hand`), up to the
+community level; both ways climb through the one :func:`_climb`.
+
 Imports run one way: escalation → work orders → alerts (lifecycle, policy, audit). The
 whistle changes the alert's status through the lifecycle like every other change.
 """
