@@ -109,6 +109,18 @@ CHECKS: tuple[Check, ...] = (
     *(Check(f"sample {name}", False, _sample(name), res.fix) for name, res in SAMPLES.items()),
     Check("espeak-ng (voice warnings)", False, _binary("espeak-ng"), "apt-get install espeak-ng"),
     Check(
+        "chromium (the console's browser tests)",
+        False,
+        _binary("chromium"),
+        "apt-get install chromium fonts-noto-cjk",
+    ),
+    Check(
+        "Playwright (the console's browser tests)",
+        False,
+        _module("playwright"),
+        "pip install -e '.[dev]'",
+    ),
+    Check(
         "ultralytics (training)",
         False,
         _module("ultralytics"),

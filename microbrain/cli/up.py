@@ -119,7 +119,9 @@ def up(
     sensor_port: Annotated[
         int, typer.Option(help="local sensor broker port (devices → gateways)")
     ] = 1885,
-    api_port: Annotated[int, typer.Option(help="cloud API port (/docs, /metrics)")] = 8000,
+    api_port: Annotated[
+        int, typer.Option(help="cloud port (console at /, API at /docs, /metrics)")
+    ] = 8000,
     gateway: Annotated[
         list[str] | None,
         typer.Option(
@@ -139,7 +141,7 @@ def up(
 ) -> None:
     """Run the whole system on this box: brokers, cloud on SQLite, gateways, simulated sensors.
 
-    Example:  microbrain up            (then open http://127.0.0.1:8000/docs)
+    Example:  microbrain up            (then open http://127.0.0.1:8000/ for the console)
 
     Example:  microbrain up --gateway gw-xiyuan-2 --duration 60
 
@@ -287,7 +289,7 @@ def up(
                 raise typer.Exit(0) from None
             fail(f"the cloud did not start ({err}); its log:\n{cloud.tail()}", code=1)
         say(
-            f"cloud: http://127.0.0.1:{api_port}/docs  "
+            f"console: http://127.0.0.1:{api_port}/  API: http://127.0.0.1:{api_port}/docs  "
             f"(user admin, password in {data_dir / 'secrets.yaml'})"
         )
 
