@@ -79,7 +79,8 @@ def test_doctor_reports_each_item_with_a_fix() -> None:
     result = microbrain("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "[ok] default model" in result.stdout
-    assert "chromium" not in result.stdout  # no console yet: nothing needs a browser
+    # the console's browser tests need Debian's Chromium: named with its fix
+    assert "chromium (the console's browser tests)" in result.stdout
     from microbrain.broker.embedded import mosquitto_executable
 
     if mosquitto_executable():  # found where the embedded broker looks for it
