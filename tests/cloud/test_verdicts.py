@@ -3,13 +3,15 @@ on both stores."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud import alerts, auth, escalation
@@ -22,7 +24,7 @@ from cloud.errors import Conflict, Invalid
 from cloud.settings import Settings
 from cloud.site_sync import register_gateway
 from microbrain.protocol import GatewayPath, Severity
-from tests.cloud.helpers import DEVICES, event, ingest, unique_gateway
+from tests.cloud.helpers import DEVICES, event, ingest, unique_gateway, wait_for
 
 MISSING = 987654321012
 
@@ -97,6 +99,48 @@ def test_a_verdict_is_stored_with_who_and_when_replaced_and_logged(
     ]
     with transaction(factory) as s, pytest.raises(Invalid):
         alerts.give_verdict(s, alert_id, "maybe", actor="duty", now=later)
+
+
+def test_two_first_verdicts_at_once_both_count_the_later_one_kept(
+    factory: sessionmaker[Session], gw: GatewayPath, clock: ManualClock, cloud_url: str
+) -> None:
+    # without the alert's lock both would find no verdict row and insert one: the second
+    # insert then fails on the primary key
+    if not cloud_url.startswith("postgresql"):
+        pytest.skip("row locks are PostgreSQL's; SQLite serialises whole transactions")
+    alert_id = _alert(factory, gw, clock)
+    errors: list[DBAPIError] = []
+
+    def second() -> None:
+        try:
+            with transaction(factory) as s:
+                alerts.give_verdict(s, alert_id, "confirmed", actor="duty-b", now=clock())
+        except DBAPIError as err:  # reported below, in the test's thread
+            errors.append(err)
+
+    with factory() as holder, holder.begin():
+        alerts.give_verdict(holder, alert_id, "false_positive", actor="duty-a", now=clock())
+        holder_pid = holder.scalar(text("select pg_backend_pid()"))
+        worker = threading.Thread(target=second)
+        worker.start()
+
+        def blocked() -> bool:
+            with factory() as probe:
+                waiting = probe.scalar(
+                    text(
+                        "select count(*) from pg_stat_activity "
+                        "where :pid = any(pg_blocking_pids(pid))"
+                    ),
+                    {"pid": holder_pid},
+                )
+                return bool(waiting)
+
+        wait_for(blocked)  # the second waits for the first's lock on the alert
+    worker.join(30)
+    assert not worker.is_alive() and errors == []
+    with factory() as s:
+        assert alerts.get_alert(s, alert_id).verdict_by == "duty-b"
+    assert [a for a, _, _ in _log(factory, alert_id)] == ["verdict", "verdict"]
 
 
 def test_verdict_over_the_api_and_in_the_alert(
