@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from datetime import timedelta
-
 from fastapi import APIRouter
 from sqlalchemy import select
 
@@ -10,9 +8,9 @@ from cloud.api.deps import DB, CurrentUser, State
 from cloud.api.responses import AUTHED, documented
 from cloud.api.schemas import DeviceOut, GatewayOut
 from cloud.db import models as m
+from cloud.liveness import gateway_alive
 
 router = APIRouter(prefix="/api/devices", tags=["devices"])
-MISSED_HEARTBEATS = 3  # silent for this many heartbeat periods = not alive
 
 
 @router.get("/gateways", response_model=list[GatewayOut], responses=documented(*AUTHED))
@@ -24,11 +22,7 @@ def gateways(db: DB, user: CurrentUser, st: State) -> list[GatewayOut]:
     )
     out = []
     for g in rows:
-        alive = (
-            g.state == "online"
-            and g.last_seen is not None
-            and now - g.last_seen <= timedelta(seconds=MISSED_HEARTBEATS * g.heartbeat_s)
-        )
+        alive = gateway_alive(g, now)
         out.append(GatewayOut.model_validate(g).model_copy(update={"alive": alive}))
     return out
 
