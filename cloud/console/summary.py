@@ -40,12 +40,13 @@ MISSED_HEARTBEATS = 3
 
 @dataclass(frozen=True, slots=True)
 class PlaceCount:
-    """Open alerts at one compound."""
+    """Open alerts at one compound (``critical`` of them critical)."""
 
     community: str
     compound: str
     name: str
     count: int
+    critical: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ class Hotspot:
     building: str | None
     count: int
     severity: int  # the highest among them
+    place: str  # the compound's and building's names, for people
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,15 +183,16 @@ def _open_by_severity(session: Session, user: m.User) -> dict[int, int]:
 
 def _open_by_compound(session: Session, user: m.User) -> list[PlaceCount]:
     n = func.count().label("n")
+    critical = func.sum(case((m.Alert.severity >= Severity.CRITICAL, 1), else_=0))
     rows = session.execute(
-        select(m.Alert.community, m.Alert.compound, n)
+        select(m.Alert.community, m.Alert.compound, n, critical)
         .where(_active(user))
         .group_by(m.Alert.community, m.Alert.compound)
         .order_by(n.desc(), m.Alert.community, m.Alert.compound)
         .limit(TOP_PLACES)
     ).all()
-    names = _compound_names(session, {(c, k) for c, k, _ in rows})
-    return [PlaceCount(c, k, names.get((c, k), k), n) for c, k, n in rows]
+    names = _compound_names(session, {(c, k) for c, k, _, _ in rows})
+    return [PlaceCount(c, k, names.get((c, k), k), n, int(x or 0)) for c, k, n, x in rows]
 
 
 def _compound_names(session: Session, places: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -370,4 +373,35 @@ def _hotspots(session: Session, user: m.User, since: datetime) -> list[Hotspot]:
         .order_by(n.desc(), m.Alert.kind, m.Alert.community, m.Alert.compound)
         .limit(TOP_HOTSPOTS)
     ).all()
-    return [Hotspot(k, c, p, b, n, s) for k, c, p, b, n, s in rows]
+    compounds = _compound_names(session, {(c, p) for _, c, p, _, _, _ in rows})
+    buildings = _building_names(session, {(c, p, b) for _, c, p, b, _, _ in rows if b})
+    return [
+        Hotspot(
+            k,
+            c,
+            p,
+            b,
+            n,
+            s,
+            " ".join(filter(None, (compounds.get((c, p), p), b and buildings.get((c, p, b), b)))),
+        )
+        for k, c, p, b, n, s in rows
+    ]
+
+
+def _building_names(
+    session: Session, places: set[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], str]:
+    if not places:
+        return {}
+    rows = session.execute(
+        select(m.Building.community, m.Building.compound, m.Building.id, m.Building.name).where(
+            or_(
+                *(
+                    and_(m.Building.community == c, m.Building.compound == k, m.Building.id == b)
+                    for c, k, b in places
+                )
+            )
+        )
+    )
+    return {(c, k, b): name for c, k, b, name in rows}

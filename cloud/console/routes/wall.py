@@ -8,12 +8,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from cloud.api.deps import DB, State
 from cloud.console import i18n
 from cloud.console.session import Signed
 from cloud.console.summary import SEVERITIES, WallSummary, wall_summary
 from cloud.console.templating import SEVERITY_NAME, language_of, render
+from cloud.db import models as m
 from cloud.work_orders import WorkOrderStatus
 
 router = APIRouter()
@@ -37,6 +40,25 @@ def _labels(language: str, summary: WallSummary) -> dict[str, Any]:
     }
 
 
+def _area(db: Session, user: m.User) -> str | None:
+    """The name of the user's place (community, then compound and building), for the
+    wall's header; None for the whole district."""
+    if user.community is None:
+        return None
+    community = db.get(m.Community, user.community)
+    names = [community.name if community else user.community]
+    if user.compound is not None:
+        compound = db.scalars(
+            select(m.Compound.name).where(
+                m.Compound.community == user.community, m.Compound.id == user.compound
+            )
+        ).first()
+        names.append(compound or user.compound)
+    if user.building is not None:
+        names.append(user.building)
+    return " ".join(names)
+
+
 @router.get("/console/wall.json")
 def wall_json(request: Request, db: DB, signed: Signed, st: State) -> JSONResponse:
     """The wall's numbers for the signed-in user's area, with the names to draw them
@@ -51,4 +73,6 @@ def wall_json(request: Request, db: DB, signed: Signed, st: State) -> JSONRespon
 def wall_page(request: Request, db: DB, signed: Signed, st: State) -> HTMLResponse:
     """The wall; its numbers are in the page at once and then kept live by wall.js."""
     summary = wall_summary(db, signed.user, st.clock())
-    return render(request, "wall.html", {"summary": summary}, signed=signed)
+    return render(
+        request, "wall.html", {"summary": summary, "area": _area(db, signed.user)}, signed=signed
+    )

@@ -47,7 +47,12 @@
     });
   }
   function chart(id) {
-    if (!charts[id]) charts[id] = echarts.init(document.getElementById(id), null, { renderer: "canvas" });
+    if (!charts[id]) {
+      var el = document.getElementById(id);
+      charts[id] = echarts.init(el, null, { renderer: "canvas" });
+      // data-drawn: the chart's animation has ended (a screenshot waits for it)
+      charts[id].on("finished", function () { el.dataset.drawn = "1"; });
+    }
     return charts[id];
   }
   var axisText = { color: MUTED, fontSize: 20 };
@@ -66,12 +71,12 @@
     chart("chart-kind").setOption({
       animationDuration: 600,
       legend: legend,
-      grid: { left: 56, right: 12, top: 44, bottom: 64 },
+      grid: { left: 56, right: 12, top: 40, bottom: 84 },
       tooltip: { trigger: "axis", textStyle: { fontSize: 20 } },
       xAxis: {
         type: "category",
         data: kinds.map(function (k) { return L.kinds[k] || k; }),
-        axisLabel: Object.assign({ interval: 0, formatter: function (v) { return wrap(v, 5); } }, axisText),
+        axisLabel: Object.assign({ interval: 0, formatter: function (v) { return wrap(v, 3); } }, axisText),
         axisLine: { lineStyle: { color: GRID } }
       },
       yAxis: { type: "value", minInterval: 1, axisLabel: axisText, splitLine: { lineStyle: { color: GRID } } },
@@ -81,20 +86,21 @@
 
   function drawOpen(s, L) {
     var data = [3, 2, 1].map(function (sev) {
-      return { name: L.severity[sev], value: s.open_by_severity[sev] || 0, itemStyle: { color: SEV[sev] },
-               label: { color: SEV_TEXT[sev] } };
+      var n = s.open_by_severity[sev] || 0;
+      return { name: L.severity[sev], value: n, itemStyle: { color: SEV[sev] },
+               label: { color: SEV_TEXT[sev], show: n > 0 }, labelLine: { show: n > 0 } };
     });
     chart("chart-open").setOption({
       animationDuration: 600,
-      legend: Object.assign({}, legend, { right: "center", top: "auto", bottom: 0 }),
+      // no legend: each slice's label names its severity in text beside its colour
       title: {
-        text: String(s.open_total), left: "center", top: "38%",
+        text: String(s.open_total), left: "center", top: "40%",
         textStyle: { color: TEXT, fontSize: 56, fontWeight: 800 }
       },
       series: [{
-        type: "pie", radius: ["46%", "70%"], center: ["50%", "46%"], avoidLabelOverlap: true,
+        type: "pie", radius: ["50%", "76%"], center: ["50%", "52%"], avoidLabelOverlap: true,
         itemStyle: { borderColor: "#0f1a2c", borderWidth: 4 },
-        label: { formatter: "{b}\n{c}", fontSize: 22, fontWeight: 700 },
+        label: { formatter: "{b}\n{c}", fontSize: 24, fontWeight: 700, lineHeight: 28 },
         labelLine: { length: 10, length2: 10 },
         data: data
       }]
@@ -151,10 +157,17 @@
         sev.title = L.severity[item.severity];
         name.appendChild(sev);
       }
-      name.appendChild(document.createTextNode(item.label));
+      var label = document.createElement("span"); label.className = "label";
+      label.textContent = item.label;
+      name.appendChild(label);
       if (item.place) {
         var small = document.createElement("small"); small.textContent = item.place;
         name.appendChild(small);
+      }
+      if (item.critical) {
+        var chip = document.createElement("span"); chip.className = "sev-chip sev-critical";
+        chip.append(icon(3), document.createTextNode(L.severity[3] + " " + item.critical));
+        name.appendChild(chip);
       }
       var v = document.createElement("span"); v.className = "v"; v.textContent = item.value;
       var bar = document.createElement("span"); bar.className = "bar";
@@ -191,10 +204,10 @@
     drawOpen(s, L);
     drawOrders(s, L);
     rankList("list-compound", s.open_by_compound.map(function (p) {
-      return { label: p.name, count: p.count, value: p.count };
+      return { label: p.name, count: p.count, value: p.count, critical: p.critical };
     }), L);
     rankList("list-hot", s.hotspots.map(function (h) {
-      return { label: L.kinds[h.kind] || h.kind, place: [h.compound, h.building].filter(Boolean).join(" "),
+      return { label: L.kinds[h.kind] || h.kind, place: h.place,
                count: h.count, value: fmt(L.hotspot_count, { n: h.count }), severity: h.severity };
     }), L);
     last = s;

@@ -91,6 +91,53 @@ def _seed(console: Console) -> Site:
     return Site(a, b, ids)
 
 
+BUSY = (  # (compound, name, building, [(kind, severity, how many)])
+    (
+        "compound-c",
+        "阳光花园",
+        "b3",
+        [("ebike_entering_building", 2, 3), ("unleashed_dog", 1, 2)],
+    ),
+    ("compound-d", "锦绣家园", "b7", [("ebike_in_elevator", 3, 2), ("fire_door_open", 2, 2)]),
+    ("compound-e", "和平里小区", "b1", [("water_level_high", 2, 1), ("elevator_fault", 3, 1)]),
+    ("compound-f", "滨江苑", "b12", [("hydrant_pressure_low", 1, 2), ("illegal_parking", 2, 1)]),
+)
+
+
+def _busy(console: Console, community: str) -> None:
+    """More compounds, kinds and departments, so that the screenshot shows a wall in use."""
+    for compound, name, building, kinds in BUSY:
+        gw = _gateway(console, community, compound, building)
+        with transaction(console.factory) as s:
+            s.execute(
+                update(m.Compound)
+                .where(m.Compound.community == community, m.Compound.id == compound)
+                .values(name=name)
+            )
+            s.execute(
+                update(m.Building)
+                .where(m.Building.community == community, m.Building.compound == compound)
+                .values(name=f"{building[1:]}号楼")
+            )
+        ids = [
+            console.alert(gw, kind=kind, severity=sev, building=building, zone=f"z{n}")
+            for kind, sev, times in kinds
+            for n in range(times)
+        ]
+        now = console.state.clock()
+        with transaction(console.factory) as s:
+            for dept, dept_name in (("city", "城管执法"), ("fire", "消防救援")):
+                if s.get(m.Department, dept) is None:
+                    s.add(m.Department(id=dept, name=dept_name, contacts=[]))
+            s.flush()
+            work_orders.dispatch(s, ids[0], actor="duty", now=now, department="city")
+            order = work_orders.dispatch(s, ids[-1], actor="duty", now=now, department="fire")
+            work_orders.move(s, order.id, "accept", actor="fire", now=now)
+    # after the gateways: registering one names its community after the id again
+    with transaction(console.factory) as s:
+        s.execute(update(m.Community).where(m.Community.id == community).values(name="幸福里社区"))
+
+
 def _user(console: Console, place: GatewayPath, level: str) -> m.User:
     name = console.user("duty", place, level=level)
     with console.factory() as s:
@@ -214,6 +261,7 @@ def test_the_wall_in_chromium_matches_the_api_and_follows_a_new_alert(
     console: Console, browser: Any
 ) -> None:
     site = _seed(console)
+    _busy(console, site.a.community)
     name = console.user("duty", site.a, level="community")
     context = browser.new_context(viewport={"width": 1920, "height": 1080}, locale="zh-CN")
     page = context.new_page()
@@ -222,6 +270,7 @@ def test_the_wall_in_chromium_matches_the_api_and_follows_a_new_alert(
         log_in(page, console, name, next_path="/wall")
         page.wait_for_selector("body[data-loads]")
         assert "一屏治社区" in page.title()
+        assert "幸福里社区" in page.locator(".wall-sub").inner_text()  # names, not ids
         summary = page.request.get(f"{console.url}/console/wall.json").json()
 
         # the dashboard's counts are the API's
@@ -240,7 +289,7 @@ def test_the_wall_in_chromium_matches_the_api_and_follows_a_new_alert(
             assert sum(summary["opened_by_severity"].values()) == _api_total(
                 client, bearer, since=since
             )
-        assert summary["open_by_severity"] == {"3": 4, "2": 3, "1": 0}
+        assert summary["open_total"] > 0
 
         # the tiles show the JSON's numbers
         assert _tile(page, "open_critical") == str(summary["open_by_severity"]["3"])
@@ -260,16 +309,20 @@ def test_the_wall_in_chromium_matches_the_api_and_follows_a_new_alert(
         assert page.evaluate("document.documentElement.scrollHeight <= window.innerHeight")
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         assert page.locator("#list-hot li").count() >= 1
-        assert page.locator("#list-compound li").count() == 2
+        assert page.locator("#list-compound li").count() == 2 + len(BUSY)
         page.wait_for_selector("body[data-live=open]")
         page.wait_for_function("document.fonts.status === 'loaded'")
+        page.locator("#chart-open[data-drawn]").wait_for(state="attached")
+        page.locator("#chart-kind[data-drawn]").wait_for(state="attached")
         screenshot(page, "wall")
 
         # a new critical alert moves the tile without a reload
         page.evaluate("window.__sameWall = true")
+        critical = summary["open_by_severity"]["3"]
         console.alert(site.b, severity=3, kind="fire_door_open", building="b7")
         page.wait_for_function(
-            "document.querySelector('[data-field=open_critical]').textContent.trim() === '5'"
+            "n => document.querySelector('[data-field=open_critical]').textContent.trim() === n",
+            arg=str(critical + 1),
         )
         assert page.evaluate("window.__sameWall === true")  # the same page: not reloaded
     finally:
