@@ -21,9 +21,10 @@ from sqlalchemy.orm import Session
 from cloud import auth
 from cloud.api.deps import DB, State
 from cloud.api.params import MAX_DB_INT
+from cloud.console import i18n
 from cloud.console.routes.page_errors import lacks, refused, status_of, t_of, toast
 from cloud.console.session import ConsoleSession, Signed
-from cloud.console.templating import LOCAL_TZ, render
+from cloud.console.templating import LOCAL_TZ, language_of, render
 from cloud.db import models as m
 from cloud.errors import DomainError, Invalid
 from cloud.permissions import Action, Role, may_grant
@@ -266,10 +267,26 @@ def audit_page(
         offset=offset,
     )
     query = {"user": user, "target": target, "since": since, "until": until}
+    catalogue = i18n.catalogue(language_of(request))
+
+    def action_name(action: str) -> str:
+        # user actions are named in admin.actions_log, an alert's steps by the detail
+        # page's timeline (detail.log); an action neither knows shows as recorded
+        return catalogue.get(
+            f"admin.actions_log.{action}", catalogue.get(f"detail.log.{action}", action)
+        )
+
     return render(
         request,
         "admin_audit.html",
-        {"rows": rows, "more": more, "offset": offset, "page": PAGE, "q": query},
+        {
+            "rows": rows,
+            "more": more,
+            "offset": offset,
+            "page": PAGE,
+            "q": query,
+            "action_name": action_name,
+        },
         signed=signed,
     )
 

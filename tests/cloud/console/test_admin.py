@@ -105,12 +105,18 @@ def test_the_audit_log_finds_a_deactivation_by_user(console: Console, page: Any)
         assert client.post(f"/console/admin/users/{target_id}/deactivate").status_code == 200
         found = client.get("/admin/audit", params={"user": admin}).text
         assert 'data-action="user_deactivated"' in found and f"user:{target_id}" in found
+        assert "停用用户" in found
         none = client.get("/admin/audit", params={"user": other_admin}).text
         assert 'data-action="user_deactivated"' not in none
         by_target = client.get("/admin/audit", params={"target": f"user:{target_id}"}).text
         assert 'data-action="user_deactivated"' in by_target
         later = client.get("/admin/audit", params={"user": admin, "since": "2999-01-01T00:00"})
         assert 'data-action="user_deactivated"' not in later.text
+        alert_id = console.alert(gw, severity=2)
+        assert client.post(f"/console/alerts/{alert_id}/acknowledge").status_code == 200
+        steps = client.get("/admin/audit", params={"target": f"alert:{alert_id}"}).text
+        assert steps.count('class="audit-row"') == 2  # opened, then acknowledged
+        assert 'data-action="acknowledged"' in steps and 'data-action="user_' not in steps
         site = client.get("/admin/site").text
         assert gw.community in site and "YAML" in site
     duty = console.user("duty", gw)

@@ -209,6 +209,11 @@ def test_the_board_moves_an_order_through_a_state_with_a_button(
     page.locator(f"#wo-{ids[0]} button[data-action=start]").click()
     page.locator(f".column[data-state=in_progress] #wo-{ids[0]}").wait_for()
     screenshot(page, "work_orders")
+    page.set_viewport_size({"width": 390, "height": 844})  # property staff on patrol
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.locator(f"#wo-{ids[2]} button[data-action=start]").click()
+    page.locator(f".column[data-state=in_progress] #wo-{ids[2]}").wait_for()
+    screenshot(page, "work_orders_phone")
     with console.factory() as s:
         assert s.get_one(m.WorkOrder, ids[0]).status == "in_progress"
         log = s.scalars(
