@@ -94,6 +94,13 @@ def test_an_admin_of_one_community_cannot_see_or_touch_another_communitys_user(
         assert r.status_code == 404
     assert _login_status(console, stranger, PASSWORD) == 303  # untouched
 
+    district = console.user("admin", None)  # deactivates the stranger: not in mine's log
+    with signed_in(console, district) as client:
+        assert client.post(f"/console/admin/users/{stranger_id}/deactivate").status_code == 200
+        assert f"user:{stranger_id}" in client.get("/admin/audit").text
+    with signed_in(console, admin) as client:
+        assert f"user:{stranger_id}" not in client.get("/admin/audit").text
+
 
 def test_the_audit_log_finds_a_deactivation_by_user(console: Console, page: Any) -> None:
     gw = console.gateway()

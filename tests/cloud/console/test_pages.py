@@ -221,6 +221,13 @@ def test_the_board_moves_an_order_through_a_state_with_a_button(
         ).all()
         assert duty in log
 
+    with signed_in(console, duty) as client:  # done, then verify: needs the broker
+        assert client.post(f"/console/work-orders/{ids[0]}/done").status_code == 200
+        r = client.post(f"/console/work-orders/{ids[0]}/verify")
+        assert r.status_code == 503 and "复核" in r.text
+        assert r.headers["HX-Retarget"] == "#toast"
+        r = client.post(f"/console/work-orders/{ids[1]}/done")  # created → done is no move
+        assert r.status_code == 409
     with signed_in(console, engineer) as client:  # reads the board, may not move orders
         assert "data-action=" not in client.get("/work-orders").text
         r = client.post(f"/console/work-orders/{ids[1]}/accept")
