@@ -243,7 +243,10 @@
     var es = new EventSource("/console/stream");
     es.addEventListener("open", function () { body.dataset.live = "open"; });
     es.addEventListener("error", function () { body.dataset.live = "lost"; });
-    es.addEventListener("change", soon);
+    es.addEventListener("change", function () {
+      body.dataset.changes = String((Number(body.dataset.changes) || 0) + 1);
+      soon();
+    });
     es.addEventListener("end", function (e) {
       es.close();
       if (e.data === "login") location.reload();
