@@ -211,7 +211,8 @@ def _body(request: Request, db: Session, signed: Signed, alert: m.Alert) -> HTML
 def evidence_file(event_id: str, name: str, db: DB, signed: Signed, st: State) -> FileResponse:
     """An evidence file of an event in the user's area, as ``GET /api/evidence/...``
     serves it but under the console's cookie (an <img> sends no Bearer token)."""
-    if not re.match(_SLUG, name) or len(event_id) > 36:
+    # ids and names are the protocol's slugs: anything else (a NUL, a path) is missing
+    if not re.match(_SLUG, name) or not re.match(_SLUG, event_id) or len(event_id) > 36:
         raise evidence.not_found(event_id[:36])
     event = evidence.find_event(db, event_id)
     if not auth.in_scope(signed.user, event.community, event.compound, event.building):

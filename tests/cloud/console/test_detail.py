@@ -95,6 +95,47 @@ def _alert_with_snapshot(cloud: Console, gw: GatewayPath) -> tuple[int, str]:
     return alert_id, event_id
 
 
+def test_dispatch_to_a_department_and_a_clip_plays_in_place(cloud: Console, page: Any) -> None:
+    gw = cloud.gateway()
+    duty = cloud.user("duty", gw)
+    with transaction(cloud.factory) as s:
+        auth.set_gateway_password(s, gw.gateway, GW_PASSWORD, now=datetime.now(UTC))
+        s.merge(m.Department(id="city_management", name="城管中队", contacts=[]))
+    clip = b"\x00\x00\x00\x18ftypmp42" + bytes(200)  # an MP4's head: the type is sniffed
+    ref = EvidenceRef(
+        kind=EvidenceKind.CLIP,
+        name="cam-1-clip.mp4",
+        sha256=hashlib.sha256(clip).hexdigest(),
+        bytes=len(clip),
+        content_type="video/mp4",
+    )
+    alert_id = cloud.alert(gw, kind="ebike_charging", severity=2, evidence=(ref,))
+    with cloud.factory() as s:
+        event_id = s.query(m.EventRow).filter_by(alert_id=alert_id).one().id
+    url = f"{cloud.url}/api/evidence/{event_id}/{ref.name}"
+    assert httpx.put(url, content=clip, auth=(gw.gateway, GW_PASSWORD)).status_code == 201
+    log_in(page, cloud, duty, next_path=f"/alerts/{alert_id}")
+
+    video = page.locator(f"#event-{event_id} video[controls]")
+    src = video.get_attribute("src")
+    served = page.request.get(f"{cloud.url}{src}")  # with the console's cookie
+    assert served.status == 200 and served.headers["content-type"] == "video/mp4"
+    assert served.body() == clip
+    assert httpx.get(f"{cloud.url}{src}").status_code in (303, 307)  # no cookie: the login
+
+    page.select_option("#dispatch-department", "city_management")
+    page.fill("#dispatch-note", "请城管到场")
+    page.click("#detail-dispatch")
+    page.locator("#detail-status").filter(has_text="已派单").wait_for()
+    order = page.locator(".detail-orders li.card")
+    order.filter(has_text="城管中队").wait_for()
+    assert "已创建" in order.inner_text() and "请城管到场" in order.inner_text()
+    _timeline(page, "dispatched").filter(has_text=duty).wait_for()
+    with cloud.factory() as s:
+        wo = s.query(m.WorkOrder).filter_by(alert_id=alert_id).one()
+        assert (wo.department, wo.status, wo.reason) == ("city_management", "created", "dispatch")
+
+
 def _timeline(page: Any, action: str) -> Any:
     return page.locator(f"#timeline li[data-action={action}]")
 
@@ -102,8 +143,16 @@ def _timeline(page: Any, action: str) -> Any:
 def test_why_it_fired_and_every_action(cloud: Console, page: Any) -> None:
     gw = cloud.gateway()
     duty = cloud.user("duty", gw)
+    # last night's alert at the same place, resolved by the night shift
+    earlier = cloud.alert(gw, kind="illegal_parking", source="cam-1", zone="fire-lane")
+    with transaction(cloud.factory) as s:
+        alerts.resolve(s, earlier, actor="night-duty", now=datetime.now(UTC), note="已挪走")
     alert_id, event_id = _alert_with_snapshot(cloud, gw)
     log_in(page, cloud, duty, next_path=f"/alerts/{alert_id}")
+    similar = page.locator(".detail-similar li.card")
+    assert similar.count() == 1
+    assert "night-duty" in similar.inner_text() and "同一位置" in similar.inner_text()
+    assert similar.locator("a").get_attribute("href") == f"/alerts/{earlier}"
 
     img = page.locator(f"#event-{event_id} .snap img")
     img.wait_for()
@@ -121,7 +170,6 @@ def test_why_it_fired_and_every_action(cloud: Console, page: Any) -> None:
     assert "紧急" in page.locator(".detail-head").inner_text()
     assert gw.compound in page.locator(".detail-place").inner_text()
     page.locator("body[data-live=open]").wait_for()
-    screenshot(page, "detail")
 
     page.keyboard.press("a")
     _timeline(page, "acknowledged").filter(has_text=duty).wait_for()
@@ -135,11 +183,12 @@ def test_why_it_fired_and_every_action(cloud: Console, page: Any) -> None:
     page.click("#detail-false-positive")
     page.locator("#detail-verdict").filter(has_text="误报").wait_for()
     assert duty in page.locator("#detail-verdict").inner_text()
-    _timeline(page, "verdict").filter(has_text=duty).wait_for()
+    _timeline(page, "verdict").filter(has_text=duty).filter(has_text="误报").wait_for()
 
     page.click("#detail-escalate")
     page.locator("#detail-level").filter(has_text="小区级").wait_for()
     _timeline(page, "escalated").filter(has_text=duty).wait_for()
+    screenshot(page, "detail")  # with a timeline, and the actions an acknowledged alert has
 
     page.fill("#resolve-note", "已挪车")
     page.click("#detail-resolve")
