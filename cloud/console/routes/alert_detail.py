@@ -62,6 +62,31 @@ _SLUG = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 Note = Annotated[str, Form(max_length=MAX_NOTE)]
 
 
+# cloud/escalation.py writes an escalation's levels into its note ("escalated by hand
+# from building level; now compound: <the person's note>", "not acknowledged in time at
+# building level; now compound"): the page shows them as levels in the reader's language
+_LEVEL_MOVE = re.compile(r"(?:from|at) (\w+) level; now (\w+)(?:: (.*))?\Z", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class LevelMove:
+    """The levels an escalation moved between, and the note a person added."""
+
+    before: str
+    after: str
+    note: str | None
+
+
+def level_move(note: str | None) -> LevelMove | None:
+    """The escalation in an ``escalated`` log line's note; None when it says none.
+
+    >>> level_move("escalated by hand from building level; now compound: 无人接听")
+    LevelMove(before='building', after='compound', note='无人接听')
+    """
+    found = _LEVEL_MOVE.search(note or "")
+    return LevelMove(found[1], found[2], found[3]) if found else None
+
+
 @dataclass(frozen=True)
 class Evidence:
     """One evidence file of an event, as the page shows it."""
@@ -159,6 +184,10 @@ def _context(request: Request, db: Session, user: m.User, alert: m.Alert) -> dic
         "field_name": lambda key: words.get(f"detail.fields.{key}", key),
         "department_name": lambda d: names.get(d, d) if d else words.t("detail.none"),
         "log_actions": LOG_ACTIONS,
+        "level_move": level_move,
+        "level_name": lambda lv: words.t(
+            "detail.level_whistle" if lv == "whistle" else f"levels.{lv}"
+        ),
         "active": alert.status in ACTIVE,
         # a person escalates up to the community level; above it is a dispatch
         "can_escalate": alert.active

@@ -22,6 +22,7 @@ from cloud import alerts, auth
 from cloud.api import create_api
 from cloud.api.deps import ApiState
 from cloud.console import mount_console
+from cloud.console.routes.alert_detail import LevelMove, level_move
 from cloud.db import make_engine, session_factory, transaction
 from cloud.db import models as m
 from cloud.settings import Settings
@@ -187,7 +188,7 @@ def test_why_it_fired_and_every_action(cloud: Console, page: Any) -> None:
 
     page.click("#detail-escalate")
     page.locator("#detail-level").filter(has_text="小区级").wait_for()
-    _timeline(page, "escalated").filter(has_text=duty).wait_for()
+    _timeline(page, "escalated").filter(has_text=duty).filter(has_text="楼栋级 → 小区级").wait_for()
     screenshot(page, "detail")  # with a timeline, and the actions an acknowledged alert has
 
     page.fill("#resolve-note", "已挪车")
@@ -274,3 +275,29 @@ def test_a_phone_sees_the_page_without_sideways_scroll(cloud: Console, browser: 
         screenshot(page, "phone")
     finally:
         context.close()
+
+
+@pytest.mark.parametrize(
+    ("note", "expected"),
+    [
+        (
+            "escalated by hand from building level; now compound: 无人接听\n第二行",
+            LevelMove("building", "compound", "无人接听\n第二行"),
+        ),
+        (
+            "not acknowledged in time at compound level; now community",
+            LevelMove("compound", "community", None),
+        ),
+        (
+            "escalated by hand from building level; now compound",
+            LevelMove("building", "compound", None),
+        ),
+        ("", None),
+        (None, None),
+        ("a person's note that mentions no level", None),
+    ],
+)
+def test_an_escalations_levels_are_read_from_its_note(
+    note: str | None, expected: LevelMove | None
+) -> None:
+    assert level_move(note) == expected
