@@ -8,6 +8,7 @@
   var MIN_GAP_MS = 2000;
   var FALLBACK_MS = 60000;
   var TZ = "Asia/Shanghai";
+  var TOP_KINDS = 7;
   var SEV = { 3: "#c62828", 2: "#b35c00", 1: "#1565c0" };
   var SEV_TEXT = { 3: "#ff6b6b", 2: "#ffa94d", 1: "#74b9ff" };
   var STATUS_COLOURS = ["#4fc3f7", "#26a69a", "#ab47bc", "#ffca28", "#7e57c2", "#ef5350", "#8d6e63"];
@@ -30,11 +31,6 @@
       timeIn(now, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
     document.getElementById("clock-date").textContent =
       timeIn(now, { year: "numeric", month: "2-digit", day: "2-digit", weekday: "short" });
-  }
-  function wrap(text, width) {
-    var out = [];
-    for (var i = 0; i < text.length; i += width) out.push(text.slice(i, i + width));
-    return out.join("\n");
   }
   function icon(sev) {
     var t = document.getElementById("sev-icons");
@@ -59,10 +55,12 @@
   var legend = { top: 0, right: 0, textStyle: { color: TEXT, fontSize: 22 }, itemWidth: 22, itemHeight: 16 };
 
   function drawKinds(s, L) {
-    var kinds = Object.keys(s.opened_by_kind);
+    // horizontal bars, the busiest kind on top: a name reads whole on one line; the
+    // busiest TOP_KINDS only, that each bar stays readable from across the room
+    var kinds = Object.keys(s.opened_by_kind).slice(0, TOP_KINDS).reverse();
     var series = [3, 2, 1].map(function (sev) {
       return {
-        name: L.severity[sev], type: "bar", stack: "n", barMaxWidth: 56,
+        name: L.severity[sev], type: "bar", stack: "n", barMaxWidth: 26,
         itemStyle: { color: SEV[sev] },
         emphasis: { focus: "series" },
         data: kinds.map(function (k) { return s.opened_by_kind[k][sev] || 0; })
@@ -71,15 +69,17 @@
     chart("chart-kind").setOption({
       animationDuration: 600,
       legend: legend,
-      grid: { left: 56, right: 12, top: 40, bottom: 84 },
-      tooltip: { trigger: "axis", textStyle: { fontSize: 20 } },
-      xAxis: {
+      grid: { left: 8, right: 24, top: 40, bottom: 4, containLabel: true },
+      tooltip: { trigger: "axis", axisPointer: { type: "shadow" }, textStyle: { fontSize: 20 } },
+      yAxis: {
         type: "category",
         data: kinds.map(function (k) { return L.kinds[k] || k; }),
-        axisLabel: Object.assign({ interval: 0, formatter: function (v) { return wrap(v, 3); } }, axisText),
+        axisLabel: Object.assign({}, axisText, { color: TEXT, fontSize: 22, interval: 0,
+                                                 width: 230, overflow: "truncate" }),
+        axisTick: { show: false },
         axisLine: { lineStyle: { color: GRID } }
       },
-      yAxis: { type: "value", minInterval: 1, axisLabel: axisText, splitLine: { lineStyle: { color: GRID } } },
+      xAxis: { type: "value", minInterval: 1, axisLabel: axisText, splitLine: { lineStyle: { color: GRID } } },
       series: series
     }, true);
   }
