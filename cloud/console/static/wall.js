@@ -51,7 +51,7 @@
     }
     return charts[id];
   }
-  var axisText = { color: MUTED, fontSize: 20 };
+  var axisText = { color: MUTED, fontSize: 22 };
   var legend = { top: 0, right: 0, textStyle: { color: TEXT, fontSize: 22 }, itemWidth: 22, itemHeight: 16 };
 
   function drawKinds(s, L) {
@@ -70,7 +70,7 @@
       animationDuration: 600,
       legend: legend,
       grid: { left: 8, right: 24, top: 40, bottom: 4, containLabel: true },
-      tooltip: { trigger: "axis", axisPointer: { type: "shadow" }, textStyle: { fontSize: 20 } },
+      tooltip: { trigger: "axis", axisPointer: { type: "shadow" }, textStyle: { fontSize: 22 } },
       yAxis: {
         type: "category",
         data: kinds.map(function (k) { return L.kinds[k] || k; }),
@@ -117,7 +117,7 @@
       animationDuration: 600,
       legend: legend,
       grid: { left: 12, right: 24, top: 44, bottom: 8, containLabel: true },
-      tooltip: { trigger: "axis", axisPointer: { type: "shadow" }, textStyle: { fontSize: 20 } },
+      tooltip: { trigger: "axis", axisPointer: { type: "shadow" }, textStyle: { fontSize: 22 } },
       xAxis: { type: "value", minInterval: 1, axisLabel: axisText, splitLine: { lineStyle: { color: GRID } } },
       yAxis: {
         type: "category", axisLabel: Object.assign({}, axisText, { color: TEXT, fontSize: 22 }),
