@@ -394,7 +394,9 @@ def streams_main(conn: Connection, url: str, cookie: str, n: int, opening: int) 
                     why = repr(failed[0].exception()) if failed else "no first bytes in 60 s"
                     ready_n = sum(e.is_set() for e in readies)
                     conn.send(f"{ready_n} of {n} streams open: {why}")
-                    all_ready.cancel()
+                    for f in watched:
+                        f.cancel()
+                    await asyncio.gather(*watched, return_exceptions=True)
                     return
                 conn.send("ready")
                 await loop.run_in_executor(None, conn.recv)  # "close"
@@ -431,7 +433,14 @@ def api_block(client: httpx.Client, n: int) -> list[float]:
 
 
 def api_under_streams(
-    url: str, site: Site, port: int, n_streams: int, requests: int, blocks: int, opening: int
+    url: str,
+    site: Site,
+    port: int,
+    n_streams: int,
+    requests: int,
+    blocks: int,
+    opening: int,
+    rate: float,
 ) -> dict[str, Any]:
     token = httpx.post(
         f"{url}/api/auth/token", json={"username": site.user, "password": PASSWORD}, timeout=30
@@ -446,10 +455,10 @@ def api_under_streams(
     stop = threading.Event()
     raised = [0]
 
-    def publish_alerts() -> None:  # ~3 new alerts a second, throughout A and B alike
+    def publish_alerts() -> None:  # ``rate`` new alerts a second, throughout A and B alike
         client = mqtt_publisher(port)
         try:
-            while not stop.wait(1 / 3):
+            while not stop.wait(1 / rate):
                 ev = site.event()
                 client.publish(site.gw.topic(ev.type), ev.to_json(), qos=1)
                 raised[0] += 1
@@ -458,7 +467,8 @@ def api_under_streams(
             client.loop_stop()
 
     publisher = threading.Thread(target=publish_alerts, daemon=True)
-    publisher.start()
+    if rate > 0:
+        publisher.start()
     idle: list[float] = []
     busy: list[float] = []
     changes: list[int] = []
@@ -481,7 +491,8 @@ def api_under_streams(
         parent.send("quit")
     finally:
         stop.set()
-        publisher.join(5)
+        if publisher.is_alive():
+            publisher.join(5)
         proc.join(15)
         if proc.is_alive():
             proc.kill()
@@ -514,6 +525,9 @@ def main() -> None:
         type=int,
         default=10,
         help="streams opened at a time (10; 0: all at once, which deadlocks SQLite: see below)",
+    )
+    ap.add_argument(
+        "--rate", type=float, default=3.0, help="new alerts/s while the API is timed (3; 0: none)"
     )
     ap.add_argument("--log-lines", type=int, default=40, help="cloud log lines shown on failure")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -584,7 +598,9 @@ def measure(
         "goals": GOALS,
     }
     try:
-        c = api_under_streams(url, site, port, args.streams, n_requests, blocks, args.opening)
+        c = api_under_streams(
+            url, site, port, args.streams, n_requests, blocks, args.opening, args.rate
+        )
     except (RuntimeError, TimeoutError, httpx.HTTPError) as err:  # the figure: it failed, why
         print(f"c. FAILED with {args.streams} live streams: {err!r}", flush=True)
         figures["alerts_api_50_streams_error"] = repr(err)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from cloud.app import CloudService
@@ -82,5 +83,5 @@ def test_an_event_over_mqtt_appears_live_with_its_popup(
     popup.wait_for(timeout=DEADLINE_MS)
     assert popup.get_attribute("data-alert") == str(alert_id)
     assert "消防通道违停" in popup.inner_text()
-    assert page.locator("#unreviewed-count").inner_text() == "1"
+    expect(page.locator("#unreviewed-count")).to_have_text("1", timeout=DEADLINE_MS)
     screenshot(page, "queue-over-mqtt")
