@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
+import anyio
 from prometheus_client import Counter, Gauge
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -25,9 +28,15 @@ from cloud.api.deps import ApiState
 from cloud.db import models as m
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BATCH = 500
 KEEPALIVE_S = 15.0  # a comment line this often: proxies close silent connections
+# threads the streams' work (rendering, counting) may hold at once: fifty consoles each
+# taking a thread per change filled the 40 the requests share, and on SQLite a request
+# holding the write lock then waited for a thread to commit (deadlock until the 30 s
+# busy timeout)
+STREAM_THREADS = 4
 QUEUE_BATCHES = 64  # a subscriber this far behind is cut off (it reconnects and reloads)
 SUBSCRIBERS = Gauge("mb_console_live_subscribers", "consoles on this process's live stream")
 DROPPED = Counter(
@@ -75,6 +84,21 @@ class AlertFeed:
         self._subscribers: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
         self._cursor: int | None = None
+        self.limiter = anyio.CapacityLimiter(STREAM_THREADS)
+        self._once: dict[Hashable, asyncio.Future[Any]] = {}
+
+    async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a worker thread, within the streams' share of the threads."""
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+
+    async def once(self, key: Hashable, make: Callable[[], Awaitable[T]]) -> T:
+        """``make()``'s value for ``key``, made once for the current batch however many
+        consoles ask (consoles of one place, role, language and filter see the same
+        fragment; fifty of them made fifty, with two count queries each)."""
+        fut = self._once.get(key)
+        if fut is None:
+            fut = self._once[key] = asyncio.ensure_future(make())
+        return await asyncio.shield(fut)
 
     def subscribe(self) -> Subscription:
         sub = Subscription(self)
@@ -131,6 +155,7 @@ class AlertFeed:
             self.state.notifier.unsubscribe(wake)
 
     def _hand_out(self, changes: list[Change]) -> None:
+        self._once.clear()  # keys name their batch; the last batch's values are done with
         for sub in list(self._subscribers):
             try:
                 sub.queue.put_nowait(changes)

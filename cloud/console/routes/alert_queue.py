@@ -4,6 +4,7 @@ changes, and the quick actions (acknowledge, bulk acknowledge and verdicts)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -11,7 +12,6 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 from markupsafe import escape
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
-from starlette.concurrency import run_in_threadpool
 
 from cloud import alerts, auth
 from cloud.alerts import verdicts
@@ -125,6 +125,9 @@ async def queue_stream(request: Request, signed: Signed, st: State) -> Streaming
     token = request.cookies.get(COOKIE, "")
     values = template_values(request, signed)
     feed = feed_of(st, request.app.state)
+    # what the fragment for a batch depends on besides the batch (user names are not shown)
+    view: tuple[object, ...] = (user.role, user.community, user.compound, user.building)
+    view += (values["language"], flt.query_string())
 
     def _still_valid() -> bool:
         with st.factory() as s:
@@ -146,7 +149,7 @@ async def queue_stream(request: Request, signed: Signed, st: State) -> Streaming
                 ended = now >= signed.expires_at
                 if not ended and (now - checked_at).total_seconds() >= st.stream_auth_check_s:
                     checked_at = now
-                    ended = not await run_in_threadpool(_still_valid)
+                    ended = not await feed.run_sync(_still_valid)
                 if ended:
                     yield b"event: end\ndata: login\n\n"
                     return
@@ -159,7 +162,10 @@ async def queue_stream(request: Request, signed: Signed, st: State) -> Streaming
                     yield b": keep-alive\n\n"  # proxies close silent connections
                 if not mine:
                     continue
-                data = await run_in_threadpool(_swaps, mine)
+                data = await feed.once(
+                    (mine[-1].transition_id, batch[-1].transition_id, *view),
+                    partial(feed.run_sync, _swaps, mine),
+                )
                 yield f"id: {mine[-1].transition_id}\nevent: change\ndata: {data}\n\n".encode()
         finally:
             sub.close()
