@@ -104,8 +104,10 @@ def console(sqlite_cloud_url: str) -> Iterator[Console]:
     engine.dispose()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # per module, not per session: Playwright's sync API keeps an asyncio loop running in
+    # the main thread while it is open, and later tests that call asyncio.run() would fail
     if not CHROMIUM.exists():
         pytest.fail(
             f"{CHROMIUM} is missing: run scripts/install-system-deps.sh (Debian's chromium), "
