@@ -31,10 +31,11 @@ from cloud.alerts.policy import policy_for
 from cloud.api.deps import DB, State
 from cloud.api.params import RowId
 from cloud.console import i18n
+from cloud.console.routes.page_errors import status_of, toast
 from cloud.console.session import Signed
 from cloud.console.templating import language_of, render
 from cloud.db import models as m
-from cloud.errors import Conflict, DomainError, Forbidden, NotFound
+from cloud.errors import DomainError, NotFound
 from cloud.permissions import Action, require
 
 router = APIRouter()
@@ -56,7 +57,6 @@ LOG_ACTIONS = frozenset(
         "escalated",
     }
 )
-_STATUS = {NotFound: 404, Conflict: 409, Forbidden: 403}
 # Id-shaped path segments (the protocol's slugs): anything else is a 404 before a query
 _SLUG = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 Note = Annotated[str, Form(max_length=MAX_NOTE)]
@@ -223,7 +223,7 @@ def detail_body(alert_id: RowId, request: Request, db: DB, signed: Signed) -> HT
     try:
         alert = _visible(db, signed.user, alert_id)
     except NotFound as err:
-        return _action_error(request, signed, err, 404)
+        return toast(request, signed, str(err), status=404)
     return _body(request, db, signed, alert)
 
 
@@ -253,17 +253,6 @@ def evidence_file(event_id: str, name: str, db: DB, signed: Signed, st: State) -
     return FileResponse(stored.path, media_type=stored.media_type, headers=headers)
 
 
-def _action_error(request: Request, signed: Signed, err: DomainError, status: int) -> HTMLResponse:
-    return render(
-        request,
-        "partials/toast.html",
-        {"message": str(err), "kind": "error"},
-        signed=signed,
-        status_code=status,
-        headers={"HX-Retarget": "#toast", "HX-Reswap": "innerHTML"},
-    )
-
-
 def _act(
     request: Request,
     db: Session,
@@ -282,8 +271,7 @@ def _act(
         do(user)
     except DomainError as err:
         db.rollback()
-        status = next((c for t, c in _STATUS.items() if isinstance(err, t)), 422)
-        return _action_error(request, signed, err, status)
+        return toast(request, signed, str(err), status=status_of(err))
     db.commit()
     st.notifier.notify()
     return _body(request, db, signed, alerts.get_alert(db, alert_id))

@@ -19,16 +19,16 @@ from cloud.api.deps import DB, State
 from cloud.api.params import RowId
 from cloud.console.filters import LEVELS, PAGE, STATUSES, QueueFilter
 from cloud.console.live import KEEPALIVE_S, Change, feed_of
+from cloud.console.routes.page_errors import status_of, toast
 from cloud.console.session import COOKIE, Signed
 from cloud.console.templating import environment, render, template_values
 from cloud.db import models as m
-from cloud.errors import Conflict, DomainError, Forbidden, NotFound
+from cloud.errors import DomainError
 from cloud.permissions import Action, require
 
 router = APIRouter()
 MAX_BULK = 200
 CRITICAL = 3
-_STATUS = {NotFound: 404, Conflict: 409, Forbidden: 403}
 
 
 def _rows(db: DB, user: m.User, flt: QueueFilter) -> tuple[int, list[m.Alert]]:
@@ -199,17 +199,6 @@ async def queue_stream(request: Request, signed: Signed, st: State) -> Streaming
     )
 
 
-def _action_error(request: Request, signed: Signed, err: DomainError, status: int) -> HTMLResponse:
-    return render(
-        request,
-        "partials/toast.html",
-        {"message": str(err), "kind": "error"},
-        signed=signed,
-        status_code=status,
-        headers={"HX-Retarget": "#toast", "HX-Reswap": "innerHTML"},
-    )
-
-
 @router.post("/console/alerts/{alert_id}/acknowledge", response_class=HTMLResponse)
 def acknowledge_row(
     alert_id: RowId, request: Request, db: DB, signed: Signed, st: State
@@ -224,15 +213,11 @@ def acknowledge_row(
         )
         alerts.acknowledge(db, alert_id, actor=user.username, now=st.clock())
     except DomainError as err:
-        return _action_error(request, signed, err, _status_of(err))
+        return toast(request, signed, str(err), status=status_of(err))
     db.commit()
     st.notifier.notify()
     db.refresh(alert)
     return render(request, "partials/row.html", {"alert": alert, "selected": False}, signed=signed)
-
-
-def _status_of(err: DomainError) -> int:
-    return next((c for t, c in _STATUS.items() if isinstance(err, t)), 422)
 
 
 @router.post("/console/bulk", response_class=HTMLResponse)
@@ -256,7 +241,7 @@ def bulk(
             require(user, Action.GIVE_VERDICT)
             results = verdicts.bulk_verdict(db, user, ids, action, now=now)
     except DomainError as err:
-        return _action_error(request, signed, err, _status_of(err))
+        return toast(request, signed, str(err), status=status_of(err))
     db.commit()
     st.notifier.notify()
     return render(

@@ -1,5 +1,5 @@
-"""The answers my pages give when a user may not see them, or names what is not
-theirs: the same 403/404 the API gives, as a page (or, for htmx, a toast)."""
+"""The console's refusals: the same 403/404/409/422 the API gives, as a page, or for an
+htmx action as a toast (a place outside the user's subtree reads as missing)."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud import alerts, escalation, work_orders
+from cloud import alerts, escalation, liveness, work_orders
 from cloud.alerts.lifecycle import ACTIVE
 from cloud.console.summary import HOTSPOT_WINDOW, WallSummary, wall_summary
 from cloud.db import models as m
@@ -105,9 +105,11 @@ def _seed(console: Store) -> Site:
         work_orders.dispatch(s, ids["park1"], actor="duty", now=now, department="property")
         work_orders.dispatch(s, ids["smoke_b"], actor="duty", now=now, department="property")
         alerts.resolve(s, ids["ebike"], actor="duty", now=now)  # no longer open
-        # one gateway heard from now (and two of its devices), the other silent
+        # one gateway heard from now, reporting one camera offline; the other silent
         s.execute(
-            update(m.Gateway).where(m.Gateway.id == a.gateway).values(state="online", last_seen=now)
+            update(m.Gateway)
+            .where(m.Gateway.id == a.gateway)
+            .values(state="online", last_seen=now, health={"cameras": {"cam-2": "offline"}})
         )
         s.execute(
             update(m.Device)
@@ -212,7 +214,7 @@ def _direct(console: Store, compounds: set[str], community: str, now: datetime) 
             if g.compound in compounds
         ]
         devices = [d for d in s.scalars(select(m.Device)) if d.gateway in {g.id for g in gateways}]
-    g_hb = {g.id: g.heartbeat_s for g in gateways}
+    by_id = {g.id: g for g in gateways}
     recent = [a for a in rows if a.opened_at >= now - timedelta(hours=24)]
     active = [a for a in rows if a.status in ACTIVE_STATUSES]
     week = Counter(
@@ -229,7 +231,10 @@ def _direct(console: Store, compounds: set[str], community: str, now: datetime) 
             sum(g.state == "online" and _seen(g.last_seen, g.heartbeat_s, now) for g in gateways),
             len(gateways),
         ),
-        "devices": (sum(_seen(d.last_seen, g_hb[d.gateway], now) for d in devices), len(devices)),
+        "devices": (
+            sum(liveness.device_alive(d, by_id[d.gateway], now) for d in devices),
+            len(devices),
+        ),
     }
 
 
@@ -280,9 +285,9 @@ def test_the_summary_equals_direct_counts(factory: sessionmaker[Session], level:
     assert summary.hotspots[0].kind == "illegal_parking"
     assert summary.hotspots[0].count == 3
     assert summary.gateways_online == 1
-    # compound a's four devices heard from now, compound b's four an hour ago
+    # compound a's four devices but its offline camera, none behind compound b's silent gateway
     assert (summary.devices_online, summary.devices_total) == (
-        (4, 8) if level == "community" else (4, 4)
+        (3, 8) if level == "community" else (3, 4)
     )
     # the JSON form says the same
     body = summary.to_dict()
