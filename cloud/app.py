@@ -23,7 +23,7 @@ from cloud.api.deps import ApiState
 from cloud.clock import Clock, system_clock
 from cloud.commands import MqttCommandSender
 from cloud.console import mount_console
-from cloud.db import make_engine, session_factory, transaction, upgrade
+from cloud.db import make_engine, read_only, session_factory, transaction, upgrade
 from cloud.db import models as m
 from cloud.errors import Conflict
 from cloud.ingest import IngestWorker
@@ -93,7 +93,12 @@ class CloudService:
         self.clock = clock
         self.engine = make_engine(settings.database_url)
         self.factory = session_factory(self.engine)
-        self.state = ApiState(settings=settings, factory=self.factory, clock=clock)
+        self.state = ApiState(
+            settings=settings,
+            factory=self.factory,
+            clock=clock,
+            readers=session_factory(read_only(self.engine)),
+        )
         self.worker: IngestWorker | None = None
         self.scheduler: Scheduler | None = None
         self._commands: MqttCommandSender | None = None  # ours to close, whatever state holds

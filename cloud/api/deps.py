@@ -35,6 +35,13 @@ class ApiState:
     stream_auth_check_s: float = 15.0
     login_throttle: ThrottlePolicy = field(default_factory=ThrottlePolicy)
     ingest_ready: Callable[[], bool] | None = None  # None: this process runs no ingest
+    # sessions for requests that only read (GET, HEAD) and the console's live feed:
+    # cloud.db.read_only's, which on SQLite do not take the write lock; None: ``factory``
+    readers: sessionmaker[Session] | None = None
+
+    @property
+    def read_factory(self) -> sessionmaker[Session]:
+        return self.readers or self.factory
 
 
 def state(request: Request) -> ApiState:
@@ -47,7 +54,9 @@ def session(request: Request) -> Iterator[Session]:
     500, not a 200, and what the response names (a login token) is stored by the time
     the client has it. Routes that publish or notify commit first themselves, so nothing
     announces uncommitted work."""
-    factory = request.app.state.api.factory
+    state: ApiState = request.app.state.api
+    # a GET reads (no route here changes anything on GET): it needs no write lock
+    factory = state.read_factory if request.method in ("GET", "HEAD") else state.factory
     with factory() as s:
         try:
             yield s

@@ -83,7 +83,7 @@ def create_api(state: ApiState) -> FastAPI:
         """200 when the database answers; ``ingest_subscribed`` tells whether this
         process's ingest currently receives messages."""
         try:
-            with state.factory() as s:
+            with state.read_factory() as s:
                 s.execute(text("SELECT 1"))
         except Exception as err:  # noqa: BLE001 - report, do not crash the probe
             return JSONResponse({"ok": False, "database": type(err).__name__}, status_code=503)

@@ -113,11 +113,11 @@ class AlertFeed:
         SUBSCRIBERS.set(len(self._subscribers))
 
     def _latest(self) -> int:
-        with self.state.factory() as s:
+        with self.state.read_factory() as s:
             return s.scalar(select(func.max(m.AlertTransition.id))) or 0
 
     def _read(self, after: int) -> list[Change]:
-        with self.state.factory() as s:
+        with self.state.read_factory() as s:
             rows = s.execute(
                 select(m.AlertTransition, m.Alert)
                 .join(m.Alert, m.Alert.id == m.AlertTransition.alert_id)

@@ -10,6 +10,9 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
+# an execution option: this engine's sessions only read (see read_only)
+READ_ONLY = "mb_read_only"
+
 
 def normalise_url(url: str) -> str:
     """``postgresql://`` means psycopg 3 here (the postgres extra installs it)."""
@@ -45,9 +48,13 @@ def make_engine(url: str) -> Engine:
             # IMMEDIATE takes the write lock at BEGIN: writers (ingest workers, API,
             # scheduler, in any process on this file) run one at a time, waiting up to the
             # busy timeout, instead of two reading, then one failing ("database is locked")
-            # or overwriting what the other read. Reads in a session take it too, so
-            # sessions stay short
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # or overwriting what the other read. Sessions of a read_only() engine begin
+            # a plain (deferred) transaction instead: under WAL a reader sees a snapshot
+            # and neither waits for writers nor holds them up
+            if conn.get_execution_options().get(READ_ONLY):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
@@ -55,6 +62,16 @@ def make_engine(url: str) -> Engine:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def read_only(engine: Engine) -> Engine:
+    """The engine for sessions that only read (GET requests, the live feed). On SQLite
+    they do not take the write lock: a page load never waits behind the ingest, and a
+    burst of readers cannot fill the API's threads waiting for the lock while the
+    request that holds it waits for a thread to commit (the deadlock fifty consoles
+    found). Only read in them: a write there may fail with "database is locked" while
+    another session writes. On PostgreSQL the option changes nothing."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 @contextmanager

@@ -23,12 +23,12 @@ KEEPALIVE_S = 15.0
 
 
 def _latest(state: ApiState) -> int:
-    with state.factory() as s:
+    with state.read_factory() as s:
         return s.scalar(select(func.max(m.AlertTransition.id))) or 0
 
 
 def _changes(state: ApiState, user: m.User, after: int) -> tuple[int, list[dict[str, Any]]]:
-    with state.factory() as s:
+    with state.read_factory() as s:
         rows = s.execute(
             select(m.AlertTransition, m.Alert)
             .join(m.Alert, m.Alert.id == m.AlertTransition.alert_id)
@@ -76,13 +76,13 @@ async def alert_stream(
     token = token_from_request(request, creds, query_token=True)
 
     def _auth() -> auth.Grant:
-        with state.factory() as s:
+        with state.read_factory() as s:
             grant = grant_from_request(request, s, creds, query_token=True)
             s.expunge(grant.user)
             return grant
 
     def _still_valid() -> bool:
-        with state.factory() as s:
+        with state.read_factory() as s:
             return auth.grant_for_token(s, token, now=state.clock()) is not None
 
     grant = await run_in_threadpool(_auth)

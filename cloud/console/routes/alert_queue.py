@@ -130,11 +130,11 @@ async def queue_stream(request: Request, signed: Signed, st: State) -> Streaming
     view += (values["language"], flt.query_string())
 
     def _still_valid() -> bool:
-        with st.factory() as s:
+        with st.read_factory() as s:
             return auth.grant_for_token(s, token, now=st.clock()) is not None
 
     def _counts() -> tuple[int, int]:
-        with st.factory() as s:
+        with st.read_factory() as s:
             total = s.scalar(select(func.count()).select_from(m.Alert).where(flt.where(user)))
             return total or 0, _unreviewed(s, user, flt)
 

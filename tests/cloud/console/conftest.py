@@ -19,7 +19,7 @@ from cloud import auth
 from cloud.api import create_api
 from cloud.api.deps import ApiState
 from cloud.console import mount_console
-from cloud.db import make_engine, session_factory, transaction
+from cloud.db import make_engine, read_only, session_factory, transaction
 from cloud.db import models as m
 from cloud.settings import Settings
 from cloud.site_sync import register_gateway
@@ -96,7 +96,12 @@ class Console:
 def console(sqlite_cloud_url: str) -> Iterator[Console]:
     engine = make_engine(sqlite_cloud_url)
     factory = session_factory(engine)
-    state = ApiState(settings=Settings(environment="test"), factory=factory, stream_poll_s=0.05)
+    state = ApiState(
+        settings=Settings(environment="test"),
+        factory=factory,
+        readers=session_factory(read_only(engine)),  # as CloudService has them
+        stream_poll_s=0.05,
+    )
     app = create_api(state)
     mount_console(app, state)
     with serve(app) as served:
