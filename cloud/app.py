@@ -12,6 +12,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from fastapi import FastAPI
 from sqlalchemy import func, select
@@ -30,7 +31,8 @@ from cloud.ingest import IngestWorker
 from cloud.permissions import Role
 from cloud.settings import Settings
 from cloud.site_sync import import_gateway_passwords, sync_site
-from microbrain.site import Site
+from microbrain.site import Site, SiteError
+from microbrain.site.loader import site_sources
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +86,14 @@ class CloudService:
         settings: Settings,
         *,
         site: Site | None = None,
+        site_path: str | Path | None = None,
         clock: Clock = system_clock,
         ingest: bool = True,
         scheduler: bool = True,
     ) -> None:
         self.settings = settings
         self.site = site
+        self.site_path = site_path  # the file ``site`` was loaded from: its lines are kept
         self.clock = clock
         self.engine = make_engine(settings.database_url)
         self.factory = session_factory(self.engine)
@@ -115,14 +119,26 @@ class CloudService:
         finally:
             self.stop()
 
+    def _site_sources(self) -> dict[str, str] | None:
+        """Where each node of the site file is declared; None (not recorded) without a
+        file, or when the file can no longer be read: the site itself is loaded already."""
+        if self.site_path is None:
+            return None
+        try:
+            return site_sources(self.site_path)
+        except SiteError as err:
+            log.warning("site sources not recorded: %s", err)
+            return None
+
     def prepare(self) -> None:
         """Migrate, load the site, make the first admin (only while there are no users)."""
         upgrade(self.settings.database_url)
         if self.site is not None:
+            sources = self._site_sources()
             for attempt in range(1, 4):
                 try:
                     with transaction(self.factory) as s:
-                        report = sync_site(s, self.site, clock=self.clock)
+                        report = sync_site(s, self.site, clock=self.clock, sources=sources)
                         passwords = import_gateway_passwords(
                             s, self.site, os.environ, clock=self.clock
                         )

@@ -55,8 +55,16 @@ def _upsert(
     return row
 
 
-def sync_site(session: Session, site: Site, *, clock: Clock = system_clock) -> SyncReport:
-    """Upsert the site tree, departments, gateways and their devices."""
+def sync_site(
+    session: Session,
+    site: Site,
+    *,
+    clock: Clock = system_clock,
+    sources: Mapping[str, str] | None = None,
+) -> SyncReport:
+    """Upsert the site tree, departments, gateways and their devices. ``sources`` is
+    where each node was declared (:func:`microbrain.site.loader.site_sources`); without
+    it the site is stored as loaded from nowhere recorded ({})."""
     now: datetime = clock()
     _upsert(
         session,
@@ -68,6 +76,7 @@ def sync_site(session: Session, site: Site, *, clock: Clock = system_clock) -> S
             "timezone": site.district.timezone,
             "escalation": site.escalation.model_dump(mode="json"),
             "loaded_at": now,
+            "sources": dict(sources or {}),
         },
     )
     counts = {

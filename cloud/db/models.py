@@ -94,6 +94,9 @@ class SiteConfig(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     escalation: Mapped[dict[str, Any]]
     loaded_at: Mapped[datetime]
+    # where each node was declared, {"community:xiyuan": "configs/demo/site.yaml:100"}
+    # (microbrain.site.loader.site_sources); {} when the site was loaded without its file
+    sources: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
 
 # --- devices -------------------------------------------------------------------------

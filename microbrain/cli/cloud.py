@@ -68,5 +68,5 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    service = CloudService(settings, site=loaded, ingest=not no_ingest)
+    service = CloudService(settings, site=loaded, site_path=site, ingest=not no_ingest)
     uvicorn.run(service.app, host=host, port=port, log_level="info")

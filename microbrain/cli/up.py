@@ -273,7 +273,7 @@ def up(
             "--broker",
             f"mqtt://127.0.0.1:{mqtt_port}",
             "--site",
-            str(site_path),
+            str(site),  # as given (same working directory): the console names it so
             "--port",
             str(api_port),
         ]

@@ -1,4 +1,6 @@
-"""Loading the demo district into the database: idempotent, overrides merged down."""
+"""Loading the demo district into the database: idempotent, overrides merged down; where
+each node was declared (file:line) stored with it, by CloudService when it has the file,
+and the migration that adds it runs up and down on both stores."""
 
 from __future__ import annotations
 
@@ -105,3 +107,99 @@ def test_gateway_passwords_are_imported_from_the_environment(factory, demo_site_
     with transaction(factory) as s:
         assert import_gateway_passwords(s, site, {"MB_GW_XIYUAN_1_PASSWORD": "rotated"}) == 1
         assert auth.authenticate_gateway(s, "gw-xiyuan-1", "rotated") is not None
+
+
+def test_sync_stores_where_each_node_was_declared(factory, demo_site_path):
+    from microbrain.site.loader import site_sources
+
+    site = load_site(demo_site_path)
+    sources = site_sources(demo_site_path)
+    # one transaction: the database is shared, another test may sync without sources
+    with transaction(factory) as s:
+        sync_site(s, site, sources=sources)
+        s.flush()
+        s.expire_all()
+        config = s.scalars(select(m.SiteConfig)).one()
+        assert config.sources == sources
+        assert config.sources["community:xiyuan"] == f"{demo_site_path}:100"
+        sync_site(s, site)  # a load without its file records none, rather than stale lines
+        s.flush()
+        s.expire_all()
+        assert s.scalars(select(m.SiteConfig)).one().sources == {}
+
+
+def test_the_service_records_the_sources_of_the_file_it_was_given(
+    cloud_url, demo_site_path, monkeypatch
+):
+    import uuid
+
+    from pydantic import SecretStr
+
+    from cloud.app import CloudService
+    from cloud.settings import Settings
+
+    monkeypatch.chdir(demo_site_path.parents[2])
+    relative = "configs/demo/site.yaml"
+    settings = Settings(
+        database_url=cloud_url,
+        environment="test",
+        admin_password=SecretStr(f"pw-{uuid.uuid4().hex}"),
+    )
+    service = CloudService(
+        settings, site=load_site(relative), site_path=relative, ingest=False, scheduler=False
+    )
+    try:
+        service.prepare()
+        with service.factory() as s:
+            sources = s.scalars(select(m.SiteConfig)).one().sources
+    finally:
+        service.engine.dispose()
+    # the SQLite file is this test's own; on the shared PostgreSQL another test may sync
+    # the site without sources between prepare and this read
+    if cloud_url.startswith("sqlite") or sources:
+        assert sources["gateway:gw-xiyuan-1"].startswith(f"{relative}:")
+        assert sources["district"] == f"{relative}:6"
+
+
+def _migration_round_trip(url: str) -> None:
+    from datetime import UTC, datetime
+
+    from alembic import command
+    from sqlalchemy import inspect, text
+
+    from cloud.db import make_engine
+    from cloud.db.migrate import alembic_config
+
+    cfg = alembic_config(url)
+    command.upgrade(cfg, "0006")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO site_config (id, district, name, timezone, escalation, loaded_at)"
+                    " VALUES (1, 'd', 'D', 'Asia/Shanghai', '{}', :at)"
+                ),
+                {"at": datetime(2026, 12, 1, tzinfo=UTC)},
+            )
+        command.upgrade(cfg, "0007")
+        with engine.connect() as conn:
+            stored = conn.execute(text("SELECT sources FROM site_config")).scalar_one()
+        assert stored in ({}, "{}")  # an older row: none recorded
+        command.downgrade(cfg, "0006")
+        assert "sources" not in {c["name"] for c in inspect(engine).get_columns("site_config")}
+        command.upgrade(cfg, "head")
+        assert "sources" in {c["name"] for c in inspect(engine).get_columns("site_config")}
+    finally:
+        engine.dispose()
+
+
+def test_the_sources_migration_runs_up_and_down_on_sqlite(tmp_path):
+    _migration_round_trip(f"sqlite:///{tmp_path / 'm.db'}")
+
+
+def test_the_sources_migration_runs_up_and_down_on_postgres():
+    from tests.utils.services import postgres_database
+
+    with postgres_database() as url:
+        _migration_round_trip(url)

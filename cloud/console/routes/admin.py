@@ -3,9 +3,9 @@ reactivate, reset a password — the services ``/api/users`` uses, so the same s
 role rules hold), the audit log searchable by user, target and time, and the site tree
 as loaded.
 
-The loaded site keeps no provenance: ``site_config`` and the place tables store the
-values, not the YAML file and line each came from, so the site page shows the values
-and says the source is not recorded."""
+The site page shows beside each node the YAML file and line it was declared at
+(``site_config.sources``, recorded when the cloud loads a site file); a site synced
+without its file (older rows, tests) has none, and the page says so per node."""
 
 from __future__ import annotations
 
@@ -294,13 +294,20 @@ def audit_page(
 # --- site -----------------------------------------------------------------------------
 
 
+def source_files(sources: dict[str, str]) -> list[str]:
+    """The files the sources name (``configs/demo/site.yaml:42`` → its file), in order."""
+    return sorted({where.rsplit(":", 1)[0] for where in sources.values()})
+
+
 @router.get("/admin/site", response_class=HTMLResponse)
 def site_page(request: Request, db: DB, signed: Signed) -> HTMLResponse:
-    """The site as loaded into the database (the user's part of it)."""
+    """The site as loaded into the database (the user's part of it), each node with the
+    file and line it came from where that was recorded."""
     if lacks(signed, Action.LIST_USERS):
         return refused(request, signed)
     user = signed.user
     config = db.scalars(select(m.SiteConfig)).first()
+    sources: dict[str, str] = dict(config.sources or {}) if config is not None else {}
     communities = [
         c
         for c in db.scalars(select(m.Community).order_by(m.Community.id))
@@ -316,15 +323,31 @@ def site_page(request: Request, db: DB, signed: Signed) -> HTMLResponse:
         for b in db.scalars(select(m.Building).order_by(m.Building.id))
         if auth.in_scope(user, b.community, b.compound, b.id)
     ]
+    gateways = list(
+        db.scalars(
+            select(m.Gateway).where(auth.scope_clause(user, m.Gateway)).order_by(m.Gateway.id)
+        )
+    )
+    devices = list(
+        db.scalars(
+            select(m.Device)
+            .where(m.Device.gateway.in_([g.id for g in gateways]))
+            .order_by(m.Device.gateway, m.Device.id)
+        )
+    )
     departments = list(db.scalars(select(m.Department).order_by(m.Department.id)))
     return render(
         request,
         "admin_site.html",
         {
             "config": config,
+            "sources": sources,
+            "source_files": source_files(sources),
             "communities": communities,
             "compounds": compounds,
             "buildings": buildings,
+            "gateways": gateways,
+            "devices": devices,
             "departments": departments,
         },
         signed=signed,

@@ -2,20 +2,30 @@
 deactivates them (their login fails), reactivates them and resets their password; an
 admin of one community neither sees nor touches another community's user (404, as for
 one that does not exist); the audit log finds the deactivation by user; the site page
-shows what is loaded and says the YAML provenance is not recorded."""
+shows what is loaded and, beside each node, the YAML file and line it was declared at
+("—" where a site was synced without its file)."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from cloud.db import models as m
+from cloud.db import transaction
+from cloud.site_sync import sync_site
+from microbrain.protocol import GatewayPath
+from microbrain.site import load_site
+from microbrain.site.loader import load_site_with_sources
 from tests.cloud.console.conftest import PASSWORD, Console, log_in, screenshot
 from tests.cloud.console.test_pages import signed_in
 
 NEW_PASSWORD = "a new one, 2026"
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _login_status(console: Console, username: str, password: str) -> int:
@@ -138,3 +148,74 @@ def test_the_audit_log_finds_a_deactivation_by_user(console: Console, page: Any)
     row.locator("button.reactivate").click()
     page.locator(f"#user-{target_id}.active").wait_for()
     screenshot(page, "admin_users")
+
+
+def _row_of(page_html: str, key: str) -> str:
+    """The table row (or fact) holding the source cell of ``key``."""
+    at = page_html.index(f'data-source="{key}"')
+    start = max(page_html.rfind("<tr>", 0, at), page_html.rfind("<dd>", 0, at))
+    return page_html[start : page_html.index(">", at) + 60]
+
+
+def test_the_site_page_shows_where_each_node_was_declared(
+    console: Console, page: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    demo = "configs/demo/site.yaml"
+    site, sources = load_site_with_sources(demo)
+    lines = (ROOT / demo).read_text(encoding="utf-8").splitlines()
+    with transaction(console.factory) as s:
+        sync_site(
+            s, site, sources=sources, clock=lambda: datetime(2026, 12, 2, 1, 2, 3, tzinfo=UTC)
+        )
+    stray = console.gateway()  # registered outside the site file: no source
+    admin = console.user("admin", None)
+    with signed_in(console, admin) as client:
+        html = client.get("/admin/site").text
+    assert f"载入自 {demo}（2026-12-02 09:02:03）" in html  # Beijing time
+    for key, node_id in (
+        ("community:xiyuan", "xiyuan"),
+        ("compound:dongcheng/dongcheng-plaza", "dongcheng-plaza"),
+        ("building:xiyuan/xiyuan-2/b1", "b1"),
+        ("gateway:gw-xiyuan-2", "gw-xiyuan-2"),
+        ("camera:gw-xiyuan-1/cam-entrance", "cam-entrance"),
+        ("sensor:gw-dongcheng-garden/t1-elevator-a", "t1-elevator-a"),
+        ("department:fire", "fire"),
+        ("district", "demo-district"),
+    ):
+        where = sources[key]
+        assert f'data-source="{key}">{where}</code>' in html, key
+        assert f"id: {node_id}" in lines[int(where.rsplit(":", 1)[1]) - 1], key
+        assert node_id in _row_of(html, key)
+    assert lines[int(sources["escalation"].rsplit(":", 1)[1]) - 1] == "escalation:"
+    assert f'data-source="escalation">{sources["escalation"]}</code>' in html
+    # the stray gateway and its compound: shown, their source not recorded
+    for key in (f"gateway:{stray.gateway}", f"compound:{stray.community}/{stray.compound}"):
+        assert re.search(rf'data-source="{re.escape(key)}" title="[^"]+">—<', html), key
+
+    # a community's admin sees its own nodes only
+    dongcheng = console.user(
+        "admin", GatewayPath("dongcheng", "dongcheng-plaza", "x"), level="community"
+    )
+    with signed_in(console, dongcheng) as client:
+        mine = client.get("/admin/site").text
+    assert 'data-source="community:dongcheng"' in mine
+    assert 'data-source="community:xiyuan"' not in mine
+    assert 'data-source="gateway:gw-xiyuan-1"' not in mine
+
+    log_in(page, console, admin, next_path="/admin/site")
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.locator('[data-source="community:xiyuan"]').wait_for()
+    screenshot(page, "admin_site_sources")
+
+
+def test_a_site_synced_without_its_file_says_its_sources_are_not_recorded(
+    console: Console,
+) -> None:
+    with transaction(console.factory) as s:
+        sync_site(s, load_site(ROOT / "configs/demo/site.yaml"))
+    with signed_in(console, console.user("admin", None)) as client:
+        html = client.get("/admin/site").text
+    assert "未记录这次载入的 YAML 文件与行号" in html
+    assert 'data-source="community:xiyuan" title=' in html  # "—", not a line
+    assert "site.yaml:" not in html
