@@ -144,7 +144,7 @@ async def queue_stream(request: Request, signed: Signed, st: State) -> Streaming
         wait_s = max(0.05, min(KEEPALIVE_S, st.stream_auth_check_s))
         try:
             yield b"retry: 2000\n: connected\n\n"
-            while not await request.is_disconnected():
+            while True:
                 now = st.clock()
                 ended = now >= signed.expires_at
                 if not ended and (now - checked_at).total_seconds() >= st.stream_auth_check_s:
@@ -157,9 +157,14 @@ async def queue_stream(request: Request, signed: Signed, st: State) -> Streaming
                 if batch is None:  # cut off for falling behind: the page reloads
                     yield b"event: end\ndata: reload\n\n"
                     return
-                mine = [c for c in batch if _sees(user, c.alert)]
                 if not batch:
+                    # a quiet moment: is anyone still there? (asked here, not per change:
+                    # with fifty consoles the question per change cost the API's requests)
+                    if await request.is_disconnected():
+                        return
                     yield b": keep-alive\n\n"  # proxies close silent connections
+                    continue
+                mine = [c for c in batch if _sees(user, c.alert)]
                 if not mine:
                     continue
                 data = await feed.once(
