@@ -67,6 +67,8 @@ environment = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+# |tojson shows Chinese as Chinese, not \uXXXX (it still escapes <, >, & and ')
+environment.policies["json.dumps_kwargs"] = {"sort_keys": True, "ensure_ascii": False}
 environment.globals.update(
     SEVERITY_CLASS=SEVERITY_CLASS,
     SEVERITY_NAME=SEVERITY_NAME,

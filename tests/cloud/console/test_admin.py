@@ -188,6 +188,8 @@ def test_the_site_page_shows_where_each_node_was_declared(
         assert f"id: {node_id}" in lines[int(where.rsplit(":", 1)[1]) - 1], key
         assert node_id in _row_of(html, key)
     assert lines[int(sources["escalation"].rsplit(":", 1)[1]) - 1] == "escalation:"
+    # contacts read as written (王队长), not as \\uXXXX escapes
+    assert "王队长" in _row_of(html, "department:fire")
     assert f'data-source="escalation">{sources["escalation"]}</code>' in html
     # the stray gateway and its compound: shown, their source not recorded
     for key in (f"gateway:{stray.gateway}", f"compound:{stray.community}/{stray.compound}"):
