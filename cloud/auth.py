@@ -354,6 +354,19 @@ def scope_clause(user: m.User, model: Any) -> ColumnElement[bool]:
     return and_(true(), *parts)
 
 
+def device_scope_clause(user: m.User) -> ColumnElement[bool]:
+    """The scope for devices (a query joining Device to its Gateway): a device's place is
+    its gateway's community and compound and its own building."""
+    parts: list[ColumnElement[bool]] = []
+    if user.community is not None:
+        parts.append(m.Gateway.community == user.community)
+    if user.compound is not None:
+        parts.append(m.Gateway.compound == user.compound)
+    if user.building is not None:
+        parts.append(m.Device.building == user.building)
+    return and_(true(), *parts)
+
+
 def require_place(
     user: m.User, community: str | None, compound: str | None, building: str | None, what: str
 ) -> None:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, true
+from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from cloud import auth, liveness
@@ -298,17 +298,11 @@ def _availability(session: Session, user: m.User, now: datetime) -> dict[str, in
     district has hundreds, not thousands) its health report's offline cameras and
     silent sensors taken off."""
     gateways = session.scalars(select(m.Gateway).where(auth.scope_clause(user, m.Gateway))).all()
-    # a device's place is its gateway's compound and its own building (as the API's list)
-    device_scope = and_(
-        m.Gateway.community == user.community if user.community is not None else true(),
-        m.Gateway.compound == user.compound if user.compound is not None else true(),
-        m.Device.building == user.building if user.building is not None else true(),
-    )
     per_gateway: dict[str, dict[str, set[str]]] = {}
     for gateway_id, device_type, device_id in session.execute(
         select(m.Device.gateway, m.Device.type, m.Device.id)
         .join(m.Gateway, m.Gateway.id == m.Device.gateway)
-        .where(device_scope)
+        .where(auth.device_scope_clause(user))
     ):
         per_gateway.setdefault(gateway_id, {}).setdefault(device_type, set()).add(device_id)
     online = {g.id: g for g in gateways if liveness.gateway_alive(g, now)}

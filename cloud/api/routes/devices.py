@@ -30,13 +30,12 @@ def gateways(db: DB, user: CurrentUser, st: State) -> list[GatewayOut]:
 @router.get("", response_model=list[DeviceOut], responses=documented(*AUTHED))
 def devices(db: DB, user: CurrentUser, gateway: str | None = None) -> list[DeviceOut]:
     """Cameras and sensors in your area, with when each was last heard of."""
-    stmt = select(m.Device, m.Gateway).join(m.Gateway, m.Gateway.id == m.Device.gateway)
+    stmt = (
+        select(m.Device)
+        .join(m.Gateway, m.Gateway.id == m.Device.gateway)
+        .where(auth.device_scope_clause(user))
+    )
     if gateway:
         stmt = stmt.where(m.Device.gateway == gateway)
-    out = []
-    for device, gw in db.execute(stmt.order_by(m.Device.gateway, m.Device.id)):
-        if auth.in_scope(
-            user, gw.community, gw.compound, device.building if user.building else None
-        ):
-            out.append(DeviceOut.model_validate(device))
-    return out
+    rows = db.scalars(stmt.order_by(m.Device.gateway, m.Device.id))
+    return [DeviceOut.model_validate(device) for device in rows]

@@ -171,9 +171,9 @@ def device_health(
         for d, g in db.execute(
             select(m.Device, m.Gateway)
             .join(m.Gateway, m.Gateway.id == m.Device.gateway)
+            .where(auth.device_scope_clause(user))
             .order_by(m.Device.gateway, m.Device.id)
         ).all()
-        if auth.in_scope(user, g.community, g.compound, d.building if user.building else None)
     ]
     gws.sort(key=lambda h: h.alive)
     devs.sort(key=lambda h: h.alive)

@@ -180,6 +180,11 @@ def test_health_shows_an_offline_gateway_as_offline_first(console: Console, page
     assert "在线" in page.locator(f"#gw-{up.gateway}").inner_text()
     screenshot(page, "health")
 
+    # the page follows without a reload: the gateway comes back within a refresh (10 s)
+    set_gateway(console, down.gateway, online=True)
+    page.locator(f"#gw-{down.gateway}.up").wait_for(timeout=30_000)
+    assert "在线" in page.locator(f"#gw-{down.gateway}").inner_text()
+
 
 # --- work orders ------------------------------------------------------------------------
 
