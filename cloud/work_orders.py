@@ -19,7 +19,7 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud import alerts
+from cloud import alerts, auth
 from cloud.alerts import lifecycle
 from cloud.alerts.audit import record
 from cloud.alerts.lifecycle import Action
@@ -128,6 +128,16 @@ def dispatch(
     return create(
         session, alert, department=department, reason="dispatch", actor=actor, now=now, note=note
     )
+
+
+def scoped(session: Session, user: m.User, work_order_id: int) -> m.WorkOrder:
+    """The work order if it lies in ``user``'s subtree; NotFound with the same words as
+    for an id that does not exist otherwise (the API's and the console's one check)."""
+    wo = session.get(m.WorkOrder, work_order_id)
+    if wo is None:
+        raise NotFound(f"work order {work_order_id} does not exist")
+    auth.require_place(user, wo.community, wo.compound, wo.building, f"work order {work_order_id}")
+    return wo
 
 
 def get(session: Session, work_order_id: int) -> m.WorkOrder:

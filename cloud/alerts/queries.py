@@ -31,6 +31,8 @@ class AlertFilter:
     statuses: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
     min_severity: int = 1
+    severities: tuple[int, ...] = ()  # exactly these (the console's chips); () any
+    levels: tuple[str, ...] = ()  # escalation levels; () any
     community: str | None = None
     compound: str | None = None
     building: str | None = None
@@ -47,6 +49,10 @@ def _where(user: m.User, flt: AlertFilter) -> list[ColumnElement[bool]]:
         where.append(m.Alert.status.in_(flt.statuses))
     if flt.kinds:
         where.append(m.Alert.kind.in_(flt.kinds))
+    if flt.severities:
+        where.append(m.Alert.severity.in_(flt.severities))
+    if flt.levels:
+        where.append(m.Alert.level.in_(flt.levels))
     for column, value in (
         (m.Alert.community, flt.community),
         (m.Alert.compound, flt.compound),

@@ -1,6 +1,6 @@
-"""The queue's filters, read from the query string once and used twice: as a WHERE clause
-for the page's rows and as a test on each live change (so the stream adds exactly the rows
-a reload would show)."""
+"""The queue's filters, read from the query string once and used twice: as the
+:class:`~cloud.alerts.queries.AlertFilter` the page's rows and counts are read with, and
+as a test on each live change (so the stream adds exactly the rows a reload would show)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request
-from sqlalchemy import ColumnElement, and_, exists, true
 
 from cloud import auth
 from cloud.alerts.lifecycle import ACTIVE, AlertStatus
+from cloud.alerts.queries import AlertFilter
 from cloud.console.templating import LOCAL_TZ
 from cloud.db import models as m
 
@@ -79,33 +79,28 @@ class QueueFilter:
             **{k: v for k, v in place.items() if v is None or len(v) <= 64},
         )
 
-    def where(self, user: m.User) -> ColumnElement[bool]:
-        """The SQL form, inside ``user``'s scope."""
-        a = m.Alert
-        parts: list[ColumnElement[bool]] = [auth.scope_clause(user, a), a.status.in_(self.statuses)]
-        if self.severities:
-            parts.append(a.severity.in_(self.severities))
-        if self.levels:
-            parts.append(a.level.in_(self.levels))
-        if self.kinds:
-            parts.append(a.kind.in_(self.kinds))
-        for column, value in (
-            (a.community, self.community),
-            (a.compound, self.compound),
-            (a.building, self.building),
-        ):
-            if value is not None:
-                parts.append(column == value)
-        if self.since is not None:
-            parts.append(a.opened_at >= self.since)
-        if self.until is not None:
-            parts.append(a.opened_at < self.until)
-        if self.unreviewed:
-            parts.append(~exists().where(m.AlertVerdict.alert_id == a.id))
-        return and_(true(), *parts)
+    def query(self, *, limit: int = PAGE, **override: Any) -> AlertFilter:
+        """The SQL form: the filter :func:`cloud.alerts.queries.list_alerts` and
+        :func:`~cloud.alerts.queries.counts` take (the user's scope they add)."""
+        values: dict[str, Any] = {
+            "statuses": self.statuses,
+            "severities": self.severities,
+            "levels": self.levels,
+            "kinds": self.kinds,
+            "community": self.community,
+            "compound": self.compound,
+            "building": self.building,
+            "since": self.since,
+            "until": self.until,
+            "reviewed": False if self.unreviewed else None,
+            "limit": limit,
+            "offset": self.offset,
+        }
+        values.update(override)
+        return AlertFilter(**values)
 
     def matches(self, user: m.User, alert: m.Alert) -> bool:
-        """The in-memory form of :meth:`where` (``alert`` with its verdict loaded)."""
+        """The in-memory form of :meth:`query` (``alert`` with its verdict loaded)."""
         return (
             (not self.unreviewed or alert.verdict_row is None)
             and auth.in_scope(user, alert.community, alert.compound, alert.building)

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud import alerts, auth
+from cloud import alerts, auth, escalation
 from cloud.alerts import AlertFilter
 from cloud.api import create_api
 from cloud.api.deps import ApiState
@@ -79,6 +79,16 @@ def test_list_filters_by_kind_time_severity_and_review(
         assert (row.verdict, row.verdict_by) == ("confirmed", "duty-a")
         # another community sees none of them
         assert alerts.list_alerts(s, _user(community="elsewhere"), AlertFilter()) == (0, [])
+        # exactly these severities (the console's chips), not "at least"
+        assert listed(severities=(2,)) == [fault, parking]
+        assert listed(severities=(1,)) == []
+    with transaction(factory) as s:
+        escalation.escalate_by_hand(s, parking, actor="duty-a", now=T0 + timedelta(hours=2))
+    with factory() as s:
+        # escalation levels
+        assert listed(levels=("compound",)) == [parking]
+        assert listed(levels=("building",)) == [smoke, fault]
+        assert listed(levels=("community", "district")) == []
 
 
 def test_counts_by_status_and_severity_and_the_unreviewed(

@@ -32,10 +32,6 @@ from cloud.permissions import Action
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 
 
-def _scoped(db: DB, user: m.User, alert_id: int) -> m.Alert:
-    return alerts.scoped_alert(db, user, alert_id)
-
-
 def _filter(
     status: Annotated[list[str] | None, Query(description="repeat for several")] = None,
     kind: Annotated[list[str] | None, Query(description="repeat for several")] = None,
@@ -97,7 +93,7 @@ def alert_counts(db: DB, user: CurrentUser, flt: Filter) -> CountsOut:
 @router.get("/{alert_id}", response_model=AlertDetail, responses=documented(*LOOKUP))
 def get_alert(alert_id: RowId, db: DB, user: CurrentUser) -> AlertDetail:
     """One alert with its audit log."""
-    alert = _scoped(db, user, alert_id)
+    alert = alerts.scoped_alert(db, user, alert_id)
     return AlertDetail(
         **AlertOut.model_validate(alert).model_dump(),
         transitions=[TransitionOut.model_validate(t) for t in alerts.timeline(db, alert_id)],
@@ -113,7 +109,7 @@ def similar_alerts(
 ) -> list[SimilarOut]:
     """Past alerts of the same kind: at the same device or building first, then in the
     rest of the compound, newest first, each with how it ended."""
-    alert = _scoped(db, user, alert_id)
+    alert = alerts.scoped_alert(db, user, alert_id)
     return [
         SimilarOut(
             **AlertOut.model_validate(s.alert).model_dump(),
@@ -176,7 +172,7 @@ def acknowledge(
     st: State,
 ) -> AlertOut:
     """open → acknowledged (stops escalation); 409 from any other state."""
-    _scoped(db, user, alert_id)
+    alerts.scoped_alert(db, user, alert_id)
     alert = alerts.acknowledge(db, alert_id, actor=user.username, now=st.clock(), note=body.note)
     return _committed(db, st, AlertOut.model_validate(alert))
 
@@ -190,7 +186,7 @@ def dispatch(
     st: State,
 ) -> WorkOrderOut:
     """Send a work order to a department (default: the one for the alert's kind)."""
-    _scoped(db, user, alert_id)
+    alerts.scoped_alert(db, user, alert_id)
     wo = work_orders.dispatch(
         db,
         alert_id,
@@ -211,7 +207,7 @@ def resolve(
     st: State,
 ) -> AlertOut:
     """Mark the condition handled."""
-    _scoped(db, user, alert_id)
+    alerts.scoped_alert(db, user, alert_id)
     alert = alerts.resolve(db, alert_id, actor=user.username, now=st.clock(), note=body.note)
     return _committed(db, st, AlertOut.model_validate(alert))
 
@@ -225,7 +221,7 @@ def close(
     st: State,
 ) -> AlertOut:
     """resolved → closed (supervisors)."""
-    _scoped(db, user, alert_id)
+    alerts.scoped_alert(db, user, alert_id)
     alert = alerts.close(db, alert_id, actor=user.username, now=st.clock(), note=body.note)
     return _committed(db, st, AlertOut.model_validate(alert))
 
@@ -239,7 +235,7 @@ def comment(
     st: State,
 ) -> TransitionOut:
     """Add a note to the alert's log."""
-    _scoped(db, user, alert_id)
+    alerts.scoped_alert(db, user, alert_id)
     row = alerts.comment(db, alert_id, actor=user.username, now=st.clock(), note=body.note)
     db.flush()
     return _committed(db, st, TransitionOut.model_validate(row))
@@ -255,7 +251,7 @@ def verdict(
 ) -> AlertOut:
     """Say whether the alert was real (confirmed) or a false_positive, in any state; a
     later verdict replaces this one (the log keeps both)."""
-    alert = _scoped(db, user, alert_id)
+    alert = alerts.scoped_alert(db, user, alert_id)
     alerts.give_verdict(
         db, alert_id, body.verdict, actor=user.username, now=st.clock(), note=body.note
     )
@@ -272,7 +268,7 @@ def escalate(
 ) -> AlertOut:
     """Move an active alert one level up (building → compound → community) now; 409 at
     the community level or once it is resolved."""
-    _scoped(db, user, alert_id)
+    alerts.scoped_alert(db, user, alert_id)
     alert = escalation.escalate_by_hand(
         db, alert_id, actor=user.username, now=st.clock(), note=body.note
     )

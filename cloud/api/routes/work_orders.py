@@ -11,18 +11,9 @@ from cloud.api.params import Offset, RowId
 from cloud.api.responses import ACTION, AUTHED, LOOKUP, documented
 from cloud.api.schemas import NoteIn, Page, WorkOrderOut
 from cloud.db import models as m
-from cloud.errors import NotFound
 from cloud.permissions import Action
 
 router = APIRouter(prefix="/api/work-orders", tags=["work orders"])
-
-
-def _scoped(db: DB, user: m.User, work_order_id: int) -> m.WorkOrder:
-    wo = db.get(m.WorkOrder, work_order_id)
-    if wo is None:
-        raise NotFound(f"work order {work_order_id} does not exist")
-    auth.require_place(user, wo.community, wo.compound, wo.building, f"work order {work_order_id}")
-    return wo
 
 
 @router.get("", response_model=Page[WorkOrderOut], responses=documented(*AUTHED))
@@ -58,7 +49,7 @@ def list_work_orders(
 
 @router.get("/{work_order_id}", response_model=WorkOrderOut, responses=documented(*LOOKUP))
 def get_work_order(work_order_id: RowId, db: DB, user: CurrentUser) -> WorkOrderOut:
-    return WorkOrderOut.model_validate(_scoped(db, user, work_order_id))
+    return WorkOrderOut.model_validate(work_orders.scoped(db, user, work_order_id))
 
 
 @router.post(
@@ -74,7 +65,7 @@ def act(
 ) -> WorkOrderOut:
     """accept / start / done; verify sends the gateway a recheck and closes the order
     only if the condition is gone (otherwise it reopens)."""
-    _scoped(db, user, work_order_id)
+    work_orders.scoped(db, user, work_order_id)
     if action == "verify":
         if st.commands is None:
             raise HTTPException(

@@ -144,11 +144,6 @@ def _event_view(row: m.EventRow) -> EventView:
     )
 
 
-def _visible(db: Session, user: m.User, alert_id: int) -> m.Alert:
-    """The alert if the user may see it; NotFound (one answer for both) otherwise."""
-    return alerts.scoped_alert(db, user, alert_id)
-
-
 def _context(request: Request, db: Session, user: m.User, alert: m.Alert) -> dict[str, Any]:
     events = [
         _event_view(r)
@@ -211,7 +206,7 @@ def detail_page(alert_id: RowId, request: Request, db: DB, signed: Signed) -> HT
     """The alert's page: header, evidence, rule, timeline, similar alerts, work orders
     and the actions the user may take in its state."""
     try:
-        alert = _visible(db, signed.user, alert_id)
+        alert = alerts.scoped_alert(db, signed.user, alert_id)
     except NotFound:
         return _not_found(request, signed)
     return render(request, "detail.html", _context(request, db, signed.user, alert), signed=signed)
@@ -221,7 +216,7 @@ def detail_page(alert_id: RowId, request: Request, db: DB, signed: Signed) -> HT
 def detail_body(alert_id: RowId, request: Request, db: DB, signed: Signed) -> HTMLResponse:
     """The page's body alone: the live refresh asks for it when the alert changes."""
     try:
-        alert = _visible(db, signed.user, alert_id)
+        alert = alerts.scoped_alert(db, signed.user, alert_id)
     except NotFound as err:
         return toast(request, signed, str(err), status=404)
     return _body(request, db, signed, alert)
@@ -267,7 +262,7 @@ def _act(
     user = signed.user
     try:
         require(user, action)
-        _visible(db, user, alert_id)
+        alerts.scoped_alert(db, user, alert_id)
         do(user)
     except DomainError as err:
         db.rollback()

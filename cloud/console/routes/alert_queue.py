@@ -10,11 +10,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 from markupsafe import escape
-from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from cloud import alerts, auth
-from cloud.alerts import verdicts
+from cloud.alerts import queries, verdicts
 from cloud.api.deps import DB, State
 from cloud.api.params import RowId
 from cloud.console.filters import LEVELS, PAGE, STATUSES, QueueFilter
@@ -31,29 +31,12 @@ MAX_BULK = 200
 CRITICAL = 3
 
 
-def _rows(db: DB, user: m.User, flt: QueueFilter) -> tuple[int, list[m.Alert]]:
-    where = flt.where(user)
-    total = db.scalar(select(func.count()).select_from(m.Alert).where(where)) or 0
-    rows = db.scalars(
-        select(m.Alert)
-        .where(where)
-        .options(selectinload(m.Alert.verdict_row))
-        .order_by(m.Alert.updated_at.desc(), m.Alert.id.desc())
-        .limit(PAGE)
-        .offset(flt.offset)
-    ).all()
-    return total, list(rows)
-
-
-def _unreviewed(db: DB, user: m.User, flt: QueueFilter) -> int:
-    return (
-        db.scalar(
-            select(func.count())
-            .select_from(m.Alert)
-            .where(QueueFilter(**{**flt.__dict__, "unreviewed": True}).where(user))
-        )
-        or 0
-    )
+def _listing(db: Session, user: m.User, flt: QueueFilter) -> dict[str, Any]:
+    """A page of rows for the filter, with its total and how many lack a verdict (the
+    same reads as GET /api/alerts and /api/alerts/counts)."""
+    total, rows = queries.list_alerts(db, user, flt.query())
+    unreviewed = queries.counts(db, user, flt.query()).unreviewed
+    return {"flt": flt, "rows": rows, "total": total, "unreviewed": unreviewed, "page": PAGE}
 
 
 def _kinds(db: DB, user: m.User) -> list[str]:
@@ -67,19 +50,14 @@ def _kinds(db: DB, user: m.User) -> list[str]:
 @router.get("/", response_class=HTMLResponse)
 def queue_page(request: Request, db: DB, signed: Signed) -> HTMLResponse:
     flt = QueueFilter.from_request(request)
-    total, rows = _rows(db, signed.user, flt)
     return render(
         request,
         "queue.html",
         {
-            "flt": flt,
-            "rows": rows,
-            "total": total,
-            "unreviewed": _unreviewed(db, signed.user, flt),
+            **_listing(db, signed.user, flt),
             "kinds": _kinds(db, signed.user),
             "levels": LEVELS,
             "statuses": STATUSES,
-            "page": PAGE,
         },
         signed=signed,
     )
@@ -90,18 +68,10 @@ def queue_rows(request: Request, db: DB, signed: Signed) -> HTMLResponse:
     """The rows for a filter (the filter form and "more" ask for these), with the counts
     as out-of-band swaps."""
     flt = QueueFilter.from_request(request)
-    total, rows = _rows(db, signed.user, flt)
     return render(
         request,
         "partials/rows.html",
-        {
-            "flt": flt,
-            "rows": rows,
-            "total": total,
-            "unreviewed": _unreviewed(db, signed.user, flt),
-            "page": PAGE,
-            "counts_oob": True,
-        },
+        {**_listing(db, signed.user, flt), "counts_oob": True},
         signed=signed,
     )
 
@@ -134,9 +104,9 @@ async def queue_stream(request: Request, signed: Signed, st: State) -> Streaming
             return auth.grant_for_token(s, token, now=st.clock()) is not None
 
     def _counts() -> tuple[int, int]:
-        with st.read_factory() as s:
-            total = s.scalar(select(func.count()).select_from(m.Alert).where(flt.where(user)))
-            return total or 0, _unreviewed(s, user, flt)
+        with st.read_factory() as s:  # one grouped query for both figures
+            counted = queries.counts(s, user, flt.query())
+            return counted.total, counted.unreviewed
 
     async def events() -> AsyncIterator[bytes]:
         sub = feed.subscribe()
@@ -212,10 +182,7 @@ def acknowledge_row(
     user = signed.user
     try:
         require(user, Action.ACKNOWLEDGE_ALERT)
-        alert = alerts.get_alert(db, alert_id)
-        auth.require_place(
-            user, alert.community, alert.compound, alert.building, f"alert {alert_id}"
-        )
+        alert = alerts.scoped_alert(db, user, alert_id)
         alerts.acknowledge(db, alert_id, actor=user.username, now=st.clock())
     except DomainError as err:
         return toast(request, signed, str(err), status=status_of(err))

@@ -23,7 +23,7 @@ from cloud.console.routes.page_errors import status_of, t_of, toast
 from cloud.console.session import Signed
 from cloud.console.templating import render
 from cloud.db import models as m
-from cloud.errors import DomainError, NotFound
+from cloud.errors import DomainError
 from cloud.permissions import Action, require
 from cloud.work_orders import MOVES, WorkOrderStatus
 
@@ -93,12 +93,7 @@ def move_order(
     user = signed.user
     try:
         require(user, Action.WORK_ON_ORDERS)
-        wo = db.get(m.WorkOrder, work_order_id)
-        if wo is None:
-            raise NotFound(f"work order {work_order_id} does not exist")
-        auth.require_place(
-            user, wo.community, wo.compound, wo.building, f"work order {work_order_id}"
-        )
+        work_orders.scoped(db, user, work_order_id)  # 404 outside the area, as the API
         if action == "verify":
             if st.commands is None:
                 return toast(request, signed, t_of(request)("work_orders.no_broker"), status=503)
