@@ -24,11 +24,13 @@ from cloud.api.deps import ApiState
 from cloud.clock import Clock, system_clock
 from cloud.commands import MqttCommandSender
 from cloud.console import mount_console
+from cloud.console.i18n import DEFAULT_LANGUAGE, catalogue
 from cloud.db import make_engine, read_only, session_factory, transaction, upgrade
 from cloud.db import models as m
 from cloud.errors import Conflict
 from cloud.ingest import IngestWorker
 from cloud.permissions import Role
+from cloud.response import Responder, load_response
 from cloud.settings import Settings
 from cloud.site_sync import import_gateway_passwords, sync_site
 from microbrain.site import Site, SiteError
@@ -105,6 +107,19 @@ class CloudService:
         )
         self.worker: IngestWorker | None = None
         self.scheduler: Scheduler | None = None
+        self.responder: Responder | None = None
+        # the playbooks are read here, at the door: a broken file or a channel whose secret
+        # is not in the environment stops the start with every problem named
+        self.response = (
+            load_response(
+                settings.playbooks,
+                site=site,
+                environ=os.environ,
+                kind_name=lambda kind: catalogue(DEFAULT_LANGUAGE).get(f"kinds.{kind}", kind),
+            )
+            if settings.playbooks is not None
+            else None
+        )
         self._commands: MqttCommandSender | None = None  # ours to close, whatever state holds
         self._want_ingest, self._want_scheduler = ingest, scheduler
         self.app = create_api(self.state)
@@ -184,8 +199,19 @@ class CloudService:
         if self._want_scheduler:
             self.scheduler = Scheduler(self)
             self.scheduler.start()
+            if self.response is not None:
+                self.responder = self.response.responder(
+                    self.factory,
+                    self._commands,
+                    secret=self.settings.secret_key.get_secret_value(),
+                    clock=self.clock,
+                    interval_s=self.settings.response_interval_s,
+                )
+                self.responder.start()
 
     def stop(self) -> None:
+        if self.responder:
+            self.responder.stop()
         if self.scheduler:
             self.scheduler.stop()
         if self.worker:

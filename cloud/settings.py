@@ -53,6 +53,17 @@ class Settings(BaseSettings):
         default=Path("./evidence"), description="where uploaded snapshots/clips go"
     )
     token_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 86_400)
+    playbooks: Path | None = Field(
+        default=None,
+        description="the playbook file (configs/playbooks.yaml): notifications, work orders "
+        "and voice warnings when alerts open; unset: alerts get no automatic response",
+    )
+    response_interval_s: float = Field(
+        default=0.25,
+        gt=0,
+        le=10,
+        description="how often new alerts and due deliveries are looked for",
+    )
     # dead letters: what one gateway's junk may keep (the rest is counted, not kept)
     dead_letter_window_s: int = Field(
         default=86_400,

@@ -78,7 +78,11 @@ def create(
     actor: str,
     now: datetime,
     note: str | None,
+    due_at: datetime | None = None,
 ) -> m.WorkOrder:
+    """A work order for ``alert`` to ``department`` (``reason``: whistle, dispatch,
+    playbook), due by ``due_at`` when the caller sets a deadline; the alert's status is
+    the caller's business."""
     wo = m.WorkOrder(
         alert_id=alert.id,
         department=department,
@@ -90,6 +94,7 @@ def create(
         created_at=now,
         updated_at=now,
         note=note,
+        due_at=due_at,
     )
     session.add(wo)
     session.flush()

@@ -1,6 +1,13 @@
 """Storage: SQLAlchemy models, engine and migrations."""
 
-from cloud.db.engine import make_engine, read_only, session_factory, transaction
+from cloud.db.engine import make_engine, read_only, rowcount, session_factory, transaction
 from cloud.db.migrate import upgrade
 
-__all__ = ["make_engine", "read_only", "session_factory", "transaction", "upgrade"]
+__all__ = [
+    "make_engine",
+    "read_only",
+    "rowcount",
+    "session_factory",
+    "transaction",
+    "upgrade",
+]

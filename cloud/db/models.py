@@ -369,6 +369,8 @@ class WorkOrder(Base):
     # the gateway the recheck went to: only its reply counts
     recheck_gateway: Mapped[str | None] = mapped_column(ID)
     note: Mapped[str | None] = mapped_column(Text)
+    # when the department should be done (a playbook's deadline); None: no deadline
+    due_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class WorkOrderTransition(Base):
@@ -456,3 +458,106 @@ class ModelRollout(Base):
     state: Mapped[str] = mapped_column(String(16))  # pushed | installed | failed | rolled_back
     detail: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime]
+
+
+# --- smart response ------------------------------------------------------------------
+
+
+class ResponseRun(Base):
+    """A playbook applied to an alert, once: the primary key is the exactly-once guard
+    when several processes see the same new alert."""
+
+    __tablename__ = "response_runs"
+    alert_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("alerts.id"), primary_key=True)
+    playbooks: Mapped[str] = mapped_column(String(300))  # ids merged, ',' between; '' none
+    at: Mapped[datetime]
+    next_steps: Mapped[list[Any]] = mapped_column(default=list)
+    work_order_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Notification(Base):
+    """One alert for one contact through one channel: pending until a delivery carries
+    it (alone, or in a digest), failed after its last retry."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_due", "channel", "status", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("alerts.id"), index=True)
+    channel: Mapped[str] = mapped_column(ID)
+    contact: Mapped[str] = mapped_column(ID)
+    user: Mapped[str | None] = mapped_column(String(64))
+    mobile: Mapped[str | None] = mapped_column(String(32))
+    severity: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # pending | sent | failed
+    created_at: Mapped[datetime]
+    next_attempt_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class DeliveryAttempt(Base):
+    """One message sent to a channel (one alert's, or a digest of several) and how it
+    went: what the rate budget counts and what an alert's delivery log shows."""
+
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (Index("ix_delivery_attempts_channel_at", "channel", "at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(ID)
+    at: Mapped[datetime]
+    ok: Mapped[bool] = mapped_column(Boolean)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    digest: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class DeliveryAttemptItem(Base):
+    """Which notifications an attempt carried (a digest carries many)."""
+
+    __tablename__ = "delivery_attempt_items"
+    attempt_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("delivery_attempts.id"), primary_key=True
+    )
+    notification_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("notifications.id"), primary_key=True, index=True
+    )
+
+
+class ChannelLease(Base):
+    """Who sends on a channel now: one process at a time, so its rate budget holds
+    across processes; a lease that is not renewed runs out."""
+
+    __tablename__ = "channel_leases"
+    channel: Mapped[str] = mapped_column(ID, primary_key=True)
+    holder: Mapped[str] = mapped_column(String(64))
+    until: Mapped[datetime]
+
+
+class Announcement(Base):
+    """A voice warning at the spot that repeats while its alert stands."""
+
+    __tablename__ = "announcements"
+    alert_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("alerts.id"), primary_key=True)
+    community: Mapped[str] = mapped_column(ID)
+    compound: Mapped[str] = mapped_column(ID)
+    gateway: Mapped[str] = mapped_column(ID)
+    text: Mapped[str] = mapped_column(String(200))
+    speaker: Mapped[str | None] = mapped_column(ID)
+    repeat_s: Mapped[float]
+    remaining: Mapped[int] = mapped_column(Integer)
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(index=True)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class AckLink(Base):
+    """A single-use acknowledgement link sent in a notification, bound to one user and
+    one alert; only its token's sha256 is kept."""
+
+    __tablename__ = "ack_links"
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alert_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("alerts.id"), index=True)
+    user: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
