@@ -9,6 +9,7 @@ from fastapi.staticfiles import StaticFiles
 
 from cloud.api.deps import ApiState
 from cloud.console.routes import (
+    ack_link,
     admin,
     alert_detail,
     alert_queue,
@@ -32,6 +33,7 @@ ROUTERS = (
     dead_letters,
     admin,
     wall,
+    ack_link,
 )
 
 

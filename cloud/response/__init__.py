@@ -19,7 +19,7 @@ from cloud.clock import Clock
 from cloud.commands import CommandSender
 from cloud.response.channels import make_channel
 from cloud.response.channels.base import Channel
-from cloud.response.deliveries import Links
+from cloud.response.deliveries import DEFAULT_RETRY, Links, RetryPolicy
 from cloud.response.messages import Wording
 from cloud.response.playbooks import Playbooks, load_playbooks
 from cloud.response.runner import Responder
@@ -44,6 +44,7 @@ class ResponseSetup:
         secret: str,
         clock: Clock,
         interval_s: float = 0.25,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> Responder:
         return Responder(
             factory,
@@ -54,6 +55,7 @@ class ResponseSetup:
             Links(secret=secret, ttl_s=self.playbooks.book.ack_link_ttl),
             clock=clock,
             interval_s=interval_s,
+            retry=retry,
         )
 
 

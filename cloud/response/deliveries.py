@@ -153,13 +153,14 @@ def _plan(
         for a in session.scalars(select(m.Alert).where(m.Alert.id.in_({n.alert_id for n in due})))
     }
     singles, rest = (due, []) if len(due) <= free else (due[: free - 1], due[free - 1 :])
-    steps: dict[int, list[str]] = dict(
-        session.execute(
+    steps: dict[int, list[str]] = {
+        alert_id: next_steps
+        for alert_id, next_steps in session.execute(
             select(m.ResponseRun.alert_id, m.ResponseRun.next_steps).where(
                 m.ResponseRun.alert_id.in_({n.alert_id for n in singles})
             )
-        ).tuples()
-    )
+        )
+    }
     plan = []
     for n in singles:
         alert = alerts[n.alert_id]
@@ -335,7 +336,7 @@ def delivery_log(
         .join(m.Notification, m.Notification.id == m.DeliveryAttemptItem.notification_id)
         .where(m.Notification.alert_id == alert_id)
         .order_by(m.DeliveryAttempt.at, m.DeliveryAttempt.id)
-    ).tuples()
+    ).all()
     return (
         [NotificationView(n.channel, n.contact, n.status, n.attempts, n.last_error) for n in notes],
         [

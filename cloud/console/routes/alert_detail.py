@@ -37,6 +37,7 @@ from cloud.console.templating import language_of, render
 from cloud.db import models as m
 from cloud.errors import DomainError, NotFound
 from cloud.permissions import Action, require
+from cloud.response.deliveries import delivery_log
 
 router = APIRouter()
 EVENTS_SHOWN = 12  # the newest events of an alert counted thousands of times
@@ -55,6 +56,7 @@ LOG_ACTIONS = frozenset(
         "comment",
         "verdict",
         "escalated",
+        "playbook",
     }
 )
 # Id-shaped path segments (the protocol's slugs): anything else is a 404 before a query
@@ -165,6 +167,8 @@ def _context(request: Request, db: Session, user: m.User, alert: m.Alert) -> dic
     names = {d.id: d.name for d in departments}
     words = i18n.catalogue(language_of(request))
     default_department = policy_for(db, alert.community, alert.compound).whistle.get(alert.kind)
+    run = db.get(m.ResponseRun, alert.id)
+    notifications, attempts = delivery_log(db, alert.id)
     return {
         "alert": alert,
         "events": events,
@@ -172,6 +176,10 @@ def _context(request: Request, db: Session, user: m.User, alert: m.Alert) -> dic
         "timeline": alerts.timeline(db, alert.id),
         "similar": alerts.similar(db, user, alert, limit=SIMILAR_SHOWN),
         "orders": orders,
+        # the playbook's run: suggested steps, and every notification with its attempts
+        "next_steps": run.next_steps if run else [],
+        "notifications": notifications,
+        "attempts": attempts,
         "departments": departments,
         "default_department": default_department,
         # a rule's detail keys come from the edge's rules: named where the catalogue
