@@ -153,14 +153,10 @@ def _plan(
         for a in session.scalars(select(m.Alert).where(m.Alert.id.in_({n.alert_id for n in due})))
     }
     singles, rest = (due, []) if len(due) <= free else (due[: free - 1], due[free - 1 :])
-    steps: dict[int, list[str]] = {
-        alert_id: next_steps
-        for alert_id, next_steps in session.execute(
-            select(m.ResponseRun.alert_id, m.ResponseRun.next_steps).where(
-                m.ResponseRun.alert_id.in_({n.alert_id for n in singles})
-            )
-        )
-    }
+    runs = select(m.ResponseRun.alert_id, m.ResponseRun.next_steps).where(
+        m.ResponseRun.alert_id.in_({n.alert_id for n in singles})
+    )
+    steps: dict[int, list[str]] = dict(session.execute(runs).all())
     plan = []
     for n in singles:
         alert = alerts[n.alert_id]

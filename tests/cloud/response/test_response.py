@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import func, select
 
 from cloud.clock import ManualClock
-from cloud.db import transaction
 from cloud.db import models as m
+from cloud.db import transaction
 from cloud.response import load_response
 from cloud.response.deliveries import RetryPolicy, delivery_log
 from cloud.response.runner import Responder
@@ -47,8 +47,8 @@ def _book(
     tmp_path: Path, receivers: dict[str, Receiver], *, budget: int = 20, extra: str = ""
 ) -> Path:
     channels = "\n".join(
-        f"  - {{id: {cid}-{TAG[tmp_path]}, type: webhook, url: '{r.url}', budget_per_minute: {budget},"
-        f" timeout_s: 2}}"
+        f"  - {{id: {cid}-{TAG[tmp_path]}, type: webhook, url: '{r.url}',"
+        f" budget_per_minute: {budget}, timeout_s: 2}}"
         for cid, r in receivers.items()
     )
     path = tmp_path / "playbooks.yaml"
