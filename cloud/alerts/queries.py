@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from cloud import auth
@@ -151,11 +151,13 @@ class Similar:
     resolved_at: datetime | None
 
 
-def similar(session: Session, user: m.User, alert: m.Alert, limit: int = 10) -> list[Similar]:
+def similar(
+    session: Session, user: m.User | None, alert: m.Alert, limit: int = 10
+) -> list[Similar]:
     """Past alerts (opened no later than ``alert``) of the same kind in its compound and
-    in ``user``'s subtree: those at the same device (gateway and source) or building
-    first, then the rest of the compound, newest first in each; ``alert`` itself is not
-    among them."""
+    in ``user``'s subtree (``None``: the system's own look, unscoped): those at the same
+    device (gateway and source) or building first, then the rest of the compound, newest
+    first in each; ``alert`` itself is not among them."""
     # a device's id is its gateway's: cam-1 of the next building is another camera
     here = [and_(m.Alert.gateway == alert.gateway, m.Alert.source == alert.source)]
     if alert.building is not None:
@@ -165,7 +167,7 @@ def similar(session: Session, user: m.User, alert: m.Alert, limit: int = 10) -> 
     rows = session.execute(
         select(m.Alert, tier)
         .where(
-            auth.scope_clause(user, m.Alert),
+            auth.scope_clause(user, m.Alert) if user is not None else true(),
             m.Alert.kind == alert.kind,
             m.Alert.community == alert.community,
             m.Alert.compound == alert.compound,

@@ -472,6 +472,8 @@ class ResponseRun(Base):
     playbooks: Mapped[str] = mapped_column(String(300))  # ids merged, ',' between; '' none
     at: Mapped[datetime]
     next_steps: Mapped[list[Any]] = mapped_column(default=list)
+    # how similar past alerts ended, as offered when this one opened (one line each)
+    suggestions: Mapped[list[Any]] = mapped_column(default=list)
     work_order_id: Mapped[int | None] = mapped_column(BigInteger)
 
 

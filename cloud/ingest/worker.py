@@ -282,20 +282,28 @@ class IngestWorker:
                 result = self._commit_isolating([item for item, _, _, _ in batch])
             except Exception:
                 log.exception("ingest batch of %d lost its commit; not acknowledged", len(batch))
+                self._settled(len(batch))
                 continue
+            # the batch counts as pending until its acks and the on_commit hook are done:
+            # drain() then means "stored, acknowledged and announced", not only "stored"
+            try:
+                self._publish_acks(result)
+                for _, mid, qos, generation in batch:
+                    # after a reconnect the broker redelivers; a stale mid must not ack
+                    # another message
+                    if qos > 0 and generation == self._generation:
+                        self.client.ack(mid, qos)
+                if self.on_commit is not None:
+                    try:
+                        self.on_commit(result)
+                    except Exception:
+                        log.exception("on_commit hook failed")
             finally:
-                with self._pending_lock:
-                    self._pending -= len(batch)
-            self._publish_acks(result)
-            for _, mid, qos, generation in batch:
-                # after a reconnect the broker redelivers; a stale mid must not ack another message
-                if qos > 0 and generation == self._generation:
-                    self.client.ack(mid, qos)
-            if self.on_commit is not None:
-                try:
-                    self.on_commit(result)
-                except Exception:
-                    log.exception("on_commit hook failed")
+                self._settled(len(batch))
+
+    def _settled(self, count: int) -> None:
+        with self._pending_lock:
+            self._pending -= count
 
     # --- lifecycle ------------------------------------------------------------------
     def start(self, wait: float = 10.0) -> IngestWorker:

@@ -153,10 +153,12 @@ def _plan(
         for a in session.scalars(select(m.Alert).where(m.Alert.id.in_({n.alert_id for n in due})))
     }
     singles, rest = (due, []) if len(due) <= free else (due[: free - 1], due[free - 1 :])
-    runs = select(m.ResponseRun.alert_id, m.ResponseRun.next_steps).where(
-        m.ResponseRun.alert_id.in_({n.alert_id for n in singles})
-    )
-    steps: dict[int, list[str]] = dict(session.execute(runs).all())
+    runs = {
+        r.alert_id: r
+        for r in session.scalars(
+            select(m.ResponseRun).where(m.ResponseRun.alert_id.in_({n.alert_id for n in singles}))
+        )
+    }
     plan = []
     for n in singles:
         alert = alerts[n.alert_id]
@@ -176,7 +178,8 @@ def _plan(
             alert,
             words,
             link=link,
-            next_steps=steps.get(alert.id) or (),
+            next_steps=runs[alert.id].next_steps if alert.id in runs else (),
+            past=runs[alert.id].suggestions if alert.id in runs else (),
             mentions=(n.mobile,) if n.mobile else (),
         )
         plan.append(Planned(notice, (n.id,), digest=False))

@@ -64,6 +64,7 @@ def alert_notice(
     *,
     link: str | None,
     next_steps: Sequence[str] = (),
+    past: Sequence[str] = (),
     mentions: tuple[str, ...] = (),
 ) -> Notice:
     severity = Severity(alert.severity)
@@ -80,6 +81,9 @@ def alert_notice(
     if next_steps:
         lines.append("建议处置：")
         lines.extend(f"{i}. {step}" for i, step in enumerate(next_steps, 1))
+    if past:
+        lines.append("以往同类处置：")
+        lines.extend(f"- {line}" for line in past)
     if link:
         lines.append(f"[在值班台确认]({link})")
     return Notice(

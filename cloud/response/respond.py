@@ -22,6 +22,7 @@ from cloud import work_orders
 from cloud.alerts.audit import record
 from cloud.db import models as m
 from cloud.response.playbooks import Playbooks, Response
+from cloud.response.suggestions import suggestions
 from microbrain.protocol import Severity
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ def respond(
     run = session.get(m.ResponseRun, alert.id)
     assert run is not None  # inserted just now, in this transaction
     run.next_steps = list(response.next_steps)
+    run.suggestions = [s.line(book.tz) for s in suggestions(session, alert)]
     n_notices = 0
     for contact in response.notify:
         for channel in contact.channels:

@@ -178,6 +178,7 @@ def _context(request: Request, db: Session, user: m.User, alert: m.Alert) -> dic
         "orders": orders,
         # the playbook's run: suggested steps, and every notification with its attempts
         "next_steps": run.next_steps if run else [],
+        "suggestions": run.suggestions if run else [],
         "notifications": notifications,
         "attempts": attempts,
         "departments": departments,

@@ -123,6 +123,7 @@ def upgrade() -> None:
         sa.Column("playbooks", sa.String(length=300), nullable=False),
         sa.Column("at", cloud.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("next_steps", sa.JSON(), nullable=False),
+        sa.Column("suggestions", sa.JSON(), nullable=False),
         sa.Column("work_order_id", sa.BigInteger(), nullable=True),
         sa.ForeignKeyConstraint(
             ["alert_id"],

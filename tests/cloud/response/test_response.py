@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from cloud import alerts
 from cloud.clock import ManualClock
 from cloud.db import models as m
 from cloud.db import transaction
@@ -262,3 +263,36 @@ def test_a_channel_lease_passes_on_when_its_holder_stops(factory, place, tmp_pat
         two.respond()
         two.deliver(f"a-{tag}")
         assert len(a.requests) == 2
+
+
+def test_the_notification_says_how_similar_alerts_ended(factory, place, tmp_path, tag):
+    clock = ManualClock()
+    with http_receiver() as a:
+        responder = _responder(factory, _book(tmp_path, {"a": a}), clock)
+        past = _open(factory, place, clock, 1)
+        responder.step()
+        elsewhere = unique_gateway()  # the same kind in another compound: not offered
+        with transaction(factory) as s:
+            register_gateway(
+                s,
+                elsewhere.community,
+                elsewhere.compound,
+                elsewhere.gateway,
+                building="b1",
+                **DEVICES,
+            )
+        other = _open(factory, elsewhere, clock, 2)
+        clock.advance(minutes=25)
+        with transaction(factory) as s:
+            for alert_id in (past, other):
+                alerts.resolve(s, alert_id, actor="王师傅", now=clock(), note="已断电，车移走")
+        clock.advance(days=1)
+        now_id = _open(factory, place, clock, 3)
+        responder.step()
+        body = a.requests[-1].json()["body"]
+    assert "以往同类处置" in body
+    assert "同一位置" in body and "王师傅" in body and "用时 25 分钟" in body
+    assert "部门 property" in body and "已断电，车移走" in body
+    with factory() as s:
+        run = s.get(m.ResponseRun, now_id)
+        assert run is not None and len(run.suggestions) == 1  # not the other compound's
