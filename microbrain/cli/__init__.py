@@ -8,7 +8,19 @@ from __future__ import annotations
 
 import typer
 
-from microbrain.cli import agent, analyze, bench, broker, cloud, doctor, model, simulate, site, up
+from microbrain.cli import (
+    agent,
+    analyze,
+    bench,
+    broker,
+    cloud,
+    doctor,
+    model,
+    playbooks,
+    simulate,
+    site,
+    up,
+)
 
 app = typer.Typer(
     name="microbrain",
@@ -48,7 +60,13 @@ model_app = typer.Typer(
 )
 model_app.command("check")(model.check)
 
+playbooks_app = typer.Typer(
+    help="Smart response: what the cloud does when an alert opens.", no_args_is_help=True
+)
+playbooks_app.command("check")(playbooks.check)
+
 app.add_typer(site_app, name="site")
+app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(edge_app, name="edge")
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(simulate_app, name="simulate")

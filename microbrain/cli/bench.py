@@ -12,7 +12,7 @@ import typer
 from microbrain.cli.errors import fail
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-NAMES = ("edge", "uplink", "ingest", "broker", "console")
+NAMES = ("edge", "uplink", "ingest", "broker", "console", "response")
 
 
 def bench(

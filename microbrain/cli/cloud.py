@@ -16,6 +16,7 @@ class _Overrides(TypedDict, total=False):
 
     database_url: str
     broker_url: str
+    playbooks: Path
 
 
 def serve(
@@ -31,6 +32,13 @@ def serve(
     site: Annotated[
         Path | None, typer.Option(help="site YAML to load into the database on start")
     ] = None,
+    playbooks: Annotated[
+        Path | None,
+        typer.Option(
+            help="playbook YAML: notify, open work orders and play voice warnings when alerts "
+            "open (default: MB_CLOUD_PLAYBOOKS; none: no automatic response)"
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(help="address the API listens on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="API port")] = 8000,
     no_ingest: Annotated[bool, typer.Option("--no-ingest", help="serve the API only")] = False,
@@ -38,6 +46,7 @@ def serve(
     """Run the cloud: REST API (/docs), MQTT ingest and the escalation scheduler.
 
     Example:  microbrain cloud serve --site configs/demo/site.yaml --broker mqtt://127.0.0.1:1883
+              --playbooks configs/playbooks.yaml
 
     Several processes may run side by side against one database and broker; settings
     also come from MB_CLOUD_* environment variables (MB_CLOUD_ENVIRONMENT=production
@@ -47,6 +56,8 @@ def serve(
     from pydantic import ValidationError
 
     from cloud.app import CloudService
+    from cloud.response.channels.config import ChannelConfigError
+    from cloud.response.playbooks import PlaybookError
     from cloud.settings import Settings
     from microbrain.site import SiteError, load_site
 
@@ -55,6 +66,8 @@ def serve(
         overrides["database_url"] = db
     if broker:
         overrides["broker_url"] = broker
+    if playbooks:
+        overrides["playbooks"] = playbooks
     try:
         settings = Settings(**overrides)
     except ValidationError as err:
@@ -68,5 +81,8 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    service = CloudService(settings, site=loaded, site_path=site, ingest=not no_ingest)
+    try:
+        service = CloudService(settings, site=loaded, site_path=site, ingest=not no_ingest)
+    except (PlaybookError, ChannelConfigError) as err:
+        fail(str(err))
     uvicorn.run(service.app, host=host, port=port, log_level="info")

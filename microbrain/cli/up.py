@@ -5,7 +5,9 @@ It starts, as separate processes the way a deployment runs them:
 1. the cloud broker (Mosquitto with per-gateway passwords and ACL from the site; the
    pip-only iotcore broker when Mosquitto is not installed),
 2. a local sensor broker (anonymous, loopback: the compound's own bus),
-3. the cloud (`microbrain cloud serve`, SQLite in the data folder),
+3. the cloud (`microbrain cloud serve`, SQLite in the data folder; the playbooks of
+   configs/playbooks.yaml, whose notifications go to the local sink var/notifications.jsonl
+   and whose voice warnings play at the gateways),
 4. one gateway agent per gateway of the site (`microbrain edge run`), video included,
 5. one sensor simulator per gateway (`microbrain simulate sensors`).
 
@@ -36,6 +38,7 @@ from microbrain.config_files import ConfigFileError, read_yaml
 from microbrain.files import write_private
 
 DEFAULT_SITE = Path("configs/demo/site.yaml")
+DEFAULT_PLAYBOOKS = Path("configs/playbooks.yaml")
 ADMIN_PASSWORD_ENV = "MB_CLOUD_ADMIN_PASSWORD"
 
 
@@ -112,6 +115,12 @@ def _wait_http(url: str, timeout: float, alive: Callable[[], bool]) -> None:
 
 def up(
     site: Annotated[Path, typer.Option(help="site YAML")] = DEFAULT_SITE,
+    playbooks: Annotated[
+        Path,
+        typer.Option(
+            help="playbook YAML (notifications go to its local sink, var/notifications.jsonl)"
+        ),
+    ] = DEFAULT_PLAYBOOKS,
     data_dir: Annotated[Path, typer.Option(help="databases, outboxes, evidence, logs")] = Path(
         "var/up"
     ),
@@ -179,6 +188,15 @@ def up(
         )
     if not places:
         fail(f"{site} declares no gateways")
+    # checked here, before anything starts: the cloud would refuse the same file later
+    from cloud.response import load_response
+    from cloud.response.channels.config import ChannelConfigError
+    from cloud.response.playbooks import PlaybookError
+
+    try:
+        load_response(playbooks, site=loaded, environ=os.environ)
+    except (PlaybookError, ChannelConfigError) as err:
+        fail(str(err))
     missing_env = [p.gateway.id for p in places if p.gateway.password_env is None]
     if missing_env:
         fail(f"gateways without password_env in {site}: {', '.join(missing_env)}")
@@ -274,6 +292,8 @@ def up(
             f"mqtt://127.0.0.1:{mqtt_port}",
             "--site",
             str(site),  # as given (same working directory): the console names it so
+            "--playbooks",
+            str(playbooks),
             "--port",
             str(api_port),
         ]

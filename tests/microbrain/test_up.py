@@ -44,6 +44,9 @@ def _token(api: str, password: str) -> str:
 
 def test_up_runs_the_system_and_stops_cleanly(tmp_path: Path) -> None:
     api_port, mqtt_port, sensor_port = free_port(), free_port(), free_port()
+    # the demo playbooks' local sink (relative to the cloud's working directory, ROOT)
+    sink = ROOT / "var" / "notifications.jsonl"
+    sink_before = sink.stat().st_size if sink.exists() else 0
     api = f"http://127.0.0.1:{api_port}"
     proc = subprocess.Popen(
         [
@@ -109,6 +112,19 @@ def test_up_runs_the_system_and_stops_cleanly(tmp_path: Path) -> None:
                 time.sleep(2)
         assert hashlib.sha256(picture).hexdigest() == ref["sha256"]
         assert picture[:2] == b"\xff\xd8"  # a JPEG
+
+        # the elevator fault's playbook notified the duty desk through the local sink
+        def notified() -> list[dict]:
+            if not sink.exists():
+                return []
+            with sink.open(encoding="utf-8") as f:
+                f.seek(sink_before)
+                return [json.loads(line) for line in f if line.strip()]
+
+        told_by = time.monotonic() + 30  # the responder looks every 0.25 s; a loaded box
+        while time.monotonic() < told_by and not any("电梯故障" in n["title"] for n in notified()):
+            time.sleep(1)
+        assert any("电梯故障" in n["title"] for n in notified()), notified()
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)

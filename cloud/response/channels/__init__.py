@@ -1,5 +1,6 @@
 """Notification channels for smart response: a robot, a webhook, e-mail or SMS each turn a
-:class:`Notice` into the request its vendor documents.
+:class:`Notice` into the request its vendor documents; the ``log`` sink appends it to a
+local file.
 
 ``make_channel(config, os.environ)`` makes the channel a config describes, reading the
 secrets it names from the environment (a missing one is a :class:`ChannelConfigError`
@@ -17,6 +18,7 @@ from cloud.response.channels.config import (
     ChannelConfigError,
     DingTalkConfig,
     FeishuConfig,
+    LogConfig,
     SmsConfig,
     SmtpConfig,
     WebhookConfig,
@@ -24,6 +26,7 @@ from cloud.response.channels.config import (
 )
 from cloud.response.channels.dingtalk import DingTalkChannel
 from cloud.response.channels.feishu import FeishuChannel
+from cloud.response.channels.log_file import LogChannel
 from cloud.response.channels.sms import SmsChannel
 from cloud.response.channels.smtp import SmtpChannel
 from cloud.response.channels.webhook import WebhookChannel
@@ -59,5 +62,7 @@ def make_channel(config: ChannelConfig, environ: Mapping[str, str]) -> Channel:
             return SmtpChannel.from_config(config, environ)
         case SmsConfig():
             return SmsChannel.from_config(config, environ)
+        case LogConfig():
+            return LogChannel.from_config(config, environ)
         case _:
             assert_never(config)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import parse_qsl, urlsplit
 
@@ -230,8 +231,21 @@ class SmsConfig(_UrlEither):
         return self
 
 
+class LogConfig(_Channel):
+    """The local sink: notices appended as JSON lines to a file (no network needed)."""
+
+    type: Literal["log"]
+    path: Path = Field(description="e.g. var/notifications.jsonl (relative to where it runs)")
+
+
 ChannelConfig = Annotated[
-    WebhookConfig | WeComConfig | DingTalkConfig | FeishuConfig | SmtpConfig | SmsConfig,
+    WebhookConfig
+    | WeComConfig
+    | DingTalkConfig
+    | FeishuConfig
+    | SmtpConfig
+    | SmsConfig
+    | LogConfig,
     Field(discriminator="type"),
 ]
 

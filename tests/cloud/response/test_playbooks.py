@@ -3,6 +3,7 @@ is refused naming its line and path; places and named severities override in ord
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -10,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from cloud.response import load_response
+from cloud.response.channels.base import DeliveryError, Notice
 from cloud.response.channels.config import ChannelConfigError
 from cloud.response.playbooks import PlaybookError, QuietHours, load_playbooks
 from microbrain.protocol import Severity
@@ -38,18 +40,19 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_the_shipped_playbooks_load_against_the_demo_site(site: Site) -> None:
-    setup = load_response(
-        ROOT / "configs/playbooks.yaml", site=site, environ={"MB_WEBHOOK_SECRET": "s"}
-    )
+    setup = load_response(ROOT / "configs/playbooks.yaml", site=site, environ={})
     response = setup.playbooks.for_alert("ebike_charging", Severity.CRITICAL, "xiyuan", "xiyuan-1")
     assert response is not None
     assert response.work_order is not None and response.work_order.department == "fire"
     assert response.announce is not None  # inherited from the playbook for every severity
 
 
-def test_a_channel_whose_secret_is_not_in_the_environment_is_named(site: Site) -> None:
-    with pytest.raises(ChannelConfigError, match="MB_WEBHOOK_SECRET"):
-        load_response(ROOT / "configs/playbooks.yaml", site=site, environ={})
+def test_a_channel_whose_secret_is_not_in_the_environment_is_named(tmp_path: Path) -> None:
+    text = HEAD.replace(
+        'url: "http://127.0.0.1:9/x"}', 'url: "http://127.0.0.1:9/x", secret_env: MB_HOOK_KEY}'
+    )
+    with pytest.raises(ChannelConfigError, match="secret_env names MB_HOOK_KEY, which is not set"):
+        load_response(_write(tmp_path, text), site=None, environ={})
 
 
 @pytest.mark.parametrize(
@@ -184,6 +187,35 @@ def test_places_and_named_severities_override_what_they_set(tmp_path: Path, site
     assert in_xiyuan_1.work_order.department == "fire"  # the critical one's
     assert in_xiyuan_1.next_steps == ("通知楼栋长",)  # the compound's
     assert book.for_alert("elevator_fault", Severity.CRITICAL, "xiyuan", "xiyuan-1") is None
+
+
+def test_the_local_sink_appends_one_json_line_per_notice(tmp_path: Path) -> None:
+    sink = tmp_path / "var" / "notifications.jsonl"
+    text = HEAD.replace(
+        '{id: hook, type: webhook, url: "http://127.0.0.1:9/x"}',
+        f"{{id: hook, type: log, path: '{sink}'}}",
+    )
+    setup = load_response(_write(tmp_path, text), site=None, environ={})
+    notice = Notice(
+        "【紧急】电动车飞线充电", "地点：3号楼", Severity.CRITICAL, (7,), "http://x/ack/t"
+    )
+    setup.channels["hook"].send(notice, now=datetime(2026, 6, 1, tzinfo=UTC))
+    setup.channels["hook"].send(notice, now=datetime(2026, 6, 1, tzinfo=UTC))
+    lines = sink.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2
+    assert (
+        json.loads(lines[0])["title"] == "【紧急】电动车飞线充电"
+    )  # written as read, not \u escapes
+    assert "电动车" in lines[0]
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    text = HEAD.replace(
+        '{id: hook, type: webhook, url: "http://127.0.0.1:9/x"}',
+        f"{{id: hook, type: log, path: '{blocked / 'x.jsonl'}'}}",
+    )
+    setup = load_response(_write(tmp_path, text), site=None, environ={})
+    with pytest.raises(DeliveryError, match="cannot append"):
+        setup.channels["hook"].send(notice, now=datetime(2026, 6, 1, tzinfo=UTC))
 
 
 @pytest.mark.parametrize(
