@@ -1,14 +1,15 @@
-"""The work-orders board (工单看板): per department, a column per state, oldest first,
+"""The work-orders board (工单看板): per department, a column per state, overdue first,
 with the moves the API offers (accept, start, done, verify) as buttons.
 
-A work order has no deadline column (cloud/db/models.py WorkOrder: created_at and
-updated_at only), so "overdue first" is approximated by age: the oldest open order
-of each column comes first, with its age shown."""
+In each column: orders past their deadline (a playbook's ``due_at``) first, most overdue
+first; then those with a deadline, the nearest first; then those without one (whistled or
+dispatched by hand), oldest first."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Request
@@ -37,6 +38,7 @@ NEXT: dict[str, tuple[str, ...]] = {
 NEXT[WorkOrderStatus.DONE.value] += ("verify",)
 NEXT[WorkOrderStatus.VERIFYING.value] += ("verify",)
 NONE_DEPARTMENT = ""  # orders not sent to any department yet
+DONE = (WorkOrderStatus.DONE, WorkOrderStatus.VERIFYING, WorkOrderStatus.VERIFIED)
 
 OrderId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
 
@@ -50,13 +52,23 @@ class Lane:
     columns: dict[str, list[m.WorkOrder]]
 
 
-def board(db: Session, user: m.User) -> list[Lane]:
-    rows = db.scalars(
-        select(m.WorkOrder)
-        .where(auth.scope_clause(user, m.WorkOrder))
-        .order_by(m.WorkOrder.created_at, m.WorkOrder.id)
-        .limit(LIMIT)
-    ).all()
+def urgency(wo: m.WorkOrder, now: datetime) -> tuple[int, datetime, int]:
+    """The board's order: overdue, then due, then undated (oldest first)."""
+    if wo.due_at is None:
+        return 2, wo.created_at, wo.id
+    return (0 if wo.due_at <= now and wo.status not in DONE else 1), wo.due_at, wo.id
+
+
+def board(db: Session, user: m.User, now: datetime) -> list[Lane]:
+    rows = sorted(
+        db.scalars(
+            select(m.WorkOrder)
+            .where(auth.scope_clause(user, m.WorkOrder))
+            .order_by(m.WorkOrder.created_at, m.WorkOrder.id)
+            .limit(LIMIT)
+        ),
+        key=lambda wo: urgency(wo, now),
+    )
     names = {d.id: d.name for d in db.scalars(select(m.Department))}
     lanes: dict[str, dict[str, list[m.WorkOrder]]] = defaultdict(
         lambda: {s.value: [] for s in STATES}
@@ -69,14 +81,20 @@ def board(db: Session, user: m.User) -> list[Lane]:
     ]
 
 
-def _board_values(db: Session, user: m.User) -> dict[str, object]:
-    return {"lanes": board(db, user), "states": [s.value for s in STATES], "next": NEXT}
+def _board_values(db: Session, user: m.User, now: datetime) -> dict[str, object]:
+    return {
+        "lanes": board(db, user, now),
+        "states": [s.value for s in STATES],
+        "next": NEXT,
+        "overdue": lambda wo: wo.due_at is not None and wo.due_at <= now and wo.status not in DONE,
+    }
 
 
 @router.get("/work-orders", response_class=HTMLResponse)
-def work_orders_page(request: Request, db: DB, signed: Signed) -> HTMLResponse:
+def work_orders_page(request: Request, db: DB, signed: Signed, st: State) -> HTMLResponse:
     """The board."""
-    return render(request, "work_orders.html", _board_values(db, signed.user), signed=signed)
+    values = _board_values(db, signed.user, st.clock())
+    return render(request, "work_orders.html", values, signed=signed)
 
 
 @router.post("/console/work-orders/{work_order_id}/{action}", response_class=HTMLResponse)
@@ -109,4 +127,5 @@ def move_order(
         db.rollback()
         return toast(request, signed, str(err), status=status_of(err))
     st.notifier.notify()
-    return render(request, "partials/board.html", _board_values(db, user), signed=signed)
+    values = _board_values(db, user, st.clock())
+    return render(request, "partials/board.html", values, signed=signed)

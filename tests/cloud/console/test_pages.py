@@ -244,6 +244,45 @@ def test_the_board_moves_an_order_through_a_state_with_a_button(
         assert client.post("/console/work-orders/999999/accept").status_code == 404
 
 
+def test_the_board_puts_overdue_orders_first(console: Console) -> None:
+    gw = console.gateway()
+    with transaction(console.factory) as s:
+        if s.get(m.Department, "fire") is None:
+            s.add(m.Department(id="fire", name="消防", contacts=[]))
+    now = console.state.clock()
+    made: dict[str, int] = {}
+    # oldest first when made: undated, due later, overdue by a little, overdue by a lot
+    for name, due in (
+        ("undated", None),
+        ("due", now + timedelta(hours=1)),
+        ("late", now - timedelta(minutes=5)),
+        ("later", now - timedelta(hours=2)),
+    ):
+        alert_id = console.alert(gw)
+        with transaction(console.factory) as s:
+            alert = s.get_one(m.Alert, alert_id)
+            wo = work_orders.create(
+                s,
+                alert,
+                department="fire",
+                reason="playbook",
+                actor="t",
+                now=now - timedelta(hours=3),
+                note=None,
+                due_at=due,
+            )
+            made[name] = wo.id
+    with signed_in(console, console.user("duty", gw)) as client:
+        html = client.get("/work-orders").text
+    lane = html[html.index('data-department="fire"') :]
+    column = lane[lane.index('data-state="created"') : lane.index('data-state="accepted"')]
+    shown = [int(n) for n in re.findall(r'id="wo-(\d+)"', column)]
+    assert shown == [made["later"], made["late"], made["due"], made["undated"]]
+    assert re.search(rf'class="card overdue" id="wo-{made["later"]}"', column)
+    assert f'class="card" id="wo-{made["due"]}"' in column
+    assert "已逾期" in column and "预案" in column
+
+
 # --- dead letters -----------------------------------------------------------------------
 
 
