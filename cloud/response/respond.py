@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from cloud import work_orders
@@ -57,14 +57,15 @@ def _claim(session: Session, alert: m.Alert, playbooks: tuple[str, ...], now: da
 
 
 def _summary(response: Response, n_notices: int, wo: m.WorkOrder | None) -> str:
-    parts = [f"playbook {', '.join(response.playbooks)}"]
+    """The alert log's note, in the console's first language."""
+    parts = [f"预案 {'、'.join(response.playbooks)}"]
     if n_notices:
-        parts.append(f"{n_notices} notification(s) to {', '.join(c.id for c in response.notify)}")
+        parts.append(f"通知 {n_notices} 条（{'、'.join(c.id for c in response.notify)}）")
     if wo is not None:
-        parts.append(f"work order #{wo.id} to {wo.department}")
+        parts.append(f"工单 #{wo.id} 派往 {wo.department}")
     if response.announce is not None:
-        parts.append("voice warning at the spot")
-    return "; ".join(parts)
+        parts.append("现场语音提醒")
+    return "；".join(parts)
 
 
 def respond(
@@ -144,6 +145,29 @@ def respond(
     return RunReport(alert.id, ids, n_notices, wo.id if wo else None, response.announce is not None)
 
 
+def _failed(session: Session, alert: m.Alert, err: Exception, now: datetime) -> RunReport:
+    """A run that failed for this alert alone is written down as failed, on the alert's
+    log for the duty staff to see, instead of being retried every round for ever."""
+    log.error(
+        "alert %d: playbook failed (%s); the alert is left to the duty staff",
+        alert.id,
+        err,
+        exc_info=err,
+    )
+    RUNS.labels("failed").inc()
+    session.add(m.ResponseRun(alert_id=alert.id, playbooks="", at=now))
+    record(
+        session,
+        alert,
+        "playbook",
+        from_status=alert.status,
+        actor=ACTOR,
+        at=now,
+        note=f"预案执行失败：{type(err).__name__}: {str(err)[:300]}",
+    )
+    return RunReport(alert.id, (), 0, None, announce=False)
+
+
 def respond_to_new(session: Session, book: Playbooks, *, now: datetime) -> list[RunReport]:
     """Apply the playbooks to every active alert opened lately that has no run yet."""
     alerts = session.scalars(
@@ -159,7 +183,13 @@ def respond_to_new(session: Session, book: Playbooks, *, now: datetime) -> list[
     ).all()
     reports = []
     for alert in alerts:
-        report = respond(session, book, alert, now=now)
+        try:
+            with session.begin_nested():  # one alert's failure undoes only its own run
+                report = respond(session, book, alert, now=now)
+        except OperationalError:
+            raise  # the database is away: the whole round waits for the next
+        except Exception as err:  # noqa: BLE001 - any bug in one run: written down, not looped
+            report = _failed(session, alert, err, now)
         if report is not None:
             reports.append(report)
             if report.playbooks:

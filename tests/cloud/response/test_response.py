@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from cloud import alerts
+from cloud import alerts, work_orders
 from cloud.clock import ManualClock
 from cloud.db import models as m
 from cloud.db import transaction
@@ -296,3 +296,39 @@ def test_the_notification_says_how_similar_alerts_ended(factory, place, tmp_path
     with factory() as s:
         run = s.get(m.ResponseRun, now_id)
         assert run is not None and len(run.suggestions) == 1  # not the other compound's
+
+
+def test_a_run_that_fails_for_one_alert_is_written_down_and_the_others_go_on(
+    factory, place, tmp_path, tag, monkeypatch
+):
+    clock = ManualClock()
+    with http_receiver() as a:
+        responder = _responder(factory, _book(tmp_path, {"a": a}), clock)
+        first = _open(factory, place, clock, 1)
+        second = _open(factory, place, clock, 2)
+        real_create = work_orders.create
+
+        def create(session, alert, **kw):
+            if alert.id == first:
+                raise ValueError("no such desk")
+            return real_create(session, alert, **kw)
+
+        monkeypatch.setattr(work_orders, "create", create)
+        runs = responder.step().runs
+        assert sorted(r.alert_id for r in runs) == [first, second]
+        assert responder.step().runs == []  # written down: not retried every round
+        (got,) = a.requests  # only the second alert's notification
+        assert got.json()["alert_ids"] == [second]
+    with factory() as s:
+        notes = s.scalars(
+            select(m.AlertTransition.note).where(
+                m.AlertTransition.alert_id == first, m.AlertTransition.action == "playbook"
+            )
+        ).all()
+        assert notes == ["预案执行失败：ValueError: no such desk"]
+        assert (
+            s.scalar(
+                select(func.count()).select_from(m.WorkOrder).where(m.WorkOrder.alert_id == first)
+            )
+            == 0
+        )
