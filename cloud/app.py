@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from cloud import auth, escalation, retention, work_orders
 from cloud.api import create_api
 from cloud.api.deps import ApiState
+from cloud.appeals import scheduling as appeal_steps
 from cloud.clock import Clock, system_clock
 from cloud.commands import MqttCommandSender
 from cloud.console import mount_console
@@ -28,7 +29,7 @@ from cloud.console.i18n import DEFAULT_LANGUAGE, catalogue
 from cloud.db import make_engine, read_only, session_factory, transaction, upgrade
 from cloud.db import models as m
 from cloud.errors import Conflict
-from cloud.ingest import IngestWorker
+from cloud.ingest import BatchResult, IngestWorker
 from cloud.permissions import Role
 from cloud.response import Responder, load_response
 from cloud.settings import Settings
@@ -65,12 +66,14 @@ class Scheduler:
                     )
                 if expired:
                     svc.state.notifier.notify()
+                appeal_steps.escalate_due(svc.factory, now)  # residents' appeals past due
                 if self._last_prune is None or now - self._last_prune > timedelta(hours=1):
                     with transaction(svc.factory) as s:
                         keep_days = svc.settings.reading_retention_days
                         retention.prune_readings(s, now=now, keep_days=keep_days)
                         retention.prune_dead_letters(s, now=now, keep_days=keep_days)
                         retention.prune_tokens(s, now=now)
+                    appeal_steps.tidy(svc.factory, now)
                     self._last_prune = now
             except Exception:
                 log.exception("scheduler step failed; retrying")
@@ -192,7 +195,7 @@ class CloudService:
                 self.settings,
                 self.factory,
                 clock=self.clock,
-                on_commit=lambda r: self.state.notifier.notify() if r.alerts else None,
+                on_commit=self._committed,
             )
             self.worker.start(wait=0)
             self.state.ingest_ready = self.worker.connected.is_set
@@ -208,6 +211,14 @@ class CloudService:
                     interval_s=self.settings.response_interval_s,
                 )
                 self.responder.start()
+
+    def _committed(self, result: BatchResult) -> None:
+        """After each ingest commit: wake the live consoles and the responder when it
+        touched alerts (the responder's poll covers other processes' commits)."""
+        if result.alerts:
+            self.state.notifier.notify()
+            if self.responder is not None:
+                self.responder.wake()
 
     def stop(self) -> None:
         if self.responder:

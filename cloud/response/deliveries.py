@@ -126,6 +126,21 @@ def sent_in_window(session: Session, channel: str, now: datetime) -> int:
     )
 
 
+def _anything_due(session: Session, channel: str, now: datetime) -> bool:
+    return (
+        session.scalar(
+            select(m.Notification.id)
+            .where(
+                m.Notification.channel == channel,
+                m.Notification.status == "pending",
+                m.Notification.next_attempt_at <= now,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
 def _plan(
     session: Session,
     channel: Channel,
@@ -256,6 +271,9 @@ def deliver_due(
 ) -> DeliveryReport:
     """Send what is due on ``channel`` now, within its budget; record every attempt."""
     report = DeliveryReport()
+    with factory() as s:  # a read first: an idle channel's round writes nothing
+        if not _anything_due(s, channel.id, now):
+            return report
     with transaction(factory) as s:
         if not take_lease(s, channel.id, holder, now):
             return report

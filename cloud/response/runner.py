@@ -71,6 +71,7 @@ class Responder:
         self.retry = retry
         self.holder = f"responder-{uuid.uuid4().hex[:12]}"
         self._stop = threading.Event()
+        self._new_alerts = threading.Event()
         self._wake = {cid: threading.Event() for cid in self.channels}
         self._threads: list[threading.Thread] = []
 
@@ -121,8 +122,17 @@ class Responder:
             ", ".join(self.channels) or "none",
         )
 
+    def wake(self) -> None:
+        """New alerts were committed here: look now instead of at the next poll (the poll
+        stays, for alerts another process committed)."""
+        self._new_alerts.set()
+
     def _main(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while not self._stop.is_set():
+            self._new_alerts.wait(self.interval_s)
+            self._new_alerts.clear()
+            if self._stop.is_set():
+                break
             try:
                 self.respond()
                 self.announce()
@@ -143,6 +153,7 @@ class Responder:
 
     def stop(self) -> None:
         self._stop.set()
+        self._new_alerts.set()
         for event in self._wake.values():
             event.set()
         for thread in self._threads:
