@@ -15,6 +15,7 @@ from cloud.api.params import refuse_nul
 from cloud.api.responses import documented
 from cloud.api.routes import (
     alerts,
+    appeals,
     auth,
     devices,
     events,
@@ -60,6 +61,9 @@ def create_api(state: ApiState) -> FastAPI:
     app.state.api = state
     for module in (auth, users, alerts, work_orders, site, devices, events, evidence, stream):
         app.include_router(module.router, responses=documented(*_ROUTER_ERRORS.get(module, ())))
+    # residents' appeals: public intake and view (the ticket's key), and the staff's desk
+    app.include_router(appeals.router)
+    app.include_router(appeals.staff)
 
     @app.exception_handler(DomainError)
     async def _domain_error(request: Request, err: DomainError) -> JSONResponse:

@@ -91,6 +91,38 @@ class WorkOrderOut(Out):
     created_at: datetime
     updated_at: datetime
     note: str | None
+    due_at: datetime | None = None
+
+
+class NotificationOut(Out):
+    channel: str
+    contact: str
+    status: str  # pending | sent | failed
+    attempts: int
+    last_error: str | None
+
+
+class DeliveryAttemptOut(Out):
+    at: datetime
+    channel: str
+    contact: str
+    ok: bool
+    latency_ms: int
+    error: str | None
+    digest: bool
+
+
+class ResponseOut(BaseModel):
+    """What the playbooks did for an alert: none (``playbooks`` empty, nothing else) or
+    the steps, how similar alerts ended, and every notification with its attempts."""
+
+    playbooks: list[str]
+    applied_at: datetime | None
+    next_steps: list[str]
+    suggestions: list[str]
+    work_order_id: int | None
+    notifications: list[NotificationOut]
+    attempts: list[DeliveryAttemptOut]
 
 
 class NoteIn(BaseModel):

@@ -18,9 +18,12 @@ from cloud.api.schemas import (
     BulkVerdictIn,
     CommentIn,
     CountsOut,
+    DeliveryAttemptOut,
     DispatchIn,
     NoteIn,
+    NotificationOut,
     Page,
+    ResponseOut,
     SimilarOut,
     TransitionOut,
     VerdictIn,
@@ -28,6 +31,7 @@ from cloud.api.schemas import (
 )
 from cloud.db import models as m
 from cloud.permissions import Action
+from cloud.response.deliveries import delivery_log
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 
@@ -119,6 +123,24 @@ def similar_alerts(
         )
         for s in alerts.similar(db, user, alert, limit=limit)
     ]
+
+
+@router.get("/{alert_id}/response", response_model=ResponseOut, responses=documented(*LOOKUP))
+def alert_response(alert_id: RowId, db: DB, user: CurrentUser) -> ResponseOut:
+    """What the playbooks did when the alert opened: suggested steps, how similar alerts
+    ended, each notification's state and every delivery attempt (status, latency, error)."""
+    alert = alerts.scoped_alert(db, user, alert_id)
+    run = db.get(m.ResponseRun, alert.id)
+    notifications, attempts = delivery_log(db, alert.id)
+    return ResponseOut(
+        playbooks=[p for p in run.playbooks.split(",") if p] if run else [],
+        applied_at=run.at if run else None,
+        next_steps=list(run.next_steps) if run else [],
+        suggestions=list(run.suggestions) if run else [],
+        work_order_id=run.work_order_id if run else None,
+        notifications=[NotificationOut.model_validate(n) for n in notifications],
+        attempts=[DeliveryAttemptOut.model_validate(a) for a in attempts],
+    )
 
 
 Out = TypeVar("Out")

@@ -6,19 +6,23 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from cloud import alerts, work_orders
+from cloud import alerts, auth, work_orders
+from cloud.api import create_api
+from cloud.api.deps import ApiState
 from cloud.clock import ManualClock
 from cloud.db import models as m
 from cloud.db import transaction
 from cloud.response import load_response
 from cloud.response.deliveries import RetryPolicy, delivery_log
 from cloud.response.runner import Responder
+from cloud.settings import Settings
 from cloud.site_sync import register_gateway
 from microbrain.protocol import Severity
 from tests.cloud.helpers import DEVICES, event, ingest, unique_gateway
@@ -332,3 +336,40 @@ def test_a_run_that_fails_for_one_alert_is_written_down_and_the_others_go_on(
             )
             == 0
         )
+
+
+def test_the_api_tells_what_the_playbook_did_and_only_inside_the_users_area(
+    factory, place, tmp_path, tag
+):
+    clock = ManualClock(datetime.now(UTC))
+    with http_receiver() as a, http_receiver() as b:
+        b.status = 502
+        responder = _responder(factory, _book(tmp_path, {"a": a, "b": b}), clock)
+        alert_id = _open(factory, place, clock, 1)
+        responder.step()
+    state = ApiState(settings=Settings(environment="test"), factory=factory, clock=clock)
+    users = {}
+    with transaction(factory) as s:
+        for who, scope in (("mine", place.community), ("theirs", unique_gateway().community)):
+            users[who] = f"{who}-{tag}"
+            auth.create_user(s, users[who], "correct horse", "duty", now=clock(), community=scope)
+    with TestClient(create_api(state)) as client:
+
+        def get(who: str):
+            token = client.post(
+                "/api/auth/token", json={"username": users[who], "password": "correct horse"}
+            ).json()["access_token"]
+            return client.get(
+                f"/api/alerts/{alert_id}/response", headers={"Authorization": f"Bearer {token}"}
+            )
+
+        mine = get("mine")
+        assert mine.status_code == 200, mine.text
+        body = mine.json()
+        assert body["playbooks"] == ["charging"] and body["next_steps"] == ["到场断电"]
+        assert body["work_order_id"] is not None
+        states = {n["channel"]: n["status"] for n in body["notifications"]}
+        assert states == {f"a-{tag}": "sent", f"b-{tag}": "pending"}
+        failed = [x for x in body["attempts"] if not x["ok"]]
+        assert len(failed) == 1 and "502" in failed[0]["error"]
+        assert get("theirs").status_code == 404  # another area's alert reads as missing
