@@ -11,7 +11,7 @@ the fix is one look away.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +34,17 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}"
+
+
+def duplicate_ids(items: Iterable[tuple[str, str]], what: str) -> Iterator[Problem]:
+    """``items`` are (path, id); a problem for every id after its first use, naming where
+    the first one is (for the cross-checks every config file makes after validation)."""
+    seen: dict[str, str] = {}
+    for path, ident in items:
+        if ident in seen:
+            yield Problem(f"{path}.id", f"duplicate {what} id {ident!r} (first at {seen[ident]})")
+        else:
+            seen[ident] = path
 
 
 class ConfigFileError(ValueError):

@@ -20,7 +20,7 @@ have — each is an error with its line and path.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, time
 from pathlib import Path
@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BeforeValidator, Field, StringConstraints, model_validator
 
 from cloud.response.channels.config import ChannelConfig
-from microbrain.config_files import ConfigFileError, Problem, read_yaml
+from microbrain.config_files import ConfigFileError, Problem, duplicate_ids, read_yaml
 from microbrain.protocol import Severity
 from microbrain.site import Site
 from microbrain.site.common import Duration, Id, Name, Strict
@@ -217,26 +217,17 @@ class Playbooks:
         return hours is not None and hours.contains(moment, self.tz)
 
 
-def _duplicates(items: Iterable[tuple[str, str]], what: str) -> Iterator[Problem]:
-    seen: dict[str, str] = {}
-    for path, ident in items:
-        if ident in seen:
-            yield Problem(f"{path}.id", f"duplicate {what} id {ident!r} (first at {seen[ident]})")
-        else:
-            seen[ident] = path
-
-
 def verify_playbooks(book: PlaybookFile, site: Site | None) -> Iterator[Problem]:
     """References that must resolve: channels, contacts, and (with a site) departments
     and places. Two playbooks for the same kind, place and severity would leave the
     merge order to chance, so that is an error too."""
-    yield from _duplicates(
+    yield from duplicate_ids(
         ((f"channels[{i}]", c.id) for i, c in enumerate(book.channels)), "channel"
     )
-    yield from _duplicates(
+    yield from duplicate_ids(
         ((f"contacts[{i}]", c.id) for i, c in enumerate(book.contacts)), "contact"
     )
-    yield from _duplicates(
+    yield from duplicate_ids(
         ((f"playbooks[{i}]", p.id) for i, p in enumerate(book.playbooks)), "playbook"
     )
     channels = {c.id for c in book.channels}

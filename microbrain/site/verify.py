@@ -7,27 +7,18 @@ YAML path of the offending value.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from microbrain.broker.mosquitto_conf import CLOUD_USER
 from microbrain.config_files import Problem as Problem  # noqa: PLC0414 - re-exported
+from microbrain.config_files import duplicate_ids
 from microbrain.resources import SAMPLE_SCHEME, SAMPLES, USB_SCHEME, usb_device
 from microbrain.site.cameras import Camera
 from microbrain.site.classes import KNOWN_CLASSES
 from microbrain.site.model import Community, Compound, Gateway, Site
 from microbrain.site.sensors import Fault, Threshold
 from microbrain.site.standards import HYDRANT_MIN_STATIC_MPA
-
-
-def _duplicates(items: Iterable[tuple[str, str]], what: str) -> Iterator[Problem]:
-    """``items`` are (path, id); report every id after its first use."""
-    seen: dict[str, str] = {}
-    for path, ident in items:
-        if ident in seen:
-            yield Problem(f"{path}.id", f"duplicate {what} id {ident!r} (first at {seen[ident]})")
-        else:
-            seen[ident] = path
 
 
 def _walk(site: Site) -> Iterator[tuple[str, Community, Compound, Gateway]]:
@@ -40,10 +31,10 @@ def _walk(site: Site) -> Iterator[tuple[str, Community, Compound, Gateway]]:
 
 
 def verify_unique_ids(site: Site) -> Iterator[Problem]:
-    yield from _duplicates(
+    yield from duplicate_ids(
         ((f"communities[{i}]", c.id) for i, c in enumerate(site.communities)), "community"
     )
-    yield from _duplicates(
+    yield from duplicate_ids(
         (
             (f"communities[{i}].compounds[{j}]", k.id)
             for i, c in enumerate(site.communities)
@@ -53,14 +44,14 @@ def verify_unique_ids(site: Site) -> Iterator[Problem]:
     )
     for i, community in enumerate(site.communities):
         for j, compound in enumerate(community.compounds):
-            yield from _duplicates(
+            yield from duplicate_ids(
                 (
                     (f"communities[{i}].compounds[{j}].buildings[{b}]", x.id)
                     for b, x in enumerate(compound.buildings)
                 ),
                 "building",
             )
-    yield from _duplicates(((p, g.id) for p, _, _, g in _walk(site)), "gateway")
+    yield from duplicate_ids(((p, g.id) for p, _, _, g in _walk(site)), "gateway")
     # A gateway id is its broker user name: one named like the cloud's user would log in
     # with the cloud's account (and its ACL) on the cloud broker.
     for p, _, _, g in _walk(site):
@@ -72,21 +63,21 @@ def verify_unique_ids(site: Site) -> Iterator[Problem]:
     for path, _, _, gateway in _walk(site):
         devices += [(f"{path}.cameras[{n}]", c.id) for n, c in enumerate(gateway.cameras)]
         devices += [(f"{path}.sensors[{n}]", s.id) for n, s in enumerate(gateway.sensors)]
-    yield from _duplicates(devices, "device (camera or sensor)")
-    yield from _duplicates(
+    yield from duplicate_ids(devices, "device (camera or sensor)")
+    yield from duplicate_ids(
         ((f"departments[{n}]", d.id) for n, d in enumerate(site.departments)), "department"
     )
-    yield from _duplicates(
+    yield from duplicate_ids(
         ((f"sensor_profiles[{n}]", p.id) for n, p in enumerate(site.sensor_profiles)), "profile"
     )
 
 
 def verify_camera(camera: Camera, path: str, base: Path | None) -> Iterator[Problem]:
     """Checks for one camera; also used for a stand-alone camera file."""
-    yield from _duplicates(
+    yield from duplicate_ids(
         ((f"{path}.zones[{n}]", z.id) for n, z in enumerate(camera.zones)), "zone"
     )
-    yield from _duplicates(
+    yield from duplicate_ids(
         ((f"{path}.lines[{n}]", x.id) for n, x in enumerate(camera.lines)), "line"
     )
     for n, zone in enumerate(camera.zones):
