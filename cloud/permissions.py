@@ -38,6 +38,8 @@ class Action(StrEnum):
     EXPORT_BROKER_FILES = "export broker files"
     LIST_USERS = "list users"
     MANAGE_USERS = "manage users"
+    WORK_ON_APPEALS = "work on residents' appeals"
+    IMPORT_APPEALS = "import 12345 hotline orders"
 
 
 _WORKS_ALERTS = frozenset(
@@ -53,8 +55,9 @@ _WORKS_ALERTS = frozenset(
 )
 
 ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
-    Role.DUTY: _WORKS_ALERTS,
-    Role.SUPERVISOR: _WORKS_ALERTS | {Action.CLOSE_ALERT},
+    Role.DUTY: _WORKS_ALERTS | {Action.WORK_ON_APPEALS},
+    Role.SUPERVISOR: _WORKS_ALERTS
+    | {Action.CLOSE_ALERT, Action.WORK_ON_APPEALS, Action.IMPORT_APPEALS},
     Role.ENGINEER: frozenset({Action.READ_DEAD_LETTERS, Action.MANAGE_GATEWAYS}),
     Role.ADMIN: frozenset(Action),
 }

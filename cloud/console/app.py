@@ -13,6 +13,7 @@ from cloud.console.routes import (
     admin,
     alert_detail,
     alert_queue,
+    appeals,
     auth_pages,
     dead_letters,
     mine,
@@ -34,6 +35,7 @@ ROUTERS = (
     admin,
     wall,
     ack_link,
+    appeals,
 )
 
 

@@ -563,3 +563,87 @@ class AckLink(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
+
+
+# --- residents' appeals (居民诉求) ----------------------------------------------------
+
+
+class Appeal(Base):
+    """A resident's appeal (or a 12345 hotline work order): classified, routed to whoever
+    answers it, due by a deadline, answered and rated. ``ticket`` is what the resident is
+    shown; the access key that opens it is kept as its sha256 only."""
+
+    __tablename__ = "appeals"
+    __table_args__ = (
+        Index("ix_appeals_place_status", "community", "compound", "building", "status"),
+        # the scheduler's overdue scan: open appeals past due_at, not yet escalated
+        Index("ix_appeals_due", "status", "due_at"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    ticket: Mapped[str] = mapped_column(String(24), unique=True)
+    access_sha256: Mapped[str | None] = mapped_column(String(64))  # None: imported
+    origin: Mapped[str] = mapped_column(String(16))  # resident | hotline
+    # the hotline's own order number ("12345:<no>"): the import's idempotency key
+    external_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    community: Mapped[str] = mapped_column(ID)
+    compound: Mapped[str] = mapped_column(ID)
+    building: Mapped[str | None] = mapped_column(ID)
+    category: Mapped[str] = mapped_column(ID)
+    category_source: Mapped[str] = mapped_column(String(16))  # resident | text | fallback
+    matched: Mapped[list[Any]] = mapped_column(default=list)  # the keywords found
+    text: Mapped[str] = mapped_column(Text)
+    contact: Mapped[str | None] = mapped_column(String(32))  # the phone, normalised
+    # HMAC of the phone under the secret key: the rate limit's and the resident view's key
+    contact_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    responsible_kind: Mapped[str] = mapped_column(String(16))  # department|property|building_leader
+    responsible_id: Mapped[str] = mapped_column(ID)  # the department, compound or building
+    due_at: Mapped[datetime]
+    escalated_at: Mapped[datetime | None]
+    alert_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("alerts.id"), index=True)
+    reply: Mapped[str | None] = mapped_column(Text)
+    replied_by: Mapped[str | None] = mapped_column(String(128))
+    replied_at: Mapped[datetime | None]
+    rating: Mapped[int | None] = mapped_column(Integer)
+    rating_comment: Mapped[str | None] = mapped_column(Text)
+    rated_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    updated_at: Mapped[datetime]
+
+
+class AppealPhoto(Base):
+    """A photo of an appeal, checked (size, sniffed type) and kept on disk."""
+
+    __tablename__ = "appeal_photos"
+    __table_args__ = (UniqueConstraint("appeal_id", "n", name="uq_appeal_photo"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    appeal_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("appeals.id"), index=True)
+    n: Mapped[int] = mapped_column(Integer)  # 1, 2, 3 in the order sent
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(32))
+    bytes: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(String(500))  # relative to the photo directory
+
+
+class AppealTransition(Base):
+    """The audit log of an appeal: intake, each move, escalation, rating."""
+
+    __tablename__ = "appeal_transitions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    appeal_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("appeals.id"), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime]
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class AppealIntakeCount(Base):
+    """Appeals per contact (its HMAC) in the current window: the per-contact rate limit,
+    in the database so that every cloud process counts against the same limit."""
+
+    __tablename__ = "appeal_intake_counts"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    first_at: Mapped[datetime] = mapped_column(index=True)
+    count: Mapped[int] = mapped_column(Integer)

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud.api.deps import DB, ApiState, CurrentUser, State, allowed
 from cloud.api.params import Offset, RowId
-from cloud.api.responses import AUTHED, LOOKUP, ErrorOut, documented
+from cloud.api.responses import ACTION, AUTHED, LOOKUP, ErrorOut, documented
 from cloud.api.schemas import Page
 from cloud.appeals import access, hotline, lifecycle, photos, queries
 from cloud.appeals.config import AppealSettings
@@ -273,7 +273,9 @@ class RatingIn(BaseModel):
     comment: str | None = Field(default=None, max_length=500)
 
 
-@router.post("/{ticket}/rating", response_model=ResidentView, responses=documented(404, 409, 422))
+@router.post(
+    "/{ticket}/rating", response_model=ResidentView, responses=documented(400, 404, 409, 422)
+)
 def rate_appeal(
     ticket: Ticket,
     body: RatingIn,
@@ -367,7 +369,7 @@ async def _import_body(request: Request) -> bytes:
             },
         }
     },
-    responses=documented(*AUTHED, 403, 413),
+    responses=documented(*AUTHED, 400, 403, 413),
 )
 def import_hotline(
     request: Request,
@@ -442,7 +444,7 @@ class MoveBody(BaseModel):
 @staff.post(
     "/{appeal_id}/{action}",
     response_model=AppealDetail,
-    responses=documented(*LOOKUP, 403, 409),
+    responses=documented(*ACTION),
 )
 def move_appeal(
     appeal_id: RowId,
