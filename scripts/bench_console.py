@@ -59,6 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx
 import paho.mqtt.client as mqtt
+import psutil
 from paho.mqtt.enums import CallbackAPIVersion
 
 from microbrain.broker.embedded import MosquittoBroker, free_port
@@ -473,11 +474,24 @@ def api_under_streams(
     busy: list[float] = []
     changes: list[int] = []
     per = max(20, requests // blocks)
+    # CPU seconds and wall seconds per condition: on one 2-core box the fifty consoles'
+    # own client (another process here) takes CPU the cloud would otherwise have
+    cpu = {"cloud_idle": 0.0, "cloud_busy": 0.0, "consoles_busy": 0.0}
+    wall = {"idle": 0.0, "busy": 0.0}
+    cloud_ps, consoles_ps = psutil.Process(CLOUD[-1].pid), psutil.Process(proc.pid)
+
+    def used(ps: psutil.Process) -> float:
+        t = ps.cpu_times()
+        return float(t.user + t.system)
+
     try:
         api_block(api, 20)  # warm up the connection and the server's caches
         for _ in range(blocks):
             wait_until(lambda: subscribers(url) == 0, 30, "streams still open on the server")
+            c0, w0 = used(cloud_ps), time.monotonic()
             idle.append(pct(api_block(api, per), 95))
+            cpu["cloud_idle"] += used(cloud_ps) - c0
+            wall["idle"] += time.monotonic() - w0
             parent.send("open")
             answer = parent.recv() if parent.poll(90) else "no answer in 90 s"
             if answer != "ready":
@@ -485,7 +499,11 @@ def api_under_streams(
                 time.sleep(1)  # the dump written
                 raise RuntimeError(f"the live streams did not open: {answer}")
             wait_until(lambda: subscribers(url) >= n_streams, 30, "the server lacks streams")
+            c0, s0, w0 = used(cloud_ps), used(consoles_ps), time.monotonic()
             busy.append(pct(api_block(api, per), 95))
+            cpu["cloud_busy"] += used(cloud_ps) - c0
+            cpu["consoles_busy"] += used(consoles_ps) - s0
+            wall["busy"] += time.monotonic() - w0
             parent.send("close")
             changes.append(parent.recv())
         parent.send("quit")
@@ -503,6 +521,11 @@ def api_under_streams(
         "per_block": per,
         "changes_per_block": changes,
         "alerts_raised": raised[0],
+        "cloud_cpu_pct_idle": round(100 * cpu["cloud_idle"] / max(wall["idle"], 1e-9), 1),
+        "cloud_cpu_pct_busy": round(100 * cpu["cloud_busy"] / max(wall["busy"], 1e-9), 1),
+        "consoles_client_cpu_pct_busy": round(
+            100 * cpu["consoles_busy"] / max(wall["busy"], 1e-9), 1
+        ),
     }
 
 
@@ -620,6 +643,13 @@ def measure(
         f"{c['alerts_raised']} alerts raised",
         flush=True,
     )
+    print(
+        f"   CPU, % of one core: cloud {c['cloud_cpu_pct_idle']} without consoles, "
+        f"{c['cloud_cpu_pct_busy']} with them; the {args.streams} consoles' own client "
+        f"{c['consoles_client_cpu_pct_busy']} (on these same 2 cores: in a district they run "
+        "on the duty staff's machines)",
+        flush=True,
+    )
     figures.update(
         {
             "alerts_api_p95_ms_idle": round(idle, 2),
@@ -628,6 +658,9 @@ def measure(
             "alerts_api_p95_ms_blocks_idle": [round(x, 2) for x in c["idle_blocks"]],
             "alerts_api_p95_ms_blocks_50_streams": [round(x, 2) for x in c["busy_blocks"]],
             "alerts_api_requests_per_condition": c["per_block"] * blocks,
+            "cloud_cpu_pct_idle": c["cloud_cpu_pct_idle"],
+            "cloud_cpu_pct_50_streams": c["cloud_cpu_pct_busy"],
+            "consoles_client_cpu_pct": c["consoles_client_cpu_pct_busy"],
         }
     )
     return figures
