@@ -14,6 +14,7 @@ from cloud.console.routes import (
     alert_detail,
     alert_queue,
     appeals,
+    appeals_staff,
     auth_pages,
     dead_letters,
     mine,
@@ -36,6 +37,7 @@ ROUTERS = (
     wall,
     ack_link,
     appeals,
+    appeals_staff,
 )
 
 
