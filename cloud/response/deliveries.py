@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from prometheus_client import Counter, Histogram
@@ -200,10 +200,9 @@ def _plan(
         plan.append(Planned(notice, (n.id,), digest=False))
     if rest:
         covered = sorted({n.alert_id for n in rest})
-        notice = digest_notice(session, [alerts[i] for i in covered], words, now=now)
-        mentions = tuple(sorted({n.mobile for n in rest if n.mobile}))
-        notice = Notice(
-            notice.title, notice.body, notice.severity, notice.alert_ids, notice.link, mentions
+        notice = replace(
+            digest_notice(session, [alerts[i] for i in covered], words, now=now),
+            mentions=tuple(sorted({n.mobile for n in rest if n.mobile})),
         )
         plan.append(Planned(notice, tuple(n.id for n in rest), digest=True))
     return plan
