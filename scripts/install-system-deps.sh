@@ -28,6 +28,8 @@ PACKAGES=(
   # browser download does not work offline), and Chinese needs a CJK font or renders as boxes
   chromium
   fonts-noto-cjk
+  # the daily report's test reads its PDF's Chinese text back (pdftotext)
+  poppler-utils
 )
 
 if [ "${1:-}" = "--list" ]; then printf '%s\n' "${PACKAGES[@]}"; exit 0; fi
