@@ -112,7 +112,7 @@ def respond(
             reason="playbook",
             actor=f"{ACTOR}:{response.playbooks[-1]}",
             now=now,
-            note=f"deadline {step.deadline / 3600:g} h",
+            note=f"预案时限 {step.deadline / 3600:g} 小时",
             due_at=now + timedelta(seconds=step.deadline),
         )
         run.work_order_id = wo.id
