@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from cloud import auth, escalation, retention, work_orders
+from cloud import auth, escalation, retention, warning, work_orders
 from cloud.api import create_api
 from cloud.api.deps import ApiState
 from cloud.appeals import scheduling as appeal_steps
@@ -39,6 +39,8 @@ from microbrain.site.loader import site_sources
 
 log = logging.getLogger(__name__)
 
+TREND_INTERVAL = timedelta(minutes=10)  # trend warnings: readings move slowly
+
 
 class Scheduler:
     """Runs due escalations and reopens work orders whose recheck went unanswered every
@@ -49,6 +51,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
         self._last_prune: datetime | None = None
+        self._last_trend: datetime | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -77,6 +80,17 @@ class Scheduler:
                     self._last_prune = now
             except Exception:
                 log.exception("scheduler step failed; retrying")
+            try:
+                now = svc.clock()
+                if self._last_trend is None or now - self._last_trend >= TREND_INTERVAL:
+                    self._last_trend = now  # a failing evaluation waits its interval too
+                    report = warning.run(svc.factory, now)
+                    if report.raised or report.cleared:
+                        svc.state.notifier.notify()
+                        if svc.responder is not None:
+                            svc.responder.wake()
+            except Exception:
+                log.exception("trend warning step failed; retrying")
 
     def stop(self) -> None:
         self._stop.set()
