@@ -20,6 +20,7 @@ from cloud.api.routes import (
     devices,
     events,
     evidence,
+    reports,
     site,
     stream,
     users,
@@ -64,6 +65,8 @@ def create_api(state: ApiState) -> FastAPI:
     # residents' appeals: public intake and view (the ticket's key), and the staff's desk
     app.include_router(appeals.router)
     app.include_router(appeals.staff)
+    # the daily report (日报): JSON, or HTML/PDF downloads (cloud/awareness)
+    app.include_router(reports.router)
 
     @app.exception_handler(DomainError)
     async def _domain_error(request: Request, err: DomainError) -> JSONResponse:
