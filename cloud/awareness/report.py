@@ -29,7 +29,9 @@ from sqlalchemy.orm import Session
 from cloud import auth, liveness
 from cloud.alerts.lifecycle import Action
 from cloud.db import models as m
+from cloud.db import seconds_between
 from cloud.errors import Invalid
+from cloud.place_names import building_names, compound_names
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # days a report can be made of (the week before included): times the stores hold
@@ -288,7 +290,7 @@ def _by_place(session: Session, user: m.User, start: datetime, end: datetime) ->
         .group_by(m.Alert.community, m.Alert.compound)
         .order_by(n.desc(), m.Alert.community, m.Alert.compound)
     ).all()
-    names = _compound_names(session, {(c, k) for c, k, _ in rows})
+    names = compound_names(session, {(c, k) for c, k, _ in rows})
     return [PlaceCount(c, k, names.get((c, k), k), n) for c, k, n in rows]
 
 
@@ -321,14 +323,6 @@ def _by_hour(
     return hours
 
 
-def _seconds_between(session: Session, start: Any, end: Any) -> ColumnElement[float]:
-    """``end - start`` in seconds, in SQL (SQLite keeps times as text, PostgreSQL as
-    timestamptz: each has its own arithmetic)."""
-    if session.get_bind().dialect.name == "sqlite":
-        return (func.julianday(end) - func.julianday(start)) * 86400.0
-    return cast(ColumnElement[float], func.extract("epoch", end - start))
-
-
 def _durations(
     session: Session, user: m.User, start: datetime, end: datetime
 ) -> tuple[Durations, Durations]:
@@ -358,8 +352,8 @@ def _durations(
         .group_by(m.Alert.id, m.Alert.opened_at)
         .subquery()
     )
-    ack_s = _seconds_between(session, firsts.c.opened_at, firsts.c.acked_at)
-    resolve_s = _seconds_between(session, firsts.c.opened_at, firsts.c.resolved_at)
+    ack_s = seconds_between(session, firsts.c.opened_at, firsts.c.acked_at)
+    resolve_s = seconds_between(session, firsts.c.opened_at, firsts.c.resolved_at)
     if session.get_bind().dialect.name == "postgresql":
         row = session.execute(
             select(
@@ -447,8 +441,8 @@ def _hotspots(session: Session, user: m.User, start: datetime, end: datetime) ->
         .order_by(n.desc(), m.Alert.kind, m.Alert.community, m.Alert.compound, building)
         .limit(TOP_HOTSPOTS)
     ).all()
-    compounds = _compound_names(session, {(c, p) for _, c, p, _, _, _ in rows})
-    buildings = _building_names(session, {(c, p, b) for _, c, p, b, _, _ in rows if b})
+    compounds = compound_names(session, {(c, p) for _, c, p, _, _, _ in rows})
+    buildings = building_names(session, {(c, p, b) for _, c, p, b, _, _ in rows if b})
     return [
         Hotspot(
             k,
@@ -463,56 +457,14 @@ def _hotspots(session: Session, user: m.User, start: datetime, end: datetime) ->
     ]
 
 
-def _compound_names(session: Session, places: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    if not places:
-        return {}
-    rows = session.execute(
-        select(m.Compound.community, m.Compound.id, m.Compound.name).where(
-            or_(*(and_(m.Compound.community == c, m.Compound.id == k) for c, k in places))
-        )
-    )
-    return {(c, k): name for c, k, name in rows}
-
-
-def _building_names(
-    session: Session, places: set[tuple[str, str, str]]
-) -> dict[tuple[str, str, str], str]:
-    if not places:
-        return {}
-    rows = session.execute(
-        select(m.Building.community, m.Building.compound, m.Building.id, m.Building.name).where(
-            or_(
-                *(
-                    and_(m.Building.community == c, m.Building.compound == k, m.Building.id == b)
-                    for c, k, b in places
-                )
-            )
-        )
-    )
-    return {(c, k, b): name for c, k, b, name in rows}
-
-
 def _availability(session: Session, user: m.User, now: datetime) -> Availability:
-    """Gateways and devices alive at ``now`` by :mod:`cloud.liveness` (a district has
-    hundreds of gateways and a few thousand devices, not alerts' numbers)."""
-    gateways = {
-        g.id: g
-        for g in session.scalars(select(m.Gateway).where(auth.scope_clause(user, m.Gateway)))
-    }
-    devices = session.scalars(
-        select(m.Device)
-        .join(m.Gateway, m.Gateway.id == m.Device.gateway)
-        .where(auth.device_scope_clause(user))
-    ).all()
+    counts = liveness.availability(session, user, now)
     return Availability(
         at=now,
-        gateways_online=sum(liveness.gateway_alive(g, now) for g in gateways.values()),
-        gateways_total=len(gateways),
-        devices_online=sum(
-            d.gateway in gateways and liveness.device_alive(d, gateways[d.gateway], now)
-            for d in devices
-        ),
-        devices_total=len(devices),
+        gateways_online=counts.gateways_online,
+        gateways_total=counts.gateways_total,
+        devices_online=counts.devices_online,
+        devices_total=counts.devices_total,
     )
 
 

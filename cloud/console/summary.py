@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.orm import Session
@@ -21,6 +21,8 @@ from cloud import auth, liveness
 from cloud.alerts.lifecycle import ACTIVE, Action
 from cloud.alerts.policy import policy_for
 from cloud.db import models as m
+from cloud.db import seconds_between
+from cloud.place_names import building_names, compound_names
 from cloud.work_orders import WorkOrderStatus
 from microbrain.protocol import Severity
 
@@ -136,7 +138,7 @@ def wall_summary(session: Session, user: m.User, now: datetime) -> WallSummary:
         open_by_compound=_open_by_compound(session, user),
         escalations=_escalations(session, user, since),
         sla_breaches=sla_breaches(session, user, since),
-        **_availability(session, user, now),
+        **asdict(liveness.availability(session, user, now)),
         work_orders=_work_orders(session, user),
         hotspots=_hotspots(session, user, now - HOTSPOT_WINDOW),
     )
@@ -187,19 +189,8 @@ def _open_by_compound(session: Session, user: m.User) -> list[PlaceCount]:
         .order_by(n.desc(), m.Alert.community, m.Alert.compound)
         .limit(TOP_PLACES)
     ).all()
-    names = _compound_names(session, {(c, k) for c, k, _, _ in rows})
+    names = compound_names(session, {(c, k) for c, k, _, _ in rows})
     return [PlaceCount(c, k, names.get((c, k), k), n, int(x or 0)) for c, k, n, x in rows]
-
-
-def _compound_names(session: Session, places: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    if not places:
-        return {}
-    rows = session.execute(
-        select(m.Compound.community, m.Compound.id, m.Compound.name).where(
-            or_(*(and_(m.Compound.community == c, m.Compound.id == k) for c, k in places))
-        )
-    )
-    return {(c, k): name for c, k, name in rows}
 
 
 def _escalations(session: Session, user: m.User, since: datetime) -> int:
@@ -219,14 +210,6 @@ def _escalations(session: Session, user: m.User, since: datetime) -> int:
         )
         or 0
     )
-
-
-def _seconds_between(session: Session, start: Any, end: Any) -> ColumnElement[float]:
-    """``end - start`` in seconds, in SQL (SQLite keeps times as text, PostgreSQL as
-    timestamptz: each has its own arithmetic)."""
-    if session.get_bind().dialect.name == "sqlite":
-        return (func.julianday(end) - func.julianday(start)) * 86400.0
-    return cast(ColumnElement[float], func.extract("epoch", end - start))
 
 
 def sla_breaches(session: Session, user: m.User, since: datetime) -> int:
@@ -279,7 +262,7 @@ def sla_breaches(session: Session, user: m.User, since: datetime) -> int:
     )
     late = and_(
         first.c.at.is_not(None),
-        _seconds_between(session, m.Alert.opened_at, first.c.at) > deadline,
+        seconds_between(session, m.Alert.opened_at, first.c.at) > deadline,
     )
     return (
         session.scalar(
@@ -290,41 +273,6 @@ def sla_breaches(session: Session, user: m.User, since: datetime) -> int:
         )
         or 0
     )
-
-
-def _availability(session: Session, user: m.User, now: datetime) -> dict[str, int]:
-    """Gateways and devices alive by :mod:`cloud.liveness` (the health page's and the
-    API's rule): one grouped count of devices per gateway and type, then per gateway (a
-    district has hundreds, not thousands) its health report's offline cameras and
-    silent sensors taken off."""
-    gateways = session.scalars(select(m.Gateway).where(auth.scope_clause(user, m.Gateway))).all()
-    per_gateway: dict[str, dict[str, set[str]]] = {}
-    for gateway_id, device_type, device_id in session.execute(
-        select(m.Device.gateway, m.Device.type, m.Device.id)
-        .join(m.Gateway, m.Gateway.id == m.Device.gateway)
-        .where(auth.device_scope_clause(user))
-    ):
-        per_gateway.setdefault(gateway_id, {}).setdefault(device_type, set()).add(device_id)
-    online = {g.id: g for g in gateways if liveness.gateway_alive(g, now)}
-    devices_total = devices_online = 0
-    for gateway_id, by_type in per_gateway.items():
-        devices_total += sum(len(ids) for ids in by_type.values())
-        gateway = online.get(gateway_id)
-        if gateway is None:
-            continue
-        health = gateway.health or {}
-        cameras_off = {
-            c for c, state in (health.get("cameras") or {}).items() if state == "offline"
-        }
-        sensors_off = set(health.get("sensors_silent") or [])
-        devices_online += len(by_type.get("camera", set()) - cameras_off)
-        devices_online += len(by_type.get("sensor", set()) - sensors_off)
-    return {
-        "gateways_total": len(gateways),
-        "gateways_online": len(online),
-        "devices_total": devices_total,
-        "devices_online": devices_online,
-    }
 
 
 def _work_orders(session: Session, user: m.User) -> list[DepartmentOrders]:
@@ -362,8 +310,8 @@ def _hotspots(session: Session, user: m.User, since: datetime) -> list[Hotspot]:
         .order_by(n.desc(), m.Alert.kind, m.Alert.community, m.Alert.compound)
         .limit(TOP_HOTSPOTS)
     ).all()
-    compounds = _compound_names(session, {(c, p) for _, c, p, _, _, _ in rows})
-    buildings = _building_names(session, {(c, p, b) for _, c, p, b, _, _ in rows if b})
+    compounds = compound_names(session, {(c, p) for _, c, p, _, _, _ in rows})
+    buildings = building_names(session, {(c, p, b) for _, c, p, b, _, _ in rows if b})
     return [
         Hotspot(
             k,
@@ -376,21 +324,3 @@ def _hotspots(session: Session, user: m.User, since: datetime) -> list[Hotspot]:
         )
         for k, c, p, b, n, s in rows
     ]
-
-
-def _building_names(
-    session: Session, places: set[tuple[str, str, str]]
-) -> dict[tuple[str, str, str], str]:
-    if not places:
-        return {}
-    rows = session.execute(
-        select(m.Building.community, m.Building.compound, m.Building.id, m.Building.name).where(
-            or_(
-                *(
-                    and_(m.Building.community == c, m.Building.compound == k, m.Building.id == b)
-                    for c, k, b in places
-                )
-            )
-        )
-    )
-    return {(c, k, b): name for c, k, b, name in rows}

@@ -7,7 +7,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    CursorResult,
+    Engine,
+    Result,
+    create_engine,
+    event,
+    func,
+)
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -86,3 +95,11 @@ def rowcount(result: Result[Any]) -> int:
     """Rows an UPDATE/DELETE changed: the count that decides which of two racing
     processes won a guarded step (Session.execute types its result as a plain Result)."""
     return int(cast("CursorResult[Any]", result).rowcount)
+
+
+def seconds_between(session: Session, start: Any, end: Any) -> ColumnElement[float]:
+    """``end - start`` in seconds, in SQL (SQLite keeps times as text, PostgreSQL as
+    timestamptz: each has its own arithmetic)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return (func.julianday(end) - func.julianday(start)) * 86400.0
+    return cast(ColumnElement[float], func.extract("epoch", end - start))
