@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import Any, cast
 
 from prometheus_client import Counter
-from sqlalchemy import ColumnElement, CursorResult, Result, and_, delete, exists, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud import work_orders
@@ -33,6 +32,7 @@ from cloud.alerts.audit import record
 from cloud.alerts.lifecycle import MAX_NOTE, move
 from cloud.alerts.policy import policy_for
 from cloud.db import models as m
+from cloud.db import rowcount
 from cloud.errors import Conflict
 from microbrain.protocol import Severity
 from microbrain.site import EscalationPolicy
@@ -44,11 +44,6 @@ log = logging.getLogger(__name__)
 
 NEXT_LEVEL = {"building": "compound", "compound": "community", "community": "whistle"}
 ESCALATIONS = Counter("mb_escalations_total", "alerts escalated, by the level reached", ["level"])
-
-
-def _rowcount(result: Result[Any]) -> int:
-    """Rows a guarded UPDATE/DELETE changed: the count that decides who won."""
-    return cast("CursorResult[Any]", result).rowcount
 
 
 def _still_open(alert_id: int) -> ColumnElement[bool]:
@@ -80,12 +75,12 @@ def escalate_one(
     )
     policy = policy_for(session, alert.community, alert.compound)
     if nxt == "whistle":
-        won = _rowcount(session.execute(delete(m.EscalationDeadline).where(guard))) == 1
+        won = rowcount(session.execute(delete(m.EscalationDeadline).where(guard))) == 1
     else:
         # the next level's clock starts when this one ran out, so a long outage catches up
         new_due = due_at + timedelta(seconds=policy.deadline(nxt, Severity(alert.severity)))
         won = (
-            _rowcount(
+            rowcount(
                 session.execute(
                     update(m.EscalationDeadline).where(guard).values(level=nxt, due_at=new_due)
                 )

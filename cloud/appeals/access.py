@@ -6,15 +6,15 @@ nothing; ratings come from the reporter only, once, after the answer."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cloud import auth
 from cloud.appeals import tokens
 from cloud.appeals.lifecycle import AppealStatus, log
 from cloud.db import models as m
+from cloud.db import rowcount
 from cloud.errors import Conflict, Invalid, NotFound
 
 MAX_COMMENT = 500
@@ -91,7 +91,7 @@ def rate(
         )
         .values(rating=rating, rating_comment=comment or None, rated_at=now, updated_at=now)
     )
-    if cast(CursorResult[Any], result).rowcount != 1:
+    if rowcount(result) != 1:
         raise Conflict(f"appeal {appeal.ticket} has been rated already")
     session.refresh(appeal)
     log(

@@ -18,13 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, cast
 
 from prometheus_client import Counter
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from cloud.db import models as m
+from cloud.db import rowcount
 from cloud.errors import Conflict, Invalid, NotFound
 
 ESCALATED = Counter("mb_appeals_escalated_total", "appeals escalated for missing their deadline")
@@ -166,7 +166,7 @@ def escalate_overdue(session: Session, *, now: datetime, limit: int = 200) -> li
             )
             .values(escalated_at=now, updated_at=now)
         )
-        if cast(CursorResult[Any], result).rowcount != 1:
+        if rowcount(result) != 1:
             continue
         appeal = session.get(m.Appeal, appeal_id)
         assert appeal is not None

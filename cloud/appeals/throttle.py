@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, update
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cloud.db import models as m
+from cloud.db import rowcount
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,7 @@ def take(
         .where(m.AppealIntakeCount.key == key, m.AppealIntakeCount.count < limit)
         .values(count=m.AppealIntakeCount.count + 1)
     )
-    if cast(CursorResult[Any], session.execute(bump)).rowcount:
+    if rowcount(session.execute(bump)):
         return None
     row = session.get(m.AppealIntakeCount, key, populate_existing=True)
     if row is None:
@@ -61,7 +61,7 @@ def take(
                 session.add(m.AppealIntakeCount(key=key, first_at=now, count=1))
             return None
         except IntegrityError:
-            if cast(CursorResult[Any], session.execute(bump)).rowcount:
+            if rowcount(session.execute(bump)):
                 return None
             row = session.get(m.AppealIntakeCount, key, populate_existing=True)
             if row is None:  # pragma: no cover - deleted again in between
@@ -77,4 +77,4 @@ def prune(session: Session, *, window_s: float, now: datetime) -> int:
             m.AppealIntakeCount.first_at <= now - timedelta(seconds=window_s)
         )
     )
-    return cast(CursorResult[Any], result).rowcount
+    return rowcount(result)
