@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
+from prometheus_client import Counter
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -39,62 +41,101 @@ from microbrain.site.loader import site_sources
 
 log = logging.getLogger(__name__)
 
-TREND_INTERVAL = timedelta(minutes=10)  # trend warnings: readings move slowly
+STEP_FAILURES = Counter(
+    "mb_scheduler_step_failures_total", "scheduler steps that raised, by step", ["step"]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One periodic job of the scheduler: ``run(now)`` returns whether it changed alerts
+    (the live consoles and the responder are then woken). A step that fails is logged and
+    waits its interval like one that succeeded: a broken step never starves the others."""
+
+    name: str
+    every: timedelta
+    run: Callable[[datetime], bool]
 
 
 class Scheduler:
-    """Runs due escalations and reopens work orders whose recheck went unanswered every
-    few seconds, and the retention once an hour."""
+    """Runs the cloud's periodic steps on one thread: escalations, unanswered rechecks and
+    overdue appeals every tick; trend warnings every 10 minutes; retention hourly. Every
+    step is a guarded write, so several processes may run the same steps side by side."""
 
     def __init__(self, service: CloudService) -> None:
         self.service = service
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
-        self._last_prune: datetime | None = None
-        self._last_trend: datetime | None = None
+        self.steps = steps_of(service)
+        self._last: dict[str, datetime] = {}
 
     def start(self) -> None:
         self._thread.start()
 
-    def _run(self) -> None:
+    def tick(self, now: datetime) -> None:
+        """Run every step that is due at ``now``."""
         svc = self.service
-        while not self._stop.wait(svc.settings.scheduler_interval_s):
+        for step in self.steps:
+            last = self._last.get(step.name)
+            if last is not None and now - last < step.every:
+                continue
+            self._last[step.name] = now
             try:
-                now = svc.clock()
-                if escalation.run_due(svc.factory, now):
-                    svc.state.notifier.notify()
-                with transaction(svc.factory) as s:
-                    expired = work_orders.expire_rechecks(
-                        s, now=now, timeout_s=svc.settings.recheck_timeout_s
-                    )
-                if expired:
-                    svc.state.notifier.notify()
-                appeal_steps.escalate_due(svc.factory, now)  # residents' appeals past due
-                if self._last_prune is None or now - self._last_prune > timedelta(hours=1):
-                    with transaction(svc.factory) as s:
-                        keep_days = svc.settings.reading_retention_days
-                        retention.prune_readings(s, now=now, keep_days=keep_days)
-                        retention.prune_dead_letters(s, now=now, keep_days=keep_days)
-                        retention.prune_tokens(s, now=now)
-                    appeal_steps.tidy(svc.factory, now)
-                    self._last_prune = now
+                changed = step.run(now)
             except Exception:
-                log.exception("scheduler step failed; retrying")
-            try:
-                now = svc.clock()
-                if self._last_trend is None or now - self._last_trend >= TREND_INTERVAL:
-                    self._last_trend = now  # a failing evaluation waits its interval too
-                    report = warning.run(svc.factory, now)
-                    if report.raised or report.cleared:
-                        svc.state.notifier.notify()
-                        if svc.responder is not None:
-                            svc.responder.wake()
-            except Exception:
-                log.exception("trend warning step failed; retrying")
+                STEP_FAILURES.labels(step.name).inc()
+                log.exception("scheduler step %s failed; retrying in %s", step.name, step.every)
+                continue
+            if changed:
+                svc.state.notifier.notify()
+                if svc.responder is not None:
+                    svc.responder.wake()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.service.settings.scheduler_interval_s):
+            self.tick(self.service.clock())
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+
+
+def steps_of(svc: CloudService) -> list[Step]:
+    """The scheduler's steps, in the order they run."""
+    factory, settings = svc.factory, svc.settings
+
+    def escalate(now: datetime) -> bool:
+        return bool(escalation.run_due(factory, now))
+
+    def rechecks(now: datetime) -> bool:
+        with transaction(factory) as s:
+            expired = work_orders.expire_rechecks(s, now=now, timeout_s=settings.recheck_timeout_s)
+        return bool(expired)
+
+    def appeals_due(now: datetime) -> bool:
+        appeal_steps.escalate_due(factory, now)  # residents' appeals past due
+        return False
+
+    def trends(now: datetime) -> bool:
+        report = warning.run(factory, now)
+        return bool(report.raised or report.cleared)
+
+    def prune(now: datetime) -> bool:
+        with transaction(factory) as s:
+            keep_days = settings.reading_retention_days
+            retention.prune_readings(s, now=now, keep_days=keep_days)
+            retention.prune_dead_letters(s, now=now, keep_days=keep_days)
+            retention.prune_tokens(s, now=now)
+        appeal_steps.tidy(factory, now)
+        return False
+
+    return [
+        Step("escalation", timedelta(0), escalate),
+        Step("rechecks", timedelta(0), rechecks),
+        Step("appeals", timedelta(0), appeals_due),
+        Step("trend_warnings", timedelta(minutes=10), trends),  # readings move slowly
+        Step("retention", timedelta(hours=1), prune),
+    ]
 
 
 class CloudService:
