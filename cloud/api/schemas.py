@@ -97,7 +97,7 @@ class WorkOrderOut(Out):
 class NotificationOut(Out):
     channel: str
     contact: str
-    status: str  # pending | sent | failed
+    status: str  # pending | sent | failed | skipped (its alert settled first)
     attempts: int
     last_error: str | None
 

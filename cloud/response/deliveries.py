@@ -6,7 +6,10 @@ channel sends within ``budget_per_minute`` messages in any 60 s (every attempt c
 failed ones too: the robot saw them): while the due notifications fit, each goes alone,
 most severe first; when they do not, the last free message is a digest of all the rest.
 Nothing is dropped: a notification is pending until a delivery that carried it went
-through, or until its last retry failed (``failed``, visible on its alert).
+through, or until its last retry failed (``failed``, visible on its alert). One whose
+alert was resolved or closed before it went out is ``skipped`` (the news is stale and
+the channel's budget is better spent), unless the alert was critical: that is told even
+when it is already over.
 
 One process sends on a channel at a time (a lease row), so the budget holds across
 processes. Each attempt is written right after it is made, so a crash repeats at most
@@ -31,6 +34,7 @@ from cloud.db import rowcount, transaction
 from cloud.response import ack_links
 from cloud.response.channels.base import Channel, DeliveryError, Notice
 from cloud.response.messages import Wording, alert_notice, digest_notice
+from microbrain.protocol import Severity
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,13 @@ ATTEMPTS = Counter(
     "mb_delivery_attempts_total", "messages sent to channels, by outcome", ["channel", "outcome"]
 )
 LATENCY = Histogram("mb_delivery_seconds", "time a channel took to take a message", ["channel"])
+NOTIFICATIONS_SKIPPED = Counter(
+    "mb_notifications_skipped_total",
+    "notifications not sent because their alert was settled before they went out",
+    ["channel"],
+)
+SETTLED = frozenset({"resolved", "closed"})
+STATUS_WORDS = {"resolved": "处置", "closed": "关闭"}
 NOTIFICATIONS_FAILED = Counter(
     "mb_notifications_failed_total", "notifications given up after their last retry", ["channel"]
 )
@@ -167,6 +178,9 @@ def _plan(
         a.id: a
         for a in session.scalars(select(m.Alert).where(m.Alert.id.in_({n.alert_id for n in due})))
     }
+    due = [n for n in due if not _skipped_as_settled(n, alerts[n.alert_id], channel.id)]
+    if not due:
+        return []
     singles, rest = (due, []) if len(due) <= free else (due[: free - 1], due[free - 1 :])
     runs = {
         r.alert_id: r
@@ -206,6 +220,18 @@ def _plan(
         )
         plan.append(Planned(notice, tuple(n.id for n in rest), digest=True))
     return plan
+
+
+def _skipped_as_settled(n: m.Notification, alert: m.Alert, channel: str) -> bool:
+    """Mark ``n`` skipped when its (non-critical) alert was settled before it went out."""
+    if alert.status not in SETTLED or alert.severity >= int(Severity.CRITICAL):
+        return False
+    n.status, n.last_error = "skipped", f"告警发送前已{STATUS_WORDS[alert.status]}，未再通知"
+    NOTIFICATIONS_SKIPPED.labels(channel).inc()
+    log.info(
+        "channel %s: notification %d skipped, alert %d %s", channel, n.id, alert.id, alert.status
+    )
+    return True
 
 
 def _record(

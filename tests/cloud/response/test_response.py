@@ -383,3 +383,31 @@ def test_the_api_tells_what_the_playbook_did_and_only_inside_the_users_area(
         failed = [x for x in body["attempts"] if not x["ok"]]
         assert len(failed) == 1 and "502" in failed[0]["error"]
         assert get("theirs").status_code == 404  # another area's alert reads as missing
+
+
+def test_a_notice_whose_alert_was_settled_first_is_skipped_unless_critical(
+    factory, place, tmp_path
+):
+    clock = ManualClock()
+    with http_receiver() as down:
+        down.status = 503  # the first try fails; the alerts are settled before the retry
+        responder = _responder(factory, _book(tmp_path, {"hook": down}), clock)
+        warning_id = _open(factory, place, clock, 1, severity=Severity.WARNING)
+        critical_id = _open(factory, place, clock, 2, severity=Severity.CRITICAL)
+        responder.step()
+        assert len(down.requests) == 2  # both tried once
+        with transaction(factory) as s:
+            alerts.resolve(s, warning_id, actor="duty-1", now=clock())
+            alerts.resolve(s, critical_id, actor="duty-1", now=clock())
+        down.status = 200
+        clock.advance(hours=1)
+        responder.step()
+        # only the critical one went out again: a settled warning is stale news
+        assert len(down.requests) == 3
+        assert f"#{critical_id}" in down.requests[-1].body.decode()
+    with factory() as s:
+        (skipped,), _ = delivery_log(s, warning_id)
+        (told,), _ = delivery_log(s, critical_id)
+    assert (skipped.status, skipped.attempts) == ("skipped", 1)
+    assert "已处置" in (skipped.last_error or "")
+    assert told.status == "sent"
