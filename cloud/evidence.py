@@ -23,27 +23,32 @@ UPLOADS = Counter("mb_evidence_uploads_total", "evidence uploads, by outcome", [
 
 # the media types evidence may be kept as (what the bytes must look like); the protocol's
 # EvidenceRef.content_type names which one each file is
-EVIDENCE_TYPES = frozenset({"image/jpeg", "image/png", "video/mp4", "video/x-msvideo"})
-# enough of the head to tell every signature below apart (ISO-BMFF's brand ends at 12)
-SNIFF_BYTES = 16
+EVIDENCE_TYPES = frozenset(
+    {"image/jpeg", "image/png", "video/webm", "video/mp4", "video/x-msvideo"}
+)
+# enough of the head to tell every signature below apart (ISO-BMFF's brand ends at 12;
+# an EBML header names its DocType, "webm" or "matroska", within its first 40 bytes)
+SNIFF_BYTES = 48
 UNKNOWN = "application/octet-stream"
 
 
 @dataclass(frozen=True)
 class Signature:
-    """Bytes ``magic`` at ``offset`` (and ``also`` at ``also_at``) mean ``media_type``."""
+    """Bytes ``magic`` at ``offset`` (and ``also`` at ``also_at``, or anywhere in the head
+    when ``also_at`` is None) mean ``media_type``."""
 
     media_type: str
     magic: bytes
     offset: int = 0
     also: bytes = b""
-    also_at: int = 0
+    also_at: int | None = 0
 
     def matches(self, head: bytes) -> bool:
-        return (
-            head[self.offset : self.offset + len(self.magic)] == self.magic
-            and head[self.also_at : self.also_at + len(self.also)] == self.also
-        )
+        if head[self.offset : self.offset + len(self.magic)] != self.magic:
+            return False
+        if self.also_at is None:
+            return self.also in head
+        return head[self.also_at : self.also_at + len(self.also)] == self.also
 
 
 # first match wins; the non-evidence types are here so a refusal can say what was sent
@@ -51,6 +56,9 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature("image/jpeg", b"\xff\xd8\xff"),
     Signature("image/png", b"\x89PNG\r\n\x1a\n"),
     Signature("video/x-msvideo", b"RIFF", also=b"AVI ", also_at=8),
+    # EBML (Matroska) whose DocType element (0x4282, 4 bytes) says webm
+    Signature("video/webm", b"\x1a\x45\xdf\xa3", also=b"\x42\x82\x84webm", also_at=None),
+    Signature("video/x-matroska", b"\x1a\x45\xdf\xa3"),
     Signature("image/webp", b"RIFF", also=b"WEBP", also_at=8),
     Signature("audio/wav", b"RIFF", also=b"WAVE", also_at=8),
     Signature("video/quicktime", b"ftyp", offset=4, also=b"qt  ", also_at=8),

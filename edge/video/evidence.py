@@ -1,5 +1,6 @@
 """Evidence files: a JPEG with the boxes, zone and labels drawn, and optionally a short
-clip from a ring buffer of analysed frames; each returned as an ``EvidenceRef``."""
+WebM clip (before and after the event) from a ring buffer of analysed frames; each
+returned as an ``EvidenceRef``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.video import clips
 from edge.video.detections import Detections
 from microbrain.protocol.payloads import EvidenceKind, EvidenceRef
 
@@ -61,10 +63,16 @@ class EvidenceStore:
     """Writes evidence under ``directory``; file names are ``<camera id>-<event id>.<ext>``
     (the pipeline passes ``<camera id>-<event id>`` as ``name``)."""
 
-    def __init__(self, directory: Path | str, jpeg_quality: int = 85) -> None:
+    def __init__(
+        self,
+        directory: Path | str,
+        jpeg_quality: int = 85,
+        clip_budget: clips.ClipBudget = clips.DEFAULT_BUDGET,
+    ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.jpeg_quality = jpeg_quality
+        self.clip_budget = clip_budget
 
     def snapshot(self, name: str, picture: np.ndarray) -> EvidenceRef:
         """Write one JPEG and return its reference (name, sha256, size)."""
@@ -81,28 +89,32 @@ class EvidenceStore:
             content_type="image/jpeg",
         )
 
-    def clip(self, name: str, frames: list[np.ndarray], fps: float) -> EvidenceRef | None:
-        """Write frames as a Motion-JPEG AVI (every OpenCV build can write it)."""
-        if not frames:
+    def open_clip(self, name: str, fps: float, expected_frames: int) -> clips.ClipWriter:
+        """A WebM clip written a few frames at a time (:class:`edge.video.clips.ClipWriter`);
+        hand it to :meth:`finish_clip` when its last frame is added."""
+        path = self.directory / f"{name}{clips.SUFFIX}"
+        return clips.ClipWriter(path, fps, expected_frames, self.clip_budget)
+
+    def finish_clip(self, writer: clips.ClipWriter) -> EvidenceRef | None:
+        """Close the clip and return its reference; None when there is none (no frames,
+        the encoder failed, over the budget: the writer logged why)."""
+        if not writer.close():
             return None
-        h, w = frames[0].shape[:2]
-        path = self.directory / f"{name}.avi"
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), max(1.0, fps), (w, h))
-        try:
-            for frame in frames:
-                if frame.shape[:2] == (h, w):
-                    writer.write(frame)
-        finally:
-            writer.release()
-        if not path.is_file() or path.stat().st_size == 0:
-            return None
+        path = writer.path
         return EvidenceRef(
             kind=EvidenceKind.CLIP,
             name=path.name,
             sha256=_sha256(path),
             bytes=path.stat().st_size,
-            content_type="video/x-msvideo",
+            content_type=clips.CONTENT_TYPE,
         )
+
+    def clip(self, name: str, frames: list[np.ndarray], fps: float) -> EvidenceRef | None:
+        """Write ``frames`` as one WebM clip a browser plays, at once."""
+        writer = self.open_clip(name, fps, len(frames))
+        for frame in frames:
+            writer.add(frame)
+        return self.finish_clip(writer)
 
 
 class FrameRing:

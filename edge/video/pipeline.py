@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from edge.video import metrics
+from edge.video.clips import ClipWriter
 from edge.video.detections import Detections
 from edge.video.detectors import Detector, WindowDetector
 from edge.video.evidence import EvidenceStore, FrameRing, draw
@@ -97,13 +98,18 @@ class PipelineStats:
     events: int = 0
 
 
+# frames of a pending clip encoded per analysed frame: the new one and one of the
+# before-part, which is as long as the after-part, so the clip is written when it ends
+CLIP_FRAMES_PER_FRAME = 2
+
+
 @dataclass
 class _PendingClip:
-    """An event waiting to go out: for its clip's after-part (``frames``), or, with
-    ``frames`` None, only behind an earlier event that waits for its clip."""
+    """An event waiting to go out: for its clip's after-part (``clip``, written as the
+    frames come), or, with ``clip`` None, only behind an earlier event that waits."""
 
     event: Event
-    frames: list[np.ndarray] | None
+    clip: ClipWriter | None
     until: float
 
 
@@ -414,8 +420,9 @@ class CameraPipeline:
     ) -> list[Event]:
         out: list[Event] = []
         for pending in self._pending:
-            if pending.frames is not None:
-                pending.frames.append(frame.image)
+            if pending.clip is not None:
+                pending.clip.add(frame.image)
+                pending.clip.step(CLIP_FRAMES_PER_FRAME)
         # release from the head only, in order: a later event never passes an earlier one
         while self._pending and frame.ts >= self._pending[0].until:
             out.append(self._release(self._pending.pop(0)))
@@ -455,7 +462,15 @@ class CameraPipeline:
                 and f.state is EventState.RAISED
             ):
                 until = frame.ts + self.camera.clip_seconds
-                self._pending.append(_PendingClip(event, self._ring.frames(), until))
+                before = self._ring.frames()
+                clip = self.evidence.open_clip(
+                    f"{self.camera.id}-{event.id}",
+                    self.camera.fps,
+                    expected_frames=len(before) + round(self.camera.clip_seconds * self.camera.fps),
+                )
+                for image in before:
+                    clip.add(image)
+                self._pending.append(_PendingClip(event, clip, until))
                 continue
             if self._send(event):
                 out.append(event)
@@ -463,11 +478,11 @@ class CameraPipeline:
 
     def _release(self, pending: _PendingClip) -> Event:
         event = pending.event
-        if pending.frames is None:  # held only for ordering: nothing to write
+        if pending.clip is None:  # held only for ordering: nothing to write
             self._deliver(event)
             return event
         assert self.evidence is not None
-        clip = self.evidence.clip(f"{self.camera.id}-{event.id}", pending.frames, self.camera.fps)
+        clip = self.evidence.finish_clip(pending.clip)
         if clip is not None:
             event = event.model_copy(update={"evidence": (*event.evidence, clip)})
         self._deliver(event)

@@ -171,7 +171,7 @@ class EvidenceRef(BaseModel):
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     sha256: Sha256
     bytes: int = Field(ge=0, le=512 * 1024 * 1024)
-    content_type: Literal["image/jpeg", "video/mp4", "video/x-msvideo"] = "image/jpeg"
+    content_type: Literal["image/jpeg", "video/webm", "video/mp4", "video/x-msvideo"] = "image/jpeg"
 
 
 class ModelRef(BaseModel):

@@ -37,6 +37,10 @@ JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01" + b"pixels" * 50 + b"\xff\xd9"
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"pixels" * 50
 MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"mdat" * 50
 AVI = b"RIFF\x10\x00\x00\x00AVI LIST" + b"movi" * 50
+# an EBML header as libvpx/FFmpeg writes it: the DocType element (42 82, length 4) at 23
+EBML = b"\x1aE\xdf\xa3\x9fB\x86\x81\x01B\xf7\x81\x01B\xf2\x81\x04B\xf3\x81\x08"
+WEBM = EBML + b"B\x82\x84webmB\x87\x81\x02B\x85\x81\x02" + b"cluster" * 30
+MKV = EBML + b"B\x82\x88matroskaB\x87\x81\x04" + b"cluster" * 30
 HTML = b"<!doctype html><script>alert(1)</script>" + b" " * 50
 
 
@@ -48,6 +52,8 @@ HTML = b"<!doctype html><script>alert(1)</script>" + b" " * 50
         (MP4, "video/mp4"),
         (b"\x00\x00\x00\x1cftypmp42\x00\x00\x00\x00", "video/mp4"),
         (AVI, "video/x-msvideo"),
+        (WEBM, "video/webm"),
+        (MKV, "video/x-matroska"),  # Matroska that is not WebM: not evidence
         (b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00", "video/quicktime"),
         (b"RIFF\x10\x00\x00\x00WEBPVP8 ", "image/webp"),
         (b"GIF89a\x01\x00\x01\x00", "image/gif"),
@@ -74,6 +80,8 @@ def test_sniff_tells_the_type_from_the_first_bytes(head: bytes, expected: str) -
         ("image/jpeg", b"", "nothing (the file is empty)"),
         ("video/mp4", AVI, "video/x-msvideo"),
         ("video/x-msvideo", MP4, "video/mp4"),
+        ("video/webm", MKV, "video/x-matroska"),
+        ("video/webm", AVI, "video/x-msvideo"),
         ("image/png", JPEG, "image/jpeg"),
         ("video/mp4", bytes(range(16)), "no known type (first bytes 00 01 02 03 04 05 06 07)"),
         ("text/html", HTML, "is not kept as evidence"),
@@ -89,7 +97,13 @@ def test_check_type_refuses_naming_what_the_bytes_look_like(
 
 @pytest.mark.parametrize(
     ("declared", "body"),
-    [("image/jpeg", JPEG), ("image/png", PNG), ("video/mp4", MP4), ("video/x-msvideo", AVI)],
+    [
+        ("image/jpeg", JPEG),
+        ("image/png", PNG),
+        ("video/webm", WEBM),
+        ("video/mp4", MP4),
+        ("video/x-msvideo", AVI),
+    ],
 )
 def test_check_type_accepts_what_is_what_it_declares(declared: str, body: bytes) -> None:
     evidence.check_type(declared, body[: evidence.SNIFF_BYTES])
