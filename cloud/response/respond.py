@@ -116,7 +116,9 @@ def respond(
             due_at=now + timedelta(seconds=step.deadline),
         )
         run.work_order_id = wo.id
-    if response.announce is not None:
+    # a voice warning plays on the alert's gateway; an alert the cloud raised itself (a
+    # compound's appeal rate, say) has none to speak through
+    if response.announce is not None and session.get(m.Gateway, alert.gateway) is not None:
         say = response.announce
         session.add(
             m.Announcement(

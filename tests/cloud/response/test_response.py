@@ -411,3 +411,33 @@ def test_a_notice_whose_alert_was_settled_first_is_skipped_unless_critical(
     assert (skipped.status, skipped.attempts) == ("skipped", 1)
     assert "已处置" in (skipped.last_error or "")
     assert told.status == "sent"
+
+
+def test_an_alert_the_cloud_raised_itself_gets_no_voice_warning(factory, place, tmp_path):
+    """A compound-level warning (an appeal rate) has no gateway to speak through: its
+    playbook's announcement is left out, the rest of the run stands."""
+    clock = ManualClock()
+    extra = f"""  - id: appeals-high
+    kind: appeal_rate_high
+    place: {{community: {place.community}}}
+    notify: [duty]
+    announce: {{text: 请注意, repeat_every: 5m, max_times: 2}}
+"""
+    with http_receiver() as hook:
+        responder = _responder(factory, _book(tmp_path, {"hook": hook}, extra=extra), clock)
+        stand_in = m.Gateway(id="cloud", community=place.community, compound=place.compound)
+        with transaction(factory) as s:
+            raised = alerts.fold_event(
+                s,
+                event(1, kind="appeal_rate_high", source="cloud", zone=None, building=None),
+                stand_in,
+                clock(),
+            )
+            assert raised is not None
+            alert_id = raised.id
+        responder.step()
+        hook.wait_for(1)
+    with factory() as s:
+        assert s.get(m.ResponseRun, alert_id) is not None
+        said = select(m.Announcement).where(m.Announcement.alert_id == alert_id)
+        assert s.scalars(said).all() == []
