@@ -31,7 +31,7 @@ def gateway_alive(gateway: m.Gateway, now: datetime) -> bool:
     )
 
 
-def _reported_up(gateway: m.Gateway, device_type: str, device_id: str) -> bool:
+def reported_up(gateway: m.Gateway, device_type: str, device_id: str) -> bool:
     """The gateway's last health report does not name the device offline (a camera) or
     silent (a sensor)."""
     health = gateway.health or {}
@@ -46,7 +46,7 @@ def device_alive(device: m.Device, gateway: m.Gateway, now: datetime) -> bool:
     """A camera or sensor is alive when its gateway is, and the gateway's last health
     report does not name it offline (cameras) or silent (sensors): a camera that sees
     nothing sends nothing, so its own ``last_seen`` cannot tell."""
-    return gateway_alive(gateway, now) and _reported_up(gateway, device.type, device.id)
+    return gateway_alive(gateway, now) and reported_up(gateway, device.type, device.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +74,6 @@ def availability(session: Session, user: m.User, now: datetime) -> Availability:
         .where(auth.device_scope_clause(user))
     ):
         devices_total += 1
-        if gateway_id in alive and _reported_up(gateways[gateway_id], device_type, device_id):
+        if gateway_id in alive and reported_up(gateways[gateway_id], device_type, device_id):
             devices_online += 1
     return Availability(len(alive), len(gateways), devices_online, devices_total)

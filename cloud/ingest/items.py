@@ -12,6 +12,7 @@ from sqlalchemy import JSON, Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from cloud.alerts import alert_key, fold_event
+from cloud.awareness.liveness_sweep import absorb_offline_event
 from cloud.db import models as m
 from cloud.ingest.places import device_of
 from cloud.ingest.records import Accepted, BatchResult
@@ -89,7 +90,10 @@ def store_items(
         # fold in time order, so a raise and its clear in one shuffled batch end cleared
         for a in sorted(events, key=lambda e: (e.item.ts, e.item.seq)):
             assert isinstance(a.item, Event)
-            alert = fold_event(session, a.item, a.gateway, now, cache)
+            # an edge offline raise of a flapping camera/sensor: counted in its one item
+            absorbed, alert = absorb_offline_event(session, a.item, a.gateway, now)
+            if not absorbed:
+                alert = fold_event(session, a.item, a.gateway, now, cache)
             if alert is not None:
                 result.alerts.add(alert.id)
             rows.append(_event_row(a, a.item, alert, now))
