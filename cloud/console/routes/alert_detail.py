@@ -24,7 +24,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cloud import alerts, auth, escalation, evidence, work_orders
+from cloud import alerts, auth, escalation, evidence, fusion, work_orders
 from cloud.alerts import verdicts
 from cloud.alerts.lifecycle import ACTIVE, MAX_NOTE
 from cloud.alerts.policy import policy_for
@@ -57,6 +57,8 @@ LOG_ACTIONS = frozenset(
         "verdict",
         "escalated",
         "playbook",
+        "linked",
+        "severity_raised",
     }
 )
 # Id-shaped path segments (the protocol's slugs): anything else is a 404 before a query
@@ -175,6 +177,8 @@ def _context(request: Request, db: Session, user: m.User, alert: m.Alert) -> dic
         "rule": rule,
         "timeline": alerts.timeline(db, alert.id),
         "similar": alerts.similar(db, user, alert, limit=SIMILAR_SHOWN),
+        # alerts a fusion rule related to this one in place and time, and why
+        "links": fusion.links_of(db, user, alert.id),
         "orders": orders,
         # the playbook's run: suggested steps, and every notification with its attempts
         "next_steps": run.next_steps if run else [],
