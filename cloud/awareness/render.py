@@ -1,8 +1,9 @@
 """The daily report for people: a self-contained HTML page and a PDF, both offline.
 
 Charts are drawn by matplotlib (Agg, ``Figure`` objects, never pyplot's global state) in
-the CJK font of Debian's ``fonts-noto-cjk`` (Noto Sans CJK SC), so Chinese is drawn, not
-boxes; without that font rendering stops with :class:`FontMissing` naming the package.
+the CJK font of Debian's ``fonts-noto-cjk`` (Noto Sans CJK SC, a lean copy:
+:mod:`cloud.awareness.fonts`), so Chinese is drawn, not boxes; without that font
+rendering stops with :class:`FontMissing` naming the package.
 The HTML carries its charts as ``data:`` PNGs and its style inline: no URL is fetched.
 The PDF is matplotlib's ``PdfPages``: a page of figures and tables as text, then the
 charts. Its font is embedded as Type 42 (``pdf.fonttype``), subset, with a ToUnicode map,
@@ -26,19 +27,13 @@ from zoneinfo import ZoneInfo
 
 import matplotlib
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from matplotlib import font_manager
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
+from cloud.awareness.fonts import cjk_family
 from cloud.awareness.report import DailyReport, Durations
 from microbrain.config_files import read_yaml
 
-CJK_FAMILY = "Noto Sans CJK SC"
-CJK_PACKAGE = "fonts-noto-cjk"
-CJK_FILES = (
-    Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
-    Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc"),
-)
 TEMPLATES = Path(__file__).parent / "templates"
 # the alert kinds' Chinese names live in the console's catalogue, a layer above this
 # package: read as data (the file), not imported
@@ -58,30 +53,6 @@ A4 = (8.27, 11.69)
 KindName = Callable[[str], str]
 # rcParams are process-wide: one rendering at a time
 _LOCK = threading.Lock()
-
-
-class FontMissing(RuntimeError):
-    """The CJK font is not installed: charts would draw boxes for Chinese."""
-
-
-@cache
-def cjk_family() -> str:
-    """The CJK family's name, registered with matplotlib (its font cache may predate the
-    font's installation), or FontMissing."""
-    for path in CJK_FILES:
-        if path.exists():
-            font_manager.fontManager.addfont(str(path))
-    try:
-        font_manager.findfont(
-            font_manager.FontProperties(family=CJK_FAMILY), fallback_to_default=False
-        )
-    except ValueError as err:
-        raise FontMissing(
-            f"the CJK font {CJK_FAMILY!r} is not installed: install the Debian package "
-            f"{CJK_PACKAGE} (apt-get install {CJK_PACKAGE}); looked in "
-            f"{', '.join(str(p) for p in CJK_FILES)} and matplotlib's font list"
-        ) from err
-    return CJK_FAMILY
 
 
 @cache

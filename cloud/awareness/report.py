@@ -189,6 +189,56 @@ class DailyReport:
         return out
 
 
+def _severities(value: dict[str, int]) -> dict[int, int]:
+    return {int(k): int(v) for k, v in value.items()}
+
+
+def _day_counts(d: dict[str, Any]) -> DayCounts:
+    return DayCounts(d["opened"], _severities(d["by_severity"]), d["sla_breaches"], d["appeals"])
+
+
+def report_from_json(data: dict[str, Any]) -> DailyReport:
+    """The report back from :meth:`DailyReport.to_json` (a stored report): the same
+    numbers, so a stored day renders to HTML and PDF without asking the database again.
+
+    KeyError or ValueError when ``data`` is not such a report."""
+    dev, ap, wk = data["devices"], data["appeals"], data["week"]
+    return DailyReport(
+        day=date.fromisoformat(data["day"]),
+        timezone=data["timezone"],
+        start=datetime.fromisoformat(data["start"]),
+        end=datetime.fromisoformat(data["end"]),
+        generated_at=datetime.fromisoformat(data["generated_at"]),
+        scope=dict(data["scope"]),
+        counts=_day_counts(data["counts"]),
+        by_kind=[
+            KindCount(k["kind"], k["count"], _severities(k["by_severity"])) for k in data["by_kind"]
+        ],
+        by_place=[
+            PlaceCount(p["community"], p["compound"], p["name"], p["count"])
+            for p in data["by_place"]
+        ],
+        by_hour=[_severities(h) for h in data["by_hour"]],
+        acknowledge=Durations(**data["acknowledge"]),
+        resolve=Durations(**data["resolve"]),
+        breaches_by_action=dict(data["breaches_by_action"]),
+        hotspots=[Hotspot(**h) for h in data["hotspots"]],
+        devices=Availability(
+            at=datetime.fromisoformat(dev["at"]),
+            gateways_online=dev["gateways_online"],
+            gateways_total=dev["gateways_total"],
+            devices_online=dev["devices_online"],
+            devices_total=dev["devices_total"],
+        ),
+        appeals=Appeals(**ap),
+        week=WeekOverWeek(
+            date.fromisoformat(wk["previous_day"]),
+            _day_counts(wk["previous"]),
+            dict(wk["change_pct"]),
+        ),
+    )
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}

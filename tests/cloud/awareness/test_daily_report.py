@@ -519,13 +519,38 @@ def test_the_api_answers_json_html_and_pdf(api: tuple[TestClient, dict[str, str]
 
 
 def test_a_missing_cjk_font_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cloud.awareness import render
+    from cloud.awareness import fonts
 
-    monkeypatch.setattr(render, "CJK_FILES", (Path("/nonexistent/font.ttc"),))
-    monkeypatch.setattr(render, "CJK_FAMILY", "No Such CJK Family")
-    render.cjk_family.cache_clear()
+    monkeypatch.setattr(fonts, "CJK_FILES", {"Regular": Path("/nonexistent/font.ttc")})
+    fonts.cjk_family.cache_clear()
     try:
-        with pytest.raises(render.FontMissing, match="fonts-noto-cjk"):
-            render.cjk_family()
+        with pytest.raises(fonts.FontMissing, match="apt-get install fonts-noto-cjk"):
+            fonts.cjk_family()
     finally:
-        render.cjk_family.cache_clear()
+        fonts.cjk_family.cache_clear()
+
+
+def test_the_lean_font_is_made_once_and_draws_the_same_chinese(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PDF's font is a lean copy of the SC face (no layout tables, renamed), made once
+    into matplotlib's cache; where it cannot be made the collection is used instead."""
+    from fontTools.ttLib import TTFont
+
+    from cloud.awareness import fonts
+
+    made = fonts._lean_family(tmp_path)
+    assert made == fonts.LEAN_FAMILY
+    (regular,) = tmp_path.glob("MicrobrainCJKSC-Regular-*.otf")
+    lean = TTFont(regular)
+    assert lean["name"].getDebugName(1) == fonts.LEAN_FAMILY
+    assert not any(tag in lean for tag in fonts.DROPPED_TABLES)
+    cmap = lean.getBestCmap()
+    assert all(ord(c) in cmap for c in "社区微脑日报告警")
+    stamp = regular.stat().st_mtime_ns
+    assert fonts._lean_family(tmp_path) == fonts.LEAN_FAMILY  # found, not made again
+    assert regular.stat().st_mtime_ns == stamp
+    # a cache that cannot be written: the full collection, not a failure
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("")
+    assert fonts._lean_family(blocked / "fonts") is None
