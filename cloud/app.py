@@ -20,10 +20,12 @@ from prometheus_client import Counter
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from cloud import auth, escalation, retention, warning, work_orders
+from cloud import auth, escalation, fusion, retention, warning, work_orders
 from cloud.api import create_api
 from cloud.api.deps import ApiState
 from cloud.appeals import scheduling as appeal_steps
+from cloud.awareness import handover, liveness_sweep, shifts
+from cloud.awareness import schedule as report_schedule
 from cloud.clock import Clock, system_clock
 from cloud.commands import MqttCommandSender
 from cloud.console import mount_console
@@ -36,6 +38,7 @@ from cloud.permissions import Role
 from cloud.response import Responder, load_response
 from cloud.settings import Settings
 from cloud.site_sync import import_gateway_passwords, sync_site
+from cloud.warning import baseline, hotspots
 from microbrain.site import Site, SiteError
 from microbrain.site.loader import site_sources
 
@@ -58,9 +61,9 @@ class Step:
 
 
 class Scheduler:
-    """Runs the cloud's periodic steps on one thread: escalations, unanswered rechecks and
-    overdue appeals every tick; trend warnings every 10 minutes; retention hourly. Every
-    step is a guarded write, so several processes may run the same steps side by side."""
+    """Runs the cloud's periodic steps on one thread (:func:`steps_of` lists them with
+    their intervals). Every step is a guarded write, so several processes may run the
+    same steps side by side."""
 
     def __init__(self, service: CloudService) -> None:
         self.service = service
@@ -120,6 +123,26 @@ def steps_of(svc: CloudService) -> list[Step]:
         report = warning.run(factory, now)
         return bool(report.raised or report.cleared)
 
+    def baselines(now: datetime) -> bool:
+        report = baseline.run(factory, now)
+        return bool(report.raised or report.cleared)
+
+    def liveness(now: datetime) -> bool:
+        return liveness_sweep.run(factory, now).alerts_changed
+
+    def handovers(now: datetime) -> bool:
+        handover.run(factory, now, svc.awareness)
+        return False  # a handover is a record, not a change to any alert
+
+    def daily_reports(now: datetime) -> bool:
+        # about 1-2 s a desk once a day, on this thread: escalations wait that long then
+        report_schedule.run(factory, now, svc.awareness)
+        return False
+
+    def hotspot_items(now: datetime) -> bool:
+        hotspots.run(factory, now)
+        return False  # governance items are not alerts: nothing live to wake
+
     def prune(now: datetime) -> bool:
         with transaction(factory) as s:
             keep_days = settings.reading_retention_days
@@ -133,7 +156,15 @@ def steps_of(svc: CloudService) -> list[Step]:
         Step("escalation", timedelta(0), escalate),
         Step("rechecks", timedelta(0), rechecks),
         Step("appeals", timedelta(0), appeals_due),
+        Step("fusion", timedelta(0), svc.fusion),  # related alerts linked as they come
+        # no coarser than the shortest heartbeat: debouncing is only as fine as this
+        Step("liveness", timedelta(seconds=30), liveness),
         Step("trend_warnings", timedelta(minutes=10), trends),  # readings move slowly
+        # the baseline's window ends at the last whole hour: more often gains nothing
+        Step("baseline_warnings", timedelta(hours=1), baselines),
+        Step("hotspots", timedelta(minutes=5), hotspot_items),
+        Step("handover", timedelta(minutes=1), handovers),  # 交接班 at each shift time
+        Step("daily_report", timedelta(minutes=1), daily_reports),  # at the report hour
         Step("retention", timedelta(hours=1), prune),
     ]
 
@@ -177,6 +208,16 @@ class CloudService:
             )
             if settings.playbooks is not None
             else None
+        )
+        # the desks, shifts and report hour; the fusion rules: read at the door like the
+        # playbooks, so a broken file stops the start with its lines named
+        self.awareness = shifts.load_awareness(settings.awareness, site)
+        fusion_file = settings.fusion_rules or (
+            fusion.SHIPPED_RULES if fusion.SHIPPED_RULES.is_file() else None
+        )
+        self.fusion = fusion.FusionStep(
+            self.factory,
+            fusion.load_rules(fusion_file) if fusion_file else fusion.FusionRules(),
         )
         self._commands: MqttCommandSender | None = None  # ours to close, whatever state holds
         self._want_ingest, self._want_scheduler = ingest, scheduler

@@ -40,6 +40,9 @@ class Action(StrEnum):
     MANAGE_USERS = "manage users"
     WORK_ON_APPEALS = "work on residents' appeals"
     IMPORT_APPEALS = "import 12345 hotline orders"
+    CLOSE_GOVERNANCE_ITEM = "close governance items (hotspots)"
+    # a question reads only, but comes as a POST (a body, not a URL in access logs)
+    ASK_ASSISTANT = "ask the question box"
 
 
 _WORKS_ALERTS = frozenset(
@@ -55,10 +58,18 @@ _WORKS_ALERTS = frozenset(
 )
 
 ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
-    Role.DUTY: _WORKS_ALERTS | {Action.WORK_ON_APPEALS},
+    Role.DUTY: _WORKS_ALERTS | {Action.WORK_ON_APPEALS, Action.ASK_ASSISTANT},
     Role.SUPERVISOR: _WORKS_ALERTS
-    | {Action.CLOSE_ALERT, Action.WORK_ON_APPEALS, Action.IMPORT_APPEALS},
-    Role.ENGINEER: frozenset({Action.READ_DEAD_LETTERS, Action.MANAGE_GATEWAYS}),
+    | {
+        Action.CLOSE_ALERT,
+        Action.WORK_ON_APPEALS,
+        Action.IMPORT_APPEALS,
+        Action.CLOSE_GOVERNANCE_ITEM,
+        Action.ASK_ASSISTANT,
+    },
+    Role.ENGINEER: frozenset(
+        {Action.READ_DEAD_LETTERS, Action.MANAGE_GATEWAYS, Action.ASK_ASSISTANT}
+    ),
     Role.ADMIN: frozenset(Action),
 }
 

@@ -58,6 +58,16 @@ class Settings(BaseSettings):
         description="the playbook file (configs/playbooks.yaml): notifications, work orders "
         "and voice warnings when alerts open; unset: alerts get no automatic response",
     )
+    fusion_rules: Path | None = Field(
+        default=None,
+        description="the fusion rules (告警关联), e.g. configs/fusion.yaml: related alerts linked "
+        "and raised; unset: the file shipped in configs/ when it is there",
+    )
+    awareness: Path | None = Field(
+        default=None,
+        description="the 24-hour loop's file, e.g. configs/awareness.yaml: shift times, desks, "
+        "the daily report's hour; unset: the file shipped in configs/, else the defaults",
+    )
     response_interval_s: float = Field(
         default=0.25,
         gt=0,

@@ -15,11 +15,16 @@ from cloud.api.params import refuse_nul
 from cloud.api.responses import documented
 from cloud.api.routes import (
     alerts,
+    analysis,
     appeals,
+    assistant,
     auth,
     devices,
     events,
     evidence,
+    fusion,
+    governance,
+    handovers,
     reports,
     site,
     stream,
@@ -67,6 +72,16 @@ def create_api(state: ApiState) -> FastAPI:
     app.include_router(appeals.staff)
     # the daily report (日报): JSON, or HTML/PDF downloads (cloud/awareness)
     app.include_router(reports.router)
+    # shift handovers (交接班), made at each shift start (cloud/awareness)
+    app.include_router(handovers.router)
+    # data analysis of the caller's area (cloud/analysis)
+    app.include_router(analysis.router)
+    # the question box (智能助手), answered from the analysis (cloud/assistant)
+    app.include_router(assistant.router)
+    # fusion: the alerts linked with an alert, and why (cloud/fusion)
+    app.include_router(fusion.router)
+    # hotspots as governance items (治理事项): list, one, close (cloud/warning/hotspots)
+    app.include_router(governance.router)
 
     @app.exception_handler(DomainError)
     async def _domain_error(request: Request, err: DomainError) -> JSONResponse:

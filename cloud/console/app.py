@@ -15,7 +15,9 @@ from cloud.console.routes import (
     alert_queue,
     appeals,
     appeals_staff,
+    assistant,
     auth_pages,
+    awareness,
     dead_letters,
     mine,
     places,
@@ -38,6 +40,8 @@ ROUTERS = (
     ack_link,
     appeals,
     appeals_staff,
+    awareness,
+    assistant,
 )
 
 

@@ -8,13 +8,14 @@ building) so that scoping, routing and statistics use plain column filters.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -490,7 +491,7 @@ class Notification(Base):
     user: Mapped[str | None] = mapped_column(String(64))
     mobile: Mapped[str | None] = mapped_column(String(32))
     severity: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16))  # pending | sent | failed
+    status: Mapped[str] = mapped_column(String(16))  # pending | sent | failed | skipped
     created_at: Mapped[datetime]
     next_attempt_at: Mapped[datetime]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -647,3 +648,222 @@ class AppealIntakeCount(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     first_at: Mapped[datetime] = mapped_column(index=True)
     count: Mapped[int] = mapped_column(Integer)
+
+
+# --- 24-hour awareness: shift handovers and stored daily reports (交接班、日报) --------
+
+
+# the daily report's reads (cloud/awareness/report.py), declared here beside its tables:
+# every alert-only figure of a day groups the day's alerts by these columns, which this
+# index covers (no table lookups: ~5x faster at 100,000 alerts a day); the log's rows by
+# action and time (SLA breaches of a day) and by alert and action (the first
+# acknowledgement and resolution of each of the day's alerts)
+Index(
+    "ix_alerts_day_report",
+    Alert.opened_at,
+    Alert.severity,
+    Alert.kind,
+    Alert.community,
+    Alert.compound,
+    Alert.building,
+)
+Index("ix_alert_transitions_action_at", AlertTransition.action, AlertTransition.at)
+Index(
+    "ix_alert_transitions_alert_action",
+    AlertTransition.alert_id,
+    AlertTransition.action,
+    AlertTransition.at,
+)
+
+
+class ShiftHandover(Base):
+    """One desk's handover at one shift change, made once (unique desk + shift start,
+    whichever process inserts first); ``body`` holds its counts and lists as JSON. The
+    desk's place is copied from the config so that scoping needs no config."""
+
+    __tablename__ = "shift_handovers"
+    __table_args__ = (UniqueConstraint("desk", "shift_start", name="uq_shift_handover"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    desk: Mapped[str] = mapped_column(ID)
+    desk_name: Mapped[str] = mapped_column(String(100))
+    community: Mapped[str | None] = mapped_column(ID)  # None: the district
+    compound: Mapped[str | None] = mapped_column(ID)
+    building: Mapped[str | None] = mapped_column(ID)
+    shift_start: Mapped[datetime] = mapped_column(index=True)
+    previous_start: Mapped[datetime]
+    made_at: Mapped[datetime]
+    body: Mapped[dict[str, Any]]
+
+
+class StoredDailyReport(Base):
+    """One desk's daily report of one local day, made once at the report hour; ``body``
+    is :meth:`cloud.awareness.report.DailyReport.to_json` (HTML and PDF are rendered from
+    it on download)."""
+
+    __tablename__ = "daily_reports"
+    __table_args__ = (UniqueConstraint("desk", "day", name="uq_daily_report"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    desk: Mapped[str] = mapped_column(ID)
+    desk_name: Mapped[str] = mapped_column(String(100))
+    community: Mapped[str | None] = mapped_column(ID)
+    compound: Mapped[str | None] = mapped_column(ID)
+    building: Mapped[str | None] = mapped_column(ID)
+    day: Mapped[date] = mapped_column(Date, index=True)
+    made_at: Mapped[datetime]
+    body: Mapped[dict[str, Any]]
+
+
+# --- awareness: device liveness and flapping ------------------------------------------
+
+
+class DeviceLiveness(Base):
+    """What the awareness loop's liveness sweep knows of one gateway, camera or sensor:
+    what it saw last (``observed``, raw by :mod:`cloud.liveness`), the debounced
+    ``state`` that alerts follow, the recent down-episodes that tell a flapping device,
+    and whether it raised the gateway's ``gateway_offline`` (``alerted``). A gateway's
+    own row has ``type`` "gateway" and ``device`` its id."""
+
+    __tablename__ = "device_liveness"
+    gateway: Mapped[str] = mapped_column(ID, primary_key=True)
+    type: Mapped[str] = mapped_column(String(16), primary_key=True)  # gateway|camera|sensor
+    device: Mapped[str] = mapped_column(ID, primary_key=True)
+    observed: Mapped[str] = mapped_column(String(8))  # up | down | unknown
+    observed_since: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(8))  # online | offline | unknown
+    state_since: Mapped[datetime]
+    alerted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # POSIX seconds of the up → down changes seen within the flapping window
+    downs: Mapped[list[Any]] = mapped_column(default=list)
+    last_change_at: Mapped[datetime | None]
+    flapping: Mapped[bool] = mapped_column(Boolean, default=False)
+    flap_count: Mapped[int] = mapped_column(Integer, default=0)
+    flapping_since: Mapped[datetime | None]
+
+
+class LivenessSweep(Base):
+    """One row: the latest sweep. Each sweep updates it first, so sweeps in several
+    processes run one after another (the row lock), each reading what the last wrote."""
+
+    __tablename__ = "liveness_sweeps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_at: Mapped[datetime]
+    sweeps: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# --- hotspots as governance items (治理事项) -------------------------------------------
+
+
+class GovernanceItem(Base):
+    """A hotspot: the same alert kind at the same place (building, or the compound when
+    the alerts name none) again and again within a week. It stands as one item with its
+    history (:class:`GovernanceItemAlert`) until a supervisor closes it with a note; a
+    later crossing of the threshold opens a new item."""
+
+    __tablename__ = "governance_items"
+    __table_args__ = (
+        # at most one open item per kind and place: two processes crossing at once collide
+        Index(
+            "uq_governance_items_open_key",
+            "key",
+            unique=True,
+            sqlite_where=text("status = 'open'"),
+            postgresql_where=text("status = 'open'"),
+        ),
+        Index("ix_governance_items_place_status", "community", "compound", "building", "status"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(300))  # kind|community/compound/building-or-"-"
+    kind: Mapped[str] = mapped_column(ID)
+    community: Mapped[str] = mapped_column(ID)
+    compound: Mapped[str] = mapped_column(ID)
+    building: Mapped[str | None] = mapped_column(ID)
+    status: Mapped[str] = mapped_column(String(16))  # open | closed
+    opened_at: Mapped[datetime]
+    last_seen: Mapped[datetime]  # the newest alert's opened_at
+    count: Mapped[int] = mapped_column(Integer)  # alerts in the history
+    closed_at: Mapped[datetime | None]
+    closed_by: Mapped[str | None] = mapped_column(String(128))
+    close_note: Mapped[str | None] = mapped_column(Text)
+
+
+class GovernanceItemAlert(Base):
+    """An item's history: each alert it stands for, once (the alert is the key, so two
+    processes never add one alert twice, nor to two items)."""
+
+    __tablename__ = "governance_item_alerts"
+    alert_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("alerts.id"), primary_key=True)
+    item_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("governance_items.id"), index=True)
+    opened_at: Mapped[datetime]  # the alert's
+
+
+# --- fusion: links between related alerts (告警关联) -------------------------------------
+
+
+class AlertLink(Base):
+    """Two alerts a fusion rule found related in place and time, linked once: the pair
+    is stored lower id first, and its unique constraint is what lets one process of
+    several make the link (the others' inserts fail and are undone)."""
+
+    __tablename__ = "alert_links"
+    __table_args__ = (UniqueConstraint("alert_lo", "alert_hi", name="uq_alert_links_pair"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    alert_lo: Mapped[int] = mapped_column(BigInteger, ForeignKey("alerts.id"))
+    # the pair's constraint serves lookups by alert_lo; this index those by alert_hi
+    alert_hi: Mapped[int] = mapped_column(BigInteger, ForeignKey("alerts.id"), index=True)
+    rule: Mapped[str] = mapped_column(ID)
+    reason: Mapped[str] = mapped_column(String(200))
+    raised_to: Mapped[int | None] = mapped_column(Integer)  # the severity the rule set
+    created_at: Mapped[datetime]
+
+
+# --- early warning: hourly reading rollups ----------------------------------------------
+
+
+class ReadingSeries(Base):
+    """One numeric value of one sensor (gateway, sensor, kind, field): what the hourly
+    rollups are keyed by, with the building of its latest reading (the warning's place)
+    and its latest rolled hour (the retention prunes series that have none left)."""
+
+    __tablename__ = "reading_series"
+    __table_args__ = (
+        UniqueConstraint("gateway", "sensor", "kind", "field", name="uq_reading_series"),
+        Index("ix_reading_series_kind_field", "kind", "field"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    gateway: Mapped[str] = mapped_column(ID)
+    sensor: Mapped[str] = mapped_column(ID)
+    kind: Mapped[str] = mapped_column(ID)
+    field: Mapped[str] = mapped_column(ID)
+    building: Mapped[str | None] = mapped_column(ID)
+    last_hour: Mapped[int] = mapped_column(Integer)  # hours since 1970-01-01 UTC
+
+
+class ReadingRollup(Base):
+    """The median of a series' readings in one completed hour (hours since the epoch,
+    UTC): the median time and value, as :func:`cloud.warning.trend.downsample` makes
+    them, and how many readings. Plain numbers, no datetimes: the early warning reads
+    a week of them for every sensor each cycle."""
+
+    __tablename__ = "reading_rollups"
+    # SQLite: the primary key is the table (WITHOUT ROWID), so a series' week is one
+    # contiguous range, not 168 look-ups through an index
+    __table_args__ = (Index("ix_reading_rollups_hour", "hour"), {"sqlite_with_rowid": False})
+    series: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("reading_series.id"), primary_key=True
+    )
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True)
+    t: Mapped[float]  # the median reading time, POSIX seconds
+    value: Mapped[float]
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class RollupMark(Base):
+    """How far the rollup has got: hours before ``through_hour`` are rolled, and readings
+    up to ``seen_pk`` were looked at (one later than that for an hour already rolled is
+    late, and its hour is rolled again). One row, locked by the process rolling."""
+
+    __tablename__ = "reading_rollup_marks"
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    through_hour: Mapped[int] = mapped_column(Integer)
+    seen_pk: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]

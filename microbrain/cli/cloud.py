@@ -56,6 +56,8 @@ def serve(
     from pydantic import ValidationError
 
     from cloud.app import CloudService
+    from cloud.awareness.shifts import AwarenessConfigError
+    from cloud.fusion import FusionRulesError
     from cloud.response.channels.config import ChannelConfigError
     from cloud.response.playbooks import PlaybookError
     from cloud.settings import Settings
@@ -83,6 +85,6 @@ def serve(
     )
     try:
         service = CloudService(settings, site=loaded, site_path=site, ingest=not no_ingest)
-    except (PlaybookError, ChannelConfigError) as err:
+    except (PlaybookError, ChannelConfigError, FusionRulesError, AwarenessConfigError) as err:
         fail(str(err))
     uvicorn.run(service.app, host=host, port=port, log_level="info")

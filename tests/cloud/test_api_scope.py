@@ -35,6 +35,8 @@ from cloud.db import transaction
 from cloud.permissions import ROLE_ACTIONS, Action, Role, allows, may_grant
 from cloud.settings import Settings
 from cloud.site_sync import register_gateway
+from cloud.warning import hotspots
+from cloud.warning.hotspots import HotspotPolicy
 from microbrain.protocol import EvidenceKind, EvidenceRef, GatewayPath, Severity
 from tests.cloud.helpers import DEVICES, event, ingest, reading, unique_gateway
 
@@ -150,6 +152,24 @@ class World:
                 appeal.status = "accepted"
             return int(appeal.id)
 
+    def handover(self, place: GatewayPath) -> int:
+        """A stored shift handover of a desk at ``place``'s compound."""
+        now = self.clock()
+        with transaction(self.factory) as s:
+            row = m.ShiftHandover(
+                desk=f"desk-{uuid.uuid4().hex[:8]}",
+                desk_name="物业值班室",
+                community=place.community,
+                compound=place.compound,
+                shift_start=now,
+                previous_start=now,
+                made_at=now,
+                body={"counts": {}, "lists": {}},
+            )
+            s.add(row)
+            s.flush()
+            return int(row.id)
+
     def appeal_with_photo(self, place: GatewayPath) -> int:
         """An appeal with one stored photo (where the app looks: evidence_dir/appeals)."""
         appeal_id = self.appeal(place)
@@ -203,6 +223,17 @@ def _alert(w: World, p: GatewayPath) -> str:
     return str(w.alert(p))
 
 
+def _governance_item(w: World, p: GatewayPath) -> str:
+    """An open governance item at ``p``: three alerts of one kind at b1 within the week
+    (they join the place's item when one is still open)."""
+    for _ in range(3):
+        w.alert(p)
+    with transaction(w.factory) as s:
+        report = hotspots.evaluate(s, HotspotPolicy(), w.clock(), community=p.community)
+    (change,) = report.changes
+    return str(change.item_id)
+
+
 CASES = [
     Case("GET", "/api/alerts/{alert_id}", None, _alert, body=None),
     Case("POST", "/api/alerts/{alert_id}/acknowledge", Action.ACKNOWLEDGE_ALERT, _alert),
@@ -223,6 +254,15 @@ CASES = [
     ),
     Case("GET", "/api/alerts/{alert_id}/similar", None, _alert, body=None),
     Case("GET", "/api/alerts/{alert_id}/response", None, _alert, body=None),
+    Case("GET", "/api/governance/{item_id}", None, _governance_item, body=None),
+    Case(
+        "POST",
+        "/api/governance/{item_id}/close",
+        Action.CLOSE_GOVERNANCE_ITEM,
+        _governance_item,
+        body={"note": "已整改"},
+    ),
+    Case("GET", "/api/alerts/{alert_id}/links", None, _alert, body=None),  # fusion
     Case(
         "GET",
         "/api/staff/appeals/{appeal_id}",
@@ -253,6 +293,13 @@ CASES = [
         body={"verdict": "confirmed"},
     ),
     Case("POST", "/api/alerts/{alert_id}/escalate", Action.ESCALATE_ALERT, _alert),
+    Case(
+        "GET",
+        "/api/handovers/{handover_id}",
+        None,
+        lambda w, p: str(w.handover(p)),
+        body=None,
+    ),
     Case(
         "POST",
         "/api/users/{user_id}/password",

@@ -92,6 +92,7 @@
   document.addEventListener("click", function (e) {
     var t = e.target;
     if (t.id === "sound-toggle") { toggleSound(t); }
+    else if (t.matches && t.matches("[data-print]")) { window.print(); }
     else if (t.matches && t.matches("[data-show-keys]")) { var k = document.getElementById("keys"); if (k) { k.showModal(); } }
     else if (t.classList && t.classList.contains("popup-close")) { document.getElementById("popup").classList.remove("show"); }
     else if (t.id === "select-all") {
