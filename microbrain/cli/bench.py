@@ -71,6 +71,19 @@ HEADLINES: dict[str, tuple[Headline, ...]] = {
         Headline("webhook_posts_lost", None, ("<=", 0.0)),
     ),
     "appeals": (Headline("intake_photos_per_s", "healthz_per_s", (">=", 50.0)),),
+    "awareness": (
+        Headline("cycle_median_s", "reference_reads_median_s", ("<", 1.0)),
+        Headline("cycle_p95_s", None, ("<", 1.0)),
+    ),
+    "warning": (Headline("cycle_s", "old_path_extrapolated_s", ("<", 10.0)),),
+    "daily_report": (
+        Headline("report_json_s", "floor_count_s", ("<", 10.0)),
+        Headline("json_html_pdf_s", "render_pdf_s", ("<", 10.0)),
+    ),
+    "assistant": (
+        Headline("p95_ms", "reference_p95_ms", ("<", 300.0)),
+        Headline("worst_question_p95_ms", None, ("<", 300.0)),
+    ),
 }
 
 
