@@ -1,16 +1,28 @@
 """Which sensor values have a trend-to-threshold warning, and their limits.
 
 Strict models with defaults that need no file: :data:`DEFAULT_RULES` watches hydrant
-pressure. Any numeric sensor kind can have a rule by configuration (a YAML section read
-through :mod:`microbrain.config_files` comes later).
+pressure. Any numeric sensor kind can have a rule by configuration: a YAML file
+(``configs/warning.yaml``) read by :func:`load_rules` through the project's strict loader
+(:mod:`microbrain.config_files`: an unknown key, a key given twice, a NaN or a bad value
+is an error naming the file and line)::
+
+    rules:
+      - kind: hydrant_pressure
+        field: pressure_mpa
+        limit: 0.07
+        unit: MPa
+        direction: falling
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from microbrain.config_files import ConfigFileError, Problem, read_yaml
 from microbrain.site.standards import HYDRANT_MIN_STATIC_MPA, HYDRANT_STANDARD
 
 Id = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,55}$")]
@@ -40,6 +52,13 @@ class TrendRule(BaseModel):
     min_points: int = Field(default=24, ge=3, le=10_000, description="hourly points needed")
     confidence: float = Field(default=0.90, gt=0.5, lt=1.0, description="the slope's interval")
     source: str = Field(default="", max_length=100, description="where the limit comes from")
+    clear_margin: float = Field(
+        default=1.25,
+        ge=1.0,
+        le=4.0,
+        description="a standing warning clears once the pessimistic crossing is this many "
+        "horizons away (or never comes): a series hovering at the horizon does not flap",
+    )
 
     @model_validator(mode="after")
     def _enough_window(self) -> TrendRule:
@@ -56,22 +75,59 @@ class TrendRule(BaseModel):
         return f"{self.kind}_trend"
 
 
-class TrendRules(BaseModel):
-    """The rules, at most one per (kind, field)."""
+class TrendRulesFile(BaseModel):
+    """The file's shape: the rules, checked one by one (:func:`verify_rules` checks
+    them together, naming the line)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     rules: tuple[TrendRule, ...] = ()
 
+
+def verify_rules(rules: tuple[TrendRule, ...]) -> Iterator[Problem]:
+    """At most one rule per (kind, field): two would raise the same alert twice."""
+    seen: dict[tuple[str, str], int] = {}
+    for i, rule in enumerate(rules):
+        key = (rule.kind, rule.field)
+        if key in seen:
+            yield Problem(
+                f"rules[{i}].field",
+                f"two rules for {rule.kind}.{rule.field} (first at rules[{seen[key]}]); "
+                "keep one of them",
+            )
+        else:
+            seen[key] = i
+
+
+class TrendRules(TrendRulesFile):
+    """The rules, at most one per (kind, field)."""
+
     @model_validator(mode="after")
     def _distinct(self) -> TrendRules:
-        seen: set[tuple[str, str]] = set()
-        for rule in self.rules:
-            key = (rule.kind, rule.field)
-            if key in seen:
-                raise ValueError(f"two rules for {rule.kind}.{rule.field}")
-            seen.add(key)
+        for problem in verify_rules(self.rules):
+            raise ValueError(problem.message)
         return self
+
+
+class TrendRulesError(ConfigFileError):
+    """A warning-rules file that cannot be used (each problem with its line)."""
+
+
+def load_rules(path: str | Path | None) -> TrendRules:
+    """The rules in ``path`` (YAML, strict), or :data:`DEFAULT_RULES` when ``path`` is
+    None; raise :class:`TrendRulesError` naming the file and each problem's line.
+
+    >>> load_rules("configs/warning.yaml").rules[0].kind  # doctest: +SKIP
+    'hydrant_pressure'
+    """
+    if path is None:
+        return DEFAULT_RULES
+    doc = read_yaml(path, error=TrendRulesError)
+    parsed = doc.validate(TrendRulesFile, error=TrendRulesError)
+    problems = list(verify_rules(parsed.rules))
+    if problems:
+        raise TrendRulesError(doc.source, doc.located(problems))
+    return TrendRules(rules=parsed.rules)
 
 
 HYDRANT_RULE = TrendRule(

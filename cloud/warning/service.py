@@ -1,9 +1,13 @@
 """Trend-to-threshold warnings (预警监测) over the stored readings.
 
-For each sensor with readings of a configured kind in a rule's window: its hourly
-medians are fitted (:mod:`cloud.warning.trend`); when the pessimistic bound of the fit
-crosses the limit within the rule's horizon a ``<kind>_trend`` warning is raised at the
-sensor's place, and cleared once it no longer does. A warning is an ordinary alert: the
+For each sensor with hourly medians of a configured (kind, field) in a rule's window
+(the completed hours, from :mod:`cloud.warning.rollup`: two queries for all of a rule's
+sensors), every series is fitted at once (:func:`cloud.warning.trend.fit_many`, the
+numbers of scipy's theilslopes); when the pessimistic bound of a fit crosses the limit
+within the rule's horizon a ``<kind>_trend`` warning is raised at the sensor's place. It
+is cleared with hysteresis (:func:`verdict`): only once the pessimistic crossing is
+beyond ``clear_margin`` × the horizon, or the slope's whole interval points away from
+the limit, and the clear's evidence says which. A warning is an ordinary alert: the
 event is folded by :func:`cloud.alerts.fold_event` (one live alert per key, escalation,
 the console, auto-resolve on the clear), and stored as an event row whose payload keeps
 the evidence (the numbers, the window, the fit and its interval).
@@ -16,23 +20,26 @@ key, and the loser's savepoint is undone (its evaluation counts it as refreshed)
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from itertools import chain
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 from prometheus_client import Counter
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud.alerts import alert_key, fold_event
 from cloud.db import models as m
 from cloud.db import transaction
+from cloud.warning import rollup
 from cloud.warning.config import DEFAULT_RULES, TrendRule, TrendRules
-from cloud.warning.trend import HOUR_S, Crossing, Fit, crossing, downsample, fit
+from cloud.warning.trend import HOUR_S, Crossing, Fit, crossing, fit_many
 from microbrain.protocol import Event, EventState, Severity
 
 log = logging.getLogger(__name__)
@@ -70,17 +77,23 @@ class TrendReport:
     cleared: int = 0
     insufficient: int = 0
     assessments: list[Assessment] = field(default_factory=list)
+    rollup: rollup.RollupReport | None = None  # what the cycle's catch-up did
+
+    def add(self, a: Assessment) -> None:
+        self.assessments.append(a)
+        self.evaluated += 1
+        if a.action == "raised":
+            self.raised += 1
+        elif a.action == "refreshed":
+            self.refreshed += 1
+        elif a.action == "cleared":
+            self.cleared += 1
+        elif a.action == "insufficient":
+            self.insufficient += 1
 
 
 def _rules(rules: TrendRules | Iterable[TrendRule]) -> tuple[TrendRule, ...]:
     return rules.rules if isinstance(rules, TrendRules) else tuple(rules)
-
-
-def _number(values: dict[str, Any], name: str) -> float | None:
-    value = values.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 def _local(posix_s: float) -> str:
@@ -103,6 +116,8 @@ def _evidence(rule: TrendRule, f: Fit, c: Crossing | None, now_s: float) -> dict
         "first_point": datetime.fromtimestamp(f.start_s, UTC).isoformat(),
         "last_point": datetime.fromtimestamp(f.end_s, UTC).isoformat(),
         "horizon_h": rule.horizon_h,
+        # hysteresis: a standing warning clears beyond this (or when none comes)
+        "clear_after_h": rule.horizon_h * rule.clear_margin,
     }
     if c is not None:
         detail["pessimistic_at"] = datetime.fromtimestamp(c.pessimistic_s, UTC).isoformat()
@@ -111,11 +126,24 @@ def _evidence(rule: TrendRule, f: Fit, c: Crossing | None, now_s: float) -> dict
     return detail
 
 
-def _message(sensor: str, rule: TrendRule, f: Fit, c: Crossing | None, now_s: float) -> str:
-    """The evidence in one line of Chinese (an alert message: no newlines, ≤ 500)."""
+def _message(
+    sensor: str,
+    rule: TrendRule,
+    f: Fit,
+    c: Crossing | None,
+    now_s: float,
+    *,
+    recovery: str | None = None,
+    found: Crossing | None = None,
+) -> str:
+    """The evidence in one line of Chinese (an alert message: no newlines, ≤ 500).
+
+    ``c`` is the crossing of a warning that stands (None: it clears, ``recovery`` says
+    why and ``found`` is the crossing beyond the band, if any)."""
     u = rule.unit
     way = "跌破" if rule.direction == "falling" else "超过"
     pct = round(f.confidence * 100)
+    band = rule.horizon_h * rule.clear_margin
     head = (
         f"{rule.kind} 趋势预警：{sensor} {rule.field} 拟合当前 {f.value_at(now_s):.4f}{u}，"
         f"斜率 {f.per_day(f.slope):+.4f}{u}/天（{pct}% 区间 {f.per_day(f.low_slope):+.4f}"
@@ -124,68 +152,24 @@ def _message(sensor: str, rule: TrendRule, f: Fit, c: Crossing | None, now_s: fl
         f"限值 {rule.limit:g}{u}" + (f"（{rule.source}）" if rule.source else "")
     )
     if c is None:
-        return head + f"；{rule.horizon_h:g} 小时内按悲观估计也不会{way}限值，预警解除"
+        if recovery == "beyond" and found is not None:
+            return (
+                head + f"；按{pct}%区间悲观估计最早 {_local(found.pessimistic_s)} 才{way}限值，"
+                f"已超出解除阈 {band:g} 小时（预警期 {rule.horizon_h:g} 小时的 "
+                f"{rule.clear_margin:g} 倍），预警解除"
+            )[:500]
+        return (
+            head + f"；{rule.horizon_h:g} 小时内按悲观估计也不会{way}限值"
+            f"（{pct}%区间的斜率均背离限值），预警解除"
+        )[:500]
     expected = f"预计 {_local(c.expected_s)} {way}" if c.expected_s is not None else "中心趋势不达"
     tail = f"；{expected}，最早 {_local(c.pessimistic_s)}（北京时间，按{pct}%区间悲观估计）"
     if c.already:
         tail = f"；当前拟合值已{way}限值" + tail
+    if c.pessimistic_s - now_s > rule.horizon_h * HOUR_S:
+        tail += f"；未超出解除阈 {band:g} 小时，预警保持"
     text = head + tail
     return text[:500]
-
-
-def _series(
-    session: Session, gateway: str, sensor: str, rule: TrendRule, since: datetime, now: datetime
-) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """The sensor's readings of the rule's kind in the window (ix_readings_device_ts),
-    as POSIX seconds and values, and the building of the latest."""
-    rows = session.execute(
-        select(m.ReadingRow.ts, m.ReadingRow.values, m.ReadingRow.building)
-        .where(
-            m.ReadingRow.gateway == gateway,
-            m.ReadingRow.sensor == sensor,
-            m.ReadingRow.ts > since,
-            m.ReadingRow.ts <= now,
-            m.ReadingRow.kind == rule.kind,
-        )
-        .order_by(m.ReadingRow.ts)
-    ).all()
-    times: list[float] = []
-    values: list[float] = []
-    building: str | None = None
-    for ts, vals, bld in rows:
-        value = _number(vals or {}, rule.field)
-        if value is None:
-            continue
-        times.append(ts.timestamp())
-        values.append(value)
-        building = bld
-    return np.array(times, dtype=np.float64), np.array(values, dtype=np.float64), building
-
-
-def _devices(session: Session, rule: TrendRule, since: datetime, now: datetime) -> list[Any]:
-    """(gateway, sensor) with readings of the rule's kind in the window."""
-    return list(
-        session.execute(
-            select(m.ReadingRow.gateway, m.ReadingRow.sensor)
-            .where(
-                m.ReadingRow.ts > since,
-                m.ReadingRow.ts <= now,
-                m.ReadingRow.kind == rule.kind,
-            )
-            .distinct()
-            .order_by(m.ReadingRow.gateway, m.ReadingRow.sensor)
-        ).all()
-    )
-
-
-def _live_alert(session: Session, key: str) -> m.Alert | None:
-    alert = session.scalars(
-        select(m.Alert)
-        .where(m.Alert.key == key, m.Alert.active.is_(True))
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one_or_none()
-    return alert if alert is not None and alert.active else None
 
 
 def _store_event(session: Session, event: Event, gw: m.Gateway, alert: m.Alert | None) -> None:
@@ -212,84 +196,219 @@ def _store_event(session: Session, event: Event, gw: m.Gateway, alert: m.Alert |
     )
 
 
-def _assess(
-    session: Session, rule: TrendRule, gateway: str, sensor: str, now: datetime
-) -> Assessment:
-    since = now - timedelta(hours=rule.window_h)
-    now_s = now.timestamp()
-    times, values, building = _series(session, gateway, sensor, rule, since, now)
-    hours_t, hours_v = downsample(times, values, HOUR_S)
-    EVALUATED.labels(rule.kind).inc()
+@dataclass(frozen=True, slots=True)
+class _Series:
+    id: int
+    gateway: str
+    sensor: str
+    building: str | None
 
-    def done(f: Fit | None, c: Crossing | None, warn: bool, action: str) -> Assessment:
-        return Assessment(gateway, sensor, rule, int(hours_t.size), f, c, warn, action)
 
-    if hours_t.size < rule.min_points or float(hours_t[-1] - hours_t[0]) <= 0:
-        return done(None, None, False, "insufficient")
-    f = fit(hours_t, hours_v, rule.confidence)
-    c = crossing(f, rule.limit, rule.direction, now_s)
-    warn = c is not None and c.pessimistic_s - now_s <= rule.horizon_h * HOUR_S
-    gw = session.get(m.Gateway, gateway)
-    if gw is None:
-        return done(f, c, warn, "skipped")
-    kind = rule.alert_kind
-    key = alert_key(kind, gw.community, gw.compound, building, None, sensor)
-    alert = _live_alert(session, key)
-    shown = c if warn else None
-    message = _message(sensor, rule, f, shown, now_s)
-    if warn and alert is not None:
-        # the same warning, still standing: its numbers refreshed, not counted again
-        alert.message = message
-        alert.last_ts = max(alert.last_ts, now)
-        return done(f, c, warn, "refreshed")
-    if not warn and alert is None:
-        return done(f, c, warn, "quiet")
-    event = Event(
-        ts=now,
-        kind=kind,
-        state=EventState.RAISED if warn else EventState.CLEARED,
-        severity=Severity.WARNING,
-        building=building,
-        source=sensor,
-        message=message,
-        detail=_evidence(rule, f, shown, now_s),
+def _window(
+    session: Session, rule: TrendRule, now: datetime
+) -> tuple[list[_Series], np.ndarray, np.ndarray]:
+    """The hourly medians of every series of the rule's (kind, field) in its window, as
+    a matrix: a row per series (by gateway, sensor), a column per hour, NaN where an
+    hour has none. Two queries, however many sensors."""
+    hi = rollup.hour_of(now)  # rolled hours are complete: the window ends at the last
+    lo = hi - int(rule.window_h)
+    metas = [
+        _Series(*row)
+        for row in session.execute(
+            select(
+                m.ReadingSeries.id,
+                m.ReadingSeries.gateway,
+                m.ReadingSeries.sensor,
+                m.ReadingSeries.building,
+            )
+            .where(
+                m.ReadingSeries.kind == rule.kind,
+                m.ReadingSeries.field == rule.field,
+                m.ReadingSeries.last_hour >= lo,
+            )
+            .order_by(m.ReadingSeries.gateway, m.ReadingSeries.sensor)
+        )
+    ]
+    r, sr = m.ReadingRollup.__table__.c, m.ReadingSeries.__table__.c
+    # the hour is not fetched: it is the median time's (a fifth fewer values to move)
+    data = _numbers(
+        session,
+        select(r.series, r.t, r.value)
+        .join(m.ReadingSeries.__table__, sr.id == r.series)
+        .where(sr.kind == rule.kind, sr.field == rule.field, r.hour >= lo, r.hour < hi),
     )
+    cols = hi - lo
+    times = np.full((len(metas), cols), np.nan)
+    values = np.full((len(metas), cols), np.nan)
+    if data.size:
+        ids = np.array([meta.id for meta in metas], dtype=np.float64)
+        order = np.argsort(ids)
+        at = np.minimum(np.searchsorted(ids[order], data[:, 0]), max(len(ids) - 1, 0))
+        keep = (ids[order][at] == data[:, 0]) if len(ids) else np.zeros(len(data), dtype=bool)
+        index = order[at[keep]]
+        col = np.floor(data[keep, 1] / HOUR_S).astype(np.int64) - lo
+        times[index, col] = data[keep, 1]
+        values[index, col] = data[keep, 2]
+    present = ~np.isnan(times).all(axis=1)
+    kept = [meta for meta, has in zip(metas, present, strict=True) if has]
+    return kept, times[present], values[present]
+
+
+def _numbers(session: Session, statement: Select[Any]) -> np.ndarray:
+    """The rows of an all-numbers query as one float array, through the driver's cursor:
+    a week of hourly points for 10,000 sensors is 1.7 million rows, and building a
+    SQLAlchemy row object for each costs more than the query itself."""
+    conn = session.connection()
+    compiled = statement.compile(dialect=conn.dialect)
+    params = compiled.construct_params()
+    args: Any = (
+        tuple(params[name] for name in compiled.positiontup or ())
+        if compiled.positional
+        else params
+    )
+    cursor = conn.connection.cursor()
     try:
-        with session.begin_nested():
-            touched = fold_event(session, event, gw, now)
-            _store_event(session, event, gw, touched)
-    except IntegrityError:
-        # another process opened the same warning a moment ago: it stands, once
-        log.info("trend warning %s opened by another process", key)
-        return done(f, c, warn, "refreshed")
-    if warn:
-        RAISED.labels(kind).inc()
-        return done(f, c, warn, "raised")
-    CLEARED.labels(kind).inc()
-    return done(f, c, warn, "cleared")
+        cursor.execute(str(compiled), args)
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    width = len(statement.selected_columns)
+    return np.fromiter(chain.from_iterable(rows), dtype=np.float64).reshape(-1, width)
+
+
+def _live_alerts(session: Session, kind: str) -> dict[str, m.Alert]:
+    """The rule's live warnings, locked, by key: one query for all its sensors."""
+    alerts = session.scalars(
+        select(m.Alert)
+        .where(m.Alert.kind == kind, m.Alert.active.is_(True))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
+    return {a.key: a for a in alerts if a.active}
+
+
+def verdict(
+    rule: TrendRule, c: Crossing | None, now_s: float, standing: bool
+) -> tuple[bool, str | None]:
+    """Whether the warning stands after this fit, and why a standing one clears.
+
+    It is raised when the pessimistic crossing is within the horizon; once standing, it
+    clears only when that crossing is beyond ``clear_margin`` horizons (``beyond``) or
+    never comes, the slope's whole interval pointing away from the limit (``away``):
+    between the two it holds, so a series hovering at the horizon raises once.
+    """
+    if c is None:
+        return False, "away" if standing else None
+    ahead = c.pessimistic_s - now_s
+    if ahead <= rule.horizon_h * HOUR_S:
+        return True, None
+    if standing and ahead <= rule.horizon_h * rule.clear_margin * HOUR_S:
+        return True, None  # inside the hysteresis band: it holds
+    return False, "beyond" if standing else None
+
+
+def _evaluate_rule(session: Session, rule: TrendRule, now: datetime, report: TrendReport) -> None:
+    now_s = now.timestamp()
+    metas, times, values = _window(session, rule, now)
+    if not metas:
+        return
+    EVALUATED.labels(rule.kind).inc(len(metas))
+    fits = fit_many(times, values, rule.confidence)
+    gateways = {
+        g.id: g
+        for g in session.scalars(
+            select(m.Gateway).where(m.Gateway.id.in_(sorted({s.gateway for s in metas})))
+        )
+    }
+    kind = rule.alert_kind
+    live = _live_alerts(session, kind)
+    for i, meta in enumerate(metas):
+        points = int(fits.n[i])
+        who = (meta.gateway, meta.sensor, rule, points)
+
+        if points < rule.min_points or not fits.ok[i]:
+            report.add(Assessment(*who, None, None, False, "insufficient"))
+            continue
+        f = fits.fit(i)
+        c = crossing(f, rule.limit, rule.direction, now_s)
+        gw = gateways.get(meta.gateway)
+        if gw is None:
+            warn, _ = verdict(rule, c, now_s, standing=False)
+            report.add(Assessment(*who, f, c, warn, "skipped"))
+            continue
+        key = alert_key(kind, gw.community, gw.compound, meta.building, None, meta.sensor)
+        alert = live.get(key)
+        warn, recovery = verdict(rule, c, now_s, standing=alert is not None)
+        shown = c if warn else None
+        if not warn and alert is None:
+            report.add(Assessment(*who, f, c, warn, "quiet"))
+            continue
+        message = _message(meta.sensor, rule, f, shown, now_s, recovery=recovery, found=c)
+        if warn and alert is not None:
+            # the same warning, still standing: its numbers refreshed, not counted again
+            alert.message = message
+            alert.last_ts = max(alert.last_ts, now)
+            report.add(Assessment(*who, f, c, warn, "refreshed"))
+            continue
+        detail = _evidence(rule, f, shown, now_s)
+        if recovery is not None:
+            detail["recovery"] = recovery
+            if c is not None:
+                detail["pessimistic_at"] = datetime.fromtimestamp(c.pessimistic_s, UTC).isoformat()
+        event = Event(
+            ts=now,
+            kind=kind,
+            state=EventState.RAISED if warn else EventState.CLEARED,
+            severity=Severity.WARNING,
+            building=meta.building,
+            source=meta.sensor,
+            message=message,
+            detail=detail,
+        )
+        try:
+            with session.begin_nested():
+                touched = fold_event(session, event, gw, now)
+                _store_event(session, event, gw, touched)
+        except IntegrityError:
+            # another process opened the same warning a moment ago: it stands, once
+            log.info("trend warning %s opened by another process", key)
+            report.add(Assessment(*who, f, c, warn, "refreshed"))
+            continue
+        if warn:
+            RAISED.labels(kind).inc()
+            report.add(Assessment(*who, f, c, warn, "raised"))
+        else:
+            CLEARED.labels(kind).inc()
+            report.add(Assessment(*who, f, c, warn, "cleared"))
 
 
 def evaluate(
-    session: Session, rules: TrendRules | Iterable[TrendRule], now: datetime
+    session: Session,
+    rules: TrendRules | Iterable[TrendRule],
+    now: datetime,
+    *,
+    catch_up: bool = True,
 ) -> TrendReport:
-    """Judge every sensor with readings of a configured kind in its rule's window, and
-    raise, refresh or clear its warning; the caller commits."""
+    """Judge every sensor with hourly medians of a configured kind in its rule's window,
+    and raise, refresh or clear its warning; the caller commits.
+
+    With ``catch_up`` the hourly rollup is brought up to ``now`` first, in the same
+    transaction (:func:`run` does it in a transaction of its own, before).
+    """
+    chosen = _rules(rules)
     report = TrendReport()
-    for rule in _rules(rules):
-        since = now - timedelta(hours=rule.window_h)
-        for gateway, sensor in _devices(session, rule, since, now):
-            a = _assess(session, rule, gateway, sensor, now)
-            report.assessments.append(a)
-            report.evaluated += 1
-            if a.action == "raised":
-                report.raised += 1
-            elif a.action == "refreshed":
-                report.refreshed += 1
-            elif a.action == "cleared":
-                report.cleared += 1
-            elif a.action == "insufficient":
-                report.insufficient += 1
+    if catch_up:
+        report.rollup = rollup.catch_up(session, now, backfill_h=backfill_h(chosen))
+        while report.rollup.behind:
+            report.rollup = rollup.catch_up(session, now, backfill_h=backfill_h(chosen))
+    for rule in chosen:
+        _evaluate_rule(session, rule, now, report)
     return report
+
+
+def backfill_h(rules: Iterable[TrendRule]) -> int:
+    """How far back a first rollup cycle goes: the longest window (a week at least)."""
+    return max([rollup.DEFAULT_BACKFILL_H, *(math.ceil(r.window_h) + 1 for r in rules)])
 
 
 def run(
@@ -297,9 +416,18 @@ def run(
     now: datetime,
     rules: TrendRules | Iterable[TrendRule] = DEFAULT_RULES,
 ) -> TrendReport:
-    """One evaluation in its own transaction (the scheduler's step)."""
+    """One cycle (the scheduler's step, every 10 minutes): the rollup caught up in a
+    transaction of its own (its lock is not held while fitting), then the evaluation in
+    another."""
+    chosen = _rules(rules)
     with transaction(factory) as session:
-        report = evaluate(session, rules, now)
+        rolled = rollup.catch_up(session, now, backfill_h=backfill_h(chosen))
+    while rolled.behind:  # a first cycle: six hours a transaction, the ingest between
+        with transaction(factory) as session:
+            rolled = rollup.catch_up(session, now, backfill_h=backfill_h(chosen))
+    with transaction(factory) as session:
+        report = evaluate(session, chosen, now, catch_up=False)
+    report.rollup = rolled
     if report.raised or report.cleared:
         log.info(
             "trend warnings: %d evaluated, %d raised, %d cleared",
@@ -310,4 +438,4 @@ def run(
     return report
 
 
-__all__ = ["Assessment", "TrendReport", "evaluate", "run"]
+__all__ = ["Assessment", "TrendReport", "backfill_h", "evaluate", "run", "verdict"]

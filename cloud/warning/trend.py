@@ -14,6 +14,8 @@ few thousandths per day lose nothing to the size of the epoch.
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,10 +25,12 @@ from scipy import stats  # untyped: pyproject.toml's mypy override names it
 
 Direction = Literal["falling", "rising"]
 Array = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 
 DAY_S = 86_400.0
 HOUR_S = 3_600.0
 CONFIDENCE = 0.90  # the slope's two-sided confidence interval
+WORKERS = max(1, min(4, (os.cpu_count() or 1) // 2))  # fit_many: half the cores, at most 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +128,202 @@ def fit(times_s: Array, values: Array, confidence: float = CONFIDENCE) -> Fit:
         n=int(t.size),
         start_s=float(t.min()),
         end_s=end_s,
+        confidence=confidence,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Fits:
+    """Many Theil–Sen fits at once (:func:`fit_many`): one row per series, as :class:`Fit`'s
+    fields in arrays. ``ok`` is False where a row had fewer than 3 points or one time
+    only (its numbers are NaN)."""
+
+    slope: Array
+    low_slope: Array
+    high_slope: Array
+    pivot_s: Array
+    pivot_value: Array
+    n: npt.NDArray[np.int64]
+    start_s: Array
+    end_s: Array
+    ok: npt.NDArray[np.bool_]
+    confidence: float
+
+    def __len__(self) -> int:
+        return int(self.n.size)
+
+    def fit(self, i: int) -> Fit:
+        """Row ``i`` as a :class:`Fit` (what :func:`fit` returns for the same points)."""
+        if not self.ok[i]:
+            raise ValueError(f"row {i} has no fit ({int(self.n[i])} points)")
+        slope, pivot_s, pivot_value = (
+            float(self.slope[i]),
+            float(self.pivot_s[i]),
+            float(self.pivot_value[i]),
+        )
+        end_s = float(self.end_s[i])
+        return Fit(
+            slope=slope,
+            low_slope=float(self.low_slope[i]),
+            high_slope=float(self.high_slope[i]),
+            intercept=pivot_value + slope * (end_s - pivot_s),
+            pivot_s=pivot_s,
+            pivot_value=pivot_value,
+            n=int(self.n[i]),
+            start_s=float(self.start_s[i]),
+            end_s=end_s,
+            confidence=self.confidence,
+        )
+
+
+def _tie_terms(sorted_rows: Array) -> Array:
+    """Per row, Σ k(k-1)(2k+5) over the groups of k equal values (NaN ignored): the
+    ties' correction of the variance in Sen (1968) eq. 2.6, as scipy's theilslopes
+    sums it over ``_find_repeats``."""
+    rows, cols = sorted_rows.shape
+    if rows == 0 or cols == 0:
+        return np.zeros(rows)
+    valid = ~np.isnan(sorted_rows)
+    starts = np.ones((rows, cols), dtype=bool)
+    starts[:, 1:] = sorted_rows[:, 1:] != sorted_rows[:, :-1]  # NaN != NaN: never a tie
+    labels = np.cumsum(starts.ravel()) - 1  # column 0 starts a group: none spans two rows
+    keep = valid.ravel()
+    k = np.bincount(labels[keep], minlength=int(labels[-1]) + 1).astype(np.float64)
+    group_row = np.empty(k.size, dtype=np.int64)
+    group_row[labels] = np.repeat(np.arange(rows), cols)
+    terms = np.bincount(group_row, weights=k * (k - 1) * (2 * k + 5), minlength=rows)
+    return terms.astype(np.float64)
+
+
+def fit_many(
+    times_s: Array,
+    values: Array,
+    confidence: float = CONFIDENCE,
+    chunk: int = 128,
+    workers: int = WORKERS,
+) -> Fits:
+    """:func:`fit` for every row of ``times_s``/``values`` (2-d, NaN where a row has no
+    point), vectorised: the early warning fits 10,000 sensors a cycle.
+
+    The same numbers as :func:`fit` (scipy's ``theilslopes(method="separate")``): per
+    row the pairwise slopes of the points at distinct times, their median, and the
+    interval's order statistics ``Rl``/``Ru`` from Sen's variance with the ties of times
+    and of values. The slopes of ``chunk`` rows at a time are made (rows × n(n-1)/2) and
+    sorted per row, in numpy, with no loop over the rows; ``workers`` threads take the
+    chunks (each holds three buffers of ``chunk`` × n(n-1)/2 floats: 14 MB for 128 rows
+    of a week's 168 hours).
+    """
+    t_in = np.asarray(times_s, dtype=np.float64)
+    y_in = np.asarray(values, dtype=np.float64)
+    if t_in.shape != y_in.shape or t_in.ndim != 2:
+        raise ValueError("times and values must be 2-d arrays of the same shape")
+    rows, cols = t_in.shape
+    missing = np.isnan(t_in) | np.isnan(y_in)
+    t_in = np.where(missing, np.nan, t_in)
+    y_in = np.where(missing, np.nan, y_in)
+    order = np.argsort(t_in, axis=1, kind="stable")  # NaN last
+    t = np.take_along_axis(t_in, order, axis=1)
+    y = np.take_along_axis(y_in, order, axis=1)
+    n = (~np.isnan(t)).sum(axis=1).astype(np.int64)
+    has = n > 0
+    pivot_s = np.full(rows, np.nan)
+    pivot_value = np.full(rows, np.nan)
+    start_s = np.full(rows, np.nan)
+    end_s = np.full(rows, np.nan)
+    if has.any():
+        pivot_s[has] = np.nanmedian(t[has], axis=1)
+        pivot_value[has] = np.nanmedian(y[has], axis=1)
+        start_s[has] = t[has, 0]
+        end_s[has] = t[has, np.maximum(n[has] - 1, 0)]
+    ok = (n >= 3) & (end_s - start_s > 0)
+    slope = np.full(rows, np.nan)
+    low = np.full(rows, np.nan)
+    high = np.full(rows, np.nan)
+    # scipy: an alpha above 0.5 means the confidence; z is the lower tail's quantile
+    alpha = confidence if confidence <= 0.5 else 1.0 - confidence
+    z = float(stats.norm.ppf(alpha / 2.0))
+    x_ties = _tie_terms(t)
+    y_ties = _tie_terms(np.sort(y, axis=1))
+    # buffers reused chunk after chunk (fresh 30 MB arrays would cost their page
+    # faults), one set per thread: numpy lets go of the GIL in its loops and its sort
+    size = min(chunk, rows) * (cols * (cols - 1) // 2)
+
+    def run(starts: list[int]) -> None:
+        buf_a, buf_b, buf_s = np.empty(size), np.empty(size), np.empty(size)
+        buf_good = np.empty(size, dtype=bool)
+        for lo in starts:
+            _chunk(lo, buf_a, buf_b, buf_s, buf_good)
+
+    def _chunk(lo: int, buf_a: Array, buf_b: Array, buf_s: Array, buf_good: BoolArray) -> None:
+        sel = np.flatnonzero(ok[lo : lo + chunk]) + lo
+        if sel.size == 0:
+            return
+        width = int(n[sel].max())
+        shape = (sel.size, width * (width - 1) // 2)
+        dx, dy, slopes = (b[: shape[0] * shape[1]].reshape(shape) for b in (buf_a, buf_b, buf_s))
+        good = buf_good[: shape[0] * shape[1]].reshape(shape)
+        x = t[sel, :width] - pivot_s[sel, None]  # as fit does: times about the pivot
+        yy = y[sel, :width]
+        # every pair (i, i + lag) once, a lag at a time: contiguous slices, several times
+        # quicker than gathering the pairs by index
+        at = 0
+        for lag in range(1, width):
+            k = width - lag
+            np.subtract(x[:, lag:], x[:, :-lag], out=dx[:, at : at + k])
+            np.subtract(yy[:, lag:], yy[:, :-lag], out=dy[:, at : at + k])
+            at += k
+        if not x_ties[sel].any():
+            # distinct times (hourly points always are): every pair of points counts,
+            # n(n-1)/2 of them, and a pair with a missing point is NaN, which the sort
+            # puts after every slope; no mask to make
+            np.divide(dy, dx, out=slopes)
+            nt = n[sel] * (n[sel] - 1) // 2
+        else:
+            np.greater(dx, 0.0, out=good)  # False for NaN and for two points at one time
+            slopes.fill(np.inf)  # sorted after every slope: rows' counts differ
+            np.divide(dy, dx, out=slopes, where=good)
+            nt = good.sum(axis=1)
+        ny = n[sel].astype(np.float64)
+        sigsq = (ny * (ny - 1) * (2 * ny + 5) - x_ties[sel] - y_ties[sel]) / 18.0
+        with np.errstate(invalid="ignore"):
+            sigma = np.sqrt(sigsq)
+        finite = np.isfinite(sigma)
+        sig = np.where(finite, sigma, 0.0)
+        ru = np.minimum(np.round((nt - z * sig) / 2.0).astype(np.int64), nt - 1)
+        rl = np.maximum(np.round((nt + z * sig) / 2.0).astype(np.int64) - 1, 0)
+        m1, m2 = (nt - 1) // 2, nt // 2
+        # a full sort per row: numpy's SIMD sort of float64 is as quick as a partition
+        # for two order statistics, and rows differ in which ones they need (ties)
+        slopes.sort(axis=1)
+        placed = slopes
+        row = np.arange(sel.size)
+        med = (placed[row, m1] + placed[row, m2]) / 2.0
+        # odd counts: m1 == m2 and the mean of a value with itself is the value
+        med = np.where(m1 == m2, placed[row, m1], med)
+        lo_s = np.where(finite, placed[row, rl], np.nan)
+        hi_s = np.where(finite, placed[row, ru], np.nan)
+        slope[sel] = med
+        # as fit: min(low, slope) and max(high, slope), NaN kept as Python's min keeps it
+        low[sel] = np.where(med < lo_s, med, lo_s)
+        high[sel] = np.where(med > hi_s, med, hi_s)
+
+    starts = list(range(0, rows, chunk))
+    workers = max(1, min(workers, len(starts)))
+    if workers == 1:
+        run(starts)
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="fit_many") as pool:
+            list(pool.map(run, [starts[i::workers] for i in range(workers)]))
+    return Fits(
+        slope=slope,
+        low_slope=low,
+        high_slope=high,
+        pivot_s=pivot_s,
+        pivot_value=pivot_value,
+        n=n,
+        start_s=start_s,
+        end_s=end_s,
+        ok=ok,
         confidence=confidence,
     )
 

@@ -55,3 +55,15 @@ def hourly(
 
 def true_crossing(level: float, per_day: float, limit: float = LIMIT) -> datetime:
     return START + timedelta(days=(limit - level) / per_day)
+
+
+def hovering(
+    hours: int, start: datetime, tau_h: float = 116.0, sd: float = 0.002, seed: int = 3
+) -> Series:
+    """Hourly readings easing down towards the limit, ``LIMIT + 0.05 e^(-t/tau)`` plus
+    noise: the line through the last days keeps pointing at the limit about ``tau`` hours
+    ahead, so its pessimistic crossing hovers around a 72-hour horizon."""
+    rng = np.random.default_rng(seed)
+    h = np.arange(hours, dtype=np.float64)
+    values = LIMIT + 0.05 * np.exp(-h / tau_h) + rng.normal(0.0, sd, hours)
+    return Series([start + timedelta(hours=int(i)) for i in range(hours)], values)

@@ -8,7 +8,7 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
-from cloud.warning.trend import DAY_S, crossing, downsample, fit, linear_crossing
+from cloud.warning.trend import DAY_S, crossing, downsample, fit, fit_many, linear_crossing
 from tests.cloud.warning.series import LIMIT, START, hourly, true_crossing
 
 LEVEL, RATE = 0.29, -0.005  # MPa, MPa/day: crosses 0.07 on day 44
@@ -76,3 +76,45 @@ def test_fit_refuses_too_few_points() -> None:
         fit(np.array([0.0, 1.0]), np.array([1.0, 2.0]))
     with pytest.raises(ValueError, match="more than one time"):
         fit(np.zeros(5), np.arange(5.0))
+
+
+@pytest.mark.parametrize("confidence", [0.90, 0.95, 0.8])
+def test_fit_many_equals_fit_row_by_row_on_random_series(confidence: float) -> None:
+    """The vectorised fit gives scipy's numbers (via fit) for every row: gaps, tied
+    values (readings to 0.001), rising and falling, rows of 3 points and of none."""
+    rng = np.random.default_rng(11)
+    rows, cols = 40, 96
+    hours = np.arange(cols, dtype=np.float64)
+    times = 1.8e9 + hours[None, :] * 3600 + rng.uniform(0, 3599, (rows, cols))
+    slopes = rng.normal(0, 0.01, (rows, 1))
+    values = np.round(0.3 + slopes * hours[None, :] / 24 + rng.normal(0, 0.004, (rows, cols)), 3)
+    times[rng.random((rows, cols)) < 0.15] = np.nan  # missing hours
+    times[0, 3:] = np.nan  # exactly 3 points
+    times[1, 2:] = np.nan  # too few
+    times[2, :] = np.nan  # none
+    values[3, :] = 0.25  # flat: every value tied
+    times[4, 11] = times[4, 10] = 1.8e9 + 10 * 3600  # two points at one time (x ties)
+    fits = fit_many(times, values, confidence, chunk=7)  # chunks of odd size
+    assert len(fits) == rows
+    assert not fits.ok[1] and not fits.ok[2] and fits.ok[0]
+    compared = 0
+    for i in range(rows):
+        keep = ~np.isnan(times[i])
+        if keep.sum() < 3:
+            continue
+        want = fit(times[i][keep], values[i][keep], confidence)
+        got = fits.fit(i)
+        for name in ("slope", "low_slope", "high_slope", "pivot_s", "pivot_value", "intercept"):
+            assert getattr(got, name) == pytest.approx(getattr(want, name), rel=1e-12, abs=1e-18)
+        assert (got.n, got.start_s, got.end_s) == (want.n, want.start_s, want.end_s)
+        compared += 1
+    assert compared == rows - 2
+    with pytest.raises(ValueError, match="no fit"):
+        fits.fit(2)
+
+
+def test_fit_many_refuses_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="2-d"):
+        fit_many(np.zeros((2, 3)), np.zeros((3, 2)))
+    empty = fit_many(np.zeros((0, 5)), np.zeros((0, 5)))
+    assert len(empty) == 0

@@ -9,6 +9,7 @@ add only time. One test stores its readings through the real ingest path
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,11 +23,11 @@ from cloud.db import models as m
 from cloud.db import transaction
 from cloud.ingest.items import insert_many
 from cloud.warning import DEFAULT_RULES, evaluate
-from cloud.warning.service import SHANGHAI, Assessment
-from cloud.warning.trend import linear_crossing
+from cloud.warning.service import SHANGHAI, Assessment, verdict
+from cloud.warning.trend import Crossing, linear_crossing
 from microbrain.protocol import GatewayPath
 from tests.cloud.helpers import ingest, reading
-from tests.cloud.warning.series import LIMIT, START, Series, hourly, true_crossing
+from tests.cloud.warning.series import LIMIT, START, Series, hourly, hovering, true_crossing
 
 KIND = "hydrant_pressure_trend"
 
@@ -106,7 +107,12 @@ def test_a_decaying_hydrant_warns_before_it_crosses_and_states_when(
     ):
         assert words in msg, (words, msg)
     assert "GB 50974-2014" in msg
-    assert truth.astimezone(SHANGHAI).strftime("%Y-%m-%d") in msg  # the predicted day
+    # the predicted time, Beijing time, within half a day of the truth (the fit is over
+    # the last 72 complete hours: the hour in progress is not rolled up yet)
+    said = re.search(r"预计 (\d{4}-\d\d-\d\d \d\d:\d\d) 跌破", msg)
+    assert said is not None, msg
+    predicted = datetime.strptime(said[1], "%Y-%m-%d %H:%M").replace(tzinfo=SHANGHAI)
+    assert abs(predicted - truth) < timedelta(hours=12)
     with factory() as s:
         (raised,) = s.scalars(select(m.EventRow).where(m.EventRow.alert_id == alert.id))
     detail = raised.payload["detail"]
@@ -190,3 +196,93 @@ def test_evaluating_twice_opens_one_alert_from_ingested_readings(
             select(m.AlertTransition.action).where(m.AlertTransition.alert_id == alert.id)
         ).all()
     assert list(transitions).count("opened") == 1
+
+
+def test_verdict_holds_a_standing_warning_inside_the_band() -> None:
+    rule = DEFAULT_RULES.rules[0]  # 72 h horizon, clears beyond 90 h
+    now = START.timestamp()
+
+    def at(hours: float | None) -> Crossing | None:
+        if hours is None:
+            return None
+        return Crossing(None, now + hours * 3600, 0.1, False)
+
+    assert verdict(rule, at(71), now, standing=False) == (True, None)
+    assert verdict(rule, at(80), now, standing=False) == (False, None)  # not raised yet
+    assert verdict(rule, at(80), now, standing=True) == (True, None)  # held
+    assert verdict(rule, at(90), now, standing=True) == (True, None)
+    assert verdict(rule, at(91), now, standing=True) == (False, "beyond")
+    assert verdict(rule, at(None), now, standing=True) == (False, "away")
+    assert verdict(rule, at(None), now, standing=False) == (False, None)
+
+
+def store_as(
+    factory: sessionmaker[Session], gw: GatewayPath, series: Series, kind: str, sensor: str
+) -> None:
+    rows: list[dict[str, Any]] = [
+        {
+            "id": str(uuid.uuid4()),
+            "gateway": gw.gateway,
+            "seq": None,
+            "ts": ts,
+            "sensor": sensor,
+            "kind": kind,
+            "community": gw.community,
+            "compound": gw.compound,
+            "building": "b1",
+            "values": {"pressure_mpa": float(v)},
+            "units": {},
+            "faults": [],
+            "samples": 1,
+        }
+        for ts, v in zip(series.times, series.values, strict=True)
+    ]
+    with transaction(factory) as s:
+        insert_many(s, m.ReadingRow, rows)
+
+
+def test_a_series_hovering_at_the_horizon_raises_once_and_does_not_flap(
+    factory: sessionmaker[Session], gw: GatewayPath
+) -> None:
+    # the same readings twice: under the default rule (clears beyond 1.25 × 72 h) and
+    # under a configured kind whose rule clears as soon as the crossing is past 72 h
+    start = datetime(2027, 6, 1, tzinfo=UTC)
+    series = hovering(24 * 5, start)
+    store_as(factory, gw, series, "hydrant_pressure", "h1")
+    store_as(factory, gw, series, "tank_pressure", "t1")
+    no_band = DEFAULT_RULES.rules[0].model_copy(
+        update={"kind": "tank_pressure", "clear_margin": 1.0, "source": ""}
+    )
+    rules = (DEFAULT_RULES.rules[0], no_band)
+    clock = ManualClock(start + timedelta(hours=72))
+    actions: dict[str, list[str]] = {"h1": [], "t1": []}
+    ahead: list[float] = []
+    for _ in range(48):  # hourly, for two days
+        with transaction(factory) as s:
+            report = evaluate(s, rules, clock())
+        for a in report.assessments:
+            if a.gateway == gw.gateway:
+                actions[a.sensor].append(a.action)
+                if a.sensor == "h1" and a.crossing is not None:
+                    ahead.append((a.crossing.pessimistic_s - clock().timestamp()) / 3600)
+        clock.advance(hours=1)
+    # the pessimistic crossing really hovers across the horizon
+    assert min(ahead) < 72 < max(ahead)
+    flaps = actions["t1"].count("raised") + actions["t1"].count("cleared")
+    assert flaps >= 4, actions["t1"]  # without the band: raised, cleared, raised, ...
+    assert actions["h1"].count("raised") == 1 and actions["h1"].count("cleared") == 0
+    (alert,) = alerts(factory, gw)
+    assert alert.active and alert.count == 1
+    with factory() as s:
+        cleared = s.scalars(
+            select(m.EventRow).where(
+                m.EventRow.gateway == gw.gateway,
+                m.EventRow.kind == "tank_pressure_trend",
+                m.EventRow.state == "cleared",
+            )
+        ).all()
+    assert cleared
+    # the clear states why: the crossing beyond the band (here the band is the horizon)
+    detail = cleared[0].payload["detail"]
+    assert detail["recovery"] == "beyond" and detail["clear_after_h"] == 72
+    assert "已超出解除阈 72 小时" in (cleared[0].message or "")
