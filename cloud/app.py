@@ -120,7 +120,7 @@ def steps_of(svc: CloudService) -> list[Step]:
         return False
 
     def trends(now: datetime) -> bool:
-        report = warning.run(factory, now)
+        report = warning.run(factory, now, svc.trend_rules)
         return bool(report.raised or report.cleared)
 
     def baselines(now: datetime) -> bool:
@@ -147,6 +147,7 @@ def steps_of(svc: CloudService) -> list[Step]:
         with transaction(factory) as s:
             keep_days = settings.reading_retention_days
             retention.prune_readings(s, now=now, keep_days=keep_days)
+            warning.prune_rollups(s, now=now, keep_days=keep_days)
             retention.prune_dead_letters(s, now=now, keep_days=keep_days)
             retention.prune_tokens(s, now=now)
         appeal_steps.tidy(factory, now)
@@ -212,6 +213,7 @@ class CloudService:
         # the desks, shifts and report hour; the fusion rules: read at the door like the
         # playbooks, so a broken file stops the start with its lines named
         self.awareness = shifts.load_awareness(settings.awareness, site)
+        self.trend_rules = warning.load_rules(settings.warning_rules)
         fusion_file = settings.fusion_rules or (
             fusion.SHIPPED_RULES if fusion.SHIPPED_RULES.is_file() else None
         )

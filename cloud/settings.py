@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         description="the fusion rules (告警关联), e.g. configs/fusion.yaml: related alerts linked "
         "and raised; unset: the file shipped in configs/ when it is there",
     )
+    warning_rules: Path | None = Field(
+        default=None,
+        description="trend-to-threshold rules (预警), e.g. configs/warning.yaml: which sensor "
+        "values are watched, their limits and horizons; unset: hydrant pressure (GB 50974)",
+    )
     awareness: Path | None = Field(
         default=None,
         description="the 24-hour loop's file, e.g. configs/awareness.yaml: shift times, desks, "

@@ -61,6 +61,7 @@ def serve(
     from cloud.response.channels.config import ChannelConfigError
     from cloud.response.playbooks import PlaybookError
     from cloud.settings import Settings
+    from cloud.warning import TrendRulesError
     from microbrain.site import SiteError, load_site
 
     overrides: _Overrides = {}
@@ -85,6 +86,12 @@ def serve(
     )
     try:
         service = CloudService(settings, site=loaded, site_path=site, ingest=not no_ingest)
-    except (PlaybookError, ChannelConfigError, FusionRulesError, AwarenessConfigError) as err:
+    except (
+        PlaybookError,
+        ChannelConfigError,
+        FusionRulesError,
+        AwarenessConfigError,
+        TrendRulesError,
+    ) as err:
         fail(str(err))
     uvicorn.run(service.app, host=host, port=port, log_level="info")
