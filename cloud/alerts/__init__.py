@@ -24,9 +24,11 @@ from cloud.alerts.service import (
     comment,
     fold_event,
     get_alert,
+    live_alert,
     reopen,
     resolve,
     scoped_alert,
+    store_cloud_event,
 )
 from cloud.alerts.verdicts import Verdict, bulk_verdict, give_verdict
 
@@ -51,9 +53,11 @@ __all__ = [
     "get_alert",
     "give_verdict",
     "list_alerts",
+    "live_alert",
     "reopen",
     "resolve",
     "scoped_alert",
     "similar",
+    "store_cloud_event",
     "timeline",
 ]

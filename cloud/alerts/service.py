@@ -46,7 +46,7 @@ def get_alert(session: Session, alert_id: int, *, for_update: bool = False) -> m
     return alert
 
 
-def _active_alert(session: Session, key: str) -> m.Alert | None:
+def live_alert(session: Session, key: str) -> m.Alert | None:
     """The live alert for ``key``, locked (PostgreSQL): an API resolve between this read
     and the ingest's commit would otherwise be overwritten, or a raise counted in an
     alert that is no longer live."""
@@ -58,6 +58,35 @@ def _active_alert(session: Session, key: str) -> m.Alert | None:
     ).one_or_none()
     # checked again after the lock: the row may have been resolved while we waited for it
     return alert if alert is not None and alert.active else None
+
+
+def store_cloud_event(
+    session: Session, event: Event, gateway: m.Gateway, alert: m.Alert | None
+) -> None:
+    """An event the cloud raised or cleared itself (a trend or baseline warning, a
+    gateway gone silent) stored as an event row, so the alert's timeline keeps its
+    evidence like a gateway's. ``gateway`` gives the place (a stand-in for a compound's
+    warning); no sequence number: it never crossed the broker."""
+    session.add(
+        m.EventRow(
+            id=event.id,
+            gateway=gateway.id,
+            seq=None,
+            ts=event.ts,
+            received_at=event.ts,
+            community=gateway.community,
+            compound=gateway.compound,
+            building=event.building,
+            kind=event.kind,
+            state=event.state.value,
+            severity=int(event.severity),
+            source=event.source,
+            zone=event.zone,
+            message=event.message,
+            payload=event.model_dump(mode="json", by_alias=True),
+            alert_id=alert.id if alert is not None else None,
+        )
+    )
 
 
 def _cleared_alert_covering(session: Session, key: str, event: Event) -> m.Alert | None:
@@ -86,7 +115,7 @@ def fold_event(
     key = alert_key(
         event.kind, gateway.community, gateway.compound, event.building, event.zone, event.source
     )
-    alert = cache[key] if cache is not None and key in cache else _active_alert(session, key)
+    alert = cache[key] if cache is not None and key in cache else live_alert(session, key)
     if event.state == EventState.CLEARED:
         if alert is None or not alert.active:
             # none live; or one this batch found live was since closed (a recheck verdict
@@ -198,7 +227,7 @@ def reopen(
     if alert.status in ACTIVE:
         return alert
     check(alert, Action.REOPENED)
-    if _active_alert(session, alert.key) is not None:
+    if live_alert(session, alert.key) is not None:
         raise Conflict(f"alert {alert.id} cannot reopen: a newer alert for the same place is live")
     move(session, alert, Action.REOPENED, actor=actor, now=now, note=note)
     return alert

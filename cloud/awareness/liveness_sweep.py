@@ -72,7 +72,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud import auth, liveness
-from cloud.alerts import alert_key, fold_event
+from cloud.alerts import alert_key, fold_event, live_alert, store_cloud_event
 from cloud.awareness.liveness_policy import DEFAULT_POLICY, LivenessPolicy
 from cloud.awareness.liveness_state import (
     DOWN,
@@ -399,40 +399,6 @@ def _save(session: Session, tracks: dict[Key, Track], new: set[Key], gone: Itera
 # --- alerts -------------------------------------------------------------------------
 
 
-def _live_alert(session: Session, key: str) -> m.Alert | None:
-    alert = session.scalars(
-        select(m.Alert)
-        .where(m.Alert.key == key, m.Alert.active.is_(True))
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one_or_none()
-    return alert if alert is not None and alert.active else None
-
-
-def _store_event(session: Session, event: Event, gw: m.Gateway, alert: m.Alert | None) -> None:
-    """The raise or clear as an event row: the alert's timeline keeps its evidence."""
-    session.add(
-        m.EventRow(
-            id=event.id,
-            gateway=gw.id,
-            seq=None,
-            ts=event.ts,
-            received_at=event.ts,
-            community=gw.community,
-            compound=gw.compound,
-            building=event.building,
-            kind=event.kind,
-            state=event.state.value,
-            severity=int(event.severity),
-            source=event.source,
-            zone=event.zone,
-            message=event.message,
-            payload=event.model_dump(mode="json", by_alias=True),
-            alert_id=alert.id if alert is not None else None,
-        )
-    )
-
-
 def _key(kind: str, d: _Device) -> str:
     return alert_key(kind, d.gateway.community, d.gateway.compound, d.building, None, d.id)
 
@@ -480,7 +446,7 @@ def _fold(session: Session, event: Event, d: _Device, now: datetime) -> m.Alert 
     not counted again. Returns the alert opened or cleared (None: nothing to do)."""
     key = _key(event.kind, d)
     known: dict[str, m.Alert | None] = session.info.get(_LIVE, {})
-    live = known.pop(key) if key in known else _live_alert(session, key)
+    live = known.pop(key) if key in known else live_alert(session, key)
     if event.state == EventState.RAISED and live is not None:
         return None
     if event.state == EventState.CLEARED and live is None:
@@ -488,7 +454,7 @@ def _fold(session: Session, event: Event, d: _Device, now: datetime) -> m.Alert 
     try:
         with session.begin_nested():
             alert = fold_event(session, event, d.gateway, now, cache={key: live})
-            _store_event(session, event, d.gateway, alert)
+            store_cloud_event(session, event, d.gateway, alert)
     except IntegrityError:
         log.info("liveness: %s opened by another process", key)
         return None
@@ -552,7 +518,7 @@ def _flapping_started(
     session: Session, d: _Device, t: Track, now: datetime, policy: LivenessPolicy
 ) -> bool:
     msg = _flap_message(d, t, policy)
-    live = _live_alert(session, _key(DEVICE_FLAPPING, d))
+    live = live_alert(session, _key(DEVICE_FLAPPING, d))
     if live is not None:
         # left live from before (its clear was refused, or made by another process):
         # the same item, its count brought up to date
@@ -619,7 +585,7 @@ def absorb_offline_event(
     key = alert_key(
         DEVICE_FLAPPING, gateway.community, gateway.compound, event.building, None, event.source
     )
-    item = _live_alert(session, key)
+    item = live_alert(session, key)
     if item is not None:
         item.last_ts = max(item.last_ts, event.ts)
         item.updated_at = now

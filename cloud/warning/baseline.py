@@ -51,7 +51,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.alerts import alert_key, fold_event
+from cloud.alerts import alert_key, fold_event, live_alert, store_cloud_event
 from cloud.db import models as m
 from cloud.db import transaction
 from microbrain.config_files import load_yaml
@@ -449,40 +449,6 @@ def _evidence(rule: BaselineRule, v: Verdict, weeks: int, b: Bounds) -> dict[str
     }
 
 
-def _live_alert(session: Session, key: str) -> m.Alert | None:
-    alert = session.scalars(
-        select(m.Alert)
-        .where(m.Alert.key == key, m.Alert.active.is_(True))
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one_or_none()
-    return alert if alert is not None and alert.active else None
-
-
-def _store_event(session: Session, event: Event, gw: m.Gateway, alert: m.Alert | None) -> None:
-    """The raise or clear as an event row: the alert's timeline keeps its evidence."""
-    session.add(
-        m.EventRow(
-            id=event.id,
-            gateway=gw.id,
-            seq=None,
-            ts=event.ts,
-            received_at=event.ts,
-            community=gw.community,
-            compound=gw.compound,
-            building=event.building,
-            kind=event.kind,
-            state=event.state.value,
-            severity=int(event.severity),
-            source=event.source,
-            zone=event.zone,
-            message=event.message,
-            payload=event.model_dump(mode="json", by_alias=True),
-            alert_id=alert.id if alert is not None else None,
-        )
-    )
-
-
 def _origin(subject: Subject, gateways: dict[str, m.Gateway]) -> m.Gateway | None:
     """The gateway the warning is folded as coming from: the device's own, or for a
     compound a stand-in that is never stored (``cloud``: the cloud raised it)."""
@@ -506,7 +472,7 @@ def _act(
     key = alert_key(
         kind, subject.community, subject.compound, subject.building, None, subject.source
     )
-    alert = _live_alert(session, key)
+    alert = live_alert(session, key)
     if alert is not None and not v.within:
         # standing (still high, or between the two alphas): its numbers refreshed
         alert.message = _message(rule, subject, v, weeks, b)
@@ -527,7 +493,7 @@ def _act(
     try:
         with session.begin_nested():
             touched = fold_event(session, event, gw, now)
-            _store_event(session, event, gw, touched)
+            store_cloud_event(session, event, gw, touched)
     except IntegrityError:
         # another process opened the same warning a moment ago: it stands, once
         log.info("baseline warning %s opened by another process", key)

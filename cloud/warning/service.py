@@ -34,7 +34,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud.alerts import alert_key, fold_event
+from cloud.alerts import alert_key, fold_event, store_cloud_event
 from cloud.db import models as m
 from cloud.db import transaction
 from cloud.warning import rollup
@@ -170,30 +170,6 @@ def _message(
         tail += f"；未超出解除阈 {band:g} 小时，预警保持"
     text = head + tail
     return text[:500]
-
-
-def _store_event(session: Session, event: Event, gw: m.Gateway, alert: m.Alert | None) -> None:
-    """The raise or clear as an event row: the alert's timeline keeps its evidence."""
-    session.add(
-        m.EventRow(
-            id=event.id,
-            gateway=gw.id,
-            seq=None,
-            ts=event.ts,
-            received_at=event.ts,
-            community=gw.community,
-            compound=gw.compound,
-            building=event.building,
-            kind=event.kind,
-            state=event.state.value,
-            severity=int(event.severity),
-            source=event.source,
-            zone=event.zone,
-            message=event.message,
-            payload=event.model_dump(mode="json", by_alias=True),
-            alert_id=alert.id if alert is not None else None,
-        )
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,7 +344,7 @@ def _evaluate_rule(session: Session, rule: TrendRule, now: datetime, report: Tre
         try:
             with session.begin_nested():
                 touched = fold_event(session, event, gw, now)
-                _store_event(session, event, gw, touched)
+                store_cloud_event(session, event, gw, touched)
         except IntegrityError:
             # another process opened the same warning a moment ago: it stands, once
             log.info("trend warning %s opened by another process", key)
