@@ -52,6 +52,7 @@ from cloud.assistant.parse import Interpretation, parse, warm_up
 from cloud.assistant.vocabulary import load_vocabulary
 from cloud.db import make_engine, session_factory, transaction, upgrade
 from cloud.db import models as m
+from cloud.durations import percentile
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 3, 11, 10, 0, tzinfo=TZ).astimezone(UTC)
@@ -167,7 +168,7 @@ def build(factory: sessionmaker[Session], community: str, compounds: int, alerts
 
 def _ms(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
-    return 1000 * q.percentile(ordered, p)
+    return 1000 * percentile(ordered, p)
 
 
 def _timed(fn: Callable[[], Any], repeat: int) -> list[float]:

@@ -10,13 +10,12 @@ UTC + 8 h for every time the stores hold here, and SQLite's ``strftime(..., '+8 
 and PostgreSQL's ``AT TIME ZONE 'Asia/Shanghai'`` agree.
 
 This package sits beside ``cloud.warning`` and ``cloud.awareness`` (``lint-imports``):
-the few ideas shared with the daily report (percentiles interpolated like PostgreSQL's
-``percentile_cont``, the seconds between two times in SQL) are repeated, not imported.
+what it shares with the daily report lives below both (:mod:`cloud.durations`,
+:func:`cloud.db.seconds_between`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -24,7 +23,7 @@ from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
 
 from prometheus_client import Counter, Histogram
-from sqlalchemy import ColumnElement, Integer, Select, and_, case, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Integer, Select, and_, false, func, or_, select, true
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import UnaryExpression
@@ -33,7 +32,7 @@ from sqlalchemy.sql.operators import custom_op
 from cloud import auth
 from cloud.alerts.lifecycle import ACTIVE
 from cloud.db import models as m
-from cloud.db import seconds_between
+from cloud.durations import Durations, time_to_act
 from cloud.errors import Invalid
 from cloud.place_names import building_names, compound_names
 
@@ -49,8 +48,6 @@ MAX_ROWS = 1000  # a counts answer's rows (the rest are summed in ``other``)
 MAX_TOP = 100
 MAX_RANGE = timedelta(days=400)
 # the alert log's actions that count as the first acknowledgement and the resolution
-ACKNOWLEDGING = ("acknowledged",)
-RESOLVING = ("resolved", "auto_resolved")
 
 QUERIES = Counter("mb_analysis_queries_total", "analysis queries run, by function", ["query"])
 QUERY_SECONDS = Histogram(
@@ -324,95 +321,21 @@ def count(session: Session, user: m.User, flt: AnalysisFilter) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class Durations:
-    """Seconds from opening to an action over the alerts that had it (``count``); median
-    and p90 interpolated between ranks (PostgreSQL's percentile_cont); None when none."""
-
-    count: int
-    median_s: float | None
-    p90_s: float | None
-
-
-@dataclass(frozen=True, slots=True)
 class DurationSummary:
     alerts: int  # the alerts the filter matched
     acknowledge: Durations
     resolve: Durations
 
 
-def percentile(ordered: Sequence[float], p: float) -> float:
-    """The ``p`` quantile (0-1) of sorted values, linear between the nearest ranks."""
-    if not ordered:
-        raise ValueError("no values")
-    pos = p * (len(ordered) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def _summarise(values: Iterable[float | None]) -> Durations:
-    ordered = sorted(float(v) for v in values if v is not None)
-    if not ordered:
-        return Durations(0, None, None)
-    return Durations(len(ordered), percentile(ordered, 0.5), percentile(ordered, 0.9))
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
 def durations(session: Session, user: m.User, flt: AnalysisFilter) -> DurationSummary:
-    """Time to acknowledge and to resolve (the first such log row − opened_at) over the
-    matching alerts: one query (PostgreSQL computes the percentiles; SQLite returns the
-    two columns per alert and they are interpolated here the same way)."""
+    """Time to acknowledge and to resolve over the matching alerts (:mod:`cloud.durations`,
+    the daily report's rule too)."""
     with QUERY_SECONDS.labels("durations").time():
         QUERIES.labels("durations").inc()
-        alerts = session.scalar(
-            select(func.count()).select_from(m.Alert).where(_where(session, user, flt))
-        )
-        firsts = (
-            select(
-                m.Alert.opened_at.label("opened_at"),
-                func.min(
-                    case((m.AlertTransition.action.in_(ACKNOWLEDGING), m.AlertTransition.at))
-                ).label("acked_at"),
-                func.min(
-                    case((m.AlertTransition.action.in_(RESOLVING), m.AlertTransition.at))
-                ).label("resolved_at"),
-            )
-            .join(m.AlertTransition, m.AlertTransition.alert_id == m.Alert.id)
-            .where(
-                _where(session, user, flt),
-                m.AlertTransition.action.in_(ACKNOWLEDGING + RESOLVING),
-            )
-            .group_by(m.Alert.id, m.Alert.opened_at)
-            .subquery()
-        )
-        ack_s = seconds_between(session, firsts.c.opened_at, firsts.c.acked_at)
-        resolve_s = seconds_between(session, firsts.c.opened_at, firsts.c.resolved_at)
-        if not _sqlite(session):
-            row = session.execute(
-                select(
-                    *(
-                        agg
-                        for col in (ack_s, resolve_s)
-                        for agg in (
-                            func.count(col),
-                            func.percentile_cont(0.5).within_group(col),
-                            func.percentile_cont(0.9).within_group(col),
-                        )
-                    )
-                )
-            ).one()
-            return DurationSummary(
-                alerts or 0,
-                Durations(row[0], _float(row[1]), _float(row[2])),
-                Durations(row[3], _float(row[4]), _float(row[5])),
-            )
-        rows = session.execute(select(ack_s, resolve_s)).all()
-    return DurationSummary(
-        alerts or 0, _summarise(r[0] for r in rows), _summarise(r[1] for r in rows)
-    )
+        which = _where(session, user, flt)
+        alerts = session.scalar(select(func.count()).select_from(m.Alert).where(which))
+        acknowledge, resolve = time_to_act(session, which)
+    return DurationSummary(alerts or 0, acknowledge, resolve)
 
 
 # --- trend --------------------------------------------------------------------------

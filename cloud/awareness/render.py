@@ -31,7 +31,8 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from cloud.awareness.fonts import cjk_family
-from cloud.awareness.report import DailyReport, Durations
+from cloud.awareness.report import DailyReport
+from cloud.durations import Durations
 from microbrain.config_files import read_yaml
 
 TEMPLATES = Path(__file__).parent / "templates"

@@ -16,7 +16,6 @@ lookup, devices alive by :mod:`cloud.liveness`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, cast
@@ -29,7 +28,7 @@ from sqlalchemy.orm import Session
 from cloud import auth, liveness
 from cloud.alerts.lifecycle import Action
 from cloud.db import models as m
-from cloud.db import seconds_between
+from cloud.durations import Durations, time_to_act
 from cloud.errors import Invalid
 from cloud.place_names import building_names, compound_names
 
@@ -40,8 +39,6 @@ LAST_DAY = date(9999, 12, 30)
 SEVERITIES = (1, 2, 3)
 TOP_HOTSPOTS = 5
 # the alert log's actions that count as the first acknowledgement and the resolution
-ACKNOWLEDGING = (Action.ACKNOWLEDGED.value,)
-RESOLVING = (Action.RESOLVED.value, Action.AUTO_RESOLVED.value)
 # an SLA breach: the alert went up a level (the clock or by hand), or a work order was
 # whistled (吹哨) to a department; each such log row counts once
 BREACHES = ("escalated", Action.WHISTLED.value)
@@ -82,17 +79,6 @@ class Hotspot:
     place: str  # the compound's and building's names, for people
     count: int
     severity: int  # the highest among them
-
-
-@dataclass(frozen=True, slots=True)
-class Durations:
-    """Seconds from opening to an action over the day's alerts that had it (``count``);
-    median and p90 interpolate linearly between ranks (PostgreSQL's percentile_cont);
-    None when no alert had the action."""
-
-    count: int
-    median_s: float | None
-    p90_s: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,78 +362,13 @@ def _by_hour(
 def _durations(
     session: Session, user: m.User, start: datetime, end: datetime
 ) -> tuple[Durations, Durations]:
-    """Time to acknowledge and to resolve (first such log row − opened_at) over the
-    day's alerts, in one query.
-
-    PostgreSQL computes the median and p90 itself (``percentile_cont``). SQLite has no
-    percentile aggregate, so there the same query returns only the two duration columns
-    (one row per alert that day, two floats: ~2 MB for 100,000 alerts) and the
-    percentiles are interpolated the same way in Python."""
-    firsts = (
-        select(
-            m.Alert.id.label("alert_id"),
-            m.Alert.opened_at.label("opened_at"),
-            func.min(
-                case((m.AlertTransition.action.in_(ACKNOWLEDGING), m.AlertTransition.at))
-            ).label("acked_at"),
-            func.min(case((m.AlertTransition.action.in_(RESOLVING), m.AlertTransition.at))).label(
-                "resolved_at"
-            ),
-        )
-        .join(m.AlertTransition, m.AlertTransition.alert_id == m.Alert.id)
-        .where(
-            _in_day(user, m.Alert, m.Alert.opened_at, start, end),
-            m.AlertTransition.action.in_(ACKNOWLEDGING + RESOLVING),
-        )
-        .group_by(m.Alert.id, m.Alert.opened_at)
-        .subquery()
-    )
-    ack_s = seconds_between(session, firsts.c.opened_at, firsts.c.acked_at)
-    resolve_s = seconds_between(session, firsts.c.opened_at, firsts.c.resolved_at)
-    if session.get_bind().dialect.name == "postgresql":
-        row = session.execute(
-            select(
-                *(
-                    agg
-                    for col in (ack_s, resolve_s)
-                    for agg in (
-                        func.count(col),
-                        func.percentile_cont(0.5).within_group(col),
-                        func.percentile_cont(0.9).within_group(col),
-                    )
-                )
-            )
-        ).one()
-        return (
-            Durations(row[0], _float(row[1]), _float(row[2])),
-            Durations(row[3], _float(row[4]), _float(row[5])),
-        )
-    rows = session.execute(select(ack_s, resolve_s)).all()
-    return (
-        _summarise(sorted(r[0] for r in rows if r[0] is not None)),
-        _summarise(sorted(r[1] for r in rows if r[1] is not None)),
-    )
+    """Time to acknowledge and to resolve over the day's alerts (:mod:`cloud.durations`,
+    the analysis API's rule too)."""
+    return time_to_act(session, _in_day(user, m.Alert, m.Alert.opened_at, start, end))
 
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def percentile(ordered: Sequence[float], p: float) -> float:
-    """The ``p`` quantile (0-1) of sorted values, interpolated between the two nearest
-    ranks: PostgreSQL's ``percentile_cont``."""
-    if not ordered:
-        raise ValueError("no values")
-    pos = p * (len(ordered) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def _summarise(ordered: Sequence[float]) -> Durations:
-    if not ordered:
-        return Durations(0, None, None)
-    return Durations(len(ordered), percentile(ordered, 0.5), percentile(ordered, 0.9))
 
 
 def _breaches(session: Session, user: m.User, start: datetime, end: datetime) -> dict[str, int]:
