@@ -18,18 +18,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from prometheus_client import Counter
-from pydantic import BeforeValidator, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
 from microbrain.config_files import ConfigFileError, Problem, duplicate_ids, read_yaml
-from microbrain.protocol import Severity
+from microbrain.protocol import SeverityName
 from microbrain.site.common import Duration, Id, Strict
 
 # the file the repository ships (the defaults); a deployment names its own
 SHIPPED_RULES = Path(__file__).resolve().parents[2] / "configs" / "fusion.yaml"
-SEVERITY_NAMES = {s.name.lower(): s for s in Severity}
 MAX_WINDOW_S = 7 * 86_400  # a week: beyond that two alerts are history, not one situation
 
 FILE_ERRORS = Counter(
@@ -41,18 +40,6 @@ class FusionRulesError(ConfigFileError):
     """A fusion rule file that cannot be used; ``problems`` lists each one with its line."""
 
 
-def _severity(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return SEVERITY_NAMES[value.lower()]
-        except KeyError:
-            raise ValueError(
-                f"{value!r} is not a severity (one of: {', '.join(SEVERITY_NAMES)})"
-            ) from None
-    return value
-
-
-SeverityName = Annotated[Severity, BeforeValidator(_severity)]
 Place = Literal["compound", "building", "zone"]
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 

@@ -31,11 +31,10 @@ from pydantic import BeforeValidator, Field, StringConstraints, model_validator
 
 from cloud.response.channels.config import ChannelConfig
 from microbrain.config_files import ConfigFileError, Problem, duplicate_ids, read_yaml
-from microbrain.protocol import Severity
+from microbrain.protocol import Severity, SeverityName
 from microbrain.site import Site
 from microbrain.site.common import Duration, Id, Name, Strict
 
-SEVERITY_NAMES = {s.name.lower(): s for s in Severity}
 PLAYBOOK_FIELDS = ("notify", "work_order", "announce", "next_steps")
 
 
@@ -43,18 +42,6 @@ class PlaybookError(ConfigFileError):
     """A playbook file that cannot be used; ``problems`` lists each one with its line."""
 
 
-def _severity(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return SEVERITY_NAMES[value.lower()]
-        except KeyError:
-            raise ValueError(
-                f"{value!r} is not a severity (one of: {', '.join(SEVERITY_NAMES)})"
-            ) from None
-    return value
-
-
-SeverityName = Annotated[Severity, BeforeValidator(_severity)]
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 

@@ -18,6 +18,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -124,6 +125,20 @@ class Severity(IntEnum):
     INFO = 1
     WARNING = 2
     CRITICAL = 3
+
+
+def _severity_by_name(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return Severity[value.upper()]
+        except KeyError:
+            names = ", ".join(s.name.lower() for s in Severity)
+            raise ValueError(f"{value!r} is not a severity (one of: {names})") from None
+    return value
+
+
+# a severity in a config file: its name ("critical") or its number
+SeverityName = Annotated[Severity, BeforeValidator(_severity_by_name)]
 
 
 class _Payload(BaseModel):
