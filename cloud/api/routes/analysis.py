@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query
 
 from cloud.analysis import queries as q
 from cloud.api.deps import DB, CurrentUser, State
+from cloud.api.params import StoredTime
 from cloud.api.responses import AUTHED, documented
 from cloud.errors import Invalid
 
@@ -31,9 +32,6 @@ def _filter(
     level: list[str],
     severity: list[int],
 ) -> q.AnalysisFilter:
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise Invalid(f"{name}: give the zone (e.g. 2026-03-01T00:00:00+08:00)")
     until = until or now
     since = since or until - timedelta(days=DEFAULT_DAYS)
     if (compound or building) and not community:
@@ -57,9 +55,9 @@ class _Filters:
     def __init__(
         self,
         since: Annotated[
-            datetime | None, Query(description="from (with zone); default: 7 days before until")
+            StoredTime | None, Query(description="from (with zone); default: 7 days before until")
         ] = None,
-        until: Annotated[datetime | None, Query(description="to, excluded; default now")] = None,
+        until: Annotated[StoredTime | None, Query(description="to, excluded; default now")] = None,
         community: _Id = None,
         compound: _Id = None,
         building: _Id = None,

@@ -24,7 +24,7 @@ class Question(BaseModel):
     question: str = Field(max_length=500, description="a question in Chinese")
 
 
-@router.post("/ask", responses=documented(401, 403, 422))
+@router.post("/ask", responses=documented(400, 401, 403, 422))
 def ask_question(
     body: Question,
     db: DB,

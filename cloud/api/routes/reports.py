@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from cloud.api.deps import DB, CurrentUser, State
-from cloud.api.responses import AUTHED, documented
+from cloud.api.responses import AUTHED, LOOKUP, documented
 from cloud.awareness.render import render_html, render_pdf
 from cloud.awareness.report import SHANGHAI, DailyReport, daily_report, report_from_json
 from cloud.awareness.schedule import stored, stored_one
@@ -32,7 +32,7 @@ def yesterday(now: datetime) -> date:
 @router.get(
     "/daily",
     responses={
-        **documented(*AUTHED),
+        **documented(*LOOKUP),  # 404: no stored report of that desk and day
         200: {
             "description": "the report: JSON, or an HTML page or a PDF to download",
             "content": {"application/json": {}, "text/html": {}, "application/pdf": {}},

@@ -4,6 +4,7 @@ order's deadline, one run per alert however many responders see it."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,17 @@ TAG: dict[Path, str] = {}
 # each test's playbooks cover only its own community: on PostgreSQL the session's tests
 # share one database, and other tests' alerts (at the same injected times) are there too
 PLACE: dict[Path, GatewayPath] = {}
+
+
+_STARTS = itertools.count()
+
+
+def _clock() -> ManualClock:
+    """A clock of this test's own: the responder takes alerts opened in the last 10
+    minutes that have no run yet, and on PostgreSQL the session's tests share one
+    database, whose other tests open alerts at ManualClock's default time by the hundred
+    (a round takes 200): each test here starts a day after the last."""
+    return ManualClock(datetime(2031, 1, 1, tzinfo=UTC) + timedelta(days=next(_STARTS)))
 
 
 @pytest.fixture(autouse=True)
@@ -105,7 +117,7 @@ def _open(factory, gw, clock, seq: int, **kw) -> int:
 def test_an_alert_is_told_on_every_channel_with_its_steps_and_work_order(
     factory, place, tmp_path, tag
 ):
-    clock = ManualClock()
+    clock = _clock()
     with http_receiver() as a, http_receiver() as b:
         responder = _responder(factory, _book(tmp_path, {"a": a, "b": b}), clock)
         alert_id = _open(factory, place, clock, 1, severity=Severity.CRITICAL)
@@ -140,7 +152,7 @@ def test_an_alert_is_told_on_every_channel_with_its_steps_and_work_order(
 
 
 def test_an_alert_no_playbook_covers_gets_a_run_and_nothing_else(factory, place, tmp_path):
-    clock = ManualClock()
+    clock = _clock()
     with http_receiver() as a:
         responder = _responder(factory, _book(tmp_path, {"a": a}), clock)
         alert_id = _open(factory, place, clock, 1, kind="illegal_parking")
@@ -152,7 +164,7 @@ def test_an_alert_no_playbook_covers_gets_a_run_and_nothing_else(factory, place,
 
 
 def test_a_failing_channel_does_not_stop_the_others_and_is_retried(factory, place, tmp_path, tag):
-    clock = ManualClock()
+    clock = _clock()
     with http_receiver() as good, http_receiver() as bad:
         bad.status = 500
         responder = _responder(
@@ -185,7 +197,7 @@ def test_a_failing_channel_does_not_stop_the_others_and_is_retried(factory, plac
 
 
 def test_a_notification_is_given_up_after_its_last_retry_and_says_why(factory, place, tmp_path):
-    clock = ManualClock()
+    clock = _clock()
     with http_receiver() as bad:
         bad.status = 503
         responder = _responder(
@@ -207,7 +219,7 @@ def test_a_notification_is_given_up_after_its_last_retry_and_says_why(factory, p
 def test_a_hundred_alerts_in_a_minute_make_at_most_twenty_messages_and_lose_none(
     factory, place, tmp_path, tag
 ):
-    clock = ManualClock()
+    clock = _clock()
     with http_receiver() as robot:
         responder = _responder(factory, _book(tmp_path, {"robot": robot}, budget=20), clock)
         opened = []
@@ -241,7 +253,7 @@ def test_a_hundred_alerts_in_a_minute_make_at_most_twenty_messages_and_lose_none
 
 
 def test_two_responders_apply_a_playbook_once(factory, place, tmp_path, tag):
-    clock = ManualClock()
+    clock = _clock()
     with http_receiver() as a:
         path = _book(tmp_path, {"a": a})
         one, two = _responder(factory, path, clock), _responder(factory, path, clock)
@@ -263,7 +275,7 @@ def test_two_responders_apply_a_playbook_once(factory, place, tmp_path, tag):
 
 
 def test_a_channel_lease_passes_on_when_its_holder_stops(factory, place, tmp_path, tag):
-    clock = ManualClock()
+    clock = _clock()
     with http_receiver() as a:
         path = _book(tmp_path, {"a": a})
         one, two = _responder(factory, path, clock), _responder(factory, path, clock)
@@ -278,7 +290,7 @@ def test_a_channel_lease_passes_on_when_its_holder_stops(factory, place, tmp_pat
 
 
 def test_the_notification_says_how_similar_alerts_ended(factory, place, tmp_path, tag):
-    clock = ManualClock()
+    clock = _clock()
     with http_receiver() as a:
         responder = _responder(factory, _book(tmp_path, {"a": a}), clock)
         past = _open(factory, place, clock, 1)
@@ -313,7 +325,7 @@ def test_the_notification_says_how_similar_alerts_ended(factory, place, tmp_path
 def test_a_run_that_fails_for_one_alert_is_written_down_and_the_others_go_on(
     factory, place, tmp_path, tag, monkeypatch
 ):
-    clock = ManualClock()
+    clock = _clock()
     with http_receiver() as a:
         responder = _responder(factory, _book(tmp_path, {"a": a}), clock)
         first = _open(factory, place, clock, 1)
@@ -388,7 +400,7 @@ def test_the_api_tells_what_the_playbook_did_and_only_inside_the_users_area(
 def test_a_notice_whose_alert_was_settled_first_is_skipped_unless_critical(
     factory, place, tmp_path
 ):
-    clock = ManualClock()
+    clock = _clock()
     with http_receiver() as down:
         down.status = 503  # the first try fails; the alerts are settled before the retry
         responder = _responder(factory, _book(tmp_path, {"hook": down}), clock)
@@ -416,7 +428,7 @@ def test_a_notice_whose_alert_was_settled_first_is_skipped_unless_critical(
 def test_an_alert_the_cloud_raised_itself_gets_no_voice_warning(factory, place, tmp_path):
     """A compound-level warning (an appeal rate) has no gateway to speak through: its
     playbook's announcement is left out, the rest of the run stands."""
-    clock = ManualClock()
+    clock = _clock()
     extra = f"""  - id: appeals-high
     kind: appeal_rate_high
     place: {{community: {place.community}}}
