@@ -19,6 +19,7 @@ from cloud.console.routes import (
     auth_pages,
     awareness,
     dead_letters,
+    governance,
     mine,
     places,
     wall,
@@ -41,6 +42,7 @@ ROUTERS = (
     appeals,
     appeals_staff,
     awareness,
+    governance,
     assistant,
 )
 

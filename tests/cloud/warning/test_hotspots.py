@@ -3,6 +3,7 @@ made through the real ingest, a clock stepped by hand, the API through the real 
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from cloud import auth
 from cloud.api import create_api
 from cloud.api.deps import ApiState
 from cloud.clock import ManualClock
+from cloud.console import mount_console
 from cloud.db import models as m
 from cloud.db import transaction
 from cloud.errors import Conflict, NotFound
@@ -321,3 +323,62 @@ def test_the_api_lists_and_closes_items_only_in_ones_area(
     assert again.status_code == 409
     with factory() as s:
         assert s.get_one(m.GovernanceItem, foreign.id).status == "open"
+
+
+def _log_in(client: TestClient, factory: sessionmaker[Session], role: Role, community: str) -> str:
+    """A console session for a new user of ``role`` in ``community``; the page's CSRF."""
+    name = f"{role.value}-{uuid.uuid4().hex[:8]}"
+    with transaction(factory) as s:
+        auth.create_user(s, name, "console-pass-123", role, community=community, now=T0)
+    r = client.post(
+        "/login",
+        data={"username": name, "password": "console-pass-123", "next": "/governance"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    page = client.get("/governance")
+    assert page.status_code == 200
+    found = re.search(r'"X-CSRF-Token": "([^"]+)"', page.text)
+    assert found is not None
+    return found.group(1)
+
+
+def test_the_console_page_lists_items_with_their_history_and_a_supervisor_closes_one(
+    place: Place, factory: sessionmaker[Session]
+) -> None:
+    ids = [place.alert() for _ in range(3)]
+    place.step()
+    ((item, _),) = place.items()
+    state = ApiState(settings=Settings(environment="test"), factory=factory, clock=place.clock)
+    app = create_api(state)
+    mount_console(app, state)
+    with TestClient(app) as duty_client, TestClient(app) as boss_client:
+        duty_csrf = _log_in(duty_client, factory, Role.DUTY, place.gw.community)
+        page = duty_client.get("/governance").text
+        assert f'id="governance-{item.id}"' in page and "待治理" in page
+        assert all(f'href="/alerts/{i}"' in page for i in ids)  # its history, linked
+        assert f'id="close-{item.id}"' not in page  # duty may not close
+        # hostile: duty posting the close anyway is refused, the item stays open
+        refused = duty_client.post(
+            f"/console/governance/{item.id}/close",
+            data={"note": "x"},
+            headers={"X-CSRF-Token": duty_csrf},
+        )
+        assert refused.status_code == 403
+        csrf = _log_in(boss_client, factory, Role.SUPERVISOR, place.gw.community)
+        url = f"/console/governance/{item.id}/close"
+        assert f'id="close-{item.id}"' in boss_client.get("/governance").text
+        empty = boss_client.post(url, data={"note": " "}, headers={"X-CSRF-Token": csrf})
+        assert empty.status_code == 422 and "处置情况" in empty.text
+        done = boss_client.post(url, data={"note": "已划线禁停"}, headers={"X-CSRF-Token": csrf})
+        assert done.status_code == 200 and "已关闭" in done.text and "已划线禁停" in done.text
+        # another community's supervisor sees nothing of it and cannot close it
+        other = f"t-{uuid.uuid4().hex[:8]}"
+    with TestClient(app) as stranger:
+        token = _log_in(stranger, factory, Role.SUPERVISOR, other)
+        assert f'id="governance-{item.id}"' not in stranger.get("/governance").text
+        r = stranger.post(url, data={"note": "x"}, headers={"X-CSRF-Token": token})
+        assert r.status_code == 404
+    with factory() as s:
+        row = s.get(m.GovernanceItem, item.id)
+        assert row is not None and row.status == "closed" and row.close_note == "已划线禁停"
