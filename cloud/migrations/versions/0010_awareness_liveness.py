@@ -1,4 +1,4 @@
-"""device liveness states and flapping (helper: awareness loop): device_liveness (one
+"""device liveness states and flapping: device_liveness (one
 row per gateway, camera and sensor: observed and debounced state, recent down-episodes,
 flapping) and liveness_sweeps (the row each sweep locks first)
 
