@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from cloud import auth
 from cloud.api.deps import DB, State
+from cloud.awareness.liveness_sweep import troubled
 from cloud.console.session import Signed
 from cloud.console.templating import render
 from cloud.db import models as m
@@ -182,6 +183,8 @@ def device_health(
 
 @router.get("/health", response_class=HTMLResponse)
 def health_page(request: Request, db: DB, signed: Signed, st: State) -> HTMLResponse:
-    """Device health: offline first."""
+    """Device health: what the liveness sweep found wanting (flapping, offline, unknown:
+    debounced, with since when), then every gateway and device, offline first."""
     gws, devs = device_health(db, signed.user, st.clock())
-    return render(request, "health.html", {"gateways": gws, "devices": devs}, signed=signed)
+    context = {"gateways": gws, "devices": devs, "troubled": troubled(db, signed.user)}
+    return render(request, "health.html", context, signed=signed)

@@ -17,11 +17,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud import auth
 from cloud.alerts import AlertFilter, list_alerts
+from cloud.api import create_api
+from cloud.api.deps import ApiState
 from cloud.awareness.liveness_policy import (
     DEFAULT_POLICY,
     LivenessPolicy,
@@ -38,8 +41,10 @@ from cloud.awareness.liveness_sweep import (
     troubled,
 )
 from cloud.clock import ManualClock
+from cloud.console import mount_console
 from cloud.db import make_engine, session_factory, transaction
 from cloud.db import models as m
+from cloud.settings import Settings
 from cloud.site_sync import register_gateway
 from microbrain.protocol import EventState, GatewayPath, GatewayState, Health, Status
 from tests.cloud.helpers import event, ingest, unique_gateway
@@ -573,3 +578,34 @@ def test_a_flapping_cameras_edge_raises_fold_into_its_one_item(
     assert "频繁掉线平稳后仍离线" in (edge_alerts[-1].message or "")
     edge(EventState.CLEARED)  # the camera is back: the edge's clear resolves it
     assert not alerts(factory, net, "camera_offline")[-1].active
+
+
+def _console_page(factory: sessionmaker[Session], clock: ManualClock, user: m.User) -> str:
+    """``/health`` as ``user`` sees it in the console."""
+    state = ApiState(settings=Settings(environment="test"), factory=factory, clock=clock)
+    app = create_api(state)
+    mount_console(app, state)
+    with TestClient(app) as client:
+        r = client.post(
+            "/login",
+            data={"username": user.username, "password": "password-123", "next": "/health"},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303, r.text
+        page = client.get("/health")
+        assert page.status_code == 200
+        return page.text
+
+
+def test_the_health_page_lists_what_the_sweep_found_wanting_in_ones_own_area(
+    factory: sessionmaker[Session], net: GatewayPath, other: GatewayPath, clock: ManualClock
+) -> None:
+    live(factory, clock, net, clock() + timedelta(minutes=3))
+    beat(factory, other, clock())
+    flap(factory, clock, net, 6, down_steps=1, up_steps=5)  # flapping, not offline
+    mine_user, their_user = list(users(factory, net, other))
+    mine = _console_page(factory, clock, mine_user)
+    row = f'id="troubled-{net.gateway}-gateway-{net.gateway}"'
+    assert row in mine and "频繁掉线（6 次）" in mine
+    theirs = _console_page(factory, clock, their_user)
+    assert row not in theirs and net.gateway not in theirs  # never another area's
