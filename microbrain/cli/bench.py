@@ -53,6 +53,10 @@ HEADLINES: dict[str, tuple[Headline, ...]] = {
         Headline("outbox_append_batch100_over_raw_publish", "raw_paho_qos1_publish_msg_per_s"),
     ),
     "broker": (Headline("mosquitto_qos1_msg_s"),),
+    "clips": (
+        Headline("vp8_cpu_ms_per_frame", "mjpeg_cpu_ms_per_frame"),
+        Headline("worst_frame_stall_spread_ms", "whole_clip_at_once_ms"),
+    ),
     "ingest": (
         Headline("ingest_sqlite_msgs_per_s", "raw_broker_to_subscriber_msgs_per_s"),
         Headline("ingest_sqlite_ratio_to_raw"),
