@@ -80,7 +80,9 @@ class Scheduler:
         svc = self.service
         for step in self.steps:
             last = self._last.get(step.name)
-            if last is not None and now - last < step.every:
+            # due once its interval has passed, or when the clock was set back (else an
+            # every-tick step would wait for the clock to catch up with its last run)
+            if last is not None and timedelta(0) <= now - last < step.every:
                 continue
             self._last[step.name] = now
             try:

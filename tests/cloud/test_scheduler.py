@@ -79,3 +79,27 @@ def test_steps_run_at_their_intervals_and_a_failure_starves_nothing(sqlite_cloud
         assert counting.calls == 2
     finally:
         svc.engine.dispose()
+
+
+def test_a_clock_set_back_does_not_hold_the_steps(sqlite_cloud_url):
+    svc = CloudService(
+        Settings(database_url=sqlite_cloud_url),
+        clock=ManualClock(T0),
+        ingest=False,
+        scheduler=False,
+    )
+    try:
+        ran: list[datetime] = []
+        scheduler = Scheduler(svc)
+
+        def every_tick(now: datetime) -> bool:
+            ran.append(now)
+            return False
+
+        scheduler.steps = [Step("every_tick", timedelta(0), every_tick)]
+        scheduler.tick(T0)
+        scheduler.tick(T0 - timedelta(minutes=5))  # NTP stepped the clock back
+        scheduler.tick(T0 - timedelta(minutes=5, seconds=-1))
+        assert ran == [T0, T0 - timedelta(minutes=5), T0 - timedelta(minutes=5, seconds=-1)]
+    finally:
+        svc.engine.dispose()
