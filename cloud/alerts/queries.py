@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, true
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from cloud import auth
 from cloud.db import models as m
+from cloud.place_names import building_names, compound_names
 
 RESOLVING = ("resolved", "auto_resolved")  # the log's actions that resolve an alert
 
@@ -198,3 +199,55 @@ def _resolutions(session: Session, alert_ids: Sequence[int]) -> dict[int, tuple[
     ):
         found[alert_id] = (actor, at)  # the later overwrites: the latest stays
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Hotspot:
+    """The same kind at the same compound and building (None: the compound's grounds)."""
+
+    kind: str
+    community: str
+    compound: str
+    building: str | None
+    place: str  # the compound's and building's names, for people
+    count: int
+    severity: int  # the highest among them
+
+
+def hotspots(session: Session, which: ColumnElement[bool], *, limit: int) -> list[Hotspot]:
+    """The kinds that came back to one place among the alerts ``which`` selects (more than
+    once: once is not a hotspot), busiest first, ties by kind then place; for the wall and
+    the daily report alike."""
+    n = func.count().label("n")
+    building = func.coalesce(m.Alert.building, literal(""))
+    rows = session.execute(
+        select(
+            m.Alert.kind,
+            m.Alert.community,
+            m.Alert.compound,
+            m.Alert.building,
+            n,
+            func.max(m.Alert.severity),
+        )
+        .where(which)
+        .group_by(m.Alert.kind, m.Alert.community, m.Alert.compound, m.Alert.building)
+        .having(n > 1)
+        .order_by(n.desc(), m.Alert.kind, m.Alert.community, m.Alert.compound, building)
+        .limit(limit)
+    ).all()
+    compounds = compound_names(session, {(c, p) for _, c, p, _, _, _ in rows})
+    buildings = building_names(session, {(c, p, b) for _, c, p, b, _, _ in rows if b})
+    return [
+        Hotspot(
+            kind=k,
+            community=c,
+            compound=p,
+            building=b,
+            place=" ".join(
+                filter(None, (compounds.get((c, p), p), b and buildings.get((c, p, b), b)))
+            ),
+            count=count,
+            severity=severity,
+        )
+        for k, c, p, b, count, severity in rows
+    ]

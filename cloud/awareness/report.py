@@ -21,16 +21,17 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, Integer, and_, case, func, literal, or_, select
+from sqlalchemy import ColumnElement, Integer, and_, case, func, or_, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from cloud import auth, liveness
 from cloud.alerts.lifecycle import Action
+from cloud.alerts.queries import Hotspot, hotspots
 from cloud.db import models as m
 from cloud.durations import Durations, time_to_act
 from cloud.errors import Invalid
-from cloud.place_names import building_names, compound_names
+from cloud.place_names import compound_names
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # days a report can be made of (the week before included): times the stores hold
@@ -66,19 +67,6 @@ class PlaceCount:
     compound: str
     name: str
     count: int
-
-
-@dataclass(frozen=True, slots=True)
-class Hotspot:
-    """The same kind at the same compound and building (None: the compound's grounds)."""
-
-    kind: str
-    community: str
-    compound: str
-    building: str | None
-    place: str  # the compound's and building's names, for people
-    count: int
-    severity: int  # the highest among them
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,39 +381,9 @@ def _breaches(session: Session, user: m.User, start: datetime, end: datetime) ->
 
 
 def _hotspots(session: Session, user: m.User, start: datetime, end: datetime) -> list[Hotspot]:
-    """The day's most frequent kind × compound × building (more than once: once is not a
-    hotspot, as on the wall), busiest first, ties by kind then place."""
-    n = func.count().label("n")
-    building = func.coalesce(m.Alert.building, literal(""))
-    rows = session.execute(
-        select(
-            m.Alert.kind,
-            m.Alert.community,
-            m.Alert.compound,
-            m.Alert.building,
-            n,
-            func.max(m.Alert.severity),
-        )
-        .where(_in_day(user, m.Alert, m.Alert.opened_at, start, end))
-        .group_by(m.Alert.kind, m.Alert.community, m.Alert.compound, m.Alert.building)
-        .having(n > 1)
-        .order_by(n.desc(), m.Alert.kind, m.Alert.community, m.Alert.compound, building)
-        .limit(TOP_HOTSPOTS)
-    ).all()
-    compounds = compound_names(session, {(c, p) for _, c, p, _, _, _ in rows})
-    buildings = building_names(session, {(c, p, b) for _, c, p, b, _, _ in rows if b})
-    return [
-        Hotspot(
-            k,
-            c,
-            p,
-            b,
-            " ".join(filter(None, (compounds.get((c, p), p), b and buildings.get((c, p, b), b)))),
-            n,
-            s,
-        )
-        for k, c, p, b, n, s in rows
-    ]
+    """The day's most frequent kind × compound × building (the wall's rule)."""
+    which = _in_day(user, m.Alert, m.Alert.opened_at, start, end)
+    return hotspots(session, which, limit=TOP_HOTSPOTS)
 
 
 def _availability(session: Session, user: m.User, now: datetime) -> Availability:

@@ -20,9 +20,10 @@ from sqlalchemy.orm import Session
 from cloud import auth, liveness
 from cloud.alerts.lifecycle import ACTIVE, Action
 from cloud.alerts.policy import policy_for
+from cloud.alerts.queries import Hotspot, hotspots
 from cloud.db import models as m
 from cloud.db import seconds_between
-from cloud.place_names import building_names, compound_names
+from cloud.place_names import compound_names
 from cloud.work_orders import WorkOrderStatus
 from microbrain.protocol import Severity
 
@@ -45,19 +46,6 @@ class PlaceCount:
     name: str
     count: int
     critical: int
-
-
-@dataclass(frozen=True, slots=True)
-class Hotspot:
-    """The same kind at the same place (building, or compound where none), often."""
-
-    kind: str
-    community: str
-    compound: str
-    building: str | None
-    count: int
-    severity: int  # the highest among them
-    place: str  # the compound's and building's names, for people
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,33 +282,5 @@ def _work_orders(session: Session, user: m.User) -> list[DepartmentOrders]:
 
 
 def _hotspots(session: Session, user: m.User, since: datetime) -> list[Hotspot]:
-    n = func.count().label("n")
-    rows = session.execute(
-        select(
-            m.Alert.kind,
-            m.Alert.community,
-            m.Alert.compound,
-            m.Alert.building,
-            n,
-            func.max(m.Alert.severity),
-        )
-        .where(auth.scope_clause(user, m.Alert), m.Alert.opened_at >= since)
-        .group_by(m.Alert.kind, m.Alert.community, m.Alert.compound, m.Alert.building)
-        .having(n > 1)  # once is not a hotspot
-        .order_by(n.desc(), m.Alert.kind, m.Alert.community, m.Alert.compound)
-        .limit(TOP_HOTSPOTS)
-    ).all()
-    compounds = compound_names(session, {(c, p) for _, c, p, _, _, _ in rows})
-    buildings = building_names(session, {(c, p, b) for _, c, p, b, _, _ in rows if b})
-    return [
-        Hotspot(
-            k,
-            c,
-            p,
-            b,
-            n,
-            s,
-            " ".join(filter(None, (compounds.get((c, p), p), b and buildings.get((c, p, b), b)))),
-        )
-        for k, c, p, b, n, s in rows
-    ]
+    which = and_(auth.scope_clause(user, m.Alert), m.Alert.opened_at >= since)
+    return hotspots(session, which, limit=TOP_HOTSPOTS)
