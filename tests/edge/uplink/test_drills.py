@@ -132,7 +132,10 @@ def test_consumer_stalled_during_a_burst(
     rig.uplink.start()
     store.pause()
     ids = [p.id for p in rig.outbox.append_many([event(k) for k in range(3000)])]
-    time.sleep(4.0)  # longer than resend_after_s: the gateway resends, the store dedupes
+    # unacknowledged past resend_after_s, the gateway goes back and resends (the store
+    # dedupes): waited for, not slept on — sending 3,000 items once can outlast a fixed
+    # sleep on a loaded machine, and then no resend had come due yet
+    assert wait_until(lambda: rig.uplink.rewinds >= 1)
     assert rig.outbox.depth == 3000  # nothing leaves without the store's ack
     store.resume()
     assert_all_stored(store, gateway_path, ids)
