@@ -27,7 +27,7 @@ from microbrain.protocol import (
     Channel,
     ConfigReload,
     GatewayPath,
-    ModelPush,
+    ModelInstall,
     ProtocolError,
     Recheck,
     Reply,
@@ -158,7 +158,7 @@ class CommandHandler:
             self._refuse(name, None, str(err))
             return
         cmd = message.payload
-        if not isinstance(cmd, Ack | Announce | Recheck | ConfigReload | ModelPush):
+        if not isinstance(cmd, Ack | Announce | Recheck | ConfigReload | ModelInstall):
             self._refuse(name, None, f"a {type(cmd).__name__} is not a command")
             return
         if cmd.expires is not None and cmd.expires < utc_now():
@@ -174,7 +174,7 @@ class CommandHandler:
         elif isinstance(cmd, ConfigReload):
             # stopping cameras takes a moment: never on the MQTT thread
             threading.Thread(target=self._reload, args=(cmd,), daemon=True).start()
-        elif isinstance(cmd, ModelPush):
+        elif isinstance(cmd, ModelInstall):
             self._refuse(cmd.name, cmd.id, f"{cmd.name} is not supported yet by this gateway")
 
     def _queue_announce(self, cmd: Announce) -> None:
@@ -245,7 +245,7 @@ class CommandHandler:
         name = name if name is not None and is_valid_id(name) else "unknown"
         COMMANDS.labels(
             name=name
-            if name in ("announce", "recheck", "config_reload", "model_push", "ack")
+            if name in ("announce", "recheck", "config_reload", "model", "ack")
             else "other",
             outcome="refused",
         ).inc()

@@ -262,6 +262,9 @@ class Health(BaseModel):
     cameras: dict[Id, CameraState] = Field(default_factory=dict)
     sensors_silent: tuple[Id, ...] = ()
     model: ModelRef | None = None
+    # the serial of the signed manifest the running model came with (None: the model the
+    # site file configures, never installed through the registry)
+    model_serial: Count | None = None
     outbox_depth: Count = 0
     outbox_oldest_age_s: float = Field(default=0.0, ge=0)
     outbox_evicted: Count = 0
@@ -316,14 +319,59 @@ class ConfigReload(_CommandBase):
     name: Literal["config_reload"] = "config_reload"
 
 
-class ModelPush(_CommandBase):
-    """A new detector to download, verify against its signed manifest, and swap in."""
+MAX_MANIFEST_BYTES = 8 * 1024
+MAX_MODEL_BYTES = 1024 * 1024 * 1024
 
-    name: Literal["model_push"] = "model_push"
-    model: ModelRef
-    url: Text1000
+
+class ModelManifest(BaseModel):
+    """What the cloud's registry signs about one model file (ed25519, see
+    :mod:`microbrain.signing`). The gateway checks the signature over the manifest's exact
+    bytes *before* parsing them into this, then the file's size and sha256 against it.
+
+    ``serial`` is the registry's counter, one higher for every manifest it signs (a
+    rollback to an older model is a new manifest with a new serial). A gateway keeps the
+    highest serial it has trusted and refuses any manifest at or below it: an old signed
+    manifest replayed by an attacker cannot take it back to a model with a known fault.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Text100
+    version: Text64
+    serial: int = Field(ge=1, le=INT64_MAX)
     sha256: Sha256
-    signature: Text1000
+    bytes: int = Field(ge=1, le=MAX_MODEL_BYTES)
+    detector_type: Literal["onnx_yolo", "opencv_tf"] = "onnx_yolo"
+    classes: tuple[Text64, ...] = Field(min_length=1, max_length=1000)
+    input_size: int = Field(ge=32, le=2048)
+    min_gateway_version: Text32 = "0.1.0"
+    issued: Timestamp
+    expires: Timestamp
+    # informational: the registry signed this to take gateways back to an older model
+    rollback: bool = False
+
+    @property
+    def ref(self) -> ModelRef:
+        return ModelRef(name=self.name, version=self.version)
+
+
+Ed25519Signature = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{86}==$")]
+
+
+class ModelInstall(_CommandBase):
+    """Download a model, verify it against its signed manifest, smoke-test it, swap it in.
+
+    ``manifest`` is the signed JSON text itself (canonical: sorted keys, no spaces, UTF-8),
+    not an object, so the gateway verifies exactly the bytes the registry signed.
+    ``url``: where to GET the file, relative to the gateway's ``cloud_api`` (or absolute),
+    with the gateway's own credentials; the server honours ``Range`` for resuming.
+    """
+
+    name: Literal["model"] = "model"
+    manifest: Annotated[str, StringConstraints(min_length=2, max_length=MAX_MANIFEST_BYTES)]
+    signature: Ed25519Signature
+    url: Text1000
+    rollout: Count | None = Field(default=None, description="the registry's rollout id")
 
 
 SeqRange = tuple[Seq, Seq]
@@ -348,9 +396,9 @@ class Ack(_CommandBase):
 
 
 Command = Annotated[
-    Announce | Recheck | ConfigReload | ModelPush | Ack, Field(discriminator="name")
+    Announce | Recheck | ConfigReload | ModelInstall | Ack, Field(discriminator="name")
 ]
-COMMAND_NAMES = ("announce", "recheck", "config_reload", "model_push", "ack")
+COMMAND_NAMES = ("announce", "recheck", "config_reload", "model", "ack")
 
 
 class Reply(_Payload):

@@ -21,7 +21,7 @@ from microbrain.protocol import (
     GatewayState,
     Health,
     Message,
-    ModelPush,
+    ModelInstall,
     ModelRef,
     ProtocolError,
     Reading,
@@ -120,12 +120,12 @@ SAMPLES = [
     ("cmd", "config_reload", ConfigReload()),
     (
         "cmd",
-        "model_push",
-        ModelPush(
-            model=ModelRef(name="mb-ebike", version="3"),
-            url="http://cloud/models/3.onnx",
-            sha256=SHA,
-            signature="sig",
+        "model",
+        ModelInstall(
+            manifest='{"name":"mb-ebike"}',
+            signature="A" * 86 + "==",
+            url="/api/models/3/file",
+            rollout=7,
         ),
     ),
     ("reply", "recheck", Reply(name="recheck", ok=False, reason="camera offline")),

@@ -25,8 +25,7 @@ from microbrain.protocol import (
     Announce,
     ConfigReload,
     GatewayPath,
-    ModelPush,
-    ModelRef,
+    ModelInstall,
     Recheck,
     Reply,
     Status,
@@ -181,13 +180,8 @@ def test_commands_announce_recheck_refusals(
     observer.send("recheck", recheck.to_json())
     observer.send("recheck", Recheck(source="cam-fire-lane").to_json())
     observer.send(
-        "model_push",
-        ModelPush(
-            model=ModelRef(name="m", version="2"),
-            url="http://cloud/m.onnx",
-            sha256="0" * 64,
-            signature="s",
-        ).to_json(),
+        "model",
+        ModelInstall(manifest="{}", signature="A" * 86 + "==", url="/api/models/1/file").to_json(),
     )
     observer.send("self_destruct", b'{"name": "self_destruct"}')
     observer.send("announce", b'{"name": "announce", "text": "x", "clip": "y"}')
@@ -210,7 +204,7 @@ def test_commands_announce_recheck_refusals(
     reasons = " | ".join(r.reason or "" for r in refused)
     assert "not supported yet" in reasons and "exactly one of 'clip' or 'text'" in reasons
     assert "not valid JSON" in reasons
-    assert {r.name for r in refused} >= {"self_destruct", "model_push", "recheck", "announce"}
+    assert {r.name for r in refused} >= {"self_destruct", "model", "recheck", "announce"}
     # refused commands ran nothing: exactly one WAV was written
     assert len(list((tmp_path / "data" / "announcements").iterdir())) == 1
     observer.close()

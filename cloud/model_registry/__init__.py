@@ -1,0 +1,1 @@
+"""The model registry: signed model versions and their rollouts to gateways."""
