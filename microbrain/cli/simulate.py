@@ -29,6 +29,13 @@ def sensors(
     gateway: str = typer.Option(None, "--gateway", help="only this gateway's sensors"),
     duration: float = typer.Option(0.0, "--duration", min=0.0, help="seconds; 0 runs until Ctrl-C"),
     seed: int = typer.Option(None, "--seed", help="repeatable runs"),
+    first_fault_within: float = typer.Option(
+        None,
+        "--first-fault-within",
+        min=1.0,
+        help="with --faults: every sensor has its first fault episode within this many "
+        "seconds, their starts spread evenly (demos)",
+    ),
 ) -> None:
     """Publish each sensor's readings in its vendor's format on its topic.
 
@@ -49,8 +56,25 @@ def sensors(
     if address.tls:
         fail(f"--broker {broker!r}: the simulator speaks plain MQTT only; use mqtt://")
     try:
+        loaded = load_site(site)
+        # the simulator counts in ticks: one message per sensor each; ticks in the window
+        devices = sum(
+            len(p.gateway.sensors)
+            for p in loaded.gateways()
+            if gateway is None or p.gateway.id == gateway
+        )
+        first_fault_by = (
+            max(1, int(first_fault_within * rate / max(1, devices)))
+            if first_fault_within is not None
+            else None
+        )
         sim = SensorSimulator(
-            load_site(site), gateway=gateway, seed=seed, faults=faults, garbage_rate=garbage
+            loaded,
+            gateway=gateway,
+            seed=seed,
+            faults=faults,
+            garbage_rate=garbage,
+            first_fault_by=first_fault_by,
         )
     except (SiteError, KeyError, ValueError) as err:
         fail(str(err))

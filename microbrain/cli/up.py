@@ -27,17 +27,25 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import yaml
 from pydantic import RootModel
 
+from microbrain.broker.address import parse_broker_url
 from microbrain.cli.errors import fail
 from microbrain.config_files import ConfigFileError, read_yaml
 from microbrain.files import write_private
+from microbrain.site.common import parse_duration
 
 DEFAULT_SITE = Path("configs/demo/site.yaml")
+# --demo: every level has this long (seconds) to acknowledge, whatever the severity, so
+# that a visitor sees an alert climb to the community and a 吹哨 work order in two minutes
+DEMO_LADDER = {"building": 15, "compound": 30, "community": 45}
+# --demo: a sensor condition that must last longer (a fire door open 10 min, the water
+# high 1 min) counts after this many seconds, so that every kind shows within a minute
+DEMO_MAX_FOR_S = 20.0
 DEFAULT_PLAYBOOKS = Path("configs/playbooks.yaml")
 ADMIN_PASSWORD_ENV = "MB_CLOUD_ADMIN_PASSWORD"
 
@@ -98,6 +106,105 @@ def _load_secrets(path: Path, names: list[str]) -> dict[str, str]:
     return known
 
 
+def _absolute(holder: dict[str, object], key: str, base: Path) -> None:
+    value = holder.get(key)
+    if isinstance(value, str) and ":" not in value and not Path(value).is_absolute():
+        holder[key] = str((base / value).resolve())
+
+
+def demo_site(site: Path, out: Path) -> Path:
+    """A copy of ``site`` whose escalation ladder runs in tens of seconds and whose sensor
+    conditions count after at most ``DEMO_MAX_FOR_S`` (clearly marked as a demo in the file
+    and in the district's name the console shows), the rest unchanged.
+
+    The communities' and compounds' own escalation overrides are dropped: each would put
+    back minutes at its level. Relative file paths (camera sources, detector files) are
+    made absolute, so that they mean the same from the copy's folder.
+    """
+    doc = read_yaml(site).data
+    if not isinstance(doc, dict):
+        raise ValueError(f"{site}: not a site file (a mapping at the top)")
+    ladder = {
+        level: dict.fromkeys(("critical", "warning", "info"), s) for level, s in DEMO_LADDER.items()
+    }
+    doc["escalation"] = {**doc.get("escalation", {}), **ladder}
+    for community in doc.get("communities", []):
+        community.pop("escalation", None)
+        for compound in community.get("compounds", []):
+            compound.pop("escalation", None)
+            for gw in compound.get("gateways", []):
+                for camera in gw.get("cameras", []):
+                    _absolute(camera, "source", site.parent)
+                for key in ("model", "config"):
+                    _absolute(gw.get("detector") or {}, key, site.parent)
+    for profile in doc.get("sensor_profiles", []):
+        for rule in profile.get("rules", []):
+            # thresholds only: a "stuck" rule's window is hours by nature (and ≥ 60 s)
+            if rule.get("type") != "threshold" or "for_s" not in rule:
+                continue
+            if parse_duration(rule["for_s"]) > DEMO_MAX_FOR_S:
+                rule["for_s"] = DEMO_MAX_FOR_S
+    district = doc.setdefault("district", {})
+    district["name"] = f"{district.get('name', '')}（演示）"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    steps = ", ".join(f"{level} {s} s" for level, s in DEMO_LADDER.items())
+    out.write_text(
+        f"# DEMO copy of {site.resolve()} written by `microbrain up --demo`: every alert has\n"
+        f"# {steps} to be acknowledged at each level (演示用升级时限), then a work order goes\n"
+        f"# to the department; a sensor condition counts after at most {DEMO_MAX_FOR_S:g} s.\n"
+        "# Not for production: `microbrain up --no-demo` uses the site as is.\n"
+        + yaml.safe_dump(doc, allow_unicode=True, sort_keys=False),
+        encoding="utf-8",
+    )
+    return out
+
+
+if TYPE_CHECKING:
+    from microbrain.broker.embedded import EmbeddedBroker
+    from microbrain.site.model import Site
+
+
+def _start_cloud_broker(
+    loaded: Site,
+    data_dir: Path,
+    mqtt_port: int,
+    secret: dict[str, str],
+    brokers: list[EmbeddedBroker],
+    say: Callable[[str], None],
+) -> None:
+    """Mosquitto with the site's passwords and access rules; iotcore where there is none."""
+    from microbrain.broker.embedded import (
+        MosquittoBroker,
+        mosquitto_executable,
+        start_embedded_broker,
+    )
+    from microbrain.broker.mosquitto_conf import (
+        BrokerConfigError,
+        dynsec_plugin,
+        write_broker_config,
+    )
+
+    run_as = "root" if os.name == "posix" and os.geteuid() == 0 else None
+    mosquitto = mosquitto_executable()
+    if mosquitto:
+        try:
+            dynsec_plugin()
+        except BrokerConfigError as err:
+            say(f"{err}; using the embedded broker instead")
+            mosquitto = None
+    if mosquitto:
+        files = write_broker_config(
+            loaded, data_dir / "broker", env=secret, port=mqtt_port, bind="127.0.0.1", run_as=run_as
+        )
+        brokers.append(
+            MosquittoBroker("127.0.0.1", mqtt_port, data_dir / "broker", conf=files.conf).start()
+        )
+        say(f"cloud broker: mosquitto on 127.0.0.1:{mqtt_port} (passwords + access rules)")
+    else:
+        brokers.append(start_embedded_broker("127.0.0.1", mqtt_port, data_dir=data_dir / "broker"))
+        say(f"cloud broker: embedded on 127.0.0.1:{mqtt_port} (no authentication: loopback only)")
+
+
 def _wait_http(url: str, timeout: float, alive: Callable[[], bool]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -147,6 +254,24 @@ def up(
     duration: Annotated[
         float, typer.Option(help="stop after this many seconds; 0: until Ctrl-C")
     ] = 0.0,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            help="demo escalation ladder: 15 s / 30 s / 45 s to acknowledge at the building, "
+            "compound and community levels, then a 吹哨 work order (--no-demo: the site's own)"
+        ),
+    ] = True,
+    broker: Annotated[
+        str | None,
+        typer.Option(
+            help="use this MQTT broker (mqtt://[user:pass@]host:port) for gateways → cloud "
+            "instead of starting one; it must accept the gateways' and the cloud's logins"
+        ),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(help="the cloud's database URL (e.g. postgresql://…); default: SQLite"),
+    ] = None,
 ) -> None:
     """Run the whole system on this box: brokers, cloud on SQLite, gateways, simulated sensors.
 
@@ -154,25 +279,15 @@ def up(
 
     Example:  microbrain up --gateway gw-xiyuan-2 --duration 60
 
+    Example:  microbrain up --broker mqtt://127.0.0.1:1883 --db postgresql://localhost/test
+
     Run it from the repository root (the default --site is configs/demo/site.yaml).
     Everything lives under --data-dir: logs/ has one log per process (the brokers log
     into broker/ and sensor-broker/); the admin password for the API is kept in
     DATA_DIR/secrets.yaml (mode 0600).
     """
-    from microbrain.broker.embedded import (
-        BrokerStartError,
-        EmbeddedBroker,
-        MosquittoBroker,
-        mosquitto_executable,
-        start_embedded_broker,
-    )
-    from microbrain.broker.mosquitto_conf import (
-        CLOUD_PASSWORD_ENV,
-        CLOUD_USER,
-        BrokerConfigError,
-        dynsec_plugin,
-        write_broker_config,
-    )
+    from microbrain.broker.embedded import BrokerStartError, start_embedded_broker
+    from microbrain.broker.mosquitto_conf import CLOUD_PASSWORD_ENV, CLOUD_USER
     from microbrain.site import SiteError, load_site
 
     try:
@@ -204,6 +319,19 @@ def up(
     data_dir = data_dir.resolve()
     logs = data_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    if broker is not None:
+        try:
+            external_broker = parse_broker_url(broker)
+        except ValueError as err:
+            fail(f"--broker: {err}")
+        if external_broker.tls:
+            fail("--broker: the cloud does not speak TLS to the broker yet; use mqtt://")
+    if demo:
+        try:
+            site = demo_site(site, data_dir / "site.demo.yaml")
+            load_site(site)  # the copy must validate like the original
+        except (ValueError, SiteError) as err:  # ConfigFileError too
+            fail(str(err))
     site_path = site.resolve()
     names = [
         CLOUD_PASSWORD_ENV,
@@ -232,38 +360,11 @@ def up(
 
     try:
         # 1. cloud broker, with the site's credentials and ACL where Mosquitto exists
-        run_as = "root" if os.name == "posix" and os.geteuid() == 0 else None
         try:
-            mosquitto = mosquitto_executable()
-            if mosquitto:
-                try:
-                    dynsec_plugin()
-                except BrokerConfigError as err:
-                    say(f"{err}; using the embedded broker instead")
-                    mosquitto = None
-            if mosquitto:
-                files = write_broker_config(
-                    loaded,
-                    data_dir / "broker",
-                    env=secret,
-                    port=mqtt_port,
-                    bind="127.0.0.1",
-                    run_as=run_as,
-                )
-                brokers.append(
-                    MosquittoBroker(
-                        "127.0.0.1", mqtt_port, data_dir / "broker", conf=files.conf
-                    ).start()
-                )
-                say(f"cloud broker: mosquitto on 127.0.0.1:{mqtt_port} (passwords + access rules)")
+            if broker is None:
+                _start_cloud_broker(loaded, data_dir, mqtt_port, secret, brokers, say)
             else:
-                brokers.append(
-                    start_embedded_broker("127.0.0.1", mqtt_port, data_dir=data_dir / "broker")
-                )
-                say(
-                    f"cloud broker: embedded on 127.0.0.1:{mqtt_port} "
-                    "(no authentication: loopback only)"
-                )
+                say(f"cloud broker: {external_broker.host}:{external_broker.port} (--broker)")
             # 2. the compound's local sensor bus
             brokers.append(
                 start_embedded_broker("127.0.0.1", sensor_port, data_dir=data_dir / "sensor-broker")
@@ -273,11 +374,26 @@ def up(
             fail(str(err))
 
         exe = [sys.executable, "-m", "microbrain"]
+        cloud_broker = f"mqtt://127.0.0.1:{mqtt_port}"
+        # gateways log in as themselves (their passwords are in secrets.yaml), never with
+        # the credentials in --broker's URL, which are the cloud's
+        gateway_broker = (
+            cloud_broker
+            if broker is None
+            else f"mqtt://{external_broker.host}:{external_broker.port}"
+        )
         # 3. the cloud
         cloud_env = {
             **env,
-            "MB_CLOUD_BROKER_USERNAME": CLOUD_USER,
-            "MB_CLOUD_BROKER_PASSWORD": secret[CLOUD_PASSWORD_ENV],
+            # an external broker: the cloud logs in with what --broker's URL says
+            **(
+                {
+                    "MB_CLOUD_BROKER_USERNAME": CLOUD_USER,
+                    "MB_CLOUD_BROKER_PASSWORD": secret[CLOUD_PASSWORD_ENV],
+                }
+                if broker is None
+                else {}
+            ),
             "MB_CLOUD_ADMIN_PASSWORD": secret[ADMIN_PASSWORD_ENV],
             "MB_CLOUD_EVIDENCE_DIR": str(data_dir / "cloud-evidence"),
             "MB_CLOUD_INGEST_CLIENT_ID": "up-cloud-1",
@@ -287,9 +403,9 @@ def up(
             "cloud",
             "serve",
             "--db",
-            f"sqlite:///{data_dir / 'cloud.db'}",
+            db or f"sqlite:///{data_dir / 'cloud.db'}",
             "--broker",
-            f"mqtt://127.0.0.1:{mqtt_port}",
+            broker or cloud_broker,
             "--site",
             str(site),  # as given (same working directory): the console names it so
             "--playbooks",
@@ -308,10 +424,17 @@ def up(
             if stopping:
                 raise typer.Exit(0) from None
             fail(f"the cloud did not start ({err}); its log:\n{cloud.tail()}", code=1)
+        say(f"console: http://127.0.0.1:{api_port}/   API: http://127.0.0.1:{api_port}/docs")
         say(
-            f"console: http://127.0.0.1:{api_port}/  API: http://127.0.0.1:{api_port}/docs  "
-            f"(user admin, password in {data_dir / 'secrets.yaml'})"
+            f"demo login: admin / {secret[ADMIN_PASSWORD_ENV]}   "
+            f"(kept in {data_dir / 'secrets.yaml'}, mode 0600)"
         )
+        if demo:
+            say(
+                "demo escalation ladder: "
+                + ", ".join(f"{level} {s} s" for level, s in DEMO_LADDER.items())
+                + " to acknowledge, then a 吹哨 work order (演示; --no-demo: the site's own)"
+            )
 
         # 4 + 5. gateways and their simulated devices
         for place in places:
@@ -325,12 +448,14 @@ def up(
                     {
                         "site": str(site_path),
                         "gateway": gid,
-                        "cloud": {"url": f"mqtt://127.0.0.1:{mqtt_port}"},
+                        "cloud": {"url": gateway_broker},
                         "local_broker": {"url": f"mqtt://127.0.0.1:{sensor_port}"},
                         "cloud_api": f"http://127.0.0.1:{api_port}",
                         "data_dir": str(data_dir / "gateways" / gid),
                         "video": video,
                         "loop_recordings": True,
+                        # voice warnings are written as WAV files (no speaker is assumed)
+                        "audio": {"out_dir": "announcements"},
                     }
                 )
             )
@@ -357,7 +482,8 @@ def up(
                         str(sensor_rate),
                         "--broker",
                         f"mqtt://127.0.0.1:{sensor_port}",
-                        *(["--faults"] if faults else []),
+                        # every sensor kind shows a fault within the first 40 s
+                        *(["--faults", "--first-fault-within", "40"] if faults else []),
                     ],
                     logs / f"simulate-{gid}.log",
                     env,
@@ -385,5 +511,5 @@ def up(
     finally:
         for child in reversed(children):
             child.stop()
-        for broker in reversed(brokers):
-            broker.stop()
+        for started in reversed(brokers):
+            started.stop()

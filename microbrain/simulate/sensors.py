@@ -73,6 +73,8 @@ class _Device:
     fault_left: int = 0
     fault_code: str | None = None
     state: dict[str, float] = field(default_factory=dict)
+    ticks: int = 0
+    first_fault_tick: int | None = None  # a scheduled first episode (demos)
 
 
 class SensorSimulator:
@@ -87,7 +89,11 @@ class SensorSimulator:
         faults: bool = False,
         fault_rate: float = 0.01,
         garbage_rate: float = 0.0,
+        first_fault_by: int | None = None,
     ) -> None:
+        """``first_fault_by``: with ``faults``, every sensor has its first episode by this
+        tick, the sensors' starts spread evenly over the ticks before it (a demo shows every
+        kind of fault in its first minute instead of whenever chance brings it)."""
         self.rng = random.Random(seed)
         self.faults = faults
         self.fault_rate = fault_rate
@@ -108,6 +114,10 @@ class SensorSimulator:
                 )
         if gateway is not None and not self.devices:
             raise KeyError(f"gateway {gateway!r} has no sensors in the site")
+        if first_fault_by is not None:
+            n = len(self.devices)
+            for i, device in enumerate(self.devices):
+                device.first_fault_tick = max(1, round((i + 1) * first_fault_by / n))
 
     def tick(self, t: float) -> Iterator[tuple[str, bytes]]:
         """(topic, payload) for every sensor at time ``t`` (seconds)."""
@@ -117,7 +127,13 @@ class SensorSimulator:
     def payload(self, device: _Device, t: float) -> bytes:
         if self.garbage_rate and self.rng.random() < self.garbage_rate:
             return self.rng.choice(GARBAGE)
-        if self.faults and device.fault_left == 0 and self.rng.random() < self.fault_rate:
+        device.ticks += 1
+        scheduled = device.first_fault_tick is not None and device.ticks == device.first_fault_tick
+        if (
+            self.faults
+            and device.fault_left == 0
+            and (scheduled or self.rng.random() < self.fault_rate)
+        ):
             device.fault_left = self.rng.randint(*EPISODE_TICKS)
             codes = list(device.profile.faults.codes) if device.profile.faults else []
             device.fault_code = self.rng.choice(codes) if codes else None

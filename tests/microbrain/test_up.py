@@ -125,11 +125,29 @@ def test_up_runs_the_system_and_stops_cleanly(tmp_path: Path) -> None:
         while time.monotonic() < told_by and not any("电梯故障" in n["title"] for n in notified()):
             time.sleep(1)
         assert any("电梯故障" in n["title"] for n in notified()), notified()
+
+        # the demo ladder (15 s at the building level): an alert nobody acknowledges climbs
+        def escalated() -> list[str]:
+            page = _get(f"{api}/api/alerts?limit=100", token)
+            return [a["kind"] for a in page["items"] if a["level"] != "building"]
+
+        climb_by = time.monotonic() + 60  # 15 s deadline + the scheduler's tick, loaded box
+        while time.monotonic() < climb_by and not escalated():
+            time.sleep(1)
+        assert escalated(), "no alert left the building level under the demo ladder"
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "stopping" in out
+    # the demo login is printed once, and the demo copy of the site says what it changed
+    password = yaml.safe_load((tmp_path / "secrets.yaml").read_text())["MB_CLOUD_ADMIN_PASSWORD"]
+    assert f"demo login: admin / {password}" in out
+    assert "DEMO copy" in (tmp_path / "site.demo.yaml").read_text()
+    # Ctrl-C (SIGTERM here) stopped every process without an error in its log
+    for log in (tmp_path / "logs").iterdir():
+        text = log.read_text(errors="replace")
+        assert "Unspecified error" not in text and "Traceback" not in text, (log.name, text[-2000:])
     logs = {p.name for p in (tmp_path / "logs").iterdir()}
     assert {"cloud.log", "gw-xiyuan-2.log", "gw-dongcheng-garden.log"} <= logs
     assert "stopped" in (tmp_path / "logs" / "gw-xiyuan-2.log").read_text()

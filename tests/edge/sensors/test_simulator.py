@@ -4,12 +4,15 @@ adapter, normal runs stay quiet, fault runs raise the rules' events."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from edge.sensors.hub import SensorHub
+from microbrain.cli import up
 from microbrain.protocol import Event, EventState, Reading
 from microbrain.simulate.sensors import SensorSimulator, set_path
+from microbrain.site import load_site
 from microbrain.site.model import Site
 
 T0 = datetime(2026, 11, 27, tzinfo=UTC)
@@ -128,3 +131,26 @@ def test_cli_publishes_vendor_payloads(mosquitto, demo_site_path) -> None:
         app, ["simulate", "sensors", "--site", str(demo_site_path), "--broker", "http://x"]
     )
     assert bad.exit_code == 2 and "mqtt://" in bad.output
+
+
+@pytest.mark.parametrize("gateway", ["gw-xiyuan-1", "gw-xiyuan-2", "gw-dongcheng-garden"])
+def test_a_demo_schedule_faults_every_sensor_early(
+    demo_site_path: Path, tmp_path: Path, gateway: str
+) -> None:
+    """`microbrain up` asks for every sensor's first fault within 40 s, on the demo copy
+    of the site (conditions count after at most 20 s): each sensor raises its condition
+    within a minute, with no chance episodes (fault_rate 0)."""
+    demo_site = load_site(up.demo_site(demo_site_path, tmp_path / "site.demo.yaml"))
+    out: list[Event | Reading] = []
+    hub = SensorHub(demo_site, demo_site.gateway(gateway), out.extend)
+    sim = SensorSimulator(
+        demo_site, gateway=gateway, seed=3, faults=True, fault_rate=0.0, first_fault_by=8
+    )
+    starts = {d.sensor.id: d.first_fault_tick for d in sim.devices}
+    assert len(set(starts.values())) == len(starts)  # spread out, not all at once
+    assert max(v for v in starts.values() if v is not None) == 8
+    for n in range(8 + 12):  # 20 ticks of 2.5 s: 50 s
+        for topic, payload in sim.tick(n * 2.5):
+            hub.handle(topic, payload, T0 + timedelta(seconds=n * 2.5))
+    raised = {e.source for e in out if isinstance(e, Event) and e.state == EventState.RAISED}
+    assert raised == set(starts), f"never raised: {set(starts) - raised}"
