@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 from cloud.awareness.fonts import cjk_family
 from cloud.awareness.report import DailyReport
 from cloud.durations import Durations
+from cloud.kind_names import kind_name
 from microbrain.config_files import read_yaml
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -57,17 +58,22 @@ _LOCK = threading.Lock()
 
 
 @cache
-def kind_names() -> dict[str, str]:
-    """Alert kind → Chinese name, from the console's zh-CN catalogue ({} without one)."""
+def _catalogue_section(section: str) -> dict[str, str]:
+    """A section of the console's zh-CN catalogue ({} without one)."""
     if not KIND_CATALOGUE.exists():
         return {}
     data = read_yaml(KIND_CATALOGUE).data
-    kinds = data.get("kinds") if isinstance(data, dict) else None
-    return {str(k): str(v) for k, v in (kinds or {}).items()}
+    names = data.get(section) if isinstance(data, dict) else None
+    return {str(k): str(v) for k, v in (names or {}).items()}
+
+
+def kind_names() -> dict[str, str]:
+    """Alert kind → Chinese name, from the console's zh-CN catalogue ({} without one)."""
+    return _catalogue_section("kinds")
 
 
 def default_kind_name(kind: str) -> str:
-    return kind_names().get(kind, kind)
+    return kind_name(kind, kind_names(), _catalogue_section("kind_suffix"))
 
 
 # --- what both formats show ---------------------------------------------------------

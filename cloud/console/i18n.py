@@ -16,6 +16,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from cloud.kind_names import kind_name
 from microbrain.config_files import read_yaml
 
 log = logging.getLogger(__name__)
@@ -43,12 +44,18 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+def _section(messages: Mapping[str, str], prefix: str) -> dict[str, str]:
+    return {k[len(prefix) :]: v for k, v in messages.items() if k.startswith(prefix)}
+
+
 class Catalogue:
     """The messages of one language; ``t(key, **values)`` formats one."""
 
     def __init__(self, language: str, messages: Mapping[str, str]) -> None:
         self.language = language
         self.messages = dict(messages)
+        self._kinds = _section(self.messages, "kinds.")
+        self._suffixes = _section(self.messages, "kind_suffix.")
 
     def t(self, key: str, /, **values: Any) -> str:
         text = self.messages.get(key)
@@ -62,6 +69,11 @@ class Catalogue:
         """The message, or ``default`` when there is none (for names from the site's
         config, such as alert kinds, which a catalogue cannot list in full)."""
         return self.messages.get(key, default)
+
+    def kind(self, kind: str) -> str:
+        """An alert kind's name: its own, or its base's with the derived suffix's
+        (``hydrant_pressure_low_warning`` → 消火栓水压低预警), else the kind itself."""
+        return kind_name(kind, self._kinds, self._suffixes)
 
     __call__ = t
 

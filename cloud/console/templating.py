@@ -128,6 +128,6 @@ def template_values(request: Request, signed: ConsoleSession | None) -> dict[str
         "now": now,
         "age": (lambda value: age(value, now)),
         "path": request.url.path,
-        "kind_name": (lambda kind: catalogue.get(f"kinds.{kind}", kind)),
+        "kind_name": catalogue.kind,
     }
     return values

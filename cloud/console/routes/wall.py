@@ -28,7 +28,7 @@ def _labels(language: str, summary: WallSummary) -> dict[str, Any]:
     kinds = {*summary.opened_by_kind, *(h.kind for h in summary.hotspots)}
     return {
         "severity": {str(s): cat.t(f"severity.{SEVERITY_NAME[s]}") for s in SEVERITIES},
-        "kinds": {k: cat.get(f"kinds.{k}", k) for k in kinds},
+        "kinds": {k: cat.kind(k) for k in kinds},
         "wo_status": {s.value: cat.t(f"wall.wo_status.{s.value}") for s in WorkOrderStatus},
         "no_department": cat.t("wall.no_department"),
         "empty": cat.t("wall.empty"),

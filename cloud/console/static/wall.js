@@ -66,6 +66,11 @@
         data: kinds.map(function (k) { return s.opened_by_kind[k][sev] || 0; })
       };
     });
+    // a row per kind: the labels' size follows the rows' height, or 7 kinds on a short
+    // panel overprint each other
+    var panel = document.getElementById("chart-kind").clientHeight || 240;
+    var row = (panel - 50) / Math.max(1, kinds.length);
+    var labelSize = Math.max(12, Math.min(22, Math.floor(row * 0.8)));
     chart("chart-kind").setOption({
       animationDuration: 600,
       legend: legend,
@@ -74,7 +79,7 @@
       yAxis: {
         type: "category",
         data: kinds.map(function (k) { return L.kinds[k] || k; }),
-        axisLabel: Object.assign({}, axisText, { color: TEXT, fontSize: 22, interval: 0,
+        axisLabel: Object.assign({}, axisText, { color: TEXT, fontSize: labelSize, interval: 0,
                                                  width: 230, overflow: "truncate" }),
         axisTick: { show: false },
         axisLine: { lineStyle: { color: GRID } }

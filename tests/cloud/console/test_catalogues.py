@@ -81,3 +81,16 @@ def test_no_page_loads_from_another_host() -> None:
         if remote.search(path.read_text(encoding="utf-8", errors="replace"))
     ]
     assert offenders == []
+
+
+def test_derived_kinds_are_named_from_their_base() -> None:
+    from cloud.console.i18n import catalogue
+
+    zh, en = catalogue("zh-CN"), catalogue("en")
+    assert zh.kind("hydrant_pressure_low_warning") == "消火栓水压低预警"
+    assert zh.kind("elevator_fault_rate_high") == "电梯故障偏多"
+    assert en.kind("elevator_fault") == "Elevator fault"
+    # an unknown base, or no suffix at all: the kind as it is
+    assert zh.kind("mystery_warning") == "mystery_warning"
+    assert zh.kind("_warning") == "_warning"
+    assert zh.kind("something_else") == "something_else"
