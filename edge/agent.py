@@ -20,6 +20,8 @@ from edge.commands import Announcer, CommandHandler, ReplyDetail
 from edge.config import GatewayConfig, environment, password
 from edge.evidence_upload import EvidenceQueue, EvidenceUploader
 from edge.health import collect_health
+from edge.model_update.download import Credentials
+from edge.model_update.install import ModelManager
 from edge.outbox import Outbox, OutboxLimits
 from edge.sensors.hub import SensorHub
 from edge.sensors.local_broker import LocalSensorClient
@@ -92,8 +94,24 @@ class GatewayAgent:
             else None
         )
         self.commands = CommandHandler(
-            self.path, self.outbox, self.uplink.publish_reply, announcer, self._recheck, self.reload
+            self.path,
+            self.outbox,
+            self.uplink.publish_reply,
+            announcer,
+            self._recheck,
+            self.reload,
         )
+        self.models = ModelManager.from_key_file(
+            config.model_key,
+            config.models_dir,
+            reply=self.commands.reply_model,
+            on_swap=self._swap_model,
+            gap=self._between_frames,
+            cloud_api=config.cloud_api,
+            credentials=Credentials(username, self.uplink.settings.password),
+            settings=config.model_update,
+        )
+        self.commands.install = self.models.submit
         self.uplink.on_command = self.commands.handle
         self.evidence_dir = config.data_dir / "evidence"
         self.evidence_queue = EvidenceQueue(config.data_dir / "evidence-queue.db")
@@ -151,7 +169,8 @@ class GatewayAgent:
     def status(self) -> Status:
         video = self.video  # a config reload may swap it meanwhile
         cameras = video.cameras_state() if video is not None else {}
-        model = video.workers[0].pipeline.model if video is not None and video.workers else None
+        running = self.models.running  # what the cameras run, or will from their next frame
+        model = running.ref if running is not None else None
         return Status(
             state=GatewayState.ONLINE,
             software=f"microbrain {__version__}",
@@ -163,6 +182,7 @@ class GatewayAgent:
                 sensors_silent=self.hub.silent_sensors(),
                 cameras=cameras,
                 model=model,
+                model_serial=running.serial if running is not None else None,
                 rejected=self._rejected_before_reload + self.hub.rejected,
             ),
         )
@@ -241,11 +261,11 @@ class GatewayAgent:
         if not self.config.video or not cameras:
             return None
         try:
-            from edge.video.detectors import load_detector
             from edge.video.evidence import EvidenceStore
             from edge.video.runner import Playback, VideoGateway
 
-            detector = load_detector(self.place.gateway.detector, base=self.site_dir)
+            # the model the registry installed, if one is trusted and intact; else the site's
+            detector = self.models.boot(self.place.gateway.detector, self.site_dir)
             self.video = VideoGateway(
                 cameras,
                 detector,
@@ -261,6 +281,20 @@ class GatewayAgent:
             self.video = None
             return f"video could not start: {type(err).__name__}: {err}"
         return None
+
+    def _swap_model(self) -> None:
+        """The model manager installed a model: every camera runs it from its next frame.
+        Under the reload lock, so a reload that restarts the cameras meanwhile starts them
+        with it (it reads ``models.running`` too)."""
+        with self._reload_lock:
+            running = self.models.running
+            if self.video is not None and running is not None:
+                self.video.swap_detector(running.detector)
+
+    def _between_frames(self) -> None:
+        video = self.video
+        if video is not None:
+            video.wait_between_frames()
 
     def start(self) -> None:
         if self.config.metrics_port is not None:
@@ -303,6 +337,7 @@ class GatewayAgent:
     def shutdown(self) -> None:
         with self._reload_lock:
             self._stop_inputs()
+        self.models.stop()
         if self.uploader is not None:
             self.uploader.stop()
         self.uplink.stop()

@@ -134,6 +134,7 @@ class CommandHandler:
         recheck: Callable[[Recheck], ReplyDetail | None] | None = None,
         reload: Callable[[], ReplyDetail] | None = None,
         announce_queue: int = ANNOUNCE_QUEUE,
+        install: Callable[[ModelInstall], None] | None = None,
     ) -> None:
         self.path = path
         self.outbox = outbox
@@ -141,6 +142,9 @@ class CommandHandler:
         self.announcer = announcer
         self.recheck = recheck or (lambda cmd: None)
         self.reload = reload
+        # the model manager (edge.model_update): queues the install and answers through
+        # reply_model from its own worker
+        self.install = install
         self.acked = 0
         # announcements take a moment: never on the MQTT thread; one worker plays them in
         # order from a bounded queue (a thread per command let a flood pile up threads)
@@ -175,7 +179,17 @@ class CommandHandler:
             # stopping cameras takes a moment: never on the MQTT thread
             threading.Thread(target=self._reload, args=(cmd,), daemon=True).start()
         elif isinstance(cmd, ModelInstall):
-            self._refuse(cmd.name, cmd.id, f"{cmd.name} is not supported yet by this gateway")
+            if self.install is None:
+                self._refuse(cmd.name, cmd.id, "this gateway has no model manager")
+            else:
+                self.install(cmd)
+
+    def reply_model(self, reply: Reply) -> None:
+        """Send the model manager's answer to a ``cmd/model`` (counted like the others)."""
+        COMMANDS.labels(name="model", outcome="ok" if reply.ok else "refused").inc()
+        if not reply.ok:
+            log.warning("command model refused: %s", reply.reason)
+        self.reply(reply)
 
     def _queue_announce(self, cmd: Announce) -> None:
         if self.announcer is None:

@@ -104,6 +104,30 @@ class AudioConfig(_Strict):
     speakers: tuple[Id, ...] = ()
 
 
+class ModelUpdateConfig(_Strict):
+    """How the gateway takes a model the cloud's registry sends (``cmd/model``)."""
+
+    smoke_latency_factor: float = Field(
+        default=3.0,
+        ge=1,
+        le=100,
+        description="a new model's smoke-test inference may take this many times the "
+        "running model's (or smoke_latency_floor_ms, whichever is more)",
+    )
+    smoke_latency_floor_ms: float = Field(
+        default=250.0, gt=0, le=60_000, description="latency always within the smoke budget"
+    )
+    download_timeout_s: Duration = Field(
+        default=30.0, gt=0, le=3600, description="per request, while no byte arrives"
+    )
+    download_attempts: int = Field(
+        default=5, ge=1, le=100, description="tries per install before it fails"
+    )
+    retry_backoff_s: Duration = Field(
+        default=2.0, ge=0, le=600, description="wait after the first failed try, doubling"
+    )
+
+
 class GatewayConfig(_Strict):
     site: Path
     gateway: Id
@@ -127,6 +151,13 @@ class GatewayConfig(_Strict):
         default=10.0, ge=0, le=86_400, description="forward at most one reading per sensor per this"
     )
     audio: AudioConfig | None = None
+    model_key: Path | None = Field(
+        default=None,
+        description="file holding the model registry's public key (one base64 line, as "
+        "the cloud serves it at GET /api/models/key); unset: models the cloud sends are "
+        "refused",
+    )
+    model_update: ModelUpdateConfig = ModelUpdateConfig()
     video: bool = Field(default=True, description="run the gateway's cameras")
     loop_recordings: bool = Field(
         default=False,
@@ -146,6 +177,11 @@ class GatewayConfig(_Strict):
             )
         return link
 
+    @property
+    def models_dir(self) -> Path:
+        """Where installed models and their trust state live."""
+        return self.data_dir / "models"
+
     def resolved(self, base: Path) -> GatewayConfig:
         """Paths relative to the config file's folder, made absolute."""
 
@@ -156,7 +192,11 @@ class GatewayConfig(_Strict):
             return None if p is None else absolute(p)
 
         data_dir = absolute(self.data_dir)
-        update: dict[str, Any] = {"site": fix(self.site), "data_dir": data_dir}
+        update: dict[str, Any] = {
+            "site": fix(self.site),
+            "data_dir": data_dir,
+            "model_key": fix(self.model_key),
+        }
         if self.audio is not None:
             out_dir = self.audio.out_dir
             update["audio"] = self.audio.model_copy(

@@ -20,6 +20,7 @@ def collect_health(
     sensors_silent: tuple[str, ...] = (),
     cameras: dict[str, CameraState] | None = None,
     model: ModelRef | None = None,
+    model_serial: int | None = None,
     rejected: int = 0,
 ) -> Health:
     """A :class:`Health` snapshot; cheap enough to call every heartbeat."""
@@ -30,6 +31,7 @@ def collect_health(
         cameras=cameras or {},
         sensors_silent=sensors_silent,
         model=model,
+        model_serial=model_serial,
         outbox_depth=outbox.depth,
         outbox_oldest_age_s=outbox.oldest_age_s(),
         outbox_evicted=outbox.evicted,

@@ -56,6 +56,12 @@ DEFAULT_MODEL_CONFIG = _Resource(
     "models/ssd_mobilenet_v2_coco_2018_03_29.pbtxt",
     _PIBO_FIX,
 )
+TWO_WHEELER_CLASSIFIER = _Resource(
+    "two-wheeler classifier (EfficientNet-Lite3 ImageNet, int8 TFLite)",
+    _PIBO,
+    "models/efficientnet_lite3.tflite",
+    _PIBO_FIX,
+)
 
 SAMPLES: dict[str, _Resource] = {
     "vtest.avi": _Resource(
@@ -96,6 +102,11 @@ SAMPLE_SCHEME = "sample:"
 def default_model() -> tuple[Path, Path]:
     """(frozen graph, pbtxt) of the default COCO SSD-MobileNetV2."""
     return DEFAULT_MODEL.locate(), DEFAULT_MODEL_CONFIG.locate()
+
+
+def two_wheeler_classifier() -> Path:
+    """The bundled ImageNet classifier the e-bike check uses (edge/video/two_wheelers.py)."""
+    return TWO_WHEELER_CLASSIFIER.locate()
 
 
 def sample(name: str) -> Path:

@@ -102,9 +102,7 @@ def _create_month(conn: Connection, month: datetime) -> None:
     )
     if stranded:
         conn.execute(
-            text(
-                f'INSERT INTO "{PARENT}" SELECT * FROM "{DEFAULT}" WHERE ts >= :lo AND ts < :hi'
-            ),
+            text(f'INSERT INTO "{PARENT}" SELECT * FROM "{DEFAULT}" WHERE ts >= :lo AND ts < :hi'),
             bounds,
         )
         conn.execute(text(f'DELETE FROM "{DEFAULT}" WHERE ts >= :lo AND ts < :hi'), bounds)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
@@ -34,9 +35,10 @@ def draw(
     zone: np.ndarray | None,
     subject: np.ndarray | None,
     caption: str,
+    tags: Mapping[int, str] | None = None,
 ) -> np.ndarray:
     """A copy of ``image`` with the zone polygon, every tracked box (the subject in red)
-    and a caption line."""
+    and a caption line; ``tags`` add a word to a track's label (its e-bike verdict)."""
     out = image.copy()
     if zone is not None:
         pts = np.asarray(zone, np.int32).reshape(-1, 1, 2)
@@ -50,6 +52,8 @@ def draw(
         x0, y0, x1, y1 = (int(v) for v in box)
         cv2.rectangle(out, (x0, y0), (x1, y1), _OTHER, 1)
         label = f"{name} {conf:.2f}" + (f" #{tid}" if tid >= 0 else "")
+        if tags and int(tid) in tags:
+            label += f" {tags[int(tid)]}"
         cv2.putText(out, label, (x0, max(10, y0 - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, _OTHER, 1)
     if subject is not None:
         x0, y0, x1, y1 = (int(v) for v in subject)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -45,6 +45,7 @@ from edge.video.rules import (
 )
 from edge.video.sources import Frame
 from edge.video.tracker import Tracker, Unseen
+from edge.video.two_wheelers import ClassifierError, Verdict, verifier_for
 from edge.video.zones import LineZone, PolygonZone, ZoneOutsideFrame
 from microbrain.protocol.payloads import (
     Event,
@@ -120,6 +121,15 @@ class _Zone:
     rules: list[ZoneRuleObject] = field(default_factory=list)
 
 
+def _relabelled(dets: Detections, mapping: dict[int, int], names: tuple[str, ...]) -> Detections:
+    """``dets`` with class ids mapped into another class list; rows of classes it lacks
+    are dropped."""
+    keep = np.array([int(c) in mapping for c in dets.class_id], bool).reshape(-1)
+    kept = dets[keep]
+    ids = np.array([mapping[int(c)] for c in kept.class_id], np.int64)
+    return Detections(kept.xyxy, kept.confidence, ids, names, kept.tracker_id)
+
+
 class CameraPipeline:
     """Feed frames with :meth:`process`; call :meth:`finish` at the end of a stream."""
 
@@ -172,6 +182,12 @@ class CameraPipeline:
             max_age_s=self.options.tracker_max_age_s,
         )
         self._tracked = Detections.empty(detector.class_names)
+        # the e-bike / pedal-bike second stage, where a rule watches ebike or pedal_bike
+        try:
+            self._verifier = verifier_for(camera, detector.class_names)
+        except ClassifierError as err:
+            metrics.PIPELINE_ERRORS.labels(camera.id, "two_wheeler_classifier").inc()
+            raise CameraError(f"camera {camera.id}: {err}") from None
         # what the detector found at its last call, before tracking, and where it looked
         # (crops in frame pixels; None: the whole frame), for overlays and tests
         self.last_detections = Detections.empty(detector.class_names)
@@ -187,6 +203,10 @@ class CameraPipeline:
         # camera_state() may come from a live source's thread while process() runs
         self._out_lock = threading.RLock()
         self._last_frame: Frame | None = None
+        # a model swap waits here until the next frame starts (use_detector)
+        self._swap_lock = threading.Lock()
+        self._next_detector: Detector | None = None
+        self._next_verifier = self._verifier
 
     # -- frames ---------------------------------------------------------------------------
 
@@ -227,6 +247,8 @@ class CameraPipeline:
         """Forget tracks and zone presence; violations in progress are cleared."""
         findings = [f for zone in self._zones for rule in zone.rules for f in rule.flush(ts)]
         self._tracker.reset()
+        if self._verifier is not None:
+            self._verifier.reset()
         self._tracked = Detections.empty(self.detector.class_names)
         self.last_detections = Detections.empty(self.detector.class_names)
         for zone in self._zones:
@@ -316,8 +338,55 @@ class CameraPipeline:
             unseen_boxes, watched=self._crop_rects, windows=np.asarray(looked, np.float32)
         )
 
+    def use_detector(self, detector: Detector) -> None:
+        """Run ``detector`` from the next frame on (any thread may call this).
+
+        The swap happens between frames, in :meth:`process`, so no frame is analysed half
+        by one model and half by the other, and none waits for it: the new model is
+        loaded and tested before it gets here. Tracks, zone presence and raised
+        conditions carry over (class ids are mapped by name when the class list changes).
+        """
+        verifier = self._verifier
+        if detector.class_names != self.detector.class_names:
+            # whether a second stage is needed depends on the classes (an ebike class of
+            # its own); prepared here, in the caller's thread, not between two frames
+            try:
+                verifier = verifier_for(self.camera, detector.class_names)
+            except ClassifierError as err:
+                metrics.PIPELINE_ERRORS.labels(self.camera.id, "two_wheeler_classifier").inc()
+                log.error("camera %s: %s; the second stage stays as it was", self.camera.id, err)
+        with self._swap_lock:
+            self._next_detector, self._next_verifier = detector, verifier
+
+    def _take_detector(self) -> None:
+        with self._swap_lock:
+            detector, self._next_detector = self._next_detector, None
+            verifier = self._next_verifier
+        if detector is None or detector is self.detector:
+            return
+        self._verifier = verifier
+        old_names = self.detector.class_names
+        self.detector = detector
+        self.model = ModelRef(name=detector.name[:100], version=detector.version[:64])
+        self._tracker.high_threshold = detector.score_threshold
+        self._tracker.new_track_threshold = detector.score_threshold
+        names = detector.class_names
+        if names != old_names:
+            mapping = {i: names.index(n) for i, n in enumerate(old_names) if n in names}
+            self._tracker.relabel(mapping)
+            self._tracked = _relabelled(self._tracked, mapping, names)
+            self.last_detections = Detections.empty(names)
+        log.info(
+            "camera %s: model %s %s from this frame on",
+            self.camera.id,
+            self.model.name,
+            self.model.version,
+        )
+
     def process(self, frame: Frame) -> list[Event]:
         """Analyse one frame; return (and emit) the events it completes."""
+        if self._next_detector is not None:
+            self._take_detector()
         self.stats.frames += 1
         metrics.FRAMES_ANALYSED.labels(self.camera.id).inc()
         findings = self._check_size(frame)
@@ -335,22 +404,31 @@ class CameraPipeline:
             self.stats.detector_calls += 1
             metrics.DETECTOR_CALLS.labels(self.camera.id).inc()
             self._tracked = self._tracker.update(detections, frame.ts, unseen)
+            if self._verifier is not None:  # its own cache says which tracks are due
+                self._verifier.update(frame.image, self._tracked, frame.ts)
             self._last_detect = frame.ts
             live = self._tracker.track_ids() if self._lines else set()
             for line, geometry in self._lines:
-                findings += crossing_findings(line, self._tracked, geometry.update(self._tracked))
+                findings += crossing_findings(
+                    line, self._tracked, geometry.update(self._tracked), self.verdicts
+                )
                 geometry.retain(live)  # tracks the tracker dropped never come back
         # between detector runs nothing moved, so the last tracked boxes still hold
         tracked = self._tracked
         local = frame.time.astimezone(self._tz)
         for zone in self._zones:
             occupants, _ = zone.geometry.update(tracked, frame.ts)
-            context = Context(tracked, occupants, frame.ts, local)
+            context = Context(tracked, occupants, frame.ts, local, self.verdicts)
             for rule in zone.rules:
                 findings += rule.update(context)
         self._ring.push(frame.ts, frame.image)
         self._last_frame = frame
         return self._publish(findings, frame, tracked)
+
+    @property
+    def verdicts(self) -> Mapping[int, Verdict]:
+        """The second stage's e-bike / pedal-bike verdicts on live tracks, by track id."""
+        return self._verifier.verdicts if self._verifier is not None else {}
 
     @property
     def tracked(self) -> Detections:
@@ -435,7 +513,12 @@ class CameraPipeline:
                 )
                 if f.dwell_s is not None:
                     caption += f" dwell {f.dwell_s:.0f}s"
-                picture = draw(frame.image, tracked, self._zone_polygon(f.zone), f.box, caption)
+                if "verdict" in f.detail:
+                    caption += f" {f.detail['verdict']} {f.detail['verdict_score']}"
+                tags = {tid: v.tag() for tid, v in self.verdicts.items()}
+                picture = draw(
+                    frame.image, tracked, self._zone_polygon(f.zone), f.box, caption, tags
+                )
                 evidence = (self.evidence.snapshot(f"{self.camera.id}-{event_id}", picture),)
             event = Event(
                 id=event_id,

@@ -1,13 +1,26 @@
 """Zone rules: turn who-is-where-since-when into findings (raise once, clear once).
 
-Every rule raises one finding per violation and one ``cleared`` finding when it ends;
-a violator the tracker loses and finds again at the same place within ``REACQUIRE_S``
-(the same parked car after a missed detection, a new track id) is the same violation.
+Every rule raises one finding per violation and one ``cleared`` finding when it ends.
+
+A stationary violator is held through what busy scenes do to its boxes (issue #14):
+- its *full box* (the largest view of it where it stands) is kept beside its last box:
+  the evidence and the re-association use the full box, not the sliver a passer-by left
+  visible;
+- a violator whose track vanishes where it stood (hidden, missed by the detector, or
+  named another class for a while: a dog seen as a sheep) is held for ``REACQUIRE_S``,
+  raised or not: found again by overlap with its full box, on any track id, it is the
+  same violation and its dwell goes on through the gap (it was hidden, not gone); a
+  violator whose track is still seen, outside the zone, left, and is not taken for
+  whatever parks there next;
+- a parked vehicle is still while its box stays where it stopped (mostly inside the box
+  it stopped in, or holding it): a partial box inside that place is the same car standing
+  there, not a car that moved.
 Thresholds come from the camera config (microbrain/site/cameras.py), bounded there.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Generic, TypeVar
@@ -15,7 +28,8 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from edge.video.detections import Detections
-from edge.video.geometry import anchors, box_gap, iou_matrix
+from edge.video.geometry import anchors, box_area, box_gap, intersection_matrix, iou_matrix
+from edge.video.two_wheelers import Verdict
 from edge.video.zones import Crossing, Occupant
 from microbrain.protocol.payloads import EventState, Severity
 from microbrain.site.cameras import (
@@ -34,6 +48,25 @@ _Config = TypeVar("_Config", IllegalParking, EbikeCharging, UnleashedDog)
 
 REACQUIRE_S = 10.0  # a lost violator found again at the same spot within this is the same one
 REACQUIRE_IOU = 0.5
+# a box this much inside a violator's full box is (part of) it: a car half hidden by a
+# passer-by, the motorcycle's sliver that was last visible
+CONTAINED = 0.7
+MOVED_IOU = 0.3  # a box overlapping its full box less than this is somewhere else now
+STILL_INSIDE = 0.6  # parking: a box this much inside the place it stopped is still there
+
+
+def _ioa(a: np.ndarray, b: np.ndarray) -> float:
+    """The share of box ``a`` that lies inside box ``b``."""
+    inter = intersection_matrix(a.reshape(1, 4), b.reshape(1, 4))[0, 0]
+    return float(inter / max(float(box_area(a.reshape(1, 4))[0]), 1e-9))
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float(iou_matrix(a.reshape(1, 4), b.reshape(1, 4))[0, 0])
+
+
+def _area(box: np.ndarray) -> float:
+    return float(box_area(box.reshape(1, 4))[0])
 
 
 @dataclass(frozen=True)
@@ -61,6 +94,28 @@ class Context:
     occupants: list[Occupant]
     ts: float  # video seconds
     local_time: datetime  # frame time in the site's timezone, for night schedules
+    # the second stage's verdict (ebike / pedal_bike) on two-wheeler tracks, by track id
+    verdicts: Mapping[int, Verdict] = field(default_factory=dict)
+
+
+def watched_as(
+    name: str, track_id: int, classes: Collection[str], verdicts: Mapping[int, Verdict]
+) -> str | None:
+    """The class under which a rule watching ``classes`` sees this object: the detector's
+    own class when watched, else its two-wheeler verdict (``classes: [ebike]`` matches a
+    motorcycle the second stage calls an e-bike); None when the rule does not watch it."""
+    if name in classes:
+        return name
+    verdict = verdicts.get(track_id)
+    return verdict.label if verdict is not None and verdict.label in classes else None
+
+
+def verdict_detail(name: str, track_id: int, verdicts: Mapping[int, Verdict]) -> Detail:
+    """The verdict's fields for an event's detail (with the detector's class), if any."""
+    verdict = verdicts.get(track_id)
+    if verdict is None:
+        return {}
+    return {**verdict.detail(), "detector_class": name}
 
 
 @dataclass
@@ -72,7 +127,22 @@ class _Violation:
     raised: bool = False
     raised_detail: Detail = field(default_factory=dict)
     ref: np.ndarray | None = None  # parking: anchor where it stopped
+    place: np.ndarray | None = None  # parking: the box it stopped in (grows, never moves)
+    full_box: np.ndarray | None = None  # the largest view of it where it stands
     lost_at: float | None = None
+    left: bool = False  # lost while still tracked elsewhere: it drove off, not hidden
+
+    def see(self, box: np.ndarray) -> None:
+        """A new box of this violator: the last one, and the full one kept apart."""
+        self.box = box
+        full = self.full_box
+        if full is None or _iou(box, full) < MOVED_IOU or _area(box) >= _area(full):
+            self.full_box = box.copy()
+
+    def shown(self) -> np.ndarray:
+        """The box for the evidence: the full view, unless it has moved from there."""
+        full = self.full_box
+        return self.box if full is None or _ioa(self.box, full) < CONTAINED else full
 
 
 class _TrackRule(Generic[_Config]):
@@ -100,35 +170,56 @@ class _TrackRule(Generic[_Config]):
     def describe(self, v: _Violation, dwell: float) -> str:
         return f"{v.class_name} in zone {self.zone} for {dwell:.0f}s"
 
-    def _adopt(self, box: np.ndarray, ts: float) -> _Violation | None:
+    def _adopt(self, track_id: int, box: np.ndarray, ts: float) -> _Violation | None:
+        """A lost violation this box continues: its own track come back, or, on another
+        track, one that vanished where it stood and overlaps this box's place."""
+        v = self._lost.pop(track_id, None)
+        if v is not None:
+            v.lost_at, v.left = None, False
+            return v
         for tid, v in list(self._lost.items()):
-            if (
-                ts - (v.lost_at or ts) <= REACQUIRE_S
-                and iou_matrix(box, v.box)[0, 0] >= REACQUIRE_IOU
-            ):
+            if v.left or ts - (v.lost_at or ts) > REACQUIRE_S:
+                continue
+            full = v.full_box if v.full_box is not None else v.box
+            if _iou(box, full) >= REACQUIRE_IOU or _ioa(box, full) >= CONTAINED:
                 del self._lost[tid]
                 v.lost_at = None
                 return v
         return None
+
+    def _held_by_another(self, track_id: int, box: np.ndarray) -> bool:
+        for tid, v in self._tracks.items():
+            full = v.full_box if v.full_box is not None else v.box
+            if tid != track_id and (
+                _iou(box, full) >= REACQUIRE_IOU or _ioa(box, full) >= CONTAINED
+            ):
+                return True
+        return False
 
     def update(self, ctx: Context) -> list[Finding]:
         out: list[Finding] = []
         names = ctx.tracked.names
         present: set[int] = set()
         for occ in ctx.occupants:
-            cls = names[occ.row]
-            if cls not in self.classes:
+            cls = watched_as(names[occ.row], occ.track_id, self.classes, ctx.verdicts)
+            if cls is None:
                 continue
             box = ctx.tracked.xyxy[occ.row]
             conf = float(ctx.tracked.confidence[occ.row])
             present.add(occ.track_id)
             v = self._tracks.get(occ.track_id)
             if v is None:
-                v = self._adopt(box, ctx.ts) or _Violation(
-                    ctx.ts - occ.time_in_zone, box, cls, conf
-                )
+                v = self._adopt(occ.track_id, box, ctx.ts)
+                if v is None:
+                    if self._held_by_another(occ.track_id, box):
+                        # a second track on the same object (the detector gave it two
+                        # boxes, car and truck): one violation, one alert
+                        present.discard(occ.track_id)
+                        continue
+                    v = _Violation(ctx.ts - occ.time_in_zone, box, cls, conf)
                 self._tracks[occ.track_id] = v
-            v.box, v.class_name, v.confidence = box, cls, conf
+            v.see(box)
+            v.class_name, v.confidence = cls, conf
             if not self.condition(ctx, occ, v):
                 if v.raised:
                     out.append(
@@ -144,7 +235,14 @@ class _TrackRule(Generic[_Config]):
             dwell = ctx.ts - v.since
             if not v.raised and dwell >= self.limit(ctx):
                 severity, detail = self.raise_detail(ctx, occ)
-                v.raised, v.raised_detail = True, {**detail, "dwell_limit_s": self.limit(ctx)}
+                v.raised, v.raised_detail = (
+                    True,
+                    {
+                        **detail,
+                        **verdict_detail(names[occ.row], occ.track_id, ctx.verdicts),
+                        "dwell_limit_s": self.limit(ctx),
+                    },
+                )
                 out.append(
                     Finding(
                         self.kind,
@@ -152,7 +250,7 @@ class _TrackRule(Generic[_Config]):
                         severity,
                         self.zone,
                         occ.track_id,
-                        box.copy(),
+                        v.shown().copy(),
                         cls,
                         conf,
                         round(dwell, 3),
@@ -160,17 +258,24 @@ class _TrackRule(Generic[_Config]):
                         v.raised_detail,
                     )
                 )
+        tracked = set(ctx.tracked.tracker_id.tolist())
+        in_zone = {occ.track_id for occ in ctx.occupants}
         for tid in [t for t in self._tracks if t not in present]:
             v = self._tracks.pop(tid)
-            if v.raised:
-                v.lost_at = ctx.ts
+            # not raised yet, its dwell is kept too: a few frames without a box (hidden,
+            # or missed) must not throw away what it had built
+            v.lost_at, v.left = ctx.ts, tid in tracked and tid not in in_zone
+            if v.raised or not v.left:
                 self._lost[tid] = v
         for tid, v in list(self._lost.items()):
             if ctx.ts - (v.lost_at or ctx.ts) > REACQUIRE_S:
                 del self._lost[tid]
-                out.append(
-                    self._finding(EventState.CLEARED, tid, v, v.lost_at or ctx.ts, "left the zone")
-                )
+                if v.raised:
+                    out.append(
+                        self._finding(
+                            EventState.CLEARED, tid, v, v.lost_at or ctx.ts, "left the zone"
+                        )
+                    )
         return out
 
     @property
@@ -198,7 +303,7 @@ class _TrackRule(Generic[_Config]):
             severity,
             self.zone,
             tid,
-            v.box.copy(),
+            v.shown().copy(),
             v.class_name,
             v.confidence,
             round(dwell, 3) if dwell is not None else None,
@@ -218,12 +323,20 @@ class IllegalParkingRule(_TrackRule[IllegalParking]):
         self.classes = tuple(config.classes)
 
     def condition(self, ctx: Context, occ: Occupant, v: _Violation) -> bool:
-        point = anchors(v.box)[0]
-        height = max(1.0, float(v.box[3] - v.box[1]))
-        if v.ref is None:
-            v.ref = point
-        elif np.hypot(*(point - v.ref)) > self.config.max_drift * height:
-            v.ref = point
+        box = v.box
+        point = anchors(box)[0]
+        height = max(1.0, float(box[3] - box[1]))
+        if v.ref is None or v.place is None:
+            v.ref, v.place = point, box.copy()
+            return True
+        if _ioa(box, v.place) >= STILL_INSIDE or _ioa(v.place, box) >= 0.9:
+            # where it stopped: a partial view (a passer-by in front) or a fuller one
+            if _ioa(v.place, box) >= 0.9 and _area(box) > _area(v.place):
+                v.place = box.copy()
+            return True
+        if np.hypot(*(point - v.ref)) > self.config.max_drift * height:
+            # it moved from where it stopped: driving, not parked; the clock restarts
+            v.ref, v.place = point, box.copy()
             if not v.raised:
                 v.since = ctx.ts
         return True
@@ -299,11 +412,15 @@ class ObjectInZoneRule:
         self._since: float | None = None
         self._raised = False
         self._below_since: float | None = None  # raised, and below min_count since then
-        self._last: tuple[np.ndarray, str, float, int] | None = None
+        self._last: tuple[np.ndarray, str, float, int, Detail] | None = None
 
     def update(self, ctx: Context) -> list[Finding]:
         names = ctx.tracked.names
-        inside = [o for o in ctx.occupants if names[o.row] in self.config.classes]
+        seen = {
+            o.track_id: watched_as(names[o.row], o.track_id, self.config.classes, ctx.verdicts)
+            for o in ctx.occupants
+        }
+        inside = [o for o in ctx.occupants if seen[o.track_id] is not None]
         if len(inside) >= self.config.min_count:
             self._below_since = None
             if self._since is None:
@@ -311,9 +428,10 @@ class ObjectInZoneRule:
             best = max(inside, key=lambda o: ctx.tracked.confidence[o.row])
             self._last = (
                 ctx.tracked.xyxy[best.row].copy(),
-                names[best.row],
+                seen[best.track_id] or names[best.row],
                 float(ctx.tracked.confidence[best.row]),
                 best.track_id,
+                verdict_detail(names[best.row], best.track_id, ctx.verdicts),
             )
             dwell = ctx.ts - self._since
             if not self._raised and dwell >= self.config.dwell_s:
@@ -345,7 +463,7 @@ class ObjectInZoneRule:
     def _finding(self, state: EventState, dwell: float, count: int) -> Finding:
         # only a raised episode makes a finding, and raising it set _last
         assert self._last is not None
-        box, cls, conf, tid = self._last
+        box, cls, conf, tid, detail = self._last
         severity = self.config.severity if state is EventState.RAISED else Severity.INFO
         return Finding(
             self.kind,
@@ -360,7 +478,7 @@ class ObjectInZoneRule:
             f"{count} × {'/'.join(self.config.classes)} in zone {self.zone}"
             if state is EventState.RAISED
             else f"zone {self.zone} empty again",
-            {"count": count},
+            {**detail, "count": count},
         )
 
 
@@ -378,13 +496,20 @@ def make_rule(zone: str, config: ZoneRule) -> ZoneRuleObject:
     return ObjectInZoneRule(zone, config)
 
 
-def crossing_findings(line: Line, tracked: Detections, crossings: list[Crossing]) -> list[Finding]:
+def crossing_findings(
+    line: Line,
+    tracked: Detections,
+    crossings: list[Crossing],
+    verdicts: Mapping[int, Verdict] | None = None,
+) -> list[Finding]:
     """Line-crossing findings for the configured classes and direction."""
     out = []
     names = tracked.names
+    verdicts = verdicts or {}
     for c in crossings:
         wrong_way = line.direction != "both" and c.direction != line.direction
-        if names[c.row] not in line.classes or wrong_way:
+        cls = watched_as(names[c.row], c.track_id, line.classes, verdicts)
+        if cls is None or wrong_way:
             continue
         out.append(
             Finding(
@@ -394,11 +519,15 @@ def crossing_findings(line: Line, tracked: Detections, crossings: list[Crossing]
                 None,
                 c.track_id,
                 tracked.xyxy[c.row].copy(),
-                names[c.row],
+                cls,
                 float(tracked.confidence[c.row]),
                 None,
-                f"{names[c.row]} crossed line {line.id} ({c.direction})",
-                {"line": line.id, "direction": c.direction},
+                f"{cls} crossed line {line.id} ({c.direction})",
+                {
+                    **verdict_detail(names[c.row], c.track_id, verdicts),
+                    "line": line.id,
+                    "direction": c.direction,
+                },
             )
         )
     return out

@@ -71,6 +71,8 @@ class CameraWorker(threading.Thread):
         self.online: bool | None = None
         self._halt = threading.Event()
         self._source: FileSource | ImageSource | LiveSource | None = None
+        # notified after each analysed frame (VideoGateway.wait_between_frames)
+        self.frame_done: threading.Condition | None = None
 
     def _on_state(self, online: bool, reason: str, when: datetime) -> None:
         self.online = online
@@ -108,6 +110,9 @@ class CameraWorker(threading.Thread):
                 if self.online is None and not isinstance(self._source, LiveSource):
                     self.online = True
                 self.pipeline.process(frame)
+                if self.frame_done is not None:
+                    with self.frame_done:
+                        self.frame_done.notify_all()
         except (SourceError, CameraError, DetectorError) as err:
             self._fail(str(err), type(err).__name__)
         except Exception as err:  # one camera's bug must not take the gateway down
@@ -153,6 +158,9 @@ class VideoGateway:
             CameraWorker(c, detector, emit, evidence, base, options, playback, **source_options)
             for c in cameras
         ]
+        self._frame_done = threading.Condition()
+        for worker in self.workers:
+            worker.frame_done = self._frame_done
 
     def start(self) -> None:
         for worker in self.workers:
@@ -174,6 +182,19 @@ class VideoGateway:
             if worker.camera.id == camera_id:
                 return worker.pipeline.active_kinds(zone)
         return None
+
+    def wait_between_frames(self, timeout_s: float = 0.3) -> bool:
+        """Block until a camera has just finished a frame (True) or ``timeout_s`` passed.
+        Background work begun then (a new model's load, a smoke-test inference) runs in
+        the gap before that camera's next frame instead of beside it."""
+        with self._frame_done:
+            return self._frame_done.wait(timeout_s)
+
+    def swap_detector(self, detector: Detector) -> None:
+        """Every camera runs ``detector`` from its next frame on (see
+        :meth:`CameraPipeline.use_detector`); returns at once."""
+        for worker in self.workers:
+            worker.pipeline.use_detector(detector)
 
     def cameras_state(self) -> dict[str, CameraState]:
         return {w.camera.id: "online" if w.online else "offline" for w in self.workers}

@@ -123,6 +123,20 @@ class Tracker:
         """Forget every track (scene cut, frame size change); ids keep counting up."""
         self._tracks = []
 
+    def relabel(self, mapping: dict[int, int]) -> None:
+        """A new model with another class list took over: class ids become ``mapping[id]``.
+
+        Votes for a class the new model lacks are dropped, and a track left with no vote
+        is forgotten (the new model cannot confirm it); the others keep their ids, boxes
+        and hits, so a swap neither restarts dwell times nor raises anything twice."""
+        kept = []
+        for track in self._tracks:
+            votes = {mapping[c]: v for c, v in track.class_votes.items() if c in mapping}
+            if votes:
+                track.class_votes = votes
+                kept.append(track)
+        self._tracks = kept
+
     def update(self, detections: Detections, ts: float, unseen: Unseen | None = None) -> Detections:
         """Associate this frame's detections with the tracks; return the rows that belong
         to confirmed tracks, each with its track id and voted class.

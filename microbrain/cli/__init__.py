@@ -16,6 +16,7 @@ from microbrain.cli import (
     cloud,
     doctor,
     model,
+    model_registry,
     playbooks,
     simulate,
     site,
@@ -56,9 +57,22 @@ broker_app = typer.Typer(help="MQTT broker configuration.", no_args_is_help=True
 broker_app.command("config")(broker.config)
 
 model_app = typer.Typer(
-    help="Detector models: check one before it goes to a gateway.", no_args_is_help=True
+    help="Detector models: train, export, evaluate and check them; field data as datasets.",
+    no_args_is_help=True,
 )
 model_app.command("check")(model.check)
+# the cloud's registry, over its HTTP API (microbrain/cli/model_registry.py)
+for _name in ("push", "rollout", "status", "abort", "rollback", "key"):
+    model_app.command(_name)(getattr(model_registry, _name))
+model_app.command("train")(model.train)
+model_app.command("export")(model.export)
+model_app.command("eval")(model.evaluate)
+model_app.command("autolabel")(model.autolabel)
+dataset_app = typer.Typer(
+    help="Field data: the console's verdicts as a YOLO dataset.", no_args_is_help=True
+)
+dataset_app.command("export")(model.dataset_export)
+model_app.add_typer(dataset_app, name="dataset")
 
 playbooks_app = typer.Typer(
     help="Smart response: what the cloud does when an alert opens.", no_args_is_help=True

@@ -114,7 +114,10 @@ def analyze(
     options = PipelineOptions(
         motion_gate=not no_motion_gate, crop_to_zones=not no_crops, timezone=timezone
     )
-    pipeline = CameraPipeline(cam, net, emit, store, options)
+    try:  # a second stage the rules need and cannot load fails here, naming the fix
+        pipeline = CameraPipeline(cam, net, emit, store, options)
+    except CameraError as err:
+        fail(str(err))
     try:
         source = open_source(cam, Path.cwd(), start, duration)
     except SourceError as err:

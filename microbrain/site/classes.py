@@ -88,7 +88,12 @@ COCO_CLASSES: tuple[str, ...] = (
 # classes a retrained microbrain model adds (models/); rules use them when present
 EXTENDED_CLASSES: tuple[str, ...] = ("ebike", "charging_cable", "leash")
 
-KNOWN_CLASSES: frozenset[str] = frozenset(COCO_CLASSES + EXTENDED_CLASSES)
+EBIKE, PEDAL_BIKE = "ebike", "pedal_bike"
+# what the second stage (edge/video/two_wheelers.py) calls a bicycle/motorcycle track;
+# a rule watching one of these matches a two-wheeler with that verdict
+VERDICT_CLASSES: tuple[str, ...] = (EBIKE, PEDAL_BIKE)
+
+KNOWN_CLASSES: frozenset[str] = frozenset(COCO_CLASSES + EXTENDED_CLASSES + VERDICT_CLASSES)
 
 VEHICLES = ("car", "bus", "truck", "motorcycle")
 TWO_WHEELERS = ("bicycle", "motorcycle", "ebike")

@@ -87,7 +87,8 @@ def verify_camera(camera: Camera, path: str, base: Path | None) -> Iterator[Prob
                     yield Problem(
                         f"{path}.zones[{n}].rules[{r}].classes",
                         f"unknown class {cls!r}; a detector names COCO classes "
-                        "(car, bicycle, dog, …) or ebike, charging_cable, leash",
+                        "(car, bicycle, dog, …), ebike, charging_cable, leash, or the "
+                        "two-wheeler verdict pedal_bike",
                     )
         if camera.frame_size:
             width, height = camera.frame_size

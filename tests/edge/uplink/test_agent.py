@@ -202,7 +202,7 @@ def test_commands_announce_recheck_refusals(
     refused = [r for r in replies if not r.ok]
     assert len(refused) == 5
     reasons = " | ".join(r.reason or "" for r in refused)
-    assert "not supported yet" in reasons and "exactly one of 'clip' or 'text'" in reasons
+    assert "set model_key" in reasons and "exactly one of 'clip' or 'text'" in reasons
     assert "not valid JSON" in reasons
     assert {r.name for r in refused} >= {"self_destruct", "model", "recheck", "announce"}
     # refused commands ran nothing: exactly one WAV was written

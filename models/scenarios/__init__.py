@@ -1,0 +1,1 @@
+"""Scenario files for `microbrain model eval` (see models/event_scores.py)."""
