@@ -30,10 +30,11 @@ from cloud.clock import Clock, system_clock
 from cloud.commands import MqttCommandSender
 from cloud.console import mount_console
 from cloud.console.i18n import DEFAULT_LANGUAGE, catalogue
-from cloud.db import make_engine, read_only, session_factory, transaction, upgrade
+from cloud.db import make_engine, partitions, read_only, session_factory, transaction, upgrade
 from cloud.db import models as m
 from cloud.errors import Conflict
 from cloud.ingest import BatchResult, IngestWorker
+from cloud.model_registry import step as rollout_step
 from cloud.permissions import Role
 from cloud.response import Responder, load_response
 from cloud.settings import Settings
@@ -145,6 +146,15 @@ def steps_of(svc: CloudService) -> list[Step]:
         hotspots.run(factory, now)
         return False  # governance items are not alerts: nothing live to wake
 
+    def model_rollouts(now: datetime) -> bool:
+        rollout_step.run_step(factory, svc.state.commands, now, settings.model_resend_s)
+        return False  # installs and their states are not alerts
+
+    def reading_partitions(now: datetime) -> bool:
+        with transaction(factory) as s:
+            partitions.ensure_months(s.connection(), now)  # PostgreSQL only
+        return False
+
     def prune(now: datetime) -> bool:
         with transaction(factory) as s:
             keep_days = settings.reading_retention_days
@@ -160,6 +170,8 @@ def steps_of(svc: CloudService) -> list[Step]:
         Step("rechecks", timedelta(0), rechecks),
         Step("appeals", timedelta(0), appeals_due),
         Step("fusion", timedelta(0), svc.fusion),  # related alerts linked as they come
+        # canary health, promotion, sends and resends of model installs (cloud/model_registry)
+        Step("rollouts", timedelta(seconds=1), model_rollouts),
         # no coarser than the shortest heartbeat: debouncing is only as fine as this
         Step("liveness", timedelta(seconds=30), liveness),
         Step("trend_warnings", timedelta(minutes=10), trends),  # readings move slowly
@@ -168,6 +180,8 @@ def steps_of(svc: CloudService) -> list[Step]:
         Step("hotspots", timedelta(minutes=5), hotspot_items),
         Step("handover", timedelta(minutes=1), handovers),  # 交接班 at each shift time
         Step("daily_report", timedelta(minutes=1), daily_reports),  # at the report hour
+        # the coming months' readings partitions exist before their first reading
+        Step("reading_partitions", timedelta(hours=6), reading_partitions),
         Step("retention", timedelta(hours=1), prune),
     ]
 
@@ -207,7 +221,7 @@ class CloudService:
                 settings.playbooks,
                 site=site,
                 environ=os.environ,
-                kind_name=lambda kind: catalogue(DEFAULT_LANGUAGE).get(f"kinds.{kind}", kind),
+                kind_name=catalogue(DEFAULT_LANGUAGE).kind,
             )
             if settings.playbooks is not None
             else None
@@ -251,6 +265,8 @@ class CloudService:
     def prepare(self) -> None:
         """Migrate, load the site, make the first admin (only while there are no users)."""
         upgrade(self.settings.database_url)
+        with transaction(self.factory) as s:  # this month's readings have their partition
+            partitions.ensure_months(s.connection(), self.clock())
         if self.site is not None:
             sources = self._site_sources()
             for attempt in range(1, 4):

@@ -43,6 +43,8 @@ class Action(StrEnum):
     CLOSE_GOVERNANCE_ITEM = "close governance items (hotspots)"
     # a question reads only, but comes as a POST (a body, not a URL in access logs)
     ASK_ASSISTANT = "ask the question box"
+    # register models, roll them out to gateways, abort and roll back (cloud/model_registry)
+    MANAGE_MODELS = "manage models and rollouts"
 
 
 _WORKS_ALERTS = frozenset(
@@ -68,7 +70,12 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
         Action.ASK_ASSISTANT,
     },
     Role.ENGINEER: frozenset(
-        {Action.READ_DEAD_LETTERS, Action.MANAGE_GATEWAYS, Action.ASK_ASSISTANT}
+        {
+            Action.READ_DEAD_LETTERS,
+            Action.MANAGE_GATEWAYS,
+            Action.ASK_ASSISTANT,
+            Action.MANAGE_MODELS,
+        }
     ),
     Role.ADMIN: frozenset(Action),
 }

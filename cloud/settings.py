@@ -53,6 +53,24 @@ class Settings(BaseSettings):
         default=Path("./evidence"), description="where uploaded snapshots/clips go"
     )
     token_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 86_400)
+    # model registry (cloud/model_registry)
+    model_dir: Path | None = Field(
+        default=None,
+        description="where registered model files are kept (named by sha256); unset: "
+        "'models' beside the evidence dir",
+    )
+    model_key_file: Path | None = Field(
+        default=None,
+        description="the registry's ed25519 signing key (PKCS#8 PEM, made on first use); "
+        "unset: 'model-signing.key' beside the evidence dir",
+    )
+    model_resend_s: int = Field(
+        default=120,
+        ge=1,
+        le=86_400,
+        description="a model install sent to an online gateway and not answered in this long "
+        "is sent again (lost, or the gateway was restarting)",
+    )
     playbooks: Path | None = Field(
         default=None,
         description="the playbook file (configs/playbooks.yaml): notifications, work orders "
@@ -121,6 +139,14 @@ class Settings(BaseSettings):
                         "set it in the environment before running in production"
                     )
         return self
+
+    @property
+    def model_files(self) -> Path:
+        return self.model_dir or self.evidence_dir.parent / "models"
+
+    @property
+    def model_key_path(self) -> Path:
+        return self.model_key_file or self.evidence_dir.parent / "model-signing.key"
 
     @property
     def broker_host(self) -> str:

@@ -25,6 +25,7 @@ from cloud.api.routes import (
     fusion,
     governance,
     handovers,
+    models,
     reports,
     site,
     stream,
@@ -82,6 +83,9 @@ def create_api(state: ApiState) -> FastAPI:
     app.include_router(fusion.router)
     # hotspots as governance items (治理事项): list, one, close (cloud/warning/hotspots)
     app.include_router(governance.router)
+    # the model registry and its rollouts to gateways (cloud/model_registry)
+    app.include_router(models.router)
+    app.include_router(models.rollouts_router)
 
     @app.exception_handler(DomainError)
     async def _domain_error(request: Request, err: DomainError) -> JSONResponse:

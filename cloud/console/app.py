@@ -21,6 +21,7 @@ from cloud.console.routes import (
     dead_letters,
     governance,
     mine,
+    models,
     places,
     wall,
     work_board,
@@ -44,6 +45,7 @@ ROUTERS = (
     awareness,
     governance,
     assistant,
+    models,
 )
 
 

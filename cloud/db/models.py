@@ -437,6 +437,10 @@ class LoginFailure(Base):
 
 
 class ModelVersion(Base):
+    """A model file registered with its card (cloud/model_registry): the file is kept
+    content-addressed by ``sha256``; ``card`` holds the detector type, input size, classes,
+    minimum gateway version, expiry days, the evaluation and free-text notes."""
+
     __tablename__ = "model_versions"
     __table_args__ = (UniqueConstraint("name", "version", name="uq_model_version"),)
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -445,20 +449,79 @@ class ModelVersion(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     bytes: Mapped[int] = mapped_column(BigInteger)
     card: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    signature: Mapped[str | None] = mapped_column(String(1000))
+    signature: Mapped[str | None] = mapped_column(String(1000))  # unused: see ModelManifestRow
     uploaded_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime]
 
 
+class ModelManifestRow(Base):
+    """Every manifest the registry signed. Its id *is* the manifest's serial: allocated by
+    the database (a sequence on PostgreSQL, the rowid on SQLite, rows never deleted), so
+    serials strictly increase across all cloud processes sharing the database."""
+
+    __tablename__ = "model_manifests"
+    serial: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    model_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("model_versions.id"), index=True)
+    rollback: Mapped[bool] = mapped_column(Boolean, default=False)
+    # the canonical signed text and its base64 ed25519 signature; "" only inside the
+    # transaction that allocates the serial
+    text: Mapped[str] = mapped_column(Text, default="")
+    signature: Mapped[str] = mapped_column(String(100), default="")
+    issued_at: Mapped[datetime]
+    issued_by: Mapped[str] = mapped_column(String(128))
+
+
 class ModelRollout(Base):
+    """One push of a signed manifest to a set of gateways: canary first, then the rest.
+    ``state``: canary → rolling → done | aborted | rolled_back (cloud/model_registry/
+    rollouts.py holds the moves)."""
+
     __tablename__ = "model_rollouts"
-    __table_args__ = (UniqueConstraint("model_id", "gateway", name="uq_rollout"),)
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    model_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("model_versions.id"))
-    gateway: Mapped[str] = mapped_column(ID, ForeignKey("gateways.id"))
-    state: Mapped[str] = mapped_column(String(16))  # pushed | installed | failed | rolled_back
-    detail: Mapped[str | None] = mapped_column(Text)
+    model_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("model_versions.id"), index=True)
+    serial: Mapped[int] = mapped_column(BigInteger, ForeignKey("model_manifests.serial"))
+    # the registered model most targeted gateways ran before (None: a model not from the
+    # registry): what the false-positive check compares with and a rollback goes back to
+    previous_model_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("model_versions.id")
+    )
+    rollback_of: Mapped[int | None] = mapped_column(BigInteger)
+    target: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    canary_healthy_s: Mapped[int] = mapped_column(Integer)
+    abort_failures: Mapped[int] = mapped_column(Integer)
+    abort_failures_total: Mapped[int] = mapped_column(Integer)
+    abort_fp_ratio: Mapped[float]
+    fp_min_verdicts: Mapped[int] = mapped_column(Integer)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    force_reason: Mapped[str | None] = mapped_column(Text)
+    # since when every canary gateway has been installed and healthy (None: not yet)
+    healthy_since: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(Text)  # why it was aborted
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class ModelRolloutGateway(Base):
+    """One gateway's part in a rollout: pending → sent → installed | failed | refused."""
+
+    __tablename__ = "model_rollout_gateways"
+    __table_args__ = (Index("ix_model_rollout_gateways_gateway", "gateway"),)
+    rollout_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("model_rollouts.id"), primary_key=True
+    )
+    gateway: Mapped[str] = mapped_column(ID, ForeignKey("gateways.id"), primary_key=True)
+    canary: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    sends: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]
+    # what the gateway ran when the rollout was made (from its heartbeat), and reports now
+    previous_version: Mapped[str | None] = mapped_column(String(200))
+    previous_model_id: Mapped[int | None] = mapped_column(BigInteger)
+    running_version: Mapped[str | None] = mapped_column(String(200))
 
 
 # --- smart response ------------------------------------------------------------------

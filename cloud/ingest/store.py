@@ -44,6 +44,7 @@ from cloud.ingest.records import (
     ack_ranges,
 )
 from cloud.ingest.sequences import note_epochs, track_gaps
+from cloud.model_registry import rollouts
 from microbrain.protocol import ProtocolError, parse_topic
 
 __all__ = ["BatchResult", "Incoming", "ack_ranges", "dead_letter_internal", "store_batch"]
@@ -150,6 +151,13 @@ def _apply_status(s: StatusFrom, now: datetime) -> None:
 
 def _apply_reply(session: Session, r: ReplyFrom, now: datetime) -> Rejection | None:
     """Apply a reply; the refusal if it answers a command sent to another gateway."""
+    if r.reply.name == "model":  # a model install's outcome: the registry's rollout
+        foreign = rollouts.apply_reply(session, r.gateway.id, r.reply, now)
+        if foreign is None:
+            return None
+        return Rejection(
+            r.msg, foreign, "foreign_reply", gateway=r.gateway.id, field="detail", channel="reply"
+        )
     if r.reply.name != "recheck" or not r.reply.command_id:
         return None
     answer = work_orders.apply_recheck_reply(session, r.reply, gateway=r.gateway.id, now=now)

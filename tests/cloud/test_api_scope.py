@@ -32,6 +32,8 @@ from cloud.clock import ManualClock
 from cloud.commands import MqttCommandSender
 from cloud.db import models as m
 from cloud.db import transaction
+from cloud.model_registry import keys as model_keys
+from cloud.model_registry import rollouts as model_rollouts
 from cloud.permissions import ROLE_ACTIONS, Action, Role, allows, may_grant
 from cloud.settings import Settings
 from cloud.site_sync import register_gateway
@@ -189,6 +191,34 @@ class World:
                 )
             )
         return appeal_id
+
+    def rollout(self, place: GatewayPath) -> str:
+        """An active rollout, sent, of a new model to a fresh gateway at ``place``'s
+        compound that ran a registered model before (so that it rolls back)."""
+        now, tag = self.clock(), uuid.uuid4().hex[:8]
+        key = model_keys.signing_key(self.evidence_dir.parent / "model-signing.key")
+        with transaction(self.factory) as s:
+            gw = register_gateway(s, place.community, place.compound, f"gw-m{tag}", "b1")
+            old, new = (
+                m.ModelVersion(
+                    name=f"scope-{tag}", version=v, sha256="0" * 64, bytes=1,
+                    card={"classes": ["person"], "input_size": 640}, uploaded_by="t",
+                    created_at=now,
+                )
+                for v in ("1", "2")
+            )  # fmt: skip
+            s.add_all([old, new])
+            s.flush()
+            gw.health = {"model": {"name": old.name, "version": "1"}}
+            admin = m.User(username="scope-setup", role=Role.ADMIN.value, community=None)
+            target = model_rollouts.Target(kind="gateway", ids=(gw.id,))
+            request = model_rollouts.RolloutRequest(
+                model_id=new.id, target=target, canary=0, force=True, force_reason="scope test"
+            )
+            made = model_rollouts.create(s, key, request, user=admin, now=now)
+            for row in model_rollouts.gateway_rows(s, made.id):
+                row.state = model_rollouts.GatewayState.SENT
+            return str(made.id)
 
 
 Make = Callable[[World, GatewayPath], str]
@@ -377,6 +407,27 @@ CASES = [
         ok=204,
         body={"password": "a-long-gateway-secret"},
         missing=MISSING_STR,
+    ),
+    # model rollouts: engineers and admins, for the gateways of their area
+    Case(
+        "GET",
+        "/api/rollouts/{rollout_id}",
+        Action.MANAGE_MODELS,
+        lambda w, p: w.rollout(p),
+        body=None,
+    ),
+    Case(
+        "POST",
+        "/api/rollouts/{rollout_id}/abort",
+        Action.MANAGE_MODELS,
+        lambda w, p: w.rollout(p),
+    ),
+    Case(
+        "POST",
+        "/api/rollouts/{rollout_id}/rollback",
+        Action.MANAGE_MODELS,
+        lambda w, p: w.rollout(p),
+        ok=201,
     ),
     # lists filtered by an id: another area's id lists exactly what an unknown id lists
     Case("GET", "/api/events", None, _alert, body=None, query="?alert_id={id}"),
@@ -604,5 +655,12 @@ def test_every_write_route_checks_the_role_table_and_every_id_route_is_in_cases(
                 continue
             if method != "GET":
                 assert _permission(route) is not None, f"{method} {path} checks no action"
-            if "{" in path and path not in ("/api/broker/{which}",):
+            # models are the district's, in no place (the file route checks gateways
+            # itself: tests/cloud/model_registry)
+            placeless = (
+                "/api/broker/{which}",
+                "/api/models/{model_id}",
+                "/api/models/{model_id}/file",
+            )
+            if "{" in path and path not in placeless:
                 assert (method, path) in covered, f"{method} {path} is missing from CASES"

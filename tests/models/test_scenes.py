@@ -94,21 +94,19 @@ def test_scoring_counts_repeats_late_alerts_and_false_clears() -> None:
     assert score(scene, []).matched == 0
 
 
-@pytest.mark.parametrize("name", ["car_drives_through", "car_parks_and_leaves"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "car_drives_through",
+        "car_parks_and_leaves",
+        # partial boxes of the parked car (a person in front) once restarted its dwell:
+        # the alert came ~10 s late (issue #14 item 4)
+        "parked_car_hidden_by_a_passer_by",
+        "second_car_after_the_first",
+    ],
+)
 def test_the_pipeline_on_made_scenes(name: str, tmp_path: Path, detector, sprites) -> None:
     scene = SCENES[name]
     result = score(scene, watch(render(scene, tmp_path / f"{name}.avi", sprites), detector))
     assert result.matched == result.expected and result.false_alarms == 0, result
     assert result.false_clears == 0 and not any(result.late_s), result
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #14 item 4: a passer-by's partial boxes move the parked car's anchor "
-    "beyond max_drift and restart its dwell; the alert comes ~10 s late",
-)
-def test_a_passer_by_does_not_delay_the_parking_alert(tmp_path: Path, detector, sprites) -> None:
-    scene = SCENES["parked_car_hidden_by_a_passer_by"]
-    result = score(scene, watch(render(scene, tmp_path / "hidden.avi", sprites), detector))
-    assert result.matched == 1 and result.false_alarms == 0
-    assert not any(result.late_s), result

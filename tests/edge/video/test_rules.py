@@ -251,3 +251,43 @@ def test_flush_clears_raised_violations_only():
     drive(rule, [[CAR]] * 7)
     assert [f.state for f in rule.flush(7.0)] == [EventState.CLEARED]
     assert rule.flush(8.0) == []
+
+
+# --- stationary violators in busy scenes (issue #14 item 4) -------------------------------
+
+
+def test_a_short_gap_keeps_the_dwell_built_before_it():
+    """Hidden for 3 s before its alert was due, found again on a new track: the clock
+    goes on from its first sighting instead of starting over."""
+    rule = make_rule("lane", IllegalParking(type="illegal_parking", dwell_s=8))
+    back = ("car", 101, 100, 201, 160, 0.8, 7)
+    found = drive(rule, [[CAR]] * 3 + [[]] * 3 + [[back]] * 6)
+    assert [(ts, f.state) for ts, f in found] == [(8.0, EventState.RAISED)]
+
+
+def test_a_partial_box_where_it_stands_is_the_same_parked_car():
+    """A passer-by leaves only the car's left half visible: its anchor moves by half a box
+    width, far beyond max_drift, but the box is inside the place it stopped."""
+    rule = make_rule("lane", IllegalParking(type="illegal_parking", dwell_s=8, max_drift=0.25))
+    half = ("car", 100, 100, 150, 160, 0.6, 1)
+    found = drive(rule, [[CAR]] * 3 + [[half]] * 3 + [[CAR]] * 4)
+    raised = [(ts, f) for ts, f in found if f.state is EventState.RAISED]
+    assert [ts for ts, _ in raised] == [8.0]
+    # the evidence shows the whole car, not the half a passer-by left
+    assert list(raised[0][1].box) == [100, 100, 200, 160]
+
+
+def test_two_tracks_on_one_car_raise_one_alert():
+    rule = make_rule("lane", IllegalParking(type="illegal_parking", dwell_s=5))
+    truck = ("truck", 104, 102, 198, 158, 0.5, 2)  # the detector's second box on it
+    found = drive(rule, [[CAR, truck]] * 12)
+    assert [f.state for _, f in found] == [EventState.RAISED]
+
+
+def test_a_car_that_drove_off_is_not_taken_for_the_next_one():
+    rule = make_rule("lane", IllegalParking(type="illegal_parking", dwell_s=5))
+    leaving = [[("car", 100 + 120 * i, 100, 200 + 120 * i, 160, 0.8, 1)] for i in range(1, 5)]
+    second = ("car", 102, 100, 202, 160, 0.8, 2)  # parks where the first one stood
+    found = drive(rule, [[CAR]] * 7 + leaving + [[second]] * 8)
+    raised = [(ts, f.track_id) for ts, f in found if f.state is EventState.RAISED]
+    assert raised == [(5.0, 1), (11.0 + 5.0, 2)]
