@@ -37,6 +37,7 @@ from microbrain.broker.address import parse_broker_url
 from microbrain.cli.errors import fail
 from microbrain.config_files import ConfigFileError, read_yaml
 from microbrain.files import write_private
+from microbrain.signing import load_or_create_private_key, public_key_text
 from microbrain.site.common import parse_duration
 
 DEFAULT_SITE = Path("configs/demo/site.yaml")
@@ -374,6 +375,11 @@ def up(
             fail(str(err))
 
         exe = [sys.executable, "-m", "microbrain"]
+        # the registry's signing key, made here so that each gateway is given its public
+        # half (model_key) before it starts: `microbrain model push` + `rollout` then work
+        signing_key = data_dir / "model-signing.key"
+        model_key = data_dir / "model-key.pub"
+        model_key.write_text(public_key_text(load_or_create_private_key(signing_key)) + "\n")
         cloud_broker = f"mqtt://127.0.0.1:{mqtt_port}"
         # gateways log in as themselves (their passwords are in secrets.yaml), never with
         # the credentials in --broker's URL, which are the cloud's
@@ -396,6 +402,7 @@ def up(
             ),
             "MB_CLOUD_ADMIN_PASSWORD": secret[ADMIN_PASSWORD_ENV],
             "MB_CLOUD_EVIDENCE_DIR": str(data_dir / "cloud-evidence"),
+            "MB_CLOUD_MODEL_KEY_FILE": str(signing_key),
             "MB_CLOUD_INGEST_CLIENT_ID": "up-cloud-1",
         }
         cloud_args = [
@@ -456,6 +463,7 @@ def up(
                         "loop_recordings": True,
                         # voice warnings are written as WAV files (no speaker is assumed)
                         "audio": {"out_dir": "announcements"},
+                        "model_key": str(model_key),
                     }
                 )
             )

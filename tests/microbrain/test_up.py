@@ -98,6 +98,12 @@ def test_up_runs_the_system_and_stops_cleanly(tmp_path: Path) -> None:
         assert {"unleashed_dog", "elevator_fault"} <= kinds, kinds
         assert token is not None  # it listed the alerts above
         assert _get(f"{api}/healthz")["ok"] is True
+        # the gateways were given the registry's public key: models can be pushed to them
+        with urllib.request.urlopen(f"{api}/api/models/key", timeout=5) as response:
+            served = response.read().decode().strip()
+        assert served == (tmp_path / "model-key.pub").read_text().strip()
+        gateway_config = yaml.safe_load((tmp_path / "gateways" / "gw-xiyuan-2.yaml").read_text())
+        assert gateway_config["model_key"] == str(tmp_path / "model-key.pub")
         # the camera's snapshot followed its event over HTTP and matches its sha256
         picture = b""
         while time.monotonic() < deadline and not picture:
