@@ -161,11 +161,20 @@ def _fetch(
             raise DownloadError(
                 "the server refused the resume range", "bad_range", retry=True
             ) from None
-        if err.code in (401, 403):
+        if err.code == 401:
             raise DownloadError(
-                f"the cloud refused this gateway's credentials ({err.code}); check the "
-                "gateway's broker password in the cloud (it is also its download password)",
+                "the cloud refused this gateway's credentials (401); check the gateway's "
+                "broker password in the cloud (it is also its download password)",
                 "unauthorized",
+                retry=False,
+            ) from None
+        if err.code == 403:
+            # the login was good: the registry sends a file only to the gateways a rollout
+            # of that model targets
+            raise DownloadError(
+                "the cloud will not give this gateway that model (403): no rollout of it "
+                "targets this gateway (any more)",
+                "forbidden",
                 retry=False,
             ) from None
         if err.code == 404:

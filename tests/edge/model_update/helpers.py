@@ -92,6 +92,8 @@ class FileServer:
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.cut: dict[str, int] = {}
+        # paths refused to a good login, as the registry refuses a model no rollout sends
+        self.forbidden: set[str] = set()
         self.requests: list[Served] = []
         self.auth = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         server = self
@@ -104,9 +106,10 @@ class FileServer:
                 auth = self.headers.get("Authorization")
                 rng = self.headers.get("Range")
                 data = server.files.get(self.path)
-                if auth != server.auth or data is None:
+                if auth != server.auth or data is None or self.path in server.forbidden:
                     server.requests.append(Served(self.path, rng, auth, 0))
-                    self.send_response(401 if auth != server.auth else 404)
+                    refusal = 404 if data is None else 403
+                    self.send_response(401 if auth != server.auth else refusal)
                     self.end_headers()
                     return
                 start = int(rng.removeprefix("bytes=").rstrip("-")) if rng else 0

@@ -262,6 +262,19 @@ def test_credentials_go_only_to_the_cloud_api(
     assert server.requests and all(r.auth is None for r in server.requests)
 
 
+def test_a_model_the_cloud_will_not_send_fails_without_blaming_the_password(
+    manager, server: FileServer, registry: Registry, tmp_path: Path
+) -> None:
+    m: ModelManager = manager()
+    data = model_bytes(tmp_path, 200)
+    url = server.publish("1", data)
+    server.forbidden.add(url)  # good login, but no rollout of it targets this gateway
+    reply = m.install(registry.install(registry.manifest(data, "2"), url))
+    _refused(m, reply, "failed", "no rollout of it targets this gateway")
+    assert "password" not in (reply.reason or "")
+    assert len(server.requests) == 1  # not retried
+
+
 def test_wrong_credentials_and_an_unreachable_cloud_fail_with_the_fix(
     manager, server: FileServer, registry: Registry, tmp_path: Path
 ) -> None:
