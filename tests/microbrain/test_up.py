@@ -211,3 +211,62 @@ def test_up_stops_promptly_when_interrupted_while_starting(tmp_path: Path) -> No
     assert not list((tmp_path / "logs").glob("gw-*.log")), "gateways started after the interrupt"
     secrets = tmp_path / "secrets.yaml"
     assert secrets.stat().st_mode & 0o777 == 0o600
+
+
+def test_up_on_real_servers(tmp_path: Path, mosquitto) -> None:
+    """`--broker` and `--db`: no broker is started, the cloud stores in PostgreSQL."""
+    from sqlalchemy import func, select
+
+    from cloud.db import make_engine
+    from cloud.db import models as m
+    from tests.utils.services import postgres_database
+
+    with postgres_database() as db:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "microbrain",
+                "up",
+                "--data-dir",
+                str(tmp_path / "up"),
+                "--gateway",
+                "gw-dongcheng-garden",
+                "--broker",
+                f"mqtt://127.0.0.1:{mosquitto.port}",
+                "--db",
+                db,
+                "--api-port",
+                str(free_port()),
+                "--sensor-port",
+                str(free_port()),
+                "--sensor-rate",
+                "5",
+                "--duration",
+                "120",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        engine = make_engine(db)
+        try:
+            deadline = time.monotonic() + 100
+            stored = 0
+            while time.monotonic() < deadline and not stored:
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                time.sleep(2)
+                try:
+                    with engine.connect() as conn:
+                        stored = conn.scalar(select(func.count()).select_from(m.ReadingRow)) or 0
+                except Exception:  # noqa: BLE001 - the cloud has not migrated it yet
+                    stored = 0
+            assert stored, "no reading reached PostgreSQL"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=60)
+            engine.dispose()
+        assert proc.returncode == 0, out
+        assert f"cloud broker: 127.0.0.1:{mosquitto.port} (--broker)" in out
+        assert not (tmp_path / "up" / "broker").exists()  # no broker of its own was started
