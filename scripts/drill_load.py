@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -43,6 +44,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,7 @@ from microbrain.protocol import Event, EvidenceKind, EvidenceRef, GatewayPath, R
 # sustained: the backlog left at the end drains within 5 % of the run (what a cloud
 # storing 95 % of the offered rate leaves behind), plus a second for the polling
 SUSTAINED_SHARE = 0.95
+UPLOAD_S = 60.0  # evidence uploads still failing this long after the run are given up
 DRAIN_S = 10.0  # the least time the drill waits for a backlog to drain (longer runs: T)
 CONDITION = "hydrant_pressure_low"
 PASSWORD = "drill-gateway-password"
@@ -229,8 +232,12 @@ def _publisher(
     acked = sum(info.is_published() for info in infos)
     client.disconnect()
     client.loop_stop()
-    stored_files = 0
-    for i, event_id, name in uploads:  # the uploader: retried while the cloud says 404
+    # the uploader: a few at a time, each retried while the cloud says 404 (its event is
+    # not stored yet), all given up UPLOAD_S after the run
+    deadline = time.monotonic() + UPLOAD_S
+
+    def upload(item: tuple[int, str, str]) -> bool:
+        i, event_id, name = item
         auth = base64.b64encode(f"{gateway_path(i).gateway}:{PASSWORD}".encode()).decode()
         request = urllib.request.Request(
             f"{api}/api/evidence/{event_id}/{name}",
@@ -238,18 +245,20 @@ def _publisher(
             method="PUT",
             headers={"Authorization": f"Basic {auth}", "Content-Type": "application/octet-stream"},
         )
-        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(request, timeout=10) as response:
-                    stored_files += response.status == 201
-                    break
+                    return response.status == 201
             except urllib.error.HTTPError as err:
                 if err.code != 404:
-                    break
-                time.sleep(0.5)
+                    return False
             except OSError:
-                time.sleep(0.5)
+                pass
+            time.sleep(0.5)
+        return False
+
+    with ThreadPoolExecutor(8) as pool:
+        stored_files = sum(pool.map(upload, uploads))
     out.put(
         {
             "readings": readings,
@@ -308,16 +317,23 @@ def _wait_healthy(proc: subprocess.Popen[bytes], api: str, log: Path) -> None:
 
 
 class Sampler(threading.Thread):
-    """CPU and RSS of each cloud process, twice a second."""
+    """CPU and RSS of each cloud process, and the CPU of the broker, of PostgreSQL's
+    processes and of the whole machine, twice a second: what saturates first."""
 
-    def __init__(self, pids: list[int]) -> None:
+    def __init__(self, pids: list[int], broker: int | None) -> None:
         super().__init__(daemon=True)
         self.procs = [psutil.Process(p) for p in pids]
         self.cpu: list[list[float]] = [[] for _ in pids]
         self.rss: list[float] = [0.0 for _ in pids]
+        self.broker = psutil.Process(broker) if broker else None
+        self.broker_cpu: list[float] = []
+        self.postgres_cpu: list[float] = []
+        self.machine_cpu: list[float] = []
         self.stop = threading.Event()
-        for p in self.procs:
+        self._postgres = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+        for p in [*self.procs, *self._postgres, *([self.broker] if self.broker else [])]:
             p.cpu_percent(None)
+        psutil.cpu_percent(None)
 
     def run(self) -> None:
         while not self.stop.wait(0.5):
@@ -327,6 +343,17 @@ class Sampler(threading.Thread):
                     self.rss[k] = max(self.rss[k], p.memory_info().rss / 2**20)
                 except psutil.Error:
                     pass
+            try:
+                if self.broker is not None:
+                    self.broker_cpu.append(self.broker.cpu_percent(None))
+            except psutil.Error:
+                pass
+            total = 0.0
+            for p in self._postgres:
+                with contextlib.suppress(psutil.Error):
+                    total += p.cpu_percent(None)
+            self.postgres_cpu.append(total)
+            self.machine_cpu.append(psutil.cpu_percent(None) * psutil.cpu_count())
 
 
 def _counts(db: str, readings: list[str], events: list[str]) -> dict[str, int]:
@@ -367,7 +394,7 @@ def run(load: Load, processes: int, use_postgres: bool, tmp: Path) -> dict[str, 
     work = tmp / f"run-{processes}"
     work.mkdir(exist_ok=True)
     clouds = start_cloud(processes, db_url, broker.port, site, work, load)
-    sampler = Sampler([p.pid for p, _ in clouds])
+    sampler = Sampler([p.pid for p, _ in clouds], broker.pid)
     try:
         per = max(1, load.gateways // 2)  # two publisher processes
         out: Any = mp.Queue()
@@ -383,7 +410,7 @@ def run(load: Load, processes: int, use_postgres: bool, tmp: Path) -> dict[str, 
         for p in pubs:
             p.start()
         sampler.start()
-        results = [out.get(timeout=load.seconds + 300) for _ in pubs]
+        results = [out.get(timeout=load.seconds + UPLOAD_S + 120) for _ in pubs]
         end = time.time()
         for p in pubs:
             p.join(30)
@@ -430,7 +457,16 @@ def run(load: Load, processes: int, use_postgres: bool, tmp: Path) -> dict[str, 
         else None,
         "cpu_percent": [round(statistics.fmean(c), 1) if c else 0.0 for c in sampler.cpu],
         "rss_mb": [round(r, 1) for r in sampler.rss],
+        # % of one core, mean over the run; the machine's is over all its cores
+        "broker_cpu_percent": _mean(sampler.broker_cpu),
+        "postgres_cpu_percent": _mean(sampler.postgres_cpu),
+        "machine_cpu_percent": _mean(sampler.machine_cpu),
+        "machine_cores": psutil.cpu_count(),
     }
+
+
+def _mean(values: list[float]) -> float:
+    return round(statistics.fmean(values), 1) if values else 0.0
 
 
 def _database(use_postgres: bool, sqlite_file: Path) -> tuple[str, Any]:
@@ -459,7 +495,9 @@ def _print(result: dict[str, Any], load: Load) -> None:
         f"publish→alert p50 {result['alert_p50_ms']} ms, p99 {result['alert_p99_ms']} ms "
         f"over {result['events']} alerts; lost {result['lost']}, duplicated "
         f"{result['duplicated']}; evidence {result['evidence_stored']}/{result['events']}; "
-        f"CPU {result['cpu_percent']} % of a core, RSS {result['rss_mb']} MB",
+        f"CPU {result['cpu_percent']} % of a core, RSS {result['rss_mb']} MB; broker "
+        f"{result['broker_cpu_percent']} %, PostgreSQL {result['postgres_cpu_percent']} %, "
+        f"the machine {result['machine_cpu_percent']} % of {result['machine_cores'] * 100}",
         flush=True,
     )
 
@@ -475,6 +513,9 @@ def main() -> None:
     parser.add_argument("--sensors", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--reading-s", type=float, default=1.0, help="each sensor's period")
+    parser.add_argument(
+        "--events-per-min", type=float, default=6.0, help="new conditions a gateway raises a minute"
+    )
     parser.add_argument("--processes", default="1,2", help="cloud processes to compare")
     parser.add_argument("--db", choices=("postgres", "sqlite"), default="postgres")
     args = parser.parse_args()
@@ -483,7 +524,7 @@ def main() -> None:
     elif args.quick:
         load = Load(20, 10, 15.0, events_per_gateway_min=12)
     else:
-        load = Load(args.gateways, args.sensors, args.seconds, args.reading_s)
+        load = Load(args.gateways, args.sensors, args.seconds, args.reading_s, args.events_per_min)
     processes = [int(p) for p in args.processes.split(",")]
     figures: dict[str, Any] = {"gateways": load.gateways, "sensors": load.sensors}
     with tempfile.TemporaryDirectory(prefix="mb-drill-") as tmp_dir:
@@ -497,7 +538,13 @@ def main() -> None:
                 if not result["sustained"] or result["lost"] or result["duplicated"]:
                     break
                 best = current
-                current = Load(current.gateways * 2, current.sensors, current.seconds)
+                current = Load(
+                    current.gateways * 2,
+                    current.sensors,
+                    current.seconds,
+                    current.reading_s,
+                    current.events_per_gateway_min,
+                )
             figures["largest_sustained_sensors"] = best.gateways * best.sensors if best else 0
             figures["largest_sustained_per_s"] = best.offered_per_s if best else 0
             figures["first_unsustained_per_s"] = current.offered_per_s

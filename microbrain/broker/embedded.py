@@ -281,6 +281,11 @@ class MosquittoBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The mosquitto process's id while it runs (drills sample its CPU)."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
     def start(self, timeout: float = 10.0) -> Self:
         """Start mosquitto; returns once clients can connect. Raises BrokerStartError."""
         if self.executable is None:
