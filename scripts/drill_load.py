@@ -10,9 +10,9 @@ Everything is real and started here: a private Mosquitto, a fresh PostgreSQL dat
 (registered by the cloud at start, passwords from the environment), and the cloud
 processes sharing the broker's subscription. Publishers run in their own processes (no
 GIL shared with what is measured); each gateway publishes its sensors' readings once a
-second (``--reading-s``), with its own sequence numbers, and now and then raises a
-condition on one sensor (a new alert) whose snapshot it then uploads over HTTP with the
-gateway's own credentials, as a gateway's uploader does.
+second (``--reading-s``; the gateways spread over the second), with its own sequence
+numbers, and now and then raises a condition on one sensor (a new alert) whose snapshot
+it then uploads over HTTP with the gateway's own credentials, as a gateway's uploader does.
 
 Figures per configuration (1 and 2 cloud processes, the same load):
 - offered / stored readings per second, and whether the load was sustained (everything
@@ -190,7 +190,9 @@ def _publisher(
     tick = 0
     lag = 0.0
     while (elapsed := time.monotonic() - t0) < load.seconds:
-        for i in seqs:
+        for n, i in enumerate(seqs):
+            # gateways are not in step: each reports at its own moment of the period
+            time.sleep(max(0.0, t0 + (tick + n / count) * load.reading_s - time.monotonic()))
             path = gateway_path(i)
             for j in range(load.sensors):
                 seqs[i] += 1
@@ -227,14 +229,15 @@ def _publisher(
                 uploads.append((i, event.id, name))
                 infos.append(client.publish(path.topic("event"), event.to_json(), qos=1))
         tick += 1
-        # readings go out in bursts, one a reading_s, as gateways' sensors report; a
-        # generator behind its schedule cannot offer the rate asked of it
+        # a generator behind its schedule cannot offer the rate asked of it
         lag = max(lag, time.monotonic() - (t0 + tick * load.reading_s))
         time.sleep(max(0.0, t0 + tick * load.reading_s - time.monotonic()))
     for info in infos:
         info.wait_for_publish(30)
     acked = sum(info.is_published() for info in infos)
     publish_s = time.monotonic() - t0  # until the broker acknowledged the last one
+    # sent later than scheduled: the messages waited in the client's own queue
+    lag = max(lag, publish_s - load.seconds - load.reading_s)
     client.disconnect()
     client.loop_stop()
     # the uploader: a few at a time, each retried while the cloud says 404 (its event is
