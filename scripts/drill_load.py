@@ -236,6 +236,7 @@ def _publisher(
         info.wait_for_publish(30)
     acked = sum(info.is_published() for info in infos)
     publish_s = time.monotonic() - t0  # until the broker acknowledged the last one
+    published_at = time.time()
     # sent later than scheduled: the messages waited in the client's own queue
     lag = max(lag, publish_s - load.seconds - load.reading_s)
     client.disconnect()
@@ -274,6 +275,7 @@ def _publisher(
             "acked": acked,
             "lag_s": lag,
             "publish_s": publish_s,
+            "published_at": published_at,
             "published": len(infos),
             "files": stored_files,
         }
@@ -366,6 +368,36 @@ class Sampler(threading.Thread):
             self.machine_cpu.append(psutil.cpu_percent(None) * psutil.cpu_count())
 
 
+class StoredWatcher(threading.Thread):
+    """The readings stored so far, sampled twice a second with the time: when the last
+    one was stored, to the half second, however long the drill's own wrap-up takes."""
+
+    def __init__(self, db: str) -> None:
+        super().__init__(daemon=True)
+        from cloud.db import make_engine
+
+        self.engine = make_engine(db)
+        self.samples: list[tuple[float, int]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        from sqlalchemy import func, select
+
+        from cloud.db import models as m
+
+        try:
+            while not self.stop.wait(0.5):
+                with contextlib.suppress(Exception):
+                    with self.engine.connect() as conn:
+                        n = conn.scalar(select(func.count()).select_from(m.ReadingRow)) or 0
+                    self.samples.append((time.time(), n))
+        finally:
+            self.engine.dispose()
+
+    def reached(self, total: int) -> float | None:
+        return next((t for t, n in self.samples if n >= total), None)
+
+
 def _counts(db: str, readings: list[str], events: list[str]) -> dict[str, int]:
     from sqlalchemy import func, select
 
@@ -420,8 +452,12 @@ def run(load: Load, processes: int, use_postgres: bool, tmp: Path) -> dict[str, 
         for p in pubs:
             p.start()
         sampler.start()
+        watcher = StoredWatcher(db_url)
+        watcher.start()
         results = [out.get(timeout=load.seconds + UPLOAD_S + 120) for _ in pubs]
-        end = time.time()
+        # the readings' end: the broker acknowledged the last one (evidence uploads, which
+        # come after, are not part of the stream the backlog is measured on)
+        end = max(r["published_at"] for r in results)
         for p in pubs:
             p.join(30)
         readings = [r for res in results for r in res["readings"]]
@@ -433,7 +469,10 @@ def run(load: Load, processes: int, use_postgres: bool, tmp: Path) -> dict[str, 
             if stored["distinct"] >= len(readings) and stored["events"] >= len(events):
                 break
             time.sleep(0.5)
-        drained_after = time.time() - end
+        watcher.stop.set()
+        watcher.join(5)
+        reached = watcher.reached(len(readings)) or time.time()
+        drained_after = max(0.0, reached - end)
         sampler.stop.set()
         sampler.join(5)
     finally:
