@@ -96,6 +96,11 @@ HEADLINES: dict[str, tuple[Headline, ...]] = {
         Headline("p95_ms", "reference_p95_ms", ("<", 300.0)),
         Headline("worst_question_p95_ms", None, ("<", 300.0)),
     ),
+    # a rollout to 100 simulated gateways: all installed within 60 s of the promotion,
+    # beside the same downloads with no rollout around them
+    "rollout": (
+        Headline("last_install_after_promotion_s", "reference_raw_downloads_s", ("<=", 60.0)),
+    ),
     # made scenes (models/scenes.py): exactly one alert per violation, nothing else
     "scenes": (
         Headline("precision", None, (">=", 0.95)),
