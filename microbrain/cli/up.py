@@ -490,8 +490,8 @@ def up(
                         str(sensor_rate),
                         "--broker",
                         f"mqtt://127.0.0.1:{sensor_port}",
-                        # every sensor kind shows a fault within the first 40 s
-                        *(["--faults", "--first-fault-within", "40"] if faults else []),
+                        # every sensor kind shows a fault within the first 30 s
+                        *(["--faults", "--first-fault-within", "30"] if faults else []),
                     ],
                     logs / f"simulate-{gid}.log",
                     env,

@@ -137,7 +137,7 @@ def test_cli_publishes_vendor_payloads(mosquitto, demo_site_path) -> None:
 def test_a_demo_schedule_faults_every_sensor_early(
     demo_site_path: Path, tmp_path: Path, gateway: str
 ) -> None:
-    """`microbrain up` asks for every sensor's first fault within 40 s, on the demo copy
+    """`microbrain up` asks for every sensor's first fault within 30 s, on the demo copy
     of the site (conditions count after at most 20 s): each sensor raises its condition
     within a minute, with no chance episodes (fault_rate 0)."""
     demo_site = load_site(up.demo_site(demo_site_path, tmp_path / "site.demo.yaml"))
