@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from microbrain.site.classes import COCO_CLASSES
 
-# rules: illegal_parking (VEHICLES), ebike_charging (TWO_WHEELERS, charging_cable),
+# rules: illegal_parking (VEHICLES), ebike_charging (ebike by default, charging_cable),
 # unleashed_dog (dog, person, leash), object_in_zone / line_crossing (people, vehicles,
 # what blocks a fire lane or a corridor: bags, suitcases, chairs)
 MICROBRAIN_CLASSES: tuple[str, ...] = (

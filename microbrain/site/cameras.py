@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from microbrain.protocol.payloads import Severity
-from microbrain.site.classes import TWO_WHEELERS, VEHICLES
+from microbrain.site.classes import EBIKE, VEHICLES
 from microbrain.site.common import Duration, Id, Name, Strict
 
 Point = tuple[Annotated[float, Field(ge=0, le=10_000)], Annotated[float, Field(ge=0, le=10_000)]]
@@ -56,17 +56,18 @@ class NightSchedule(Strict):
 
 
 class EbikeCharging(_Rule):
-    """飞线充电: a two-wheeler inside a no-charging zone (corridor, stairwell, entrance …).
+    """飞线充电: an e-bike inside a no-charging zone (corridor, stairwell, entrance …).
 
-    With the COCO model this sees bicycles and motorcycles standing in the zone; it
-    cannot see a cable. ``classes: [ebike]`` watches only two-wheelers the second stage
-    (``Camera.two_wheelers``) calls e-bikes, so a road bicycle raises nothing. A retrained
-    model's ``ebike`` and ``charging_cable`` classes are used when present, and a cable
-    touching the bike raises the severity.
+    By default it watches ``ebike`` only: with the COCO model, the bicycles and
+    motorcycles the second stage (``Camera.two_wheelers``) calls e-bikes, so a road
+    bicycle raises nothing; it cannot see a cable. A retrained model's own ``ebike`` and
+    ``charging_cable`` classes are used when present, and a cable touching the bike raises
+    the severity. ``classes: [bicycle, motorcycle, ebike]`` watches every two-wheeler.
     """
 
     type: Literal["ebike_charging"]
-    classes: ClassList = TWO_WHEELERS
+    # an e-bike, not any two-wheeler: the demo's own alarm used to be a road bicycle
+    classes: ClassList = (EBIKE,)
     dwell_s: Duration = Field(
         default=60.0, ge=1, le=86_400, description="how long a two-wheeler may stand in the zone"
     )

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from edge.outbox import Outbox
 from edge.video.detectors import load_detector
 from edge.video.evidence import EvidenceStore
 from edge.video.pipeline import CameraPipeline
 from edge.video.sources import open_source
 from microbrain.protocol.payloads import Event
-from microbrain.site.loader import load_camera
+from microbrain.site.cameras import Camera
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "cameras"
 
 
 def test_events_land_in_the_outbox_with_sequence_numbers(tmp_path):
-    camera = load_camera(CONFIGS / "dog-courtyard.yaml")
+    # two events: the dog, and the road bicycle under a rule that watches every
+    # two-wheeler (by default ebike_charging watches e-bikes only)
+    doc = yaml.safe_load((CONFIGS / "dog-courtyard.yaml").read_text())
+    doc["zones"][1]["rules"][0]["classes"] = ["bicycle", "motorcycle", "ebike"]
+    camera = Camera.model_validate(doc)
     with Outbox(tmp_path / "outbox.db") as outbox:
 
         def emit(event: Event) -> None:

@@ -99,6 +99,7 @@ def test_charging_is_stricter_at_night(utc_hour, expected_at):
         "stair",
         EbikeCharging(
             type="ebike_charging",
+            classes=("bicycle", "motorcycle", "ebike"),
             dwell_s=30,
             night=NightSchedule(start=time(22), end=time(6), dwell_s=5),
         ),

@@ -249,9 +249,10 @@ def test_ebike_rule_stays_quiet_on_a_road_bicycle(detector):
 
 
 def test_rules_watching_detector_classes_still_match_them(detector):
-    # the default ebike_charging classes (bicycle, motorcycle, ebike) match the bicycle by
-    # its detector class, as before; the verdict only goes into the detail
-    camera = _camera("sample:dog.jpg", BICYCLE_ZONE, [{"type": "ebike_charging", "dwell_s": 3}])
+    # a rule that names every two-wheeler matches the bicycle by its detector class; the
+    # verdict only goes into the detail
+    rule = {"type": "ebike_charging", "classes": ["bicycle", "motorcycle", "ebike"], "dwell_s": 3}
+    camera = _camera("sample:dog.jpg", BICYCLE_ZONE, [rule])
     events, _ = _run(camera, detector, 8)
     raised = [e for e in events if e.state is EventState.RAISED]
     assert [e.object_class for e in raised] == ["bicycle"]
