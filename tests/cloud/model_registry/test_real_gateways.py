@@ -16,7 +16,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from pydantic import SecretStr
 
@@ -27,11 +26,11 @@ from cloud.permissions import Role
 from cloud.settings import Settings
 from edge.agent import GatewayAgent
 from edge.config import load_gateway_config
-from microbrain.broker.embedded import free_port
 from microbrain.site import load_site
 from tests.cloud.helpers import wait_for
 from tests.cloud.model_registry.conftest import PASSWORD, evaluation
 from tests.edge.model_update.helpers import tiny_model
+from tests.utils.api_server import serve
 from tests.utils.services import MosquittoProcess
 
 GATEWAYS = {"gw-xiyuan-1": "MB_GW_XIYUAN_1_PASSWORD", "gw-xiyuan-2": "MB_GW_XIYUAN_2_PASSWORD"}
@@ -110,16 +109,8 @@ def cloud(
         model_resend_s=3,
     )
     service = CloudService(settings, site=load_site(site), site_path=site)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(service.app, host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    assert wait_for(lambda: server.started, timeout=60)
-    yield service, f"http://127.0.0.1:{port}", site
-    server.should_exit = True
-    thread.join(30)
+    with serve(service.app, start_timeout=60) as served:
+        yield service, served.url, site
 
 
 def test_a_rollout_reaches_real_gateway_agents(
