@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from edge.commands import Announcer, CommandHandler, ReplyDetail
 from edge.config import GatewayConfig, environment, password
+from edge.elevator_guard import ElevatorGuard
 from edge.evidence_upload import EvidenceQueue, EvidenceUploader
 from edge.health import collect_health
 from edge.model_update.download import Credentials
@@ -112,6 +113,7 @@ class GatewayAgent:
             settings=config.model_update,
         )
         self.commands.install = self.models.submit
+        self.guard = self._build_guard()
         self.uplink.on_command = self.commands.handle
         self.evidence_dir = config.data_dir / "evidence"
         self.evidence_queue = EvidenceQueue(config.data_dir / "evidence-queue.db")
@@ -134,11 +136,35 @@ class GatewayAgent:
     def emit(self, event: Event) -> None:
         """Hand an event to the cloud: durable in the outbox when this returns.
 
-        The video pipeline calls this (``CameraPipeline(..., emit=agent.emit)``). Its
-        evidence files are queued for upload first, so a crash in between loses none.
+        The video pipeline calls this (``CameraPipeline(..., emit=agent.emit)``). An
+        e-bike in an elevator is answered on the spot first (edge.elevator_guard).
         """
+        self.guard.emit(event)
+
+    def _store(self, event: Event) -> None:
+        # evidence files are queued for upload first, so a crash in between loses none
         self.evidence_queue.add(event, self.evidence_dir)
         self.outbox.append(event)
+
+    def _build_guard(self) -> ElevatorGuard:
+        return ElevatorGuard(
+            self.site,
+            self.place,
+            self._store,
+            announce=self.commands.announce_local,
+            publish=self._publish_local,
+        )
+
+    def _publish_local(self, topic: str, payload: bytes, qos: int) -> str | None:
+        local = self.local  # a config reload may swap it meanwhile
+        if local is None:
+            return "this gateway has no local broker configured (local_broker)"
+        return local.publish(topic, payload, qos)
+
+    def _on_sample(self, reading: Reading) -> None:
+        guard = getattr(self, "guard", None)  # the hub is built before the guard
+        if guard is not None:
+            guard.on_sample(reading)
 
     def _sink(self, items: Sequence[Event | Reading]) -> None:
         self.outbox.append_many(list(items))
@@ -193,6 +219,7 @@ class GatewayAgent:
         hub = SensorHub(self.site, self.place, self._sink, self.config.reading_min_interval_s)
         if previous is not None:
             hub.carry_over(previous)  # unchanged sensors keep their raised conditions
+        hub.on_sample = self._on_sample
         self.hub = hub
         self.local = None
         lb = self.config.local_broker
@@ -237,6 +264,7 @@ class GatewayAgent:
             self._rejected_before_reload += self.hub.rejected
             self.site, self.place = site, place
             self._build_sensors(previous=self.hub)
+            self.guard = self._build_guard()
             if self.local is not None:
                 self.local.start()
             video_error = self._start_video()

@@ -147,8 +147,11 @@ class CommandHandler:
         self.install = install
         self.acked = 0
         # announcements take a moment: never on the MQTT thread; one worker plays them in
-        # order from a bounded queue (a thread per command let a flood pile up threads)
-        self._announcements: queue.Queue[Announce] = queue.Queue(maxsize=announce_queue)
+        # order from a bounded queue (a thread per command let a flood pile up threads).
+        # The flag says whether the cloud asked (and waits for a reply) or the gateway did.
+        self._announcements: queue.Queue[tuple[Announce, bool]] = queue.Queue(
+            maxsize=announce_queue
+        )
         self._announce_worker: threading.Thread | None = None
         self._worker_lock = threading.Lock()
 
@@ -192,9 +195,21 @@ class CommandHandler:
         self.reply(reply)
 
     def _queue_announce(self, cmd: Announce) -> None:
+        refused = self._enqueue(cmd, from_cloud=True)
+        if refused is not None:
+            self._refuse(cmd.name, cmd.id, refused)
+
+    def announce_local(self, cmd: Announce) -> str | None:
+        """A warning the gateway decided on itself (edge.elevator_guard): queued behind
+        the cloud's, with no reply to the cloud; None when queued, else why not."""
+        refused = self._enqueue(cmd, from_cloud=False)
+        if refused is not None:
+            COMMANDS.labels(name="announce_local", outcome="refused").inc()
+        return refused
+
+    def _enqueue(self, cmd: Announce, *, from_cloud: bool) -> str | None:
         if self.announcer is None:
-            self._refuse(cmd.name, cmd.id, "this gateway has no audio output configured")
-            return
+            return "this gateway has no audio output configured"
         with self._worker_lock:
             if self._announce_worker is None:
                 self._announce_worker = threading.Thread(
@@ -202,31 +217,38 @@ class CommandHandler:
                 )
                 self._announce_worker.start()
         try:
-            self._announcements.put_nowait(cmd)
+            self._announcements.put_nowait((cmd, from_cloud))
         except queue.Full:
-            self._refuse(
-                cmd.name,
-                cmd.id,
+            return (
                 f"busy: {self._announcements.maxsize} announcements "
-                "are already waiting; try again later",
+                "are already waiting; try again later"
             )
+        return None
 
     def _announce_loop(self) -> None:
         while True:
-            cmd = self._announcements.get()
+            cmd, from_cloud = self._announcements.get()
             try:
-                self._announce(cmd)
+                self._announce(cmd, from_cloud)
             except Exception:  # a bug on one announcement must not stop the rest
                 log.exception("announcement %s failed", cmd.id)
 
-    def _announce(self, cmd: Announce) -> None:
+    def _announce(self, cmd: Announce, from_cloud: bool = True) -> None:
         assert self.announcer is not None
         try:
             out = self.announcer.announce(cmd)
         except (AnnounceError, OSError, subprocess.SubprocessError) as err:
-            self._refuse(cmd.name, cmd.id, str(err))
+            if from_cloud:
+                self._refuse(cmd.name, cmd.id, str(err))
+            else:
+                COMMANDS.labels(name="announce_local", outcome="failed").inc()
+                log.error("voice warning %s failed: %s", cmd.id, err)
             return
-        self._ok(cmd.name, cmd.id, {"file": out.name, "repeat": cmd.repeat})
+        if from_cloud:
+            self._ok(cmd.name, cmd.id, {"file": out.name, "repeat": cmd.repeat})
+        else:
+            COMMANDS.labels(name="announce_local", outcome="ok").inc()
+            log.info("voice warning played: %s", out.name)
 
     def _reload(self, cmd: ConfigReload) -> None:
         if self.reload is None:

@@ -66,6 +66,8 @@ SPRITE_SOURCES: dict[str, tuple[str, tuple[int, int, int, int]]] = {
     "dog": ("dog.jpg", (140, 208, 313, 535)),
     "person": ("person.jpg", (186, 100, 271, 373)),
     "motorcycle": ("motorcycle_left.png", (102, 64, 679, 444)),
+    # the road bicycle behind the dog: the cut-out keeps some of the dog in front of it
+    "bicycle": ("dog.jpg", (77, 134, 549, 409)),
 }
 
 
@@ -159,17 +161,92 @@ def _paste(frame: np.ndarray, sprite: Sprite, where: Keyframe) -> None:
     frame[fy1:fy2, fx1:fx2] = blend.astype(np.uint8)
 
 
+# a background drawn here instead of footage: an elevator car seen from its ceiling, at
+# the back, looking at the door (no elevator footage ships with the project)
+ELEVATOR_CAR = "drawn:elevator-car"
+
+
+def elevator_car(width: int = 640, height: int = 480, seed: int = 7) -> np.ndarray:
+    """A lift car as its corner camera sees it: brushed-steel side walls in perspective,
+    the door wall ahead with two closed leaves, a tiled floor in front."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((height, width, 3), np.uint8)
+    back = (int(width * 0.22), 0, int(width * 0.78), int(height * 0.62))  # the door wall
+    x1, y1, x2, y2 = back
+    walls = np.array([[0, 0], [x1, y1], [x1, y2], [0, height]], np.int32)
+    cv2.fillPoly(img, [walls], (150, 150, 146))
+    cv2.fillPoly(
+        img,
+        [np.array([[width, 0], [x2, y1], [x2, y2], [width, height]], np.int32)],
+        (150, 150, 146),
+    )
+    floor = np.array([[x1, y2], [x2, y2], [width, height], [0, height]], np.int32)
+    cv2.fillPoly(img, [floor], (78, 82, 88))
+    for k in range(1, 6):  # tile joints converging on the door
+        xb = round(width * k / 6)
+        xt = round(x1 + (x2 - x1) * k / 6)
+        cv2.line(img, (xt, y2), (xb, height), (60, 62, 66), 2)
+    img[y1:y2, x1:x2] = (175, 176, 172)
+    door = (x1 + (x2 - x1) // 6, y1 + 25, x2 - (x2 - x1) // 6, y2)
+    cv2.rectangle(img, door[:2], door[2:], (190, 192, 190), -1)
+    cv2.rectangle(img, door[:2], door[2:], (90, 90, 90), 3)
+    mid = (door[0] + door[2]) // 2
+    cv2.line(img, (mid, door[1]), (mid, door[3]), (40, 40, 40), 2)
+    for x in (round(x1 * 0.3), round(width - x1 * 0.3)):  # handrails on the side walls
+        cv2.line(
+            img,
+            (x, round(height * 0.45)),
+            (x1 if x < mid else x2, round(y2 * 0.7)),
+            (200, 200, 200),
+            4,
+        )
+    # brushed steel: faint vertical streaks
+    streaks = rng.normal(0, 6, (1, width, 1)).astype(np.float32)
+    img = np.clip(img.astype(np.float32) + streaks, 0, 255).astype(np.uint8)
+    cv2.putText(img, "1F", (mid - 12, y1 + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (40, 120, 40), 2)
+    return img
+
+
+class _Background:
+    """The frames a scene is drawn on: shipped footage (looped), or a drawn still."""
+
+    def __init__(self, scene: Scene) -> None:
+        self._still: np.ndarray | None = None
+        self._source: cv2.VideoCapture | None = None
+        if scene.background == ELEVATOR_CAR:
+            self._still = elevator_car()
+            self.fps = FPS
+            return
+        source = cv2.VideoCapture(str(sample(scene.background)))
+        if not source.isOpened():
+            raise FileNotFoundError(f"cannot open {scene.background}")
+        self.fps = source.get(cv2.CAP_PROP_FPS) or FPS
+        source.set(cv2.CAP_PROP_POS_FRAMES, round(scene.start_s * self.fps))
+        self._source = source
+
+    def read(self) -> np.ndarray:
+        if self._still is not None:
+            return self._still.copy()
+        assert self._source is not None
+        ok, frame = self._source.read()
+        if not ok:  # the footage ran out: start it again
+            self._source.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = self._source.read()
+            if not ok:
+                raise ValueError("the background footage has no frames")
+        return frame
+
+    def release(self) -> None:
+        if self._source is not None:
+            self._source.release()
+
+
 def render(scene: Scene, out: Path, sprites: dict[str, Sprite] | None = None) -> Path:
     """Write ``scene`` as an MJPG AVI at ``out`` (and its answers beside it as JSON)."""
     sprites = sprites or shipped_sprites()
-    source = cv2.VideoCapture(str(sample(scene.background)))
-    if not source.isOpened():
-        raise FileNotFoundError(f"cannot open {scene.background}")
-    fps = source.get(cv2.CAP_PROP_FPS) or FPS
-    source.set(cv2.CAP_PROP_POS_FRAMES, round(scene.start_s * fps))
-    ok, first = source.read()
-    if not ok:
-        raise ValueError(f"{scene.background} has no frame at {scene.start_s} s")
+    background = _Background(scene)
+    fps = background.fps
+    first = background.read()
     h, w = first.shape[:2]
     out.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"MJPG"), fps, (w, h))
@@ -178,10 +255,7 @@ def render(scene: Scene, out: Path, sprites: dict[str, Sprite] | None = None) ->
     frame = first
     for n in range(frames):
         if n:
-            ok, frame = source.read()
-            if not ok:  # the footage ran out: start it again
-                source.set(cv2.CAP_PROP_POS_FRAMES, 0)
-                ok, frame = source.read()
+            frame = background.read()
         t = n / fps
         for placement in scene.placements:
             where = placement.at(t)
@@ -191,7 +265,7 @@ def render(scene: Scene, out: Path, sprites: dict[str, Sprite] | None = None) ->
         frame = _degrade(frame, scene, t, rng)
         writer.write(frame)
     writer.release()
-    source.release()
+    background.release()
     out.with_suffix(".json").write_text(
         json.dumps(
             {
@@ -305,6 +379,63 @@ CATALOGUE: tuple[Scene, ...] = (
     ),
 )
 
+
+# the e-bike in the lift (电动车进电梯): its bottom centre at the door, then on the floor
+_DOOR = K(0, 320, 300, 190)
+_FLOOR_X, _FLOOR_Y, _BIKE_H = 330.0, 455.0, 290.0
+
+
+def _pushed_in(sprite: str, enter: float, leave: float, *, flip: bool = False) -> Placement:
+    """``sprite`` wheeled in through the door at ``enter`` (on the floor 2 s later),
+    standing until ``leave``, wheeled out through the door in 2 s and gone."""
+    floor = (_FLOOR_X, _FLOOR_Y, _BIKE_H)
+    return Placement(
+        sprite,
+        (
+            K(enter, _DOOR.x, _DOOR.y, _DOOR.height),
+            K(enter + 2, *floor),
+            K(leave, *floor),
+            K(leave + 2, _DOOR.x, _DOOR.y, _DOOR.height),
+        ),
+        flip=flip,
+    )
+
+
+ELEVATOR_SCENES: tuple[Scene, ...] = (
+    Scene(
+        "ebike_wheeled_into_the_lift",
+        24,
+        (_pushed_in("motorcycle", 2, 14),),
+        (Expected("ebike_in_elevator", "car", 2 + 1, 16),),
+        background=ELEVATOR_CAR,
+        notes="an e-bike wheeled into the car raises at once and clears once it is out",
+    ),
+    Scene(
+        "ebike_with_its_rider",
+        24,
+        (
+            _pushed_in("motorcycle", 2, 14),
+            Placement("person", (K(2, 470, 330, 220), K(4, 520, 470, 360), K(14, 520, 470, 360))),
+        ),
+        (Expected("ebike_in_elevator", "car", 2 + 1, 16),),
+        background=ELEVATOR_CAR,
+        notes="its rider beside it changes nothing",
+    ),
+    Scene(
+        "road_bicycle_in_the_lift",
+        24,
+        (_pushed_in("bicycle", 2, 14),),
+        background=ELEVATOR_CAR,
+        notes="a pedal bicycle may ride the lift: nothing",
+    ),
+    Scene(
+        "passenger_only",
+        20,
+        (Placement("person", (K(2, 320, 300, 190), K(4, 300, 470, 360), K(18, 300, 470, 360))),),
+        background=ELEVATOR_CAR,
+        notes="a passenger alone: nothing",
+    ),
+)
 
 # --- watching a scene and scoring what was raised ----------------------------------------
 

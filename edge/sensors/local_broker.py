@@ -53,6 +53,17 @@ class LocalSensorClient:
         self.client.disconnect()
         self.client.loop_stop()
 
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> str | None:
+        """Send a command to a device on the local broker; None when it went out (or, at
+        QoS 1, is in flight), else why not. Never queued while disconnected: a command
+        that arrives late (doors held for an e-bike long gone) is worse than none."""
+        if not self.client.is_connected():
+            return f"the local broker {self.host}:{self.port} is not connected"
+        info = self.client.publish(topic, payload, qos=qos)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return f"publish to {topic!r} failed: {mqtt.error_string(info.rc)}"
+        return None
+
     def _on_connect(
         self,
         client: mqtt.Client,

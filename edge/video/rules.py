@@ -34,6 +34,7 @@ from edge.video.zones import Crossing, Occupant
 from microbrain.protocol.payloads import EventState, Severity
 from microbrain.site.cameras import (
     EbikeCharging,
+    EbikeInElevator,
     IllegalParking,
     Line,
     ObjectInZone,
@@ -403,9 +404,11 @@ class UnleashedDogRule(_TrackRule[UnleashedDog]):
 
 class ObjectInZoneRule:
     """Generic: at least ``min_count`` of ``classes`` in the zone for ``dwell_s``; one
-    event per episode, named by the rule's ``kind``."""
+    event per episode, named by the rule's ``kind``. An ``ebike_in_elevator`` rule is one
+    of these (an e-bike in the car, at once); the gateway's answer to it on the spot lives
+    in edge/elevator_guard.py."""
 
-    def __init__(self, zone: str, config: ObjectInZone) -> None:
+    def __init__(self, zone: str, config: ObjectInZone | EbikeInElevator) -> None:
         self.zone = zone
         self.config = config
         self.kind = config.kind

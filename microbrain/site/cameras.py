@@ -10,9 +10,9 @@ from datetime import time
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from microbrain.protocol.payloads import Severity
+from microbrain.protocol.payloads import Severity, Text
 from microbrain.site.classes import EBIKE, VEHICLES
 from microbrain.site.common import Duration, Id, Name, Strict
 
@@ -104,8 +104,67 @@ class ObjectInZone(_Rule):
     )
 
 
+class VoiceWarning(Strict):
+    """What the gateway says on the spot, through its own audio output (edge ``audio``)."""
+
+    text: Text | None = Field(default="请将电动车推出电梯", description="spoken by offline TTS")
+    clip: Id | None = Field(
+        default=None, description="a prepared WAV in the gateway's clips_dir, instead of text"
+    )
+    speaker: Id | None = Field(default=None, description="audio output; default: the gateway's")
+    repeat: int = Field(default=2, ge=1, le=10)
+
+    @model_validator(mode="after")
+    def _clip_or_text(self) -> VoiceWarning:
+        if (self.clip is None) == (self.text is None):
+            raise ValueError("a voice warning needs exactly one of 'clip' or 'text'")
+        return self
+
+
+class EbikeInElevator(_Rule):
+    """电动车进电梯: an e-bike inside an elevator car (zone = the car floor and door).
+
+    Raised within seconds (``dwell_s``), and answered on the spot by the gateway, without
+    waiting for the cloud (edge/elevator_guard.py): the voice warning plays in the car and,
+    where the ``elevator`` sensor declares a ``controller``, its ``on_ebike`` command goes
+    to the elevator on the local broker (``on_clear`` once the e-bike is out). With the
+    elevator's door state (``door_field`` of its readings), a door closing with the e-bike
+    inside raises the alert to ``door_closed_severity``.
+    """
+
+    type: Literal["ebike_in_elevator"]
+    kind: Literal["ebike_in_elevator"] = "ebike_in_elevator"
+    classes: ClassList = (EBIKE,)
+    dwell_s: Duration = Field(
+        default=1.0, ge=0, le=60, description="seconds inside before it counts: at once"
+    )
+    min_count: Literal[1] = 1
+    clear_after_s: Duration = Field(
+        default=3.0,
+        ge=0,
+        le=600,
+        description="how long the car must be free of e-bikes before it is cleared",
+    )
+    elevator: Id | None = Field(
+        default=None,
+        description="the elevator's sensor on this gateway: its door state, and its controller",
+    )
+    door_field: Id | None = Field(
+        default="door_open",
+        description="the boolean reading field of the elevator saying the door is open; "
+        "null: no door state",
+    )
+    door_closed_severity: Severity = Field(
+        default=Severity.CRITICAL, description="severity once the door closes on the e-bike"
+    )
+    voice: VoiceWarning | None = Field(
+        default_factory=VoiceWarning, description="null: no voice warning"
+    )
+
+
 ZoneRule = Annotated[
-    IllegalParking | EbikeCharging | UnleashedDog | ObjectInZone, Field(discriminator="type")
+    IllegalParking | EbikeCharging | UnleashedDog | ObjectInZone | EbikeInElevator,
+    Field(discriminator="type"),
 ]
 
 

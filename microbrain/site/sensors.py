@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, JsonValue, StringConstraints, model_validator
 
 from microbrain.protocol.payloads import Severity
 from microbrain.site.common import Duration, Id, Name, Strict
@@ -132,6 +132,31 @@ class SensorProfile(Strict):
     rules: tuple[SensorRule, ...] = ()
 
 
+# A concrete topic on the gateway's local broker: routed by exact match, so a wildcard
+# (+, #) would swallow other sensors' messages, and MQTT forbids NUL.
+LocalTopic = Annotated[
+    str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^+#\x00]+$")
+]
+
+
+class Controller(Strict):
+    """A device's own command interface on the gateway's local broker (e.g. an elevator
+    controller that can hold its doors open): what the gateway publishes, and where, when
+    a camera rule that names this device raises (``on_raise``) and clears (``on_clear``).
+    The payloads are the vendor's JSON, sent as written."""
+
+    topic: LocalTopic = Field(description="topic the device takes commands on")
+    on_raise: dict[str, JsonValue] = Field(
+        min_length=1,
+        max_length=32,
+        description='e.g. {"cmd": "hold_door_open", "seconds": 120}',
+    )
+    on_clear: dict[str, JsonValue] | None = Field(
+        default=None, max_length=32, description='e.g. {"cmd": "release_door"}; null: nothing'
+    )
+    qos: Literal[0, 1] = 1
+
+
 class Sensor(Strict):
     """One device, wired to a gateway, in a building."""
 
@@ -139,11 +164,7 @@ class Sensor(Strict):
     name: Name | None = None
     building: Id
     profile: Id
-    # A concrete topic: the gateway subscribes to it and routes by exact match, so a
-    # wildcard (+, #) would swallow other sensors' messages, and MQTT forbids NUL.
-    topic: Annotated[
-        str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^+#\x00]+$")
-    ] = Field(
+    topic: LocalTopic = Field(
         description="topic the device publishes on the gateway's local broker (no + or # wildcards)"
     )
     rules: tuple[SensorRule, ...] | None = Field(
@@ -151,4 +172,7 @@ class Sensor(Strict):
     )
     expected_interval_s: Duration | None = Field(
         default=None, ge=1, le=86_400, description="override the profile's"
+    )
+    controller: Controller | None = Field(
+        default=None, description="its command interface, where it has one (see Controller)"
     )

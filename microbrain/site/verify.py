@@ -14,10 +14,10 @@ from microbrain.broker.mosquitto_conf import CLOUD_USER
 from microbrain.config_files import Problem as Problem  # noqa: PLC0414 - re-exported
 from microbrain.config_files import duplicate_ids
 from microbrain.resources import SAMPLE_SCHEME, SAMPLES, USB_SCHEME, usb_device
-from microbrain.site.cameras import Camera
+from microbrain.site.cameras import Camera, EbikeInElevator
 from microbrain.site.classes import KNOWN_CLASSES
 from microbrain.site.model import Community, Compound, Gateway, Site
-from microbrain.site.sensors import Fault, Threshold
+from microbrain.site.sensors import Fault, SensorProfile, Threshold
 from microbrain.site.standards import HYDRANT_MIN_STATIC_MPA
 
 
@@ -207,6 +207,7 @@ def verify_references(site: Site, base: Path | None = None) -> Iterator[Problem]
                         limit = HYDRANT_MIN_STATIC_MPA[buildings[sensor.building].category]
                         _, seen = gb_rules.get(f"{where}[{r}]", (rule, 0.0))
                         gb_rules[f"{where}[{r}]"] = (rule, max(seen, limit))
+        yield from _verify_elevator_rules(site, path, gateway, profiles)
     # The limit depends on each sensor's building: clear_at under the highest one would
     # raise and clear in a loop for a value between the two in that building.
     for rpath, (rule, limit) in gb_rules.items():
@@ -217,6 +218,58 @@ def verify_references(site: Site, base: Path | None = None) -> Iterator[Problem]
                 "of a building whose sensor uses this rule; it must be at or above "
                 "the limit",
             )
+
+
+def _verify_elevator_rules(
+    site: Site, path: str, gateway: Gateway, profiles: dict[str, SensorProfile]
+) -> Iterator[Problem]:
+    """An ``ebike_in_elevator`` rule's elevator is an elevator sensor of the same gateway
+    with the door field it reads; a controller never commands on a sensor's own topic
+    (the gateway would read its own command back as that sensor's reading)."""
+    sensors = {s.id: s for s in gateway.sensors}
+    topics = {s.topic: s.id for s in gateway.sensors}
+    for n, sensor in enumerate(gateway.sensors):
+        if sensor.controller is not None and sensor.controller.topic in topics:
+            yield Problem(
+                f"{path}.sensors[{n}].controller.topic",
+                f"topic {sensor.controller.topic!r} is where sensor "
+                f"{topics[sensor.controller.topic]!r} publishes its readings; give the "
+                "controller the topic the device takes commands on",
+            )
+    for c, camera in enumerate(gateway.cameras):
+        for z, zone in enumerate(camera.zones):
+            for r, rule in enumerate(zone.rules):
+                if not isinstance(rule, EbikeInElevator) or rule.elevator is None:
+                    continue
+                rpath = f"{path}.cameras[{c}].zones[{z}].rules[{r}]"
+                elevator = sensors.get(rule.elevator)
+                if elevator is None:
+                    known = ", ".join(sensors) or "none"
+                    yield Problem(
+                        f"{rpath}.elevator",
+                        f"no sensor {rule.elevator!r} on gateway {gateway.id!r} (known: {known})",
+                    )
+                    continue
+                profile = profiles.get(elevator.profile)
+                if profile is None:
+                    continue  # reported with the sensor
+                if profile.kind != "elevator":
+                    yield Problem(
+                        f"{rpath}.elevator",
+                        f"sensor {elevator.id!r} is a {profile.kind!r} sensor, not an elevator",
+                    )
+                    continue
+                if rule.door_field is None:
+                    continue
+                door = next((f for f in profile.fields if f.name == rule.door_field), None)
+                if door is None or door.type != "boolean":
+                    have = "has no field" if door is None else "has a number field"
+                    yield Problem(
+                        f"{rpath}.door_field",
+                        f"profile {profile.id!r} {have} {rule.door_field!r}: add a boolean "
+                        "field saying the door is open (e.g. {name: door_open, path: "
+                        "status.door_open, type: boolean}), or set door_field: null",
+                    )
 
 
 def verify_escalation(site: Site) -> Iterator[Problem]:
