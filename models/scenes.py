@@ -202,9 +202,9 @@ def elevator_car(width: int = 640, height: int = 480, seed: int = 7) -> np.ndarr
         )
     # brushed steel: faint vertical streaks
     streaks = rng.normal(0, 6, (1, width, 1)).astype(np.float32)
-    img = np.clip(img.astype(np.float32) + streaks, 0, 255).astype(np.uint8)
-    cv2.putText(img, "1F", (mid - 12, y1 + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (40, 120, 40), 2)
-    return img
+    out: np.ndarray = np.clip(img.astype(np.float32) + streaks, 0, 255).astype(np.uint8)
+    cv2.putText(out, "1F", (mid - 12, y1 + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (40, 120, 40), 2)
+    return out
 
 
 class _Background:
@@ -440,6 +440,7 @@ ELEVATOR_SCENES: tuple[Scene, ...] = (
 # --- watching a scene and scoring what was raised ----------------------------------------
 
 CAMERA = Path(__file__).parent / "scenarios" / "scenes-fire-lane.yaml"
+ELEVATOR_CAMERA = Path(__file__).parent / "scenarios" / "scenes-elevator.yaml"
 
 
 @dataclass(frozen=True)

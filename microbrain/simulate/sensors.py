@@ -151,6 +151,8 @@ class SensorSimulator:
         if spec.type == "boolean":
             if name == "running":
                 return math.sin(t / 40 + device.phase) > 0
+            if name == "door_open":  # open while the car stands at a floor
+                return math.sin(t / 40 + device.phase) <= 0
             return faulty  # smoke, fire door open, leak …: true only in an episode
         if kind == "hydrant_pressure":
             if faulty:  # a leak: below the building's GB 50974 limit
