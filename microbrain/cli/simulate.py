@@ -93,8 +93,18 @@ def sensors(
     ) -> None:
         connack.append(reason_code)
         answered.set()
+        if controllers and not reason_code.is_failure:
+            c.subscribe([(topic, 1) for topic in controllers])
+
+    controllers = sim.controllers
+
+    def on_command(c: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        device = controllers.get(message.topic, "?")
+        text = bytes(message.payload)[:300].decode(errors="replace")
+        typer.echo(f"{device} got a command on {message.topic}: {text}")
 
     client.on_connect = on_connect
+    client.on_message = on_command
     try:
         client.connect(address.host, address.port)
     except OSError as err:

@@ -119,6 +119,17 @@ class SensorSimulator:
             for i, device in enumerate(self.devices):
                 device.first_fault_tick = max(1, round((i + 1) * first_fault_by / n))
 
+    @property
+    def controllers(self) -> dict[str, str]:
+        """Command topic → sensor id, for the devices that declare a controller: the
+        simulator listens there and reports what the gateway told them (it does not act
+        on it: a held door still closes on the simulated schedule)."""
+        return {
+            d.sensor.controller.topic: d.sensor.id
+            for d in self.devices
+            if d.sensor.controller is not None
+        }
+
     def tick(self, t: float) -> Iterator[tuple[str, bytes]]:
         """(topic, payload) for every sensor at time ``t`` (seconds)."""
         for device in self.devices:

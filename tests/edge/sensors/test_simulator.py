@@ -154,3 +154,44 @@ def test_a_demo_schedule_faults_every_sensor_early(
             hub.handle(topic, payload, T0 + timedelta(seconds=n * 2.5))
     raised = {e.source for e in out if isinstance(e, Event) and e.state == EventState.RAISED}
     assert raised == set(starts), f"never raised: {set(starts) - raised}"
+
+
+def test_cli_reports_the_commands_a_simulated_controller_gets(mosquitto, demo_site_path) -> None:
+    """b1-elevator-a declares a controller: the simulator listens on its command topic
+    and says what the gateway told the lift (retained here, so it is there whenever the
+    simulator subscribes)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from typer.testing import CliRunner
+
+    from microbrain.cli import app
+
+    gateway = mqtt.Client(CallbackAPIVersion.VERSION2)
+    gateway.connect("127.0.0.1", mosquitto.port)
+    gateway.loop_start()
+    command = b'{"cmd":"hold_door_open","seconds":120}'
+    gateway.publish("devices/elevator/b1-a/cmd", command, qos=1, retain=True).wait_for_publish(10)
+    gateway.loop_stop()
+    gateway.disconnect()
+    result = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            "sensors",
+            "--site",
+            str(demo_site_path),
+            "--gateway",
+            "gw-xiyuan-1",
+            "--rate",
+            "20",
+            "--duration",
+            "5",
+            "--broker",
+            f"mqtt://127.0.0.1:{mosquitto.port}",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        f"b1-elevator-a got a command on devices/elevator/b1-a/cmd: {command.decode()}"
+        in result.output
+    ), result.output
