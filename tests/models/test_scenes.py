@@ -124,4 +124,5 @@ def test_the_pipeline_on_made_lift_scenes(scene: Scene, tmp_path: Path, detector
     assert result.matched == result.expected and result.false_alarms == 0, result
     assert result.false_clears == 0 and all(r.cleared_at_s is not None for r in result.raised)
     # "at once": within 2 s of the e-bike standing on the car floor (due_s)
-    assert all(r.at_s <= e.due_s + 2 for r, e in zip(result.raised, scene.expected)), result
+    pairs = zip(result.raised, scene.expected, strict=True)
+    assert all(r.at_s <= e.due_s + 2 for r, e in pairs), result

@@ -165,3 +165,34 @@ def test_analyze_looks_at_zone_crops_unless_told_not_to(tmp_path):
             e["kind"] for e in map(json.loads, result.stdout.splitlines()) if "kind" in e
         ]
     assert kinds == {False: ["someone_in_corner"], True: []}
+
+
+def test_an_ebike_in_the_lift_is_raised_within_seconds():
+    result = runner.invoke(
+        app,
+        [
+            "edge",
+            "analyze",
+            "sample:motorcycle_left.png",
+            "--camera",
+            str(CONFIGS / "ebike-elevator.yaml"),
+            "--json",
+            "--duration",
+            "8",
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    [event] = [
+        Event.model_validate_json(line)
+        for line in result.stdout.splitlines()
+        if line.startswith("{")
+    ]
+    assert (event.kind, event.state.value, event.object_class) == (
+        "ebike_in_elevator",
+        "raised",
+        "ebike",
+    )
+    assert event.detail["verdict"] == "ebike"
+    assert event.dwell_s is not None and event.dwell_s <= 2  # at once, not after minutes
+    assert event.frame_ts is not None and event.frame_ts.second <= 3  # 2 fps from 00:00:00
