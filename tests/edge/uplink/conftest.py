@@ -95,15 +95,19 @@ class CloudIngest(CloudStore):
     """The cloud's own ingest worker as a process: same interface as :class:`CloudStore`."""
 
     gateways: tuple = ()
+    site: Path | None = None  # a site file to sync (its gateways, cameras and sensors)
 
     def start(self) -> CloudIngest:
         from cloud.db import make_engine, session_factory, transaction, upgrade
-        from cloud.site_sync import register_gateway
+        from cloud.site_sync import register_gateway, sync_site
+        from microbrain.site import load_site
 
         url = f"sqlite:///{self.db}"
         upgrade(url)
         engine = make_engine(url)
         with transaction(session_factory(engine)) as session:
+            if self.site is not None:
+                sync_site(session, load_site(self.site))
             for path in self.gateways:
                 register_gateway(
                     session,
@@ -145,11 +149,13 @@ class CloudIngest(CloudStore):
 
 @pytest.fixture
 def cloud_ingest(tmp_path: Path) -> Iterator[Callable[..., CloudIngest]]:
-    """``cloud_ingest(port, gateway_path)`` → the cloud's ingest, started, gateway registered."""
+    """``cloud_ingest(port, gateway_path, …, site=None)`` → the cloud's ingest, started,
+    the gateways registered (or ``site``, a site file, synced)."""
     started: list[CloudIngest] = []
 
-    def make(port: int, *gateways: object) -> CloudIngest:
-        ingest = CloudIngest(tmp_path / f"cloud-{len(started)}.db", port, gateways=gateways).start()
+    def make(port: int, *gateways: object, site: Path | None = None) -> CloudIngest:
+        db = tmp_path / f"cloud-{len(started)}.db"
+        ingest = CloudIngest(db, port, gateways=gateways, site=site).start()
         started.append(ingest)
         return ingest
 

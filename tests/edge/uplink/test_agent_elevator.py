@@ -8,10 +8,7 @@ one alert whose severity rises when the door closes on the e-bike."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,8 +34,8 @@ from models.scenes import (
     render,
 )
 from models.scenes import _pushed_in as pushed_in
-from tests.edge.uplink.conftest import ROOT
-from tests.utils.services import MosquittoProcess, end_process
+from tests.edge.uplink.conftest import CloudIngest
+from tests.utils.services import MosquittoProcess
 
 GW = GatewayPath("xiyuan", "xiyuan-1", "gw-xiyuan-1")
 DOOR_TOPIC = "devices/elevator/b1-a"
@@ -114,53 +111,22 @@ class Lift:
         self.client.disconnect()
 
 
-class CloudIngest:
-    """The cloud's ingest as a process, on SQLite, with the test's site synced into it."""
+def lift_events(cloud: CloudIngest) -> list[Event]:
+    """The e-bike-in-lift events the cloud stored, in the gateway's order."""
+    with sqlite3.connect(cloud.db) as conn:
+        rows = conn.execute(
+            "SELECT payload FROM events WHERE kind = 'ebike_in_elevator' ORDER BY seq"
+        ).fetchall()
+    return [Event.model_validate(json.loads(p) if isinstance(p, str) else p) for (p,) in rows]
 
-    def __init__(self, db: Path, port: int, site_path: Path) -> None:
-        from cloud.db import make_engine, session_factory, transaction, upgrade
-        from cloud.site_sync import sync_site
 
-        self.url = f"sqlite:///{db}"
-        self.db = db
-        upgrade(self.url)
-        engine = make_engine(self.url)
-        with transaction(session_factory(engine)) as session:
-            sync_site(session, load_site(site_path))
-        engine.dispose()
-        env = {
-            **os.environ,
-            "MB_CLOUD_DATABASE_URL": self.url,
-            "MB_CLOUD_BROKER_URL": f"mqtt://127.0.0.1:{port}",
-        }
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cloud.ingest"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert b"ingest ready" in line, line
-
-    def events(self) -> list[Event]:
-        with sqlite3.connect(self.db) as conn:
-            rows = conn.execute(
-                "SELECT payload FROM events WHERE kind = 'ebike_in_elevator' ORDER BY seq"
-            ).fetchall()
-        return [Event.model_validate(json.loads(p) if isinstance(p, str) else p) for (p,) in rows]
-
-    def alerts(self) -> list[tuple[int, int, bool, str]]:
-        """(severity, count, cleared, status) of the e-bike-in-lift alerts."""
-        with sqlite3.connect(self.db) as conn:
-            return conn.execute(
-                "SELECT severity, count, cleared, status FROM alerts "
-                "WHERE kind = 'ebike_in_elevator' ORDER BY id"
-            ).fetchall()
-
-    def stop(self) -> None:
-        end_process(self.proc)
+def lift_alerts(cloud: CloudIngest) -> list[tuple[int, int, bool, str]]:
+    """(severity, count, cleared, status) of the e-bike-in-lift alerts."""
+    with sqlite3.connect(cloud.db) as conn:
+        return conn.execute(
+            "SELECT severity, count, cleared, status FROM alerts "
+            "WHERE kind = 'ebike_in_elevator' ORDER BY id"
+        ).fetchall()
 
 
 @pytest.fixture
@@ -189,9 +155,10 @@ def test_an_ebike_wheeled_into_the_lift_is_answered_on_the_spot_and_escalated(
     mosquitto: MosquittoProcess,
     scene_video: Path,
     lift: Lift,
+    cloud_ingest: Callable[..., CloudIngest],
 ) -> None:
     site_path = lift_site(tmp_path, demo_site_path, scene_video)
-    cloud = CloudIngest(tmp_path / "cloud.db", mosquitto.port, site_path)
+    cloud = cloud_ingest(mosquitto.port, site=site_path)
     lift.door(True)  # the car stands at a floor, doors open
     config = {
         "site": str(site_path),
@@ -212,8 +179,8 @@ def test_an_ebike_wheeled_into_the_lift_is_answered_on_the_spot_and_escalated(
     thread.start()
     try:
         # raised at once: the e-bike is on the car floor 2 s after it came through the door
-        assert wait(lambda: any(e.state is EventState.RAISED for e in cloud.events()))
-        raised = cloud.events()[0]
+        assert wait(lambda: any(e.state is EventState.RAISED for e in lift_events(cloud)))
+        raised = lift_events(cloud)[0]
         assert raised.state is EventState.RAISED and raised.source == "cam-lift-b1a"
         assert raised.object_class == "ebike" and raised.detail["verdict"] == "ebike"
         assert raised.detail["voice"] == "queued"
@@ -223,19 +190,19 @@ def test_an_ebike_wheeled_into_the_lift_is_answered_on_the_spot_and_escalated(
         assert raised.frame_ts is not None
         assert (raised.frame_ts - started).total_seconds() < 4 + 2 + 10  # start-up included
         assert wait(lambda: {"cmd": "hold_door_open", "seconds": 120} in lift.commands, 10)
-        assert wait(lambda: cloud.alerts() and cloud.alerts()[0][0] == 2, 10)
+        assert wait(lambda: lift_alerts(cloud) and lift_alerts(cloud)[0][0] == 2, 10)
 
         lift.door(False)  # the doors close with the e-bike inside
-        assert wait(lambda: len(cloud.events()) >= 2, 15)
-        escalation = cloud.events()[1]
+        assert wait(lambda: len(lift_events(cloud)) >= 2, 15)
+        escalation = lift_events(cloud)[1]
         assert escalation.state is EventState.RAISED and escalation.severity == 3
         assert escalation.detail["door"] == "closed" and escalation.detail["escalated"] is True
-        assert wait(lambda: cloud.alerts()[0][:2] == (3, 2), 10)  # one alert, now critical
+        assert wait(lambda: lift_alerts(cloud)[0][:2] == (3, 2), 10)  # one alert, now critical
 
         # wheeled out: cleared, the doors released
-        assert wait(lambda: any(e.state is EventState.CLEARED for e in cloud.events()), 30)
+        assert wait(lambda: any(e.state is EventState.CLEARED for e in lift_events(cloud)), 30)
         assert wait(lambda: {"cmd": "release_door"} in lift.commands, 10)
-        [(severity, count, cleared, _)] = cloud.alerts()
+        [(severity, count, cleared, _)] = lift_alerts(cloud)
         assert (severity, count, bool(cleared)) == (3, 2, True)
         assert lift.commands.count({"cmd": "hold_door_open", "seconds": 120}) == 1
 
@@ -248,4 +215,3 @@ def test_an_ebike_wheeled_into_the_lift_is_answered_on_the_spot_and_escalated(
     finally:
         agent.stop()
         thread.join(15)
-        cloud.stop()
