@@ -111,6 +111,7 @@ class GatewayAgent:
             cloud_api=config.cloud_api,
             credentials=Credentials(username, self.uplink.settings.password),
             settings=config.model_update,
+            watched=self._watched_classes,
         )
         self.commands.install = self.models.submit
         self.guard = self._build_guard()
@@ -160,6 +161,10 @@ class GatewayAgent:
         if local is None:
             return "this gateway has no local broker configured (local_broker)"
         return local.publish(topic, payload, qos)
+
+    def _watched_classes(self) -> set[str]:
+        """What this gateway's cameras watch: a model lacking one of these is refused."""
+        return {c for camera in self.place.gateway.cameras for c in camera.watched_classes()}
 
     def _on_sample(self, reading: Reading) -> None:
         guard = getattr(self, "guard", None)  # the hub is built before the guard

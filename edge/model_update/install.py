@@ -48,6 +48,7 @@ from microbrain import __version__
 from microbrain.protocol import ModelInstall, ModelManifest, ModelRef, Reply, utc_now
 from microbrain.signing import SignatureError, load_public_key, verify_manifest
 from microbrain.site.cameras import DetectorConfig
+from microbrain.site.classes import VERDICT_CLASSES
 
 if TYPE_CHECKING:  # OpenCV and onnxruntime load with the cameras, not before
     import numpy as np
@@ -140,6 +141,19 @@ def reference_frame() -> np.ndarray:
     return np.dstack([np.tile(ramp, (480, 1))] * 3)
 
 
+# a model with either class feeds the e-bike second stage, which names ebike / pedal_bike
+SECOND_STAGE_INPUTS = frozenset(("bicycle", "motorcycle"))
+
+
+def missing_classes(watched: set[str], classes: tuple[str, ...]) -> list[str]:
+    """The classes the cameras watch that a model with ``classes`` could never report:
+    an ``ebike`` / ``pedal_bike`` is there when the model names it or names a bicycle or
+    motorcycle for the second stage to judge."""
+    have = set(classes)
+    judged = bool(have & SECOND_STAGE_INPUTS)
+    return sorted(c for c in watched if c not in have and not (c in VERDICT_CLASSES and judged))
+
+
 def _clean(reason: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f]", "?", reason)[:500]  # it may quote hostile input
 
@@ -163,8 +177,11 @@ class ModelManager:
         key_problem: str | None = None,
         now: Callable[[], datetime] = utc_now,
         queue_size: int = INSTALL_QUEUE,
+        watched: Callable[[], set[str]] = set,
     ) -> None:
         self.directory = directory
+        # the classes this gateway's cameras watch now (a config reload may change them)
+        self.watched = watched
         self.public_key = public_key
         self.key_problem = key_problem
         self.reply = reply
@@ -390,6 +407,14 @@ class ModelManager:
                 f"{manifest.min_gateway_version} or newer; this gateway runs {__version__}: "
                 "update the gateway's software first",
                 "gateway_too_old",
+            )
+        missing = missing_classes(self.watched(), manifest.classes)
+        if missing:
+            raise InstallError(
+                f"{manifest.name} {manifest.version} has no class {', '.join(missing)}, "
+                "which this gateway's cameras watch: their rules would go blind; train the "
+                "model with it, or change the rules first",
+                "missing_classes",
             )
         highest = self.state.highest_serial
         same = self.state.current is not None and self.state.current.manifest == cmd.manifest

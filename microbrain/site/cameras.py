@@ -283,13 +283,14 @@ class Camera(Strict):
     )
 
     def watched_classes(self) -> set[str]:
-        """Every class a zone rule or a line of this camera watches."""
+        """Every class a zone rule or a line of this camera watches (an unleashed-dog
+        rule: dogs, and the people who may be their owners)."""
         watched = {c for line in self.lines for c in line.classes}
         for zone in self.zones:
             for rule in zone.rules:
                 watched.update(getattr(rule, "classes", ()))
                 if isinstance(rule, UnleashedDog):
-                    watched.add("dog")
+                    watched.update(("dog", "person"))
         return watched
 
 

@@ -29,7 +29,7 @@ from edge.config import load_gateway_config
 from microbrain.site import load_site
 from tests.cloud.helpers import wait_for
 from tests.cloud.model_registry.conftest import PASSWORD, evaluation
-from tests.edge.model_update.helpers import tiny_model
+from tests.edge.model_update.helpers import tiny_model, watch_what_tiny_models_see
 from tests.utils.api_server import serve
 from tests.utils.services import MosquittoProcess
 
@@ -43,7 +43,7 @@ def _site(demo_site_path: Path, tmp_path: Path, model: Path) -> Path:
         for compound in community["compounds"]:
             for gw in compound.get("gateways", []):
                 if gw["id"] in GATEWAYS:
-                    gw["cameras"] = gw["cameras"][:1]
+                    gw["cameras"] = [watch_what_tiny_models_see(gw["cameras"][0])]
                     gw["detector"] = {"type": "onnx_yolo", "model": str(model)}
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -150,3 +151,15 @@ def file_server() -> Iterator[FileServer]:
 
 def later(days: float) -> datetime:
     return utc_now() + timedelta(days=days)
+
+
+def watch_what_tiny_models_see(camera: dict[str, Any]) -> dict[str, Any]:
+    """``camera`` (a site file's camera block) with rules the tiny models can serve
+    (people, in each of its zones; no lines): a gateway refuses a model lacking a class
+    its cameras watch, and these models know only ``CLASSES``."""
+    camera.pop("lines", None)
+    for zone in camera.get("zones", []):
+        zone["rules"] = [
+            {"type": "object_in_zone", "kind": "people", "classes": ["person"], "dwell_s": 5}
+        ]
+    return camera

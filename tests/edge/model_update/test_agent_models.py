@@ -18,7 +18,13 @@ from edge.agent import GatewayAgent
 from edge.config import load_gateway_config
 from microbrain.protocol import Reply, Status
 from microbrain.site import load_site
-from tests.edge.model_update.helpers import FileServer, Registry, file_server, tiny_model
+from tests.edge.model_update.helpers import (
+    FileServer,
+    Registry,
+    file_server,
+    tiny_model,
+    watch_what_tiny_models_see,
+)
 from tests.edge.uplink.test_agent import Observer, wait
 from tests.utils.services import MosquittoProcess
 
@@ -45,7 +51,7 @@ def one_camera_site(tmp_path: Path, demo_site_path: Path, model: Path) -> Path:
     def walk(node: object) -> None:
         if isinstance(node, dict):
             if node.get("id") == "gw-xiyuan-1":
-                node["cameras"] = node["cameras"][:1]
+                node["cameras"] = [watch_what_tiny_models_see(node["cameras"][0])]
                 node["detector"] = {"type": "onnx_yolo", "model": str(model)}
                 return
             for v in node.values():

@@ -324,3 +324,38 @@ def test_installs_queue_on_one_worker_and_a_flood_is_refused(
     # whatever ran, ran in order: the serials installed only go up
     serials = [int(r.detail["serial"]) for r in installed]
     assert serials == sorted(serials) and m.state.highest_serial == serials[-1]
+
+
+def test_a_model_without_a_class_the_cameras_watch_is_refused_before_download(
+    manager, server: FileServer, registry: Registry, tmp_path: Path
+) -> None:
+    """A model that cannot see dogs, pushed to a gateway whose courtyard camera watches
+    for unleashed dogs, would leave that rule blind without a word: refused, naming the
+    class. Watching ``ebike`` needs a bicycle or motorcycle class (the second stage
+    judges those) or an ``ebike`` class of the model's own."""
+    m: ModelManager = manager(watched=lambda: {"dog", "person", "ebike"})
+    data = model_bytes(tmp_path, 200)
+    blind = registry.install(
+        registry.manifest(data, "2.0", classes=("person", "car")), server.publish("1", data)
+    )
+    before = installs("missing_classes")
+    reply = m.install(blind)
+    _refused(m, reply, "refused", "has no class dog, ebike, which this gateway's cameras watch")
+    assert installs("missing_classes") == before + 1
+    assert not server.requests  # refused on the signed manifest, before any download
+
+
+@pytest.mark.parametrize(
+    ("watched", "classes", "missing"),
+    [
+        ({"ebike"}, ("person", "motorcycle"), []),  # the second stage judges motorcycles
+        ({"pedal_bike"}, ("bicycle",), []),
+        ({"ebike"}, ("person", "ebike"), []),  # a retrained model's own class
+        ({"ebike", "car"}, ("person",), ["car", "ebike"]),
+        (set(), ("person",), []),  # a sensors-only gateway: nothing watched
+    ],
+)
+def test_missing_classes(watched: set[str], classes: tuple[str, ...], missing: list[str]) -> None:
+    from edge.model_update.install import missing_classes
+
+    assert missing_classes(watched, classes) == missing
