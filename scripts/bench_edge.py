@@ -7,6 +7,21 @@ Measures, side by side in one run:
      gated and ungated runs raise identical events;
   3. capacity: how many cameras at 5 analysed fps one box sustains (live pacing,
      newest frame wins, shared detector), with CPU and resident memory per camera;
+  3b. the same with the second stage on (``second_stage_*``): each camera's lawn also
+     has an ``ebike_charging`` rule watching ``ebike``, so bicycle and motorcycle tracks
+     go through the two-wheeler classifier; the scene is vtest.avi with two mopeds cut
+     out of motorcycle_left.png and composited by models/scenes.py (one rides onto the
+     lawn and stands there 24 s, one crosses the street). After a warm-up (the motion
+     gate's background, the detector's second network), 1..6 cameras (--quick: 4), each
+     level run with the detector as it is now (``parallel``: one single-threaded network
+     per core, calls side by side) and, in turns, as it was (``previous``: one network,
+     two threads, calls in line), so the gain is a ratio measured in the same run;
+  3c. the gateway agent's own resident memory (full run only): a real
+     ``edge.agent.GatewayAgent`` in a subprocess with a private Mosquitto, 1 and then 4
+     such cameras playing made scenes at their own pace (decoding included), RSS after
+     a warm-up; ``rss_mb_per_camera_agent`` = (RSS with 4 − RSS with 1) / 3. The frames
+     this benchmark decodes ahead into lists (``bench_decoded_frames_mb``) are its own
+     memory, not a gateway's;
   4. optional (--yolo-onnx, --ultralytics-python): our pipeline on an ultralytics YOLO
      ONNX export vs ultralytics' own ``YOLO(model).track()`` on the same video and the
      same file, frames per second each. Ultralytics runs in its own environment (it
@@ -23,7 +38,8 @@ Measures, side by side in one run:
      crops raise the same events as the whole frame on all of vtest.
 
 Usage: .venv/bin/python scripts/bench_edge.py [--quick] [--yolo-onnx M.onnx --ultralytics-python PY]
-The last line printed is one JSON object of figures.
+The last line printed is one JSON object of figures. On a shared machine compare the
+ratios (``*_over_previous``), and run it more than once.
 """
 
 from __future__ import annotations
@@ -32,6 +48,9 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from datetime import timedelta
@@ -39,17 +58,22 @@ from pathlib import Path
 
 import cv2
 import psutil
+import yaml
 
-from edge.video.detectors import load_detector
+from edge.video.detectors import Detector, load_detector
+from edge.video.detectors.opencv_tf import OpenCVTensorFlowDetector
 from edge.video.pipeline import CameraPipeline, PipelineOptions
 from edge.video.sources import DEFAULT_START, FileSource, Frame
+from microbrain.broker.embedded import MosquittoBroker, free_port
 from microbrain.protocol.payloads import Event
-from microbrain.resources import sample
+from microbrain.resources import default_model, sample
 from microbrain.site.cameras import Camera, DetectorConfig
 from microbrain.site.loader import load_camera
+from models.scenes import SPRITE_SOURCES, K, Placement, Scene, cut_out, render
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMERA = ROOT / "configs" / "cameras" / "vtest-fire-lane.yaml"
+DEMO_SITE = ROOT / "configs" / "demo" / "site.yaml"
 
 
 def decoded_frames(fps: float, limit: int | None = None) -> list[Frame]:
@@ -124,12 +148,17 @@ def _camera_loop(
     counts: list[int],
     idx: int,
     offset: float,
+    warmup: float = 0.0,
+    frame_ms: list[float] | None = None,
 ) -> None:
     """A live camera at ``fps``: each tick takes the frame that is due now (newest wins);
-    a tick missed because analysis was busy is a dropped frame."""
+    a tick missed because analysis was busy is a dropped frame. Frames of the first
+    ``warmup`` seconds are analysed but not counted (``seconds`` follow them); the
+    counted frames' analysis times go to ``frame_ms`` (over the period: a frame dropped)."""
     period = 1.0 / fps
     start = time.perf_counter() + offset
-    end = start + seconds
+    end = start + warmup + seconds
+    first_counted = round(warmup * fps)
     n_done = 0
     last_slot = -1
     while True:
@@ -143,8 +172,12 @@ def _camera_loop(
         last_slot = slot
         src = frames[(slot + idx * len(frames) // 7) % len(frames)]  # cameras see different moments
         ts = slot * period
+        t = time.perf_counter()
         pipeline.process(Frame(src.image, ts, DEFAULT_START + timedelta(seconds=ts), slot))
-        n_done += 1
+        if slot >= first_counted:
+            n_done += 1
+            if frame_ms is not None:
+                frame_ms.append((time.perf_counter() - t) * 1000)
     counts[idx] = n_done
 
 
@@ -189,6 +222,7 @@ def capacity(
             "detector_calls_per_frame": round(calls, 3),
             "sustained": sustained,
             "rss_mb": round(rss / 2**20, 1),
+            "detector_networks": getattr(detector, "networks", 1),
         }
         if sustained:
             best = max(best, k)
@@ -201,6 +235,320 @@ def capacity(
         "rss_mb_total": round(proc.memory_info().rss / 2**20, 1),
         "capacity_levels": {str(k): v for k, v in results.items()},
     }
+
+
+# --- capacity with the second stage on ---------------------------------------------------
+
+SCENE_SECONDS = 40.0
+
+
+def two_wheeler_scene(start_s: float = 0.0) -> Scene:
+    """vtest.avi (from ``start_s``) with two mopeds: one ridden onto the lawn, standing
+    there 24 s (an ``ebike_charging`` dwell of 20 s passes), ridden off; one crossing
+    the street above it. Both are tracks the second stage classifies."""
+    return Scene(
+        "capacity_two_wheelers",
+        SCENE_SECONDS,
+        (
+            Placement(
+                "motorcycle",
+                (
+                    K(2, -120, 520, 150),
+                    K(6, 220, 520, 150),
+                    K(30, 220, 520, 150),
+                    K(34, 900, 520, 150),
+                ),
+            ),
+            Placement("motorcycle", (K(14, 900, 330, 110), K(24, -100, 330, 110)), flip=True),
+        ),
+        start_s=start_s,
+    )
+
+
+def render_scenes(directory: Path, starts: list[float]) -> list[Path]:
+    """The scene once per start in the footage (cameras that do not see the same people)."""
+    image_name, box = SPRITE_SOURCES["motorcycle"]
+    image = cv2.imread(str(sample(image_name)))
+    if image is None:
+        raise FileNotFoundError(image_name)
+    sprites = {"motorcycle": cut_out("motorcycle", image, box)}
+    return [
+        render(two_wheeler_scene(start), directory / f"two-wheelers-{i}.avi", sprites)
+        for i, start in enumerate(starts)
+    ]
+
+
+def two_wheeler_camera(camera_id: str, source: str = "sample:vtest.avi") -> Camera:
+    """The fire-lane camera at 5 fps whose lawn also forbids e-bikes (the second stage on)."""
+    doc = yaml.safe_load(CAMERA.read_text())
+    doc.update({"id": camera_id, "source": source, "fps": 5})
+    lawn = next(z for z in doc["zones"] if z["id"] == "lawn")
+    lawn["rules"].append({"type": "ebike_charging", "classes": ["ebike"], "dwell_s": 20})
+    return Camera.model_validate(doc)
+
+
+def build_detector(variant: str, threads: int) -> Detector:
+    """``parallel``: the default detector as it is now (a single-threaded network per
+    core, calls side by side); ``previous``: as it was (one network on ``threads``
+    threads, calls in line). Built afresh for each run: OpenCV's thread count is
+    process-wide and the last detector built sets it."""
+    if variant == "previous":
+        model, graph = default_model()
+        return OpenCVTensorFlowDetector(model, graph, threads=threads, parallel_calls=False)
+    detector = load_detector(DetectorConfig(threads=threads))
+    if isinstance(detector, OpenCVTensorFlowDetector):
+        detector.add_network()  # what overlapping calls build in the first seconds anyway
+    return detector
+
+
+def _live_run(
+    detector: Detector,
+    cameras: list[Camera],
+    frames: list[Frame],
+    seconds: float,
+    warmup: float,
+    fps: float = 5.0,
+) -> dict:
+    k = len(cameras)
+    pipelines = [CameraPipeline(camera, detector) for camera in cameras]
+    proc = psutil.Process(os.getpid())
+    counts = [0] * k
+    frame_ms: list[float] = []
+    threads = [
+        threading.Thread(
+            target=_camera_loop,
+            args=(pipelines[i], frames, fps, seconds, counts, i, i * 0.2 / k, warmup, frame_ms),
+        )
+        for i in range(k)
+    ]
+    for th in threads:
+        th.start()
+    time.sleep(warmup)
+    cpu0, t0 = proc.cpu_times(), time.perf_counter()
+    for th in threads:
+        th.join()
+    wall, cpu1 = time.perf_counter() - t0, proc.cpu_times()
+    cpu = (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / wall * 100
+    achieved = [c / seconds for c in counts]
+    frames_done = max(1, sum(p.stats.frames for p in pipelines))
+    verifiers = [p._verifier for p in pipelines if p._verifier is not None]
+    return {
+        "min_camera_fps": round(min(achieved), 2),
+        "cpu_percent": round(cpu, 1),
+        "detector_calls_per_frame": round(
+            sum(p.stats.detector_calls for p in pipelines) / frames_done, 3
+        ),
+        "frames_dropped": round(k * seconds * fps) - sum(counts),
+        "frame_ms_median": round(statistics.median(frame_ms), 1),
+        "frame_ms_p95": round(statistics.quantiles(frame_ms, n=20)[18], 1),
+        "classifier_crops": sum(v.looks for v in verifiers),
+        "second_stage_cameras": len(verifiers),
+        "events": sum(p.stats.events for p in pipelines),
+        "sustained": min(achieved) >= 0.95 * fps,
+    }
+
+
+def second_stage_capacity(
+    frames: list[Frame], levels: list[int], seconds: float, warmup: float, threads: int
+) -> dict:
+    """Cameras sustained at 5 fps with the second stage on, the detector as it is now and
+    as it was, level by level in turns (which goes first alternates)."""
+    results: dict[str, dict[int, dict]] = {"parallel": {}, "previous": {}}
+    for n, k in enumerate(levels):
+        order = ("previous", "parallel") if n % 2 == 0 else ("parallel", "previous")
+        for variant in order:
+            detector = build_detector(variant, threads)
+            cameras = [two_wheeler_camera(f"cam-{i}") for i in range(k)]
+            results[variant][k] = _live_run(detector, cameras, frames, seconds, warmup)
+            del detector
+            print(f"second stage, {variant}, {k} cameras: {results[variant][k]}", flush=True)
+    out: dict = {}
+    for variant, by_level in results.items():
+        best = max((k for k, r in by_level.items() if r["sustained"]), default=0)
+        top = by_level.get(best) or by_level[levels[0]]
+        out[f"second_stage_cameras_sustained_at_5fps_{variant}"] = best
+        out[f"second_stage_cpu_percent_per_camera_{variant}"] = round(
+            top["cpu_percent"] / max(1, best or levels[0]), 1
+        )
+        out[f"second_stage_levels_{variant}"] = {str(k): r for k, r in by_level.items()}
+    # like for like: CPU per camera at each level both ran, new over old (< 1: cheaper)
+    ratios = [
+        results["parallel"][k]["cpu_percent"] / results["previous"][k]["cpu_percent"]
+        for k in levels
+        if results["previous"][k]["cpu_percent"] > 0
+    ]
+    out["second_stage_cpu_parallel_over_previous_median"] = round(statistics.median(ratios), 3)
+    prev = out["second_stage_cameras_sustained_at_5fps_previous"]
+    out["second_stage_cameras_parallel_over_previous"] = (
+        round(out["second_stage_cameras_sustained_at_5fps_parallel"] / prev, 2) if prev else None
+    )
+    # [parallel, previous] at each level: the slowest camera's fps, the frames dropped,
+    # and the 95th percentile of a frame's analysis time (at 5 fps a frame over 200 ms
+    # makes the camera drop the next)
+    for figure in ("min_camera_fps", "frames_dropped", "frame_ms_p95"):
+        out[f"second_stage_{figure}_by_level_parallel_previous"] = {
+            str(k): [results["parallel"][k][figure], results["previous"][k][figure]] for k in levels
+        }
+    out["second_stage_seconds_per_level"] = seconds
+    out["second_stage_warmup_s"] = warmup
+    return out
+
+
+# --- the gateway agent's own memory ----------------------------------------------------
+
+_AGENT_RSS = """
+import json, sys, threading, time
+import psutil
+from edge.agent import GatewayAgent
+from edge.config import load_gateway_config
+from microbrain.site import load_site
+config, warmup, window = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+proc = psutil.Process()
+cfg = load_gateway_config(config)
+agent = GatewayAgent(cfg, load_site(cfg.site))
+thread = threading.Thread(target=agent.run, kwargs={"install_signals": False}, daemon=True)
+thread.start()
+connected = agent.uplink.wait_connected(15)
+deadline = time.monotonic() + 60
+while agent.video is None and time.monotonic() < deadline:
+    time.sleep(0.1)
+video = agent.video
+time.sleep(warmup)
+before = [w.pipeline.stats.frames for w in video.workers]
+cpu0, t0 = proc.cpu_times(), time.perf_counter()
+time.sleep(window)
+wall, cpu1 = time.perf_counter() - t0, proc.cpu_times()
+fps = [(w.pipeline.stats.frames - b) / wall for w, b in zip(video.workers, before)]
+detector = video.workers[0].pipeline.detector
+print(json.dumps({
+    "rss_mb": proc.memory_info().rss / 2**20,
+    "cpu_percent": (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / wall * 100,
+    "camera_fps": [round(f, 2) for f in fps],
+    "detector_networks": getattr(detector, "networks", None),
+    "second_stage_cameras": sum(w.pipeline._verifier is not None for w in video.workers),
+    "camera_errors": [w.error for w in video.workers if w.error],
+    "broker_connected": connected,
+}), flush=True)
+agent.stop()
+thread.join(30)
+"""
+
+
+def _agent_files(work: Path, videos: list[Path], port: int) -> Path:
+    """The demo site with gateway gw-xiyuan-1 watching ``videos`` (its sensors left out),
+    and that gateway's agent config; returns the config's path."""
+    doc = yaml.safe_load(DEMO_SITE.read_text())
+    for community in doc["communities"]:
+        for compound in community["compounds"]:
+            for gw in compound.get("gateways", []):
+                if gw["id"] == "gw-xiyuan-1":
+                    gw["cameras"] = [
+                        two_wheeler_camera(f"cam-{i}", str(video)).model_dump(
+                            mode="json", exclude_defaults=True
+                        )
+                        for i, video in enumerate(videos)
+                    ]
+                    gw["sensors"] = []
+    site = work / "site.yaml"
+    site.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    config = work / "gateway.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "site": str(site),
+                "gateway": "gw-xiyuan-1",
+                "cloud": {"url": f"mqtt://127.0.0.1:{port}"},
+                "data_dir": str(work / "data"),
+                "heartbeat_s": 5,
+                "loop_recordings": True,
+            }
+        )
+    )
+    return config
+
+
+def agent_memory(
+    videos: list[Path], work: Path, warmup: float, window: float, network_mb: float | None
+) -> dict:
+    """RSS of a real gateway agent (a subprocess) with 1 camera and with all of ``videos``.
+    Beside the plain difference per camera, the same less the detector networks that the
+    overlapping calls of several cameras add (``network_mb`` each): those are the
+    detector's, bought for speed, not any one camera's."""
+    broker = MosquittoBroker("127.0.0.1", free_port(), work / "broker").start()
+    env = {**os.environ, "MB_GW_XIYUAN_1_PASSWORD": "unused-by-an-anonymous-broker"}
+    runs: dict[int, dict] = {}
+    try:
+        for k in (1, len(videos)):
+            folder = work / f"agent-{k}"
+            folder.mkdir()
+            config = _agent_files(folder, videos[:k], broker.port)
+            result = subprocess.run(
+                [sys.executable, "-c", _AGENT_RSS, str(config), str(warmup), str(window)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=warmup + window + 180,
+                check=False,
+            )
+            if result.returncode != 0:
+                last = (result.stderr.strip().splitlines() or ["failed"])[-1]
+                return {"rss_mb_per_camera_agent": None, "agent_error": last[:300]}
+            runs[k] = json.loads(result.stdout.strip().splitlines()[-1])
+            print(f"agent with {k} camera(s): {runs[k]}", flush=True)
+    finally:
+        broker.stop()
+    k = len(videos)
+    one, many = runs[1], runs[k]
+    added = (many["detector_networks"] or 1) - (one["detector_networks"] or 1)
+    return {
+        "rss_mb_per_camera_agent": round((many["rss_mb"] - one["rss_mb"]) / (k - 1), 1),
+        "rss_mb_per_camera_agent_less_added_networks": (
+            round((many["rss_mb"] - one["rss_mb"] - added * network_mb) / (k - 1), 1)
+            if network_mb is not None
+            else None
+        ),
+        "agent_rss_mb_1_camera": round(one["rss_mb"], 1),
+        f"agent_rss_mb_{k}_cameras": round(many["rss_mb"], 1),
+        "agent_detector_networks": {
+            "1": one["detector_networks"],
+            str(k): many["detector_networks"],
+        },
+        f"agent_cpu_percent_{k}_cameras": round(many["cpu_percent"], 1),
+        f"agent_camera_fps_{k}_cameras": many["camera_fps"],
+        "agent_second_stage_cameras": many["second_stage_cameras"],
+        "agent_camera_errors": one["camera_errors"] + many["camera_errors"],
+        "agent_warmup_s_window_s": [warmup, window],
+    }
+
+
+_NETWORK_RSS = """
+import json, sys
+import psutil
+from edge.video.detectors import load_detector
+from microbrain.site.cameras import DetectorConfig
+proc = psutil.Process()
+detector = load_detector(DetectorConfig(threads=int(sys.argv[1])))
+one = proc.memory_info().rss
+detector.add_network()
+print(json.dumps({"networks": detector.networks, "grown": proc.memory_info().rss - one}))
+"""
+
+
+def network_rss_mb(threads: int) -> float | None:
+    """Resident memory one more copy of the default network costs (what the parallel
+    detector builds when calls overlap), measured in a fresh process: in this one,
+    memory freed by earlier runs would be reused and hide it."""
+    result = subprocess.run(
+        [sys.executable, "-c", _NETWORK_RSS, str(threads)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        return None
+    grown = json.loads(result.stdout.strip().splitlines()[-1])
+    return round(grown["grown"] / 2**20, 1) if grown["networks"] == 2 else None
 
 
 _ULTRALYTICS_TRACK = """
@@ -393,6 +741,38 @@ def versus_ultralytics(model: str, python: str, limit: int, threads: int, rounds
     return out
 
 
+def second_stage(threads: int, quick: bool) -> dict:
+    """Capacity with the second stage on (parallel vs previous detector), a network's
+    memory, and (full run) the real agent's memory per camera."""
+    out: dict = {
+        "second_stage_scene": "vtest.avi + two mopeds composited (models/scenes.py), "
+        f"{SCENE_SECONDS:g} s, looped; rule ebike_charging classes [ebike] on the lawn",
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-edge-") as tmp:
+        work = Path(tmp)
+        videos = render_scenes(work, [0.0] if quick else [0.0, 20.0, 40.0, 60.0])
+        frames = list(FileSource("scene", str(videos[0]), 5).frames())
+        out.update(
+            second_stage_capacity(
+                frames,
+                [4] if quick else [1, 2, 3, 4, 5, 6],
+                seconds=6 if quick else 15,
+                warmup=2 if quick else 4,
+                threads=threads,
+            )
+        )
+        del frames
+        out["detector_network_rss_mb"] = network_mb = network_rss_mb(threads)
+        if quick:
+            out["rss_mb_per_camera_agent"] = None
+            out["rss_mb_per_camera_agent_reason"] = (
+                "full run only: two real gateway agents with a warm-up take about a minute"
+            )
+        else:
+            out.update(agent_memory(videos, work, warmup=15, window=15, network_mb=network_mb))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -411,13 +791,23 @@ def main() -> None:
     }
     quick = args.quick
     load_start = round(os.getloadavg()[0], 2)  # other work on the box skews every timing
-    overhead_frames = decoded_frames(5, 40 if quick else 150)
+    proc = psutil.Process(os.getpid())
+    rss_before_frames = proc.memory_info().rss
+    # vtest decoded once at 5 fps and shared by the figures below (this process's
+    # memory, not a gateway's: a camera decodes one frame at a time)
+    five = decoded_frames(5)
+    gating_frames = decoded_frames(2) if quick else five
+    held = {id(f.image): f.image.nbytes for f in five + gating_frames}
+    figures["bench_decoded_frames_mb"] = round(sum(held.values()) / 2**20, 1)
+    figures["bench_rss_mb_for_decoded_frames"] = round(
+        (proc.memory_info().rss - rss_before_frames) / 2**20, 1
+    )
+    overhead_frames = five[: 40 if quick else 150]
     figures.update(overhead(detector, overhead_frames))
     print(f"overhead: {figures['pipeline_over_raw_detector']}", flush=True)
-    gating_frames = decoded_frames(2 if quick else 5)
     figures.update(gating(detector, gating_frames))
     print(f"gating: {figures['gated_detector_calls_per_frame']}", flush=True)
-    live_frames = decoded_frames(5)
+    live_frames = five
     levels = [1, 2, 4] if quick else [1, 2, 3, 4, 5, 6]
     figures.update(capacity(detector, live_frames, levels, seconds=6 if quick else 20))
     # the same figure derived from measured cost: CPU-seconds one camera needs per second
@@ -426,6 +816,8 @@ def main() -> None:
     figures["cameras_at_5fps_estimated_from_gated_cost"] = round(
         (os.cpu_count() or 1) / per_camera_cpu_s, 2
     )
+    del five, gating_frames, live_frames, overhead_frames, held
+    figures.update(second_stage(args.threads, quick))
     if args.yolo_onnx and args.ultralytics_python:
         figures.update(
             versus_ultralytics(

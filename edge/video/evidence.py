@@ -122,20 +122,28 @@ class EvidenceStore:
 
 
 class FrameRing:
-    """The last ``seconds`` of analysed frames, for the before-part of a clip."""
+    """The last ``seconds`` of analysed frames, for the before-part of a clip; held as
+    JPEG (:class:`edge.video.clips.HeldFrame`), not raw: raw, a camera's ring was its
+    largest memory (30 s at 5 fps of 768×576: 190 MB; as JPEG 15 MB)."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self._frames: deque[tuple[float, np.ndarray]] = deque()
+        self._frames: deque[tuple[float, clips.HeldFrame]] = deque()
 
     def push(self, ts: float, frame: np.ndarray) -> None:
         if self.seconds <= 0:
             return
-        self._frames.append((ts, frame))
+        held = clips.HeldFrame.encode(frame)
+        if held is not None:
+            self._frames.append((ts, held))
         while self._frames and ts - self._frames[0][0] > self.seconds:
             self._frames.popleft()
 
-    def frames(self) -> list[np.ndarray]:
+    @property
+    def held_bytes(self) -> int:
+        return sum(len(f.jpeg) for _, f in self._frames)
+
+    def frames(self) -> list[clips.HeldFrame]:
         return [f for _, f in self._frames]
 
     def clear(self) -> None:

@@ -11,8 +11,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.video.clips import CONTENT_TYPE, ClipBudget, ClipWriter, bit_rate, write_webm
-from edge.video.evidence import EvidenceStore
+from edge.video.clips import (
+    CONTENT_TYPE,
+    ClipBudget,
+    ClipWriter,
+    HeldFrame,
+    bit_rate,
+    write_webm,
+)
+from edge.video.evidence import EvidenceStore, FrameRing
 
 
 def _footage(sample_media: Any, n: int) -> list[np.ndarray]:
@@ -104,3 +111,40 @@ def test_the_writer_spreads_the_encoding_over_the_frames_that_come(
     assert writer.queued == 0 and writer.written == 40
     assert writer.close()
     assert len(_decoded(tmp_path / "spread.webm")) == 40
+
+
+def test_a_ring_holds_its_frames_as_jpeg_and_their_clip_is_the_same_scene(
+    sample_media: Any, tmp_path: Path
+) -> None:
+    """The before-part of a clip is held JPEG-encoded (a camera's largest memory when
+    raw); a clip from the held frames, mixed with raw after-part frames as the pipeline
+    adds them, decodes to the same scene, and a held frame of another size is left out."""
+    frames = _footage(sample_media, 30)
+    ring = FrameRing(seconds=2.0)
+    for i, image in enumerate(frames[:20]):
+        ring.push(i / 5, image)
+    held = ring.frames()
+    assert len(held) == 11  # 2 s at 5 fps, both ends
+    raw_bytes = sum(f.nbytes for f in frames[9:20])
+    assert ring.held_bytes * 8 < raw_bytes  # measured: about a twelfth
+    assert all(isinstance(f, HeldFrame) for f in held)
+    writer = ClipWriter(tmp_path / "held.webm", 5.0, expected_frames=21)
+    for frame in held:
+        writer.add(frame)
+    other = HeldFrame.encode(cv2.resize(frames[0], (320, 240)))
+    assert other is not None
+    writer.add(other)  # the camera changed size: left out, as a raw frame would be
+    for image in frames[20:]:
+        writer.add(image)
+        writer.step(2)
+    assert writer.close()
+    decoded = _decoded(tmp_path / "held.webm")
+    assert len(decoded) == 21 and decoded[0].shape == frames[0].shape
+    assert float(np.mean(cv2.absdiff(decoded[5], frames[14]))) < 12.0
+    assert float(np.mean(cv2.absdiff(decoded[15], frames[24]))) < 12.0
+
+
+def test_no_ring_without_clips() -> None:
+    ring = FrameRing(seconds=0)
+    ring.push(0.0, np.zeros((576, 768, 3), np.uint8))
+    assert ring.frames() == [] and ring.held_bytes == 0

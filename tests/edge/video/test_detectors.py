@@ -4,6 +4,9 @@ through onnxruntime, and models that are not models."""
 from __future__ import annotations
 
 import re
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -11,8 +14,9 @@ import pytest
 
 from edge.video.detectors import DetectorError, load_detector
 from edge.video.detectors.onnx_yolo import OnnxYoloDetector
-from edge.video.detectors.opencv_tf import TF90_TO_COCO80
+from edge.video.detectors.opencv_tf import TF90_TO_COCO80, OpenCVTensorFlowDetector
 from edge.video.geometry import iou_matrix
+from microbrain.resources import default_model
 from microbrain.site.cameras import DetectorConfig
 from microbrain.site.classes import COCO_CLASSES
 from tests.edge.video.onnx_models import build, end_to_end_layout, v8_layout
@@ -199,3 +203,103 @@ def test_yolo_class_ids_beyond_names_are_refused(tmp_path):
         OnnxYoloDetector(build(tmp_path / "ids.onnx", pred, NAMES)).detect(
             np.zeros((320, 320, 3), np.uint8)
         )
+
+
+# -- the default detector shared by several cameras: networks side by side --------------
+
+
+def _vtest_frames(sample_media, n: int) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(sample_media("vtest.avi")))
+    frames: list[np.ndarray] = []
+    while len(frames) < n:
+        ok, frame = cap.read()
+        assert ok
+        frames.append(frame)
+        for _ in range(19):  # every 20th frame: different people, different boxes
+            cap.grab()
+    cap.release()
+    return frames
+
+
+def _same(a, b) -> None:
+    np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-3)
+    np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-5)
+    np.testing.assert_array_equal(a.class_id, b.class_id)
+
+
+def test_calls_side_by_side_find_what_calls_one_at_a_time_find(sample_media):
+    """Four cameras calling at once on two single-threaded networks get, frame for frame,
+    the boxes of one call at a time, and those of the previous single network on two
+    threads."""
+    detector = load_detector(DetectorConfig(threads=2))
+    assert isinstance(detector, OpenCVTensorFlowDetector) and detector.networks == 1
+    assert detector.add_network() and detector.networks == 2
+    assert not detector.add_network() and detector.networks == 2  # threads=2: two at most
+    frames = _vtest_frames(sample_media, 12)
+    one_by_one = [detector.detect(frame) for frame in frames]
+    assert sum(len(d) for d in one_by_one) > 12  # people in every frame: a real comparison
+    with ThreadPoolExecutor(4) as pool:
+        side_by_side = list(pool.map(detector.detect, frames))
+    for a, b in zip(one_by_one, side_by_side, strict=True):
+        _same(a, b)
+    model, graph = default_model()
+    previous = OpenCVTensorFlowDetector(model, graph, threads=2, parallel_calls=False)
+    assert previous.max_networks == 1 and not previous.add_network()
+    for frame, a in zip(frames, one_by_one, strict=True):
+        _same(previous.detect(frame), a)
+
+
+def test_a_call_that_finds_every_network_busy_gets_a_new_one_built(sample_media):
+    detector = load_detector(DetectorConfig(threads=2))
+    assert isinstance(detector, OpenCVTensorFlowDetector)
+    frame = _vtest_frames(sample_media, 1)[0]
+    busy = detector._take()  # another camera's call, in progress
+    found: list = []
+    call = threading.Thread(target=lambda: found.append(detector.detect(frame)))
+    call.start()
+    call.join(120)  # returns on the copy built for it, while the first is still taken
+    detector._give(busy)
+    assert not call.is_alive() and len(found) == 1 and detector.networks == 2
+
+
+def test_a_copy_that_cannot_be_built_leaves_the_calls_to_the_networks_there_are(
+    sample_media, tmp_path
+):
+    model, graph = default_model()
+    copy = tmp_path / "ssd.pb"
+    shutil.copyfile(model, copy)
+    detector = OpenCVTensorFlowDetector(copy, graph, threads=2)
+    copy.unlink()  # e.g. an old model version cleaned away while it still runs
+    assert not detector.add_network() and detector.max_networks == 1
+    frame = _vtest_frames(sample_media, 1)[0]
+    busy = detector._take()
+    found: list = []
+    call = threading.Thread(target=lambda: found.append(detector.detect(frame)))
+    call.start()
+    detector._give(busy)  # the waiting call gets the one network back
+    call.join(120)
+    assert not call.is_alive() and len(found) == 1 and detector.networks == 1
+
+
+def test_a_turn_on_the_detector_holds_every_call_until_it_is_given_back(sample_media):
+    """The model manager's smoke test of a new model takes turns with the cameras through
+    the running detector's ``_lock`` (edge/model_update/install.py): held, no call runs,
+    however many networks there are."""
+    detector = load_detector(DetectorConfig(threads=2))
+    assert isinstance(detector, OpenCVTensorFlowDetector) and detector.add_network()
+    frame = _vtest_frames(sample_media, 1)[0]
+    found: list = []
+    with detector._lock:
+        calls = [
+            threading.Thread(target=lambda: found.append(detector.detect(frame))) for _ in range(2)
+        ]
+        for call in calls:
+            call.start()
+        for _ in range(6000):  # both calls waiting (a bounded wait, not a timing)
+            if detector._waiting == 2:
+                break
+            threading.Event().wait(0.01)
+        assert detector._waiting == 2 and found == []
+    for call in calls:
+        call.join(120)
+    assert len(found) == 2 and detector.networks == 2
