@@ -315,4 +315,11 @@ class DetectorConfig(Strict):
     )
     score_threshold: float = Field(default=0.4, gt=0, lt=1)
     nms_iou: float = Field(default=0.45, gt=0, lt=1)
-    threads: int = Field(default=2, ge=1, le=64)
+    threads: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="opencv_tf: up to this many copies of the network, one core each, so "
+        "cameras run side by side (~190 MB each; the second is made only when calls "
+        "overlap); onnx_yolo: onnxruntime's threads",
+    )
