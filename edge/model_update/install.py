@@ -644,13 +644,13 @@ def _origin(url: str) -> tuple[str, str]:
 
 
 def _turns_with(running: RunningModel | None) -> AbstractContextManager[object]:
-    """The running model's own inference lock (the backends serialise their inference
-    with one), so that the smoke test's inferences take turns with the cameras' instead
+    """The running model's turn (its backend's ``exclusive()``: no inference of it runs
+    while held), so that the smoke test's inferences take turns with the cameras' instead
     of running beside them: on a gateway's few cores two networks at once slow a camera's
     frame by more than one inference, turns by at most one."""
-    lock = getattr(running.detector, "_lock", None) if running is not None else None
-    if hasattr(lock, "acquire") and hasattr(lock, "release"):
-        return cast(AbstractContextManager[object], lock)
+    exclusive = getattr(running.detector, "exclusive", None) if running is not None else None
+    if callable(exclusive):
+        return cast(AbstractContextManager[object], exclusive())
     return contextlib.nullcontext()
 
 

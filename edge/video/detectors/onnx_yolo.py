@@ -181,6 +181,11 @@ class OnnxYoloDetector:
         self._lock = threading.Lock()
         self.detect(np.zeros((*self.input_hw, 3), np.uint8))  # validates the output layout
 
+    def exclusive(self) -> threading.Lock:
+        """Hold it (``with detector.exclusive():``) and no inference of this detector
+        runs: a new model's smoke test takes turns with the cameras' through it."""
+        return self._lock
+
     @classmethod
     def from_config(cls, config: DetectorConfig, base: Path | None = None) -> OnnxYoloDetector:
         if config.model is None:

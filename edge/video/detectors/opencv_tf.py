@@ -53,9 +53,9 @@ def _last_line(err: cv2.error) -> str:
 
 
 class Turns:
-    """A turn on a detector: while it is held no call of the detector runs (each waits),
-    as the single inference lock of the previous detector did. A lock's interface, so
-    callers that take turns through a backend's ``_lock`` keep working."""
+    """A turn on a detector (:meth:`OpenCVTensorFlowDetector.exclusive`): while it is
+    held no call of the detector runs (each waits), as the single inference lock of the
+    previous detector did."""
 
     def __init__(self, detector: OpenCVTensorFlowDetector) -> None:
         self._detector = detector
@@ -117,8 +117,8 @@ class OpenCVTensorFlowDetector:
         self._pool = threading.Condition()
         self._grow = threading.Lock()  # one copy built at a time
         # held, no call runs: the model manager's smoke test of a new model takes turns
-        # with the cameras through it (edge/model_update/install.py, ``_turns_with``)
-        self._lock = Turns(self)
+        # with the cameras through it (exclusive(), edge/model_update/install.py)
+        self._turns = Turns(self)
         self._turn_wanted = 0
         self._turn_held = False
         self._add(self._read_net())
@@ -229,6 +229,11 @@ class OpenCVTensorFlowDetector:
         with self._pool:
             self._turn_held = False
             self._pool.notify_all()
+
+    def exclusive(self) -> Turns:
+        """Hold it (``with detector.exclusive():``) and no call of this detector runs:
+        a new model's smoke test takes turns with the cameras' inferences through it."""
+        return self._turns
 
     # -- inference --------------------------------------------------------------------
 

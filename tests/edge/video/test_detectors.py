@@ -289,7 +289,7 @@ def test_a_turn_on_the_detector_holds_every_call_until_it_is_given_back(sample_m
     assert isinstance(detector, OpenCVTensorFlowDetector) and detector.add_network()
     frame = _vtest_frames(sample_media, 1)[0]
     found: list = []
-    with detector._lock:
+    with detector.exclusive():
         calls = [
             threading.Thread(target=lambda: found.append(detector.detect(frame))) for _ in range(2)
         ]
