@@ -9,6 +9,8 @@ comparable side by side.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from pydantic import BaseModel, ConfigDict, Field
 
 # scores are rounded to 4 places when written: a tie is a tie, not noise in the 9th digit
@@ -46,7 +48,28 @@ class Evaluation(BaseModel):
     dataset_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
-def gate_reasons(evaluation: Evaluation | None) -> list[str]:
+@dataclass(frozen=True)
+class GateReason:
+    """One reason the gate gives: a code a console translates, its figures (already
+    formatted), and the English sentence the API and the CLI show."""
+
+    code: str  # no_evaluation | map50_below | event_f1_below
+    values: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        v = self.values
+        if self.code == "no_evaluation":
+            return "no evaluation recorded: run `microbrain model eval` and upload its result"
+        if self.code == "map50_below":
+            return f"mAP50 {v['candidate']} is below the deployed model's {v['deployed']}"
+        return (
+            f"event-level F1 {v['candidate']} (precision {v['precision']}, recall "
+            f"{v['recall']}) is below the deployed model's {v['deployed']} "
+            f"(precision {v['deployed_precision']}, recall {v['deployed_recall']})"
+        )
+
+
+def gate_findings(evaluation: Evaluation | None) -> list[GateReason]:
     """Why the candidate may not roll out; empty when it may.
 
     A candidate must not score below the deployed model on either measure: boxes (mAP50)
@@ -54,15 +77,30 @@ def gate_reasons(evaluation: Evaluation | None) -> list[str]:
     for a few fewer false alarms does not pass).
     """
     if evaluation is None:
-        return ["no evaluation recorded: run `microbrain model eval` and upload its result"]
+        return [GateReason("no_evaluation")]
     c, d = evaluation.candidate, evaluation.deployed
     reasons = []
     if c.map50 + _TOLERANCE < d.map50:
-        reasons.append(f"mAP50 {c.map50:.3f} is below the deployed model's {d.map50:.3f}")
+        reasons.append(
+            GateReason("map50_below", {"candidate": f"{c.map50:.3f}", "deployed": f"{d.map50:.3f}"})
+        )
     if c.event_f1 + _TOLERANCE < d.event_f1:
         reasons.append(
-            f"event-level F1 {c.event_f1:.3f} (precision {c.event_precision:.3f}, recall "
-            f"{c.event_recall:.3f}) is below the deployed model's {d.event_f1:.3f} "
-            f"(precision {d.event_precision:.3f}, recall {d.event_recall:.3f})"
+            GateReason(
+                "event_f1_below",
+                {
+                    "candidate": f"{c.event_f1:.3f}",
+                    "precision": f"{c.event_precision:.3f}",
+                    "recall": f"{c.event_recall:.3f}",
+                    "deployed": f"{d.event_f1:.3f}",
+                    "deployed_precision": f"{d.event_precision:.3f}",
+                    "deployed_recall": f"{d.event_recall:.3f}",
+                },
+            )
         )
     return reasons
+
+
+def gate_reasons(evaluation: Evaluation | None) -> list[str]:
+    """:func:`gate_findings` as English sentences (the API's and the CLI's)."""
+    return [str(reason) for reason in gate_findings(evaluation)]

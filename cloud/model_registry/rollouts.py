@@ -35,7 +35,7 @@ from cloud.db import models as m
 from cloud.db import rowcount
 from cloud.errors import Conflict, Forbidden, Invalid, NotFound
 from cloud.model_registry import manifests, store
-from microbrain.model_card import Evaluation, gate_reasons
+from microbrain.model_card import Evaluation, GateReason, gate_findings
 from microbrain.protocol import Reply
 
 log = logging.getLogger(__name__)
@@ -289,10 +289,16 @@ def _add_gateways(
         rollout.previous_model_id = Tally(previous).most_common(1)[0][0]
 
 
-def gate(model: m.ModelVersion) -> list[str]:
-    """Why the model's card keeps it from rolling out (empty: it may)."""
+def gate_findings_of(model: m.ModelVersion) -> list[GateReason]:
+    """Why the model's card keeps it from rolling out (empty: it may), as codes and
+    figures a console translates."""
     raw = model.card.get("evaluation")
-    return gate_reasons(Evaluation.model_validate(raw) if raw else None)
+    return gate_findings(Evaluation.model_validate(raw) if raw else None)
+
+
+def gate(model: m.ModelVersion) -> list[str]:
+    """Why the model's card keeps it from rolling out, in English (empty: it may)."""
+    return [str(reason) for reason in gate_findings_of(model)]
 
 
 def create(

@@ -25,8 +25,11 @@ def models_page(request: Request, db: DB, signed: Signed) -> HTMLResponse:
     user = signed.user
     if lacks(signed, Action.MANAGE_MODELS):
         return refused(request, signed)
+    rows = store.list_models(db)[:SHOWN]
     context = {
         "rollouts": [rollout_out(db, r, user) for r in rollouts.list_rollouts(db, user, SHOWN)],
-        "models": [model_out(db, row, user) for row in store.list_models(db)[:SHOWN]],
+        "models": [model_out(db, row, user) for row in rows],
+        # the gate's reasons as codes and figures, said in the console's language
+        "gates": {row.id: rollouts.gate_findings_of(row) for row in rows},
     }
     return render(request, "models.html", context, signed=signed)

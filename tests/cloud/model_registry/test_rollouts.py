@@ -286,6 +286,13 @@ def test_the_gate_refuses_a_worse_model_unless_forced_with_a_recorded_reason(
     assert worse["gate"] and "mAP50" in worse["gate"][0]
     bare = registry.upload(registry.name, "0.9.1", eng, evaluation="").json()
     assert "no evaluation" in bare["gate"][0]
+    # the console says the gate's reasons in its own language (zh-CN by default)
+    page = _console_page(registry, "engineer", "/models")
+    row = page[page.index(f'id="model-{worse["id"]}"') :]
+    row = row[: row.index("</tr>")]
+    assert "mAP50 0.300 低于在用模型的 0.500" in row and "is below" not in row
+    row = page[page.index(f'id="model-{bare["id"]}"') :]
+    assert "未登记评估结果" in row[: row.index("</tr>")]
     a = registry.gateway()
     registry.heartbeat(a)
     body = {"model_id": worse["id"], "target": {"kind": "gateway", "ids": [a.gateway]}}
@@ -472,3 +479,27 @@ def test_replies_about_other_rollouts_are_dead_lettered_and_stale_ones_ignored(
     registry.reply(a, False, "download failed", state="failed", serial=made["serial"],
                    rollout=made["id"])  # fmt: skip
     assert states(registry, made["id"])[a.gateway] == "installed"
+
+
+def _console_page(registry: Registry, role: str, path: str) -> str:
+    """``path`` of the console as a user of ``role``, logged in with the password form."""
+    from cloud.console.session import COOKIE, CSRF_HEADER, csrf_for
+    from tests.cloud.model_registry.conftest import PASSWORD
+
+    client = registry.client
+    client.cookies.clear()
+    name = registry.named_user(Role(role))
+    r = client.post(
+        "/login",
+        data={"username": name, "password": PASSWORD, "next": "/"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    client.headers[CSRF_HEADER] = csrf_for(client.cookies[COOKIE])
+    try:
+        page = client.get(path)
+        assert page.status_code == 200, page.text
+        return page.text
+    finally:
+        client.cookies.clear()
+        client.headers.pop(CSRF_HEADER, None)
