@@ -121,7 +121,10 @@ def test_sync_stores_where_each_node_was_declared(factory, demo_site_path):
         s.expire_all()
         config = s.scalars(select(m.SiteConfig)).one()
         assert config.sources == sources
-        assert config.sources["community:xiyuan"] == f"{demo_site_path}:100"
+        # the line of `- id: xiyuan` under communities:, read off the file itself
+        lines = demo_site_path.read_text(encoding="utf-8").splitlines()
+        line = lines.index("  - id: xiyuan") + 1
+        assert config.sources["community:xiyuan"] == f"{demo_site_path}:{line}"
         sync_site(s, site)  # a load without its file records none, rather than stale lines
         s.flush()
         s.expire_all()

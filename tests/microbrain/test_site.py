@@ -47,7 +47,7 @@ def test_demo_site_loads_with_expected_shape() -> None:
     assert len(site.communities) == 2
     assert sum(len(c.compounds) for c in site.communities) == 4
     gateways = list(site.gateways())
-    assert sum(len(p.gateway.cameras) for p in gateways) == 4
+    assert sum(len(p.gateway.cameras) for p in gateways) == 5
     sensors = [s for p in gateways for s in p.gateway.sensors]
     assert len(sensors) >= 12
     kinds = {site.profile(s.profile).kind for s in sensors}
