@@ -90,3 +90,35 @@ def test_not_subscribed_until_the_broker_acknowledges(
     finally:
         client.stop()
         proxy.close()
+
+
+def test_a_device_command_goes_out_and_a_broker_gone_is_named_not_queued(
+    demo_site: Site, mosquitto: MosquittoProcess
+) -> None:
+    """The elevator guard's commands (hold the doors) go out on the local broker; with
+    the broker gone the client says so at once instead of queueing a command that would
+    reach the lift long after the e-bike left."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    got: list[bytes] = []
+    lift = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="lift")
+    lift.on_message = lambda c, u, m: got.append(bytes(m.payload))
+    granted = threading.Event()
+    lift.on_subscribe = lambda *_: granted.set()
+    lift.connect("127.0.0.1", mosquitto.port)
+    lift.subscribe("devices/elevator/b1-a/cmd", qos=1)
+    lift.loop_start()
+    client = sensor_client(demo_site, mosquitto.port)
+    client.start()
+    try:
+        assert granted.wait(30) and wait(lambda: client.subscribed)
+        assert client.publish("devices/elevator/b1-a/cmd", b'{"cmd":"hold_door_open"}', 1) is None
+        assert wait(lambda: got == [b'{"cmd":"hold_door_open"}'])
+        mosquitto.stop()
+        assert wait(lambda: not client.client.is_connected())
+        reason = client.publish("devices/elevator/b1-a/cmd", b'{"cmd":"release_door"}', 1)
+        assert reason == f"the local broker 127.0.0.1:{mosquitto.port} is not connected"
+    finally:
+        lift.loop_stop()
+        client.stop()
