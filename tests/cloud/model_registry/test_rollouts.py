@@ -288,11 +288,14 @@ def test_the_gate_refuses_a_worse_model_unless_forced_with_a_recorded_reason(
     assert "no evaluation" in bare["gate"][0]
     # the console says the gate's reasons in its own language (zh-CN by default)
     page = _console_page(registry, "engineer", "/models")
-    row = page[page.index(f'id="model-{worse["id"]}"') :]
-    row = row[: row.index("</tr>")]
-    assert "mAP50 0.300 低于在用模型的 0.500" in row and "is below" not in row
-    row = page[page.index(f'id="model-{bare["id"]}"') :]
-    assert "未登记评估结果" in row[: row.index("</tr>")]
+
+    def model_row(model_id: int) -> str:
+        html = page[page.index(f'id="model-{model_id}"') :]
+        return html[: html.index("</tr>")]
+
+    assert "mAP50 0.300 低于在用模型的 0.500" in model_row(worse["id"])
+    assert "is below" not in model_row(worse["id"])
+    assert "未登记评估结果" in model_row(bare["id"])
     a = registry.gateway()
     registry.heartbeat(a)
     body = {"model_id": worse["id"], "target": {"kind": "gateway", "ids": [a.gateway]}}
