@@ -110,6 +110,12 @@ class ElevatorGuard:
                             or site.profile(elevator.profile).expected_interval_s
                         )
                     self._watches[(camera.id, zone.id)] = _Watch(rule, elevator, 3 * interval)
+        # elevator sensor id → the door fields its samples are read for (on_sample runs
+        # for every accepted sample of every sensor: a dict lookup, nothing more)
+        self._door_fields: dict[str, set[str]] = {}
+        for watch in self._watches.values():
+            if watch.elevator is not None and watch.rule.door_field is not None:
+                self._door_fields.setdefault(watch.elevator.id, set()).add(watch.rule.door_field)
         self._doors: dict[str, _Door] = {}
         self._episodes: dict[tuple[str, str], _Episode] = {}
         # one lock over decisions and the store: an escalation never reaches the outbox
@@ -178,11 +184,7 @@ class ElevatorGuard:
 
     def on_sample(self, reading: Reading) -> None:
         """A sample the sensor hub accepted (every one, not only those forwarded)."""
-        fields = {
-            w.rule.door_field
-            for w in self._watches.values()
-            if w.elevator is not None and w.elevator.id == reading.sensor and w.rule.door_field
-        }
+        fields = self._door_fields.get(reading.sensor)
         if not fields:
             return
         with self._lock:

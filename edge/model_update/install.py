@@ -48,7 +48,7 @@ from microbrain import __version__
 from microbrain.protocol import ModelInstall, ModelManifest, ModelRef, Reply, utc_now
 from microbrain.signing import SignatureError, load_public_key, verify_manifest
 from microbrain.site.cameras import DetectorConfig
-from microbrain.site.classes import VERDICT_CLASSES
+from microbrain.site.classes import SECOND_STAGE_INPUTS, VERDICT_CLASSES
 
 if TYPE_CHECKING:  # OpenCV and onnxruntime load with the cameras, not before
     import numpy as np
@@ -141,16 +141,12 @@ def reference_frame() -> np.ndarray:
     return np.dstack([np.tile(ramp, (480, 1))] * 3)
 
 
-# a model with either class feeds the e-bike second stage, which names ebike / pedal_bike
-SECOND_STAGE_INPUTS = frozenset(("bicycle", "motorcycle"))
-
-
 def missing_classes(watched: set[str], classes: tuple[str, ...]) -> list[str]:
     """The classes the cameras watch that a model with ``classes`` could never report:
     an ``ebike`` / ``pedal_bike`` is there when the model names it or names a bicycle or
     motorcycle for the second stage to judge."""
     have = set(classes)
-    judged = bool(have & SECOND_STAGE_INPUTS)
+    judged = bool(have.intersection(SECOND_STAGE_INPUTS))
     return sorted(c for c in watched if c not in have and not (c in VERDICT_CLASSES and judged))
 
 

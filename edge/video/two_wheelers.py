@@ -41,7 +41,7 @@ from edge.video import metrics
 from edge.video.detections import Detections
 from microbrain.resources import ResourceMissing, two_wheeler_classifier
 from microbrain.site.cameras import Camera, TwoWheelerCheck
-from microbrain.site.classes import EBIKE, PEDAL_BIKE, VERDICT_CLASSES
+from microbrain.site.classes import EBIKE, PEDAL_BIKE, SECOND_STAGE_INPUTS, VERDICT_CLASSES
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ PEDAL_IMAGENET: Mapping[int, str] = {
 }
 # what the detector's class says when the classifier sees no two-wheeler in the crop
 DETECTOR_PRIOR: Mapping[str, str] = {"motorcycle": EBIKE, "bicycle": PEDAL_BIKE}
-CHECKED_CLASSES: tuple[str, ...] = tuple(DETECTOR_PRIOR)
+CHECKED_CLASSES: tuple[str, ...] = SECOND_STAGE_INPUTS
 # below this total probability on the six classes the crop shows no two-wheeler the
 # classifier knows (a sliver of one, a wheel behind a person): the detector decides
 MIN_MASS = 0.02

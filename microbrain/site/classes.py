@@ -97,3 +97,5 @@ KNOWN_CLASSES: frozenset[str] = frozenset(COCO_CLASSES + EXTENDED_CLASSES + VERD
 
 VEHICLES = ("car", "bus", "truck", "motorcycle")
 TWO_WHEELERS = ("bicycle", "motorcycle", "ebike")
+# the detector classes the e-bike second stage judges (edge/video/two_wheelers.py)
+SECOND_STAGE_INPUTS: tuple[str, ...] = ("motorcycle", "bicycle")

@@ -401,9 +401,6 @@ def test_users_below_the_district_target_only_their_own_gateways(registry: Regis
 
 
 def test_the_console_page_shows_each_rollouts_state_per_gateway(registry: Registry):
-    from cloud.console.session import COOKIE, CSRF_HEADER, csrf_for
-    from tests.cloud.model_registry.conftest import PASSWORD
-
     _old, new = _models(registry)
     a, b = registry.gateway(), registry.gateway()
     registry.heartbeat(a, (registry.name, "1.0.0"))
@@ -413,33 +410,15 @@ def test_the_console_page_shows_each_rollouts_state_per_gateway(registry: Regist
     registry.reply(a, False, "smoke test: outputs of shape (1, 3) where (1, 84, N) was expected",
                    state="failed", serial=made["serial"], rollout=made["id"])  # fmt: skip
     step(registry)
-    client = registry.client
-    for role, status in (("engineer", 200), ("duty", 403)):
-        client.cookies.clear()
-        name = registry.named_user(Role(role))
-        r = client.post(
-            "/login",
-            data={"username": name, "password": PASSWORD, "next": "/"},
-            follow_redirects=False,
-        )
-        assert r.status_code == 303, r.text
-        client.headers[CSRF_HEADER] = csrf_for(client.cookies[COOKIE])
-        page = client.get("/models")
-        assert page.status_code == status
-        if status == 403:
-            assert "smoke test" not in page.text
-            continue
-        html = page.text
-        section = html[html.index(f'id="rollout-{made["id"]}"') :]
-        section = section[: section.index("</article>")]
-        assert "已中止" in section and "smoke test: outputs of shape" in section
-        assert f'data-gateway="{a.gateway}"' in section and "失败" in section
-        assert (
-            f'data-gateway="{b.gateway}"' in section and "待发送" in section and "离线" in section
-        )
-        assert f"{registry.name}@1.1.0" in html and 'href="/models"' in html
-    client.cookies.clear()
-    client.headers.pop(CSRF_HEADER, None)
+    refused = _console_page(registry, "duty", "/models", status=403)
+    assert "smoke test" not in refused
+    html = _console_page(registry, "engineer", "/models")
+    section = html[html.index(f'id="rollout-{made["id"]}"') :]
+    section = section[: section.index("</article>")]
+    assert "已中止" in section and "smoke test: outputs of shape" in section
+    assert f'data-gateway="{a.gateway}"' in section and "失败" in section
+    assert f'data-gateway="{b.gateway}"' in section and "待发送" in section and "离线" in section
+    assert f"{registry.name}@1.1.0" in html and 'href="/models"' in html
 
 
 def test_replies_about_other_rollouts_are_dead_lettered_and_stale_ones_ignored(
@@ -484,8 +463,9 @@ def test_replies_about_other_rollouts_are_dead_lettered_and_stale_ones_ignored(
     assert states(registry, made["id"])[a.gateway] == "installed"
 
 
-def _console_page(registry: Registry, role: str, path: str) -> str:
-    """``path`` of the console as a user of ``role``, logged in with the password form."""
+def _console_page(registry: Registry, role: str, path: str, status: int = 200) -> str:
+    """``path`` of the console as a user of ``role``, logged in with the password form;
+    the page must answer ``status``."""
     from cloud.console.session import COOKIE, CSRF_HEADER, csrf_for
     from tests.cloud.model_registry.conftest import PASSWORD
 
@@ -501,7 +481,7 @@ def _console_page(registry: Registry, role: str, path: str) -> str:
     client.headers[CSRF_HEADER] = csrf_for(client.cookies[COOKIE])
     try:
         page = client.get(path)
-        assert page.status_code == 200, page.text
+        assert page.status_code == status, page.text
         return page.text
     finally:
         client.cookies.clear()
